@@ -1,0 +1,2 @@
+//! lbd (being written)
+fn main() {}

@@ -1,0 +1,2 @@
+//! lbpktgen (being written)
+fn main() {}

@@ -1,0 +1,559 @@
+//! ctl::ipvsadm::format — daemon responses printed exactly as ipvsadm 1.31
+//! prints them, or as JSON.
+//!
+//! Owns the text of every listing: `-L`/`-Ln` (version header, title, service
+//! and real-server lines), `--stats`, `--rate`, `--exact`, `--thresholds`,
+//! `--persistent-conn`, `--tun-info`, `-Lc`, `--timeout`, `-S` (which
+//! [`super::parse_restore`] reads back), DPVS's `-G` local-address table, and
+//! rvs's `--port-stats` table.
+//!
+//! Rules:
+//! * Each format string is ipvsadm's printf format translated one to one
+//!   (`%-28s` → `{:<28}`, `%8s` → `{:>8}`; IPv4 names are cut at 33 and 28
+//!   characters as ipvsadm cuts them); the originals are quoted next to them.
+//! * Addresses are always numeric (ipvsadm without `-n` resolves names).
+//! * Services are sorted by (family, protocol, address, port) and real
+//!   servers by (family, address, port) unless `--nosort`, as ipvsadm does
+//!   (`ipvs_cmp_services`, `ipvs_cmp_dests`), but comparing addresses as
+//!   numbers. Connections are printed in the daemon's order.
+//! * JSON output is the daemon's response, sorted like the text.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::{ListCommand, ListOptions, ListWhat, OutputFormat, IPVS_VERSION};
+use crate::ctl::protocol::{
+    ConnInfo, DestInfo, ErrorKind, Fwd, Netmask, PortStatsInfo, Response, ServiceInfo,
+    ServiceKey, ServiceLaddrs, Timeouts,
+};
+
+/// Why a response could not be printed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The daemon answered with an error; the message is printed as is.
+    #[error("{message}")]
+    Daemon {
+        /// Error class.
+        kind: ErrorKind,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The daemon answered with the wrong kind of response.
+    #[error("unexpected {got} response from lbd to a {expected} request")]
+    Unexpected {
+        /// Response type the listing needs.
+        expected: &'static str,
+        /// Response type received.
+        got: &'static str,
+    },
+    /// JSON encoding failed.
+    #[error("cannot encode JSON output: {0}")]
+    Json(String),
+}
+
+/// Prints `response` as the listing `cmd` asks for.
+pub fn render(cmd: &ListCommand, response: &Response) -> Result<String, RenderError> {
+    if let Response::Error { kind, message } = response {
+        return Err(RenderError::Daemon {
+            kind: *kind,
+            message: message.clone(),
+        });
+    }
+    let expected = expected_response(&cmd.what);
+    let got = response_type(response);
+    if expected != got {
+        return Err(RenderError::Unexpected { expected, got });
+    }
+    let options = &cmd.options;
+    let mut response = response.clone();
+    if let Response::Services { services, .. } = &mut response {
+        if !options.nosort {
+            sort_services(services);
+        }
+    }
+    if options.output == OutputFormat::Json {
+        return render_json(&response);
+    }
+    Ok(match (&cmd.what, &response) {
+        (ListWhat::All, Response::Services { services, conn_table_size }) => {
+            let mut out = format!(
+                "IP Virtual Server version {IPVS_VERSION} (size={conn_table_size})\n"
+            );
+            out.push_str(&render_services(services, options));
+            out
+        }
+        (ListWhat::Service(_), Response::Services { services, .. }) => {
+            render_services(services, options)
+        }
+        (ListWhat::Rules, Response::Services { services, .. }) => render_rules(services),
+        (ListWhat::Conns, Response::Conns { conns, .. }) => render_conns(conns, options),
+        (ListWhat::Timeouts, Response::Timeouts { timeouts }) => render_timeouts(timeouts),
+        (ListWhat::Laddrs(_), Response::Laddrs { services }) => render_laddrs(services),
+        (ListWhat::PortStats, Response::PortStats { ports }) => {
+            render_port_stats(ports, options.exact)
+        }
+        _ => return Err(RenderError::Unexpected { expected, got }),
+    })
+}
+
+fn expected_response(what: &ListWhat) -> &'static str {
+    match what {
+        ListWhat::All | ListWhat::Service(_) | ListWhat::Rules => "services",
+        ListWhat::Conns => "conns",
+        ListWhat::Timeouts => "timeouts",
+        ListWhat::Laddrs(_) => "laddrs",
+        ListWhat::PortStats => "port_stats",
+    }
+}
+
+fn response_type(response: &Response) -> &'static str {
+    match response {
+        Response::Ok { .. } => "ok",
+        Response::Error { .. } => "error",
+        Response::Services { .. } => "services",
+        Response::Conns { .. } => "conns",
+        Response::Timeouts { .. } => "timeouts",
+        Response::Laddrs { .. } => "laddrs",
+        Response::Version { .. } => "version",
+        Response::PortStats { .. } => "port_stats",
+    }
+}
+
+/// The response as pretty-printed JSON, newline-terminated.
+pub fn render_json(response: &Response) -> Result<String, RenderError> {
+    let mut text =
+        serde_json::to_string_pretty(response).map_err(|e| RenderError::Json(e.to_string()))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Address sort key: IPv4 before IPv6, then numerically.
+fn addr_order(addr: &IpAddr) -> (u8, u128) {
+    match addr {
+        IpAddr::V4(a) => (0, u128::from(u32::from(*a))),
+        IpAddr::V6(a) => (1, u128::from(*a)),
+    }
+}
+
+fn service_order(key: &ServiceKey) -> (u8, u8, u128, u16) {
+    let (family, addr) = addr_order(&key.addr);
+    (family, key.proto.number(), addr, key.port)
+}
+
+/// ipvsadm's default order: services by (family, protocol, address, port),
+/// each service's real servers by (family, address, port).
+pub fn sort_services(services: &mut [ServiceInfo]) {
+    services.sort_by_key(|s| service_order(&s.spec.key));
+    for service in services.iter_mut() {
+        service
+            .dests
+            .sort_by_key(|d| (addr_order(&d.spec.addr), d.spec.port));
+    }
+}
+
+/// `addrport_to_anyname` with `FMT_NUMERIC`: `a.b.c.d:port` or `[v6]:port`.
+pub fn addr_port(addr: &IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// `snprintf(svc_name, "%-4s %s", ...)`, cut at 33 characters for IPv4.
+fn service_name(key: &ServiceKey) -> String {
+    let mut name = format!("{:<4} {}", key.proto.name(), addr_port(&key.addr, key.port));
+    if key.addr.is_ipv4() {
+        name.truncate(33);
+    }
+    name
+}
+
+/// Real-server name, cut at 28 characters for IPv4 (`dname[28] = '\0'`).
+fn dest_name(addr: &IpAddr, port: u16) -> String {
+    let mut name = addr_port(addr, port);
+    if addr.is_ipv4() {
+        name.truncate(28);
+    }
+    name
+}
+
+/// ipvsadm's `print_largenum`: 9 columns, scaled to K/M/G/T unless `--exact`.
+pub fn largenum(n: u64, exact: bool) -> String {
+    if exact {
+        // printf("%*llu", len <= 8 ? 9 : len + 1, i)
+        let len = n.to_string().len();
+        let width = if len <= 8 { 9 } else { len + 1 };
+        return format!("{n:>width$}");
+    }
+    if n < 100_000_000 {
+        format!("{n:>9}")
+    } else if n < 1_000_000_000 {
+        format!("{:>8}K", n / 1_000)
+    } else if n < 100_000_000_000 {
+        format!("{:>8}M", n / 1_000_000)
+    } else if n < 100_000_000_000_000 {
+        format!("{:>8}G", n / 1_000_000_000)
+    } else {
+        format!("{:>8}T", n / 1_000_000_000_000)
+    }
+}
+
+/// ipvsadm's `print_title` (precedence: stats, rate, thresholds,
+/// persistent-conn, tun-info, plain).
+fn title(options: &ListOptions) -> String {
+    const PROT: &str = "Prot LocalAddress:Port";
+    if options.stats || options.rate {
+        // "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n"
+        let cols = if options.stats {
+            ["Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"]
+        } else {
+            ["CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"]
+        };
+        format!(
+            "{PROT:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            cols[0], cols[1], cols[2], cols[3], cols[4]
+        )
+    } else if options.thresholds {
+        // "%-33s %-10s %-10s %-10s %-10s\n  -> RemoteAddress:Port\n"
+        format!(
+            "{PROT:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        )
+    } else if options.persistent_conn {
+        // "%-33s %-9s %-11s %-10s %-10s\n  -> RemoteAddress:Port\n"
+        format!(
+            "{PROT:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Weight", "PersistConn", "ActiveConn", "InActConn"
+        )
+    } else if options.tun_info {
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n".to_string()
+    } else {
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n".to_string()
+    }
+}
+
+/// Title plus every service (callers sort first).
+fn render_services(services: &[ServiceInfo], options: &ListOptions) -> String {
+    let mut out = title(options);
+    for service in services {
+        service_entry(&mut out, service, options);
+    }
+    out
+}
+
+/// ipvsadm's `print_service_entry` for the listing formats.
+fn service_entry(out: &mut String, service: &ServiceInfo, options: &ListOptions) {
+    let spec = &service.spec;
+    let name = service_name(&spec.key);
+    let exact = options.exact;
+    if options.stats || options.rate {
+        // printf("%-33s", svc_name); print_largenum x5
+        let values = if options.stats {
+            let s = &service.stats;
+            [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes]
+        } else {
+            let r = &service.rates;
+            [r.cps, r.inpps, r.outpps, r.inbps, r.outbps]
+        };
+        let _ = write!(out, "{name:<33}");
+        for v in values {
+            out.push_str(&largenum(v, exact));
+        }
+    } else {
+        // printf("%s %s", svc_name, se->sched_name) and the flags
+        let _ = write!(out, "{name} {}", spec.scheduler);
+        if !spec.sched_flags.is_empty() {
+            let _ = write!(out, " ({})", spec.sched_flags.join(","));
+        }
+        if let Some(timeout) = spec.persistent {
+            let _ = write!(out, " persistent {timeout}");
+            if !spec.netmask.is_host() {
+                let _ = write!(out, " mask {}", netmask_text(&spec.netmask));
+            }
+            if let Some(pe) = &spec.pe {
+                let _ = write!(out, " pe {pe}");
+            }
+        }
+        if spec.ops {
+            out.push_str(" ops");
+        }
+    }
+    out.push('\n');
+    for dest in &service.dests {
+        dest_entry(out, dest, options);
+    }
+}
+
+fn netmask_text(mask: &Netmask) -> String {
+    match mask {
+        Netmask::V4(m) => m.to_string(),
+        Netmask::V6(prefix) => prefix.to_string(),
+    }
+}
+
+/// `fwd_tun_info`: "ipip" for tunnel real servers, ipvsadm's NA otherwise.
+fn tunnel_info(dest: &DestInfo) -> &'static str {
+    match dest.spec.fwd {
+        Fwd::Tunnel => "ipip",
+        _ => "n/a",
+    }
+}
+
+/// One real-server line of a listing.
+fn dest_entry(out: &mut String, dest: &DestInfo, options: &ListOptions) {
+    let spec = &dest.spec;
+    let name = dest_name(&spec.addr, spec.port);
+    let exact = options.exact;
+    if options.stats {
+        // printf("  -> %-28s", dname); print_largenum x5
+        let s = &dest.stats;
+        let _ = write!(out, "  -> {name:<28}");
+        for v in [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes] {
+            out.push_str(&largenum(v, exact));
+        }
+        out.push('\n');
+    } else if options.rate {
+        // "  -> %-28s %8llu %8llu %8llu" then print_largenum x2
+        let r = &dest.rates;
+        let _ = write!(out, "  -> {name:<28} {:>8} {:>8} {:>8}", r.cps, r.inpps, r.outpps);
+        out.push_str(&largenum(r.inbps, exact));
+        out.push_str(&largenum(r.outbps, exact));
+        out.push('\n');
+    } else if options.thresholds {
+        // "  -> %-28s %-10u %-10u %-10u %-10u\n"
+        let _ = writeln!(
+            out,
+            "  -> {name:<28} {:<10} {:<10} {:<10} {:<10}",
+            spec.u_threshold, spec.l_threshold, dest.active_conns, dest.inactive_conns
+        );
+    } else if options.persistent_conn {
+        // "  -> %-28s %-9u %-11u %-10u %-10u\n"
+        let _ = writeln!(
+            out,
+            "  -> {name:<28} {:<9} {:<11} {:<10} {:<10}",
+            spec.weight, dest.persist_conns, dest.active_conns, dest.inactive_conns
+        );
+    } else if options.tun_info {
+        // "  -> %-28s %-7s %-13s %-6d %-10u %-10u\n"
+        let _ = writeln!(
+            out,
+            "  -> {name:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+            spec.fwd.name(),
+            tunnel_info(dest),
+            spec.weight,
+            dest.active_conns,
+            dest.inactive_conns
+        );
+    } else {
+        // "  -> %-28s %-7s %-6d %-10u %-10u\n"
+        let _ = writeln!(
+            out,
+            "  -> {name:<28} {:<7} {:<6} {:<10} {:<10}",
+            spec.fwd.name(),
+            spec.weight,
+            dest.active_conns,
+            dest.inactive_conns
+        );
+    }
+}
+
+/// `-S`: services as `-A`/`-a` rules (ipvsadm's `FMT_RULE`), plus `-P` lines
+/// for FULLNAT local addresses. Thresholds are not saved (as in ipvsadm).
+pub fn render_rules(services: &[ServiceInfo]) -> String {
+    let mut out = String::new();
+    for service in services {
+        let spec = &service.spec;
+        let selector = match spec.key.proto {
+            crate::ctl::protocol::Proto::Tcp => "-t",
+            crate::ctl::protocol::Proto::Udp => "-u",
+        };
+        let svc = format!("{selector} {}", addr_port(&spec.key.addr, spec.key.port));
+        // printf("-A %s -s %s", svc_name, se->sched_name)
+        let _ = write!(out, "-A {svc} -s {}", spec.scheduler);
+        if let Some(timeout) = spec.persistent {
+            let _ = write!(out, " -p {timeout}");
+            if !spec.netmask.is_host() {
+                let _ = write!(out, " -M {}", netmask_text(&spec.netmask));
+            }
+        }
+        if let Some(pe) = &spec.pe {
+            let _ = write!(out, " --pe {pe}");
+        }
+        if spec.ops {
+            out.push_str(" -o");
+        }
+        if !spec.sched_flags.is_empty() {
+            let _ = write!(out, " -b {}", spec.sched_flags.join(","));
+        }
+        out.push('\n');
+        for dest in &service.dests {
+            let d = &dest.spec;
+            // "-a %s -r %s %s -w %d" (+ " --tun-type ipip" for tunnels)
+            let _ = write!(
+                out,
+                "-a {svc} -r {} {} -w {}",
+                addr_port(&d.addr, d.port),
+                d.fwd.switch(),
+                d.weight
+            );
+            if d.fwd == Fwd::Tunnel {
+                out.push_str(" --tun-type ipip");
+            }
+            out.push('\n');
+        }
+        for laddr in &service.laddrs {
+            let _ = write!(out, "-P {svc} -z {}", laddr.addr);
+            if let Some(ifname) = &laddr.ifname {
+                let _ = write!(out, " -F {ifname}");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `-Lc`: ipvsadm's `list_conn` / `print_conn` (expiry as `mm:ss`).
+pub fn render_conns(conns: &[ConnInfo], options: &ListOptions) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    if options.persistent_conn {
+        // "pro expire %-11s %-18s %-18s %-18s %-16s %s\n"
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} {}",
+            "state", "source", "virtual", "destination", "pe name", "pe_data"
+        );
+    } else {
+        // "pro expire %-11s %-18s %-18s %s\n"
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {}",
+            "state", "source", "virtual", "destination"
+        );
+    }
+    for conn in conns {
+        let seconds = conn.expires_ms / 1000;
+        let expire = format!("{:02}:{:02}", seconds / 60, seconds % 60);
+        let client = addr_port(&conn.client.ip(), conn.client.port());
+        let virt = addr_port(&conn.vaddr.ip(), conn.vaddr.port());
+        let dest = addr_port(&conn.daddr.ip(), conn.daddr.port());
+        match (&conn.pe_name, &conn.pe_data, options.persistent_conn) {
+            (Some(pe_name), Some(pe_data), true) => {
+                // "%-3s %-6s %-11s %-18s %-18s %-16s %-18s %s\n"
+                let _ = writeln!(
+                    out,
+                    "{:<3} {expire:<6} {:<11} {client:<18} {virt:<18} {dest:<16} {pe_name:<18} {pe_data}",
+                    conn.proto.name(),
+                    conn.state
+                );
+            }
+            _ => {
+                // "%-3s %-6s %-11s %-18s %-18s %s\n"
+                let _ = writeln!(
+                    out,
+                    "{:<3} {expire:<6} {:<11} {client:<18} {virt:<18} {dest}",
+                    conn.proto.name(),
+                    conn.state
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `--timeout`: "Timeout (tcp tcpfin udp): %d %d %d\n".
+pub fn render_timeouts(timeouts: &Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        timeouts.tcp, timeouts.tcpfin, timeouts.udp
+    )
+}
+
+/// `-G`: DPVS's local-address table (title before the first service only).
+pub fn render_laddrs(services: &[ServiceLaddrs]) -> String {
+    let mut out = String::new();
+    for (index, entry) in services.iter().enumerate() {
+        if index == 0 {
+            // "%-20s %-8s %-20s %-10s %-10s\n"
+            let _ = writeln!(
+                out,
+                "{:<20} {:<8} {:<20} {:<10} {:<10}",
+                "VIP:VPORT", "TOTAL", "LADDR", "CONFLICTS", "CONNS"
+            );
+        }
+        // "%-20s %-8u \n"
+        let vip = addr_port(&entry.service.addr, entry.service.port);
+        let _ = writeln!(out, "{vip:<20} {:<8} ", entry.laddrs.len());
+        for laddr in &entry.laddrs {
+            // "%-20s %-8s %-20s %-10lu %-10u\n"
+            let _ = writeln!(
+                out,
+                "{:<20} {:<8} {:<20} {:<10} {:<10}",
+                "",
+                "",
+                laddr.addr.to_string(),
+                laddr.port_conflicts,
+                laddr.conns
+            );
+        }
+    }
+    out
+}
+
+/// `--port-stats` (rvs): one line per port, counters as `print_largenum`.
+pub fn render_port_stats(ports: &[PortStatsInfo], exact: bool) -> String {
+    let mut out = format!(
+        "{:<6} {:<16}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}\n",
+        "Port", "Name", "RxPkts", "RxBytes", "TxPkts", "TxBytes", "RxMissed", "RxErrors",
+        "TxErrors", "RxNoMbuf"
+    );
+    for port in ports {
+        let _ = write!(out, "{:<6} {:<16}", port.port, port.name);
+        for v in [
+            port.rx_packets,
+            port.rx_bytes,
+            port.tx_packets,
+            port.tx_bytes,
+            port.rx_missed,
+            port.rx_errors,
+            port.tx_errors,
+            port.rx_nombuf,
+        ] {
+            out.push_str(&largenum(v, exact));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn largenum_follows_print_largenum_thresholds() {
+        assert_eq!(largenum(0, false), "        0");
+        assert_eq!(largenum(99_999_999, false), " 99999999");
+        assert_eq!(largenum(100_000_000, false), "  100000K");
+        assert_eq!(largenum(999_999_999, false), "  999999K");
+        assert_eq!(largenum(1_000_000_000, false), "    1000M");
+        assert_eq!(largenum(99_999_999_999, false), "   99999M");
+        assert_eq!(largenum(100_000_000_000, false), "     100G");
+        assert_eq!(largenum(99_999_999_999_999, false), "   99999G");
+        assert_eq!(largenum(100_000_000_000_000, false), "     100T");
+        assert_eq!(largenum(12, true), "       12");
+        assert_eq!(largenum(123_456_789, true), " 123456789");
+        assert_eq!(largenum(u64::MAX, true), format!(" {}", u64::MAX));
+    }
+
+    #[test]
+    fn ipv4_names_are_cut_like_ipvsadm() {
+        let key = ServiceKey {
+            proto: crate::ctl::protocol::Proto::Tcp,
+            addr: "255.255.255.255".parse().expect("addr"),
+            port: 65535,
+        };
+        assert_eq!(service_name(&key), "TCP  255.255.255.255:65535");
+        assert!(service_name(&key).len() <= 33);
+        assert_eq!(dest_name(&"255.255.255.255".parse().expect("addr"), 65535).len(), 21);
+    }
+}

@@ -1,0 +1,1065 @@
+//! ctl::protocol — the wire protocol between `lbctl` (and any other client)
+//! and `lbd`.
+//!
+//! Owns: the frame format, the protocol version, and the CLOSED set of
+//! requests and responses with every field an ipvsadm command line can carry.
+//!
+//! Rules:
+//! * A frame is a 4-byte big-endian payload length followed by that many bytes
+//!   of UTF-8 JSON. Frames larger than [`MAX_FRAME_LEN`] are refused before
+//!   the payload is read; an empty frame is malformed.
+//! * Every request travels in `{"version":1,"request":{...}}` and every
+//!   response in `{"version":1,"response":{...}}`. The version is checked
+//!   before the body is decoded, so a client speaking a newer protocol gets
+//!   [`ProtocolError::BadVersion`], not a confusing decode error.
+//! * Requests and responses are internally tagged serde enums
+//!   (`{"type":"add_service",...}`) with `deny_unknown_fields`: a misspelt or
+//!   unknown field is a [`ProtocolError::Malformed`], never silently ignored.
+//! * One connection carries any number of request/response pairs, strictly
+//!   alternating; `lbctl` sends one and closes.
+//! * A [`Request::Batch`] is applied atomically by the daemon: all of it or
+//!   none of it (this is how `lbctl -R` restores a table). Batches do not nest.
+//! * Every failure is answered with [`Response::Error`] and changes nothing.
+//!   The `message` is what `lbctl` prints on stderr; daemons should use
+//!   ipvsadm's wording where ipvsadm has one ("Service already exists",
+//!   "No such service", "Service not defined", "Destination already exists",
+//!   "No such destination", "Scheduler or persistence engine not found",
+//!   "Memory allocation problem").
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame payload accepted or sent, in bytes (16 MiB). Requests are
+/// tiny except `-R` batches; the largest responses are connection listings,
+/// which the daemon truncates (see [`Response::Conns`]) to stay below this.
+pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
+
+/// Where `lbd` listens and `lbctl` connects unless told otherwise.
+pub const DEFAULT_SOCKET_PATH: &str = "/run/rvs/lbd.sock";
+
+/// Environment variable that overrides [`DEFAULT_SOCKET_PATH`] for `lbctl`.
+pub const SOCKET_ENV: &str = "LBCTL_SOCKET";
+
+/// Errors while framing, encoding or decoding protocol messages.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// A frame announces (or a message needs) more than [`MAX_FRAME_LEN`] bytes.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Announced or needed payload length.
+        len: usize,
+        /// The limit, [`MAX_FRAME_LEN`].
+        max: usize,
+    },
+    /// The peer speaks another protocol version.
+    #[error("protocol version {got} is not supported (this side speaks version {expected})")]
+    BadVersion {
+        /// Version found in the envelope.
+        got: u64,
+        /// [`PROTOCOL_VERSION`].
+        expected: u32,
+    },
+    /// The payload is not a valid envelope or message; the text says why.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The peer closed the connection cleanly between frames.
+    #[error("connection closed by peer")]
+    Closed,
+    /// Reading or writing the stream failed (including timeouts).
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Transport protocol of a virtual service. SCTP is refused by `lbctl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+}
+
+impl Proto {
+    /// ipvsadm's protocol name as printed by `-L` ("TCP", "UDP").
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
+    }
+
+    /// IANA protocol number (6, 17); ipvsadm sorts services by it.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+}
+
+/// Identity of a virtual service: protocol, virtual address and port.
+/// Port 0 means "any port" and is only valid for persistent services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceKey {
+    /// Transport protocol.
+    pub proto: Proto,
+    /// Virtual IP address.
+    pub addr: IpAddr,
+    /// Virtual port (0 = any port, persistent services only).
+    pub port: u16,
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.proto.name(), SocketAddr::new(self.addr, self.port))
+    }
+}
+
+/// Persistence granularity: which bits of the client address share a
+/// persistence template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Netmask {
+    /// IPv4 netmask (ipvsadm accepts any dotted quad; default 255.255.255.255).
+    V4(Ipv4Addr),
+    /// IPv6 prefix length 1..=128 (default 128).
+    V6(u8),
+}
+
+impl Netmask {
+    /// The default, "one client address per template", for a service address.
+    pub fn host_for(addr: &IpAddr) -> Netmask {
+        match addr {
+            IpAddr::V4(_) => Netmask::V4(Ipv4Addr::BROADCAST),
+            IpAddr::V6(_) => Netmask::V6(128),
+        }
+    }
+
+    /// True for 255.255.255.255 and /128, which ipvsadm does not print.
+    pub fn is_host(&self) -> bool {
+        match self {
+            Netmask::V4(mask) => *mask == Ipv4Addr::BROADCAST,
+            Netmask::V6(prefix) => *prefix == 128,
+        }
+    }
+}
+
+/// Everything `-A`/`-E` set on a virtual service. `-E` replaces the whole
+/// spec (ipvsadm semantics: options left out go back to their defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Which service.
+    pub key: ServiceKey,
+    /// Scheduler name (`-s`), default "wlc".
+    pub scheduler: String,
+    /// Scheduler flags (`-b`), canonical names in bit order: for sh
+    /// "sh-fallback", "sh-port"; for mh "mh-fallback", "mh-port"; otherwise
+    /// "flag-1", "flag-2"; and "flag-3".
+    pub sched_flags: Vec<String>,
+    /// Persistence timeout in seconds (`-p`), `None` = not persistent.
+    pub persistent: Option<u32>,
+    /// Persistence granularity (`-M`).
+    pub netmask: Netmask,
+    /// One-packet scheduling (`-o`/`--ops`), UDP only.
+    pub ops: bool,
+    /// Persistence engine (`--pe`); rvs supports none, so always `None` from lbctl.
+    pub pe: Option<String>,
+}
+
+impl ServiceSpec {
+    /// A spec with ipvsadm's defaults: wlc, no flags, not persistent,
+    /// host netmask, no ops, no persistence engine.
+    pub fn new(key: ServiceKey) -> ServiceSpec {
+        ServiceSpec {
+            key,
+            scheduler: "wlc".to_string(),
+            sched_flags: Vec::new(),
+            persistent: None,
+            netmask: Netmask::host_for(&key.addr),
+            ops: false,
+            pe: None,
+        }
+    }
+}
+
+/// Packet-forwarding method of a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fwd {
+    /// NAT (`-m`), printed "Masq".
+    Masq,
+    /// Direct routing (`-g`, the default), printed "Route".
+    Route,
+    /// IP-in-IP tunnel (`-i`), printed "Tunnel".
+    Tunnel,
+    /// Full NAT with a local address (`--fullnat`, rvs/DPVS), printed "FullNat".
+    FullNat,
+}
+
+impl Fwd {
+    /// ipvsadm's forward column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fwd::Masq => "Masq",
+            Fwd::Route => "Route",
+            Fwd::Tunnel => "Tunnel",
+            Fwd::FullNat => "FullNat",
+        }
+    }
+
+    /// The option that selects this method in `-S` output.
+    pub fn switch(self) -> &'static str {
+        match self {
+            Fwd::Masq => "-m",
+            Fwd::Route => "-g",
+            Fwd::Tunnel => "-i",
+            Fwd::FullNat => "--fullnat",
+        }
+    }
+}
+
+/// Tunnel encapsulation of a [`Fwd::Tunnel`] real server. rvs implements
+/// ipip only (`--tun-type gue|gre` is refused by lbctl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunType {
+    /// IPv4/IPv6-in-IP encapsulation, ipvsadm's default.
+    Ipip,
+}
+
+/// Everything `-a`/`-e` set on a real server. `-e` replaces the whole spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestSpec {
+    /// Real server address.
+    pub addr: IpAddr,
+    /// Real server port (forced to the service port for Route and Tunnel).
+    pub port: u16,
+    /// Forwarding method.
+    pub fwd: Fwd,
+    /// Weight 0..=65535 (0 = quiesced), default 1.
+    pub weight: u32,
+    /// Upper connection threshold (`-x`), 0 = none.
+    pub u_threshold: u32,
+    /// Lower connection threshold (`-y`), 0 = none.
+    pub l_threshold: u32,
+    /// Tunnel type; meaningful only for [`Fwd::Tunnel`].
+    pub tun_type: TunType,
+}
+
+impl DestSpec {
+    /// A spec with ipvsadm's defaults: Route, weight 1, no thresholds, ipip.
+    pub fn new(addr: IpAddr, port: u16) -> DestSpec {
+        DestSpec {
+            addr,
+            port,
+            fwd: Fwd::Route,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            tun_type: TunType::Ipip,
+        }
+    }
+}
+
+/// A FULLNAT local address of a service (`-P`/`-Q` with `-z`, `-F`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaddrSpec {
+    /// The service the address belongs to.
+    pub service: ServiceKey,
+    /// Local (source) address used towards real servers.
+    pub addr: IpAddr,
+    /// Port (interface) that owns the address, e.g. "dpdk0"; `None` lets lbd
+    /// pick the port by route.
+    pub ifname: Option<String>,
+}
+
+/// Global timeouts of `--set` / `--timeout`, in seconds. In `SetTimeouts`,
+/// 0 means "leave unchanged".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP ESTABLISHED timeout.
+    pub tcp: u32,
+    /// TCP FIN_WAIT timeout.
+    pub tcpfin: u32,
+    /// UDP timeout.
+    pub udp: u32,
+}
+
+/// The closed set of requests lbd accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// `-A`: add a virtual service.
+    AddService {
+        /// The new service.
+        service: ServiceSpec,
+    },
+    /// `-E`: replace an existing service's parameters.
+    EditService {
+        /// The service's new parameters (key selects the service).
+        service: ServiceSpec,
+    },
+    /// `-D`: delete a service with its real servers and local addresses.
+    DeleteService {
+        /// Which service.
+        service: ServiceKey,
+    },
+    /// `-C`: delete every service.
+    Clear,
+    /// `-a`: add a real server to a service.
+    AddDest {
+        /// Which service.
+        service: ServiceKey,
+        /// The new real server.
+        dest: DestSpec,
+    },
+    /// `-e`: replace a real server's parameters (addr/port select it).
+    EditDest {
+        /// Which service.
+        service: ServiceKey,
+        /// The real server's new parameters.
+        dest: DestSpec,
+    },
+    /// `-d`: delete a real server.
+    DeleteDest {
+        /// Which service.
+        service: ServiceKey,
+        /// Real server address.
+        addr: IpAddr,
+        /// Real server port.
+        port: u16,
+    },
+    /// `-L`/`-S`: list all services, or one.
+    ListServices {
+        /// `None` = all services.
+        service: Option<ServiceKey>,
+    },
+    /// `-Lc`: list connections and persistence templates.
+    ListConns,
+    /// `-Z`: zero the counters of one service or of all.
+    Zero {
+        /// `None` = all services.
+        service: Option<ServiceKey>,
+    },
+    /// `--set tcp tcpfin udp` (0 = unchanged).
+    SetTimeouts {
+        /// New values.
+        timeouts: Timeouts,
+    },
+    /// `-L --timeout`.
+    GetTimeouts,
+    /// `-P`: add a FULLNAT local address.
+    AddLaddr {
+        /// The address.
+        laddr: LaddrSpec,
+    },
+    /// `-Q`: delete a FULLNAT local address.
+    DeleteLaddr {
+        /// The address.
+        laddr: LaddrSpec,
+    },
+    /// `-G`: list local addresses of one service or of all.
+    GetLaddrs {
+        /// `None` = all services.
+        service: Option<ServiceKey>,
+    },
+    /// `-R`: apply all requests atomically, in order, or none. Only table
+    /// changes are allowed inside (no nested batches, no listings).
+    Batch {
+        /// The requests, in input order.
+        requests: Vec<Request>,
+    },
+    /// Daemon and protocol version.
+    Version,
+    /// Per-port (NIC) counters.
+    PortStats,
+}
+
+impl Request {
+    /// True for requests that change the configuration (and so may appear in
+    /// a [`Request::Batch`]).
+    pub fn is_change(&self) -> bool {
+        matches!(
+            self,
+            Request::AddService { .. }
+                | Request::EditService { .. }
+                | Request::DeleteService { .. }
+                | Request::Clear
+                | Request::AddDest { .. }
+                | Request::EditDest { .. }
+                | Request::DeleteDest { .. }
+                | Request::Zero { .. }
+                | Request::SetTimeouts { .. }
+                | Request::AddLaddr { .. }
+                | Request::DeleteLaddr { .. }
+        )
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The frame or JSON could not be decoded.
+    Malformed,
+    /// The client speaks another protocol version.
+    BadVersion,
+    /// A value is out of range or inconsistent (ipvsadm: EINVAL).
+    Invalid,
+    /// The object already exists (EEXIST).
+    Exists,
+    /// The object does not exist (ESRCH/ENOENT).
+    NotFound,
+    /// rvs does not implement this (EOPNOTSUPP).
+    Unsupported,
+    /// A table or pool is full (ENOMEM).
+    NoSpace,
+    /// The daemon failed internally.
+    Internal,
+}
+
+/// Packet and byte counters (ipvsadm `--stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets client → server.
+    pub inpkts: u64,
+    /// Packets server → client.
+    pub outpkts: u64,
+    /// Bytes client → server.
+    pub inbytes: u64,
+    /// Bytes server → client.
+    pub outbytes: u64,
+}
+
+/// Rate estimates (ipvsadm `--rate`), per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rates {
+    /// Connections per second.
+    pub cps: u64,
+    /// Packets per second client → server.
+    pub inpps: u64,
+    /// Packets per second server → client.
+    pub outpps: u64,
+    /// Bytes per second client → server.
+    pub inbps: u64,
+    /// Bytes per second server → client.
+    pub outbps: u64,
+}
+
+/// A real server as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestInfo {
+    /// Its configuration.
+    pub spec: DestSpec,
+    /// Active connections (ActiveConn).
+    pub active_conns: u64,
+    /// Inactive connections (InActConn).
+    pub inactive_conns: u64,
+    /// Persistence templates pointing at it (PersistConn).
+    pub persist_conns: u64,
+    /// Counters.
+    pub stats: Stats,
+    /// Rates.
+    pub rates: Rates,
+}
+
+/// A FULLNAT local address as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaddrInfo {
+    /// The address.
+    pub addr: IpAddr,
+    /// Port (interface) name, if configured.
+    pub ifname: Option<String>,
+    /// Source-port allocation conflicts seen (DPVS "CONFLICTS").
+    pub port_conflicts: u64,
+    /// Connections currently using it (DPVS "CONNS").
+    pub conns: u64,
+}
+
+/// A virtual service as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceInfo {
+    /// Its configuration.
+    pub spec: ServiceSpec,
+    /// Its real servers, in the daemon's scheduling order.
+    pub dests: Vec<DestInfo>,
+    /// Its FULLNAT local addresses (empty unless configured).
+    pub laddrs: Vec<LaddrInfo>,
+    /// Counters.
+    pub stats: Stats,
+    /// Rates.
+    pub rates: Rates,
+}
+
+/// A service's local addresses, for `-G`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLaddrs {
+    /// Which service.
+    pub service: ServiceKey,
+    /// Its local addresses.
+    pub laddrs: Vec<LaddrInfo>,
+}
+
+/// One connection or persistence template (`-Lnc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnInfo {
+    /// Transport protocol.
+    pub proto: Proto,
+    /// State name as ipvsadm prints it ("ESTABLISHED", "UDP", "NONE" for templates).
+    pub state: String,
+    /// Time left before expiry, in milliseconds.
+    pub expires_ms: u64,
+    /// Client address and port (port 0 for templates).
+    pub client: SocketAddr,
+    /// Virtual address and port.
+    pub vaddr: SocketAddr,
+    /// Real server address and port.
+    pub daddr: SocketAddr,
+    /// FULLNAT local address and port, if any.
+    pub laddr: Option<SocketAddr>,
+    /// True for persistence templates.
+    pub template: bool,
+    /// Persistence engine name, if any (never set by rvs today).
+    pub pe_name: Option<String>,
+    /// Persistence engine data, if any.
+    pub pe_data: Option<String>,
+}
+
+/// Counters of one NIC port, named like DPDK's `rte_eth_stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortStatsInfo {
+    /// Port index.
+    pub port: u16,
+    /// Port name, e.g. "dpdk0".
+    pub name: String,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets dropped by the NIC for lack of ring space (imissed).
+    pub rx_missed: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+    /// Receive mbuf allocation failures.
+    pub rx_nombuf: u64,
+}
+
+/// The closed set of responses lbd sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// A change was applied; `generation` is the configuration generation
+    /// now in force (unchanged for requests that change nothing).
+    Ok {
+        /// Configuration generation.
+        generation: u64,
+    },
+    /// The request failed and changed nothing.
+    Error {
+        /// Error class.
+        kind: ErrorKind,
+        /// Human-readable message, printed by lbctl as is.
+        message: String,
+    },
+    /// Answer to [`Request::ListServices`].
+    Services {
+        /// The services, in the daemon's order (lbctl sorts).
+        services: Vec<ServiceInfo>,
+        /// Connection table size, printed in the `-L` header.
+        conn_table_size: u64,
+    },
+    /// Answer to [`Request::ListConns`].
+    Conns {
+        /// The connections.
+        conns: Vec<ConnInfo>,
+        /// True when the daemon stopped early to stay under [`MAX_FRAME_LEN`].
+        truncated: bool,
+    },
+    /// Answer to [`Request::GetTimeouts`].
+    Timeouts {
+        /// Current values.
+        timeouts: Timeouts,
+    },
+    /// Answer to [`Request::GetLaddrs`].
+    Laddrs {
+        /// Per-service local addresses.
+        services: Vec<ServiceLaddrs>,
+    },
+    /// Answer to [`Request::Version`].
+    Version {
+        /// Daemon name and version, e.g. "rvs 0.1.0".
+        daemon: String,
+        /// [`PROTOCOL_VERSION`] of the daemon.
+        protocol: u32,
+        /// IPVS version emulated, e.g. "1.2.1".
+        ipvs: String,
+    },
+    /// Answer to [`Request::PortStats`].
+    PortStats {
+        /// One entry per port.
+        ports: Vec<PortStatsInfo>,
+    },
+}
+
+impl Response {
+    /// Shorthand for an error response.
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+        Response::Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The error response a server sends for a request it could not decode;
+    /// `None` for transport failures (nothing sensible can be sent).
+    pub fn for_protocol_error(err: &ProtocolError) -> Option<Response> {
+        match err {
+            ProtocolError::TooLarge { .. } | ProtocolError::Malformed(_) => {
+                Some(Response::error(ErrorKind::Malformed, err.to_string()))
+            }
+            ProtocolError::BadVersion { .. } => {
+                Some(Response::error(ErrorKind::BadVersion, err.to_string()))
+            }
+            ProtocolError::Closed | ProtocolError::Io(_) => None,
+        }
+    }
+}
+
+/// The request envelope as sent on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestEnvelope {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The request.
+    pub request: Request,
+}
+
+/// The response envelope as sent on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseEnvelope {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The response.
+    pub response: Response,
+}
+
+/// Writes one frame: 4-byte big-endian length, then `payload`.
+pub fn write_frame<W: Write>(writer: &mut W, payload: &[u8]) -> Result<(), ProtocolError> {
+    if payload.len() > MAX_FRAME_LEN {
+        return Err(ProtocolError::TooLarge {
+            len: payload.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    // MAX_FRAME_LEN < u32::MAX, so the length fits.
+    let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::TooLarge {
+        len: payload.len(),
+        max: MAX_FRAME_LEN,
+    })?;
+    writer.write_all(&len.to_be_bytes())?;
+    writer.write_all(payload)?;
+    writer.flush()?;
+    Ok(())
+}
+
+/// Reads one frame's payload. A clean end of stream before the first length
+/// byte is [`ProtocolError::Closed`]; an oversized length is refused without
+/// reading the payload.
+pub fn read_frame<R: Read>(reader: &mut R) -> Result<Vec<u8>, ProtocolError> {
+    let mut header = [0u8; 4];
+    let mut filled = 0;
+    while filled < header.len() {
+        match reader.read(&mut header[filled..]) {
+            Ok(0) if filled == 0 => return Err(ProtocolError::Closed),
+            Ok(0) => {
+                return Err(ProtocolError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "stream ended inside a frame header",
+                )))
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ProtocolError::Io(e)),
+        }
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(ProtocolError::TooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    if len == 0 {
+        return Err(ProtocolError::Malformed("empty frame".to_string()));
+    }
+    let mut payload = vec![0u8; len];
+    reader.read_exact(&mut payload)?;
+    Ok(payload)
+}
+
+/// Encodes a request in its envelope (JSON bytes, without the frame header).
+pub fn encode_request(request: &Request) -> Result<Vec<u8>, ProtocolError> {
+    encode(&RequestEnvelope {
+        version: PROTOCOL_VERSION,
+        request: request.clone(),
+    })
+}
+
+/// Encodes a response in its envelope (JSON bytes, without the frame header).
+pub fn encode_response(response: &Response) -> Result<Vec<u8>, ProtocolError> {
+    encode(&ResponseEnvelope {
+        version: PROTOCOL_VERSION,
+        response: response.clone(),
+    })
+}
+
+/// Decodes a request envelope, checking the version first.
+pub fn decode_request(payload: &[u8]) -> Result<Request, ProtocolError> {
+    decode_enveloped(payload, "request")
+}
+
+/// Decodes a response envelope, checking the version first.
+pub fn decode_response(payload: &[u8]) -> Result<Response, ProtocolError> {
+    decode_enveloped(payload, "response")
+}
+
+/// Writes one request frame.
+pub fn write_request<W: Write>(writer: &mut W, request: &Request) -> Result<(), ProtocolError> {
+    write_frame(writer, &encode_request(request)?)
+}
+
+/// Reads one request frame.
+pub fn read_request<R: Read>(reader: &mut R) -> Result<Request, ProtocolError> {
+    decode_request(&read_frame(reader)?)
+}
+
+/// Writes one response frame.
+pub fn write_response<W: Write>(writer: &mut W, response: &Response) -> Result<(), ProtocolError> {
+    write_frame(writer, &encode_response(response)?)
+}
+
+/// Reads one response frame.
+pub fn read_response<R: Read>(reader: &mut R) -> Result<Response, ProtocolError> {
+    decode_response(&read_frame(reader)?)
+}
+
+/// Connects to the daemon's Unix socket, sends one request and waits for its
+/// response. `timeout` bounds each read and write (a stuck daemon fails the
+/// call instead of hanging the operator's shell).
+pub fn call_unix(path: &Path, request: &Request, timeout: Duration) -> Result<Response, ProtocolError> {
+    let mut stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write_request(&mut stream, request)?;
+    read_response(&mut stream)
+}
+
+fn encode<T: Serialize>(envelope: &T) -> Result<Vec<u8>, ProtocolError> {
+    let bytes =
+        serde_json::to_vec(envelope).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_FRAME_LEN {
+        return Err(ProtocolError::TooLarge {
+            len: bytes.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes `{"version":N,"<body_key>":{...}}`: the envelope shape and version
+/// are checked before the body, so version skew is reported as such.
+fn decode_enveloped<T: DeserializeOwned>(payload: &[u8], body_key: &str) -> Result<T, ProtocolError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(ProtocolError::Malformed("envelope is not a JSON object".to_string()));
+    };
+    let version = match map.remove("version") {
+        Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| {
+            ProtocolError::Malformed("envelope field `version` is not an unsigned integer".into())
+        })?,
+        Some(_) => {
+            return Err(ProtocolError::Malformed(
+                "envelope field `version` is not an unsigned integer".to_string(),
+            ))
+        }
+        None => {
+            return Err(ProtocolError::Malformed(
+                "envelope has no `version` field".to_string(),
+            ))
+        }
+    };
+    if version != u64::from(PROTOCOL_VERSION) {
+        return Err(ProtocolError::BadVersion {
+            got: version,
+            expected: PROTOCOL_VERSION,
+        });
+    }
+    let body = map
+        .remove(body_key)
+        .ok_or_else(|| ProtocolError::Malformed(format!("envelope has no `{body_key}` field")))?;
+    if let Some(extra) = map.keys().next() {
+        return Err(ProtocolError::Malformed(format!(
+            "unknown envelope field `{extra}`"
+        )));
+    }
+    serde_json::from_value(body).map_err(|e| ProtocolError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use std::net::Ipv6Addr;
+
+    fn tcp_key() -> ServiceKey {
+        ServiceKey {
+            proto: Proto::Tcp,
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            port: 80,
+        }
+    }
+
+    fn every_request() -> Vec<Request> {
+        let key = tcp_key();
+        let mut spec = ServiceSpec::new(key);
+        spec.persistent = Some(300);
+        spec.netmask = Netmask::V4(Ipv4Addr::new(255, 255, 255, 0));
+        let v6 = ServiceSpec::new(ServiceKey {
+            proto: Proto::Udp,
+            addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            port: 53,
+        });
+        let dest = DestSpec::new(IpAddr::V4(Ipv4Addr::new(192, 168, 10, 1)), 8080);
+        let laddr = LaddrSpec {
+            service: key,
+            addr: IpAddr::V4(Ipv4Addr::new(192, 168, 100, 1)),
+            ifname: Some("dpdk0".to_string()),
+        };
+        let changes = vec![
+            Request::AddService { service: spec.clone() },
+            Request::EditService { service: v6 },
+            Request::DeleteService { service: key },
+            Request::Clear,
+            Request::AddDest { service: key, dest: dest.clone() },
+            Request::EditDest { service: key, dest },
+            Request::DeleteDest {
+                service: key,
+                addr: IpAddr::V4(Ipv4Addr::new(192, 168, 10, 1)),
+                port: 80,
+            },
+            Request::Zero { service: None },
+            Request::SetTimeouts {
+                timeouts: Timeouts { tcp: 900, tcpfin: 0, udp: 300 },
+            },
+            Request::AddLaddr { laddr: laddr.clone() },
+            Request::DeleteLaddr { laddr },
+        ];
+        let mut all = changes.clone();
+        all.extend([
+            Request::ListServices { service: Some(key) },
+            Request::ListConns,
+            Request::GetTimeouts,
+            Request::GetLaddrs { service: None },
+            Request::Batch { requests: changes },
+            Request::Version,
+            Request::PortStats,
+        ]);
+        all
+    }
+
+    #[test]
+    fn every_request_round_trips_through_a_frame() {
+        for request in every_request() {
+            let mut wire = Vec::new();
+            write_request(&mut wire, &request).expect("encode");
+            let len = u32::from_be_bytes([wire[0], wire[1], wire[2], wire[3]]) as usize;
+            assert_eq!(len, wire.len() - 4, "length prefix counts the payload");
+            let back = read_request(&mut Cursor::new(wire)).expect("decode");
+            assert_eq!(back, request);
+        }
+    }
+
+    #[test]
+    fn envelope_has_the_documented_shape() {
+        let bytes = encode_request(&Request::Clear).expect("encode");
+        let text = String::from_utf8(bytes).expect("utf8");
+        assert_eq!(text, r#"{"version":1,"request":{"type":"clear"}}"#);
+        let bytes = encode_request(&Request::DeleteService { service: tcp_key() }).expect("encode");
+        let text = String::from_utf8(bytes).expect("utf8");
+        assert_eq!(
+            text,
+            r#"{"version":1,"request":{"type":"delete_service","service":{"proto":"tcp","addr":"10.0.0.1","port":80}}}"#
+        );
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let responses = vec![
+            Response::Ok { generation: 7 },
+            Response::error(ErrorKind::NotFound, "No such service"),
+            Response::Timeouts {
+                timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 },
+            },
+            Response::Conns {
+                conns: vec![ConnInfo {
+                    proto: Proto::Tcp,
+                    state: "ESTABLISHED".into(),
+                    expires_ms: 899_000,
+                    client: "203.0.113.7:51000".parse().expect("addr"),
+                    vaddr: "10.0.0.1:80".parse().expect("addr"),
+                    daddr: "[2001:db8::1]:80".parse().expect("addr"),
+                    laddr: None,
+                    template: false,
+                    pe_name: None,
+                    pe_data: None,
+                }],
+                truncated: false,
+            },
+            Response::Version {
+                daemon: "rvs 0.1.0".into(),
+                protocol: PROTOCOL_VERSION,
+                ipvs: "1.2.1".into(),
+            },
+        ];
+        for response in responses {
+            let mut wire = Vec::new();
+            write_response(&mut wire, &response).expect("encode");
+            assert_eq!(read_response(&mut Cursor::new(wire)).expect("decode"), response);
+        }
+    }
+
+    #[test]
+    fn wrong_version_is_reported_before_the_body_is_decoded() {
+        let payload = br#"{"version":2,"request":{"type":"teleport"}}"#;
+        match decode_request(payload) {
+            Err(ProtocolError::BadVersion { got: 2, expected: 1 }) => {}
+            other => panic!("expected BadVersion, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_request_type_and_unknown_fields_are_malformed() {
+        for payload in [
+            &br#"{"version":1,"request":{"type":"teleport"}}"#[..],
+            br#"{"version":1,"request":{"type":"delete_service","service":{"proto":"tcp","addr":"10.0.0.1","port":80,"colour":"red"}}}"#,
+            br#"{"version":1,"request":{"type":"delete_service","service":{"proto":"sctp","addr":"10.0.0.1","port":80}}}"#,
+            br#"{"version":1,"request":{"type":"clear"},"extra":1}"#,
+            br#"{"request":{"type":"clear"}}"#,
+            br#"[1,2]"#,
+            b"not json",
+        ] {
+            match decode_request(payload) {
+                Err(ProtocolError::Malformed(_)) => {}
+                other => panic!("{}: expected Malformed, got {other:?}", String::from_utf8_lossy(payload)),
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_without_reading_the_payload() {
+        let mut wire = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(b"{}");
+        match read_frame(&mut Cursor::new(wire)) {
+            Err(ProtocolError::TooLarge { len, max }) => {
+                assert_eq!(len, MAX_FRAME_LEN + 1);
+                assert_eq!(max, MAX_FRAME_LEN);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        let big = vec![b' '; MAX_FRAME_LEN + 1];
+        assert!(matches!(
+            write_frame(&mut Vec::new(), &big),
+            Err(ProtocolError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn clean_eof_is_closed_and_torn_frames_are_io_errors() {
+        assert!(matches!(read_frame(&mut Cursor::new(Vec::new())), Err(ProtocolError::Closed)));
+        assert!(matches!(read_frame(&mut Cursor::new(vec![0, 0])), Err(ProtocolError::Io(_))));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(vec![0, 0, 0, 5, b'{'])),
+            Err(ProtocolError::Io(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(vec![0, 0, 0, 0])),
+            Err(ProtocolError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn protocol_errors_map_to_error_responses() {
+        let bad = ProtocolError::BadVersion { got: 9, expected: 1 };
+        assert!(matches!(
+            Response::for_protocol_error(&bad),
+            Some(Response::Error { kind: ErrorKind::BadVersion, .. })
+        ));
+        assert!(Response::for_protocol_error(&ProtocolError::Closed).is_none());
+    }
+
+    #[test]
+    fn call_unix_exchanges_one_request_and_response() {
+        let dir = std::env::temp_dir().join(format!("rvs-proto-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("lbd.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let request = read_request(&mut stream).expect("request");
+            assert_eq!(request, Request::GetTimeouts);
+            write_response(
+                &mut stream,
+                &Response::Timeouts {
+                    timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 },
+                },
+            )
+            .expect("response");
+        });
+        let response =
+            call_unix(&path, &Request::GetTimeouts, Duration::from_secs(5)).expect("call");
+        server.join().expect("server thread");
+        assert_eq!(
+            response,
+            Response::Timeouts {
+                timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 }
+            }
+        );
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&dir);
+    }
+}

@@ -1,0 +1,245 @@
+//! The runtime: starts the workers as threads pinned to their cores, hands
+//! each its queues, publishes snapshots and waits for every worker to run
+//! the new generation, collects connection listings, stops the workers.
+//!
+//! Rules: the control plane talks to workers only through their mailboxes
+//! and reads their counters; it never touches a worker's tables. A publish
+//! returns once every worker acknowledged the generation (or errs after a
+//! timeout, naming the workers that did not).
+
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::dataplane::counters::CoreCounters;
+use crate::dataplane::driver::PortQueue;
+use crate::dataplane::snapshot::Snapshot;
+use crate::dataplane::worker::{ConnEntry, Links, Msg, Worker, WorkerConfig};
+
+/// Runtime errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A worker did not take a new generation in time.
+    #[error("workers {workers:?} did not acknowledge generation {generation} within {timeout:?}")]
+    NoAck {
+        /// The generation.
+        generation: u64,
+        /// Workers that lag.
+        workers: Vec<u16>,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// A worker's mailbox stayed full.
+    #[error("worker {0} mailbox full")]
+    MailboxFull(u16),
+    /// A thread could not be started.
+    #[error("cannot start worker {worker}: {source}")]
+    Spawn {
+        /// Which worker.
+        worker: u16,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bad worker set-up.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What the control plane needs from a running dataplane, whatever its
+/// driver type.
+pub trait DataplaneHandle: Send + Sync {
+    /// Number of workers (0: control plane only).
+    fn workers(&self) -> u16;
+    /// Publish a snapshot and wait until every worker runs it.
+    fn publish(&self, snap: Arc<Snapshot>) -> Result<(), RuntimeError>;
+    /// Per-worker counters.
+    fn counters(&self) -> Vec<Arc<CoreCounters>>;
+    /// Every worker's connections.
+    fn dump_conns(&self) -> Vec<ConnEntry>;
+    /// Stop the workers and wait for them.
+    fn stop(&self);
+}
+
+/// A dataplane with no workers (lbd without ports): snapshots are accepted
+/// and kept, nothing forwards.
+#[derive(Default)]
+pub struct NoDataplane {
+    counters: Vec<Arc<CoreCounters>>,
+}
+
+impl DataplaneHandle for NoDataplane {
+    fn workers(&self) -> u16 {
+        0
+    }
+    fn publish(&self, _snap: Arc<Snapshot>) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    fn counters(&self) -> Vec<Arc<CoreCounters>> {
+        self.counters.clone()
+    }
+    fn dump_conns(&self) -> Vec<ConnEntry> {
+        Vec::new()
+    }
+    fn stop(&self) {}
+}
+
+/// How long a publish waits for acknowledgements.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Running workers over queues of type `Q`.
+pub struct Runtime<Q: PortQueue + 'static> {
+    links: Arc<Links<Q::Buf>>,
+    threads: Mutex<Vec<JoinHandle<Worker<Q>>>>,
+}
+
+impl<Q: PortQueue + 'static> Runtime<Q> {
+    /// Start one worker per entry of `queues` (the worker's queue on each
+    /// port), pinned to `cores[i]` when given. `on_start` runs first in each
+    /// worker thread (e.g. DPDK thread registration).
+    pub fn start(
+        queues: Vec<Vec<Q>>,
+        base: WorkerConfig,
+        cores: &[Option<usize>],
+        snap: Arc<Snapshot>,
+        on_start: fn(u16),
+    ) -> Result<Self, RuntimeError> {
+        let n = queues.len() as u16;
+        if n == 0 {
+            return Err(RuntimeError::Config("no workers".into()));
+        }
+        let links: Arc<Links<Q::Buf>> = Links::new(n);
+        let all_cores = core_affinity::get_core_ids().unwrap_or_default();
+        let mut threads = Vec::new();
+        for (i, qs) in queues.into_iter().enumerate() {
+            let cfg = WorkerConfig {
+                index: i as u16,
+                workers: n,
+                ..base
+            };
+            let links = links.clone();
+            let snap = snap.clone();
+            let core = cores
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|c| all_cores.iter().find(|id| id.id == c).copied());
+            let h = std::thread::Builder::new()
+                .name(format!("rvs-worker-{i}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    on_start(cfg.index);
+                    crate::dataplane::driver::heapbuf::prewarm(4096);
+                    let w = Worker::new(cfg, qs, links, snap);
+                    w.run()
+                })
+                .map_err(|e| RuntimeError::Spawn {
+                    worker: i as u16,
+                    source: e,
+                })?;
+            threads.push(h);
+        }
+        let rt = Runtime {
+            links,
+            threads: Mutex::new(threads),
+        };
+        rt.wait_generation(0, ACK_TIMEOUT)?;
+        Ok(rt)
+    }
+
+    fn wait_generation(&self, generation: u64, timeout: Duration) -> Result<(), RuntimeError> {
+        let t0 = Instant::now();
+        loop {
+            let lagging: Vec<u16> = self
+                .links
+                .counters
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.generation.load(Ordering::Acquire) < generation)
+                .map(|(i, _)| i as u16)
+                .collect();
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if t0.elapsed() > timeout {
+                return Err(RuntimeError::NoAck {
+                    generation,
+                    workers: lagging,
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Stop the workers and take them back (their queues, their tables).
+    pub fn join(&self) -> Vec<Worker<Q>> {
+        for w in 0..self.links.workers() {
+            let mut m = Msg::Stop;
+            for _ in 0..1000 {
+                match self.links.post(w, m) {
+                    Ok(()) => break,
+                    Err(back) => {
+                        m = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        let handles: Vec<_> = self
+            .threads
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    }
+}
+
+impl<Q: PortQueue + 'static> DataplaneHandle for Runtime<Q> {
+    fn workers(&self) -> u16 {
+        self.links.workers()
+    }
+
+    fn publish(&self, snap: Arc<Snapshot>) -> Result<(), RuntimeError> {
+        let generation = snap.generation;
+        for w in 0..self.links.workers() {
+            let mut m = Msg::Snapshot(snap.clone());
+            let t0 = Instant::now();
+            loop {
+                match self.links.post(w, m) {
+                    Ok(()) => break,
+                    Err(back) if t0.elapsed() < ACK_TIMEOUT => {
+                        m = back;
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    Err(_) => return Err(RuntimeError::MailboxFull(w)),
+                }
+            }
+        }
+        self.wait_generation(generation, ACK_TIMEOUT)
+    }
+
+    fn counters(&self) -> Vec<Arc<CoreCounters>> {
+        self.links.counters.clone()
+    }
+
+    fn dump_conns(&self) -> Vec<ConnEntry> {
+        let mut out = Vec::new();
+        for w in 0..self.links.workers() {
+            let (tx, rx) = mpsc::channel();
+            if self.links.post(w, Msg::DumpConns(tx)).is_ok() {
+                if let Ok(v) = rx.recv_timeout(ACK_TIMEOUT) {
+                    out.extend(v);
+                }
+            }
+        }
+        out
+    }
+
+    fn stop(&self) {
+        let _ = self.join();
+    }
+}

@@ -1,0 +1,328 @@
+//! The immutable configuration snapshot a worker runs on (DESIGN §1):
+//! ports and their addresses, services with their real servers and prebuilt
+//! scheduler tables, local-address pools, routes, static neighbours,
+//! timeouts and settings. Built by the control plane (`ctl::apply`),
+//! published as `Arc<Snapshot>`, never mutated afterwards.
+//!
+//! Identity: services and real servers carry stable slot ids (`id`) that
+//! survive snapshots; connections, per-core counters and per-core scheduler
+//! loads refer to them by id, positions in the vectors may change.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::conntrack::{addr_from_ip, Addr, Fwd, Timeouts};
+use crate::dataplane::neigh::NeighUpdate;
+use crate::dataplane::route::RouteTable;
+use crate::dataplane::steer::{SteerPlan, SteerService};
+use crate::sched::{DestView, Scheduler};
+use crate::wire::EthernetAddress;
+
+/// A small, fast, non-cryptographic hasher (FxHash) for snapshot lookups.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64)
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(i as u64)
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64)
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64)
+    }
+}
+
+/// `HashMap` with [`FxHasher`].
+pub type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// `HashSet` with [`FxHasher`].
+pub type FxHashSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+
+/// One port of the director.
+#[derive(Debug, Clone)]
+pub struct PortConf {
+    /// Name from the configuration.
+    pub name: String,
+    /// The director's MAC on this port.
+    pub mac: EthernetAddress,
+    /// IP MTU.
+    pub mtu: u16,
+    /// The director's own addresses on this port, with prefix lengths
+    /// (they make the connected routes).
+    pub addrs: Vec<(IpAddr, u8)>,
+}
+
+impl PortConf {
+    /// The first own address of the family of `like`.
+    pub fn addr_like(&self, like: &IpAddr) -> Option<IpAddr> {
+        self.addrs
+            .iter()
+            .map(|(a, _)| *a)
+            .find(|a| a.is_ipv4() == like.is_ipv4())
+    }
+}
+
+/// A real server ("destination" in IPVS).
+#[derive(Debug, Clone)]
+pub struct Dest {
+    /// Stable slot id.
+    pub id: u16,
+    /// Address.
+    pub addr: IpAddr,
+    /// Port (for DR/TUN it equals the service port).
+    pub port: u16,
+    /// Forwarding method.
+    pub fwd: Fwd,
+    /// Weight 0..65535 (0 = quiesced).
+    pub weight: u32,
+    /// Upper connection threshold (0 = none).
+    pub u_threshold: u32,
+    /// Lower connection threshold.
+    pub l_threshold: u32,
+}
+
+/// A virtual service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Stable slot id.
+    pub id: u16,
+    /// IP protocol: 6 or 17.
+    pub proto: u8,
+    /// Virtual address.
+    pub vip: IpAddr,
+    /// Virtual port; 0 = every port (persistent services only).
+    pub vport: u16,
+    /// The scheduler with its prebuilt tables.
+    pub sched: Arc<Scheduler>,
+    /// Persistence timeout in seconds.
+    pub persistent: Option<u32>,
+    /// Persistence netmask, as address bytes (v4 in the first 4 bytes).
+    pub netmask: Addr,
+    /// One-packet scheduling (UDP `--ops`).
+    pub ops: bool,
+    /// Real servers, in insertion order.
+    pub dests: Vec<Dest>,
+    /// The scheduler's view of `dests` (same order).
+    pub views: Vec<DestView>,
+    /// FULLNAT local addresses.
+    pub laddrs: Vec<IpAddr>,
+}
+
+impl Service {
+    /// Whether the service has IPv6 addresses.
+    pub fn is_v6(&self) -> bool {
+        self.vip.is_ipv6()
+    }
+}
+
+/// Switches IPVS exposes as sysctls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// `expire_nodest_conn`: connections to a deleted real server are
+    /// dropped at their next packet (and flushed) instead of lingering.
+    pub expire_nodest_conn: bool,
+    /// `expire_quiescent_template`: persistence templates pointing to a
+    /// weight-0 server expire at once.
+    pub expire_quiescent_template: bool,
+    /// FULLNAT local port range (inclusive).
+    pub lport_range: (u16, u16),
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            expire_nodest_conn: true,
+            expire_quiescent_template: false,
+            lport_range: (1025, 65535),
+        }
+    }
+}
+
+/// Key of the service index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SvcKey {
+    /// IP protocol.
+    pub proto: u8,
+    /// Virtual address bytes.
+    pub vip: Addr,
+    /// Virtual port.
+    pub vport: u16,
+}
+
+/// The snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Generation, increasing by one per change.
+    pub generation: u64,
+    /// Number of workers it was built for.
+    pub workers: u16,
+    /// Ports, by index.
+    pub ports: Vec<PortConf>,
+    /// Services.
+    pub services: Vec<Service>,
+    /// Routes.
+    pub routes: RouteTable,
+    /// Static neighbours.
+    pub static_neigh: Vec<NeighUpdate>,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+    /// Switches.
+    pub settings: Settings,
+    /// Device-side steering plan.
+    pub steer: SteerPlan,
+    svc_index: FxHashMap<SvcKey, u16>,
+    local: FxHashSet<IpAddr>,
+    laddrs: FxHashSet<IpAddr>,
+    max_dest_id: u16,
+}
+
+impl Snapshot {
+    /// Assemble a snapshot and its indexes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        generation: u64,
+        workers: u16,
+        ports: Vec<PortConf>,
+        services: Vec<Service>,
+        routes: RouteTable,
+        static_neigh: Vec<NeighUpdate>,
+        timeouts: Timeouts,
+        settings: Settings,
+    ) -> Snapshot {
+        let mut svc_index = FxHashMap::default();
+        let mut local = FxHashSet::default();
+        let mut laddrs = FxHashSet::default();
+        let mut max_dest_id = 0;
+        for p in &ports {
+            for (a, _) in &p.addrs {
+                local.insert(*a);
+            }
+        }
+        let mut steer_services = Vec::new();
+        for (i, s) in services.iter().enumerate() {
+            svc_index.insert(
+                SvcKey {
+                    proto: s.proto,
+                    vip: addr_from_ip(&s.vip),
+                    vport: s.vport,
+                },
+                i as u16,
+            );
+            local.insert(s.vip);
+            for l in &s.laddrs {
+                local.insert(*l);
+                laddrs.insert(*l);
+            }
+            for d in &s.dests {
+                max_dest_id = max_dest_id.max(d.id);
+            }
+            let alen = if s.vip.is_ipv4() { 4 } else { 16 };
+            steer_services.push(SteerService {
+                proto: s.proto,
+                vip: addr_from_ip(&s.vip)[..alen].to_vec(),
+                vport: s.vport,
+                persist_mask: s.persistent.map(|_| s.netmask[..alen].to_vec()),
+            });
+        }
+        let steer = SteerPlan {
+            workers,
+            services: steer_services,
+            laddrs: laddrs
+                .iter()
+                .map(|l: &IpAddr| {
+                    let n = if l.is_ipv4() { 4 } else { 16 };
+                    addr_from_ip(l)[..n].to_vec()
+                })
+                .collect(),
+        };
+        Snapshot {
+            generation,
+            workers,
+            ports,
+            services,
+            routes,
+            static_neigh,
+            timeouts,
+            settings,
+            steer,
+            svc_index,
+            local,
+            laddrs,
+            max_dest_id,
+        }
+    }
+
+    /// An empty snapshot (no ports, no services).
+    pub fn empty(workers: u16) -> Snapshot {
+        Snapshot::new(
+            0,
+            workers,
+            Vec::new(),
+            Vec::new(),
+            RouteTable::default(),
+            Vec::new(),
+            Timeouts::default(),
+            Settings::default(),
+        )
+    }
+
+    /// The service for a packet to `vip:vport`: the exact port first, then a
+    /// port-0 (every port) service. Returns the position in `services`.
+    #[inline]
+    pub fn find_service(&self, proto: u8, vip: &Addr, vport: u16) -> Option<u16> {
+        if self.svc_index.is_empty() {
+            return None;
+        }
+        let k = SvcKey {
+            proto,
+            vip: *vip,
+            vport,
+        };
+        self.svc_index.get(&k).copied().or_else(|| {
+            self.svc_index
+                .get(&SvcKey { vport: 0, ..k })
+                .copied()
+        })
+    }
+
+    /// Whether the director answers ARP/ND/ping for `a` (own, VIP or LIP).
+    #[inline]
+    pub fn is_local(&self, a: &IpAddr) -> bool {
+        self.local.contains(a)
+    }
+
+    /// Whether `a` is a FULLNAT local address.
+    #[inline]
+    pub fn is_laddr(&self, a: &IpAddr) -> bool {
+        self.laddrs.contains(a)
+    }
+
+    /// Largest real-server slot id in use.
+    pub fn max_dest_id(&self) -> u16 {
+        self.max_dest_id
+    }
+
+    /// A port's configuration.
+    pub fn port(&self, p: u16) -> Option<&PortConf> {
+        self.ports.get(p as usize)
+    }
+}

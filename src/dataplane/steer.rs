@@ -1,0 +1,170 @@
+//! Flow ownership (DESIGN §5): which worker owns a packet, computed the same
+//! way on every core and simple enough for a classic-BPF fanout program or a
+//! NIC flow rule to compute too.
+//!
+//! * client → VIP packets and NAT replies: `owner_hash(fold(client addr),
+//!   client port)`; for a reply the client is the destination, so both
+//!   directions agree;
+//! * persistent services: `owner_hash(fold(client addr & mask), 0)`, so one
+//!   client's connections (any port) share a core and its template;
+//! * FULLNAT replies: the local port names its owner, `lport % workers`
+//!   (each worker allocates local ports only from its partition, see
+//!   `conntrack::LaddrPool`).
+//!
+//! Rules: pure integer arithmetic on 32-bit words (cBPF has 32-bit ALU ops:
+//! xor, mul, shift, mod), no table lookups beyond the VIP/LIP sets.
+
+/// Fold an address (IPv4: 4 bytes; IPv6: 16 bytes) to 32 bits by xor of its
+/// big-endian words.
+#[inline]
+pub fn fold_addr(addr: &[u8]) -> u32 {
+    let mut x = 0u32;
+    for w in addr.chunks_exact(4) {
+        x ^= u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+    }
+    x
+}
+
+/// The owner hash of a folded address and a port.
+#[inline]
+pub fn owner_hash(folded_addr: u32, port: u16) -> u32 {
+    (folded_addr ^ port as u32).wrapping_mul(0x9E37_79B1) >> 16
+}
+
+/// The worker owning a client flow.
+#[inline]
+pub fn client_owner(client_addr: &[u8], client_port: u16, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    (owner_hash(fold_addr(client_addr), client_port) % workers as u32) as u16
+}
+
+/// The worker owning a FULLNAT reply to local port `lport`.
+#[inline]
+pub fn lport_owner(lport: u16, workers: u16) -> u16 {
+    if workers <= 1 {
+        0
+    } else {
+        lport % workers
+    }
+}
+
+/// A service as the steering program sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SteerService {
+    /// IP protocol (6 or 17).
+    pub proto: u8,
+    /// Virtual address (4 or 16 bytes).
+    pub vip: Vec<u8>,
+    /// Virtual port; 0 = every port.
+    pub vport: u16,
+    /// For persistent services, the client mask (4 or 16 bytes); the
+    /// owner is then computed from the masked address with port 0.
+    pub persist_mask: Option<Vec<u8>>,
+}
+
+/// Everything a device-side steering program needs: services and local
+/// addresses. Built by the control plane from each snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SteerPlan {
+    /// Number of workers (queues).
+    pub workers: u16,
+    /// Virtual services.
+    pub services: Vec<SteerService>,
+    /// FULLNAT local addresses (4 or 16 bytes each).
+    pub laddrs: Vec<Vec<u8>>,
+}
+
+impl SteerPlan {
+    /// The owner of an IP packet given its addresses and ports, as the
+    /// worker computes it: FULLNAT replies (dst is a LIP) by local port,
+    /// client → VIP traffic by the (masked) client, everything else (NAT
+    /// replies) by the destination = client.
+    pub fn owner(&self, proto: u8, src: &[u8], sport: u16, dst: &[u8], dport: u16) -> u16 {
+        if self.workers <= 1 {
+            return 0;
+        }
+        if self.laddrs.iter().any(|l| l.as_slice() == dst) {
+            return lport_owner(dport, self.workers);
+        }
+        for s in &self.services {
+            if s.proto == proto && s.vip.as_slice() == dst && (s.vport == 0 || s.vport == dport) {
+                return match &s.persist_mask {
+                    Some(m) => {
+                        let mut masked = [0u8; 16];
+                        for (i, (a, b)) in src.iter().zip(m.iter()).enumerate().take(16) {
+                            masked[i] = a & b;
+                        }
+                        client_owner(&masked[..src.len().min(16)], 0, self.workers)
+                    }
+                    None => client_owner(src, sport, self.workers),
+                };
+            }
+        }
+        client_owner(dst, dport, self.workers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_directions_of_a_nat_flow_have_one_owner() {
+        let plan = SteerPlan {
+            workers: 2,
+            services: vec![SteerService {
+                proto: 6,
+                vip: vec![10, 0, 0, 1],
+                vport: 80,
+                persist_mask: None,
+            }],
+            laddrs: vec![],
+        };
+        for cport in 1000..1100 {
+            let c = [203, 0, 113, 7];
+            let to_vip = plan.owner(6, &c, cport, &[10, 0, 0, 1], 80);
+            let reply = plan.owner(6, &[192, 168, 10, 1], 8080, &c, cport);
+            assert_eq!(to_vip, reply);
+        }
+    }
+
+    #[test]
+    fn owners_spread_over_workers() {
+        let mut seen = [0u32; 4];
+        for cport in 0..4000u16 {
+            seen[client_owner(&[198, 51, 100, 9], cport, 4) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 800), "{seen:?}");
+    }
+
+    #[test]
+    fn persistent_clients_keep_one_owner_across_ports() {
+        let plan = SteerPlan {
+            workers: 2,
+            services: vec![SteerService {
+                proto: 6,
+                vip: vec![10, 0, 0, 1],
+                vport: 0,
+                persist_mask: Some(vec![255, 255, 255, 0]),
+            }],
+            laddrs: vec![],
+        };
+        let first = plan.owner(6, &[203, 0, 113, 7], 1, &[10, 0, 0, 1], 80);
+        for p in 2..500 {
+            assert_eq!(plan.owner(6, &[203, 0, 113, 99], p, &[10, 0, 0, 1], 443), first);
+        }
+    }
+
+    #[test]
+    fn fullnat_reply_owner_is_the_lport_partition() {
+        let plan = SteerPlan {
+            workers: 2,
+            services: vec![],
+            laddrs: vec![vec![10, 0, 1, 100]],
+        };
+        assert_eq!(plan.owner(6, &[192, 168, 10, 1], 80, &[10, 0, 1, 100], 5001), 1);
+        assert_eq!(plan.owner(6, &[192, 168, 10, 1], 80, &[10, 0, 1, 100], 5002), 0);
+    }
+}

@@ -1,0 +1,23 @@
+//! FULLNAT (`--fullnat`): both addresses are rewritten, so the real server
+//! needs no route back through the director — it answers the local address.
+//! Client → VIP: src CIP:cport → LIP:lport, dst VIP:vport → RIP:rport.
+//! Reply to LIP:lport: src RIP:rport → VIP:vport, dst LIP:lport → CIP:cport.
+//! The local port comes from the worker's partition of the service's
+//! local-address pool (`conntrack::LaddrPool`).
+
+use super::{rewrite, Layout, Side};
+use crate::conntrack::Conn;
+
+/// Client → real server.
+#[inline]
+pub fn to_server(frame: &mut [u8], lay: &Layout, c: &Conn) {
+    rewrite(frame, lay, Side::Src, &c.lip(), c.lport());
+    rewrite(frame, lay, Side::Dst, &c.rip(), c.rport());
+}
+
+/// Real server → client.
+#[inline]
+pub fn to_client(frame: &mut [u8], lay: &Layout, c: &Conn) {
+    rewrite(frame, lay, Side::Src, &c.vip(), c.vport());
+    rewrite(frame, lay, Side::Dst, &c.cip(), c.cport());
+}

@@ -1,0 +1,11 @@
+//! rvs — a kernel-bypass Layer-4 load balancer: the Linux Virtual Server
+//! (LVS/IPVS) director rebuilt as a user-space, poll-mode packet forwarder.
+//!
+//! Layers, with dependencies pointing one way (see `DESIGN.md` §2):
+//! `wire` ← `conntrack`, `sched` ← `dataplane` ← `ctl` ← binaries.
+
+pub mod conntrack;
+pub mod ctl;
+pub mod dataplane;
+pub mod sched;
+pub mod wire;

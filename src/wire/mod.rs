@@ -1,0 +1,152 @@
+//! Packet views: Ethernet, 802.1Q VLAN, ARP, IPv4, IPv6 (with its extension
+//! header chain), TCP, UDP, ICMPv4, ICMPv6/NDP, IP-in-IP encapsulation, and the
+//! Internet checksum (RFC 1071 full, RFC 1624 incremental).
+//!
+//! Rules of this module (the smoltcp manner):
+//!
+//! * Every protocol is a zero-copy view `XPacket<T: AsRef<[u8]>> { buffer: T }`
+//!   whose field byte ranges are declared once in a private `mod field`.
+//!   `new_unchecked` wraps any buffer; `new_checked` validates every length the
+//!   header declares so that afterwards **no getter, `payload()` or
+//!   `verify_checksum()` can panic**. Setters (on `T: AsMut<[u8]>`) assume the
+//!   buffer is long enough for the field they write (an emitter sizes its buffer
+//!   first); they are never called on untrusted lengths.
+//! * `XRepr` structs are the parsed, owned-or-borrowed high-level form:
+//!   `parse(&packet) -> Result<XRepr>`, `buffer_len()`, `emit(&self, &mut packet)`.
+//! * Bad input yields a precise [`Error`], never a panic. There is no `unsafe`
+//!   here and nothing on the per-packet path allocates (only [`builder`] does,
+//!   and it is for tests, golden packets and the packet generator).
+//! * `wire` depends on nothing else in the crate.
+
+pub mod arp;
+pub mod builder;
+pub mod checksum;
+pub mod ethernet;
+pub mod icmpv4;
+pub mod icmpv6;
+pub mod ipip;
+pub mod ipv4;
+pub mod ipv6;
+pub mod quoted;
+pub mod tcp;
+pub mod udp;
+
+#[cfg(test)]
+mod proptests;
+
+pub use arp::{ArpOperation, ArpPacket, ArpRepr};
+pub use builder::PacketBuilder;
+pub use ethernet::{
+    parse_l2, EthernetAddress, EthernetAddressParseError, EthernetFrame, EthernetRepr, L2Info,
+    VlanHeader,
+};
+pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
+pub use icmpv6::{Icmpv6Packet, Icmpv6Repr, NdpFlags, NdpRepr};
+pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv6::{ipv6_upper_layer, Ipv6Frag, Ipv6Packet, Ipv6Repr, Ipv6Upper};
+pub use quoted::{icmp_quoted, IpFamily, QuotedPacket};
+pub use tcp::{TcpFlags, TcpPacket, TcpRepr};
+pub use udp::{UdpPacket, UdpRepr};
+
+/// Why a buffer could not be read as (or written into) a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The buffer is shorter than the fixed header, or than a length the
+    /// packet itself declares (header length, total length, option length,
+    /// extension header chain).
+    #[error("truncated packet")]
+    Truncated,
+    /// A field holds a value the protocol forbids (wrong version, a length
+    /// smaller than the header, a zero-length option, ...).
+    #[error("malformed packet: {0}")]
+    Malformed(&'static str),
+    /// Well-formed, but something this director does not handle (non
+    /// Ethernet/IPv4 ARP, a quoted non-first fragment, ...).
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+    /// More than one VLAN tag (802.1Q in 802.1Q, or an 802.1ad QinQ tag): the
+    /// director does not do QinQ.
+    #[error("stacked VLAN tags (QinQ) are not supported")]
+    UnsupportedVlanStack,
+    /// A checksum did not verify (only returned by `XRepr::parse` functions
+    /// documented to verify it).
+    #[error("bad checksum")]
+    Checksum,
+}
+
+/// Result of the `wire` functions.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// EtherType values (the 16-bit field after the MAC addresses).
+pub mod ethertype {
+    /// IPv4.
+    pub const IPV4: u16 = 0x0800;
+    /// ARP.
+    pub const ARP: u16 = 0x0806;
+    /// IPv6.
+    pub const IPV6: u16 = 0x86dd;
+    /// IEEE 802.1Q VLAN tag.
+    pub const VLAN: u16 = 0x8100;
+    /// IEEE 802.1ad service tag (QinQ).
+    pub const QINQ: u16 = 0x88a8;
+    /// Pre-standard QinQ service tag still seen on some switches.
+    pub const QINQ_LEGACY: u16 = 0x9100;
+}
+
+/// IP protocol numbers / IPv6 next-header values (IANA).
+pub mod ip_proto {
+    /// IPv6 hop-by-hop options.
+    pub const HOPOPT: u8 = 0;
+    /// ICMP for IPv4.
+    pub const ICMP: u8 = 1;
+    /// IPv4 encapsulated in IP (IP-in-IP).
+    pub const IPIP: u8 = 4;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// IPv6 encapsulated in IP.
+    pub const IPV6: u8 = 41;
+    /// IPv6 routing header.
+    pub const ROUTING: u8 = 43;
+    /// IPv6 fragment header.
+    pub const FRAGMENT: u8 = 44;
+    /// Encapsulating security payload.
+    pub const ESP: u8 = 50;
+    /// Authentication header.
+    pub const AH: u8 = 51;
+    /// ICMP for IPv6.
+    pub const ICMPV6: u8 = 58;
+    /// IPv6 "no next header".
+    pub const NONE: u8 = 59;
+    /// IPv6 destination options.
+    pub const DSTOPTS: u8 = 60;
+    /// SCTP (ports at the same place as TCP/UDP).
+    pub const SCTP: u8 = 132;
+    /// UDP-Lite (ports at the same place as UDP).
+    pub const UDPLITE: u8 = 136;
+}
+
+/// Reads a big-endian `u16` at `at`. Callers guarantee `at + 2 <= data.len()`.
+#[inline]
+pub(crate) fn read_u16(data: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([data[at], data[at + 1]])
+}
+
+/// Reads a big-endian `u32` at `at`. Callers guarantee `at + 4 <= data.len()`.
+#[inline]
+pub(crate) fn read_u32(data: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+}
+
+/// Writes a big-endian `u16` at `at`.
+#[inline]
+pub(crate) fn write_u16(data: &mut [u8], at: usize, value: u16) {
+    data[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Writes a big-endian `u32` at `at`.
+#[inline]
+pub(crate) fn write_u32(data: &mut [u8], at: usize, value: u32) {
+    data[at..at + 4].copy_from_slice(&value.to_be_bytes());
+}
