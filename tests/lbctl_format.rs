@@ -8,13 +8,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rvs::ctl::ipvsadm::{
-    parse_args, parse_restore, render, Command, ListCommand, ListOptions, ListWhat,
-    OutputFormat, RenderError,
+    parse_args, parse_restore, render, Command, ListCommand, ListOptions, ListWhat, OutputFormat,
+    RenderError,
 };
 use rvs::ctl::protocol::{
-    ConnInfo, DestInfo, DestSpec, ErrorKind, Fwd, LaddrInfo, Netmask, PortStatsInfo, Proto,
-    Rates, Request, Response, ServiceInfo, ServiceKey, ServiceLaddrs, ServiceSpec, Stats,
-    Timeouts, TunType,
+    ConnInfo, DestInfo, DestSpec, ErrorKind, Fwd, LaddrInfo, Netmask, PortStatsInfo, Proto, Rates,
+    Request, Response, ServiceInfo, ServiceKey, ServiceLaddrs, ServiceSpec, Stats, Timeouts,
+    TunType,
 };
 
 fn ip(text: &str) -> IpAddr {
@@ -26,15 +26,31 @@ fn sock(text: &str) -> SocketAddr {
 }
 
 fn key(proto: Proto, addr: &str, port: u16) -> ServiceKey {
-    ServiceKey { proto, addr: ip(addr), port }
+    ServiceKey {
+        proto,
+        addr: ip(addr),
+        port,
+    }
 }
 
 fn stats(v: [u64; 5]) -> Stats {
-    Stats { conns: v[0], inpkts: v[1], outpkts: v[2], inbytes: v[3], outbytes: v[4] }
+    Stats {
+        conns: v[0],
+        inpkts: v[1],
+        outpkts: v[2],
+        inbytes: v[3],
+        outbytes: v[4],
+    }
 }
 
 fn rates(v: [u64; 5]) -> Rates {
-    Rates { cps: v[0], inpps: v[1], outpps: v[2], inbps: v[3], outbps: v[4] }
+    Rates {
+        cps: v[0],
+        inpps: v[1],
+        outpps: v[2],
+        inbps: v[3],
+        outbps: v[4],
+    }
 }
 
 struct D {
@@ -77,22 +93,78 @@ fn services() -> Vec<ServiceInfo> {
     let http = ServiceInfo {
         spec: ServiceSpec::new(key(Proto::Tcp, "10.0.0.1", 80)),
         dests: vec![
-            dest(D { addr: "192.168.30.1", port: 8080, fwd: Fwd::FullNat, weight: 0, active: 0, inactive: 0, persist: 0, u: 0, l: 0, stats: Z, rates: Z }),
             dest(D {
-                addr: "192.168.10.2", port: 8080, fwd: Fwd::Masq, weight: 2, active: 3, inactive: 40, persist: 0, u: 0, l: 0,
+                addr: "192.168.30.1",
+                port: 8080,
+                fwd: Fwd::FullNat,
+                weight: 0,
+                active: 0,
+                inactive: 0,
+                persist: 0,
+                u: 0,
+                l: 0,
+                stats: Z,
+                rates: Z,
+            }),
+            dest(D {
+                addr: "192.168.10.2",
+                port: 8080,
+                fwd: Fwd::Masq,
+                weight: 2,
+                active: 3,
+                inactive: 40,
+                persist: 0,
+                u: 0,
+                l: 0,
                 stats: [234, 367_890, 306_789, 23_456_789, 98_765_432],
                 rates: [2, 456, 500, 234_567, 87_654_321],
             }),
-            dest(D { addr: "192.168.20.1", port: 80, fwd: Fwd::Tunnel, weight: 1, active: 0, inactive: 0, persist: 0, u: 0, l: 0, stats: Z, rates: Z }),
             dest(D {
-                addr: "192.168.10.1", port: 8080, fwd: Fwd::Masq, weight: 1, active: 12, inactive: 34, persist: 0, u: 100, l: 50,
-                stats: [1000, 200_000_000, 150_000_000, 150_000_000_000, 123_456_789_012_345_678],
+                addr: "192.168.20.1",
+                port: 80,
+                fwd: Fwd::Tunnel,
+                weight: 1,
+                active: 0,
+                inactive: 0,
+                persist: 0,
+                u: 0,
+                l: 0,
+                stats: Z,
+                rates: Z,
+            }),
+            dest(D {
+                addr: "192.168.10.1",
+                port: 8080,
+                fwd: Fwd::Masq,
+                weight: 1,
+                active: 12,
+                inactive: 34,
+                persist: 0,
+                u: 100,
+                l: 50,
+                stats: [
+                    1000,
+                    200_000_000,
+                    150_000_000,
+                    150_000_000_000,
+                    123_456_789_012_345_678,
+                ],
                 rates: [10, 3000, 2500, 1_000_000, 900_000_000],
             }),
         ],
         laddrs: vec![
-            LaddrInfo { addr: ip("192.168.100.1"), ifname: Some("dpdk0".into()), port_conflicts: 3, conns: 20 },
-            LaddrInfo { addr: ip("192.168.100.2"), ifname: None, port_conflicts: 0, conns: 7 },
+            LaddrInfo {
+                addr: ip("192.168.100.1"),
+                ifname: Some("dpdk0".into()),
+                port_conflicts: 3,
+                conns: 20,
+            },
+            LaddrInfo {
+                addr: ip("192.168.100.2"),
+                ifname: None,
+                port_conflicts: 0,
+                conns: 7,
+            },
         ],
         stats: stats([1234, 567_890, 456_789, 123_456_789, 98_765_432_109]),
         rates: rates([12, 3456, 3000, 1_234_567, 987_654_321]),
@@ -104,21 +176,63 @@ fn services() -> Vec<ServiceInfo> {
             ..ServiceSpec::new(key(Proto::Tcp, "10.0.0.2", 443))
         },
         dests: vec![
-            dest(D { addr: "192.168.10.12", port: 443, fwd: Fwd::Route, weight: 1, active: 0, inactive: 1, persist: 1, u: 0, l: 0, stats: [2, 20, 0, 2000, 0], rates: [0, 0, 0, 40, 0] }),
-            dest(D { addr: "192.168.10.11", port: 443, fwd: Fwd::Route, weight: 1, active: 1, inactive: 0, persist: 2, u: 0, l: 0, stats: [3, 30, 0, 3000, 0], rates: [0, 1, 0, 60, 0] }),
+            dest(D {
+                addr: "192.168.10.12",
+                port: 443,
+                fwd: Fwd::Route,
+                weight: 1,
+                active: 0,
+                inactive: 1,
+                persist: 1,
+                u: 0,
+                l: 0,
+                stats: [2, 20, 0, 2000, 0],
+                rates: [0, 0, 0, 40, 0],
+            }),
+            dest(D {
+                addr: "192.168.10.11",
+                port: 443,
+                fwd: Fwd::Route,
+                weight: 1,
+                active: 1,
+                inactive: 0,
+                persist: 2,
+                u: 0,
+                l: 0,
+                stats: [3, 30, 0, 3000, 0],
+                rates: [0, 1, 0, 60, 0],
+            }),
         ],
         laddrs: vec![],
         stats: stats([5, 50, 40, 5000, 400_000]),
         rates: rates([0, 1, 1, 100, 4000]),
     };
-    let big = [99_999_999, 100_000_000, 999_999_999, 1_000_000_000, 100_000_000_000_000];
+    let big = [
+        99_999_999,
+        100_000_000,
+        999_999_999,
+        1_000_000_000,
+        100_000_000_000_000,
+    ];
     let dns = ServiceInfo {
         spec: ServiceSpec {
             scheduler: "rr".into(),
             ops: true,
             ..ServiceSpec::new(key(Proto::Udp, "10.0.0.1", 53))
         },
-        dests: vec![dest(D { addr: "192.168.10.53", port: 53, fwd: Fwd::Masq, weight: 1, active: 0, inactive: 7, persist: 0, u: 0, l: 0, stats: big, rates: [1, 2, 3, 4, 5] })],
+        dests: vec![dest(D {
+            addr: "192.168.10.53",
+            port: 53,
+            fwd: Fwd::Masq,
+            weight: 1,
+            active: 0,
+            inactive: 7,
+            persist: 0,
+            u: 0,
+            l: 0,
+            stats: big,
+            rates: [1, 2, 3, 4, 5],
+        })],
         laddrs: vec![],
         stats: stats(big),
         rates: rates([1, 2, 3, 4, 5]),
@@ -131,7 +245,19 @@ fn services() -> Vec<ServiceInfo> {
             netmask: Netmask::V6(64),
             ..ServiceSpec::new(key(Proto::Tcp, "2001:db8::1", 80))
         },
-        dests: vec![dest(D { addr: "2001:db8::10", port: 80, fwd: Fwd::Masq, weight: 1, active: 1, inactive: 2, persist: 1, u: 10, l: 5, stats: [7, 70, 60, 7000, 60_000], rates: Z })],
+        dests: vec![dest(D {
+            addr: "2001:db8::10",
+            port: 80,
+            fwd: Fwd::Masq,
+            weight: 1,
+            active: 1,
+            inactive: 2,
+            persist: 1,
+            u: 10,
+            l: 5,
+            stats: [7, 70, 60, 7000, 60_000],
+            rates: Z,
+        })],
         laddrs: vec![],
         stats: stats([7, 70, 60, 7000, 60_000]),
         rates: rates(Z),
@@ -140,7 +266,10 @@ fn services() -> Vec<ServiceInfo> {
 }
 
 fn services_response() -> Response {
-    Response::Services { services: services(), conn_table_size: 4096 }
+    Response::Services {
+        services: services(),
+        conn_table_size: 4096,
+    }
 }
 
 fn conns_response() -> Response {
@@ -156,15 +285,55 @@ fn conns_response() -> Response {
         pe_name: None,
         pe_data: None,
     };
-    let mut with_pe = conn(Proto::Udp, 61_999, "UDP", "198.51.100.3:5060", "10.0.0.1:53", "192.168.10.53:53", false);
+    let mut with_pe = conn(
+        Proto::Udp,
+        61_999,
+        "UDP",
+        "198.51.100.3:5060",
+        "10.0.0.1:53",
+        "192.168.10.53:53",
+        false,
+    );
     with_pe.pe_name = Some("sip".into());
     with_pe.pe_data = Some("call-1@example".into());
     Response::Conns {
         conns: vec![
-            conn(Proto::Tcp, 899_500, "ESTABLISHED", "203.0.113.7:51000", "10.0.0.1:80", "192.168.10.1:8080", false),
-            conn(Proto::Tcp, 300_000, "NONE", "203.0.113.0:0", "10.0.0.2:443", "192.168.10.11:443", true),
-            conn(Proto::Udp, 5_000, "UDP", "198.51.100.2:40000", "10.0.0.1:53", "192.168.10.53:53", false),
-            conn(Proto::Tcp, 6_000_000, "ESTABLISHED", "[2001:db8::99]:40001", "[2001:db8::1]:80", "[2001:db8::10]:80", false),
+            conn(
+                Proto::Tcp,
+                899_500,
+                "ESTABLISHED",
+                "203.0.113.7:51000",
+                "10.0.0.1:80",
+                "192.168.10.1:8080",
+                false,
+            ),
+            conn(
+                Proto::Tcp,
+                300_000,
+                "NONE",
+                "203.0.113.0:0",
+                "10.0.0.2:443",
+                "192.168.10.11:443",
+                true,
+            ),
+            conn(
+                Proto::Udp,
+                5_000,
+                "UDP",
+                "198.51.100.2:40000",
+                "10.0.0.1:53",
+                "192.168.10.53:53",
+                false,
+            ),
+            conn(
+                Proto::Tcp,
+                6_000_000,
+                "ESTABLISHED",
+                "[2001:db8::99]:40001",
+                "[2001:db8::1]:80",
+                "[2001:db8::10]:80",
+                false,
+            ),
             with_pe,
         ],
         truncated: false,
@@ -200,49 +369,91 @@ fn list_numeric_prints_header_title_and_sorted_services() {
 
 #[test]
 fn list_stats_scales_large_numbers_with_print_largenum() {
-    assert_golden("-Ln --stats", &print("-Ln --stats", &services_response()), STATS);
+    assert_golden(
+        "-Ln --stats",
+        &print("-Ln --stats", &services_response()),
+        STATS,
+    );
 }
 
 #[test]
 fn list_stats_exact_expands_numbers() {
-    assert_golden("-Ln --stats --exact", &print("-Ln --stats --exact", &services_response()), STATS_EXACT);
-    assert_golden("-LnX --stats", &print("-LnX --stats", &services_response()), STATS_EXACT);
+    assert_golden(
+        "-Ln --stats --exact",
+        &print("-Ln --stats --exact", &services_response()),
+        STATS_EXACT,
+    );
+    assert_golden(
+        "-LnX --stats",
+        &print("-LnX --stats", &services_response()),
+        STATS_EXACT,
+    );
 }
 
 #[test]
 fn list_rate_prints_raw_dest_pps_and_scaled_bps() {
-    assert_golden("-Ln --rate", &print("-Ln --rate", &services_response()), RATE);
+    assert_golden(
+        "-Ln --rate",
+        &print("-Ln --rate", &services_response()),
+        RATE,
+    );
 }
 
 #[test]
 fn list_thresholds() {
-    assert_golden("-Ln --thresholds", &print("-Ln --thresholds", &services_response()), THRESHOLDS);
+    assert_golden(
+        "-Ln --thresholds",
+        &print("-Ln --thresholds", &services_response()),
+        THRESHOLDS,
+    );
 }
 
 #[test]
 fn list_persistent_conn() {
-    assert_golden("-Ln --persistent-conn", &print("-Ln --persistent-conn", &services_response()), PERSISTENT_CONN);
+    assert_golden(
+        "-Ln --persistent-conn",
+        &print("-Ln --persistent-conn", &services_response()),
+        PERSISTENT_CONN,
+    );
 }
 
 #[test]
 fn list_tun_info() {
-    assert_golden("-Ln --tun-info", &print("-Ln --tun-info", &services_response()), TUN_INFO);
+    assert_golden(
+        "-Ln --tun-info",
+        &print("-Ln --tun-info", &services_response()),
+        TUN_INFO,
+    );
 }
 
 #[test]
 fn list_one_service_has_no_version_header() {
     let only_http = Response::Services {
-        services: services().into_iter().filter(|s| s.spec.key.port == 80 && s.spec.key.addr.is_ipv4()).collect(),
+        services: services()
+            .into_iter()
+            .filter(|s| s.spec.key.port == 80 && s.spec.key.addr.is_ipv4())
+            .collect(),
         conn_table_size: 4096,
     };
-    assert_golden("-Ln -t 10.0.0.1:80", &print("-Ln -t 10.0.0.1:80", &only_http), ONE_SERVICE);
-    assert_golden("-L -t 10.0.0.1:80 --stats", &print("-L -t 10.0.0.1:80 --stats", &only_http), ONE_SERVICE_STATS);
+    assert_golden(
+        "-Ln -t 10.0.0.1:80",
+        &print("-Ln -t 10.0.0.1:80", &only_http),
+        ONE_SERVICE,
+    );
+    assert_golden(
+        "-L -t 10.0.0.1:80 --stats",
+        &print("-L -t 10.0.0.1:80 --stats", &only_http),
+        ONE_SERVICE_STATS,
+    );
 }
 
 #[test]
 fn nosort_keeps_the_daemons_order() {
     let text = print("-Ln --nosort", &services_response());
-    let service_lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ') && !l.starts_with("Prot") && !l.starts_with("IP ")).collect();
+    let service_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with("Prot") && !l.starts_with("IP "))
+        .collect();
     assert_eq!(
         service_lines,
         vec![
@@ -252,9 +463,18 @@ fn nosort_keeps_the_daemons_order() {
             "TCP  10.0.0.1:80 wlc",
         ]
     );
-    let first_dest = text.lines().find(|l| l.contains("192.168.30.1")).expect("fullnat dest");
-    let second_dest = text.lines().find(|l| l.contains("192.168.10.2")).expect("masq dest");
-    assert!(text.find(first_dest) < text.find(second_dest), "dests keep daemon order");
+    let first_dest = text
+        .lines()
+        .find(|l| l.contains("192.168.30.1"))
+        .expect("fullnat dest");
+    let second_dest = text
+        .lines()
+        .find(|l| l.contains("192.168.10.2"))
+        .expect("masq dest");
+    assert!(
+        text.find(first_dest) < text.find(second_dest),
+        "dests keep daemon order"
+    );
 }
 
 #[test]
@@ -264,12 +484,22 @@ fn connection_listing_prints_mm_ss_and_templates() {
 
 #[test]
 fn connection_listing_with_persistent_conn_adds_pe_columns() {
-    assert_golden("-Lnc --persistent-conn", &print("-Lnc --persistent-conn", &conns_response()), CONNS_PC);
+    assert_golden(
+        "-Lnc --persistent-conn",
+        &print("-Lnc --persistent-conn", &conns_response()),
+        CONNS_PC,
+    );
 }
 
 #[test]
 fn timeout_listing() {
-    let response = Response::Timeouts { timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 } };
+    let response = Response::Timeouts {
+        timeouts: Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300,
+        },
+    };
     assert_eq!(print("-L --timeout", &response), TIMEOUT);
 }
 
@@ -291,7 +521,10 @@ fn apply_to_empty_table(requests: Vec<Request>) -> Vec<ServiceInfo> {
                 rates: Rates::default(),
             }),
             Request::AddDest { service, dest } => {
-                let svc = table.iter_mut().find(|s| s.spec.key == service).expect("service added first");
+                let svc = table
+                    .iter_mut()
+                    .find(|s| s.spec.key == service)
+                    .expect("service added first");
                 svc.dests.push(DestInfo {
                     spec: dest,
                     active_conns: 0,
@@ -302,8 +535,16 @@ fn apply_to_empty_table(requests: Vec<Request>) -> Vec<ServiceInfo> {
                 });
             }
             Request::AddLaddr { laddr } => {
-                let svc = table.iter_mut().find(|s| s.spec.key == laddr.service).expect("service added first");
-                svc.laddrs.push(LaddrInfo { addr: laddr.addr, ifname: laddr.ifname, port_conflicts: 0, conns: 0 });
+                let svc = table
+                    .iter_mut()
+                    .find(|s| s.spec.key == laddr.service)
+                    .expect("service added first");
+                svc.laddrs.push(LaddrInfo {
+                    addr: laddr.addr,
+                    ifname: laddr.ifname,
+                    port_conflicts: 0,
+                    conns: 0,
+                });
             }
             other => panic!("-S output restored into {other:?}"),
         }
@@ -315,11 +556,21 @@ fn apply_to_empty_table(requests: Vec<Request>) -> Vec<ServiceInfo> {
 fn save_then_restore_round_trips_the_table() {
     let saved = print("-S", &services_response());
     let requests = parse_restore(&saved).expect("-S output parses as -R input");
-    assert_eq!(requests.len(), saved.lines().count(), "one request per saved line");
+    assert_eq!(
+        requests.len(),
+        saved.lines().count(),
+        "one request per saved line"
+    );
     let restored = apply_to_empty_table(requests);
 
     // Same text again...
-    let resaved = print("-S", &Response::Services { services: restored.clone(), conn_table_size: 4096 });
+    let resaved = print(
+        "-S",
+        &Response::Services {
+            services: restored.clone(),
+            conn_table_size: 4096,
+        },
+    );
     assert_eq!(resaved, saved);
 
     // ...and the same configuration, except thresholds, which ipvsadm does not save.
@@ -331,11 +582,20 @@ fn save_then_restore_round_trips_the_table() {
         let want_dests: Vec<DestSpec> = want
             .dests
             .iter()
-            .map(|d| DestSpec { u_threshold: 0, l_threshold: 0, ..d.spec.clone() })
+            .map(|d| DestSpec {
+                u_threshold: 0,
+                l_threshold: 0,
+                ..d.spec.clone()
+            })
             .collect();
         let got_dests: Vec<DestSpec> = got.dests.iter().map(|d| d.spec.clone()).collect();
         assert_eq!(got_dests, want_dests);
-        let addrs = |s: &ServiceInfo| s.laddrs.iter().map(|l| (l.addr, l.ifname.clone())).collect::<Vec<_>>();
+        let addrs = |s: &ServiceInfo| {
+            s.laddrs
+                .iter()
+                .map(|l| (l.addr, l.ifname.clone()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(addrs(got), addrs(want));
     }
 }
@@ -344,15 +604,27 @@ fn save_then_restore_round_trips_the_table() {
 fn get_laddr_prints_dpvs_table() {
     let response = Response::Laddrs {
         services: vec![
-            ServiceLaddrs { service: key(Proto::Tcp, "10.0.0.1", 80), laddrs: services()[3].laddrs.clone() },
+            ServiceLaddrs {
+                service: key(Proto::Tcp, "10.0.0.1", 80),
+                laddrs: services()[3].laddrs.clone(),
+            },
             ServiceLaddrs {
                 service: key(Proto::Tcp, "2001:db8::1", 80),
-                laddrs: vec![LaddrInfo { addr: ip("2001:db8::100"), ifname: None, port_conflicts: 0, conns: 0 }],
+                laddrs: vec![LaddrInfo {
+                    addr: ip("2001:db8::100"),
+                    ifname: None,
+                    port_conflicts: 0,
+                    conns: 0,
+                }],
             },
         ],
     };
     assert_golden("-G", &print("-G", &response), LADDRS);
-    assert_eq!(print("-G", &Response::Laddrs { services: vec![] }), "", "no services, no title");
+    assert_eq!(
+        print("-G", &Response::Laddrs { services: vec![] }),
+        "",
+        "no services, no title"
+    );
 }
 
 #[test]
@@ -371,7 +643,11 @@ fn port_stats_table() {
     };
     let response = Response::PortStats {
         ports: vec![
-            port(0, "dpdk0", [123_456_789, 98_765_432_109, 100, 6400, 0, 1, 2, 3]),
+            port(
+                0,
+                "dpdk0",
+                [123_456_789, 98_765_432_109, 100, 6400, 0, 1, 2, 3],
+            ),
             port(1, "dpdk1", [5, 320, 7, 448, 0, 0, 0, 0]),
         ],
     };
@@ -384,13 +660,25 @@ fn json_output_is_the_sorted_response() {
     let back: Response = serde_json::from_str(&text).expect("valid JSON response");
     let mut sorted = services();
     rvs::ctl::ipvsadm::format::sort_services(&mut sorted);
-    assert_eq!(back, Response::Services { services: sorted, conn_table_size: 4096 });
+    assert_eq!(
+        back,
+        Response::Services {
+            services: sorted,
+            conn_table_size: 4096
+        }
+    );
     assert!(text.ends_with("}\n"));
 }
 
 #[test]
 fn json_timeouts_have_a_stable_shape() {
-    let response = Response::Timeouts { timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 } };
+    let response = Response::Timeouts {
+        timeouts: Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300,
+        },
+    };
     assert_eq!(
         print("-L --timeout --output=json", &response),
         concat!(
@@ -412,18 +700,36 @@ fn json_connections_and_laddrs() {
     let back: Response = serde_json::from_str(&text).expect("valid JSON");
     assert_eq!(back, conns_response(), "connections are not reordered");
     let laddrs = Response::Laddrs { services: vec![] };
-    assert_eq!(print("-G -o json", &laddrs), "{\n  \"type\": \"laddrs\",\n  \"services\": []\n}\n");
+    assert_eq!(
+        print("-G -o json", &laddrs),
+        "{\n  \"type\": \"laddrs\",\n  \"services\": []\n}\n"
+    );
 }
 
 #[test]
 fn daemon_errors_and_mismatched_responses_are_render_errors() {
-    let err = render(&listing("-L -t 10.0.0.9:80"), &Response::error(ErrorKind::NotFound, "No such service"))
-        .expect_err("error response");
+    let err = render(
+        &listing("-L -t 10.0.0.9:80"),
+        &Response::error(ErrorKind::NotFound, "No such service"),
+    )
+    .expect_err("error response");
     assert_eq!(err.to_string(), "No such service");
-    assert!(matches!(err, RenderError::Daemon { kind: ErrorKind::NotFound, .. }));
+    assert!(matches!(
+        err,
+        RenderError::Daemon {
+            kind: ErrorKind::NotFound,
+            ..
+        }
+    ));
 
     let err = render(&listing("-Lnc"), &services_response()).expect_err("wrong response type");
-    assert_eq!(err, RenderError::Unexpected { expected: "conns", got: "services" });
+    assert_eq!(
+        err,
+        RenderError::Unexpected {
+            expected: "conns",
+            got: "services"
+        }
+    );
 }
 
 #[test]
@@ -431,18 +737,34 @@ fn listings_request_what_they_print() {
     let cases: Vec<(&str, Request)> = vec![
         ("-L", Request::ListServices { service: None }),
         ("-S", Request::ListServices { service: None }),
-        ("-L -u 10.0.0.1:53", Request::ListServices { service: Some(key(Proto::Udp, "10.0.0.1", 53)) }),
+        (
+            "-L -u 10.0.0.1:53",
+            Request::ListServices {
+                service: Some(key(Proto::Udp, "10.0.0.1", 53)),
+            },
+        ),
         ("-Lnc", Request::ListConns),
         ("-L --timeout", Request::GetTimeouts),
         ("-G", Request::GetLaddrs { service: None }),
-        ("-G -t 10.0.0.1:80", Request::GetLaddrs { service: Some(key(Proto::Tcp, "10.0.0.1", 80)) }),
+        (
+            "-G -t 10.0.0.1:80",
+            Request::GetLaddrs {
+                service: Some(key(Proto::Tcp, "10.0.0.1", 80)),
+            },
+        ),
         ("--port-stats", Request::PortStats),
     ];
     for (line, request) in cases {
         assert_eq!(listing(line).request(), request, "`{line}`");
     }
     assert_eq!(listing("-L").what, ListWhat::All);
-    assert_eq!(listing("-L -o json").options, ListOptions { output: OutputFormat::Json, ..ListOptions::default() });
+    assert_eq!(
+        listing("-L -o json").options,
+        ListOptions {
+            output: OutputFormat::Json,
+            ..ListOptions::default()
+        }
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -633,9 +955,7 @@ const SAVE: &str = concat!(
     "-a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -m -w 1\n",
 );
 
-const TIMEOUT: &str = concat!(
-    "Timeout (tcp tcpfin udp): 900 120 300\n",
-);
+const TIMEOUT: &str = "Timeout (tcp tcpfin udp): 900 120 300\n";
 
 const LADDRS: &str = concat!(
     "VIP:VPORT            TOTAL    LADDR                CONFLICTS  CONNS     \n",
@@ -651,4 +971,3 @@ const PORTS: &str = concat!(
     "0      dpdk0             123456K   98765M      100     6400        0        1        2        3\n",
     "1      dpdk1                   5      320        7      448        0        0        0        0\n",
 );
-

@@ -25,11 +25,19 @@ fn ip(text: &str) -> IpAddr {
 }
 
 fn tcp(addr: &str, port: u16) -> ServiceKey {
-    ServiceKey { proto: Proto::Tcp, addr: ip(addr), port }
+    ServiceKey {
+        proto: Proto::Tcp,
+        addr: ip(addr),
+        port,
+    }
 }
 
 fn udp(addr: &str, port: u16) -> ServiceKey {
-    ServiceKey { proto: Proto::Udp, addr: ip(addr), port }
+    ServiceKey {
+        proto: Proto::Udp,
+        addr: ip(addr),
+        port,
+    }
 }
 
 fn list(what: ListWhat, tweak: impl FnOnce(&mut ListOptions)) -> Command {
@@ -372,7 +380,8 @@ fn rejected_cases() -> Vec<(&'static str, Kind, String)> {
         ("-L --mcast-interface eth0", Fail, s("Illegal 'mcast-interface' option with the 'list' command")),
         ("-S --stats", Fail, s("Illegal 'stats' option with the 'save' command")),
         ("-S -t 10.0.0.1:80", Fail, s("Illegal 'service-address' option with the 'save' command")),
-        ("-S -o json", Fail, s("Illegal 'ops' option with the 'save' command")),
+        ("-S -o", Fail, s("Illegal 'ops' option with the 'save' command")),
+        ("-S -o json", Fail, s("unexpected argument json")),
         ("-Z -n", Fail, s("Illegal 'numeric' option with the 'zero' command")),
         ("-R -n", Fail, s("Illegal 'numeric' option with the 'restore' command")),
         ("--set 900 120 300 -n", Fail, s("Illegal 'numeric' option with the 'set' command")),
@@ -495,7 +504,13 @@ fn exit_codes_follow_ipvsadm() {
 
 #[test]
 fn non_option_words_anywhere_are_positional_and_double_dash_ends_options() {
-    let set = Command::Apply(Request::SetTimeouts { timeouts: Timeouts { tcp: 1, tcpfin: 2, udp: 3 } });
+    let set = Command::Apply(Request::SetTimeouts {
+        timeouts: Timeouts {
+            tcp: 1,
+            tcpfin: 2,
+            udp: 3,
+        },
+    });
     assert_eq!(parse("--set 1 2 3"), Ok(set.clone()));
     assert_eq!(parse_args(&["--set", "1", "--", "2", "3"]), Ok(set));
     assert_eq!(
@@ -527,10 +542,20 @@ ipvsadm
                     ..ServiceSpec::new(vip)
                 },
             },
-            Request::AddDest { service: vip, dest: dest("192.168.10.1", 80, Fwd::Masq, 1) },
-            Request::AddDest { service: vip, dest: dest("192.168.10.2", 80, Fwd::Masq, 2) },
+            Request::AddDest {
+                service: vip,
+                dest: dest("192.168.10.1", 80, Fwd::Masq, 1)
+            },
+            Request::AddDest {
+                service: vip,
+                dest: dest("192.168.10.2", 80, Fwd::Masq, 2)
+            },
             Request::AddLaddr {
-                laddr: LaddrSpec { service: vip, addr: ip("192.168.100.1"), ifname: Some("dpdk0".into()) },
+                laddr: LaddrSpec {
+                    service: vip,
+                    addr: ip("192.168.100.1"),
+                    ifname: Some("dpdk0".into())
+                },
             },
         ]
     );
@@ -538,7 +563,8 @@ ipvsadm
 
 #[test]
 fn a_bad_restore_line_fails_the_whole_restore_with_its_line_number() {
-    let input = "-C\n-A -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 192.168.10.1 -w 70000\n-D -t 10.0.0.1:80\n";
+    let input =
+        "-C\n-A -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 192.168.10.1 -w 70000\n-D -t 10.0.0.1:80\n";
     let err = parse_restore(input).expect_err("line 3 is bad");
     assert_eq!(err.line, 3);
     assert_eq!(err.to_string(), "line 3: illegal weight specified");
@@ -552,22 +578,39 @@ fn restore_lines_may_only_change_the_table() {
     for line in ["-L", "-Ln", "-S", "-h", "-v", "-G"] {
         let err = parse_restore_line(line).expect_err(line);
         assert!(
-            err.to_string().starts_with("only commands that change the table"),
+            err.to_string()
+                .starts_with("only commands that change the table"),
             "{line}: {err}"
         );
     }
     assert_eq!(
         parse_restore_line("ipvsadm -R"),
-        Err(ParseError::Fail("-R is not allowed in restore input".into()))
+        Err(ParseError::Fail(
+            "-R is not allowed in restore input".into()
+        ))
     );
 }
 
 #[test]
 fn parsing_never_panics_on_odd_words() {
     let odd = [
-        "-", "--", "---", "-\u{e9}", "--=", "-t=", "-A -t []:80", "-A -t [", "-A -t ]:",
-        "-A -t 10.0.0.1:80 -p=", "-L -o=", "--set \u{1F600} 1 2", "-A -t 1.2.3.4:+80",
-        "-A -t 1.2.3.4:-1", "-A -t :::80", "-P -t 10.0.0.1:80 -z [::1", "-Lc\u{e9}",
+        "-",
+        "--",
+        "---",
+        "-\u{e9}",
+        "--=",
+        "-t=",
+        "-A -t []:80",
+        "-A -t [",
+        "-A -t ]:",
+        "-A -t 10.0.0.1:80 -p=",
+        "-L -o=",
+        "--set \u{1F600} 1 2",
+        "-A -t 1.2.3.4:+80",
+        "-A -t 1.2.3.4:-1",
+        "-A -t :::80",
+        "-P -t 10.0.0.1:80 -z [::1",
+        "-Lc\u{e9}",
     ];
     for line in odd {
         let _ = parse(line);

@@ -171,14 +171,17 @@ fn call(socket: &std::path::Path, request: &Request) -> anyhow::Result<Response>
                 socket.display()
             )
         }
-        Err(err) => Err(err).with_context(|| format!("talking to lbd at {}", socket.display())),
+        Err(err) => bail!("talking to lbd at {}: {err}", socket.display()),
     }
 }
 
 /// Writes to stdout; a closed pipe (`lbctl -L | head`) is not an error.
 fn print_out(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(err) => Err(err).context("cannot write to stdout"),

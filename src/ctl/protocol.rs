@@ -122,7 +122,12 @@ pub struct ServiceKey {
 
 impl std::fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.proto.name(), SocketAddr::new(self.addr, self.port))
+        write!(
+            f,
+            "{} {}",
+            self.proto.name(),
+            SocketAddr::new(self.addr, self.port)
+        )
     }
 }
 
@@ -777,14 +782,91 @@ pub fn read_response<R: Read>(reader: &mut R) -> Result<Response, ProtocolError>
 }
 
 /// Connects to the daemon's Unix socket, sends one request and waits for its
-/// response. `timeout` bounds each read and write (a stuck daemon fails the
-/// call instead of hanging the operator's shell).
-pub fn call_unix(path: &Path, request: &Request, timeout: Duration) -> Result<Response, ProtocolError> {
-    let mut stream = UnixStream::connect(path)?;
+/// response. `timeout` bounds the connect, each write and each read (a stuck
+/// daemon fails the call instead of hanging the operator's shell).
+pub fn call_unix(
+    path: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, ProtocolError> {
+    let mut stream = connect_unix(path, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
     write_request(&mut stream, request)?;
     read_response(&mut stream)
+}
+
+/// Connects a Unix stream socket with a bounded wait. A blocking `connect(2)`
+/// on `AF_UNIX` waits for room in a full listen backlog for at most the
+/// socket's send timeout, so `SO_SNDTIMEO` is set before connecting (std's
+/// `UnixStream::connect` cannot do that); it stays set as the write timeout.
+/// A timed-out connect is reported as `io::ErrorKind::TimedOut`.
+pub fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain old data; all-zero bytes are a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid Unix socket path {}", path.display()),
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+
+    // SAFETY: socket(2) with constant arguments; the result is checked below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+
+    // A zero timeval would mean "wait forever": use at least 1 µs.
+    let timeout = timeout.max(Duration::from_micros(1));
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below 1_000_000, so it fits suseconds_t on every target.
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: setsockopt reads exactly size_of::<timeval>() bytes from `tv`,
+    // which outlives the call; `socket` is an open descriptor.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `addr` is a valid, NUL-terminated sockaddr_un that outlives the
+    // call, and the length passed is its size; `socket` is an open descriptor.
+    let rc = unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting to {} timed out", path.display()),
+            ),
+            _ => err,
+        });
+    }
+    Ok(UnixStream::from(socket))
 }
 
 fn encode<T: Serialize>(envelope: &T) -> Result<Vec<u8>, ProtocolError> {
@@ -801,11 +883,16 @@ fn encode<T: Serialize>(envelope: &T) -> Result<Vec<u8>, ProtocolError> {
 
 /// Decodes `{"version":N,"<body_key>":{...}}`: the envelope shape and version
 /// are checked before the body, so version skew is reported as such.
-fn decode_enveloped<T: DeserializeOwned>(payload: &[u8], body_key: &str) -> Result<T, ProtocolError> {
+fn decode_enveloped<T: DeserializeOwned>(
+    payload: &[u8],
+    body_key: &str,
+) -> Result<T, ProtocolError> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     let serde_json::Value::Object(mut map) = value else {
-        return Err(ProtocolError::Malformed("envelope is not a JSON object".to_string()));
+        return Err(ProtocolError::Malformed(
+            "envelope is not a JSON object".to_string(),
+        ));
     };
     let version = match map.remove("version") {
         Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| {
@@ -870,11 +957,16 @@ mod tests {
             ifname: Some("dpdk0".to_string()),
         };
         let changes = vec![
-            Request::AddService { service: spec.clone() },
+            Request::AddService {
+                service: spec.clone(),
+            },
             Request::EditService { service: v6 },
             Request::DeleteService { service: key },
             Request::Clear,
-            Request::AddDest { service: key, dest: dest.clone() },
+            Request::AddDest {
+                service: key,
+                dest: dest.clone(),
+            },
             Request::EditDest { service: key, dest },
             Request::DeleteDest {
                 service: key,
@@ -883,9 +975,15 @@ mod tests {
             },
             Request::Zero { service: None },
             Request::SetTimeouts {
-                timeouts: Timeouts { tcp: 900, tcpfin: 0, udp: 300 },
+                timeouts: Timeouts {
+                    tcp: 900,
+                    tcpfin: 0,
+                    udp: 300,
+                },
             },
-            Request::AddLaddr { laddr: laddr.clone() },
+            Request::AddLaddr {
+                laddr: laddr.clone(),
+            },
             Request::DeleteLaddr { laddr },
         ];
         let mut all = changes.clone();
@@ -932,7 +1030,11 @@ mod tests {
             Response::Ok { generation: 7 },
             Response::error(ErrorKind::NotFound, "No such service"),
             Response::Timeouts {
-                timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 },
+                timeouts: Timeouts {
+                    tcp: 900,
+                    tcpfin: 120,
+                    udp: 300,
+                },
             },
             Response::Conns {
                 conns: vec![ConnInfo {
@@ -958,7 +1060,10 @@ mod tests {
         for response in responses {
             let mut wire = Vec::new();
             write_response(&mut wire, &response).expect("encode");
-            assert_eq!(read_response(&mut Cursor::new(wire)).expect("decode"), response);
+            assert_eq!(
+                read_response(&mut Cursor::new(wire)).expect("decode"),
+                response
+            );
         }
     }
 
@@ -966,7 +1071,10 @@ mod tests {
     fn wrong_version_is_reported_before_the_body_is_decoded() {
         let payload = br#"{"version":2,"request":{"type":"teleport"}}"#;
         match decode_request(payload) {
-            Err(ProtocolError::BadVersion { got: 2, expected: 1 }) => {}
+            Err(ProtocolError::BadVersion {
+                got: 2,
+                expected: 1,
+            }) => {}
             other => panic!("expected BadVersion, got {other:?}"),
         }
     }
@@ -1009,8 +1117,14 @@ mod tests {
 
     #[test]
     fn clean_eof_is_closed_and_torn_frames_are_io_errors() {
-        assert!(matches!(read_frame(&mut Cursor::new(Vec::new())), Err(ProtocolError::Closed)));
-        assert!(matches!(read_frame(&mut Cursor::new(vec![0, 0])), Err(ProtocolError::Io(_))));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(Vec::new())),
+            Err(ProtocolError::Closed)
+        ));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(vec![0, 0])),
+            Err(ProtocolError::Io(_))
+        ));
         assert!(matches!(
             read_frame(&mut Cursor::new(vec![0, 0, 0, 5, b'{'])),
             Err(ProtocolError::Io(_))
@@ -1023,12 +1137,28 @@ mod tests {
 
     #[test]
     fn protocol_errors_map_to_error_responses() {
-        let bad = ProtocolError::BadVersion { got: 9, expected: 1 };
+        let bad = ProtocolError::BadVersion {
+            got: 9,
+            expected: 1,
+        };
         assert!(matches!(
             Response::for_protocol_error(&bad),
-            Some(Response::Error { kind: ErrorKind::BadVersion, .. })
+            Some(Response::Error {
+                kind: ErrorKind::BadVersion,
+                ..
+            })
         ));
         assert!(Response::for_protocol_error(&ProtocolError::Closed).is_none());
+    }
+
+    #[test]
+    fn connect_unix_reports_missing_sockets_and_bad_paths() {
+        let missing = std::env::temp_dir().join("rvs-proto-test-no-such.sock");
+        let err = connect_unix(&missing, Duration::from_secs(1)).expect_err("no listener");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let long = Path::new("/tmp").join("x".repeat(200));
+        let err = connect_unix(&long, Duration::from_secs(1)).expect_err("path too long");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]
@@ -1045,7 +1175,11 @@ mod tests {
             write_response(
                 &mut stream,
                 &Response::Timeouts {
-                    timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 },
+                    timeouts: Timeouts {
+                        tcp: 900,
+                        tcpfin: 120,
+                        udp: 300,
+                    },
                 },
             )
             .expect("response");
@@ -1056,7 +1190,11 @@ mod tests {
         assert_eq!(
             response,
             Response::Timeouts {
-                timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 }
+                timeouts: Timeouts {
+                    tcp: 900,
+                    tcpfin: 120,
+                    udp: 300
+                }
             }
         );
         let _ = std::fs::remove_file(&path);

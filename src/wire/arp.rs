@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{ethertype, read_u16, write_u16, EthernetAddress, Error, Result};
+use super::{ethertype, read_u16, write_u16, Error, EthernetAddress, Result};
 
 mod field {
     use core::ops::Range;
@@ -74,10 +74,16 @@ fn ipv4_at(data: &[u8], range: core::ops::Range<usize>) -> Ipv4Addr {
     Ipv4Addr::from(addr)
 }
 
-impl<T: AsRef<[u8]>> ArpPacket<T> {
-    /// Length of an Ethernet/IPv4 ARP packet.
-    pub const PACKET_LEN: usize = field::TPA.end;
+/// Length of an Ethernet/IPv4 ARP packet.
+pub const PACKET_LEN: usize = field::TPA.end;
 
+impl ArpPacket<&'static [u8]> {
+    /// Length of an Ethernet/IPv4 ARP packet. Also `PACKET_LEN` in this module; written as
+    /// `ArpPacket::PACKET_LEN` it needs no type annotation.
+    pub const PACKET_LEN: usize = PACKET_LEN;
+}
+
+impl<T: AsRef<[u8]>> ArpPacket<T> {
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         ArpPacket { buffer }
@@ -92,7 +98,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     /// Checks that the 28 bytes fit in the buffer.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < Self::PACKET_LEN {
+        if self.buffer.as_ref().len() < PACKET_LEN {
             return Err(Error::Truncated);
         }
         Ok(())
@@ -283,7 +289,10 @@ mod tests {
         p.set_source_hardware_addr(EthernetAddress([1, 2, 3, 4, 5, 6]));
         p.set_target_protocol_addr(Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(p.operation(), ArpOperation::Reply);
-        assert_eq!(p.source_hardware_addr(), EthernetAddress([1, 2, 3, 4, 5, 6]));
+        assert_eq!(
+            p.source_hardware_addr(),
+            EthernetAddress([1, 2, 3, 4, 5, 6])
+        );
         assert_eq!(p.target_protocol_addr(), Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(p.hardware_type(), 0xa5a5, "untouched fields keep the fill");
     }
@@ -299,7 +308,10 @@ mod tests {
         };
         let mut buf = [0xa5u8; 28];
         repr.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
-        assert_eq!(ArpRepr::parse(&ArpPacket::new_checked(&buf[..]).unwrap()), Ok(repr));
+        assert_eq!(
+            ArpRepr::parse(&ArpPacket::new_checked(&buf[..]).unwrap()),
+            Ok(repr)
+        );
     }
 
     #[test]
@@ -313,6 +325,9 @@ mod tests {
         let mut other = REQUEST;
         other[5] = 16;
         assert!(ArpRepr::parse(&ArpPacket::new_checked(&other[..]).unwrap()).is_err());
-        assert_eq!(ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(),
+            Error::Truncated
+        );
     }
 }

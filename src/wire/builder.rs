@@ -59,10 +59,25 @@ enum L3 {
 enum L4 {
     None,
     Raw(u8),
-    Tcp { src_port: u16, dst_port: u16 },
-    Udp { src_port: u16, dst_port: u16 },
-    IcmpEcho { family: Option<IpFamily>, request: bool, ident: u16, seq_no: u16 },
-    Icmp { family: IpFamily, msg_type: u8, msg_code: u8 },
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    IcmpEcho {
+        family: Option<IpFamily>,
+        request: bool,
+        ident: u16,
+        seq_no: u16,
+    },
+    Icmp {
+        family: IpFamily,
+        msg_type: u8,
+        msg_code: u8,
+    },
     Ndp(NdpRepr),
 }
 
@@ -192,7 +207,12 @@ impl PacketBuilder {
     }
 
     /// ARP request: who has `target_ip`? tell `sender_ip` at `sender_mac`.
-    pub fn arp_request(self, sender_mac: EthernetAddress, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Self {
+    pub fn arp_request(
+        self,
+        sender_mac: EthernetAddress,
+        sender_ip: Ipv4Addr,
+        target_ip: Ipv4Addr,
+    ) -> Self {
         self.arp(ArpRepr {
             operation: ArpOperation::Request,
             source_hardware_addr: sender_mac,
@@ -287,7 +307,9 @@ impl PacketBuilder {
 
     /// Appends an IPv6 fragment header (offset in bytes).
     pub fn ipv6_fragment(self, offset: u16, more_frags: bool, ident: u32) -> Self {
-        let mut body = (offset & 0xfff8 | u16::from(more_frags)).to_be_bytes().to_vec();
+        let mut body = (offset & 0xfff8 | u16::from(more_frags))
+            .to_be_bytes()
+            .to_vec();
         body.extend_from_slice(&ident.to_be_bytes());
         self.ipv6_ext(ip_proto::FRAGMENT, &body)
     }
@@ -365,7 +387,12 @@ impl PacketBuilder {
     }
 
     fn echo(mut self, family: Option<IpFamily>, request: bool, ident: u16, seq_no: u16) -> Self {
-        self.l4 = L4::IcmpEcho { family, request, ident, seq_no };
+        self.l4 = L4::IcmpEcho {
+            family,
+            request,
+            ident,
+            seq_no,
+        };
         self
     }
 
@@ -402,13 +429,21 @@ impl PacketBuilder {
     /// Any ICMPv4 message; data from [`payload`](Self::payload), bytes 4..8 from
     /// [`rest_of_header`](Self::rest_of_header).
     pub fn icmpv4(mut self, msg_type: u8, msg_code: u8) -> Self {
-        self.l4 = L4::Icmp { family: IpFamily::V4, msg_type, msg_code };
+        self.l4 = L4::Icmp {
+            family: IpFamily::V4,
+            msg_type,
+            msg_code,
+        };
         self
     }
 
     /// Any ICMPv6 message.
     pub fn icmpv6(mut self, msg_type: u8, msg_code: u8) -> Self {
-        self.l4 = L4::Icmp { family: IpFamily::V6, msg_type, msg_code };
+        self.l4 = L4::Icmp {
+            family: IpFamily::V6,
+            msg_type,
+            msg_code,
+        };
         self
     }
 
@@ -444,7 +479,10 @@ impl PacketBuilder {
     /// Neighbor solicitation for `target` (use an IPv6 layer to the
     /// solicited-node address, see [`icmpv6::solicited_node`]).
     pub fn ndp_solicit(mut self, target: Ipv6Addr, source_lladdr: Option<EthernetAddress>) -> Self {
-        self.l4 = L4::Ndp(NdpRepr::NeighborSolicit { target, source_lladdr });
+        self.l4 = L4::Ndp(NdpRepr::NeighborSolicit {
+            target,
+            source_lladdr,
+        });
         self
     }
 
@@ -455,7 +493,11 @@ impl PacketBuilder {
         target: Ipv6Addr,
         target_lladdr: Option<EthernetAddress>,
     ) -> Self {
-        self.l4 = L4::Ndp(NdpRepr::NeighborAdvert { flags, target, target_lladdr });
+        self.l4 = L4::Ndp(NdpRepr::NeighborAdvert {
+            flags,
+            target,
+            target_lladdr,
+        });
         self
     }
 
@@ -576,7 +618,12 @@ impl PacketBuilder {
                 repr.emit(&mut UdpPacket::new_unchecked(&mut buf[..]), &src, &dst);
                 (ip_proto::UDP, buf, Some(6))
             }
-            L4::IcmpEcho { family, request, ident, seq_no } => {
+            L4::IcmpEcho {
+                family,
+                request,
+                ident,
+                seq_no,
+            } => {
                 let rest = (u32::from(ident) << 16) | u32::from(seq_no);
                 let msg_type = match (family.unwrap_or(self.family()), request) {
                     (IpFamily::V4, true) => icmpv4::ECHO_REQUEST,
@@ -587,7 +634,11 @@ impl PacketBuilder {
                 let family = family.unwrap_or(self.family());
                 self.build_icmp(family, msg_type, 0, rest, &src6, &dst6)
             }
-            L4::Icmp { family, msg_type, msg_code } => {
+            L4::Icmp {
+                family,
+                msg_type,
+                msg_code,
+            } => {
                 let rest = self.icmp_rest.unwrap_or(0);
                 self.build_icmp(family, msg_type, msg_code, rest, &src6, &dst6)
             }
@@ -716,7 +767,11 @@ impl PacketBuilder {
             L3::Ipv6 { src, dst } => {
                 let (proto, l4, csum_at) = self.build_l4();
                 let (first, exts) = self.build_ipv6_exts(proto);
-                let default_hops = if matches!(self.l4, L4::Ndp(_)) { 255 } else { 64 };
+                let default_hops = if matches!(self.l4, L4::Ndp(_)) {
+                    255
+                } else {
+                    64
+                };
                 let repr = Ipv6Repr {
                     src_addr: *src,
                     dst_addr: *dst,
@@ -817,7 +872,7 @@ fn to_v6(addr: IpAddr) -> Ipv6Addr {
 mod tests {
     use super::*;
     use crate::wire::{
-        icmp_quoted, icmpv6::solicited_node, ipv6_upper_layer, parse_l2, EthernetFrame, Error,
+        icmp_quoted, icmpv6::solicited_node, ipv6_upper_layer, parse_l2, Error, EthernetFrame,
     };
 
     const CMAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0c]);
@@ -844,13 +899,22 @@ mod tests {
             .payload(b"hi")
             .build();
         let l2 = parse_l2(&frame).unwrap();
-        assert_eq!((l2.src, l2.dst, l2.vlan, l2.l3_offset), (CMAC, DMAC, Some(100), 18));
+        assert_eq!(
+            (l2.src, l2.dst, l2.vlan, l2.l3_offset),
+            (CMAC, DMAC, Some(100), 18)
+        );
         let ip = Ipv4Packet::new_checked(&frame[18..]).unwrap();
         assert!(ip.verify_checksum());
-        assert_eq!((ip.ttl(), ip.dont_frag(), ip.next_header()), (63, true, ip_proto::TCP));
+        assert_eq!(
+            (ip.ttl(), ip.dont_frag(), ip.next_header()),
+            (63, true, ip_proto::TCP)
+        );
         let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
         assert!(tcp.verify_checksum(&cip().into(), &vip().into()));
-        assert_eq!((tcp.src_port(), tcp.dst_port(), tcp.seq_number()), (40000, 80, 1));
+        assert_eq!(
+            (tcp.src_port(), tcp.dst_port(), tcp.seq_number()),
+            (40000, 80, 1)
+        );
         assert_eq!(tcp.flags(), TcpFlags::SYN);
         assert_eq!(tcp.mss(), Some(1460));
         assert_eq!(tcp.payload(), b"hi");
@@ -858,8 +922,10 @@ mod tests {
 
     #[test]
     fn ipv6_udp_with_extension_headers() {
-        let (s, d): (Ipv6Addr, Ipv6Addr) =
-            ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+        let (s, d): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
         let pkt = PacketBuilder::new()
             .ipv6(s, d)
             .ipv6_ext(ip_proto::HOPOPT, &[])
@@ -871,7 +937,10 @@ mod tests {
         let up = ipv6_upper_layer(&pkt).unwrap();
         assert_eq!(up.proto, ip_proto::UDP);
         assert_eq!(up.offset, 40 + 8 + 16 + 8);
-        assert_eq!(up.fragment.map(|f| (f.offset, f.more, f.ident)), Some((0, true, 42)));
+        assert_eq!(
+            up.fragment.map(|f| (f.offset, f.more, f.ident)),
+            Some((0, true, 42))
+        );
         let udp = UdpPacket::new_checked(&pkt[up.offset..]).unwrap();
         assert!(udp.verify_checksum(&s.into(), &d.into()));
         assert_eq!(udp.payload(), b"data");
@@ -895,21 +964,36 @@ mod tests {
         assert!(icmp.verify_checksum() && icmp.is_error());
         assert_eq!(icmp.next_hop_mtu(), 1400);
         let q = icmp_quoted(IpFamily::V4, icmp.data()).unwrap();
-        assert_eq!((q.src, q.dst, q.src_port, q.dst_port), (vip().into(), cip().into(), 53, 5353));
+        assert_eq!(
+            (q.src, q.dst, q.src_port, q.dst_port),
+            (vip().into(), cip().into(), 53, 5353)
+        );
     }
 
     #[test]
     fn icmpv6_error_and_echo_auto_family() {
-        let (s, d): (IpAddr, IpAddr) =
-            ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
-        let echo = PacketBuilder::new().ip_auto(s, d).icmp_echo_request(7, 1).build();
+        let (s, d): (IpAddr, IpAddr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        let echo = PacketBuilder::new()
+            .ip_auto(s, d)
+            .icmp_echo_request(7, 1)
+            .build();
         let ip = Ipv6Packet::new_checked(&echo[..]).unwrap();
         assert_eq!(ip.next_header(), ip_proto::ICMPV6);
         let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
-        assert_eq!((icmp.msg_type(), icmp.echo_ident()), (icmpv6::ECHO_REQUEST, 7));
+        assert_eq!(
+            (icmp.msg_type(), icmp.echo_ident()),
+            (icmpv6::ECHO_REQUEST, 7)
+        );
         assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
 
-        let big = PacketBuilder::new().ip_auto(d, s).udp(1, 2).payload_fill(2000).build();
+        let big = PacketBuilder::new()
+            .ip_auto(d, s)
+            .udp(1, 2)
+            .payload_fill(2000)
+            .build();
         let err = PacketBuilder::new()
             .ip_auto(d, s)
             .icmpv6_error(icmpv6::PACKET_TOO_BIG, 0, &big)
@@ -927,7 +1011,10 @@ mod tests {
             .ip_auto(cip().into(), vip().into())
             .icmp_echo_reply(1, 2)
             .build();
-        assert_eq!(Ipv4Packet::new_checked(&v4[..]).unwrap().payload()[0], icmpv4::ECHO_REPLY);
+        assert_eq!(
+            Ipv4Packet::new_checked(&v4[..]).unwrap().payload()[0],
+            icmpv4::ECHO_REPLY
+        );
     }
 
     #[test]
@@ -945,35 +1032,52 @@ mod tests {
 
         let src: Ipv6Addr = "fe80::c".parse().unwrap();
         let target: Ipv6Addr = "2001:db8::100".parse().unwrap();
-        let ns = PacketBuilder::ethernet(CMAC, EthernetAddress::from_ipv6_multicast(&solicited_node(&target)))
-            .ipv6(src, solicited_node(&target))
-            .ndp_solicit(target, Some(CMAC))
-            .build();
+        let ns = PacketBuilder::ethernet(
+            CMAC,
+            EthernetAddress::from_ipv6_multicast(&solicited_node(&target)),
+        )
+        .ipv6(src, solicited_node(&target))
+        .ndp_solicit(target, Some(CMAC))
+        .build();
         let ip = Ipv6Packet::new_checked(&ns[14..]).unwrap();
         assert_eq!(ip.hop_limit(), 255);
         let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
         assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
         assert_eq!(
             NdpRepr::parse(&icmp),
-            Ok(NdpRepr::NeighborSolicit { target, source_lladdr: Some(CMAC) })
+            Ok(NdpRepr::NeighborSolicit {
+                target,
+                source_lladdr: Some(CMAC)
+            })
         );
     }
 
     #[test]
     fn overrides_make_malformed_packets() {
-        let base = PacketBuilder::new().ipv4(cip(), vip()).udp(1, 2).payload(b"abcd");
+        let base = PacketBuilder::new()
+            .ipv4(cip(), vip())
+            .udp(1, 2)
+            .payload(b"abcd");
         let good = base.clone().build();
         assert_eq!(good.len(), 32);
 
         let bad_ihl = base.clone().ipv4_ihl(4).build();
-        assert!(matches!(Ipv4Packet::new_checked(&bad_ihl[..]), Err(Error::Malformed(_))));
+        assert!(matches!(
+            Ipv4Packet::new_checked(&bad_ihl[..]),
+            Err(Error::Malformed(_))
+        ));
 
         let long_total = base.clone().ipv4_total_len(100).build();
-        assert_eq!(Ipv4Packet::new_checked(&long_total[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&long_total[..]).unwrap_err(),
+            Error::Truncated
+        );
         assert!(Ipv4Packet::new_unchecked(&long_total[..]).verify_checksum());
 
         let bad_csum = base.clone().ipv4_checksum(0x1234).build();
-        assert!(!Ipv4Packet::new_checked(&bad_csum[..]).unwrap().verify_checksum());
+        assert!(!Ipv4Packet::new_checked(&bad_csum[..])
+            .unwrap()
+            .verify_checksum());
 
         let bad_l4 = base.clone().l4_checksum(0).build();
         let ip = Ipv4Packet::new_checked(&bad_l4[..]).unwrap();
@@ -981,13 +1085,18 @@ mod tests {
 
         let bad_udp_len = base.clone().udp_len(7).build();
         let ip = Ipv4Packet::new_checked(&bad_udp_len[..]).unwrap();
-        assert!(matches!(UdpPacket::new_checked(ip.payload()), Err(Error::Malformed(_))));
+        assert!(matches!(
+            UdpPacket::new_checked(ip.payload()),
+            Err(Error::Malformed(_))
+        ));
 
         let cut = base.clone().truncate(25).build();
         assert_eq!(cut.len(), 25);
         assert_eq!(&cut[..], &good[..25]);
 
-        let raw = PacketBuilder::ethernet(CMAC, DMAC).raw_l3(&[0x60, 1, 2]).build();
+        let raw = PacketBuilder::ethernet(CMAC, DMAC)
+            .raw_l3(&[0x60, 1, 2])
+            .build();
         assert_eq!(raw.len(), 17);
         assert_eq!(parse_l2(&raw).unwrap().ethertype, ethertype::IPV6);
     }
@@ -1004,7 +1113,10 @@ mod tests {
         let ip = Ipv4Packet::new_checked(&pkt[..]).unwrap();
         assert_eq!(ip.header_len(), 28);
         assert_eq!(ip.options(), &[0x94, 0x04, 0, 0, 1, 0, 0, 0]);
-        assert_eq!((ip.frag_offset(), ip.more_frags(), ip.ident()), (1480, true, 99));
+        assert_eq!(
+            (ip.frag_offset(), ip.more_frags(), ip.ident()),
+            (1480, true, 99)
+        );
         assert!(ip.verify_checksum());
         assert_eq!(ip.payload().len(), 16);
     }

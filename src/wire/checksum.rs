@@ -93,10 +93,8 @@ pub fn checksum(data: &[u8]) -> u16 {
 /// destination, zero byte, protocol, and the upper-layer length.
 #[inline]
 pub fn pseudo_header_v4(src: &Ipv4Addr, dst: &Ipv4Addr, proto: u8, len: u32) -> u32 {
-    let acc = u64::from(u32::from(*src))
-        + u64::from(u32::from(*dst))
-        + u64::from(proto)
-        + u64::from(len);
+    let acc =
+        u64::from(u32::from(*src)) + u64::from(u32::from(*dst)) + u64::from(proto) + u64::from(len);
     u32::from(fold64(acc))
 }
 
@@ -222,7 +220,7 @@ mod tests {
                 fold(sum(&data))
             );
         }
-        assert_eq!(fold(combine(0xffff_ffff, 0xffff_ffff)), fold(0xffff_ffff) );
+        assert_eq!(fold(combine(0xffff_ffff, 0xffff_ffff)), fold(0xffff_ffff));
     }
 
     #[test]
@@ -270,11 +268,22 @@ mod tests {
         let c1 = checksum(&changed);
         assert_eq!(update16(c1, 0xabcd, 0), 0x0000);
         assert_eq!(update16(0xffff, 0, 0), 0x0000);
+        // The degenerate all-zero sum (checksum 0xffff, word 0xffff -> 0):
+        // data [0xffff, 0x0001, 0xfffe] has folded sum 0xffff, checksum 0.
+        let data = [0xff, 0xff, 0x00, 0x01, 0xff, 0xfe];
+        assert_eq!(checksum(&data), 0);
+        let changed = [0x00, 0x00, 0x00, 0x01, 0xff, 0xfe];
+        assert_eq!(checksum(&changed), 0);
+        assert_eq!(update16(0xffff, 0xffff, 0x0000), checksum(&changed));
+        assert_eq!(update32(0xffff, 0xffff_ffff, 0), 0);
+        assert_eq!(update_bytes(0xffff, &[0xff, 0xff], &[0, 0]), 0);
     }
 
     #[test]
     fn update32_and_update_bytes_equal_recomputation() {
-        let mut data: Vec<u8> = (0..40u8).map(|b| b.wrapping_mul(91).wrapping_add(3)).collect();
+        let mut data: Vec<u8> = (0..40u8)
+            .map(|b| b.wrapping_mul(91).wrapping_add(3))
+            .collect();
         let c = checksum(&data);
         let old = u32::from_be_bytes([data[12], data[13], data[14], data[15]]);
         let new = 0xc0a8_0101u32;

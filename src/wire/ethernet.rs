@@ -97,8 +97,7 @@ impl FromStr for EthernetAddress {
         let mut parts = s.split(sep);
         for byte in &mut bytes {
             let part = parts.next().ok_or_else(err)?;
-            if part.is_empty() || part.len() > 2 || !part.bytes().all(|c| c.is_ascii_hexdigit())
-            {
+            if part.is_empty() || part.len() > 2 || !part.bytes().all(|c| c.is_ascii_hexdigit()) {
                 return Err(err());
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
@@ -133,10 +132,16 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> EthernetFrame<T> {
-    /// Length of the Ethernet II header.
-    pub const HEADER_LEN: usize = field::PAYLOAD;
+/// Length of the Ethernet II header.
+pub const HEADER_LEN: usize = field::PAYLOAD;
 
+impl EthernetFrame<&'static [u8]> {
+    /// Length of the Ethernet II header. Also `HEADER_LEN` in this module; written as
+    /// `EthernetFrame::HEADER_LEN` it needs no type annotation.
+    pub const HEADER_LEN: usize = HEADER_LEN;
+}
+
+impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         EthernetFrame { buffer }
@@ -151,7 +156,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// Checks that the header fits in the buffer.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < Self::HEADER_LEN {
+        if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
         Ok(())
@@ -247,10 +252,16 @@ pub struct VlanHeader<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> VlanHeader<T> {
-    /// Length of the tag (TCI + inner EtherType).
-    pub const HEADER_LEN: usize = 4;
+/// Length of the tag (TCI + inner EtherType).
+pub const VLAN_HEADER_LEN: usize = 4;
 
+impl VlanHeader<&'static [u8]> {
+    /// Length of the tag (TCI + inner EtherType). Also `VLAN_HEADER_LEN` in this module; written as
+    /// `VlanHeader::HEADER_LEN` it needs no type annotation.
+    pub const HEADER_LEN: usize = VLAN_HEADER_LEN;
+}
+
+impl<T: AsRef<[u8]>> VlanHeader<T> {
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         VlanHeader { buffer }
@@ -265,7 +276,7 @@ impl<T: AsRef<[u8]>> VlanHeader<T> {
 
     /// Checks that the tag fits in the buffer.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < Self::HEADER_LEN {
+        if self.buffer.as_ref().len() < VLAN_HEADER_LEN {
             return Err(Error::Truncated);
         }
         Ok(())
@@ -303,7 +314,7 @@ impl<T: AsRef<[u8]>> VlanHeader<T> {
 
     /// Everything after the tag.
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[Self::HEADER_LEN..]
+        &self.buffer.as_ref()[VLAN_HEADER_LEN..]
     }
 }
 
@@ -338,7 +349,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VlanHeader<T> {
 
     /// Everything after the tag, mutably.
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[Self::HEADER_LEN..]
+        &mut self.buffer.as_mut()[VLAN_HEADER_LEN..]
     }
 }
 
@@ -376,7 +387,7 @@ pub fn parse_l2(frame: &[u8]) -> Result<L2Info> {
         src: eth.src_addr(),
         vlan: None,
         ethertype: eth.ethertype(),
-        l3_offset: EthernetFrame::<&[u8]>::HEADER_LEN,
+        l3_offset: HEADER_LEN,
     };
     match info.ethertype {
         ethertype::VLAN => {
@@ -386,7 +397,7 @@ pub fn parse_l2(frame: &[u8]) -> Result<L2Info> {
             }
             info.vlan = Some(tag.tci());
             info.ethertype = tag.ethertype();
-            info.l3_offset += VlanHeader::<&[u8]>::HEADER_LEN;
+            info.l3_offset += VLAN_HEADER_LEN;
         }
         ethertype::QINQ | ethertype::QINQ_LEGACY => return Err(Error::UnsupportedVlanStack),
         _ => {}
@@ -449,7 +460,10 @@ mod tests {
         assert_eq!(frame.ethertype(), ethertype::IPV6);
         assert_eq!(frame.payload().len(), 50);
         assert_eq!(frame.payload()[..2], [0x60, 0xa5]);
-        assert_eq!(buf[..14], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x86, 0xdd]);
+        assert_eq!(
+            buf[..14],
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x86, 0xdd]
+        );
     }
 
     #[test]
@@ -486,8 +500,14 @@ mod tests {
 
     #[test]
     fn short_buffers_are_truncated() {
-        assert_eq!(EthernetFrame::new_checked(&[0u8; 13][..]).unwrap_err(), Error::Truncated);
-        assert_eq!(VlanHeader::new_checked(&[0u8; 3][..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            EthernetFrame::new_checked(&[0u8; 13][..]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            VlanHeader::new_checked(&[0u8; 3][..]).unwrap_err(),
+            Error::Truncated
+        );
         assert_eq!(parse_l2(&[0u8; 5]).unwrap_err(), Error::Truncated);
     }
 
@@ -530,7 +550,10 @@ mod tests {
             &[ethertype::VLAN, ethertype::QINQ, ethertype::IPV4][..],
             &[ethertype::QINQ_LEGACY, ethertype::VLAN, ethertype::IPV4][..],
         ] {
-            assert_eq!(parse_l2(&frame(stack)).unwrap_err(), Error::UnsupportedVlanStack);
+            assert_eq!(
+                parse_l2(&frame(stack)).unwrap_err(),
+                Error::UnsupportedVlanStack
+            );
         }
     }
 

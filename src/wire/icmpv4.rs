@@ -47,7 +47,6 @@ pub const TTL_EXCEEDED: u8 = 0;
 /// Time exceeded: fragment reassembly time exceeded.
 pub const REASSEMBLY_TIME_EXCEEDED: u8 = 1;
 
-
 mod field {
     use core::ops::Range;
     pub const TYPE: usize = 0;
@@ -67,10 +66,16 @@ pub struct Icmpv4Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
-    /// Length of the header (type, code, checksum, rest of header).
-    pub const HEADER_LEN: usize = field::DATA;
+/// Length of the header (type, code, checksum, rest of header).
+pub const HEADER_LEN: usize = field::DATA;
 
+impl Icmpv4Packet<&'static [u8]> {
+    /// Length of the header (type, code, checksum, rest of header). Also `HEADER_LEN` in this module; written as
+    /// `Icmpv4Packet::HEADER_LEN` it needs no type annotation.
+    pub const HEADER_LEN: usize = HEADER_LEN;
+}
+
+impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         Icmpv4Packet { buffer }
@@ -85,7 +90,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 
     /// Checks the header fits in the buffer.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < Self::HEADER_LEN {
+        if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
         Ok(())
@@ -162,11 +167,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 pub fn is_error_type(msg_type: u8) -> bool {
     matches!(
         msg_type,
-        DEST_UNREACHABLE
-            | SOURCE_QUENCH
-            | REDIRECT
-            | TIME_EXCEEDED
-            | PARAM_PROBLEM
+        DEST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAM_PROBLEM
     )
 }
 
@@ -363,7 +364,10 @@ mod tests {
 
     #[test]
     fn short_buffer_is_truncated_and_bad_checksum_is_reported() {
-        assert_eq!(Icmpv4Packet::new_checked(&ECHO[..7]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Icmpv4Packet::new_checked(&ECHO[..7]).unwrap_err(),
+            Error::Truncated
+        );
         let mut buf = ECHO;
         Icmpv4Packet::new_unchecked(&mut buf[..]).fill_checksum();
         buf[9] ^= 0x40;

@@ -12,7 +12,7 @@
 use std::net::Ipv6Addr;
 
 use super::checksum;
-use super::{ip_proto, read_u16, read_u32, write_u16, write_u32, EthernetAddress, Error, Result};
+use super::{ip_proto, read_u16, read_u32, write_u16, write_u32, Error, EthernetAddress, Result};
 
 // Message types.
 
@@ -80,10 +80,16 @@ pub struct Icmpv6Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
-    /// Length of the header (type, code, checksum, 4 type-specific bytes).
-    pub const HEADER_LEN: usize = field::DATA;
+/// Length of the header (type, code, checksum, 4 type-specific bytes).
+pub const HEADER_LEN: usize = field::DATA;
 
+impl Icmpv6Packet<&'static [u8]> {
+    /// Length of the header (type, code, checksum, 4 type-specific bytes). Also `HEADER_LEN` in this module; written as
+    /// `Icmpv6Packet::HEADER_LEN` it needs no type annotation.
+    pub const HEADER_LEN: usize = HEADER_LEN;
+}
+
+impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         Icmpv6Packet { buffer }
@@ -98,7 +104,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 
     /// Checks the header fits in the buffer.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < Self::HEADER_LEN {
+        if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
         Ok(())
@@ -560,7 +566,13 @@ mod tests {
     #[test]
     fn error_types_are_below_128() {
         let mut buf = [0u8; 8];
-        for (t, err) in [(1, true), (4, true), (127, true), (128, false), (136, false)] {
+        for (t, err) in [
+            (1, true),
+            (4, true),
+            (127, true),
+            (128, false),
+            (136, false),
+        ] {
             buf[0] = t;
             assert_eq!(Icmpv6Packet::new_checked(&buf[..]).unwrap().is_error(), err);
         }
@@ -570,7 +582,10 @@ mod tests {
     fn ndp_reprs_round_trip() {
         let (s, d) = (addr("fe80::a"), addr("fe80::b"));
         for repr in [
-            NdpRepr::NeighborSolicit { target: addr("2001:db8::5"), source_lladdr: None },
+            NdpRepr::NeighborSolicit {
+                target: addr("2001:db8::5"),
+                source_lladdr: None,
+            },
             NdpRepr::NeighborSolicit {
                 target: addr("2001:db8::5"),
                 source_lladdr: Some(EthernetAddress([2, 0, 0, 0, 0, 1])),
@@ -645,7 +660,10 @@ mod tests {
 
     #[test]
     fn solicited_node_address() {
-        assert_eq!(solicited_node(&addr("2001:db8::1:2345:6789")), addr("ff02::1:ff45:6789"));
+        assert_eq!(
+            solicited_node(&addr("2001:db8::1:2345:6789")),
+            addr("ff02::1:ff45:6789")
+        );
     }
 
     #[test]

@@ -33,7 +33,16 @@ pub fn emit_ipip4(
     dont_frag: bool,
     dscp_ecn: u8,
 ) -> Result<()> {
-    emit_ipip4_ident(outer, src, dst, inner_total_len, ttl, dont_frag, dscp_ecn, 0)
+    emit_ipip4_ident(
+        outer,
+        src,
+        dst,
+        inner_total_len,
+        ttl,
+        dont_frag,
+        dscp_ecn,
+        0,
+    )
 }
 
 /// [`emit_ipip4`] with an explicit identification (needed when DF is clear and
@@ -116,7 +125,10 @@ mod tests {
         assert_eq!(p.next_header(), ip_proto::IPIP);
         assert_eq!(usize::from(p.total_len()), ENCAP_IPV4_LEN + inner.len());
         assert_eq!((p.src_addr(), p.dst_addr()), (dip, rip));
-        assert_eq!((p.ttl(), p.dont_frag(), p.dscp_ecn(), p.ident()), (64, true, 0x10, 0));
+        assert_eq!(
+            (p.ttl(), p.dont_frag(), p.dscp_ecn(), p.ident()),
+            (64, true, 0x10, 0)
+        );
         assert!(p.verify_checksum());
         assert_eq!(p.payload(), &inner[..]);
     }
@@ -127,7 +139,10 @@ mod tests {
         let a = Ipv4Addr::new(1, 2, 3, 4);
         emit_ipip4_ident(&mut outer, a, a, 0, 1, false, 0, 0xabcd).unwrap();
         assert_eq!(Ipv4Packet::new_unchecked(&outer[..]).ident(), 0xabcd);
-        assert_eq!(emit_ipip4(&mut outer[..19], a, a, 0, 1, false, 0), Err(Error::Truncated));
+        assert_eq!(
+            emit_ipip4(&mut outer[..19], a, a, 0, 1, false, 0),
+            Err(Error::Truncated)
+        );
         assert!(matches!(
             emit_ipip4(&mut outer, a, a, 65516, 1, false, 0),
             Err(Error::Malformed(_))
@@ -137,23 +152,46 @@ mod tests {
 
     #[test]
     fn ip6ip6_wraps_an_inner_packet() {
-        let (cip, vip) = ("2001:db8::c".parse().unwrap(), "2001:db8::100".parse().unwrap());
-        let inner = PacketBuilder::new().ipv6(cip, vip).udp(5000, 53).payload(b"q").build();
+        let (cip, vip) = (
+            "2001:db8::c".parse().unwrap(),
+            "2001:db8::100".parse().unwrap(),
+        );
+        let inner = PacketBuilder::new()
+            .ipv6(cip, vip)
+            .udp(5000, 53)
+            .payload(b"q")
+            .build();
         let mut pkt = vec![0xa5u8; ENCAP_IPV6_LEN];
         pkt.extend_from_slice(&inner);
-        let (dip, rip): (Ipv6Addr, Ipv6Addr) =
-            ("2001:db8::1".parse().unwrap(), "2001:db8:1::5".parse().unwrap());
-        emit_ip6ip6(&mut pkt[..ENCAP_IPV6_LEN], dip, rip, inner.len(), 63, 0xb8, 0x12345)
-            .unwrap();
+        let (dip, rip): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8:1::5".parse().unwrap(),
+        );
+        emit_ip6ip6(
+            &mut pkt[..ENCAP_IPV6_LEN],
+            dip,
+            rip,
+            inner.len(),
+            63,
+            0xb8,
+            0x12345,
+        )
+        .unwrap();
         let p = Ipv6Packet::new_checked(&pkt[..]).unwrap();
         assert_eq!(p.next_header(), ip_proto::IPV6);
         assert_eq!(usize::from(p.payload_len()), inner.len());
         assert_eq!((p.src_addr(), p.dst_addr()), (dip, rip));
-        assert_eq!((p.hop_limit(), p.traffic_class(), p.flow_label()), (63, 0xb8, 0x12345));
+        assert_eq!(
+            (p.hop_limit(), p.traffic_class(), p.flow_label()),
+            (63, 0xb8, 0x12345)
+        );
         assert_eq!(p.payload(), &inner[..]);
         let up = ipv6_upper_layer(&pkt).unwrap();
         assert_eq!((up.proto, up.offset), (ip_proto::IPV6, 40));
         let mut short = [0u8; 39];
-        assert_eq!(emit_ip6ip6(&mut short, dip, rip, 0, 1, 0, 0), Err(Error::Truncated));
+        assert_eq!(
+            emit_ip6ip6(&mut short, dip, rip, 0, 1, 0, 0),
+            Err(Error::Truncated)
+        );
     }
 }

@@ -41,10 +41,16 @@ fn ipv4_at(data: &[u8], range: core::ops::Range<usize>) -> Ipv4Addr {
     Ipv4Addr::from(addr)
 }
 
-impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    /// Length of a header without options.
-    pub const MIN_HEADER_LEN: usize = field::DST_ADDR.end;
+/// Length of a header without options.
+pub const MIN_HEADER_LEN: usize = field::DST_ADDR.end;
 
+impl Ipv4Packet<&'static [u8]> {
+    /// Length of a header without options. Also `MIN_HEADER_LEN` in this module; written as
+    /// `Ipv4Packet::MIN_HEADER_LEN` it needs no type annotation.
+    pub const MIN_HEADER_LEN: usize = MIN_HEADER_LEN;
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         Ipv4Packet { buffer }
@@ -60,14 +66,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Checks version, IHL, header length and total length against the buffer.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < Self::MIN_HEADER_LEN {
+        if len < MIN_HEADER_LEN {
             return Err(Error::Truncated);
         }
         if self.version() != 4 {
             return Err(Error::Malformed("IPv4 version is not 4"));
         }
         let header_len = self.header_len();
-        if header_len < Self::MIN_HEADER_LEN {
+        if header_len < MIN_HEADER_LEN {
             return Err(Error::Malformed("IPv4 IHL below 5"));
         }
         if header_len > len {
@@ -164,7 +170,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// Options bytes (20..header_len).
     pub fn options(&self) -> &[u8] {
-        &self.buffer.as_ref()[Self::MIN_HEADER_LEN..self.header_len()]
+        &self.buffer.as_ref()[MIN_HEADER_LEN..self.header_len()]
     }
 
     /// The header bytes (0..header_len).
@@ -266,7 +272,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Options bytes, mutably.
     pub fn options_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
-        &mut self.buffer.as_mut()[Self::MIN_HEADER_LEN..end]
+        &mut self.buffer.as_mut()[MIN_HEADER_LEN..end]
     }
 
     /// The payload (`header_len..total_len`), mutably.
@@ -454,20 +460,38 @@ mod tests {
     #[test]
     fn check_len_errors_are_precise() {
         let good = real_packet();
-        assert_eq!(Ipv4Packet::new_checked(&good[..19]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&good[..19]).unwrap_err(),
+            Error::Truncated
+        );
         let mut v6 = good.clone();
         v6[0] = 0x65;
-        assert!(matches!(Ipv4Packet::new_checked(&v6[..]), Err(Error::Malformed(_))));
+        assert!(matches!(
+            Ipv4Packet::new_checked(&v6[..]),
+            Err(Error::Malformed(_))
+        ));
         let mut ihl4 = good.clone();
         ihl4[0] = 0x44;
-        assert!(matches!(Ipv4Packet::new_checked(&ihl4[..]), Err(Error::Malformed(_))));
+        assert!(matches!(
+            Ipv4Packet::new_checked(&ihl4[..]),
+            Err(Error::Malformed(_))
+        ));
         let mut ihl15 = good.clone();
         ihl15[0] = 0x4f;
-        assert_eq!(Ipv4Packet::new_checked(&ihl15[..40]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&ihl15[..40]).unwrap_err(),
+            Error::Truncated
+        );
         let mut short_total = good.clone();
         short_total[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert!(matches!(Ipv4Packet::new_checked(&short_total[..]), Err(Error::Malformed(_))));
-        assert_eq!(Ipv4Packet::new_checked(&good[..0x72]).unwrap_err(), Error::Truncated);
+        assert!(matches!(
+            Ipv4Packet::new_checked(&short_total[..]),
+            Err(Error::Malformed(_))
+        ));
+        assert_eq!(
+            Ipv4Packet::new_checked(&good[..0x72]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]

@@ -38,10 +38,16 @@ fn ipv6_at(data: &[u8], range: core::ops::Range<usize>) -> Ipv6Addr {
     Ipv6Addr::from(addr)
 }
 
-impl<T: AsRef<[u8]>> Ipv6Packet<T> {
-    /// Length of the fixed header.
-    pub const HEADER_LEN: usize = field::DST_ADDR.end;
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = field::DST_ADDR.end;
 
+impl Ipv6Packet<&'static [u8]> {
+    /// Length of the fixed header. Also `HEADER_LEN` in this module; written as
+    /// `Ipv6Packet::HEADER_LEN` it needs no type annotation.
+    pub const HEADER_LEN: usize = HEADER_LEN;
+}
+
+impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         Ipv6Packet { buffer }
@@ -57,13 +63,13 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Checks the version and that header + payload fit in the buffer.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < Self::HEADER_LEN {
+        if len < HEADER_LEN {
             return Err(Error::Truncated);
         }
         if self.version() != 6 {
             return Err(Error::Malformed("IPv6 version is not 6"));
         }
-        if Self::HEADER_LEN + usize::from(self.payload_len()) > len {
+        if HEADER_LEN + usize::from(self.payload_len()) > len {
             return Err(Error::Truncated);
         }
         Ok(())
@@ -120,8 +126,8 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
     /// The payload: `40..40 + payload_len` (excludes Ethernet padding).
     pub fn payload(&self) -> &[u8] {
-        let end = Self::HEADER_LEN + usize::from(self.payload_len());
-        &self.buffer.as_ref()[Self::HEADER_LEN..end]
+        let end = HEADER_LEN + usize::from(self.payload_len());
+        &self.buffer.as_ref()[HEADER_LEN..end]
     }
 }
 
@@ -175,8 +181,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
 
     /// The payload, mutably.
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let end = Self::HEADER_LEN + usize::from(self.payload_len());
-        &mut self.buffer.as_mut()[Self::HEADER_LEN..end]
+        let end = HEADER_LEN + usize::from(self.payload_len());
+        &mut self.buffer.as_mut()[HEADER_LEN..end]
     }
 }
 
@@ -265,8 +271,8 @@ pub struct Ipv6Upper {
 /// [`MAX_EXT_HEADERS`] extension headers.
 pub fn ipv6_upper_layer(ip6: &[u8]) -> Result<Ipv6Upper> {
     let packet = Ipv6Packet::new_checked(ip6)?;
-    let end = Ipv6Packet::<&[u8]>::HEADER_LEN + usize::from(packet.payload_len());
-    walk_ext_headers(&ip6[..end], packet.next_header(), Ipv6Packet::<&[u8]>::HEADER_LEN)
+    let end = HEADER_LEN + usize::from(packet.payload_len());
+    walk_ext_headers(&ip6[..end], packet.next_header(), HEADER_LEN)
 }
 
 /// Walks extension headers in `data[start..]` beginning with `next_header`.
@@ -382,18 +388,30 @@ mod tests {
         let mut buf2 = buf;
         let mut p2 = Ipv6Packet::new_unchecked(&mut buf2[..]);
         p2.set_flow_label(0xffff_ffff);
-        assert_eq!((p2.version(), p2.traffic_class(), p2.flow_label()), (6, 0x2e, 0xfffff));
+        assert_eq!(
+            (p2.version(), p2.traffic_class(), p2.flow_label()),
+            (6, 0x2e, 0xfffff)
+        );
     }
 
     #[test]
     fn check_len_errors_are_precise() {
         let good = header(ip_proto::NONE, &[0; 8]);
         assert!(Ipv6Packet::new_checked(&good[..]).is_ok());
-        assert_eq!(Ipv6Packet::new_checked(&good[..39]).unwrap_err(), Error::Truncated);
-        assert_eq!(Ipv6Packet::new_checked(&good[..47]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv6Packet::new_checked(&good[..39]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            Ipv6Packet::new_checked(&good[..47]).unwrap_err(),
+            Error::Truncated
+        );
         let mut v4 = good.clone();
         v4[0] = 0x45;
-        assert!(matches!(Ipv6Packet::new_checked(&v4[..]), Err(Error::Malformed(_))));
+        assert!(matches!(
+            Ipv6Packet::new_checked(&v4[..]),
+            Err(Error::Malformed(_))
+        ));
     }
 
     #[test]
@@ -407,16 +425,26 @@ mod tests {
             traffic_class: 0xff,
             flow_label: 0x12345,
         };
-        let mut buf = vec![0xa5u8; 60];
+        let mut buf = [0xa5u8; 60];
         repr.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
-        assert_eq!(Ipv6Repr::parse(&Ipv6Packet::new_checked(&buf[..]).unwrap()), Ok(repr));
+        assert_eq!(
+            Ipv6Repr::parse(&Ipv6Packet::new_checked(&buf[..]).unwrap()),
+            Ok(repr)
+        );
     }
 
     #[test]
     fn upper_layer_without_extensions() {
         let p = header(ip_proto::TCP, &[0; 20]);
         let up = ipv6_upper_layer(&p).unwrap();
-        assert_eq!(up, Ipv6Upper { proto: ip_proto::TCP, offset: 40, fragment: None });
+        assert_eq!(
+            up,
+            Ipv6Upper {
+                proto: ip_proto::TCP,
+                offset: 40,
+                fragment: None
+            }
+        );
     }
 
     #[test]
@@ -442,7 +470,14 @@ mod tests {
         let up = ipv6_upper_layer(&header(ip_proto::FRAGMENT, &first)).unwrap();
         assert_eq!(up.proto, ip_proto::TCP);
         assert_eq!(up.offset, 48);
-        assert_eq!(up.fragment, Some(Ipv6Frag { offset: 0, more: true, ident: 0xdeadbeef }));
+        assert_eq!(
+            up.fragment,
+            Some(Ipv6Frag {
+                offset: 0,
+                more: true,
+                ident: 0xdeadbeef
+            })
+        );
 
         // Offset 1480 bytes (185 units), last fragment, next header DSTOPTS:
         // the walk must not read the data as a destination-options header.
@@ -451,7 +486,14 @@ mod tests {
         let up = ipv6_upper_layer(&header(ip_proto::FRAGMENT, &later)).unwrap();
         assert_eq!(up.proto, ip_proto::DSTOPTS);
         assert_eq!(up.offset, 48);
-        assert_eq!(up.fragment, Some(Ipv6Frag { offset: 1480, more: false, ident: 7 }));
+        assert_eq!(
+            up.fragment,
+            Some(Ipv6Frag {
+                offset: 1480,
+                more: false,
+                ident: 7
+            })
+        );
     }
 
     #[test]
@@ -483,17 +525,55 @@ mod tests {
     #[test]
     fn bad_chains_are_malformed() {
         // Hop-by-hop after a destination-options header.
-        let payload = [ip_proto::HOPOPT, 0, 0, 0, 0, 0, 0, 0, ip_proto::TCP, 0, 0, 0, 0, 0, 0, 0];
+        let payload = [
+            ip_proto::HOPOPT,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            ip_proto::TCP,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
         let p = header(ip_proto::DSTOPTS, &payload);
         assert!(matches!(ipv6_upper_layer(&p), Err(Error::Malformed(_))));
         // Two fragment headers.
-        let payload = [ip_proto::FRAGMENT, 0, 0, 1, 0, 0, 0, 1, ip_proto::TCP, 0, 0, 1, 0, 0, 0, 1];
+        let payload = [
+            ip_proto::FRAGMENT,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            1,
+            ip_proto::TCP,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            1,
+        ];
         let p = header(ip_proto::FRAGMENT, &payload);
         assert!(matches!(ipv6_upper_layer(&p), Err(Error::Malformed(_))));
         // Nine destination-options headers.
         let mut payload = Vec::new();
         for i in 0..9 {
-            let next = if i == 8 { ip_proto::TCP } else { ip_proto::DSTOPTS };
+            let next = if i == 8 {
+                ip_proto::TCP
+            } else {
+                ip_proto::DSTOPTS
+            };
             payload.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 0]);
         }
         payload.extend_from_slice(&[0; 20]);

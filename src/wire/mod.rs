@@ -13,6 +13,13 @@
 //!   first); they are never called on untrusted lengths.
 //! * `XRepr` structs are the parsed, owned-or-borrowed high-level form:
 //!   `parse(&packet) -> Result<XRepr>`, `buffer_len()`, `emit(&self, &mut packet)`.
+//!   A `parse` verifies a checksum only when it can without the IP addresses
+//!   (IPv4 header, ICMPv4); transport checksums are verified with the packet
+//!   view's `verify_checksum(src, dst)`. Emitters that need the pseudo-header
+//!   take the addresses and always write a correct checksum.
+//! * Header lengths are associated constants usable without a type annotation
+//!   (`EthernetFrame::HEADER_LEN`, `Ipv4Packet::MIN_HEADER_LEN`, ...) and also
+//!   module constants (`wire::ethernet::HEADER_LEN`, ...).
 //! * Bad input yields a precise [`Error`], never a panic. There is no `unsafe`
 //!   here and nothing on the per-packet path allocates (only [`builder`] does,
 //!   and it is for tests, golden packets and the packet generator).
@@ -149,4 +156,106 @@ pub(crate) fn write_u16(data: &mut [u8], at: usize, value: u16) {
 #[inline]
 pub(crate) fn write_u32(data: &mut [u8], at: usize, value: u32) {
     data[at..at + 4].copy_from_slice(&value.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    /// The names the rest of the crate is written against, spelled the way it
+    /// spells them (this test failing to compile is the point).
+    #[test]
+    fn api_names_are_stable() {
+        assert_eq!(EthernetFrame::HEADER_LEN, 14);
+        assert_eq!(VlanHeader::HEADER_LEN, 4);
+        assert_eq!(ArpPacket::PACKET_LEN, 28);
+        assert_eq!(Ipv4Packet::MIN_HEADER_LEN, 20);
+        assert_eq!(Ipv6Packet::HEADER_LEN, 40);
+        assert_eq!(TcpPacket::MIN_HEADER_LEN, 20);
+        assert_eq!(UdpPacket::HEADER_LEN, 8);
+        assert_eq!(Icmpv4Packet::HEADER_LEN, 8);
+        assert_eq!(Icmpv6Packet::HEADER_LEN, 8);
+        assert_eq!(ipip::ENCAP_IPV4_LEN, 20);
+        assert_eq!(ipip::ENCAP_IPV6_LEN, 40);
+        assert_eq!(
+            (
+                ethertype::IPV4,
+                ethertype::ARP,
+                ethertype::IPV6,
+                ethertype::VLAN,
+                ethertype::QINQ
+            ),
+            (0x0800, 0x0806, 0x86dd, 0x8100, 0x88a8)
+        );
+        assert_eq!(
+            [
+                ip_proto::HOPOPT,
+                ip_proto::ICMP,
+                ip_proto::IPIP,
+                ip_proto::TCP,
+                ip_proto::UDP,
+                ip_proto::IPV6,
+                ip_proto::ROUTING,
+                ip_proto::FRAGMENT,
+                ip_proto::ESP,
+                ip_proto::AH,
+                ip_proto::ICMPV6,
+                ip_proto::NONE,
+                ip_proto::DSTOPTS
+            ],
+            [0, 1, 4, 6, 17, 41, 43, 44, 50, 51, 58, 59, 60]
+        );
+        assert_eq!(
+            [
+                icmpv4::ECHO_REPLY,
+                icmpv4::DEST_UNREACHABLE,
+                icmpv4::SOURCE_QUENCH,
+                icmpv4::REDIRECT,
+                icmpv4::ECHO_REQUEST,
+                icmpv4::TIME_EXCEEDED,
+                icmpv4::PARAM_PROBLEM,
+                icmpv4::FRAG_NEEDED,
+                icmpv4::PORT_UNREACHABLE,
+                icmpv4::HOST_UNREACHABLE
+            ],
+            [0, 3, 4, 5, 8, 11, 12, 4, 3, 1]
+        );
+        assert_eq!(
+            [
+                icmpv6::DST_UNREACHABLE,
+                icmpv6::PACKET_TOO_BIG,
+                icmpv6::TIME_EXCEEDED,
+                icmpv6::PARAM_PROBLEM,
+                icmpv6::ECHO_REQUEST,
+                icmpv6::ECHO_REPLY,
+                icmpv6::NEIGHBOR_SOLICIT,
+                icmpv6::NEIGHBOR_ADVERT
+            ],
+            [1, 2, 3, 4, 128, 129, 135, 136]
+        );
+
+        let src = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let dst = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let mut frame = PacketBuilder::ethernet(
+            EthernetAddress([2, 0, 0, 0, 0, 1]),
+            EthernetAddress::BROADCAST,
+        )
+        .ip_auto(src, dst)
+        .tcp(1, 2)
+        .build();
+        let info: L2Info = parse_l2(&frame).unwrap();
+        let (l3, _) = (info.l3_offset, info.vlan);
+        let mut ip = Ipv4Packet::new_checked(&mut frame[l3..]).unwrap();
+        ip.set_ttl(ip.ttl() - 1);
+        ip.fill_checksum();
+        let mut tcp = TcpPacket::new_checked(ip.payload_mut()).unwrap();
+        tcp.set_flags(TcpFlags::SYN | TcpFlags::ACK);
+        tcp.fill_checksum(&src, &dst);
+        assert!(tcp.verify_checksum(&src, &dst));
+        let _: Ipv6Addr = Ipv6Addr::LOCALHOST;
+        let _: Result<QuotedPacket> = icmp_quoted(IpFamily::V4, &[]);
+        let _: Result<Ipv6Upper> = ipv6_upper_layer(&[]);
+        let _: u16 = checksum::update16(0, 0, 0);
+    }
 }

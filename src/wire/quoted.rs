@@ -183,7 +183,10 @@ mod tests {
         let q = icmp_quoted(IpFamily::V4, &data).unwrap();
         assert_eq!(q.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(q.dst, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
-        assert_eq!((q.proto, q.src_port, q.dst_port), (ip_proto::UDP, 12345, 53));
+        assert_eq!(
+            (q.proto, q.src_port, q.dst_port),
+            (ip_proto::UDP, 12345, 53)
+        );
         assert_eq!((q.l3_offset, q.l4_offset), (0, 20));
     }
 
@@ -198,19 +201,38 @@ mod tests {
     #[test]
     fn quoted_v4_errors() {
         let mut data = v4_header(5, ip_proto::TCP, 0);
-        assert_eq!(icmp_quoted(IpFamily::V4, &data[..19]), Err(Error::Truncated));
+        assert_eq!(
+            icmp_quoted(IpFamily::V4, &data[..19]),
+            Err(Error::Truncated)
+        );
         data.extend_from_slice(&[0, 80, 0]);
-        assert_eq!(icmp_quoted(IpFamily::V4, &data), Err(Error::Truncated), "3 port bytes");
+        assert_eq!(
+            icmp_quoted(IpFamily::V4, &data),
+            Err(Error::Truncated),
+            "3 port bytes"
+        );
         let data = v4_header(6, ip_proto::TCP, 0);
-        assert_eq!(icmp_quoted(IpFamily::V4, &data[..22]), Err(Error::Truncated));
+        assert_eq!(
+            icmp_quoted(IpFamily::V4, &data[..22]),
+            Err(Error::Truncated)
+        );
         let mut bad = v4_header(5, ip_proto::UDP, 0);
         bad[0] = 0x44;
-        assert!(matches!(icmp_quoted(IpFamily::V4, &bad), Err(Error::Malformed(_))));
+        assert!(matches!(
+            icmp_quoted(IpFamily::V4, &bad),
+            Err(Error::Malformed(_))
+        ));
         bad[0] = 0x65;
-        assert!(matches!(icmp_quoted(IpFamily::V4, &bad), Err(Error::Malformed(_))));
+        assert!(matches!(
+            icmp_quoted(IpFamily::V4, &bad),
+            Err(Error::Malformed(_))
+        ));
         let mut later = v4_header(5, ip_proto::UDP, 0x2000 | 185);
         later.extend_from_slice(&[0; 8]);
-        assert!(matches!(icmp_quoted(IpFamily::V4, &later), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            icmp_quoted(IpFamily::V4, &later),
+            Err(Error::Unsupported(_))
+        ));
     }
 
     #[test]
@@ -218,7 +240,10 @@ mod tests {
         let mut data = v4_header(5, ip_proto::ICMP, 0);
         data.extend_from_slice(&[8, 0, 0xff, 0xff, 0x12, 0x34, 0, 1]);
         let q = icmp_quoted(IpFamily::V4, &data).unwrap();
-        assert_eq!((q.proto, q.src_port, q.dst_port), (ip_proto::ICMP, 0x1234, 0));
+        assert_eq!(
+            (q.proto, q.src_port, q.dst_port),
+            (ip_proto::ICMP, 0x1234, 0)
+        );
 
         let mut data = v4_header(5, ip_proto::ICMP, 0);
         data.extend_from_slice(&[3, 1, 0, 0, 0, 0, 0, 0]);
@@ -227,7 +252,10 @@ mod tests {
 
         let data = v4_header(5, ip_proto::ESP, 0);
         let q = icmp_quoted(IpFamily::V4, &data).unwrap();
-        assert_eq!((q.proto, q.src_port, q.dst_port, q.l4_offset), (ip_proto::ESP, 0, 0, 20));
+        assert_eq!(
+            (q.proto, q.src_port, q.dst_port, q.l4_offset),
+            (ip_proto::ESP, 0, 0, 20)
+        );
     }
 
     fn v6_header(next_header: u8, payload_len: u16) -> Vec<u8> {
@@ -248,14 +276,20 @@ mod tests {
         let q = icmp_quoted(IpFamily::V6, &data).unwrap();
         assert_eq!(q.src, "2001:db8::1".parse::<IpAddr>().unwrap());
         assert_eq!(q.dst, "2001:db8::2".parse::<IpAddr>().unwrap());
-        assert_eq!((q.proto, q.src_port, q.dst_port), (ip_proto::TCP, 443, 40000));
+        assert_eq!(
+            (q.proto, q.src_port, q.dst_port),
+            (ip_proto::TCP, 443, 40000)
+        );
         assert_eq!(q.l4_offset, 48);
     }
 
     #[test]
     fn quoted_v6_errors() {
         let data = v6_header(ip_proto::UDP, 8);
-        assert_eq!(icmp_quoted(IpFamily::V6, &data[..39]), Err(Error::Truncated));
+        assert_eq!(
+            icmp_quoted(IpFamily::V6, &data[..39]),
+            Err(Error::Truncated)
+        );
         // Extension header cut off by the quote.
         let mut data = v6_header(ip_proto::ROUTING, 1000);
         data.extend_from_slice(&[ip_proto::UDP, 2, 0, 0, 0, 0, 0, 0]);
@@ -264,11 +298,17 @@ mod tests {
         let mut data = v6_header(ip_proto::FRAGMENT, 1000);
         data.extend_from_slice(&[ip_proto::UDP, 0, 0x05, 0xc8, 0, 0, 0, 9]);
         data.extend_from_slice(&[0; 8]);
-        assert!(matches!(icmp_quoted(IpFamily::V6, &data), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            icmp_quoted(IpFamily::V6, &data),
+            Err(Error::Unsupported(_))
+        ));
         // A v4 packet in an ICMPv6 error.
         let mut data = v6_header(ip_proto::UDP, 8);
         data[0] = 0x45;
-        assert!(matches!(icmp_quoted(IpFamily::V6, &data), Err(Error::Malformed(_))));
+        assert!(matches!(
+            icmp_quoted(IpFamily::V6, &data),
+            Err(Error::Malformed(_))
+        ));
     }
 
     #[test]
@@ -276,7 +316,10 @@ mod tests {
         let mut data = v6_header(ip_proto::ICMPV6, 16);
         data.extend_from_slice(&[128, 0, 0, 0, 0xbe, 0xef, 0, 7]);
         let q = icmp_quoted(IpFamily::V6, &data).unwrap();
-        assert_eq!((q.proto, q.src_port, q.dst_port), (ip_proto::ICMPV6, 0xbeef, 0));
+        assert_eq!(
+            (q.proto, q.src_port, q.dst_port),
+            (ip_proto::ICMPV6, 0xbeef, 0)
+        );
         assert_eq!(IpFamily::of(&q.src), IpFamily::V6);
     }
 }

@@ -163,10 +163,16 @@ pub struct TcpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> TcpPacket<T> {
-    /// Length of a header without options.
-    pub const MIN_HEADER_LEN: usize = field::URGENT.end;
+/// Length of a header without options.
+pub const MIN_HEADER_LEN: usize = field::URGENT.end;
 
+impl TcpPacket<&'static [u8]> {
+    /// Length of a header without options. Also `MIN_HEADER_LEN` in this module; written as
+    /// `TcpPacket::MIN_HEADER_LEN` it needs no type annotation.
+    pub const MIN_HEADER_LEN: usize = MIN_HEADER_LEN;
+}
+
+impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         TcpPacket { buffer }
@@ -182,11 +188,11 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Checks the data offset and that the header fits in the buffer.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < Self::MIN_HEADER_LEN {
+        if len < MIN_HEADER_LEN {
             return Err(Error::Truncated);
         }
         let header_len = self.header_len();
-        if header_len < Self::MIN_HEADER_LEN {
+        if header_len < MIN_HEADER_LEN {
             return Err(Error::Malformed("TCP data offset below 5"));
         }
         if header_len > len {
@@ -282,7 +288,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// Option bytes (20..header_len).
     pub fn options(&self) -> &[u8] {
-        &self.buffer.as_ref()[Self::MIN_HEADER_LEN..self.header_len()]
+        &self.buffer.as_ref()[MIN_HEADER_LEN..self.header_len()]
     }
 
     /// The data after the header (to the end of the buffer).
@@ -384,7 +390,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Option bytes, mutably.
     pub fn options_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
-        &mut self.buffer.as_mut()[Self::MIN_HEADER_LEN..end]
+        &mut self.buffer.as_mut()[MIN_HEADER_LEN..end]
     }
 
     /// The data after the header, mutably.
@@ -557,11 +563,20 @@ mod tests {
 
     #[test]
     fn check_len_errors_are_precise() {
-        assert_eq!(TcpPacket::new_checked(&SYN[..19]).unwrap_err(), Error::Truncated);
-        assert_eq!(TcpPacket::new_checked(&SYN[..39]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            TcpPacket::new_checked(&SYN[..19]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            TcpPacket::new_checked(&SYN[..39]).unwrap_err(),
+            Error::Truncated
+        );
         let mut bad = SYN;
         bad[12] = 0x40;
-        assert!(matches!(TcpPacket::new_checked(&bad[..]), Err(Error::Malformed(_))));
+        assert!(matches!(
+            TcpPacket::new_checked(&bad[..]),
+            Err(Error::Malformed(_))
+        ));
     }
 
     #[test]
@@ -611,7 +626,10 @@ mod tests {
         assert_eq!(repr.header_len(), 28);
         for (src, dst) in [
             (v4([10, 0, 0, 1]), v4([10, 0, 0, 2])),
-            ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap()),
+            (
+                "2001:db8::1".parse().unwrap(),
+                "2001:db8::2".parse().unwrap(),
+            ),
         ] {
             // Emitting into a longer buffer checksums only the segment.
             let mut buf = vec![0xa5u8; repr.buffer_len() + 5];
@@ -621,7 +639,13 @@ mod tests {
             assert!(p.verify_checksum(&src, &dst));
             let parsed = TcpRepr::parse(&p).unwrap();
             assert_eq!(parsed.options, &[2, 4, 0x05, 0xb4, 1, 3, 3, 0]);
-            assert_eq!(TcpRepr { options: &options, ..parsed }, repr);
+            assert_eq!(
+                TcpRepr {
+                    options: &options,
+                    ..parsed
+                },
+                repr
+            );
             assert_eq!(p.mss(), Some(1460));
         }
     }
@@ -640,9 +664,12 @@ mod tests {
             payload: &[],
         };
         assert_eq!(repr.header_len(), 60);
-        let mut buf = vec![0u8; 60];
+        let mut buf = [0u8; 60];
         let addr = v4([1, 2, 3, 4]);
         repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), &addr, &addr);
-        assert_eq!(TcpPacket::new_checked(&buf[..]).unwrap().options(), &[1u8; 40]);
+        assert_eq!(
+            TcpPacket::new_checked(&buf[..]).unwrap().options(),
+            &[1u8; 40]
+        );
     }
 }

@@ -25,10 +25,16 @@ pub struct UdpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> UdpPacket<T> {
-    /// Length of the header.
-    pub const HEADER_LEN: usize = field::CHECKSUM.end;
+/// Length of the header.
+pub const HEADER_LEN: usize = field::CHECKSUM.end;
 
+impl UdpPacket<&'static [u8]> {
+    /// Length of the header. Also `HEADER_LEN` in this module; written as
+    /// `UdpPacket::HEADER_LEN` it needs no type annotation.
+    pub const HEADER_LEN: usize = HEADER_LEN;
+}
+
+impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         UdpPacket { buffer }
@@ -44,11 +50,11 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// Checks the header fits and `8 <= length <= buffer`.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < Self::HEADER_LEN {
+        if len < HEADER_LEN {
             return Err(Error::Truncated);
         }
         let declared = usize::from(self.len());
-        if declared < Self::HEADER_LEN {
+        if declared < HEADER_LEN {
             return Err(Error::Malformed("UDP length below 8"));
         }
         if declared > len {
@@ -85,7 +91,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
     /// The payload: `8..len()`.
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[Self::HEADER_LEN..usize::from(self.len())]
+        &self.buffer.as_ref()[HEADER_LEN..usize::from(self.len())]
     }
 
     /// True if the checksum verifies for `src` → `dst`. A zero checksum field
@@ -125,7 +131,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// The payload, mutably.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = usize::from(self.len());
-        &mut self.buffer.as_mut()[Self::HEADER_LEN..end]
+        &mut self.buffer.as_mut()[HEADER_LEN..end]
     }
 
     /// Computes the checksum over `0..len()` with the pseudo-header of `src` →
@@ -207,7 +213,9 @@ mod tests {
         let mut buf = dns_query();
         let src = v4([10, 0, 2, 15]);
         let dst = v4([8, 8, 8, 8]);
-        UdpPacket::new_checked(&mut buf[..]).unwrap().fill_checksum(&src, &dst);
+        UdpPacket::new_checked(&mut buf[..])
+            .unwrap()
+            .fill_checksum(&src, &dst);
         let p = UdpPacket::new_checked(&buf[..]).unwrap();
         assert_eq!(p.src_port(), 54321);
         assert_eq!(p.dst_port(), 53);
@@ -228,21 +236,36 @@ mod tests {
         p.set_checksum(0xbeef);
         p.payload_mut().copy_from_slice(&[1, 2, 3, 4]);
         let p = UdpPacket::new_checked(&buf[..]).unwrap();
-        assert_eq!((p.src_port(), p.dst_port(), p.len(), p.checksum()), (5353, 5354, 12, 0xbeef));
+        assert_eq!(
+            (p.src_port(), p.dst_port(), p.len(), p.checksum()),
+            (5353, 5354, 12, 0xbeef)
+        );
         assert_eq!(p.payload(), &[1, 2, 3, 4]);
     }
 
     #[test]
     fn check_len_errors_are_precise() {
         let buf = dns_query();
-        assert_eq!(UdpPacket::new_checked(&buf[..7]).unwrap_err(), Error::Truncated);
-        assert_eq!(UdpPacket::new_checked(&buf[..36]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            UdpPacket::new_checked(&buf[..7]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            UdpPacket::new_checked(&buf[..36]).unwrap_err(),
+            Error::Truncated
+        );
         let mut bad = buf.clone();
         bad[4..6].copy_from_slice(&7u16.to_be_bytes());
-        assert!(matches!(UdpPacket::new_checked(&bad[..]), Err(Error::Malformed(_))));
+        assert!(matches!(
+            UdpPacket::new_checked(&bad[..]),
+            Err(Error::Malformed(_))
+        ));
         let mut padded = buf.clone();
         padded.extend_from_slice(&[0; 9]);
-        assert_eq!(UdpPacket::new_checked(&padded[..]).unwrap().payload().len(), 29);
+        assert_eq!(
+            UdpPacket::new_checked(&padded[..]).unwrap().payload().len(),
+            29
+        );
     }
 
     #[test]
@@ -260,7 +283,7 @@ mod tests {
         // Choose the payload word so that the checksum computes to 0x0000.
         let src = v4([10, 0, 0, 1]);
         let dst = v4([10, 0, 0, 2]);
-        let mut buf = vec![0u8; 10];
+        let mut buf = [0u8; 10];
         let mut p = UdpPacket::new_unchecked(&mut buf[..]);
         p.set_src_port(1000);
         p.set_dst_port(2000);
@@ -276,7 +299,11 @@ mod tests {
 
     #[test]
     fn repr_round_trip() {
-        let repr = UdpRepr { src_port: 1, dst_port: 2, payload: b"abc" };
+        let repr = UdpRepr {
+            src_port: 1,
+            dst_port: 2,
+            payload: b"abc",
+        };
         let src: IpAddr = "2001:db8::1".parse().unwrap();
         let dst: IpAddr = "2001:db8::2".parse().unwrap();
         let mut buf = vec![0xa5u8; repr.buffer_len() + 3];

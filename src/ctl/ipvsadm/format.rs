@@ -23,8 +23,8 @@ use std::net::IpAddr;
 
 use super::{ListCommand, ListOptions, ListWhat, OutputFormat, IPVS_VERSION};
 use crate::ctl::protocol::{
-    ConnInfo, DestInfo, ErrorKind, Fwd, Netmask, PortStatsInfo, Response, ServiceInfo,
-    ServiceKey, ServiceLaddrs, Timeouts,
+    ConnInfo, DestInfo, ErrorKind, Fwd, Netmask, PortStatsInfo, Response, ServiceInfo, ServiceKey,
+    ServiceLaddrs, Timeouts,
 };
 
 /// Why a response could not be printed.
@@ -75,10 +75,15 @@ pub fn render(cmd: &ListCommand, response: &Response) -> Result<String, RenderEr
         return render_json(&response);
     }
     Ok(match (&cmd.what, &response) {
-        (ListWhat::All, Response::Services { services, conn_table_size }) => {
-            let mut out = format!(
-                "IP Virtual Server version {IPVS_VERSION} (size={conn_table_size})\n"
-            );
+        (
+            ListWhat::All,
+            Response::Services {
+                services,
+                conn_table_size,
+            },
+        ) => {
+            let mut out =
+                format!("IP Virtual Server version {IPVS_VERSION} (size={conn_table_size})\n");
             out.push_str(&render_services(services, options));
             out
         }
@@ -315,7 +320,11 @@ fn dest_entry(out: &mut String, dest: &DestInfo, options: &ListOptions) {
     } else if options.rate {
         // "  -> %-28s %8llu %8llu %8llu" then print_largenum x2
         let r = &dest.rates;
-        let _ = write!(out, "  -> {name:<28} {:>8} {:>8} {:>8}", r.cps, r.inpps, r.outpps);
+        let _ = write!(
+            out,
+            "  -> {name:<28} {:>8} {:>8} {:>8}",
+            r.cps, r.inpps, r.outpps
+        );
         out.push_str(&largenum(r.inbps, exact));
         out.push_str(&largenum(r.outbps, exact));
         out.push('\n');
@@ -419,15 +428,15 @@ pub fn render_conns(conns: &[ConnInfo], options: &ListOptions) -> String {
         // "pro expire %-11s %-18s %-18s %-18s %-16s %s\n"
         let _ = writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} {}",
-            "state", "source", "virtual", "destination", "pe name", "pe_data"
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
         );
     } else {
         // "pro expire %-11s %-18s %-18s %s\n"
         let _ = writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {}",
-            "state", "source", "virtual", "destination"
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
         );
     }
     for conn in conns {
@@ -503,8 +512,16 @@ pub fn render_laddrs(services: &[ServiceLaddrs]) -> String {
 pub fn render_port_stats(ports: &[PortStatsInfo], exact: bool) -> String {
     let mut out = format!(
         "{:<6} {:<16}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}\n",
-        "Port", "Name", "RxPkts", "RxBytes", "TxPkts", "TxBytes", "RxMissed", "RxErrors",
-        "TxErrors", "RxNoMbuf"
+        "Port",
+        "Name",
+        "RxPkts",
+        "RxBytes",
+        "TxPkts",
+        "TxBytes",
+        "RxMissed",
+        "RxErrors",
+        "TxErrors",
+        "RxNoMbuf"
     );
     for port in ports {
         let _ = write!(out, "{:<6} {:<16}", port.port, port.name);
@@ -554,6 +571,9 @@ mod tests {
         };
         assert_eq!(service_name(&key), "TCP  255.255.255.255:65535");
         assert!(service_name(&key).len() <= 33);
-        assert_eq!(dest_name(&"255.255.255.255".parse().expect("addr"), 65535).len(), 21);
+        assert_eq!(
+            dest_name(&"255.255.255.255".parse().expect("addr"), 65535).len(),
+            21
+        );
     }
 }

@@ -4,8 +4,8 @@
 //! * [`parse`] turns an ipvsadm command line (or one `-R` restore line) into a
 //!   [`Command`], with ipvsadm's option grammar, defaults, ranges, legal
 //!   combinations (`commands_v_options`) and error wording;
-//! * [`format`] prints daemon responses exactly as ipvsadm 1.31 prints them,
-//!   column for column, or as JSON (`-o json`).
+//! * [`format`](mod@format) prints daemon responses exactly as ipvsadm 1.31
+//!   prints them, column for column, or as JSON (`-o json`).
 //!
 //! Rules and deliberate differences from ipvsadm (see also
 //! `reference/ipvsadm.md`):
@@ -19,10 +19,13 @@
 //!   DPVS-style local addresses `-P/--add-laddr`, `-Q/--del-laddr`,
 //!   `-G/--get-laddr`, `-z/--laddr ADDR`, `-F/--ifname PORT`, the
 //!   `--port-stats` listing, and the output format `-o json` / `--output json`.
-//!   `-o` keeps ipvsadm's meaning (`--ops`) with `-A`/`-E`; it takes a format
-//!   argument only with the listing commands `-L`/`-l`, `-G` and
-//!   `--port-stats`, where `--ops` is illegal anyway, so no valid ipvsadm
+//!   Unlike DPVS, `-F` is optional (lbd can pick the port by route) and `-G`
+//!   accepts `-n`. `-o` keeps ipvsadm's meaning (`--ops`) with `-A`/`-E`; it
+//!   takes a format argument only with the listing commands `-L`/`-l`, `-G`
+//!   and `--port-stats`, where `--ops` is illegal anyway, so no valid ipvsadm
 //!   command line changes meaning.
+//! * Thresholds are not saved by `-S` (as in ipvsadm). Restore lines may start
+//!   with `ipvsadm` or `lbctl`; `#` starts a comment.
 //! * `-S` additionally saves local addresses as `-P` lines (only when a
 //!   service has some), so that `-S | -R` round-trips a FULLNAT table.
 //! * `-R` parses every line first and sends one atomic batch: a bad line
@@ -122,7 +125,9 @@ impl ListCommand {
     pub fn request(&self) -> Request {
         match &self.what {
             ListWhat::All | ListWhat::Rules => Request::ListServices { service: None },
-            ListWhat::Service(key) => Request::ListServices { service: Some(*key) },
+            ListWhat::Service(key) => Request::ListServices {
+                service: Some(*key),
+            },
             ListWhat::Conns => Request::ListConns,
             ListWhat::Timeouts => Request::GetTimeouts,
             ListWhat::Laddrs(service) => Request::GetLaddrs { service: *service },

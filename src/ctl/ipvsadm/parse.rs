@@ -220,7 +220,8 @@ const OPT_NAMES: [&str; N_OPTS] = [
 /// character per option column: '+' compulsory, 'x' illegal, '1' exclusive,
 /// ' ' optional. The first 34 columns are ipvsadm's verbatim; the last three
 /// are rvs's (laddr, ifname, output). Rows after `ZERO` are DPVS's laddr
-/// commands (ifname optional in rvs) and rvs's `--port-stats`.
+/// commands (ifname optional in rvs) and rvs's `--port-stats` (`--exact`
+/// and `-o` allowed).
 ///
 /// Columns:
 /// `-n -c svc -s -p -M -r fwd -w -x -y mc tot dmn st rt thr pc srt sid ex ops pe -b grp port ttl size tinf type tprt nocs csum remc | laddr ifname output`
@@ -242,7 +243,7 @@ const COMMANDS_V_OPTIONS: [&[u8; N_OPTS]; N_CMDS] = [
     /* ADDLADDR */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ x",
     /* DELLADDR */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ x",
     /* GETLADDR */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
-    /* PORTSTAT */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
+    /* PORTSTAT */ b"xxxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx ",
 ];
 
 /// Every option spelling lbctl knows.
@@ -338,8 +339,18 @@ const OPTION_TABLE: &[OptSpec] = &[
     spec("version", 'v', Arity::None, Tok::Version),
     spec("restore", 'R', Arity::None, Tok::Cmd(Cmd::Restore)),
     spec("save", 'S', Arity::None, Tok::Cmd(Cmd::Save)),
-    spec("start-daemon", '\0', Arity::Required, Tok::Cmd(Cmd::StartDaemon)),
-    spec("stop-daemon", '\0', Arity::Required, Tok::Cmd(Cmd::StopDaemon)),
+    spec(
+        "start-daemon",
+        '\0',
+        Arity::Required,
+        Tok::Cmd(Cmd::StartDaemon),
+    ),
+    spec(
+        "stop-daemon",
+        '\0',
+        Arity::Required,
+        Tok::Cmd(Cmd::StopDaemon),
+    ),
     spec("add-laddr", 'P', Arity::None, Tok::Cmd(Cmd::AddLaddr)),
     spec("del-laddr", 'Q', Arity::None, Tok::Cmd(Cmd::DelLaddr)),
     spec("get-laddr", 'G', Arity::None, Tok::Cmd(Cmd::GetLaddr)),
@@ -361,7 +372,12 @@ const OPTION_TABLE: &[OptSpec] = &[
     spec("l-threshold", 'y', Arity::Required, Tok::LThreshold),
     spec("numeric", 'n', Arity::None, Tok::Numeric),
     spec("connection", 'c', Arity::None, Tok::Connection),
-    spec("mcast-interface", '\0', Arity::Required, Tok::McastInterface),
+    spec(
+        "mcast-interface",
+        '\0',
+        Arity::Required,
+        Tok::McastInterface,
+    ),
     spec("syncid", '\0', Arity::Required, Tok::SyncId),
     spec("timeout", '\0', Arity::None, Tok::Timeout),
     spec("daemon", '\0', Arity::None, Tok::Daemon),
@@ -561,9 +577,7 @@ fn resolve(spec: &OptSpec, short: bool, o_takes_format: bool) -> (Tok, Arity) {
 
 /// ipvsadm's `string_to_number`: a decimal integer within `min..=max`.
 fn string_to_number(text: &str, min: i64, max: i64) -> Option<i64> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
+    text.parse::<i64>().ok().filter(|n| (min..=max).contains(n))
 }
 
 /// ipvsadm's `parse_timeout`: `-p` and `--set` values.
@@ -590,9 +604,7 @@ fn parse_service(text: &str) -> Option<(IpAddr, Option<u16>)> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let port_of = |port: &str| {
-        string_to_number(port, 0, 65535).and_then(|n| u16::try_from(n).ok())
-    };
+    let port_of = |port: &str| string_to_number(port, 0, 65535).and_then(|n| u16::try_from(n).ok());
     if let Some(rest) = text.strip_prefix('[') {
         let (inner, after) = rest.split_once(']')?;
         let port = after.strip_prefix(':')?;
@@ -946,9 +958,9 @@ fn generic_opt_check(cmd: Cmd, options: u64) -> Result<(), ParseError> {
                 None => first_exclusive = Some(j),
                 Some(last) => {
                     return Err(fail(format!(
-                        "The option '{}' conflicts with the '{}' option in the '{cmd_name}' command",
-                        OPT_NAMES[j], OPT_NAMES[last]
-                    )))
+                    "The option '{}' conflicts with the '{}' option in the '{cmd_name}' command",
+                    OPT_NAMES[j], OPT_NAMES[last]
+                )))
                 }
             },
             _ => {}
@@ -1034,9 +1046,7 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
     let key = c.service_key();
     // After generic_opt_check, commands whose matrix row makes the service
     // compulsory have one; this keeps that fact explicit without panicking.
-    let need_key = || {
-        key.ok_or_else(|| fail("You need to supply the 'service-address' option"))
-    };
+    let need_key = || key.ok_or_else(|| fail("You need to supply the 'service-address' option"));
 
     match cmd {
         Cmd::Add | Cmd::Edit => {
@@ -1095,7 +1105,13 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                     "Different address family is allowed only for tunneling servers",
                 ));
             }
-            let tunnel_opts = [Opt::TunType, Opt::TunPort, Opt::TunNocsum, Opt::TunCsum, Opt::TunRemcsum];
+            let tunnel_opts = [
+                Opt::TunType,
+                Opt::TunPort,
+                Opt::TunNocsum,
+                Opt::TunCsum,
+                Opt::TunRemcsum,
+            ];
             if tunnel_opts.iter().any(|&o| c.has(o)) && c.fwd != Fwd::Tunnel {
                 return Err(fail("Tunnel options conflict with forward method"));
             }
@@ -1250,20 +1266,47 @@ mod tests {
         assert_eq!(list[Opt::TunInfo as usize], b' ');
         assert_eq!(list[Opt::TunType as usize], b'x');
         let add = COMMANDS_V_OPTIONS[Cmd::Add as usize];
-        for opt in [Opt::Scheduler, Opt::Persistent, Opt::Netmask, Opt::OnePacket, Opt::Pe, Opt::SchedFlags] {
+        for opt in [
+            Opt::Scheduler,
+            Opt::Persistent,
+            Opt::Netmask,
+            Opt::OnePacket,
+            Opt::Pe,
+            Opt::SchedFlags,
+        ] {
             assert_eq!(add[opt as usize], b' ', "{:?}", opt);
         }
         let add_dest = COMMANDS_V_OPTIONS[Cmd::AddDest as usize];
-        for opt in [Opt::Forward, Opt::Weight, Opt::UThreshold, Opt::LThreshold, Opt::TunType, Opt::TunRemcsum] {
+        for opt in [
+            Opt::Forward,
+            Opt::Weight,
+            Opt::UThreshold,
+            Opt::LThreshold,
+            Opt::TunType,
+            Opt::TunRemcsum,
+        ] {
             assert_eq!(add_dest[opt as usize], b' ', "{:?}", opt);
         }
         assert_eq!(add_dest[Opt::Server as usize], b'+');
         let start = COMMANDS_V_OPTIONS[Cmd::StartDaemon as usize];
-        for opt in [Opt::Mcast, Opt::SyncId, Opt::McastGroup, Opt::McastPort, Opt::McastTtl, Opt::SyncMaxlen] {
+        for opt in [
+            Opt::Mcast,
+            Opt::SyncId,
+            Opt::McastGroup,
+            Opt::McastPort,
+            Opt::McastTtl,
+            Opt::SyncMaxlen,
+        ] {
             assert_eq!(start[opt as usize], b' ', "{:?}", opt);
         }
-        assert_eq!(COMMANDS_V_OPTIONS[Cmd::Save as usize][Opt::Numeric as usize], b' ');
-        assert_eq!(COMMANDS_V_OPTIONS[Cmd::Zero as usize][Opt::Service as usize], b' ');
+        assert_eq!(
+            COMMANDS_V_OPTIONS[Cmd::Save as usize][Opt::Numeric as usize],
+            b' '
+        );
+        assert_eq!(
+            COMMANDS_V_OPTIONS[Cmd::Zero as usize][Opt::Service as usize],
+            b' '
+        );
     }
 
     #[test]
@@ -1285,10 +1328,19 @@ mod tests {
     #[test]
     fn parse_service_follows_ipvsadm() {
         let v4 = |s: &str| parse_service(s);
-        assert_eq!(v4("10.0.0.1:80"), Some(("10.0.0.1".parse().unwrap(), Some(80))));
+        assert_eq!(
+            v4("10.0.0.1:80"),
+            Some(("10.0.0.1".parse().unwrap(), Some(80)))
+        );
         assert_eq!(v4("10.0.0.1"), Some(("10.0.0.1".parse().unwrap(), None)));
-        assert_eq!(v4("[2001:db8::1]:443"), Some(("2001:db8::1".parse().unwrap(), Some(443))));
-        assert_eq!(v4("2001:db8::1"), Some(("2001:db8::1".parse().unwrap(), None)));
+        assert_eq!(
+            v4("[2001:db8::1]:443"),
+            Some(("2001:db8::1".parse().unwrap(), Some(443)))
+        );
+        assert_eq!(
+            v4("2001:db8::1"),
+            Some(("2001:db8::1".parse().unwrap(), None))
+        );
         assert_eq!(v4("[2001:db8::1]"), None);
         assert_eq!(v4("8080"), None);
         assert_eq!(v4("10.0.0.1:"), None);
