@@ -1,0 +1,1065 @@
+//! ctl::server — lbd's side of the control protocol: the request handler
+//! ([`Control`]) and the Unix-socket listener ([`Server`]).
+//!
+//! Owns the answer to every [`Request`]: changes go through
+//! [`ControlState::apply`], the resulting snapshot is published to the data
+//! plane, and the operator hears `Ok { generation }` only after every worker
+//! runs that generation; listings are built from the configuration, the
+//! per-core counters ([`stats`](crate::ctl::stats)) and the workers'
+//! connection dumps.
+//!
+//! Rules:
+//! * One configuration lock, held while a change is validated, built,
+//!   published and committed; listings hold it only to copy what they need.
+//!   The data path never takes it. Connection dumps and counter sums run
+//!   outside it.
+//! * A change is all or nothing: if validation, the snapshot build or the
+//!   publish fails, the state is left as it was (after a failed publish the
+//!   previous configuration is published again under a new generation, so
+//!   workers that took the failed one go back) and an error is answered.
+//! * The socket: created with mode 0600 (umask set around `bind`, then
+//!   `chmod`), owned by the user that started lbd. A stale socket file (no
+//!   listener behind it) is replaced; a live one is never stolen: "lbd
+//!   already running on PATH". A path that exists and is not a socket is
+//!   left alone (error). The file is removed on shutdown if it is still
+//!   ours.
+//! * One thread per client, at most [`ServerOptions::max_clients`] at once;
+//!   a connection beyond that gets an error response and is closed. Each
+//!   connection carries any number of request/response pairs. A malformed
+//!   frame or a frame of another protocol version gets an error response
+//!   and the connection continues; a frame announcing more than
+//!   `MAX_FRAME_LEN` bytes gets an error response and the connection is
+//!   closed (its payload was not read, so framing is lost).
+//! * `ListConns` answers at most as many connections as fit in one frame
+//!   and sets `truncated` when it stopped early.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::ctl::apply::{ApplyError, ControlState};
+use crate::ctl::ipvsadm::IPVS_VERSION;
+use crate::ctl::protocol::{
+    self, ConnInfo, DestInfo, ErrorKind, LaddrInfo, PortStatsInfo, ProtocolError, Proto,
+    Request, Response, ServiceInfo, ServiceLaddrs, MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
+use crate::ctl::stats::{self, StatsKeeper};
+use crate::dataplane::counters::CoreCounters;
+use crate::dataplane::runtime::DataplaneHandle;
+use crate::dataplane::snapshot::Snapshot;
+use crate::dataplane::worker::ConnEntry;
+
+/// Supplies the NIC port counters for `PortStats`.
+pub type PortStatsFn = Box<dyn Fn() -> Vec<PortStatsInfo> + Send + Sync>;
+
+/// Called with every snapshot after the workers took it (e.g. to install a
+/// new AF_PACKET steering program).
+pub type PublishHook = Box<dyn Fn(&Snapshot) + Send + Sync>;
+
+/// Everything [`Control`] needs besides the state and the data plane.
+#[derive(Default)]
+pub struct ControlOptions {
+    /// Connection-table capacity of one worker (`-L` prints capacity ×
+    /// workers as the table size).
+    pub conn_capacity: u32,
+    /// Port counters; `None`: no ports.
+    pub port_stats: Option<PortStatsFn>,
+    /// Hook run after every successful publish.
+    pub on_publish: Option<PublishHook>,
+}
+
+/// Locks a mutex, ignoring poisoning (a panicked holder left consistent
+/// data: every mutation is a whole-value replacement).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The request handler: configuration, data plane and statistics.
+pub struct Control {
+    state: Mutex<ControlState>,
+    stats: Arc<Mutex<StatsKeeper>>,
+    dataplane: Arc<dyn DataplaneHandle>,
+    counters: Vec<Arc<CoreCounters>>,
+    conn_table_size: u64,
+    port_stats: Option<PortStatsFn>,
+    on_publish: Option<PublishHook>,
+}
+
+impl Control {
+    /// A handler for `state`, whose snapshot the data plane already runs.
+    pub fn new(
+        state: ControlState,
+        dataplane: Arc<dyn DataplaneHandle>,
+        options: ControlOptions,
+    ) -> Control {
+        let counters = dataplane.counters();
+        let conn_table_size =
+            u64::from(options.conn_capacity) * u64::from(dataplane.workers());
+        Control {
+            state: Mutex::new(state),
+            stats: Arc::new(Mutex::new(StatsKeeper::new())),
+            dataplane,
+            counters,
+            conn_table_size,
+            port_stats: options.port_stats,
+            on_publish: options.on_publish,
+        }
+    }
+
+    /// The statistics keeper (for the estimator thread).
+    pub fn stats(&self) -> Arc<Mutex<StatsKeeper>> {
+        self.stats.clone()
+    }
+
+    /// The workers' counters.
+    pub fn counters(&self) -> &[Arc<CoreCounters>] {
+        &self.counters
+    }
+
+    /// A copy of the configuration now in force.
+    pub fn state(&self) -> ControlState {
+        lock(&self.state).clone()
+    }
+
+    /// Answers one request.
+    pub fn handle(&self, request: &Request) -> Response {
+        match request {
+            r if r.is_change() || matches!(r, Request::Batch { .. }) => self.change(r),
+            Request::ListServices { service } => self.list_services(service.as_ref()),
+            Request::ListConns => self.list_conns(),
+            Request::GetTimeouts => Response::Timeouts {
+                timeouts: lock(&self.state).timeouts(),
+            },
+            Request::GetLaddrs { service } => self.get_laddrs(service.as_ref()),
+            Request::Version => Response::Version {
+                daemon: format!("rvs {}", env!("CARGO_PKG_VERSION")),
+                protocol: PROTOCOL_VERSION,
+                ipvs: IPVS_VERSION.to_string(),
+            },
+            Request::PortStats => Response::PortStats {
+                ports: self.port_stats.as_ref().map(|f| f()).unwrap_or_default(),
+            },
+            // Every change was handled by the first arm.
+            other => Response::error(
+                ErrorKind::Internal,
+                format!("request {other:?} has no handler"),
+            ),
+        }
+    }
+
+    fn apply_error(err: &ApplyError) -> Response {
+        Response::error(err.kind(), err.to_string())
+    }
+
+    /// Validates, publishes and commits a change, or changes nothing.
+    fn change(&self, request: &Request) -> Response {
+        let mut state = lock(&self.state);
+        let mut next = state.clone();
+        let changed = match next.apply(request) {
+            Ok(changed) => changed,
+            Err(err) => return Self::apply_error(&err),
+        };
+        if changed.config {
+            let snap = match next.snapshot() {
+                Ok(snap) => Arc::new(snap),
+                Err(err) => return Self::apply_error(&err),
+            };
+            if let Err(err) = self.dataplane.publish(snap.clone()) {
+                // Some workers may run the failed generation: publish the
+                // previous configuration again under a newer number.
+                state.skip_generation_to(next.generation());
+                state.bump_generation();
+                match state.snapshot() {
+                    Ok(old) => {
+                        let old = Arc::new(old);
+                        match self.dataplane.publish(old.clone()) {
+                            Ok(()) => self.run_hook(&old),
+                            Err(again) => eprintln!(
+                                "lbd: could not restore generation {}: {again}",
+                                old.generation
+                            ),
+                        }
+                    }
+                    Err(again) => eprintln!("lbd: could not rebuild the configuration: {again}"),
+                }
+                return Response::error(
+                    ErrorKind::Internal,
+                    format!("the data plane did not take the new configuration ({err}); nothing was changed"),
+                );
+            }
+            self.run_hook(&snap);
+        }
+        *state = next;
+        let generation = state.generation();
+        // Zero before answering, still under the configuration lock, so a
+        // listing that follows the answer never shows a slot's old counts.
+        if !changed.zero_services.is_empty() || !changed.zero_dests.is_empty() {
+            lock(&self.stats).zero(&self.counters, &changed.zero_services, &changed.zero_dests);
+        }
+        drop(state);
+        Response::Ok { generation }
+    }
+
+    fn run_hook(&self, snap: &Snapshot) {
+        if let Some(hook) = &self.on_publish {
+            hook(snap);
+        }
+    }
+
+    fn list_services(&self, key: Option<&protocol::ServiceKey>) -> Response {
+        let entries = {
+            let state = lock(&self.state);
+            match key {
+                Some(key) => match state.service(key) {
+                    Some(s) => vec![s.clone()],
+                    None => return Self::apply_error(&ApplyError::NoSuchService),
+                },
+                None => state.services().to_vec(),
+            }
+        };
+        let keeper = lock(&self.stats);
+        let counters = &self.counters;
+        let services = entries
+            .into_iter()
+            .map(|s| {
+                let (stats, rates) = keeper.service(counters, s.id);
+                ServiceInfo {
+                    dests: s
+                        .dests
+                        .iter()
+                        .map(|d| {
+                            let (stats, rates) = keeper.dest(counters, d.id);
+                            let conns = stats::dest_conns(counters, d.id);
+                            DestInfo {
+                                spec: d.spec.clone(),
+                                active_conns: conns.active,
+                                inactive_conns: conns.inactive,
+                                persist_conns: conns.persist,
+                                stats,
+                                rates,
+                            }
+                        })
+                        .collect(),
+                    laddrs: s.laddrs.iter().map(laddr_info).collect(),
+                    spec: s.spec,
+                    stats,
+                    rates,
+                }
+            })
+            .collect();
+        Response::Services {
+            services,
+            conn_table_size: self.conn_table_size,
+        }
+    }
+
+    fn get_laddrs(&self, key: Option<&protocol::ServiceKey>) -> Response {
+        let state = lock(&self.state);
+        let services = match key {
+            Some(key) => match state.service(key) {
+                Some(s) => vec![s],
+                None => return Self::apply_error(&ApplyError::ServiceNotDefined),
+            },
+            None => state.services().iter().collect(),
+        };
+        Response::Laddrs {
+            services: services
+                .into_iter()
+                .map(|s| ServiceLaddrs {
+                    service: s.spec.key,
+                    laddrs: s.laddrs.iter().map(laddr_info).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn list_conns(&self) -> Response {
+        let entries = self.dataplane.dump_conns();
+        let (conns, truncated) = conns_within_frame(&entries, MAX_FRAME_LEN);
+        Response::Conns { conns, truncated }
+    }
+}
+
+fn laddr_info(l: &crate::ctl::apply::LaddrEntry) -> LaddrInfo {
+    LaddrInfo {
+        addr: l.addr,
+        ifname: l.ifname.clone(),
+        // Per-address counters are not kept by the data plane yet.
+        port_conflicts: 0,
+        conns: 0,
+    }
+}
+
+/// A worker's connection entry as listed; `None` for protocols the listing
+/// cannot name.
+pub fn conn_info(e: &ConnEntry) -> Option<ConnInfo> {
+    let proto = match e.proto {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        _ => return None,
+    };
+    Some(ConnInfo {
+        proto,
+        state: e.state.to_string(),
+        expires_ms: e.expires_ms,
+        client: SocketAddr::new(e.client.0, e.client.1),
+        vaddr: SocketAddr::new(e.virt.0, e.virt.1),
+        daddr: SocketAddr::new(e.dest.0, e.dest.1),
+        laddr: e.local.map(|(a, p)| SocketAddr::new(a, p)),
+        template: e.template,
+        pe_name: None,
+        pe_data: None,
+    })
+}
+
+/// Bytes the `Conns` envelope needs around its entries (generous).
+const CONNS_ENVELOPE_BYTES: usize = 256;
+
+/// Converts `entries` to `ConnInfo`s, stopping before the encoded response
+/// would exceed `max_frame` bytes; returns whether it stopped early.
+pub fn conns_within_frame(entries: &[ConnEntry], max_frame: usize) -> (Vec<ConnInfo>, bool) {
+    let budget = max_frame.saturating_sub(CONNS_ENVELOPE_BYTES);
+    let mut used = 0usize;
+    let mut out = Vec::new();
+    for e in entries {
+        let Some(info) = conn_info(e) else { continue };
+        // Each entry costs its JSON plus a separating comma.
+        let len = serde_json::to_vec(&info).map(|v| v.len() + 1).unwrap_or(usize::MAX);
+        if used.saturating_add(len) > budget {
+            return (out, true);
+        }
+        used += len;
+        out.push(info);
+    }
+    (out, false)
+}
+
+/// Why the socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another daemon answers on the socket.
+    #[error("lbd already running on {}", .path.display())]
+    AlreadyRunning {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The path exists and is not a socket.
+    #[error("{} exists and is not a socket; not replacing it", .path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An OS call failed.
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A bound, listening control socket. Dropping it removes the socket file
+/// (if it is still the one it created).
+pub struct ListeningSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl ListeningSocket {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ListeningSocket {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if (meta.dev(), meta.ino()) == self.identity {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Sets the process umask for its lifetime and restores it on drop.
+struct UmaskGuard(libc::mode_t);
+
+impl UmaskGuard {
+    fn set(mask: libc::mode_t) -> UmaskGuard {
+        // SAFETY: umask only swaps the process file-mode creation mask; it
+        // cannot fail and touches no memory of ours.
+        UmaskGuard(unsafe { libc::umask(mask) })
+    }
+}
+
+impl Drop for UmaskGuard {
+    fn drop(&mut self) {
+        // SAFETY: as above, restores the previous mask.
+        unsafe { libc::umask(self.0) };
+    }
+}
+
+/// Creates the control socket at `path`: replaces a stale socket file,
+/// refuses to steal a live one, creates a missing parent directory, binds
+/// with mode 0600.
+pub fn bind_socket(path: &Path) -> Result<ListeningSocket, ServerError> {
+    let io_err = |what: &'static str, source: io::Error| ServerError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(ServerError::AlreadyRunning {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(|e| io_err("cannot remove stale socket", e))?;
+            }
+            Err(e) => return Err(io_err("cannot probe existing socket", e)),
+        },
+        Ok(_) => {
+            return Err(ServerError::NotASocket {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot inspect", e)),
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| io_err("cannot create the socket's directory for", e))?;
+        }
+    }
+    let listener = {
+        let _umask = UmaskGuard::set(0o177);
+        UnixListener::bind(path).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                ServerError::AlreadyRunning {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                io_err("cannot bind", e)
+            }
+        })?
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|e| io_err("cannot inspect", e))?;
+    let socket = ListeningSocket {
+        listener,
+        path: path.to_path_buf(),
+        identity: (meta.dev(), meta.ino()),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io_err("cannot chmod", e))?;
+    Ok(socket)
+}
+
+/// Listener settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Most clients served at once.
+    pub max_clients: usize,
+    /// A client idle this long between requests is disconnected; also bounds
+    /// each write.
+    pub io_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_clients: 64,
+            io_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Clients being served, for the limit and for shutdown.
+#[derive(Default)]
+struct Clients {
+    active: AtomicUsize,
+    next_id: AtomicU64,
+    streams: Mutex<HashMap<u64, UnixStream>>,
+}
+
+/// The running listener.
+pub struct Server {
+    socket: Option<ListeningSocket>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+    clients: Arc<Clients>,
+}
+
+impl Server {
+    /// Starts accepting clients on `socket`, answering with `control`.
+    pub fn start(
+        socket: ListeningSocket,
+        control: Arc<Control>,
+        options: ServerOptions,
+    ) -> io::Result<Server> {
+        let listener = socket.listener.try_clone()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = Arc::new(Clients::default());
+        let accept = {
+            let stop = stop.clone();
+            let clients = clients.clone();
+            std::thread::Builder::new()
+                .name("rvs-ctl-accept".to_string())
+                .spawn(move || accept_loop(listener, control, options, stop, clients))?
+        };
+        Ok(Server {
+            socket: Some(socket),
+            stop,
+            accept: Some(accept),
+            clients,
+        })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> Option<&Path> {
+        self.socket.as_ref().map(ListeningSocket::path)
+    }
+
+    /// Clients being served now.
+    pub fn active_clients(&self) -> usize {
+        self.clients.active.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, disconnects the clients (waiting up to a second for
+    /// their threads) and removes the socket file.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(path) = self.path().map(Path::to_path_buf) {
+            // Wake the accept loop.
+            let _ = UnixStream::connect(&path);
+        }
+        if let Some(handle) = self.accept.take() {
+            let _ = handle.join();
+        }
+        for stream in lock(&self.clients.streams).values() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.clients.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.socket.take();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.accept.is_some() || self.socket.is_some() {
+            self.stop_now();
+        }
+    }
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    control: Arc<Control>,
+    options: ServerOptions,
+    stop: Arc<AtomicBool>,
+    clients: Arc<Clients>,
+) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let mut stream = match conn {
+            Ok(stream) => stream,
+            Err(e) => {
+                eprintln!("lbd: accept on the control socket failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        if clients.active.load(Ordering::Acquire) >= options.max_clients {
+            let _ = protocol::write_response(
+                &mut stream,
+                &Response::error(
+                    ErrorKind::NoSpace,
+                    format!(
+                        "lbd is serving {} clients already; try again",
+                        options.max_clients
+                    ),
+                ),
+            );
+            continue;
+        }
+        let id = clients.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(clone) = stream.try_clone() {
+            lock(&clients.streams).insert(id, clone);
+        }
+        clients.active.fetch_add(1, Ordering::AcqRel);
+        let control = control.clone();
+        let thread_clients = clients.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rvs-ctl-client".to_string())
+            .spawn(move || {
+                serve_client(stream, &control, options);
+                lock(&thread_clients.streams).remove(&id);
+                thread_clients.active.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            eprintln!("lbd: cannot start a client thread: {e}");
+            lock(&clients.streams).remove(&id);
+            clients.active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Sends `response`; a response too large for a frame is replaced by an
+/// error saying so. Returns false when the connection is unusable.
+fn send(stream: &mut UnixStream, response: &Response) -> bool {
+    match protocol::write_response(stream, response) {
+        Ok(()) => true,
+        Err(ProtocolError::TooLarge { len, max }) => protocol::write_response(
+            stream,
+            &Response::error(
+                ErrorKind::Internal,
+                format!("the answer ({len} bytes) exceeds the {max}-byte frame limit"),
+            ),
+        )
+        .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Serves one client until it closes, errs, idles out or sends an
+/// oversized frame.
+pub fn serve_client(mut stream: UnixStream, control: &Control, options: ServerOptions) {
+    let _ = stream.set_read_timeout(Some(options.io_timeout));
+    let _ = stream.set_write_timeout(Some(options.io_timeout));
+    loop {
+        match protocol::read_request(&mut stream) {
+            Ok(request) => {
+                let response = control.handle(&request);
+                if !send(&mut stream, &response) {
+                    return;
+                }
+            }
+            Err(err @ (ProtocolError::Malformed(_) | ProtocolError::BadVersion { .. })) => {
+                // The frame was read whole: answer and go on.
+                let Some(response) = Response::for_protocol_error(&err) else {
+                    return;
+                };
+                if !send(&mut stream, &response) {
+                    return;
+                }
+            }
+            Err(err @ ProtocolError::TooLarge { .. }) => {
+                // The payload is still in the stream: answer and close.
+                if let Some(response) = Response::for_protocol_error(&err) {
+                    let _ = send(&mut stream, &response);
+                }
+                return;
+            }
+            Err(ProtocolError::Closed) | Err(ProtocolError::Io(_)) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::apply::Topology;
+    use crate::ctl::protocol::{DestSpec, Fwd, ServiceKey, ServiceSpec, Timeouts};
+    use crate::dataplane::counters::bump;
+    use crate::dataplane::runtime::{NoDataplane, RuntimeError};
+    use crate::dataplane::snapshot::Settings;
+    use std::io::{Read, Write};
+    use std::net::IpAddr;
+
+    /// A data plane with one fake worker whose publish can be made to fail.
+    struct FakeDataplane {
+        counters: Vec<Arc<CoreCounters>>,
+        fail: AtomicBool,
+        published: Mutex<Vec<u64>>,
+        conns: Vec<ConnEntry>,
+    }
+
+    impl FakeDataplane {
+        fn new(conns: Vec<ConnEntry>) -> Arc<FakeDataplane> {
+            Arc::new(FakeDataplane {
+                counters: vec![Arc::new(CoreCounters::new())],
+                fail: AtomicBool::new(false),
+                published: Mutex::new(Vec::new()),
+                conns,
+            })
+        }
+    }
+
+    impl DataplaneHandle for FakeDataplane {
+        fn workers(&self) -> u16 {
+            1
+        }
+        fn publish(&self, snap: Arc<Snapshot>) -> Result<(), RuntimeError> {
+            lock(&self.published).push(snap.generation);
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(RuntimeError::NoAck {
+                    generation: snap.generation,
+                    workers: vec![0],
+                    timeout: Duration::from_millis(1),
+                });
+            }
+            Ok(())
+        }
+        fn counters(&self) -> Vec<Arc<CoreCounters>> {
+            self.counters.clone()
+        }
+        fn dump_conns(&self) -> Vec<ConnEntry> {
+            self.conns.clone()
+        }
+        fn stop(&self) {}
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    fn web() -> ServiceKey {
+        ServiceKey {
+            proto: Proto::Tcp,
+            addr: ip("10.0.0.1"),
+            port: 80,
+        }
+    }
+
+    fn control_with(dp: Arc<dyn DataplaneHandle>) -> Control {
+        let topology = Topology {
+            workers: dp.workers(),
+            ..Topology::default()
+        };
+        let state = ControlState::new(topology, Settings::default()).expect("state");
+        Control::new(
+            state,
+            dp,
+            ControlOptions {
+                conn_capacity: 1000,
+                ..ControlOptions::default()
+            },
+        )
+    }
+
+    fn add_web(control: &Control) {
+        let r = control.handle(&Request::AddService {
+            service: ServiceSpec::new(web()),
+        });
+        assert_eq!(r, Response::Ok { generation: 1 });
+    }
+
+    fn masq(addr: &str) -> DestSpec {
+        DestSpec {
+            fwd: Fwd::Masq,
+            ..DestSpec::new(ip(addr), 80)
+        }
+    }
+
+    #[test]
+    fn changes_answer_ok_with_the_published_generation() {
+        let dp = FakeDataplane::new(Vec::new());
+        let control = control_with(dp.clone());
+        add_web(&control);
+        let r = control.handle(&Request::AddDest {
+            service: web(),
+            dest: masq("192.168.10.1"),
+        });
+        assert_eq!(r, Response::Ok { generation: 2 });
+        assert_eq!(*lock(&dp.published), vec![1, 2]);
+        // -Z changes nothing in the configuration: same generation, no publish.
+        let r = control.handle(&Request::Zero { service: None });
+        assert_eq!(r, Response::Ok { generation: 2 });
+        assert_eq!(lock(&dp.published).len(), 2);
+        let r = control.handle(&Request::AddService {
+            service: ServiceSpec::new(web()),
+        });
+        assert_eq!(
+            r,
+            Response::error(ErrorKind::Exists, "Service already exists")
+        );
+    }
+
+    #[test]
+    fn failed_publish_rolls_back_and_republishes_the_old_configuration() {
+        let dp = FakeDataplane::new(Vec::new());
+        let control = control_with(dp.clone());
+        add_web(&control);
+        dp.fail.store(true, Ordering::SeqCst);
+        let r = control.handle(&Request::AddDest {
+            service: web(),
+            dest: masq("192.168.10.1"),
+        });
+        match r {
+            Response::Error { kind, message } => {
+                assert_eq!(kind, ErrorKind::Internal);
+                assert!(message.contains("nothing was changed"), "{message}");
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert!(control.state().service(&web()).expect("svc").dests.is_empty());
+        // Generation 2 failed, 3 re-published the old table.
+        assert_eq!(*lock(&dp.published), vec![1, 2, 3]);
+        dp.fail.store(false, Ordering::SeqCst);
+        let r = control.handle(&Request::AddDest {
+            service: web(),
+            dest: masq("192.168.10.1"),
+        });
+        assert_eq!(r, Response::Ok { generation: 4 }, "numbers are never reused");
+    }
+
+    #[test]
+    fn listings_show_specs_counters_and_table_size() {
+        let dp = FakeDataplane::new(Vec::new());
+        let control = control_with(dp.clone());
+        add_web(&control);
+        control.handle(&Request::AddDest {
+            service: web(),
+            dest: masq("192.168.10.1"),
+        });
+        let state = control.state();
+        let svc = state.service(&web()).expect("svc");
+        let core = &dp.counters[0];
+        bump(&core.services[usize::from(svc.id)].conns, 5);
+        bump(&core.dests[usize::from(svc.dests[0].id)].inbytes, 1234);
+        core.dest_conns[usize::from(svc.dests[0].id)]
+            .active
+            .store(3, Ordering::Relaxed);
+        match control.handle(&Request::ListServices { service: None }) {
+            Response::Services {
+                services,
+                conn_table_size,
+            } => {
+                assert_eq!(conn_table_size, 1000);
+                assert_eq!(services.len(), 1);
+                assert_eq!(services[0].stats.conns, 5);
+                assert_eq!(services[0].dests[0].stats.inbytes, 1234);
+                assert_eq!(services[0].dests[0].active_conns, 3);
+                assert_eq!(services[0].dests[0].spec.fwd, Fwd::Masq);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // -Z zeroes the counters but not the connection counts.
+        control.handle(&Request::Zero { service: Some(web()) });
+        match control.handle(&Request::ListServices { service: Some(web()) }) {
+            Response::Services { services, .. } => {
+                assert_eq!(services[0].stats.conns, 0);
+                assert_eq!(services[0].dests[0].stats.inbytes, 0);
+                assert_eq!(services[0].dests[0].active_conns, 3);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let missing = ServiceKey { port: 81, ..web() };
+        assert_eq!(
+            control.handle(&Request::ListServices { service: Some(missing) }),
+            Response::error(ErrorKind::NotFound, "No such service")
+        );
+        assert_eq!(
+            control.handle(&Request::GetLaddrs { service: Some(missing) }),
+            Response::error(ErrorKind::NotFound, "Service not defined")
+        );
+        assert_eq!(
+            control.handle(&Request::GetTimeouts),
+            Response::Timeouts {
+                timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 }
+            }
+        );
+    }
+
+    #[test]
+    fn a_reused_slot_starts_from_zero() {
+        let dp = FakeDataplane::new(Vec::new());
+        let control = control_with(dp.clone());
+        add_web(&control);
+        // Pretend a previous owner of every dest slot left traffic behind.
+        for t in dp.counters[0].dests.iter() {
+            bump(&t.inpkts, 9);
+        }
+        control.handle(&Request::AddDest {
+            service: web(),
+            dest: masq("192.168.10.1"),
+        });
+        match control.handle(&Request::ListServices { service: None }) {
+            Response::Services { services, .. } => {
+                assert_eq!(services[0].dests[0].stats.inpkts, 0);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn conn(i: u16) -> ConnEntry {
+        ConnEntry {
+            proto: 6,
+            state: "ESTABLISHED",
+            expires_ms: 899_000,
+            client: (ip("203.0.113.7"), 10_000 + i),
+            virt: (ip("10.0.0.1"), 80),
+            dest: (ip("192.168.10.1"), 80),
+            local: None,
+            template: false,
+            fwd: crate::conntrack::Fwd::Nat,
+            worker: 0,
+        }
+    }
+
+    #[test]
+    fn connection_listing_is_capped_to_one_frame() {
+        let entries: Vec<ConnEntry> = (0..100).map(conn).collect();
+        let (all, truncated) = conns_within_frame(&entries, MAX_FRAME_LEN);
+        assert_eq!(all.len(), 100);
+        assert!(!truncated);
+        let one = serde_json::to_vec(&all[0]).expect("json").len() + 1;
+        let (some, truncated) = conns_within_frame(&entries, CONNS_ENVELOPE_BYTES + 10 * one);
+        assert!(truncated);
+        assert_eq!(some.len(), 10);
+        // The capped answer encodes within the limit.
+        let bytes = protocol::encode_response(&Response::Conns {
+            conns: some,
+            truncated,
+        })
+        .expect("encode");
+        assert!(bytes.len() <= CONNS_ENVELOPE_BYTES + 10 * one);
+        let dp = FakeDataplane::new(entries);
+        let control = control_with(dp);
+        match control.handle(&Request::ListConns) {
+            Response::Conns { conns, truncated } => {
+                assert_eq!(conns.len(), 100);
+                assert!(!truncated);
+                assert_eq!(conns[3].client, "203.0.113.7:10003".parse().expect("addr"));
+                assert_eq!(conns[3].state, "ESTABLISHED");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn temp_socket() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lbd.sock");
+        (dir, path)
+    }
+
+    fn start(path: &Path, options: ServerOptions) -> Server {
+        let control = Arc::new(control_with(Arc::new(NoDataplane::default())));
+        Server::start(bind_socket(path).expect("bind"), control, options).expect("start")
+    }
+
+    #[test]
+    fn socket_is_private_live_ones_are_not_stolen_stale_ones_are_replaced() {
+        let (_dir, path) = temp_socket();
+        let server = start(&path, ServerOptions::default());
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        match bind_socket(&path) {
+            Err(err @ ServerError::AlreadyRunning { .. }) => {
+                assert_eq!(err.to_string(), format!("lbd already running on {}", path.display()));
+            }
+            other => panic!("expected AlreadyRunning, got {:?}", other.map(|_| ())),
+        }
+        server.shutdown();
+        assert!(!path.exists(), "socket removed at shutdown");
+        // A stale socket file: bound, listener gone.
+        let stale = UnixListener::bind(&path).expect("stale bind");
+        drop(stale);
+        assert!(path.exists());
+        let server = start(&path, ServerOptions::default());
+        let r = protocol::call_unix(&path, &Request::Version, Duration::from_secs(5))
+            .expect("call");
+        assert!(matches!(r, Response::Version { protocol: PROTOCOL_VERSION, .. }));
+        server.shutdown();
+        // Not a socket: left alone.
+        std::fs::write(&path, b"precious").expect("write");
+        assert!(matches!(bind_socket(&path), Err(ServerError::NotASocket { .. })));
+        assert_eq!(std::fs::read(&path).expect("read"), b"precious");
+    }
+
+    fn read_response(stream: &mut UnixStream) -> Response {
+        protocol::read_response(stream).expect("response")
+    }
+
+    #[test]
+    fn bad_frames_get_error_responses_and_change_nothing() {
+        let (_dir, path) = temp_socket();
+        let server = start(&path, ServerOptions::default());
+        let mut s = UnixStream::connect(&path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        // Malformed JSON, then a wrong version, on one connection.
+        protocol::write_frame(&mut s, b"{not json").expect("write");
+        assert!(matches!(
+            read_response(&mut s),
+            Response::Error { kind: ErrorKind::Malformed, .. }
+        ));
+        protocol::write_frame(&mut s, br#"{"version":9,"request":{"type":"clear"}}"#)
+            .expect("write");
+        assert!(matches!(
+            read_response(&mut s),
+            Response::Error { kind: ErrorKind::BadVersion, .. }
+        ));
+        // The connection still works.
+        protocol::write_request(&mut s, &Request::GetTimeouts).expect("write");
+        assert!(matches!(read_response(&mut s), Response::Timeouts { .. }));
+        // An oversized frame: error, then the daemon closes the connection.
+        s.write_all(&((MAX_FRAME_LEN + 1) as u32).to_be_bytes()).expect("write");
+        assert!(matches!(
+            read_response(&mut s),
+            Response::Error { kind: ErrorKind::Malformed, .. }
+        ));
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).expect("eof"), 0);
+        server.shutdown();
+    }
+
+    #[test]
+    fn clients_beyond_the_limit_are_told_and_closed() {
+        let (_dir, path) = temp_socket();
+        let server = start(
+            &path,
+            ServerOptions {
+                max_clients: 2,
+                io_timeout: Duration::from_secs(5),
+            },
+        );
+        let hold: Vec<UnixStream> = (0..2)
+            .map(|_| UnixStream::connect(&path).expect("connect"))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.active_clients() < 2 {
+            assert!(Instant::now() < deadline, "clients never registered");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let r = protocol::call_unix(&path, &Request::Version, Duration::from_secs(5))
+            .expect("answer");
+        assert!(matches!(r, Response::Error { kind: ErrorKind::NoSpace, .. }), "{r:?}");
+        drop(hold);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = protocol::call_unix(&path, &Request::Version, Duration::from_secs(5))
+                .expect("answer");
+            if matches!(r, Response::Version { .. }) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "slots never freed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.shutdown();
+    }
+}
