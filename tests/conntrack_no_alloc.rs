@@ -124,6 +124,7 @@ fn conntrack_hot_path_does_not_allocate() {
                 let orig = Tuple::new(6, false, c.cip, c.cport, c.vip, c.vport);
                 let h = orig.hash();
                 table.prefetch(h);
+                table.prefetch_conn(h);
                 if let Some((found, Dir::Original)) = table.lookup(&orig, h) {
                     table.on_packet(found, Dir::Original, SYN, now, &to);
                     table.on_packet(found, Dir::Reply, SYN | ACK, now, &to);

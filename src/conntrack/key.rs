@@ -267,10 +267,19 @@ mod tests {
         let variants = [
             Tuple { proto: 17, ..base },
             Tuple { v6: true, ..base },
-            Tuple { sport: 1001, ..base },
+            Tuple {
+                sport: 1001,
+                ..base
+            },
             Tuple { dport: 81, ..base },
-            Tuple { src: v4(1, 2, 3, 5), ..base },
-            Tuple { dst: v4(5, 6, 7, 9), ..base },
+            Tuple {
+                src: v4(1, 2, 3, 5),
+                ..base
+            },
+            Tuple {
+                dst: v4(5, 6, 7, 9),
+                ..base
+            },
             base.reversed(),
         ];
         for v in variants {

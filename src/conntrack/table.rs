@@ -78,9 +78,9 @@ pub struct NewConn {
     pub rip: Addr,
     /// Real server port.
     pub rport: u16,
-    /// FULLNAT local address (ignored for other methods).
+    /// FULLNAT local address (stored but not indexed for other methods).
     pub lip: Addr,
-    /// FULLNAT local port (ignored for other methods).
+    /// FULLNAT local port (stored but not indexed for other methods).
     pub lport: u16,
     /// Service index (the dataplane's numbering).
     pub svc: u16,
@@ -128,6 +128,8 @@ pub struct Conn {
 /// The entry size the memory budget is built on.
 pub const CONN_SIZE: usize = 108;
 const _: () = assert!(std::mem::size_of::<Conn>() <= CONN_SIZE);
+// `prefetch_conn` covers the fields a lookup compares: they end at byte 84.
+const _: () = assert!(std::mem::offset_of!(Conn, lip) + 16 <= 84);
 
 impl Linked for Conn {
     #[inline]
@@ -335,6 +337,23 @@ impl Conn {
     }
 }
 
+/// Asks the CPU to pull the cache line holding `p` into L1 (no-op off x86_64).
+// `_mm_prefetch` is a safe fn on newer toolchains, an unsafe one on older.
+#[allow(unused_unsafe)]
+#[inline(always)]
+fn prefetch_line<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a cache hint with no architectural
+        // effect: it never faults and never dereferences `p` (any address is
+        // allowed, even dangling); SSE is part of the x86_64 baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// What a packet did to its connection ([`ConnTable::on_packet`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct StateChange {
@@ -470,23 +489,26 @@ impl ConnTable {
     }
 
     /// Hint that a lookup with this hash is coming: prefetches its bucket.
+    /// Stage 1 of a burst: hash and `prefetch` every packet, then
+    /// [`Self::prefetch_conn`] every packet, then look them up.
     #[inline]
     pub fn prefetch(&self, hash: u32) {
-        let slot: &u32 = &self.buckets[(hash & self.bucket_mask) as usize];
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let p = (slot as *const u32).cast::<i8>();
-            // SAFETY: a prefetch is only a cache hint with no architectural
-            // effect (it cannot fault); `p` comes from a live reference into
-            // `self.buckets`, and SSE is part of the x86_64 baseline.
-            #[allow(unused_unsafe)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(p)
-            }
+        prefetch_line(&self.buckets[(hash & self.bucket_mask) as usize]);
+    }
+
+    /// Stage 2 of a burst: reads the bucket (prefetched by [`Self::prefetch`])
+    /// and prefetches the first entry of its chain — the cache lines a
+    /// lookup compares (links, ports, the four addresses).
+    #[inline]
+    pub fn prefetch_conn(&self, hash: u32) {
+        let r = self.buckets[(hash & self.bucket_mask) as usize];
+        if let Some(e) = self.entries.get((r >> 1) as usize) {
+            let bytes = (e as *const Conn).cast::<u8>();
+            prefetch_line(e);
+            // The compared fields end at offset 84 (`lip`): at most two more lines.
+            prefetch_line(bytes.wrapping_add(63));
+            prefetch_line(bytes.wrapping_add(83));
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = slot;
     }
 
     /// The entry `id`, live or not (stale ids read a free or reused slot).
@@ -674,7 +696,7 @@ impl ConnTable {
         while r != NIL {
             let e = &mut self.entries[(r >> 1) as usize];
             let next = e.hnext[(r & 1) as usize];
-            if next == me && false {
+            if next == me {
                 e.hnext[(r & 1) as usize] = my_next;
                 return;
             }
@@ -837,7 +859,10 @@ impl ConnTable {
     pub fn expire(&mut self, now: Tick, budget: u32, mut on_expire: impl FnMut(&Conn)) -> u32 {
         let mut work = 0;
         let mut expired = 0;
-        while let Some(id) = self.wheel.next_due(&mut self.entries, now, &mut work, budget) {
+        while let Some(id) = self
+            .wheel
+            .next_due(&mut self.entries, now, &mut work, budget)
+        {
             let e = &mut self.entries[id as usize];
             if !tick_reached(e.deadline, now) {
                 let d = e.deadline;

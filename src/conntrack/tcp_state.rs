@@ -272,8 +272,17 @@ mod tests {
         assert_eq!(
             names,
             [
-                "NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT", "CLOSE",
-                "CLOSE_WAIT", "LAST_ACK", "LISTEN", "SYNACK"
+                "NONE",
+                "ESTABLISHED",
+                "SYN_SENT",
+                "SYN_RECV",
+                "FIN_WAIT",
+                "TIME_WAIT",
+                "CLOSE",
+                "CLOSE_WAIT",
+                "LAST_ACK",
+                "LISTEN",
+                "SYNACK"
             ]
         );
         for (i, s) in TcpState::ALL.iter().enumerate() {
@@ -285,7 +294,10 @@ mod tests {
 
     #[test]
     fn active_states_are_established_syn_sent_syn_recv_synack() {
-        let active: Vec<TcpState> = TcpState::ALL.into_iter().filter(|s| s.is_active()).collect();
+        let active: Vec<TcpState> = TcpState::ALL
+            .into_iter()
+            .filter(|s| s.is_active())
+            .collect();
         assert_eq!(
             active,
             [
@@ -343,7 +355,11 @@ mod tests {
             (InputOnly, ACK, None, Established),
         ];
         for (dir, flags, from, to) in cases {
-            assert_eq!(next_tcp_state(dir, flags, from), to, "{dir:?} {flags:#x} {from:?}");
+            assert_eq!(
+                next_tcp_state(dir, flags, from),
+                to,
+                "{dir:?} {flags:#x} {from:?}"
+            );
         }
     }
 

@@ -34,7 +34,10 @@ fn conn(fwd: Fwd, proto: Proto, cport: u16) -> NewConn {
 }
 
 fn find(t: &ConnTable, tu: &Tuple) -> Option<(ConnId, Dir)> {
-    t.lookup(tu, tu.hash())
+    let h = tu.hash();
+    t.prefetch(h);
+    t.prefetch_conn(h);
+    t.lookup(tu, h)
 }
 
 fn client_to_vip(c: &NewConn) -> Tuple {
@@ -68,7 +71,10 @@ fn tcp_three_way_handshake_goes_established() {
     assert!(!synack.became_active && !synack.became_inactive);
 
     let ack = t.on_packet(id, Dir::Original, ACK, 3, &to);
-    assert_eq!((ack.old, ack.new), (TcpState::SynRecv, TcpState::Established));
+    assert_eq!(
+        (ack.old, ack.new),
+        (TcpState::SynRecv, TcpState::Established)
+    );
     assert!(!ack.became_active, "already active since SYN_RECV");
     let e = t.get(id);
     assert!(e.is_active());
@@ -81,8 +87,14 @@ fn dr_handshake_uses_input_only_table() {
     let to = Timeouts::default();
     let mut t = ConnTable::new(16);
     let id = t.insert(&conn(Fwd::Dr, Proto::Tcp, 1000), 0, &to).unwrap();
-    assert_eq!(t.on_packet(id, Dir::Original, SYN, 0, &to).new, TcpState::SynRecv);
-    assert_eq!(t.on_packet(id, Dir::Original, ACK, 0, &to).new, TcpState::Established);
+    assert_eq!(
+        t.on_packet(id, Dir::Original, SYN, 0, &to).new,
+        TcpState::SynRecv
+    );
+    assert_eq!(
+        t.on_packet(id, Dir::Original, ACK, 0, &to).new,
+        TcpState::Established
+    );
     // A client FIN on a one-way connection: INPUT-ONLY gives FIN_WAIT (INPUT
     // would give CLOSE_WAIT).
     let fin = t.on_packet(id, Dir::Original, FIN | ACK, 0, &to);
@@ -93,13 +105,21 @@ fn dr_handshake_uses_input_only_table() {
 #[test]
 fn fin_wait_expires_after_its_timeout() {
     let to = Timeouts::default();
-    let mut t = ConnTable::new(16);
+    // A big table: its wheel spans 819 s, so an ESTABLISHED entry examined
+    // once gets filed ~819 s ahead.
+    let mut t = ConnTable::new(1 << 16);
+    assert_eq!(t.wheel_slots(), 8192);
     let id = t.insert(&conn(Fwd::Nat, Proto::Tcp, 1000), 0, &to).unwrap();
     t.on_packet(id, Dir::Original, SYN, 0, &to);
     t.on_packet(id, Dir::Original, ACK, 0, &to);
     assert_eq!(t.get(id).expires_at(), secs(900));
+    assert!(
+        expire_all(&mut t, secs(5)).is_empty(),
+        "re-filed, not expired"
+    );
     // The real server closes: ESTABLISHED + FIN (output) → FIN_WAIT, 120 s.
-    // The deadline moves *earlier*, so the wheel must re-file it.
+    // The deadline moves *earlier* than where the wheel filed it, so the
+    // entry must be re-filed at once.
     let now = secs(10);
     let sc = t.on_packet(id, Dir::Reply, FIN | ACK, now, &to);
     assert_eq!(sc.new, TcpState::FinWait);
@@ -132,7 +152,10 @@ fn set_timeouts_take_effect() {
     let u = t.insert(&conn(Fwd::Nat, Proto::Udp, 3), 0, &to).unwrap();
     assert_eq!(t.get(u).expires_at(), secs(7), "--set udp");
 
-    let gone: HashSet<u16> = expire_all(&mut t, secs(7)).iter().map(|c| c.cport()).collect();
+    let gone: HashSet<u16> = expire_all(&mut t, secs(7))
+        .iter()
+        .map(|c| c.cport())
+        .collect();
     assert_eq!(gone, HashSet::from([2, 3]));
     assert_eq!(expire_all(&mut t, secs(60)).len(), 1);
 }
@@ -145,7 +168,10 @@ fn udp_conn_expires_after_300s() {
     let id = t.insert(&c, 0, &to).unwrap();
     assert_eq!(t.get(id).state_name(), "UDP");
     let sc = t.on_packet(id, Dir::Original, 0, secs(100), &to);
-    assert!(!sc.became_active && !t.get(id).is_active(), "UDP is never active");
+    assert!(
+        !sc.became_active && !t.get(id).is_active(),
+        "UDP is never active"
+    );
     t.on_packet(id, Dir::Reply, 0, secs(100), &to);
     assert!(!t.get(id).is_active());
     assert!(expire_all(&mut t, secs(400) - 1).is_empty());
@@ -226,7 +252,10 @@ fn duplicate_original_or_reply_tuple_is_rejected() {
         vip: ip("10.0.0.2"),
         ..c
     };
-    assert_eq!(t.insert(&other_vip, 0, &to), Err(ConntrackError::Exists(id)));
+    assert_eq!(
+        t.insert(&other_vip, 0, &to),
+        Err(ConntrackError::Exists(id))
+    );
     assert_eq!(t.len(), 1);
 }
 
@@ -241,14 +270,24 @@ fn table_full_rejects_new_keeps_existing() {
         t.insert(&conn(Fwd::Nat, Proto::Tcp, 99), 0, &to),
         Err(ConntrackError::TableFull { capacity: 4 })
     );
-    let key = Tuple::template_key(6, false, &ip("198.51.100.1"), &prefix_mask(false, 24), &ip("10.0.0.1"), 80);
+    let key = Tuple::template_key(
+        6,
+        false,
+        &ip("198.51.100.1"),
+        &prefix_mask(false, 24),
+        &ip("10.0.0.1"),
+        80,
+    );
     assert!(matches!(
         t.insert_template(&key, 2, 1, ip("192.168.10.1"), 80, 300, 0),
         Err(ConntrackError::TableFull { .. })
     ));
     assert_eq!(t.len(), 4);
     for (p, id) in ids.iter().enumerate() {
-        assert_eq!(find(&t, &client_to_vip(&conn(Fwd::Nat, Proto::Tcp, p as u16))), Some((*id, Dir::Original)));
+        assert_eq!(
+            find(&t, &client_to_vip(&conn(Fwd::Nat, Proto::Tcp, p as u16))),
+            Some((*id, Dir::Original))
+        );
     }
     t.remove(ids[1]).unwrap();
     let again = t.insert(&conn(Fwd::Nat, Proto::Tcp, 99), 0, &to).unwrap();
@@ -280,7 +319,8 @@ fn expiry_work_with(background: u32) -> (u32, u64, u32) {
         t.insert(&c, 0, &to).unwrap();
     }
     for p in 0..10 {
-        t.insert(&conn(Fwd::Nat, Proto::Tcp, 1000 + p), 0, &to).unwrap();
+        t.insert(&conn(Fwd::Nat, Proto::Tcp, 1000 + p), 0, &to)
+            .unwrap();
     }
     let (mut expired, mut total_work, mut max_work) = (0, 0u64, 0);
     for now in 1..=secs(3) {
@@ -298,7 +338,10 @@ fn expiry_cost_does_not_grow_with_table() {
     assert_eq!(small_expired, 10);
     assert_eq!(big_expired, 10);
     // One unit per tick advanced (31: ticks 0..=30) plus one per expired entry.
-    assert_eq!(small_work, big_work, "work independent of the 100k idle entries");
+    assert_eq!(
+        small_work, big_work,
+        "work independent of the 100k idle entries"
+    );
     assert!(big_work <= 31 + 10, "work {big_work}");
     assert!(big_max <= 11);
 }
@@ -334,7 +377,10 @@ fn touched_conn_is_rearmed_lazily_not_expired() {
     while now < secs(2000) {
         now += secs(200);
         t.on_packet(id, Dir::Original, 0, now, &to);
-        assert!(expire_all(&mut t, now).is_empty(), "expired while in use at {now}");
+        assert!(
+            expire_all(&mut t, now).is_empty(),
+            "expired while in use at {now}"
+        );
     }
     assert!(expire_all(&mut t, now + secs(300) - 1).is_empty());
     assert_eq!(expire_all(&mut t, now + secs(300)).len(), 1);
@@ -346,7 +392,9 @@ fn template_outlives_while_controlling_conns() {
     let mut t = ConnTable::new(64);
     let c = conn(Fwd::Nat, Proto::Tcp, 1000);
     let key = Tuple::template_key(6, false, &c.cip, &prefix_mask(false, 24), &c.vip, c.vport);
-    let tpl = t.insert_template(&key, c.dest, c.svc, c.rip, c.rport, 300, 0).unwrap();
+    let tpl = t
+        .insert_template(&key, c.dest, c.svc, c.rip, c.rport, 300, 0)
+        .unwrap();
     assert_eq!(t.lookup_template(&key, key.hash()), Some(tpl));
     assert_eq!(find(&t, &key), None, "conn lookups never return templates");
     let e = t.get(tpl);
@@ -354,13 +402,23 @@ fn template_outlives_while_controlling_conns() {
     assert_eq!((e.state_name(), e.cport(), e.n_control()), ("NONE", 0, 0));
 
     let id = t
-        .insert(&NewConn { template: Some(tpl), ..c }, 0, &to)
+        .insert(
+            &NewConn {
+                template: Some(tpl),
+                ..c
+            },
+            0,
+            &to,
+        )
         .unwrap();
     assert_eq!(t.get(id).template(), Some(tpl));
     assert_eq!(t.get(tpl).n_control(), 1);
     assert_eq!(
         t.remove(tpl),
-        Err(ConntrackError::TemplateInUse { id: tpl, n_control: 1 })
+        Err(ConntrackError::TemplateInUse {
+            id: tpl,
+            n_control: 1
+        })
     );
     t.on_packet(id, Dir::Original, SYN, 0, &to);
     t.on_packet(id, Dir::Original, ACK, 0, &to);
@@ -368,7 +426,10 @@ fn template_outlives_while_controlling_conns() {
     // The template's 300 s pass while the conn lives: re-armed for 60 s.
     assert!(expire_all(&mut t, secs(300)).is_empty());
     assert!(t.is_live(tpl));
-    assert_eq!(t.get(tpl).expires_at(), secs(300) + secs(TEMPLATE_RETRY_SECS));
+    assert_eq!(
+        t.get(tpl).expires_at(),
+        secs(300) + secs(TEMPLATE_RETRY_SECS)
+    );
     assert!(expire_all(&mut t, secs(360)).is_empty());
     assert!(t.is_live(tpl));
 
@@ -392,8 +453,17 @@ fn template_outlives_while_controlling_conns() {
 fn template_touch_and_invalidate() {
     let to = Timeouts::default();
     let mut t = ConnTable::new(16);
-    let key = Tuple::template_key(17, false, &ip("198.51.100.9"), &prefix_mask(false, 32), &ip("10.0.0.1"), 0);
-    let tpl = t.insert_template(&key, 3, 1, ip("192.168.10.3"), 53, 100, 0).unwrap();
+    let key = Tuple::template_key(
+        17,
+        false,
+        &ip("198.51.100.9"),
+        &prefix_mask(false, 32),
+        &ip("10.0.0.1"),
+        0,
+    );
+    let tpl = t
+        .insert_template(&key, 3, 1, ip("192.168.10.3"), 53, 100, 0)
+        .unwrap();
     assert!(matches!(
         t.insert_template(&key, 3, 1, ip("192.168.10.3"), 53, 100, 0),
         Err(ConntrackError::Exists(id)) if id == tpl
@@ -403,18 +473,35 @@ fn template_touch_and_invalidate() {
     assert!(expire_all(&mut t, secs(149)).is_empty());
     t.invalidate_template(tpl).unwrap();
     assert_eq!(t.lookup_template(&key, key.hash()), None);
-    assert!(t.is_live(tpl), "invalidated templates stay until their time");
+    assert!(
+        t.is_live(tpl),
+        "invalidated templates stay until their time"
+    );
     // A new template with the same key can now be created.
-    let fresh = t.insert_template(&key, 4, 1, ip("192.168.10.4"), 53, 100, secs(149)).unwrap();
+    let fresh = t
+        .insert_template(&key, 4, 1, ip("192.168.10.4"), 53, 100, secs(149))
+        .unwrap();
     assert_ne!(fresh, tpl);
     let gone = expire_all(&mut t, secs(150));
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0].dest(), 3);
     // Bad ids are precise errors, not panics.
-    assert_eq!(t.invalidate_template(ConnId(999)), Err(ConntrackError::NoSuchTemplate(ConnId(999))));
-    assert_eq!(t.remove(ConnId(999)).map(|_| ()), Err(ConntrackError::NoSuchConn(ConnId(999))));
-    let bad = NewConn { template: Some(ConnId(7)), ..conn(Fwd::Nat, Proto::Udp, 1) };
-    assert_eq!(t.insert(&bad, 0, &to), Err(ConntrackError::NoSuchTemplate(ConnId(7))));
+    assert_eq!(
+        t.invalidate_template(ConnId(999)),
+        Err(ConntrackError::NoSuchTemplate(ConnId(999)))
+    );
+    assert_eq!(
+        t.remove(ConnId(999)).map(|_| ()),
+        Err(ConntrackError::NoSuchConn(ConnId(999)))
+    );
+    let bad = NewConn {
+        template: Some(ConnId(7)),
+        ..conn(Fwd::Nat, Proto::Udp, 1)
+    };
+    assert_eq!(
+        t.insert(&bad, 0, &to),
+        Err(ConntrackError::NoSuchTemplate(ConnId(7)))
+    );
     assert!(matches!(
         t.insert_template(&key, 0, 0, ip("1.1.1.1"), 1, MAX_TIMEOUT_SECS + 1, 0),
         Err(ConntrackError::TimeoutOutOfRange { .. })
@@ -427,8 +514,14 @@ fn stale_ids_change_nothing() {
     let mut t = ConnTable::new(4);
     let id = t.insert(&conn(Fwd::Nat, Proto::Tcp, 1), 0, &to).unwrap();
     t.remove(id).unwrap();
-    assert_eq!(t.on_packet(id, Dir::Original, SYN, 0, &to), StateChange::default());
-    assert_eq!(t.on_packet(ConnId(1_000_000), Dir::Original, SYN, 0, &to), StateChange::default());
+    assert_eq!(
+        t.on_packet(id, Dir::Original, SYN, 0, &to),
+        StateChange::default()
+    );
+    assert_eq!(
+        t.on_packet(ConnId(1_000_000), Dir::Original, SYN, 0, &to),
+        StateChange::default()
+    );
     t.touch(id, 5);
     assert!(t.try_get(id).is_none());
     assert!(t.try_get(ConnId(u32::MAX)).is_none());
@@ -471,10 +564,18 @@ fn tcp_active_in_established_syn_sent_syn_recv_only() {
     let e = t.insert(&conn(Fwd::Nat, Proto::Tcp, 5), 0, &to).unwrap();
     assert!(t.on_packet(e, Dir::Original, ACK, 0, &to).became_active);
     // A segment without SYN/FIN/ACK/RST closes (IPVS: state_idx < 0 → CLOSE).
-    assert_eq!(t.on_packet(e, Dir::Original, 0, 0, &to).new, TcpState::Close);
+    assert_eq!(
+        t.on_packet(e, Dir::Original, 0, 0, &to).new,
+        TcpState::Close
+    );
     // Only SYN_SENT, SYN_RECV, ESTABLISHED (and SYNACK) ever count as active.
     for (_, conn) in t.iter() {
-        assert_eq!(conn.is_active(), conn.state().is_active(), "{:?}", conn.state());
+        assert_eq!(
+            conn.is_active(),
+            conn.state().is_active(),
+            "{:?}",
+            conn.state()
+        );
     }
 }
 
@@ -500,10 +601,25 @@ fn flush_dest_removes_its_conns_then_idle_templates() {
     let c = conn(Fwd::Nat, Proto::Tcp, 1);
     let key = Tuple::template_key(6, false, &c.cip, &prefix_mask(false, 32), &c.vip, 80);
     let tpl = t.insert_template(&key, 2, 1, c.rip, 8080, 300, 0).unwrap();
-    t.insert(&NewConn { template: Some(tpl), ..c }, 0, &to).unwrap();
+    t.insert(
+        &NewConn {
+            template: Some(tpl),
+            ..c
+        },
+        0,
+        &to,
+    )
+    .unwrap();
     t.insert(&conn(Fwd::Nat, Proto::Tcp, 2), 0, &to).unwrap();
     let other = t
-        .insert(&NewConn { dest: 3, ..conn(Fwd::Nat, Proto::Tcp, 3) }, 0, &to)
+        .insert(
+            &NewConn {
+                dest: 3,
+                ..conn(Fwd::Nat, Proto::Tcp, 3)
+            },
+            0,
+            &to,
+        )
         .unwrap();
     let mut seen = Vec::new();
     assert_eq!(t.flush_dest(1, 2, |e| seen.push(e.is_template())), 3);
@@ -521,8 +637,11 @@ fn bytes_per_conn_at_most_128() {
     for cap in [1024, 4097, 65_537, 100_000, 1 << 20] {
         let t = ConnTable::new(cap);
         let b = t.bytes_per_conn();
-        println!("capacity {cap}: {b} bytes per connection ({} buckets, {} wheel slots)",
-            t.bucket_count(), t.wheel_slots());
+        println!(
+            "capacity {cap}: {b} bytes per connection ({} buckets, {} wheel slots)",
+            t.bucket_count(),
+            t.wheel_slots()
+        );
         assert!(b <= 128, "capacity {cap}: {b} B/conn");
         assert!(t.bucket_count() >= 2 * cap);
     }
@@ -599,11 +718,31 @@ mod model {
 
     #[derive(Clone, Debug)]
     enum Op {
-        Insert { client: u8, cport: u8, fwd: u8, udp: bool, lport: u8 },
-        Packet { pick: usize, reply: bool, flags: u8 },
-        Remove { pick: usize },
-        Lookup { client: u8, cport: u8, reply: bool, lport: u8 },
-        Advance { ticks: u16, budget: u32 },
+        Insert {
+            client: u8,
+            cport: u8,
+            fwd: u8,
+            udp: bool,
+            lport: u8,
+        },
+        Packet {
+            pick: usize,
+            reply: bool,
+            flags: u8,
+        },
+        Remove {
+            pick: usize,
+        },
+        Lookup {
+            client: u8,
+            cport: u8,
+            reply: bool,
+            lport: u8,
+        },
+        Advance {
+            ticks: u16,
+            budget: u32,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {

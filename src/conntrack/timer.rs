@@ -48,7 +48,8 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// Top bit of `WheelLink::prev`: the entry is first in list `prev & !HEAD`.
 const HEAD: u32 = 1 << 31;
 
-/// Fewest and most wheel slots ([`Wheel::slots_for_capacity`]).
+/// Fewest wheel slots a table gets (the wheel has capacity / 8 slots, rounded
+/// up to a power of two, between this and [`MAX_WHEEL_SLOTS`]).
 pub const MIN_WHEEL_SLOTS: u32 = 64;
 /// 8192 slots of 100 ms cover 819 s: an ESTABLISHED connection (900 s) is
 /// examined about twice in its idle life.
@@ -100,10 +101,8 @@ impl Wheel {
 
     /// A wheel of `slots` slots (rounded up to a power of two), starting at tick 0.
     pub(crate) fn new(slots: u32) -> Wheel {
-        let n = slots
-            .clamp(1, MAX_WHEEL_SLOTS.max(1))
-            .checked_next_power_of_two()
-            .unwrap_or(MAX_WHEEL_SLOTS);
+        // MAX_WHEEL_SLOTS is a power of two, so this cannot overflow.
+        let n = slots.clamp(1, MAX_WHEEL_SLOTS).next_power_of_two();
         Wheel {
             heads: vec![NIL; n as usize + 1],
             mask: n - 1,
@@ -135,7 +134,11 @@ impl Wheel {
     #[inline]
     pub(crate) fn file<T: Linked>(&mut self, entries: &mut [T], id: u32, deadline: Tick) {
         let rel = deadline.wrapping_sub(self.cur) as i32;
-        let off = if rel <= 0 { 0 } else { (rel as u32).min(self.mask) };
+        let off = if rel <= 0 {
+            0
+        } else {
+            (rel as u32).min(self.mask)
+        };
         let slot = self.cur.wrapping_add(off) & self.mask;
         self.push(entries, slot as usize, id);
     }

@@ -46,8 +46,9 @@
 //!   could hand out the same `lip:lport` twice), and may not be a virtual
 //!   address.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use crate::conntrack::{self, addr_from_ip, prefix_mask};
 use crate::ctl::protocol::{
@@ -266,6 +267,10 @@ pub struct ControlState {
     timeouts: conntrack::Timeouts,
     settings: Settings,
     services: Vec<ServiceEntry>,
+    /// Built schedulers by service slot, rebuilt only when the service or
+    /// its real servers change (so unchanged services keep their per-worker
+    /// scheduler state, e.g. the wrr position, across snapshots).
+    schedulers: HashMap<u16, Arc<Scheduler>>,
     service_slots: SlotAllocator,
     dest_slots: SlotAllocator,
     build: BuildOptions,
@@ -280,6 +285,7 @@ impl Default for ControlState {
             timeouts: conntrack::Timeouts::default(),
             settings: Settings::default(),
             services: Vec::new(),
+            schedulers: HashMap::new(),
             service_slots: SlotAllocator::new(MAX_SERVICES),
             dest_slots: SlotAllocator::new(MAX_DESTS),
             build: BuildOptions::default(),
@@ -460,9 +466,18 @@ impl ControlState {
         self.settings
     }
 
-    /// Scheduler build options (Maglev size, locality cache parameters).
-    pub fn set_build_options(&mut self, build: BuildOptions) {
-        self.build = build;
+    /// Scheduler build options (Maglev size, locality cache parameters);
+    /// every scheduler is rebuilt with them.
+    pub fn set_build_options(&mut self, build: BuildOptions) -> Result<(), ApplyError> {
+        let mut next = self.clone();
+        next.build = build;
+        next.schedulers.clear();
+        for s in &self.services {
+            let sched = next.build_scheduler(s)?;
+            next.schedulers.insert(s.id, Arc::new(sched));
+        }
+        *self = next;
+        Ok(())
     }
 
     /// Validates and applies `request`. On error nothing changed. On
@@ -516,6 +531,7 @@ impl ControlState {
                 for s in std::mem::take(&mut self.services) {
                     self.free_service_slots(&s);
                 }
+                self.schedulers.clear();
                 Ok(Changed {
                     config: true,
                     ..Changed::default()
@@ -541,9 +557,7 @@ impl ControlState {
             }
             Request::AddLaddr { laddr } => self.add_laddr(laddr),
             Request::DeleteLaddr { laddr } => self.delete_laddr(laddr),
-            Request::Batch { .. } => Err(ApplyError::Invalid(
-                "batches do not nest".to_string(),
-            )),
+            Request::Batch { .. } => Err(ApplyError::Invalid("batches do not nest".to_string())),
             Request::ListServices { .. }
             | Request::ListConns
             | Request::GetTimeouts
@@ -631,10 +645,25 @@ impl ControlState {
         Ok(())
     }
 
-    /// Builds the scheduler of a service as the snapshot would, to refuse
-    /// what cannot be built (e.g. more real servers than Maglev slots).
-    fn check_scheduler(&self, service: &ServiceEntry) -> Result<(), ApplyError> {
-        self.build_scheduler(service).map(|_| ())
+    /// Builds the scheduler of a service as the snapshot will use it,
+    /// refusing what cannot be built (e.g. more real servers than Maglev
+    /// slots). Store it with [`Self::commit_service`].
+    fn check_scheduler(&self, service: &ServiceEntry) -> Result<Arc<Scheduler>, ApplyError> {
+        self.build_scheduler(service).map(Arc::new)
+    }
+
+    /// Replaces (or appends) a service with its freshly built scheduler.
+    fn commit_service(
+        &mut self,
+        index: Option<usize>,
+        service: ServiceEntry,
+        sched: Arc<Scheduler>,
+    ) {
+        self.schedulers.insert(service.id, sched);
+        match index {
+            Some(i) => self.services[i] = service,
+            None => self.services.push(service),
+        }
     }
 
     fn add_service(&mut self, spec: &ServiceSpec) -> Result<Changed, ApplyError> {
@@ -642,13 +671,17 @@ impl ControlState {
             return Err(ApplyError::ServiceExists);
         }
         self.check_service_spec(spec)?;
-        let id = self.service_slots.alloc().ok_or(ApplyError::NoSpace)?;
-        self.services.push(ServiceEntry {
+        let mut slots = self.service_slots.clone();
+        let id = slots.alloc().ok_or(ApplyError::NoSpace)?;
+        let service = ServiceEntry {
             id,
             spec: spec.clone(),
             dests: Vec::new(),
             laddrs: Vec::new(),
-        });
+        };
+        let sched = self.check_scheduler(&service)?;
+        self.service_slots = slots;
+        self.commit_service(None, service, sched);
         Ok(Changed {
             config: true,
             zero_services: vec![id],
@@ -663,8 +696,8 @@ impl ControlState {
         self.check_service_spec(spec)?;
         let mut edited = self.services[index].clone();
         edited.spec = spec.clone();
-        self.check_scheduler(&edited)?;
-        self.services[index] = edited;
+        let sched = self.check_scheduler(&edited)?;
+        self.commit_service(Some(index), edited, sched);
         Ok(Changed {
             config: true,
             ..Changed::default()
@@ -674,6 +707,7 @@ impl ControlState {
     fn delete_service(&mut self, key: &ServiceKey) -> Result<Changed, ApplyError> {
         let index = self.service_index(key).ok_or(ApplyError::NoSuchService)?;
         let removed = self.services.remove(index);
+        self.schedulers.remove(&removed.id);
         self.free_service_slots(&removed);
         Ok(Changed {
             config: true,
@@ -730,7 +764,9 @@ impl ControlState {
     }
 
     fn add_dest(&mut self, key: &ServiceKey, dest: &DestSpec) -> Result<Changed, ApplyError> {
-        let index = self.service_index(key).ok_or(ApplyError::ServiceNotDefined)?;
+        let index = self
+            .service_index(key)
+            .ok_or(ApplyError::ServiceNotDefined)?;
         let dest = Self::normalise_dest(&self.services[index], dest)?;
         if self.services[index].dest(&dest.addr, dest.port).is_some() {
             return Err(ApplyError::DestExists);
@@ -743,9 +779,9 @@ impl ControlState {
             last_weight: dest.weight,
             spec: dest,
         });
-        self.check_scheduler(&edited)?;
+        let sched = self.check_scheduler(&edited)?;
         self.dest_slots = slots;
-        self.services[index] = edited;
+        self.commit_service(Some(index), edited, sched);
         Ok(Changed {
             config: true,
             zero_services: Vec::new(),
@@ -754,7 +790,9 @@ impl ControlState {
     }
 
     fn edit_dest(&mut self, key: &ServiceKey, dest: &DestSpec) -> Result<Changed, ApplyError> {
-        let index = self.service_index(key).ok_or(ApplyError::ServiceNotDefined)?;
+        let index = self
+            .service_index(key)
+            .ok_or(ApplyError::ServiceNotDefined)?;
         let dest = Self::normalise_dest(&self.services[index], dest)?;
         let mut edited = self.services[index].clone();
         let entry = edited
@@ -767,8 +805,8 @@ impl ControlState {
             entry.last_weight = dest.weight;
         }
         entry.spec = dest;
-        self.check_scheduler(&edited)?;
-        self.services[index] = edited;
+        let sched = self.check_scheduler(&edited)?;
+        self.commit_service(Some(index), edited, sched);
         Ok(Changed {
             config: true,
             ..Changed::default()
@@ -781,7 +819,9 @@ impl ControlState {
         addr: &IpAddr,
         port: u16,
     ) -> Result<Changed, ApplyError> {
-        let index = self.service_index(key).ok_or(ApplyError::ServiceNotDefined)?;
+        let index = self
+            .service_index(key)
+            .ok_or(ApplyError::ServiceNotDefined)?;
         let mut edited = self.services[index].clone();
         let pos = edited
             .dests
@@ -789,9 +829,9 @@ impl ControlState {
             .position(|d| d.spec.addr == *addr && d.spec.port == port)
             .ok_or(ApplyError::NoSuchDest)?;
         let removed = edited.dests.remove(pos);
-        self.check_scheduler(&edited)?;
+        let sched = self.check_scheduler(&edited)?;
         self.dest_slots.free(removed.id);
-        self.services[index] = edited;
+        self.commit_service(Some(index), edited, sched);
         Ok(Changed {
             config: true,
             ..Changed::default()
@@ -913,13 +953,18 @@ impl ControlState {
 
     fn build_scheduler(&self, service: &ServiceEntry) -> Result<Scheduler, ApplyError> {
         let views = self.dest_views(service);
-        let flags: Vec<&str> = service.spec.sched_flags.iter().map(String::as_str).collect();
-        Scheduler::build_with(&service.spec.scheduler, &flags, &views, &self.build).map_err(
-            |e| match e {
+        let flags: Vec<&str> = service
+            .spec
+            .sched_flags
+            .iter()
+            .map(String::as_str)
+            .collect();
+        Scheduler::build_with(&service.spec.scheduler, &flags, &views, &self.build).map_err(|e| {
+            match e {
                 SchedError::UnknownScheduler(_) => ApplyError::SchedulerNotFound,
                 other => ApplyError::Scheduler(other),
-            },
-        )
+            }
+        })
     }
 
     /// Builds the immutable snapshot of this configuration: schedulers with
@@ -937,7 +982,10 @@ impl ControlState {
             }
             let key = &s.spec.key;
             let views = self.dest_views(s);
-            let sched = self.build_scheduler(s)?;
+            let sched = match self.schedulers.get(&s.id) {
+                Some(sched) => sched.clone(),
+                None => Arc::new(self.build_scheduler(s)?),
+            };
             let netmask = match s.spec.netmask {
                 Netmask::V4(mask) => addr_from_ip(&IpAddr::V4(mask)),
                 Netmask::V6(prefix) => prefix_mask(true, prefix),
@@ -1023,7 +1071,10 @@ mod tests {
         k: ServiceKey,
         d: DestSpec,
     ) -> Result<Changed, ApplyError> {
-        state.apply(&Request::AddDest { service: k, dest: d })
+        state.apply(&Request::AddDest {
+            service: k,
+            dest: d,
+        })
     }
 
     fn web() -> ServiceKey {
@@ -1049,7 +1100,12 @@ mod tests {
         let cases: Vec<(Request, &str)> = vec![
             (Request::EditService { service: spec }, "No such service"),
             (Request::DeleteService { service: web() }, "No such service"),
-            (Request::Zero { service: Some(web()) }, "No such service"),
+            (
+                Request::Zero {
+                    service: Some(web()),
+                },
+                "No such service",
+            ),
             (
                 Request::AddDest {
                     service: web(),
@@ -1080,8 +1136,8 @@ mod tests {
             .expect_err("edit missing dest");
         assert_eq!(err.to_string(), "No such destination");
         add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 1)).expect("add dest");
-        let err = add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 3))
-            .expect_err("dup dest");
+        let err =
+            add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 3)).expect_err("dup dest");
         assert_eq!(err.to_string(), "Destination already exists");
         assert_eq!(err.kind(), ErrorKind::Exists);
     }
@@ -1090,7 +1146,10 @@ mod tests {
     fn zero_port_needs_persistence() {
         let mut s = ControlState::default();
         let err = add_svc(&mut s, key("10.0.0.1", 0)).expect_err("port 0");
-        assert_eq!(err.to_string(), "Zero port specified for non-persistent service");
+        assert_eq!(
+            err.to_string(),
+            "Zero port specified for non-persistent service"
+        );
         assert_eq!(err.kind(), ErrorKind::Invalid);
         let mut spec = ServiceSpec::new(key("10.0.0.1", 0));
         spec.persistent = Some(300);
@@ -1104,13 +1163,17 @@ mod tests {
         let mut spec = ServiceSpec::new(web());
         spec.scheduler = "fastest".into();
         let err = s
-            .apply(&Request::AddService { service: spec.clone() })
+            .apply(&Request::AddService {
+                service: spec.clone(),
+            })
             .expect_err("unknown scheduler");
         assert_eq!(err.to_string(), "Scheduler or persistence engine not found");
         spec.scheduler = "wlc".into();
         spec.sched_flags = vec!["sh-port".into()];
         let err = s
-            .apply(&Request::AddService { service: spec.clone() })
+            .apply(&Request::AddService {
+                service: spec.clone(),
+            })
             .expect_err("sh flag on wlc");
         assert!(matches!(
             err,
@@ -1128,17 +1191,25 @@ mod tests {
         let mut s = ControlState::default();
         let mut spec = ServiceSpec::new(web());
         spec.persistent = Some(MAX_PERSISTENT_SECS + 1);
-        assert!(s.apply(&Request::AddService { service: spec.clone() }).is_err());
+        assert!(s
+            .apply(&Request::AddService {
+                service: spec.clone()
+            })
+            .is_err());
         spec.persistent = Some(300);
         spec.netmask = Netmask::V6(64);
         let err = s
-            .apply(&Request::AddService { service: spec.clone() })
+            .apply(&Request::AddService {
+                service: spec.clone(),
+            })
             .expect_err("v6 mask on v4 service");
         assert_eq!(err.kind(), ErrorKind::Invalid);
         spec.netmask = Netmask::V4(Ipv4Addr::new(255, 255, 255, 0));
         spec.ops = true;
         let err = s
-            .apply(&Request::AddService { service: spec.clone() })
+            .apply(&Request::AddService {
+                service: spec.clone(),
+            })
             .expect_err("ops on tcp");
         assert_eq!(
             err.to_string(),
@@ -1185,8 +1256,8 @@ mod tests {
         d.u_threshold = 5;
         let err = add_dest(&mut s, web(), d).expect_err("l > u");
         assert!(err.to_string().contains("lower threshold"), "{err}");
-        let err = add_dest(&mut s, web(), dest("2001:db8::1", 80, Fwd::Masq, 1))
-            .expect_err("family");
+        let err =
+            add_dest(&mut s, web(), dest("2001:db8::1", 80, Fwd::Masq, 1)).expect_err("family");
         assert_eq!(
             err.to_string(),
             "Different address family is allowed only for tunneling servers"
@@ -1194,8 +1265,8 @@ mod tests {
         let err = add_dest(&mut s, web(), dest("2001:db8::1", 80, Fwd::Tunnel, 1))
             .expect_err("family tun");
         assert_eq!(err.kind(), ErrorKind::Unsupported);
-        let err = add_dest(&mut s, web(), dest("224.0.0.1", 80, Fwd::Masq, 1))
-            .expect_err("multicast");
+        let err =
+            add_dest(&mut s, web(), dest("224.0.0.1", 80, Fwd::Masq, 1)).expect_err("multicast");
         assert_eq!(err.kind(), ErrorKind::Invalid);
         assert!(s.service(&web()).expect("svc").dests.is_empty());
         assert_eq!(s.generation(), 1);
@@ -1215,7 +1286,8 @@ mod tests {
         .expect("quiesce");
         let mut spec = ServiceSpec::new(web());
         spec.scheduler = "mh".into();
-        s.apply(&Request::EditService { service: spec }).expect("edit svc");
+        s.apply(&Request::EditService { service: spec })
+            .expect("edit svc");
         let svc = s.service(&web()).expect("svc");
         assert_eq!(svc.id, svc_id);
         assert_eq!(svc.dests[0].id, dest_id);
@@ -1238,8 +1310,12 @@ mod tests {
         add_svc(&mut s, web()).expect("add");
         let mut ids = Vec::new();
         for i in 1..=3 {
-            let c = add_dest(&mut s, web(), dest(&format!("192.168.10.{i}"), 80, Fwd::Masq, 1))
-                .expect("add dest");
+            let c = add_dest(
+                &mut s,
+                web(),
+                dest(&format!("192.168.10.{i}"), 80, Fwd::Masq, 1),
+            )
+            .expect("add dest");
             ids.extend(c.zero_dests);
         }
         assert_eq!(ids, vec![0, 1, 2]);
@@ -1252,7 +1328,8 @@ mod tests {
         let c = add_dest(&mut s, web(), dest("192.168.10.2", 80, Fwd::Masq, 1)).expect("again");
         assert_eq!(c.zero_dests, vec![3], "a freed id is not reused at once");
         // Deleting the service frees its ids; new ones continue after.
-        s.apply(&Request::DeleteService { service: web() }).expect("del svc");
+        s.apply(&Request::DeleteService { service: web() })
+            .expect("del svc");
         add_svc(&mut s, web()).expect("re-add");
         let c = add_dest(&mut s, web(), dest("192.168.10.9", 80, Fwd::Masq, 1)).expect("d");
         assert_eq!(c.zero_dests, vec![4]);
@@ -1332,24 +1409,32 @@ mod tests {
                     dest: dest("192.168.10.5", 80, Fwd::Masq, 1),
                 },
                 Request::SetTimeouts {
-                    timeouts: Timeouts { tcp: 60, tcpfin: 0, udp: 0 },
+                    timeouts: Timeouts {
+                        tcp: 60,
+                        tcpfin: 0,
+                        udp: 0,
+                    },
                 },
             ],
         };
         let c = s.apply(&good).expect("good batch");
         assert!(c.config);
         assert_eq!(s.generation(), g + 1);
-        assert_eq!(s.timeouts(), Timeouts { tcp: 60, tcpfin: 120, udp: 300 });
+        assert_eq!(
+            s.timeouts(),
+            Timeouts {
+                tcp: 60,
+                tcpfin: 120,
+                udp: 300
+            }
+        );
         assert_eq!(s.services().len(), 1);
     }
 
     #[test]
     fn batches_refuse_listings_and_nesting() {
         let mut s = ControlState::default();
-        for inner in [
-            Request::ListConns,
-            Request::Batch { requests: vec![] },
-        ] {
+        for inner in [Request::ListConns, Request::Batch { requests: vec![] }] {
             let err = s
                 .apply(&Request::Batch {
                     requests: vec![Request::Clear, inner],
@@ -1377,13 +1462,28 @@ mod tests {
     fn set_timeouts_zero_keeps_and_range_is_checked() {
         let mut s = ControlState::default();
         s.apply(&Request::SetTimeouts {
-            timeouts: Timeouts { tcp: 0, tcpfin: 30, udp: 0 },
+            timeouts: Timeouts {
+                tcp: 0,
+                tcpfin: 30,
+                udp: 0,
+            },
         })
         .expect("set");
-        assert_eq!(s.timeouts(), Timeouts { tcp: 900, tcpfin: 30, udp: 300 });
+        assert_eq!(
+            s.timeouts(),
+            Timeouts {
+                tcp: 900,
+                tcpfin: 30,
+                udp: 300
+            }
+        );
         let err = s
             .apply(&Request::SetTimeouts {
-                timeouts: Timeouts { tcp: u32::MAX, tcpfin: 0, udp: 0 },
+                timeouts: Timeouts {
+                    tcp: u32::MAX,
+                    tcpfin: 0,
+                    udp: 0,
+                },
             })
             .expect_err("too big");
         assert_eq!(err.kind(), ErrorKind::Invalid);
@@ -1400,38 +1500,56 @@ mod tests {
             addr: ip(a),
             ifname: None,
         };
-        s.apply(&Request::AddLaddr { laddr: l(web(), "192.168.100.1") }).expect("laddr");
+        s.apply(&Request::AddLaddr {
+            laddr: l(web(), "192.168.100.1"),
+        })
+        .expect("laddr");
         let err = s
-            .apply(&Request::AddLaddr { laddr: l(web(), "192.168.100.1") })
+            .apply(&Request::AddLaddr {
+                laddr: l(web(), "192.168.100.1"),
+            })
             .expect_err("dup");
         assert_eq!(err.to_string(), "Local address already exists");
         let err = s
-            .apply(&Request::AddLaddr { laddr: l(key("10.0.0.2", 80), "192.168.100.1") })
+            .apply(&Request::AddLaddr {
+                laddr: l(key("10.0.0.2", 80), "192.168.100.1"),
+            })
             .expect_err("shared");
         assert_eq!(err.kind(), ErrorKind::Invalid);
         let err = s
-            .apply(&Request::AddLaddr { laddr: l(web(), "2001:db8::1") })
+            .apply(&Request::AddLaddr {
+                laddr: l(web(), "2001:db8::1"),
+            })
             .expect_err("family");
         assert_eq!(err.kind(), ErrorKind::Invalid);
         let err = s
-            .apply(&Request::AddLaddr { laddr: l(web(), "10.0.0.2") })
+            .apply(&Request::AddLaddr {
+                laddr: l(web(), "10.0.0.2"),
+            })
             .expect_err("vip");
         assert_eq!(err.kind(), ErrorKind::Invalid);
         let err = s
-            .apply(&Request::AddLaddr { laddr: l(key("10.9.9.9", 80), "192.168.100.2") })
+            .apply(&Request::AddLaddr {
+                laddr: l(key("10.9.9.9", 80), "192.168.100.2"),
+            })
             .expect_err("no svc");
         assert_eq!(err.to_string(), "Service not defined");
         let err = s
-            .apply(&Request::DeleteLaddr { laddr: l(web(), "192.168.100.9") })
+            .apply(&Request::DeleteLaddr {
+                laddr: l(web(), "192.168.100.9"),
+            })
             .expect_err("missing");
         assert_eq!(err.to_string(), "No such Local address");
         let snap = s.snapshot().expect("snap");
         assert_eq!(snap.services[0].laddrs, vec![ip("192.168.100.1")]);
         assert!(snap.is_laddr(&ip("192.168.100.1")));
-        s.apply(&Request::DeleteService { service: web() }).expect("delete");
+        s.apply(&Request::DeleteService { service: web() })
+            .expect("delete");
         // Deleting the service dropped its laddrs: the other may take it.
-        s.apply(&Request::AddLaddr { laddr: l(key("10.0.0.2", 80), "192.168.100.1") })
-            .expect("free again");
+        s.apply(&Request::AddLaddr {
+            laddr: l(key("10.0.0.2", 80), "192.168.100.1"),
+        })
+        .expect("free again");
     }
 
     #[test]
@@ -1460,11 +1578,14 @@ mod tests {
             ifname: Some("eth9".into()),
         };
         let err = s
-            .apply(&Request::AddLaddr { laddr: spec.clone() })
+            .apply(&Request::AddLaddr {
+                laddr: spec.clone(),
+            })
             .expect_err("no port");
         assert!(err.to_string().contains("eth9"), "{err}");
         spec.ifname = Some("eth0".into());
-        s.apply(&Request::AddLaddr { laddr: spec }).expect("port ok");
+        s.apply(&Request::AddLaddr { laddr: spec })
+            .expect("port ok");
         let snap = s.snapshot().expect("snap");
         // Connected route from the port address plus the default route.
         let routes = snap.routes.routes();
@@ -1486,7 +1607,8 @@ mod tests {
         spec.scheduler = "wrr".into();
         spec.persistent = Some(600);
         spec.netmask = Netmask::V4(Ipv4Addr::new(255, 255, 255, 0));
-        s.apply(&Request::AddService { service: spec }).expect("svc");
+        s.apply(&Request::AddService { service: spec })
+            .expect("svc");
         let mut d = dest("192.168.10.1", 8080, Fwd::Masq, 3);
         d.u_threshold = 101;
         d.l_threshold = 50;
@@ -1504,13 +1626,43 @@ mod tests {
         assert_eq!(svc.dests[0].fwd, conntrack::Fwd::Nat);
         assert_eq!(svc.dests[1].fwd, conntrack::Fwd::FullNat);
         assert_eq!(svc.dests[0].u_threshold, 101, "configured value kept");
-        assert_eq!(svc.views[0].u_threshold, 51, "director-wide: split over 2 workers");
+        assert_eq!(
+            svc.views[0].u_threshold, 51,
+            "director-wide: split over 2 workers"
+        );
         assert_eq!(svc.views[0].l_threshold, 25);
         assert_eq!(svc.sched.name(), "wrr");
         let vip = addr_from_ip(&ip("10.0.0.1"));
         assert_eq!(snap.find_service(6, &vip, 80), Some(0));
         assert_eq!(snap.find_service(17, &vip, 80), None);
         assert_eq!(snap.timeouts, conntrack::Timeouts::default());
+    }
+
+    #[test]
+    fn unchanged_services_keep_their_built_scheduler() {
+        let mut s = ControlState::default();
+        let mut spec = ServiceSpec::new(web());
+        spec.scheduler = "wrr".into();
+        s.apply(&Request::AddService { service: spec })
+            .expect("svc");
+        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 2)).expect("d");
+        add_svc(&mut s, key("10.0.0.2", 80)).expect("other");
+        let before = s.snapshot().expect("snap");
+        add_dest(
+            &mut s,
+            key("10.0.0.2", 80),
+            dest("192.168.10.9", 80, Fwd::Masq, 1),
+        )
+        .expect("other dest");
+        let after = s.snapshot().expect("snap");
+        assert!(Arc::ptr_eq(
+            &before.services[0].sched,
+            &after.services[0].sched
+        ));
+        assert!(!Arc::ptr_eq(
+            &before.services[1].sched,
+            &after.services[1].sched
+        ));
     }
 
     #[test]

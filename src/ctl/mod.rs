@@ -12,6 +12,7 @@
 
 pub mod ipvsadm;
 pub mod protocol;
-// pub mod config;
-// pub mod server;
-// pub mod apply;
+pub mod apply;
+pub mod config;
+pub mod server;
+pub mod stats;

@@ -47,8 +47,8 @@ use std::time::{Duration, Instant};
 use crate::ctl::apply::{ApplyError, ControlState};
 use crate::ctl::ipvsadm::IPVS_VERSION;
 use crate::ctl::protocol::{
-    self, ConnInfo, DestInfo, ErrorKind, LaddrInfo, PortStatsInfo, ProtocolError, Proto,
-    Request, Response, ServiceInfo, ServiceLaddrs, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    self, ConnInfo, DestInfo, ErrorKind, LaddrInfo, PortStatsInfo, Proto, ProtocolError, Request,
+    Response, ServiceInfo, ServiceLaddrs, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use crate::ctl::stats::{self, StatsKeeper};
 use crate::dataplane::counters::CoreCounters;
@@ -100,8 +100,7 @@ impl Control {
         options: ControlOptions,
     ) -> Control {
         let counters = dataplane.counters();
-        let conn_table_size =
-            u64::from(options.conn_capacity) * u64::from(dataplane.workers());
+        let conn_table_size = u64::from(options.conn_capacity) * u64::from(dataplane.workers());
         Control {
             state: Mutex::new(state),
             stats: Arc::new(Mutex::new(StatsKeeper::new())),
@@ -331,7 +330,9 @@ pub fn conns_within_frame(entries: &[ConnEntry], max_frame: usize) -> (Vec<ConnI
     for e in entries {
         let Some(info) = conn_info(e) else { continue };
         // Each entry costs its JSON plus a separating comma.
-        let len = serde_json::to_vec(&info).map(|v| v.len() + 1).unwrap_or(usize::MAX);
+        let len = serde_json::to_vec(&info)
+            .map(|v| v.len() + 1)
+            .unwrap_or(usize::MAX);
         if used.saturating_add(len) > budget {
             return (out, true);
         }
@@ -493,6 +494,7 @@ impl Default for ServerOptions {
 #[derive(Default)]
 struct Clients {
     active: AtomicUsize,
+    rejecting: AtomicUsize,
     next_id: AtomicU64,
     streams: Mutex<HashMap<u64, UnixStream>>,
 }
@@ -585,7 +587,7 @@ fn accept_loop(
         if stop.load(Ordering::Acquire) {
             return;
         }
-        let mut stream = match conn {
+        let stream = match conn {
             Ok(stream) => stream,
             Err(e) => {
                 eprintln!("lbd: accept on the control socket failed: {e}");
@@ -593,18 +595,8 @@ fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
         if clients.active.load(Ordering::Acquire) >= options.max_clients {
-            let _ = protocol::write_response(
-                &mut stream,
-                &Response::error(
-                    ErrorKind::NoSpace,
-                    format!(
-                        "lbd is serving {} clients already; try again",
-                        options.max_clients
-                    ),
-                ),
-            );
+            reject(stream, options.max_clients, &clients);
             continue;
         }
         let id = clients.next_id.fetch_add(1, Ordering::Relaxed);
@@ -626,6 +618,40 @@ fn accept_loop(
             lock(&clients.streams).remove(&id);
             clients.active.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// Most connections being turned away at once; beyond it they are closed
+/// without an answer.
+const MAX_REJECTING: usize = 16;
+
+/// Answers a connection beyond the client limit with an error. The client's
+/// request is read first (briefly, in a short-lived thread) so that closing
+/// does not break its write; at most [`MAX_REJECTING`] such threads run.
+fn reject(stream: UnixStream, limit: usize, clients: &Arc<Clients>) {
+    if clients.rejecting.fetch_add(1, Ordering::AcqRel) >= MAX_REJECTING {
+        clients.rejecting.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let thread_clients = clients.clone();
+    let spawned = std::thread::Builder::new()
+        .name("rvs-ctl-reject".to_string())
+        .spawn(move || {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = protocol::read_frame(&mut stream);
+            let _ = protocol::write_response(
+                &mut stream,
+                &Response::error(
+                    ErrorKind::NoSpace,
+                    format!("lbd is serving {limit} clients already; try again later"),
+                ),
+            );
+            thread_clients.rejecting.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        clients.rejecting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -817,7 +843,12 @@ mod tests {
             }
             other => panic!("expected an error, got {other:?}"),
         }
-        assert!(control.state().service(&web()).expect("svc").dests.is_empty());
+        assert!(control
+            .state()
+            .service(&web())
+            .expect("svc")
+            .dests
+            .is_empty());
         // Generation 2 failed, 3 re-published the old table.
         assert_eq!(*lock(&dp.published), vec![1, 2, 3]);
         dp.fail.store(false, Ordering::SeqCst);
@@ -825,7 +856,11 @@ mod tests {
             service: web(),
             dest: masq("192.168.10.1"),
         });
-        assert_eq!(r, Response::Ok { generation: 4 }, "numbers are never reused");
+        assert_eq!(
+            r,
+            Response::Ok { generation: 4 },
+            "numbers are never reused"
+        );
     }
 
     #[test]
@@ -860,8 +895,12 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         // -Z zeroes the counters but not the connection counts.
-        control.handle(&Request::Zero { service: Some(web()) });
-        match control.handle(&Request::ListServices { service: Some(web()) }) {
+        control.handle(&Request::Zero {
+            service: Some(web()),
+        });
+        match control.handle(&Request::ListServices {
+            service: Some(web()),
+        }) {
             Response::Services { services, .. } => {
                 assert_eq!(services[0].stats.conns, 0);
                 assert_eq!(services[0].dests[0].stats.inbytes, 0);
@@ -871,17 +910,25 @@ mod tests {
         }
         let missing = ServiceKey { port: 81, ..web() };
         assert_eq!(
-            control.handle(&Request::ListServices { service: Some(missing) }),
+            control.handle(&Request::ListServices {
+                service: Some(missing)
+            }),
             Response::error(ErrorKind::NotFound, "No such service")
         );
         assert_eq!(
-            control.handle(&Request::GetLaddrs { service: Some(missing) }),
+            control.handle(&Request::GetLaddrs {
+                service: Some(missing)
+            }),
             Response::error(ErrorKind::NotFound, "Service not defined")
         );
         assert_eq!(
             control.handle(&Request::GetTimeouts),
             Response::Timeouts {
-                timeouts: Timeouts { tcp: 900, tcpfin: 120, udp: 300 }
+                timeouts: Timeouts {
+                    tcp: 900,
+                    tcpfin: 120,
+                    udp: 300
+                }
             }
         );
     }
@@ -971,7 +1018,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         match bind_socket(&path) {
             Err(err @ ServerError::AlreadyRunning { .. }) => {
-                assert_eq!(err.to_string(), format!("lbd already running on {}", path.display()));
+                assert_eq!(
+                    err.to_string(),
+                    format!("lbd already running on {}", path.display())
+                );
             }
             other => panic!("expected AlreadyRunning, got {:?}", other.map(|_| ())),
         }
@@ -982,13 +1032,22 @@ mod tests {
         drop(stale);
         assert!(path.exists());
         let server = start(&path, ServerOptions::default());
-        let r = protocol::call_unix(&path, &Request::Version, Duration::from_secs(5))
-            .expect("call");
-        assert!(matches!(r, Response::Version { protocol: PROTOCOL_VERSION, .. }));
+        let r =
+            protocol::call_unix(&path, &Request::Version, Duration::from_secs(5)).expect("call");
+        assert!(matches!(
+            r,
+            Response::Version {
+                protocol: PROTOCOL_VERSION,
+                ..
+            }
+        ));
         server.shutdown();
         // Not a socket: left alone.
         std::fs::write(&path, b"precious").expect("write");
-        assert!(matches!(bind_socket(&path), Err(ServerError::NotASocket { .. })));
+        assert!(matches!(
+            bind_socket(&path),
+            Err(ServerError::NotASocket { .. })
+        ));
         assert_eq!(std::fs::read(&path).expect("read"), b"precious");
     }
 
@@ -1001,30 +1060,93 @@ mod tests {
         let (_dir, path) = temp_socket();
         let server = start(&path, ServerOptions::default());
         let mut s = UnixStream::connect(&path).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         // Malformed JSON, then a wrong version, on one connection.
         protocol::write_frame(&mut s, b"{not json").expect("write");
         assert!(matches!(
             read_response(&mut s),
-            Response::Error { kind: ErrorKind::Malformed, .. }
+            Response::Error {
+                kind: ErrorKind::Malformed,
+                ..
+            }
         ));
         protocol::write_frame(&mut s, br#"{"version":9,"request":{"type":"clear"}}"#)
             .expect("write");
         assert!(matches!(
             read_response(&mut s),
-            Response::Error { kind: ErrorKind::BadVersion, .. }
+            Response::Error {
+                kind: ErrorKind::BadVersion,
+                ..
+            }
         ));
         // The connection still works.
         protocol::write_request(&mut s, &Request::GetTimeouts).expect("write");
         assert!(matches!(read_response(&mut s), Response::Timeouts { .. }));
         // An oversized frame: error, then the daemon closes the connection.
-        s.write_all(&((MAX_FRAME_LEN + 1) as u32).to_be_bytes()).expect("write");
+        s.write_all(&((MAX_FRAME_LEN + 1) as u32).to_be_bytes())
+            .expect("write");
         assert!(matches!(
             read_response(&mut s),
-            Response::Error { kind: ErrorKind::Malformed, .. }
+            Response::Error {
+                kind: ErrorKind::Malformed,
+                ..
+            }
         ));
         let mut rest = Vec::new();
         assert_eq!(s.read_to_end(&mut rest).expect("eof"), 0);
+        server.shutdown();
+    }
+
+    #[test]
+    fn concurrent_clients_each_get_their_own_generation() {
+        let (_dir, path) = temp_socket();
+        let control = Arc::new(control_with(FakeDataplane::new(Vec::new())));
+        let server = Server::start(
+            bind_socket(&path).expect("bind"),
+            control.clone(),
+            ServerOptions::default(),
+        )
+        .expect("start");
+        add_web(&control);
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut generations = Vec::new();
+                    for i in 0..10u8 {
+                        let r = protocol::call_unix(
+                            &path,
+                            &Request::AddDest {
+                                service: web(),
+                                dest: masq(&format!("192.168.{t}.{i}")),
+                            },
+                            Duration::from_secs(10),
+                        )
+                        .expect("call");
+                        match r {
+                            Response::Ok { generation } => generations.push(generation),
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    generations
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("client thread"))
+            .collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (2..=81).collect::<Vec<u64>>(),
+            "one generation per change"
+        );
+        assert_eq!(
+            control.state().service(&web()).expect("svc").dests.len(),
+            80
+        );
         server.shutdown();
     }
 
@@ -1046,9 +1168,18 @@ mod tests {
             assert!(Instant::now() < deadline, "clients never registered");
             std::thread::sleep(Duration::from_millis(2));
         }
-        let r = protocol::call_unix(&path, &Request::Version, Duration::from_secs(5))
-            .expect("answer");
-        assert!(matches!(r, Response::Error { kind: ErrorKind::NoSpace, .. }), "{r:?}");
+        let r =
+            protocol::call_unix(&path, &Request::Version, Duration::from_secs(5)).expect("answer");
+        assert!(
+            matches!(
+                r,
+                Response::Error {
+                    kind: ErrorKind::NoSpace,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
         drop(hold);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {

@@ -54,11 +54,13 @@ pub enum DropReason {
     NoBuffer,
     /// The connection's real server was deleted (expire_nodest_conn).
     DestDeleted,
+    /// A new connection's tuple collides with an existing entry.
+    Conflict,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::VlanStack,
@@ -80,6 +82,7 @@ impl DropReason {
         DropReason::RingFull,
         DropReason::NoBuffer,
         DropReason::DestDeleted,
+        DropReason::Conflict,
     ];
 
     /// snake_case name for listings and metrics.
@@ -106,6 +109,7 @@ impl DropReason {
             DropReason::RingFull => "ring_full",
             DropReason::NoBuffer => "no_buffer",
             DropReason::DestDeleted => "dest_deleted",
+            DropReason::Conflict => "conflict",
         }
     }
 }

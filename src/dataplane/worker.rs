@@ -682,13 +682,17 @@ impl<Q: PortQueue> Worker<Q> {
                     });
                     match usable {
                         Some(di) => {
+                            // IPVS refreshes the template each time it is used.
+                            self.conns.touch(tid, self.tick);
                             template = Some(tid);
                             pick = Some(di);
                         }
                         None => {
                             // Template points at a deleted or (with
-                            // expire_quiescent_template) quiesced server.
-                            self.remove_conn(tid);
+                            // expire_quiescent_template) quiesced server:
+                            // unindex it (ip_vs_check_template) so a new one
+                            // can be made; it goes once its conns are gone.
+                            let _ = self.conns.invalidate_template(tid);
                         }
                     }
                 }
@@ -767,7 +771,12 @@ impl<Q: PortQueue> Worker<Q> {
                 }
                 Err(match e {
                     ConntrackError::TableFull { .. } => DropReason::TableFull,
-                    _ => DropReason::LaddrExhausted,
+                    // A FULLNAT (lip, lport) still indexed by a connection a
+                    // previous pool handed out: the port is busy.
+                    ConntrackError::Exists(_) if d.fwd == Fwd::FullNat => {
+                        DropReason::LaddrExhausted
+                    }
+                    _ => DropReason::Conflict,
                 })
             }
         }

@@ -43,7 +43,12 @@ impl DhTable {
 
     /// Destination-hashing pick.
     #[inline]
-    pub(crate) fn pick(&self, dests: &[DestView], load: &[DestLoad], flow: &FlowKey) -> Option<usize> {
+    pub(crate) fn pick(
+        &self,
+        dests: &[DestView],
+        load: &[DestLoad],
+        flow: &FlowKey,
+    ) -> Option<usize> {
         let key = hash_32(fold_addr(&flow.daddr, flow.v6), TAB_BITS) as usize;
         let idx = *self.buckets.get(key)? as usize;
         let (d, l) = (dests.get(idx)?, load.get(idx)?);
@@ -65,9 +70,15 @@ mod tests {
         for dst in 0..200u32 {
             let b = dst.to_be_bytes();
             let key = |src: u32| {
-                FlowKey::v4([172, 16, 0, src as u8], 2000 + src as u16, [10, b[1], b[2], b[3]])
+                FlowKey::v4(
+                    [172, 16, 0, src as u8],
+                    2000 + src as u16,
+                    [10, b[1], b[2], b[3]],
+                )
             };
-            let first = s.pick(&mut s.new_state(), &d, &load, &key(1), 0).expect("server");
+            let first = s
+                .pick(&mut s.new_state(), &d, &load, &key(1), 0)
+                .expect("server");
             for src in 2..20 {
                 assert_eq!(
                     s.pick(&mut s.new_state(), &d, &load, &key(src), 0),
@@ -88,7 +99,9 @@ mod tests {
         let s = Scheduler::build("dh", &[], &d).expect("builds");
         let mut load = idle(2);
         let f = flow(7);
-        let owner = s.pick(&mut s.new_state(), &d, &load, &f, 0).expect("server");
+        let owner = s
+            .pick(&mut s.new_state(), &d, &load, &f, 0)
+            .expect("server");
         load[owner].overloaded = true;
         assert_eq!(s.pick(&mut s.new_state(), &d, &load, &f, 0), None);
     }

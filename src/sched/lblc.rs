@@ -128,7 +128,13 @@ impl<V: Copy + Default> LocalityCache<V> {
     /// Adds an entry at the head of `bucket` (caller checked it is absent).
     /// When the pool is full, overwrites the bucket's least recently used
     /// entry; `None` when there is no room at all.
-    pub(crate) fn insert(&mut self, bucket: u32, addr: &[u8; 16], value: V, now: u32) -> Option<u32> {
+    pub(crate) fn insert(
+        &mut self,
+        bucket: u32,
+        addr: &[u8; 16],
+        value: V,
+        now: u32,
+    ) -> Option<u32> {
         let e = if self.free != NIL {
             let e = self.free;
             self.free = self.slots[e as usize].next;
@@ -272,7 +278,9 @@ impl LblcState {
     /// The id of the server cached for `daddr`, if any.
     pub fn cached_server(&self, daddr: &[u8; 16], v6: bool) -> Option<u32> {
         let b = self.cache.bucket(daddr, v6);
-        self.cache.find(b, daddr).map(|e| self.cache.slot(e).value.id)
+        self.cache
+            .find(b, daddr)
+            .map(|e| self.cache.slot(e).value.id)
     }
 
     /// Runs the expiry check now (the worker may call this from a timer
@@ -322,7 +330,6 @@ impl LblcState {
 mod tests {
     use super::super::test_util::*;
     use super::super::*;
-    use super::*;
 
     fn to(dst: u32) -> FlowKey {
         let b = dst.to_be_bytes();
@@ -353,7 +360,11 @@ mod tests {
         load[0].active = 4;
         assert_eq!(s.pick(&mut st, &d, &load, &to(1), 4), Some(0));
         load[first].active = 0;
-        assert_eq!(s.pick(&mut st, &d, &load, &to(1), 5), Some(0), "new entry sticks");
+        assert_eq!(
+            s.pick(&mut st, &d, &load, &to(1), 5),
+            Some(0),
+            "new entry sticks"
+        );
         // Another destination gets its own wlc choice.
         assert_eq!(s.pick(&mut st, &d, &load, &to(2), 6), Some(2));
     }
@@ -420,8 +431,13 @@ mod tests {
         s.pick(&mut st, &d, &load, &to(0), 400);
         s.pick(&mut st, &d, &load, &to(0), 420);
         let after = len(&st);
-        assert!((4..=19).contains(&(20 - after)) && after < 20, "trimmed to {after}");
-        assert!(matches!(&st, SchedState::Lblc(l) if l.cached_server(&to(0).daddr, false).is_some()));
+        assert!(
+            (4..=19).contains(&(20 - after)) && after < 20,
+            "trimmed to {after}"
+        );
+        assert!(
+            matches!(&st, SchedState::Lblc(l) if l.cached_server(&to(0).daddr, false).is_some())
+        );
         // Full check: every 30th run drops entries idle >= 24 h.
         let mut t = 420;
         for _ in 0..40 {

@@ -158,7 +158,15 @@ impl LblcrState {
         let b = self.cache.bucket(daddr, v6);
         self.cache
             .find(b, daddr)
-            .map(|e| self.cache.slot(e).value.live().iter().map(|m| m.id).collect())
+            .map(|e| {
+                self.cache
+                    .slot(e)
+                    .value
+                    .live()
+                    .iter()
+                    .map(|m| m.id)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

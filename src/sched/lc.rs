@@ -30,17 +30,41 @@ mod tests {
         // Weights differ but lc ignores them: overheads 512, 257, 256.
         let d = dests(&[1, 10, 5]);
         let load = vec![
-            DestLoad { active: 2, inactive: 0, ..Default::default() }, // 512
-            DestLoad { active: 1, inactive: 1, ..Default::default() }, // 257
-            DestLoad { active: 1, inactive: 0, ..Default::default() }, // 256
+            DestLoad {
+                active: 2,
+                inactive: 0,
+                ..Default::default()
+            }, // 512
+            DestLoad {
+                active: 1,
+                inactive: 1,
+                ..Default::default()
+            }, // 257
+            DestLoad {
+                active: 1,
+                inactive: 0,
+                ..Default::default()
+            }, // 256
         ];
         let s = Scheduler::build("lc", &[], &d).expect("builds");
         assert_eq!(s.pick(&mut s.new_state(), &d, &load, &flow(0), 0), Some(2));
         // 255 inactive conns still cost less than one active one.
         let load = vec![
-            DestLoad { active: 0, inactive: 255, ..Default::default() },
-            DestLoad { active: 1, inactive: 0, ..Default::default() },
-            DestLoad { active: 1, inactive: 0, ..Default::default() },
+            DestLoad {
+                active: 0,
+                inactive: 255,
+                ..Default::default()
+            },
+            DestLoad {
+                active: 1,
+                inactive: 0,
+                ..Default::default()
+            },
+            DestLoad {
+                active: 1,
+                inactive: 0,
+                ..Default::default()
+            },
         ];
         assert_eq!(s.pick(&mut s.new_state(), &d, &load, &flow(0), 0), Some(0));
     }

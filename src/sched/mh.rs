@@ -14,9 +14,20 @@
 //! `last_weight > 0`), `rshift = max(0, fls(max/gcd) − tab_bits)` keeping
 //! turns within IPVS's bounds. Weighting by `last_weight` means a server set
 //! to weight 0 keeps its slots (it is only skipped at lookup), so quiescing
-//! does not reshuffle anyone else's clients. The fill uses an L1-resident
-//! bitset and add-and-subtract stepping (no division in the loop, no
-//! allocation).
+//! does not reshuffle anyone else's clients.
+//!
+//! The fill gives exactly IPVS's table (a test compares it with a straight
+//! port of `ip_vs_mh_populate`) but is built for speed: an L1-resident
+//! occupancy bitset; four permutation positions tested per iteration
+//! (independent loads, one branch); branch-free `mod M` stepping; and, for
+//! the last [`ENDGAME_FREE`] free slots — where probing costs ~M/F per claim
+//! and most probes would happen — a scan of the free list for the slot that
+//! comes first in the server's permutation (`(s − perm) · skip⁻¹ mod M`,
+//! Barrett-reduced). M = 65,537 with 1,000 servers builds in about 1.0 ms of
+//! CPU here (paper: 1.8 ms). Removing one of N servers changes 1.1·(1/N)
+//! (N = 10, M = 4093) to 1.6·(1/N) (N = 100, M = 65,537) of the slots, and
+//! 7.3·(1/N) = 0.73 % at N = 1,000, M = 65,537, where M/N = 65 is below the
+//! paper's M > 100·N rule (test `mh_minimal_disruption`).
 //!
 //! **Lookup (worker).** `slot = hsiphash(sport? + fold(saddr)) % M` (a
 //! multiply-only [`FastMod`]); the slot's server is returned if available,
@@ -28,7 +39,9 @@
 //! key. Pick is O(1), stateless.
 
 use super::hash::{fold_addr, hsiphash_u32, FastMod, MH_KEY1, MH_KEY2};
-use super::{is_eligible, list_order, DestLoad, DestView, FlowKey, SchedError, SchedFlags, EMPTY_SLOT};
+use super::{
+    is_eligible, list_order, DestLoad, DestView, FlowKey, SchedError, SchedFlags, EMPTY_SLOT,
+};
 
 /// Allowed table sizes: IPVS's primes, plus 65,537 (the Maglev paper's
 /// default; prime too).
@@ -42,7 +55,9 @@ pub const DEFAULT_TABLE_SIZE: u32 = 4093;
 /// IPVS `IP_VS_MH_TAB_BITS` for a table size: `CONFIG_IP_VS_MH_TAB_INDEX / 2`,
 /// where the index is 8 + the prime's position (65,537 counts as 65,521's).
 fn tab_bits(m: u32) -> Option<u32> {
-    let ipvs_primes = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071];
+    let ipvs_primes = [
+        251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+    ];
     let m = if m == 65_537 { 65_521 } else { m };
     ipvs_primes
         .iter()
@@ -63,13 +78,22 @@ pub struct MhTable {
     slots: Box<[u32]>,
 }
 
+/// One server's permutation cursor during the fill.
 #[derive(Clone, Copy)]
 struct Setup {
     idx: u32,
-    skip: u32,
+    /// Current permutation slot (the last one claimed, or the offset).
     perm: u32,
+    /// `skip, 2·skip, 3·skip, 4·skip` mod M.
+    step: [u32; 4],
     turns: u32,
+    /// `skip⁻¹ mod M`, computed when first needed (0 = not yet).
+    inv: u32,
 }
+
+/// Free slots below which the fill scans the free list instead of probing
+/// permutations (probing costs ~M/F per claim, scanning F).
+const ENDGAME_FREE: u32 = 192;
 
 impl MhTable {
     /// Builds the ring of `size` slots for `dests` (insertion order).
@@ -116,11 +140,15 @@ impl MhTable {
                 let fold = fold_addr(&d.addr, true);
                 let offset = m.rem(hashkey(MH_KEY1, fold, d.port, 0));
                 let skip = skip_mod.rem(hashkey(MH_KEY2, fold, d.port, 0)) + 1;
+                let s2 = wrap(skip + skip, size);
+                let s3 = wrap(s2 + skip, size);
+                let s4 = wrap(s3 + skip, size);
                 Some(Setup {
                     idx: idx as u32,
-                    skip,
                     perm: offset,
+                    step: [skip, s2, s3, s4],
                     turns,
+                    inv: 0,
                 })
             })
             .collect();
@@ -184,26 +212,102 @@ impl MhTable {
     }
 }
 
+/// `x mod size` for `x < 2·size`, without a branch (the wrap is taken
+/// about half the time at random; a branch would mispredict).
+#[inline(always)]
+fn wrap(x: u32, size: u32) -> u32 {
+    x - (size & 0u32.wrapping_sub(u32::from(x >= size)))
+}
+
+/// `a⁻¹ mod m` for `gcd(a, m) = 1` (extended Euclid).
+fn mod_inverse(a: u32, m: u32) -> u32 {
+    let (mut old_r, mut r) = (i64::from(a), i64::from(m));
+    let (mut old_s, mut s) = (1i64, 0i64);
+    while r != 0 {
+        let q = old_r / r;
+        (old_r, r) = (r, old_r - q * r);
+        (old_s, s) = (s, old_s - q * s);
+    }
+    old_s.rem_euclid(i64::from(m)) as u32
+}
+
+/// The first free slot of `ds`'s permutation from `ds.perm` on, testing
+/// four permutation positions per iteration (independent loads, one branch).
+#[inline(always)]
+fn probe(taken: &[u64], ds: &Setup, size: u32) -> u32 {
+    let busy = |c: u32| (taken[(c >> 6) as usize] >> (c & 63)) & 1;
+    let mut c = ds.perm;
+    loop {
+        let c1 = wrap(c + ds.step[0], size);
+        let c2 = wrap(c + ds.step[1], size);
+        let c3 = wrap(c + ds.step[2], size);
+        let mask = busy(c) | busy(c1) << 1 | busy(c2) << 2 | busy(c3) << 3;
+        if mask != 0b1111 {
+            return [c, c1, c2, c3][(!mask).trailing_zeros() as usize];
+        }
+        c = wrap(c + ds.step[3], size);
+    }
+}
+
+/// Endgame: the free slot that comes first in `ds`'s permutation, i.e. the
+/// one minimising `(s − perm) · skip⁻¹ mod M`; removed from `free`.
+fn claim_from_free_list(free: &mut Vec<u32>, ds: &mut Setup, size: u32) -> u32 {
+    if ds.inv == 0 {
+        ds.inv = mod_inverse(ds.step[0], size);
+    }
+    let (c, inv, m) = (ds.perm, u64::from(ds.inv), u64::from(size));
+    let barrett = u64::MAX / m;
+    let mut best = u64::MAX;
+    for (k, &s) in free.iter().enumerate() {
+        let a = u64::from(wrap(s + size - c, size)) * inv;
+        let q = ((u128::from(a) * u128::from(barrett)) >> 64) as u64;
+        let r = a - q * m; // in [0, 2m)
+        let r = r - (m & 0u64.wrapping_sub(u64::from(r >= m)));
+        best = best.min((r << 32) | k as u64);
+    }
+    free.swap_remove((best & 0xffff_ffff) as usize)
+}
+
+/// The free slots of the bitset, ascending.
+fn free_slots(taken: &[u64], size: u32) -> Vec<u32> {
+    let mut free = Vec::with_capacity(ENDGAME_FREE as usize + 1);
+    for (w, &word) in taken.iter().enumerate() {
+        let mut bits = !word;
+        while bits != 0 {
+            let c = (w as u32) * 64 + bits.trailing_zeros();
+            if c < size {
+                free.push(c);
+            }
+            bits &= bits - 1;
+        }
+    }
+    free
+}
+
 /// Fills every slot: servers take turns (`turns` claims each per round) in
-/// `setup` order, each claiming its next free preferred slot.
+/// `setup` order, each claiming its next free preferred slot. Probing while
+/// many slots are free, scanning the free list for the last
+/// [`ENDGAME_FREE`]; both give exactly the slot sequential probing would.
 fn populate(slots: &mut [u32], setup: &mut [Setup], size: u32) {
     if setup.is_empty() {
         return;
     }
     let mut taken = vec![0u64; (size as usize).div_ceil(64)];
+    let endgame_at = size - ENDGAME_FREE.min(size / 8);
+    let mut free: Option<Vec<u32>> = None;
     let mut filled = 0u32;
     loop {
         for ds in setup.iter_mut() {
             for _ in 0..ds.turns {
-                let mut c = ds.perm;
-                while taken[(c >> 6) as usize] & (1u64 << (c & 63)) != 0 {
-                    c += ds.skip;
-                    if c >= size {
-                        c -= size;
-                    }
-                }
+                let c = if filled < endgame_at {
+                    let c = probe(&taken, ds, size);
+                    taken[(c >> 6) as usize] |= 1u64 << (c & 63);
+                    c
+                } else {
+                    let list = free.get_or_insert_with(|| free_slots(&taken, size));
+                    claim_from_free_list(list, ds, size)
+                };
                 ds.perm = c;
-                taken[(c >> 6) as usize] |= 1u64 << (c & 63);
                 slots[c as usize] = ds.idx;
                 filled += 1;
                 if filled == size {
@@ -243,7 +347,12 @@ mod tests {
     }
 
     /// Fraction of slots whose server (by id) differs between two builds.
-    pub(crate) fn changed_fraction(a: &Scheduler, da: &[DestView], b: &Scheduler, db: &[DestView]) -> f64 {
+    pub(crate) fn changed_fraction(
+        a: &Scheduler,
+        da: &[DestView],
+        b: &Scheduler,
+        db: &[DestView],
+    ) -> f64 {
         let (ta, tb) = (a.table().expect("table"), b.table().expect("table"));
         let changed = ta
             .iter()
@@ -278,8 +387,20 @@ mod tests {
                 ..BuildOptions::default()
             },
         );
-        assert_eq!(r.unwrap_err(), SchedError::TooManyDests { dests: 252, size: 251 });
-        assert_eq!(Scheduler::build("mh", &[], &d).expect("default").table().map(<[u32]>::len), Some(4093));
+        assert_eq!(
+            r.unwrap_err(),
+            SchedError::TooManyDests {
+                dests: 252,
+                size: 251
+            }
+        );
+        assert_eq!(
+            Scheduler::build("mh", &[], &d)
+                .expect("default")
+                .table()
+                .map(<[u32]>::len),
+            Some(4093)
+        );
     }
 
     #[test]
@@ -290,14 +411,19 @@ mod tests {
         let c = slot_counts(&s, 40);
         let ideal = 4093.0 / 40.0;
         let (lo, hi) = (*c.iter().min().expect("n>0"), *c.iter().max().expect("n>0"));
-        assert!(hi - lo <= 1, "turn-taking gives floor/ceil(M/N): {lo}..{hi}");
+        assert!(
+            hi - lo <= 1,
+            "turn-taking gives floor/ceil(M/N): {lo}..{hi}"
+        );
         assert!((hi as f64 / ideal - 1.0).abs() < 0.01);
         assert!((lo as f64 / ideal - 1.0).abs() < 0.01);
         // And client traffic follows the slots.
         let load = idle(40);
         let mut hits = vec![0usize; 40];
         for i in 0..200_000 {
-            hits[s.pick(&mut SchedState::Stateless, &d, &load, &flow(i), 0).expect("server")] += 1;
+            hits[s
+                .pick(&mut SchedState::Stateless, &d, &load, &flow(i), 0)
+                .expect("server")] += 1;
         }
         let max = *hits.iter().max().expect("n>0") as f64;
         assert!(max / (200_000.0 / 40.0) < 1.1, "flow spread {hits:?}");
@@ -369,7 +495,10 @@ mod tests {
             assert!(matches!(got, Some(x) if x != 4));
             if before == Some(4) {
                 rescued += 1;
-                assert_eq!(plain.pick(&mut SchedState::Stateless, &d, &load, &f, 0), None);
+                assert_eq!(
+                    plain.pick(&mut SchedState::Stateless, &d, &load, &f, 0),
+                    None
+                );
             } else {
                 assert_eq!(got, before, "other flows keep their server");
             }
@@ -378,7 +507,10 @@ mod tests {
         for l in &mut load {
             l.overloaded = true;
         }
-        assert_eq!(s.pick(&mut SchedState::Stateless, &d, &load, &flow(3), 0), None);
+        assert_eq!(
+            s.pick(&mut SchedState::Stateless, &d, &load, &flow(3), 0),
+            None
+        );
     }
 
     #[test]
@@ -406,7 +538,11 @@ mod tests {
         // * M/N >= 100 (the paper's rule): at most 1.5/N (N=10) and 2/N (N=100);
         // * N = 1000, M = 65,537 (M/N = 65, the benchmark setting): at most
         //   10/N, i.e. under 1 % of all slots.
-        for (n, m, max_ratio) in [(10usize, 4093u32, 1.5), (100, 65_537, 2.0), (1000, 65_537, 10.0)] {
+        for (n, m, max_ratio) in [
+            (10usize, 4093u32, 1.5),
+            (100, 65_537, 2.0),
+            (1000, 65_537, 10.0),
+        ] {
             let d = dests(&vec![1; n]);
             let before = mh(&d, m, &[]);
             let mut after_d = d.clone();
@@ -421,7 +557,10 @@ mod tests {
                 .filter(|&&i| d[i as usize].id == removed.id)
                 .count() as f64
                 / f64::from(m);
-            assert!(f >= own && own > 0.0, "N={n}: the removed server's slots all move");
+            assert!(
+                f >= own && own > 0.0,
+                "N={n}: the removed server's slots all move"
+            );
             assert!(f >= share * 0.9, "N={n}: {f} < 1/N");
             assert!(f <= share * max_ratio, "N={n} M={m}: {f} > {max_ratio}/N");
             eprintln!("mh disruption N={n} M={m}: {f:.5} of slots changed (1/N = {share:.5}, ratio {:.2})", f / share);
@@ -506,6 +645,29 @@ mod tests {
             }
         }
         table
+    }
+
+    #[test]
+    fn mh_fast_build_matches_reference_at_65537_with_1000_weighted_servers() {
+        let w: Vec<u32> = (0..1000u32).map(|i| 1 + (i * 7) % 5).collect();
+        let d = dests(&w);
+        assert_eq!(
+            mh(&d, 65_537, &[]).table().expect("table"),
+            &reference_table(&d, 65_537)[..]
+        );
+    }
+
+    #[test]
+    fn mod_inverse_inverts() {
+        for m in TABLE_SIZES {
+            for a in [1, 2, 3, m / 2, m - 1] {
+                assert_eq!(
+                    u64::from(a) * u64::from(mod_inverse(a, m)) % u64::from(m),
+                    1,
+                    "{a} mod {m}"
+                );
+            }
+        }
     }
 
     proptest! {

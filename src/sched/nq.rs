@@ -39,15 +39,27 @@ mod tests {
         let d = dests(&[1, 10]);
         let load = active(&[0, 3]);
         let nq = Scheduler::build("nq", &[], &d).expect("builds");
-        assert_eq!(nq.pick(&mut nq.new_state(), &d, &load, &flow(0), 0), Some(0));
+        assert_eq!(
+            nq.pick(&mut nq.new_state(), &d, &load, &flow(0), 0),
+            Some(0)
+        );
         let sed = Scheduler::build("sed", &[], &d).expect("builds");
-        assert_eq!(sed.pick(&mut sed.new_state(), &d, &load, &flow(0), 0), Some(1));
+        assert_eq!(
+            sed.pick(&mut sed.new_state(), &d, &load, &flow(0), 0),
+            Some(1)
+        );
         // Nobody idle: sed's rule.
         let load = active(&[1, 3]);
-        assert_eq!(nq.pick(&mut nq.new_state(), &d, &load, &flow(0), 0), Some(1));
+        assert_eq!(
+            nq.pick(&mut nq.new_state(), &d, &load, &flow(0), 0),
+            Some(1)
+        );
         // An idle but overloaded server is not taken.
         let mut load = active(&[0, 3]);
         load[0].overloaded = true;
-        assert_eq!(nq.pick(&mut nq.new_state(), &d, &load, &flow(0), 0), Some(1));
+        assert_eq!(
+            nq.pick(&mut nq.new_state(), &d, &load, &flow(0), 0),
+            Some(1)
+        );
     }
 }

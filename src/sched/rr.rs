@@ -58,7 +58,15 @@ mod tests {
             .collect();
         assert_eq!(
             picks,
-            vec![Some(3), Some(1), Some(0), Some(3), Some(1), Some(0), Some(3)]
+            vec![
+                Some(3),
+                Some(1),
+                Some(0),
+                Some(3),
+                Some(1),
+                Some(0),
+                Some(3)
+            ]
         );
     }
 
@@ -86,7 +94,7 @@ mod tests {
         let mut st = s.new_state();
         assert_eq!(s.pick(&mut st, &d, &idle(3), &flow(0), 0), Some(2));
         assert_eq!(s.pick(&mut st, &d, &idle(3), &flow(0), 0), Some(1)); // id 101
-        // Oldest server (id 100) deleted: id 101 moves to index 0.
+                                                                         // Oldest server (id 100) deleted: id 101 moves to index 0.
         let d2: Vec<_> = d[1..].to_vec();
         let s2 = Scheduler::build("rr", &[], &d2).expect("builds");
         s2.refresh_state(&mut st);

@@ -45,7 +45,10 @@ mod tests {
         let s = Scheduler::build("sed", &[], &d).expect("builds");
         assert_eq!(s.pick(&mut s.new_state(), &d, &load, &flow(0), 0), Some(0));
         let wlc = Scheduler::build("wlc", &[], &d).expect("builds");
-        assert_eq!(wlc.pick(&mut wlc.new_state(), &d, &load, &flow(0), 0), Some(1));
+        assert_eq!(
+            wlc.pick(&mut wlc.new_state(), &d, &load, &flow(0), 0),
+            Some(1)
+        );
         // Heavy server busy: (2+1)/3 = 1 vs (0+1)/1 = 1 → tie → newest (light).
         let load = active(&[2, 0]);
         assert_eq!(s.pick(&mut s.new_state(), &d, &load, &flow(0), 0), Some(1));

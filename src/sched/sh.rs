@@ -108,17 +108,26 @@ mod tests {
         let mut counts = [0usize; 4];
         for client in 0..2_000u32 {
             let b = client.to_be_bytes();
-            let key = |port: u16, vip: u8| FlowKey::v4([100, b[1], b[2], b[3]], port, [10, 1, 0, vip]);
-            let first = s.pick(&mut s.new_state(), &d, &load, &key(1000, 1), 0).expect("server");
+            let key =
+                |port: u16, vip: u8| FlowKey::v4([100, b[1], b[2], b[3]], port, [10, 1, 0, vip]);
+            let first = s
+                .pick(&mut s.new_state(), &d, &load, &key(1000, 1), 0)
+                .expect("server");
             for port in [1, 5000, 65535] {
-                assert_eq!(s.pick(&mut s.new_state(), &d, &load, &key(port, 2), 0), Some(first));
+                assert_eq!(
+                    s.pick(&mut s.new_state(), &d, &load, &key(port, 2), 0),
+                    Some(first)
+                );
             }
             counts[first] += 1;
         }
         // Weighted buckets: 1:2:3:1 → roughly 2000 * w / 7.
         for (i, w) in [1usize, 2, 3, 1].into_iter().enumerate() {
             let want = 2_000 * w / 7;
-            assert!(counts[i].abs_diff(want) < want / 3 + 40, "server {i}: {counts:?}");
+            assert!(
+                counts[i].abs_diff(want) < want / 3 + 40,
+                "server {i}: {counts:?}"
+            );
         }
     }
 

@@ -79,7 +79,12 @@ impl TwosTable {
     }
 
     /// Two-choices pick.
-    pub(crate) fn pick(&self, st: &mut TwosState, dests: &[DestView], load: &[DestLoad]) -> Option<usize> {
+    pub(crate) fn pick(
+        &self,
+        st: &mut TwosState,
+        dests: &[DestView],
+        load: &[DestLoad],
+    ) -> Option<usize> {
         let c1 = self.draw(st, dests, load)?;
         let c2 = self.draw(st, dests, load).unwrap_or(c1);
         let (w1, w2) = (dests[c1].weight, dests[c2].weight);
@@ -133,7 +138,10 @@ mod tests {
         let heavy = (0..4_000)
             .filter(|&i| s.pick(&mut st, &d, &load, &flow(i), 0) == Some(0))
             .count();
-        assert!((800..1_200).contains(&heavy), "heavy picked {heavy}/4000, want ~1000");
+        assert!(
+            (800..1_200).contains(&heavy),
+            "heavy picked {heavy}/4000, want ~1000"
+        );
     }
 
     #[test]

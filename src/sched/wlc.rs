@@ -43,7 +43,10 @@ mod tests {
         assert_eq!(s.pick(&mut s.new_state(), &d, &load, &flow(0), 0), Some(1));
         // lc would pick the least overhead instead.
         let lc = Scheduler::build("lc", &[], &d).expect("builds");
-        assert_eq!(lc.pick(&mut lc.new_state(), &d, &load, &flow(0), 0), Some(0));
+        assert_eq!(
+            lc.pick(&mut lc.new_state(), &d, &load, &flow(0), 0),
+            Some(0)
+        );
     }
 
     #[test]

@@ -17,12 +17,12 @@
 //!   are ignored (fanout flag, socket filter, and a check of each frame).
 //! * **Transmit**: `sendmmsg(2)` of the whole burst ([`TxMode::Sendmmsg`],
 //!   the default) or a `TPACKET_V3` TX ring kicked with
-//!   `sendto(fd, NULL, 0, MSG_DONTWAIT)` ([`TxMode::Ring`]). `sendmmsg` was
-//!   measured faster here, and the ring has a zero-copy hazard on veth: the
-//!   kernel hands the ring slot back before a locally delivered packet
-//!   has been read, so reusing the slot can rewrite a queued packet (see the
-//!   crate's `driver_af_packet` tests). `PACKET_QDISC_BYPASS` is on by
-//!   default.
+//!   `sendto(fd, NULL, 0, MSG_DONTWAIT)` ([`TxMode::Ring`]). Measured here
+//!   over veth (`tx_modes_throughput` in `tests/driver_af_packet.rs`),
+//!   `sendmmsg` was as fast or up to ~15 % faster than the ring (the ring's
+//!   zero-copy fragments are copied again when the packet crosses into the
+//!   peer's namespace), so it is the default; on a real NIC the ring may win
+//!   and can be chosen. `PACKET_QDISC_BYPASS` is on by default.
 //! * **Steering**: with more than one queue the group is a
 //!   `PACKET_FANOUT_CBPF` group whose classic-BPF program
 //!   ([`fanout_program`]) computes [`SteerPlan::owner`], so every packet
@@ -44,8 +44,8 @@
 //! queue's worker.
 
 use super::heapbuf::{HeapBuf, BUF_SIZE, HEADROOM};
-use super::{Burst, Driver, DriverError, PacketBuf, PortCaps, PortQueue, PortStats, Steering};
 use super::BURST_SIZE;
+use super::{Burst, Driver, DriverError, PacketBuf, PortCaps, PortQueue, PortStats, Steering};
 use crate::dataplane::steer::SteerPlan;
 use std::ffi::CString;
 use std::io;
@@ -75,8 +75,9 @@ pub struct AfPacketOptions {
     /// Bytes per frame slot (a multiple of 16): TX ring slots; the RX ring
     /// packs frames by their real size.
     pub frame_size: u32,
-    /// Fanout group id; `None`: a group id the kernel picks, unique in the
-    /// network namespace.
+    /// Fanout group id; `None` (the default): a group id the kernel picks,
+    /// unique in the network namespace. Steering relies on queue `i` being
+    /// member `i`, so a given id must not be in use by other sockets.
     pub fanout_group_id: Option<u16>,
     /// Send without the interface's qdisc (`PACKET_QDISC_BYPASS`).
     pub qdisc_bypass: bool,
@@ -162,9 +163,8 @@ impl AfPacketDriver {
         let mut group: Option<(u16, u32)> = None;
         for q in 0..queues {
             let what = |step: &str| format!("af_packet {ifname} queue {q}: {step}");
-            let sock = open_socket(&geometry, &opts, ifindex).map_err(|(step, e)| {
-                DriverError::os(what(step), e)
-            })?;
+            let sock = open_socket(&geometry, &opts, ifindex)
+                .map_err(|(step, e)| DriverError::os(what(step), e))?;
             // Join the group: the first socket creates it, the others join
             // with the same id and flags; member order = queue order.
             let (id, type_flags) = match group {
@@ -1003,8 +1003,7 @@ fn open_socket(
 ) -> Result<OpenSocket, (&'static str, io::Error)> {
     let fd = packet_socket().map_err(|e| ("socket(AF_PACKET)", e))?;
     let raw = fd.as_raw_fd();
-    setsockopt(raw, SOL_PACKET, PACKET_VERSION, &TPACKET_V3)
-        .map_err(|e| ("TPACKET_V3", e))?;
+    setsockopt(raw, SOL_PACKET, PACKET_VERSION, &TPACKET_V3).map_err(|e| ("TPACKET_V3", e))?;
     if g.tx_ring {
         // Skip malformed TX slots instead of stalling the ring (before any
         // ring exists, or the kernel refuses).
@@ -1012,8 +1011,7 @@ fn open_socket(
     }
     setsockopt(raw, SOL_PACKET, PACKET_RX_RING, &g.req(true)).map_err(|e| ("RX ring", e))?;
     if g.tx_ring {
-        setsockopt(raw, SOL_PACKET, PACKET_TX_RING, &g.req(false))
-            .map_err(|e| ("TX ring", e))?;
+        setsockopt(raw, SOL_PACKET, PACKET_TX_RING, &g.req(false)).map_err(|e| ("TX ring", e))?;
     }
     let map = Mapping::new(raw, g.map_len()).map_err(|e| ("mmap rings", e))?;
     attach_filter(raw, &[stmt(BPF_RET | BPF_K, 0)]).map_err(|e| ("drop-all filter", e))?;
@@ -1162,9 +1160,7 @@ fn getsockopt<T: Copy + Default>(
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: `v` is a live, exclusively borrowed `T`; the kernel writes at
     // most `len` = size_of::<T>() bytes into it and updates `len`.
-    let r = unsafe {
-        libc::getsockopt(fd, level, name, (&mut v as *mut T).cast(), &mut len)
-    };
+    let r = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut T).cast(), &mut len) };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -1199,7 +1195,14 @@ fn kick(fd: RawFd) -> io::Result<()> {
     // SAFETY: a null buffer of length 0 and no address: the kernel reads
     // nothing from user memory except the ring it already maps.
     let r = unsafe {
-        libc::sendto(fd, std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
+        libc::sendto(
+            fd,
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
     };
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -1244,10 +1247,7 @@ impl Mapping {
         if p == libc::MAP_FAILED {
             Err(io::Error::last_os_error())
         } else {
-            Ok(Mapping {
-                ptr: p.cast(),
-                len,
-            })
+            Ok(Mapping { ptr: p.cast(), len })
         }
     }
 }
@@ -1283,7 +1283,7 @@ impl CtlSocket {
         Ok(CtlSocket(unsafe { OwnedFd::from_raw_fd(raw) }))
     }
 
-    fn ioctl(&self, ifname: &str, req: u64) -> io::Result<IfReq> {
+    fn ioctl(&self, ifname: &str, req: libc::c_ulong) -> io::Result<IfReq> {
         let mut ifr = IfReq {
             name: [0; 16],
             data: [0; 24],
@@ -1301,13 +1301,13 @@ impl CtlSocket {
     }
 
     fn mtu(&self, ifname: &str) -> io::Result<u16> {
-        let r = self.ioctl(ifname, libc::SIOCGIFMTU as u64)?;
+        let r = self.ioctl(ifname, libc::SIOCGIFMTU)?;
         let mtu = i32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]);
         Ok(mtu.clamp(0, u16::MAX as i32) as u16)
     }
 
     fn hwaddr(&self, ifname: &str) -> io::Result<[u8; 6]> {
-        let r = self.ioctl(ifname, libc::SIOCGIFHWADDR as u64)?;
+        let r = self.ioctl(ifname, libc::SIOCGIFHWADDR)?;
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&r.data[2..8]);
         Ok(mac)
@@ -1390,7 +1390,8 @@ pub fn fanout_program(plan: &SteerPlan) -> Vec<libc::sock_filter> {
     }
     let mut a = Asm::default();
     let (v4_0, v6_0, tagged, v4_4, v6_4) = (a.label(), a.label(), a.label(), a.label(), a.label());
-    let (match4, match6, hash, lport, zero) = (a.label(), a.label(), a.label(), a.label(), a.label());
+    let (match4, match6, hash, lport, zero) =
+        (a.label(), a.label(), a.label(), a.label(), a.label());
 
     // Which network protocol, where its header starts.
     a.op(BPF_LD | BPF_W | BPF_ABS, ancillary(libc::SKF_AD_PROTOCOL));
@@ -1634,10 +1635,8 @@ impl Asm {
                                 (Item::Jump(code, k, jt.or(Some(after)), None), jf)
                             };
                             let target = target.unwrap_or(after);
-                            self.items.splice(
-                                idx..=idx,
-                                [near, Item::Ja(target), Item::Label(after)],
-                            );
+                            self.items
+                                .splice(idx..=idx, [near, Item::Ja(target), Item::Label(after)]);
                             continue 'widen;
                         }
                     }
@@ -1705,7 +1704,11 @@ mod tests {
             };
             match ins.code {
                 c if c == BPF_LD | BPF_W | BPF_ABS && k >= ancillary(0) => {
-                    assert_eq!(k, ancillary(libc::SKF_AD_PROTOCOL), "unexpected ancillary load");
+                    assert_eq!(
+                        k,
+                        ancillary(libc::SKF_AD_PROTOCOL),
+                        "unexpected ancillary load"
+                    );
                     a = skb.protocol as u32;
                 }
                 c if c & 0x07 == BPF_LD && c & 0xe0 == BPF_ABS => match load(skb.data, k, size) {
@@ -1761,20 +1764,19 @@ mod tests {
         for (pc, ins) in prog.iter().enumerate() {
             valid &= masks[pc];
             let class = ins.code & 0x07;
-            if matches!(class, BPF_ST) || (ins.code & 0xe0 == BPF_MEM && class <= BPF_LDX) {
-                if ins.k >= 16 {
-                    return Err(format!("pc {pc}: scratch index {}", ins.k));
-                }
+            let uses_scratch = class == BPF_ST || (ins.code & 0xe0 == BPF_MEM && class <= BPF_LDX);
+            if uses_scratch && ins.k >= 16 {
+                return Err(format!("pc {pc}: scratch index {}", ins.k));
             }
             if ins.code == BPF_ALU | BPF_MOD | BPF_K && ins.k == 0 {
                 return Err(format!("pc {pc}: mod 0"));
             }
             match ins.code {
                 c if c == BPF_ST => valid |= 1 << ins.k,
-                c if c == BPF_LD | BPF_MEM || c == BPF_LDX | BPF_W | BPF_MEM => {
-                    if valid & (1 << ins.k) == 0 {
-                        return Err(format!("pc {pc}: reads M[{}] before it is set", ins.k));
-                    }
+                c if (c == BPF_LD | BPF_MEM || c == BPF_LDX | BPF_W | BPF_MEM)
+                    && valid & (1 << ins.k) == 0 =>
+                {
+                    return Err(format!("pc {pc}: reads M[{}] before it is set", ins.k));
                 }
                 c if c == BPF_JMP | BPF_JA => {
                     let t = pc + 1 + ins.k as usize;
@@ -1837,9 +1839,7 @@ mod tests {
         p[9] = proto;
         p[12..16].copy_from_slice(&src);
         p[16..20].copy_from_slice(&dst);
-        for o in 20..ihl * 4 {
-            p[o] = 1; // NOP options
-        }
+        p[20..ihl * 4].fill(1); // NOP options
         let l4 = ihl * 4;
         p[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
         p[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
@@ -1921,7 +1921,12 @@ mod tests {
         let mut services = Vec::new();
         for i in 0..280u16 {
             let mask = (i % 3 == 0).then_some(&[255u8, 255, 255, 0][..]);
-            services.push(svc(6 + 11 * (i % 2) as u8, &[203, 0, (i >> 8) as u8, i as u8], 80 + i % 4, mask));
+            services.push(svc(
+                6 + 11 * (i % 2) as u8,
+                &[203, 0, (i >> 8) as u8, i as u8],
+                80 + i % 4,
+                mask,
+            ));
         }
         for i in 0..40u16 {
             services.push(svc(6, &v6(7, i), 443, None));
@@ -1941,7 +1946,12 @@ mod tests {
             .chain(&plan.laddrs)
             .filter_map(|a| <[u8; 4]>::try_from(a.as_slice()).ok())
             .collect();
-        pool.extend([[198, 51, 100, 7], [198, 51, 100, 99], [10, 1, 2, 3], [203, 0, 113, 5]]);
+        pool.extend([
+            [198, 51, 100, 7],
+            [198, 51, 100, 99],
+            [10, 1, 2, 3],
+            [203, 0, 113, 5],
+        ]);
         pool
     }
 
@@ -1965,7 +1975,7 @@ mod tests {
         let mut rng = Rng(seed);
         let (pool4, pool6) = (addr_pool4(plan), addr_pool6(plan));
         let ports = [80u16, 443, 53, 8080, 81, 82, 83, 0, 65535];
-        let mut port = |rng: &mut Rng| {
+        let port = |rng: &mut Rng| {
             if rng.below(2) == 0 {
                 ports[rng.below(ports.len() as u64) as usize]
             } else {
@@ -1977,21 +1987,56 @@ mod tests {
             let proto = if rng.below(2) == 0 { 6 } else { 17 };
             let (sport, dport) = (port(&mut rng), port(&mut rng));
             // IPv4: source random or from the pool, destination mostly from the pool.
-            let src4 = if rng.below(3) == 0 { pool4[rng.below(pool4.len() as u64) as usize] } else { rng.bytes() };
-            let dst4 = if rng.below(5) == 0 { rng.bytes() } else { pool4[rng.below(pool4.len() as u64) as usize] };
-            let options = if rng.below(4) == 0 { rng.below(11) as u8 } else { 0 };
+            let src4 = if rng.below(3) == 0 {
+                pool4[rng.below(pool4.len() as u64) as usize]
+            } else {
+                rng.bytes()
+            };
+            let dst4 = if rng.below(5) == 0 {
+                rng.bytes()
+            } else {
+                pool4[rng.below(pool4.len() as u64) as usize]
+            };
+            let options = if rng.below(4) == 0 {
+                rng.below(11) as u8
+            } else {
+                0
+            };
             let want = plan.owner(proto, &src4, sport, &dst4, dport);
             for (protocol, data) in views(0x0800, &ipv4(proto, src4, sport, dst4, dport, options)) {
-                let got = run(&prog, &Skb { protocol, data: &data });
+                let got = run(
+                    &prog,
+                    &Skb {
+                        protocol,
+                        data: &data,
+                    },
+                );
                 assert_eq!(got, want as u32, "IPv4 {proto} {src4:?}:{sport} -> {dst4:?}:{dport} (ihl options {options}, protocol {protocol:#x})");
                 checked += 1;
             }
-            let src6 = if rng.below(3) == 0 { pool6[rng.below(pool6.len() as u64) as usize] } else { rng.bytes() };
-            let dst6 = if rng.below(5) == 0 { rng.bytes() } else { pool6[rng.below(pool6.len() as u64) as usize] };
+            let src6 = if rng.below(3) == 0 {
+                pool6[rng.below(pool6.len() as u64) as usize]
+            } else {
+                rng.bytes()
+            };
+            let dst6 = if rng.below(5) == 0 {
+                rng.bytes()
+            } else {
+                pool6[rng.below(pool6.len() as u64) as usize]
+            };
             let want = plan.owner(proto, &src6, sport, &dst6, dport);
             for (protocol, data) in views(0x86dd, &ipv6(proto, src6, sport, dst6, dport)) {
-                let got = run(&prog, &Skb { protocol, data: &data });
-                assert_eq!(got, want as u32, "IPv6 {proto} {src6:?}:{sport} -> {dst6:?}:{dport} (protocol {protocol:#x})");
+                let got = run(
+                    &prog,
+                    &Skb {
+                        protocol,
+                        data: &data,
+                    },
+                );
+                assert_eq!(
+                    got, want as u32,
+                    "IPv6 {proto} {src6:?}:{sport} -> {dst6:?}:{dport} (protocol {protocol:#x})"
+                );
                 checked += 1;
             }
         }
@@ -2003,7 +2048,14 @@ mod tests {
         let mut checked = 0;
         for workers in [2u16, 3, 4, 7, 16] {
             checked += check_plan(&mixed_plan(workers), 400, 0x9e37_79b9 + workers as u64);
-            checked += check_plan(&SteerPlan { workers, ..SteerPlan::default() }, 100, 7 + workers as u64);
+            checked += check_plan(
+                &SteerPlan {
+                    workers,
+                    ..SteerPlan::default()
+                },
+                100,
+                7 + workers as u64,
+            );
         }
         assert!(checked > 10_000, "{checked}");
     }
@@ -2012,7 +2064,11 @@ mod tests {
     fn fanout_program_with_hundreds_of_services_widens_far_jumps_and_stays_exact() {
         let plan = big_plan(4);
         let prog = fanout_program(&plan);
-        assert!(prog.len() > 2000 && prog.len() <= MAX_BPF_INSNS, "{} instructions", prog.len());
+        assert!(
+            prog.len() > 2000 && prog.len() <= MAX_BPF_INSNS,
+            "{} instructions",
+            prog.len()
+        );
         check_plan(&plan, 400, 42);
         // Packets to the last services, the farthest jumps.
         for i in 270..280u16 {
@@ -2021,7 +2077,16 @@ mod tests {
             for cport in [1000u16, 2000, 3000] {
                 let want = plan.owner(proto, &[192, 0, 2, 9], cport, &vip, 80 + i % 4);
                 let l3 = ipv4(proto, [192, 0, 2, 9], cport, vip, 80 + i % 4, 0);
-                assert_eq!(run(&prog, &Skb { protocol: 0x0800, data: &l3 }), want as u32);
+                assert_eq!(
+                    run(
+                        &prog,
+                        &Skb {
+                            protocol: 0x0800,
+                            data: &l3
+                        }
+                    ),
+                    want as u32
+                );
             }
         }
     }
@@ -2064,7 +2129,16 @@ mod tests {
     fn single_worker_program_returns_0() {
         let prog = fanout_program(&mixed_plan(1));
         assert_eq!(prog.len(), 1);
-        assert_eq!(run(&prog, &Skb { protocol: 0x0800, data: &[] }), 0);
+        assert_eq!(
+            run(
+                &prog,
+                &Skb {
+                    protocol: 0x0800,
+                    data: &[]
+                }
+            ),
+            0
+        );
     }
 
     #[test]
@@ -2076,10 +2150,19 @@ mod tests {
         assert!(raw >= 0, "{}", io::Error::last_os_error());
         // SAFETY: fresh fd owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        for plan in [mixed_plan(2), mixed_plan(5), big_plan(3), SteerPlan { workers: 2, ..SteerPlan::default() }] {
+        for plan in [
+            mixed_plan(2),
+            mixed_plan(5),
+            big_plan(3),
+            SteerPlan {
+                workers: 2,
+                ..SteerPlan::default()
+            },
+        ] {
             let prog = fanout_program(&plan);
-            attach_filter(fd.as_raw_fd(), &prog)
-                .unwrap_or_else(|e| panic!("kernel refused a {}-instruction program: {e}", prog.len()));
+            attach_filter(fd.as_raw_fd(), &prog).unwrap_or_else(|e| {
+                panic!("kernel refused a {}-instruction program: {e}", prog.len())
+            });
         }
         attach_filter(fd.as_raw_fd(), &drop_outgoing_filter()).expect("outgoing filter");
     }
@@ -2099,7 +2182,16 @@ mod tests {
         let prog = a.finish();
         verify(&prog).expect("valid");
         assert_eq!(prog.len(), 2 + 1 + 300 + 2);
-        assert_eq!(run(&prog, &Skb { protocol: 0, data: &[] }), 2);
+        assert_eq!(
+            run(
+                &prog,
+                &Skb {
+                    protocol: 0,
+                    data: &[]
+                }
+            ),
+            2
+        );
     }
 
     // --- Receive-side frame handling.
@@ -2128,15 +2220,26 @@ mod tests {
     fn rx_puts_back_a_stripped_vlan_tag() {
         let frame = udp4_frame();
         let mut buf = HeapBuf::alloc();
-        assert!(fill_rx_buf(&mut buf, &frame, &meta(TP_STATUS_VLAN_VALID, frame.len())));
+        assert!(fill_rx_buf(
+            &mut buf,
+            &frame,
+            &meta(TP_STATUS_VLAN_VALID, frame.len())
+        ));
         let d = buf.data();
         assert_eq!(d.len(), frame.len() + 4);
         assert_eq!(&d[..12], &frame[..12]);
-        assert_eq!(&d[12..16], &[0x81, 0x00, 0x20, 0x05], "802.1Q when the TPID is not given");
+        assert_eq!(
+            &d[12..16],
+            &[0x81, 0x00, 0x20, 0x05],
+            "802.1Q when the TPID is not given"
+        );
         assert_eq!(&d[16..], &frame[12..]);
 
         let mut buf = HeapBuf::alloc();
-        let m = meta(TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID, frame.len());
+        let m = meta(
+            TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID,
+            frame.len(),
+        );
         assert!(fill_rx_buf(&mut buf, &frame, &m));
         assert_eq!(&buf.data()[12..16], &[0x88, 0xa8, 0x20, 0x05]);
     }
@@ -2145,7 +2248,10 @@ mod tests {
     fn rx_refuses_truncated_and_oversized_frames() {
         let frame = udp4_frame();
         let mut buf = HeapBuf::alloc();
-        assert!(!fill_rx_buf(&mut buf, &frame, &meta(0, frame.len() + 100)), "snaplen < wire length");
+        assert!(
+            !fill_rx_buf(&mut buf, &frame, &meta(0, frame.len() + 100)),
+            "snaplen < wire length"
+        );
         let big = vec![0u8; BUF_SIZE - HEADROOM + 1];
         assert!(!fill_rx_buf(&mut buf, &big, &meta(0, big.len())));
     }
@@ -2155,11 +2261,23 @@ mod tests {
     fn make_partial(frame: &mut [u8], l3: usize, v6: bool) -> (usize, u16) {
         let (src, dst, proto, l4, l4len) = if v6 {
             let plen = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]) as usize;
-            (l3 + 8..l3 + 24, l3 + 24..l3 + 40, frame[l3 + 6], l3 + 40, plen)
+            (
+                l3 + 8..l3 + 24,
+                l3 + 24..l3 + 40,
+                frame[l3 + 6],
+                l3 + 40,
+                plen,
+            )
         } else {
             let ihl = (frame[l3] & 0xf) as usize * 4;
             let total = u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]) as usize;
-            (l3 + 12..l3 + 16, l3 + 16..l3 + 20, frame[l3 + 9], l3 + ihl, total - ihl)
+            (
+                l3 + 12..l3 + 16,
+                l3 + 16..l3 + 20,
+                frame[l3 + 9],
+                l3 + ihl,
+                total - ihl,
+            )
         };
         let mut sum = 0u32;
         for r in [src, dst] {
@@ -2193,8 +2311,16 @@ mod tests {
             let (field, good) = make_partial(&mut f, l3, is6);
             assert_ne!(&f[field..field + 2], &good.to_be_bytes());
             let mut buf = HeapBuf::alloc();
-            assert!(fill_rx_buf(&mut buf, &f, &meta(TP_STATUS_CSUMNOTREADY, f.len())));
-            assert_eq!(buf.data(), &frame[..], "completed checksum equals etherparse's");
+            assert!(fill_rx_buf(
+                &mut buf,
+                &f,
+                &meta(TP_STATUS_CSUMNOTREADY, f.len())
+            ));
+            assert_eq!(
+                buf.data(),
+                &frame[..],
+                "completed checksum equals etherparse's"
+            );
         }
         // Without the status flag the bytes are left alone.
         let mut f = udp4_frame();
@@ -2231,15 +2357,34 @@ mod tests {
     #[test]
     fn options_are_checked_before_any_socket_is_opened() {
         let bad = [
-            AfPacketOptions { block_size: 1000, ..Default::default() },
-            AfPacketOptions { frame_size: 2047, ..Default::default() },
-            AfPacketOptions { frame_size: 1 << 18, ..Default::default() },
-            AfPacketOptions { block_count: 0, ..Default::default() },
-            AfPacketOptions { block_timeout_ms: 0, ..Default::default() },
+            AfPacketOptions {
+                block_size: 1000,
+                ..Default::default()
+            },
+            AfPacketOptions {
+                frame_size: 2047,
+                ..Default::default()
+            },
+            AfPacketOptions {
+                frame_size: 1 << 18,
+                ..Default::default()
+            },
+            AfPacketOptions {
+                block_count: 0,
+                ..Default::default()
+            },
+            AfPacketOptions {
+                block_timeout_ms: 0,
+                ..Default::default()
+            },
         ];
         for o in bad {
             let r = AfPacketDriver::open("lo", 1, o.clone());
-            assert!(matches!(r, Err(DriverError::Config(_))), "{o:?}: {:?}", r.err());
+            assert!(
+                matches!(r, Err(DriverError::Config(_))),
+                "{o:?}: {:?}",
+                r.err()
+            );
         }
         assert!(matches!(
             AfPacketDriver::open("lo", 0, AfPacketOptions::default()),

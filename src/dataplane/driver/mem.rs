@@ -20,6 +20,95 @@ use crate::dataplane::driver::Driver;
 enum Source {
     Script(VecDeque<Vec<u8>>),
     Cycle { frames: Vec<Vec<u8>>, next: usize },
+    Flows(FlowGen),
+}
+
+/// Synthetic flows from one template frame (pktgen style): packet `n` is the
+/// template with its IPv4 source address replaced by `base + flow(n)`, where
+/// `flow(n)` walks the `flows` flows in a scrambled order (so table lookups
+/// do not hit the cache by luck). The IPv4 header and TCP/UDP checksums are
+/// patched incrementally, as a NIC-side generator would emit them.
+#[derive(Debug, Clone)]
+pub struct FlowGen {
+    template: Vec<u8>,
+    /// Offset of the IPv4 header in the template.
+    l3: usize,
+    /// Offset of the TCP/UDP checksum in the template, if any.
+    l4_csum: Option<usize>,
+    base: u32,
+    flows: u32,
+    n: u64,
+}
+
+impl FlowGen {
+    /// A generator over `flows` flows from an untagged Ethernet/IPv4
+    /// TCP or UDP `template` whose source address is the first flow's.
+    pub fn new(template: Vec<u8>, flows: u32) -> FlowGen {
+        let l3 = 14;
+        let ihl = (template.get(l3).copied().unwrap_or(0x45) & 0x0f) as usize * 4;
+        let proto = template.get(l3 + 9).copied().unwrap_or(0);
+        let l4_csum = match proto {
+            6 => Some(l3 + ihl + 16),
+            17 => Some(l3 + ihl + 6),
+            _ => None,
+        };
+        let base = u32::from_be_bytes([
+            template[l3 + 12],
+            template[l3 + 13],
+            template[l3 + 14],
+            template[l3 + 15],
+        ]);
+        FlowGen { template, l3, l4_csum, base, flows: flows.max(1), n: 0 }
+    }
+
+    /// Replace the TCP flags byte of the template (e.g. SYN for set-up,
+    /// then ACK for established traffic).
+    pub fn set_tcp_flags(&mut self, flags: u8) {
+        let ihl = (self.template[self.l3] & 0x0f) as usize * 4;
+        let off = self.l3 + ihl + 13;
+        if let Some(csum_off) = self.l4_csum {
+            let old = u16::from_be_bytes([self.template[off - 1], self.template[off]]);
+            self.template[off] = flags;
+            let new = u16::from_be_bytes([self.template[off - 1], self.template[off]]);
+            let c = u16::from_be_bytes([self.template[csum_off], self.template[csum_off + 1]]);
+            let c = crate::wire::checksum::update16(c, old, new);
+            self.template[csum_off..csum_off + 2].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+
+    /// Restart at the first packet.
+    pub fn rewind(&mut self) {
+        self.n = 0;
+    }
+
+    /// The flow of packet `n`.
+    fn flow_of(&self, n: u64) -> u32 {
+        // Multiplicative scramble, a bijection when `flows` is odd or a
+        // power of two; otherwise still spreads over all flows.
+        (n.wrapping_mul(0x9E37_79B9) % self.flows as u64) as u32
+    }
+
+    fn next_into(&mut self, b: &mut HeapBuf) -> bool {
+        let f = self.flow_of(self.n);
+        self.n = self.n.wrapping_add(1);
+        let Some(d) = b.append(self.template.len()) else {
+            return false;
+        };
+        d.copy_from_slice(&self.template);
+        let l3 = self.l3;
+        let new = self.base.wrapping_add(f);
+        d[l3 + 12..l3 + 16].copy_from_slice(&new.to_be_bytes());
+        let ic = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
+        d[l3 + 10..l3 + 12].copy_from_slice(&crate::wire::checksum::update32(ic, self.base, new).to_be_bytes());
+        if let Some(o) = self.l4_csum {
+            let c = u16::from_be_bytes([d[o], d[o + 1]]);
+            if !(c == 0 && d[l3 + 9] == 17) {
+                let c = crate::wire::checksum::update32(c, self.base, new);
+                d[o..o + 2].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        true
+    }
 }
 
 /// One queue of a mem port.
@@ -67,6 +156,28 @@ impl MemQueue {
         }
     }
 
+    /// A queue generating synthetic flows; transmitted packets are counted
+    /// and freed.
+    pub fn flows(gen: FlowGen) -> Self {
+        MemQueue {
+            source: Source::Flows(gen),
+            keep_tx: false,
+            sent: Vec::new(),
+            rx_count: 0,
+            tx_count: 0,
+            tx_bytes: 0,
+            tx_limit: None,
+        }
+    }
+
+    /// The flow generator, to change its template between phases.
+    pub fn flow_gen_mut(&mut self) -> Option<&mut FlowGen> {
+        match &mut self.source {
+            Source::Flows(g) => Some(g),
+            _ => None,
+        }
+    }
+
     /// Queue more frames for a scripted queue (ignored by a generator).
     pub fn inject(&mut self, frame: Vec<u8>) {
         if let Source::Script(q) = &mut self.source {
@@ -101,6 +212,13 @@ impl PortQueue for MemQueue {
                         *next = 0;
                     }
                     f
+                }
+                Source::Flows(g) => {
+                    let mut b = HeapBuf::alloc();
+                    if !g.next_into(&mut b) {
+                        break;
+                    }
+                    b
                 }
             };
             if burst.push(frame).is_err() {

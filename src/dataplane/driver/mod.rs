@@ -17,9 +17,13 @@
 //! heap buffers of the software drivers come from a per-thread free list
 //! ([`heapbuf`]).
 
+pub mod af_packet;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod heapbuf;
 pub mod mem;
 pub mod pcap;
+pub mod tap;
 
 use std::fmt;
 

@@ -121,8 +121,9 @@ impl TapDriver {
             director_mac[5] ^= 1;
         }
 
-        let counters: Vec<Arc<QueueCounters>> =
-            (0..queues).map(|_| Arc::new(QueueCounters::default())).collect();
+        let counters: Vec<Arc<QueueCounters>> = (0..queues)
+            .map(|_| Arc::new(QueueCounters::default()))
+            .collect();
         let queue_list = fds
             .into_iter()
             .zip(&counters)
@@ -282,7 +283,9 @@ fn validate_ifname(name: &str) -> Result<(), DriverError> {
         && name.len() < IFNAMSIZ
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
     if ok {
         Ok(())
     } else {
@@ -334,7 +337,7 @@ fn sum_counters(counters: &[Arc<QueueCounters>]) -> PortStats {
 
 const IFNAMSIZ: usize = 16;
 /// `_IOW('T', 202, int)` from `<linux/if_tun.h>`.
-const TUNSETIFF: u64 = 0x4004_54ca;
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TAP: i16 = 0x0002;
 const IFF_NO_PI: i16 = 0x1000;
 const IFF_MULTI_QUEUE: i16 = 0x0100;
@@ -375,7 +378,7 @@ impl IfReq {
 }
 
 /// `ioctl(fd, req, &mut ifreq)`.
-fn ioctl_ifreq(fd: RawFd, req: u64, ifr: &mut IfReq) -> io::Result<()> {
+fn ioctl_ifreq(fd: RawFd, req: libc::c_ulong, ifr: &mut IfReq) -> io::Result<()> {
     // SAFETY: every request passed here (TUNSETIFF, SIOC[GS]IF*) reads and
     // writes at most `sizeof(struct ifreq)` bytes at the pointer, which
     // points to a live, exclusively borrowed `IfReq` at least that large.
@@ -426,20 +429,20 @@ impl CtlSocket {
     fn set_mtu(&self, ifname: &str, mtu: u16) -> io::Result<()> {
         let mut ifr = IfReq::new(ifname);
         ifr.data[..4].copy_from_slice(&(mtu as i32).to_ne_bytes());
-        ioctl_ifreq(self.0.as_raw_fd(), libc::SIOCSIFMTU as u64, &mut ifr)
+        ioctl_ifreq(self.0.as_raw_fd(), libc::SIOCSIFMTU, &mut ifr)
     }
 
     fn set_up(&self, ifname: &str) -> io::Result<()> {
         let mut ifr = IfReq::new(ifname);
-        ioctl_ifreq(self.0.as_raw_fd(), libc::SIOCGIFFLAGS as u64, &mut ifr)?;
+        ioctl_ifreq(self.0.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr)?;
         let flags = ifr.flags() | libc::IFF_UP as i16;
         ifr.set_flags(flags);
-        ioctl_ifreq(self.0.as_raw_fd(), libc::SIOCSIFFLAGS as u64, &mut ifr)
+        ioctl_ifreq(self.0.as_raw_fd(), libc::SIOCSIFFLAGS, &mut ifr)
     }
 
     fn hwaddr(&self, ifname: &str) -> io::Result<[u8; 6]> {
         let mut ifr = IfReq::new(ifname);
-        ioctl_ifreq(self.0.as_raw_fd(), libc::SIOCGIFHWADDR as u64, &mut ifr)?;
+        ioctl_ifreq(self.0.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr)?;
         // struct sockaddr: sa_family (2 bytes), then sa_data.
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&ifr.data[2..8]);

@@ -199,9 +199,16 @@ impl fmt::Debug for Eal {
 
 impl Eal {
     /// Start the EAL with `args` (the YAML config's `dpdk.eal_args`, e.g.
-    /// `["--no-huge", "--no-pci", "-m", "512", "-l", "0",
-    /// "--vdev=net_null0"]`; no program name, and nothing after a `--`).
-    /// Pools use [`PoolConfig::default`].
+    /// `["--no-huge", "--no-pci", "--no-shconf", "--file-prefix=rvs",
+    /// "--no-telemetry", "-m", "512", "-l", "0", "--vdev=net_null0"]`; no
+    /// program name, and nothing after a `--`). Pools use
+    /// [`PoolConfig::default`].
+    ///
+    /// Notes for those arguments: `--in-memory` cannot go with `--no-huge`
+    /// (DPDK 22.11 refuses it with legacy memory); `--no-shconf` and a
+    /// `--file-prefix` of its own let it run beside another DPDK process;
+    /// `-l 0` makes only the calling thread an EAL lcore — workers take
+    /// lcore ids with [`register_worker_thread`].
     ///
     /// The calling thread becomes DPDK's main lcore and is pinned to its
     /// core; start worker threads afterwards and have each call

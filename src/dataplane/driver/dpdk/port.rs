@@ -17,6 +17,7 @@
 use std::ffi::{c_int, CStr, CString};
 use std::fmt;
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::eal::{dpdk_error, Eal, EalShared, MempoolPtr};
@@ -95,6 +96,9 @@ pub struct DeviceInfo {
 pub(crate) struct PortShared {
     pub(crate) port: PortId,
     pub(crate) flows: Mutex<Vec<InstalledFlow>>,
+    /// Set once `rte_eth_dev_configure` succeeded: only then is the port
+    /// stopped and closed on drop (a refused open leaves it usable).
+    configured: AtomicBool,
     eal: Arc<EalShared>,
 }
 
@@ -106,11 +110,15 @@ impl Drop for PortShared {
                 let _ = f.destroy(self.port);
             }
         }
-        // SAFETY: the port was configured and started by `open`; no queue
-        // is in use any more (every queue holds this Arc).
-        unsafe {
-            sys::rte_eth_dev_stop(self.port.0);
-            sys::rte_eth_dev_close(self.port.0);
+        if self.configured.load(Ordering::Acquire) {
+            // SAFETY: the port was configured by `open`; no queue is in use
+            // any more (every queue holds this Arc). Closing releases a
+            // virtual device: it cannot be opened again in this process
+            // unless probed anew (`Eal::attach_vdev`).
+            unsafe {
+                sys::rte_eth_dev_stop(self.port.0);
+                sys::rte_eth_dev_close(self.port.0);
+            }
         }
         self.eal.release_port(self.port.0);
     }
@@ -162,11 +170,12 @@ impl DpdkDriver {
                 "dpdk: {name_or_port} ({port}) is already open"
             )));
         }
-        // From here on the port is ours: PortShared releases it (and stops
-        // and closes the device) on every exit path.
+        // From here on the port is ours: PortShared releases the claim on
+        // every exit path, and stops and closes the device once configured.
         let shared = Arc::new(PortShared {
             port,
             flows: Mutex::new(Vec::new()),
+            configured: AtomicBool::new(false),
             eal: shared_eal,
         });
         Self::configure(eal, shared, name_or_port, queues, mtu)
@@ -262,6 +271,7 @@ impl DpdkDriver {
                 ret,
             ));
         }
+        shared.configured.store(true, Ordering::Release);
         let (mut nb_rxd, mut nb_txd) = (RX_DESCRIPTORS, TX_DESCRIPTORS);
         // SAFETY: valid port and out-pointers.
         let ret = unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(p, &mut nb_rxd, &mut nb_txd) };

@@ -11,7 +11,6 @@
     dead_code,
     missing_docs,
     unsafe_op_in_unsafe_fn,
-    unnecessary_transmutes,
     clippy::all,
     clippy::pedantic,
     clippy::undocumented_unsafe_blocks

@@ -1,0 +1,1462 @@
+//! ctl::config — lbd's YAML configuration file.
+//!
+//! Owns the file's schema, its parsing (with `serde_yaml_ng`) and its
+//! translation into the daemon's start-up state: worker settings, the
+//! [`Topology`] (ports, routes, neighbours) and the services, which are
+//! turned into the same [`Request`]s `lbctl` sends and applied through
+//! [`ControlState::apply`] — one rule book for both.
+//!
+//! Rules:
+//! * Every mapping is `deny_unknown_fields`, and every value with a syntax
+//!   (IP address, CIDR prefix, MAC, port range, weight, port reference) is a
+//!   newtype with its own `Deserialize`, so an unknown key or a bad value is
+//!   an error that names the field path and its line and column, e.g.
+//!   `services[0].dests[1].weight: weight 70000 out of range 0..=65535 at
+//!   line 31 column 17`.
+//! * A route or neighbour naming a port that `ports` does not define is an
+//!   error at that value's line too (the file is read twice: once to learn
+//!   the port names, once to check the references).
+//! * Checks that involve several fields (workers vs. pcap queues, driver
+//!   options that do not fit the driver, services) name the item they
+//!   concern (`ports[1] (eth1)`, `services[2] (TCP 10.0.0.1:80)`).
+//!
+//! # Schema
+//!
+//! Every key is optional unless marked *required*.
+//!
+//! ```yaml
+//! socket: /run/rvs/lbd.sock        # control socket (lbd --socket overrides)
+//! workers:
+//!   count: 2                       # default: len(cores), else 1; 0 workers if no ports
+//!   cores: [1, 2]                  # pin worker i to cores[i]
+//!   conn_capacity: 1048576         # connections per worker (max 2^30)
+//!   idle: busy                     # busy | backoff
+//!   idle_after: 64                 # backoff: empty polls before sleeping
+//!   idle_sleep_us: 50              # backoff: sleep length
+//!   tx_flush_us: 100               # flush a TX buffer after this long
+//! ports:
+//!   - name: eth0                   # required, unique; routes refer to it
+//!     driver: tap                  # required: mem | pcap | tap | af_packet | dpdk
+//!     ifname: rvs0                 # tap, af_packet: interface (default: name)
+//!     device: net_tap0             # dpdk: device name or port id (default: name)
+//!     mac: "02:00:00:00:00:01"     # director MAC (tap/mem/pcap default: derived
+//!                                  # from the name; af_packet/dpdk: the device's)
+//!     mtu: 1500                    # IP MTU, 68..=9216
+//!     addrs: ["10.0.0.254/24"]     # own addresses; they make connected routes
+//!     pcap_rx: in.pcap             # pcap: capture to read; mem: frames to cycle
+//!     pcap_tx: out.pcap            # pcap: capture to write
+//!     queues: 2                    # if given, must equal workers.count
+//!     af_packet:                   # af_packet ring options
+//!       block_size: 131072
+//!       block_count: 32
+//!       frame_size: 2048
+//!       block_timeout_ms: 1
+//!       qdisc_bypass: true
+//!       tx_mode: sendmmsg          # sendmmsg | ring
+//!       fanout_group_id: 42
+//! dpdk:
+//!   eal_args: ["--no-huge", "--no-pci", "--vdev=net_null0"]
+//! routes:
+//!   - {prefix: "0.0.0.0/0", via: 10.0.0.1, port: eth0}   # prefix, port required
+//! neighbours:
+//!   - {addr: 10.0.0.1, mac: "02:00:00:00:00:fe", port: eth0}
+//! timeouts: {tcp: 900, tcpfin: 120, udp: 300}            # 0 = IPVS default
+//! settings:
+//!   expire_nodest_conn: true
+//!   expire_quiescent_template: false
+//!   lport_range: "1025-65535"      # FULLNAT local ports
+//! services:
+//!   - proto: tcp                   # required: tcp | udp
+//!     vip: 10.0.0.1                # required
+//!     port: 80                     # required (0 = all ports, persistent only)
+//!     scheduler: wlc               # rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos
+//!     sched_flags: [sh-port]       # ipvsadm -b words
+//!     persistent: 300              # seconds (ipvsadm -p)
+//!     netmask: 255.255.255.0       # -M: dotted quad, or a prefix length (IPv6: 1..=128)
+//!     ops: false                   # one-packet scheduling (UDP)
+//!     laddrs:                      # FULLNAT local addresses
+//!       - 192.168.100.1
+//!       - {addr: 192.168.100.2, ifname: eth1}
+//!     dests:
+//!       - addr: 192.168.10.1       # required
+//!         port: 8080               # default: the service port (forced for route/tunnel)
+//!         fwd: masq                # masq | route | tunnel | fullnat (default route)
+//!         weight: 1                # 0..=65535
+//!         u_threshold: 0
+//!         l_threshold: 0
+//! ```
+
+use std::cell::RefCell;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::conntrack::MAX_CAPACITY;
+use crate::ctl::apply::{ApplyError, ControlState, Topology, MAX_THRESHOLD};
+use crate::ctl::protocol::{
+    DestSpec, Fwd, LaddrSpec, Netmask, Proto, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
+};
+use crate::dataplane::neigh::NeighUpdate;
+use crate::dataplane::route::Route;
+use crate::dataplane::snapshot::{PortConf, Settings};
+use crate::dataplane::worker::{IdlePolicy, WorkerConfig};
+use crate::sched::MAX_WEIGHT;
+use crate::wire::EthernetAddress;
+
+/// Smallest and largest IP MTU accepted for a port.
+pub const MTU_RANGE: (u16, u16) = (68, 9216);
+
+/// Why a configuration is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid YAML, an unknown key or a bad value (the message names the
+    /// field, line and column).
+    #[error("{}", yaml_message(.0))]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// Fields that do not fit together; the message names them.
+    #[error("{0}")]
+    Invalid(String),
+    /// A service, real server or local address refused by the same rules
+    /// as `lbctl`'s requests.
+    #[error("{what}: {source}")]
+    Apply {
+        /// Which item, e.g. `services[0].dests[1] (192.168.10.2:80)`.
+        what: String,
+        /// Why.
+        #[source]
+        source: ApplyError,
+    },
+}
+
+/// serde_yaml_ng's message, with the position added where it leaves it
+/// out (it omits line 1 column 1).
+fn yaml_message(err: &serde_yaml_ng::Error) -> String {
+    let text = err.to_string();
+    match err.location() {
+        Some(loc) if !text.contains(" at line ") => {
+            format!("{text} at line {} column {}", loc.line(), loc.column())
+        }
+        _ => text,
+    }
+}
+
+/// An IP address value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ip(pub IpAddr);
+
+/// An `ADDR/LEN` prefix value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The address as written (host bits kept).
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub len: u8,
+}
+
+/// A MAC address value (`aa:bb:cc:dd:ee:ff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mac(pub EthernetAddress);
+
+/// A `LO-HI` port range value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange(pub u16, pub u16);
+
+/// A real-server weight, 0..=65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weight(pub u32);
+
+impl Default for Weight {
+    fn default() -> Self {
+        Weight(1)
+    }
+}
+
+/// A connection threshold, 0..=`INT_MAX`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Threshold(pub u32);
+
+/// The name of a port defined in `ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRef(pub String);
+
+/// A persistence netmask: a dotted quad (IPv4) or a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetmaskConf {
+    /// `255.255.255.0`.
+    Dotted(Ipv4Addr),
+    /// `24` (IPv4 0..=32) or `64` (IPv6 1..=128).
+    Prefix(u8),
+}
+
+/// A FULLNAT local address: `ADDR` or `{addr: ADDR, ifname: PORT}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaddrConf {
+    /// The address.
+    pub addr: IpAddr,
+    /// The port that owns it.
+    pub ifname: Option<String>,
+}
+
+/// Implements `Deserialize` for a newtype parsed from a string scalar, so
+/// that errors carry the scalar's position.
+macro_rules! from_str_value {
+    ($ty:ty, $expecting:expr, $parse:expr) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
+                        let parse: fn(&str) -> Result<$ty, String> = $parse;
+                        parse(v).map_err(E::custom)
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+    };
+}
+
+fn parse_ip(v: &str) -> Result<IpAddr, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("invalid IP address {v:?}"))
+}
+
+from_str_value!(Ip, "an IP address", |v| parse_ip(v).map(Ip));
+
+from_str_value!(Cidr, "an ADDR/LEN prefix such as \"10.0.0.0/24\"", |v| {
+    let (addr, len) = v
+        .split_once('/')
+        .ok_or_else(|| format!("invalid prefix {v:?}: expected ADDR/LEN"))?;
+    let addr = parse_ip(addr)?;
+    let len: u8 = len
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid prefix length in {v:?}"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(format!(
+            "prefix length {len} too long for {addr} (max {max})"
+        ));
+    }
+    Ok(Cidr { addr, len })
+});
+
+from_str_value!(Mac, "a MAC address such as \"02:00:00:00:00:01\"", |v| {
+    v.trim()
+        .parse::<EthernetAddress>()
+        .map(Mac)
+        .map_err(|_| format!("invalid MAC address {v:?}: expected aa:bb:cc:dd:ee:ff"))
+});
+
+from_str_value!(PortRange, "a port range such as \"1025-65535\"", |v| {
+    let (lo, hi) = v
+        .split_once('-')
+        .ok_or_else(|| format!("invalid port range {v:?}: expected LO-HI"))?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("invalid port {p:?} in range {v:?}"))
+    };
+    let (lo, hi) = (port(lo)?, port(hi)?);
+    if lo == 0 || lo > hi {
+        return Err(format!("invalid port range {v:?}: need 1 <= LO <= HI"));
+    }
+    Ok(PortRange(lo, hi))
+});
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Weight;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a weight 0..={MAX_WEIGHT}")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Weight, E> {
+                if v > u64::from(MAX_WEIGHT) {
+                    return Err(E::custom(format!(
+                        "weight {v} out of range 0..={MAX_WEIGHT}"
+                    )));
+                }
+                Ok(Weight(v as u32))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Weight, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "weight {v} out of range 0..={MAX_WEIGHT}"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_u64(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Threshold;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a connection threshold 0..={MAX_THRESHOLD}")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Threshold, E> {
+                if v > u64::from(MAX_THRESHOLD) {
+                    return Err(E::custom(format!(
+                        "threshold {v} out of range 0..={MAX_THRESHOLD}"
+                    )));
+                }
+                Ok(Threshold(v as u32))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Threshold, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "threshold {v} out of range 0..={MAX_THRESHOLD}"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_u64(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for NetmaskConf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NetmaskConf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a dotted-quad netmask or a prefix length")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NetmaskConf, E> {
+                match u8::try_from(v) {
+                    Ok(p) if p <= 128 => Ok(NetmaskConf::Prefix(p)),
+                    _ => Err(E::custom(format!(
+                        "netmask prefix length {v} out of range 0..=128"
+                    ))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NetmaskConf, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "netmask prefix length {v} out of range 0..=128"
+                    ))),
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NetmaskConf, E> {
+                let t = v.trim().trim_start_matches('/');
+                if let Ok(p) = t.parse::<u64>() {
+                    return self.visit_u64(p);
+                }
+                t.parse::<Ipv4Addr>()
+                    .map(NetmaskConf::Dotted)
+                    .map_err(|_| E::custom(format!("invalid netmask {v:?}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for LaddrConf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            addr: Ip,
+            #[serde(default)]
+            ifname: Option<String>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LaddrConf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a local address, or {addr, ifname}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LaddrConf, E> {
+                Ok(LaddrConf {
+                    addr: parse_ip(v).map_err(E::custom)?,
+                    ifname: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LaddrConf, A::Error> {
+                let full = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(LaddrConf {
+                    addr: full.addr.0,
+                    ifname: full.ifname,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+thread_local! {
+    /// Port names a [`PortRef`] may name during the checking pass.
+    static KNOWN_PORTS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Sets [`KNOWN_PORTS`] for its lifetime.
+struct KnownPorts;
+
+impl KnownPorts {
+    fn set(names: Vec<String>) -> KnownPorts {
+        KNOWN_PORTS.with(|k| *k.borrow_mut() = Some(names));
+        KnownPorts
+    }
+}
+
+impl Drop for KnownPorts {
+    fn drop(&mut self) {
+        KNOWN_PORTS.with(|k| *k.borrow_mut() = None);
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PortRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the name of a port defined in `ports`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PortRef, E> {
+                let missing = KNOWN_PORTS.with(|k| {
+                    k.borrow()
+                        .as_ref()
+                        .and_then(|names| (!names.iter().any(|n| n == v)).then(|| names.join(", ")))
+                });
+                match missing {
+                    Some(defined) => Err(E::custom(format!(
+                        "port {v:?} is not defined in `ports` (defined: {})",
+                        if defined.is_empty() { "none" } else { &defined }
+                    ))),
+                    None => Ok(PortRef(v.to_string())),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// How workers wait when there is no traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleMode {
+    /// Spin (lowest latency, one core at 100 %).
+    #[default]
+    Busy,
+    /// Sleep after a run of empty polls.
+    Backoff,
+}
+
+/// `workers:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConf {
+    /// Number of workers.
+    #[serde(default)]
+    pub count: Option<u16>,
+    /// Core of each worker.
+    #[serde(default)]
+    pub cores: Vec<usize>,
+    /// Connections per worker.
+    #[serde(default)]
+    pub conn_capacity: Option<u32>,
+    /// Idle behaviour.
+    #[serde(default)]
+    pub idle: IdleMode,
+    /// Backoff: empty polls before sleeping.
+    #[serde(default)]
+    pub idle_after: Option<u32>,
+    /// Backoff: sleep length in microseconds.
+    #[serde(default)]
+    pub idle_sleep_us: Option<u64>,
+    /// TX flush deadline in microseconds.
+    #[serde(default)]
+    pub tx_flush_us: Option<u64>,
+}
+
+/// `ports[].driver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverKind {
+    /// In-memory (benchmarks).
+    Mem,
+    /// Capture files.
+    Pcap,
+    /// A kernel TAP interface.
+    Tap,
+    /// A Linux interface through AF_PACKET.
+    AfPacket,
+    /// A DPDK port.
+    Dpdk,
+}
+
+impl DriverKind {
+    /// The name used in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Mem => "mem",
+            DriverKind::Pcap => "pcap",
+            DriverKind::Tap => "tap",
+            DriverKind::AfPacket => "af_packet",
+            DriverKind::Dpdk => "dpdk",
+        }
+    }
+}
+
+/// `ports[].af_packet.tx_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxModeConf {
+    /// One `sendmmsg(2)` per burst.
+    Sendmmsg,
+    /// A TPACKET_V3 TX ring.
+    Ring,
+}
+
+/// `ports[].af_packet`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfPacketConf {
+    /// Bytes per ring block.
+    #[serde(default)]
+    pub block_size: Option<u32>,
+    /// Blocks per ring.
+    #[serde(default)]
+    pub block_count: Option<u32>,
+    /// Bytes per frame slot.
+    #[serde(default)]
+    pub frame_size: Option<u32>,
+    /// RX block retire timeout.
+    #[serde(default)]
+    pub block_timeout_ms: Option<u32>,
+    /// `PACKET_QDISC_BYPASS`.
+    #[serde(default)]
+    pub qdisc_bypass: Option<bool>,
+    /// Transmit method.
+    #[serde(default)]
+    pub tx_mode: Option<TxModeConf>,
+    /// Fanout group id.
+    #[serde(default)]
+    pub fanout_group_id: Option<u16>,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// `ports[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// Name (routes, neighbours and `-F` refer to it).
+    pub name: String,
+    /// Driver.
+    pub driver: DriverKind,
+    /// Interface (tap, af_packet); default: `name`.
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// DPDK device name or port id; default: `name`.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The director's MAC on this port.
+    #[serde(default)]
+    pub mac: Option<Mac>,
+    /// IP MTU.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// Own addresses.
+    #[serde(default)]
+    pub addrs: Vec<Cidr>,
+    /// pcap: capture to read; mem: frames to cycle.
+    #[serde(default)]
+    pub pcap_rx: Option<PathBuf>,
+    /// pcap: capture to write.
+    #[serde(default)]
+    pub pcap_tx: Option<PathBuf>,
+    /// Queue count; must equal the worker count.
+    #[serde(default)]
+    pub queues: Option<u16>,
+    /// AF_PACKET options.
+    #[serde(default)]
+    pub af_packet: Option<AfPacketConf>,
+}
+
+impl PortSpec {
+    /// The interface name (tap, af_packet).
+    pub fn ifname(&self) -> &str {
+        self.ifname.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The DPDK device (dpdk).
+    pub fn device(&self) -> &str {
+        self.device.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// `dpdk:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkConf {
+    /// EAL arguments (no program name).
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+}
+
+/// `routes[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Destination network.
+    pub prefix: Cidr,
+    /// Next hop (none: connected).
+    #[serde(default)]
+    pub via: Option<Ip>,
+    /// Egress port.
+    pub port: PortRef,
+}
+
+/// `neighbours[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighSpec {
+    /// Address.
+    pub addr: Ip,
+    /// Its MAC.
+    pub mac: Mac,
+    /// Port it is reached on.
+    pub port: PortRef,
+}
+
+/// `timeouts:` (0 = IPVS's default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConf {
+    /// TCP ESTABLISHED.
+    #[serde(default)]
+    pub tcp: u32,
+    /// TCP FIN_WAIT.
+    #[serde(default)]
+    pub tcpfin: u32,
+    /// UDP.
+    #[serde(default)]
+    pub udp: u32,
+}
+
+/// `settings:`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsConf {
+    /// `expire_nodest_conn` (default true).
+    #[serde(default)]
+    pub expire_nodest_conn: Option<bool>,
+    /// `expire_quiescent_template` (default false).
+    #[serde(default)]
+    pub expire_quiescent_template: Option<bool>,
+    /// FULLNAT local port range (default 1025-65535).
+    #[serde(default)]
+    pub lport_range: Option<PortRange>,
+}
+
+fn default_scheduler() -> String {
+    crate::sched::DEFAULT_SCHEDULER.to_string()
+}
+
+/// `services[].dests[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestConf {
+    /// Address.
+    pub addr: Ip,
+    /// Port (default: the service port).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Forwarding method (default route, as ipvsadm's `-g`).
+    #[serde(default = "default_fwd")]
+    pub fwd: Fwd,
+    /// Weight (default 1).
+    #[serde(default)]
+    pub weight: Weight,
+    /// Upper threshold.
+    #[serde(default)]
+    pub u_threshold: Threshold,
+    /// Lower threshold.
+    #[serde(default)]
+    pub l_threshold: Threshold,
+}
+
+fn default_fwd() -> Fwd {
+    Fwd::Route
+}
+
+/// `services[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConf {
+    /// Protocol.
+    pub proto: Proto,
+    /// Virtual address.
+    pub vip: Ip,
+    /// Virtual port.
+    pub port: u16,
+    /// Scheduler (default wlc).
+    #[serde(default = "default_scheduler")]
+    pub scheduler: String,
+    /// Scheduler flags.
+    #[serde(default)]
+    pub sched_flags: Vec<String>,
+    /// Persistence timeout in seconds.
+    #[serde(default)]
+    pub persistent: Option<u32>,
+    /// Persistence netmask.
+    #[serde(default)]
+    pub netmask: Option<NetmaskConf>,
+    /// One-packet scheduling.
+    #[serde(default)]
+    pub ops: bool,
+    /// FULLNAT local addresses.
+    #[serde(default)]
+    pub laddrs: Vec<LaddrConf>,
+    /// Real servers.
+    #[serde(default)]
+    pub dests: Vec<DestConf>,
+}
+
+impl ServiceConf {
+    /// The service's identity.
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey {
+            proto: self.proto,
+            addr: self.vip.0,
+            port: self.port,
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Control socket path.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// Workers.
+    #[serde(default)]
+    pub workers: WorkersConf,
+    /// Ports.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    /// DPDK EAL.
+    #[serde(default)]
+    pub dpdk: Option<DpdkConf>,
+    /// Static routes.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Static neighbours.
+    #[serde(default)]
+    pub neighbours: Vec<NeighSpec>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsConf>,
+    /// Settings.
+    #[serde(default)]
+    pub settings: SettingsConf,
+    /// Services.
+    #[serde(default)]
+    pub services: Vec<ServiceConf>,
+}
+
+/// A locally administered MAC derived from a port name (FNV-1a), for ports
+/// without a configured one whose driver has no MAC of its own.
+pub fn derived_mac(name: &str) -> EthernetAddress {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    EthernetAddress([0x02, b[3], b[4], b[5], b[6], b[7]])
+}
+
+impl Config {
+    /// Parses and validates a configuration text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        // Pass 1: the port names. Pass 2: everything, with port references
+        // checked against them (so a bad reference names its line).
+        let first: Config = serde_yaml_ng::from_str(text)?;
+        let names = first.ports.iter().map(|p| p.name.clone()).collect();
+        let config: Config = {
+            let _known = KnownPorts::set(names);
+            serde_yaml_ng::from_str(text)?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Overrides `workers.count` (lbd `--workers`) and re-validates.
+    pub fn set_workers(&mut self, count: u16) -> Result<(), ConfigError> {
+        self.workers.count = Some(count);
+        self.validate()
+    }
+
+    /// Number of workers lbd runs: 0 without ports, else `workers.count`,
+    /// else the number of `cores`, else 1.
+    pub fn worker_count(&self) -> u16 {
+        if self.ports.is_empty() {
+            return 0;
+        }
+        self.workers
+            .count
+            .or_else(|| {
+                (!self.workers.cores.is_empty())
+                    .then(|| u16::try_from(self.workers.cores.len()).unwrap_or(u16::MAX))
+            })
+            .unwrap_or(1)
+    }
+
+    /// The core of each worker (`None`: not pinned).
+    pub fn cores(&self) -> Vec<Option<usize>> {
+        (0..usize::from(self.worker_count()))
+            .map(|i| self.workers.cores.get(i).copied())
+            .collect()
+    }
+
+    /// Worker settings (index and count are filled in by the runtime).
+    pub fn worker_config(&self) -> WorkerConfig {
+        let base = WorkerConfig::default();
+        let w = &self.workers;
+        WorkerConfig {
+            workers: self.worker_count().max(1),
+            conn_capacity: w.conn_capacity.unwrap_or(base.conn_capacity),
+            tx_flush: w
+                .tx_flush_us
+                .map(Duration::from_micros)
+                .unwrap_or(base.tx_flush),
+            idle: match w.idle {
+                IdleMode::Busy => IdlePolicy::BusyPoll,
+                IdleMode::Backoff => IdlePolicy::Backoff {
+                    after: w.idle_after.unwrap_or(64),
+                    sleep: Duration::from_micros(w.idle_sleep_us.unwrap_or(50)),
+                },
+            },
+            ..base
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> Settings {
+        let d = Settings::default();
+        Settings {
+            expire_nodest_conn: self
+                .settings
+                .expire_nodest_conn
+                .unwrap_or(d.expire_nodest_conn),
+            expire_quiescent_template: self
+                .settings
+                .expire_quiescent_template
+                .unwrap_or(d.expire_quiescent_template),
+            lport_range: self
+                .settings
+                .lport_range
+                .map(|r| (r.0, r.1))
+                .unwrap_or(d.lport_range),
+        }
+    }
+
+    /// The MAC a port gets when its driver is not asked: the configured
+    /// one, else one derived from its name (tap: from its interface name,
+    /// as the TAP driver does).
+    pub fn default_mac(port: &PortSpec) -> EthernetAddress {
+        match (port.mac, port.driver) {
+            (Some(mac), _) => mac.0,
+            (None, DriverKind::Tap) => derived_mac(port.ifname()),
+            (None, _) => derived_mac(&port.name),
+        }
+    }
+
+    fn port_index(&self, name: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .and_then(|i| u16::try_from(i).ok())
+    }
+
+    /// The topology for `workers` workers, with each port's MAC taken from
+    /// `macs` (the opened devices', in port order) or, when `macs` is
+    /// shorter, [`Config::default_mac`].
+    pub fn topology(
+        &self,
+        workers: u16,
+        macs: &[EthernetAddress],
+    ) -> Result<Topology, ConfigError> {
+        let ports = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PortConf {
+                name: p.name.clone(),
+                mac: macs
+                    .get(i)
+                    .copied()
+                    .unwrap_or_else(|| Config::default_mac(p)),
+                mtu: p.mtu,
+                addrs: p.addrs.iter().map(|c| (c.addr, c.len)).collect(),
+            })
+            .collect();
+        let mut routes = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let port = self.port_index(&r.port.0).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "routes[{i}].port: port {:?} is not defined in `ports`",
+                    r.port.0
+                ))
+            })?;
+            routes.push(Route {
+                prefix: r.prefix.addr,
+                len: r.prefix.len,
+                port,
+                via: r.via.map(|v| v.0),
+            });
+        }
+        let mut neighbours = Vec::new();
+        for (i, n) in self.neighbours.iter().enumerate() {
+            let port = self.port_index(&n.port.0).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "neighbours[{i}].port: port {:?} is not defined in `ports`",
+                    n.port.0
+                ))
+            })?;
+            neighbours.push(NeighUpdate {
+                addr: n.addr.0,
+                mac: n.mac.0,
+                port,
+            });
+        }
+        Ok(Topology {
+            workers,
+            ports,
+            routes,
+            neighbours,
+        })
+    }
+
+    /// The requests that build the configured tables, each with the item
+    /// it comes from: `--set` for `timeouts`, then per service `-A`, its
+    /// local addresses (`-P`) and its real servers (`-a`).
+    pub fn requests(&self) -> Result<Vec<(String, Request)>, ConfigError> {
+        let mut out = Vec::new();
+        if let Some(t) = self.timeouts {
+            out.push((
+                "timeouts".to_string(),
+                Request::SetTimeouts {
+                    timeouts: Timeouts {
+                        tcp: t.tcp,
+                        tcpfin: t.tcpfin,
+                        udp: t.udp,
+                    },
+                },
+            ));
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            let key = s.key();
+            let what = format!("services[{i}] ({key})");
+            let netmask = match (s.netmask, key.addr) {
+                (None, addr) => Netmask::host_for(&addr),
+                (Some(NetmaskConf::Dotted(m)), IpAddr::V4(_)) => Netmask::V4(m),
+                (Some(NetmaskConf::Prefix(p)), IpAddr::V4(_)) if p <= 32 => {
+                    let bits = if p == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - u32::from(p))
+                    };
+                    Netmask::V4(Ipv4Addr::from(bits))
+                }
+                (Some(NetmaskConf::Prefix(p)), IpAddr::V6(_)) => Netmask::V6(p),
+                (Some(other), _) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what}.netmask: {other:?} does not fit a service address {}",
+                        key.addr
+                    )))
+                }
+            };
+            out.push((
+                what.clone(),
+                Request::AddService {
+                    service: ServiceSpec {
+                        key,
+                        scheduler: s.scheduler.clone(),
+                        sched_flags: s.sched_flags.clone(),
+                        persistent: s.persistent,
+                        netmask,
+                        ops: s.ops,
+                        pe: None,
+                    },
+                },
+            ));
+            for (j, l) in s.laddrs.iter().enumerate() {
+                out.push((
+                    format!("services[{i}].laddrs[{j}] ({})", l.addr),
+                    Request::AddLaddr {
+                        laddr: LaddrSpec {
+                            service: key,
+                            addr: l.addr,
+                            ifname: l.ifname.clone(),
+                        },
+                    },
+                ));
+            }
+            for (j, d) in s.dests.iter().enumerate() {
+                let port = d.port.unwrap_or(key.port);
+                out.push((
+                    format!(
+                        "services[{i}].dests[{j}] ({})",
+                        std::net::SocketAddr::new(d.addr.0, port)
+                    ),
+                    Request::AddDest {
+                        service: key,
+                        dest: DestSpec {
+                            addr: d.addr.0,
+                            port,
+                            fwd: d.fwd,
+                            weight: d.weight.0,
+                            u_threshold: d.u_threshold.0,
+                            l_threshold: d.l_threshold.0,
+                            tun_type: TunType::Ipip,
+                        },
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The start-up state: `topology` with the configured settings, then
+    /// every [`Config::requests`] applied in order. The generation is left
+    /// at 1 when anything was configured.
+    pub fn control_state(&self, topology: Topology) -> Result<ControlState, ConfigError> {
+        let mut state =
+            ControlState::new(topology, self.settings()).map_err(|source| ConfigError::Apply {
+                what: "ports/routes/neighbours".to_string(),
+                source,
+            })?;
+        let (labels, requests): (Vec<String>, Vec<Request>) = self.requests()?.into_iter().unzip();
+        if requests.is_empty() {
+            return Ok(state);
+        }
+        // One batch: all or nothing, and one generation for the whole file.
+        match state.apply(&Request::Batch { requests }) {
+            Ok(_) => Ok(state),
+            Err(ApplyError::InBatch { index, source, .. }) => Err(ConfigError::Apply {
+                what: labels
+                    .get(index.saturating_sub(1))
+                    .cloned()
+                    .unwrap_or_else(|| format!("request {index}")),
+                source: *source,
+            }),
+            Err(source) => Err(ConfigError::Apply {
+                what: "configuration".to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// `lbd --check-config`: everything lbd checks before opening devices.
+    pub fn check(&self) -> Result<ControlState, ConfigError> {
+        let topology = self.topology(self.worker_count(), &[])?;
+        self.control_state(topology)
+    }
+
+    /// Cross-field checks (the parser checked each value).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let workers = self.worker_count();
+        for (i, p) in self.ports.iter().enumerate() {
+            let what = format!("ports[{i}] ({})", p.name);
+            if p.name.is_empty() {
+                return bad(format!("ports[{i}].name: empty"));
+            }
+            if self.ports[..i].iter().any(|q| q.name == p.name) {
+                return bad(format!("{what}: the name {:?} is used twice", p.name));
+            }
+            if !(MTU_RANGE.0..=MTU_RANGE.1).contains(&p.mtu) {
+                return bad(format!(
+                    "{what}.mtu: {} out of range {}..={}",
+                    p.mtu, MTU_RANGE.0, MTU_RANGE.1
+                ));
+            }
+            if let Some(q) = p.queues {
+                if q != workers {
+                    return bad(format!(
+                        "{what}.queues: {q}, but there are {workers} workers (each worker owns one queue of every port)"
+                    ));
+                }
+            }
+            let allowed: &[&str] = match p.driver {
+                DriverKind::Mem => &["pcap_rx"],
+                DriverKind::Pcap => &["pcap_rx", "pcap_tx"],
+                DriverKind::Tap => &["ifname"],
+                DriverKind::AfPacket => &["ifname", "af_packet"],
+                DriverKind::Dpdk => &["device"],
+            };
+            for (field, set) in [
+                ("ifname", p.ifname.is_some()),
+                ("device", p.device.is_some()),
+                ("pcap_rx", p.pcap_rx.is_some()),
+                ("pcap_tx", p.pcap_tx.is_some()),
+                ("af_packet", p.af_packet.is_some()),
+            ] {
+                if set && !allowed.contains(&field) {
+                    return bad(format!(
+                        "{what}.{field}: not an option of the {} driver",
+                        p.driver.name()
+                    ));
+                }
+            }
+            if p.driver == DriverKind::Pcap && workers > 1 {
+                return bad(format!(
+                    "{what}: the pcap driver has one queue, so workers.count must be 1 (it is {workers})"
+                ));
+            }
+        }
+        let dpdk_ports = self
+            .ports
+            .iter()
+            .filter(|p| p.driver == DriverKind::Dpdk)
+            .count();
+        if dpdk_ports > 0 && dpdk_ports != self.ports.len() {
+            return bad(
+                "ports: dpdk ports cannot be mixed with other drivers (their buffers differ)"
+                    .to_string(),
+            );
+        }
+        if self.dpdk.is_some() && dpdk_ports == 0 {
+            return bad("dpdk: given, but no port uses the dpdk driver".to_string());
+        }
+        if !self.ports.is_empty() {
+            if self.workers.count == Some(0) {
+                return bad(
+                    "workers.count: must be at least 1 when ports are configured".to_string(),
+                );
+            }
+            if !self.workers.cores.is_empty() && self.workers.cores.len() < usize::from(workers) {
+                return bad(format!(
+                    "workers.cores: {} cores for {workers} workers",
+                    self.workers.cores.len()
+                ));
+            }
+        }
+        if let Some(c) = self.workers.conn_capacity {
+            if c == 0 || c > MAX_CAPACITY {
+                return bad(format!(
+                    "workers.conn_capacity: {c} out of range 1..={MAX_CAPACITY}"
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if self.port_index(&r.port.0).is_none() {
+                return bad(format!(
+                    "routes[{i}].port: port {:?} is not defined in `ports`",
+                    r.port.0
+                ));
+            }
+            if let Some(via) = r.via {
+                if via.0.is_ipv4() != r.prefix.addr.is_ipv4() {
+                    return bad(format!(
+                        "routes[{i}].via: {} is not of the family of {}/{}",
+                        via.0, r.prefix.addr, r.prefix.len
+                    ));
+                }
+            }
+        }
+        for (i, n) in self.neighbours.iter().enumerate() {
+            if self.port_index(&n.port.0).is_none() {
+                return bad(format!(
+                    "neighbours[{i}].port: port {:?} is not defined in `ports`",
+                    n.port.0
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+socket: /tmp/rvs-test.sock
+workers:
+  count: 1
+  cores: [0]
+  conn_capacity: 65536
+  idle: backoff
+  idle_sleep_us: 100
+  tx_flush_us: 50
+ports:
+  - name: ext
+    driver: pcap
+    mac: "02:00:00:00:00:01"
+    addrs: ["10.0.0.254/24", "2001:db8::fe/64"]
+    pcap_rx: in.pcap
+    pcap_tx: out.pcap
+  - name: int
+    driver: mem
+    mtu: 9000
+    addrs: ["192.168.10.254/24"]
+routes:
+  - {prefix: "0.0.0.0/0", via: 10.0.0.1, port: ext}
+neighbours:
+  - {addr: 10.0.0.1, mac: "02:00:00:00:00:fe", port: ext}
+timeouts: {tcp: 600, tcpfin: 0, udp: 60}
+settings:
+  expire_quiescent_template: true
+  lport_range: "5000-6000"
+services:
+  - proto: tcp
+    vip: 10.0.0.1
+    port: 80
+    scheduler: wrr
+    persistent: 300
+    netmask: 255.255.255.0
+    dests:
+      - {addr: 192.168.10.1, port: 8080, fwd: masq, weight: 3}
+      - {addr: 192.168.10.2, fwd: route}
+  - proto: udp
+    vip: 10.0.0.1
+    port: 53
+    scheduler: mh
+    sched_flags: [mh-port]
+    ops: true
+    laddrs:
+      - 192.168.10.100
+      - {addr: 192.168.10.101, ifname: int}
+    dests:
+      - {addr: 192.168.10.3, fwd: fullnat, u_threshold: 100, l_threshold: 10}
+"#;
+
+    #[test]
+    fn a_full_file_builds_the_state_lbctl_would_build() {
+        let config = Config::from_yaml(FULL).expect("valid");
+        assert_eq!(config.worker_count(), 1);
+        assert_eq!(config.cores(), vec![Some(0)]);
+        let wc = config.worker_config();
+        assert_eq!(wc.conn_capacity, 65536);
+        assert_eq!(wc.tx_flush, Duration::from_micros(50));
+        assert!(matches!(wc.idle, IdlePolicy::Backoff { .. }));
+        assert_eq!(config.settings().lport_range, (5000, 6000));
+        assert!(config.settings().expire_quiescent_template);
+        let state = config.check().expect("applies");
+        assert_eq!(state.generation(), 1);
+        assert_eq!(
+            state.timeouts(),
+            Timeouts {
+                tcp: 600,
+                tcpfin: 120,
+                udp: 60
+            }
+        );
+        let svcs = state.services();
+        assert_eq!(svcs.len(), 2);
+        assert_eq!(svcs[0].spec.scheduler, "wrr");
+        assert_eq!(
+            svcs[0].spec.netmask,
+            Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))
+        );
+        assert_eq!(svcs[0].dests[0].spec.port, 8080);
+        assert_eq!(svcs[0].dests[0].spec.weight, 3);
+        assert_eq!(
+            svcs[0].dests[1].spec.port, 80,
+            "route takes the service port"
+        );
+        assert_eq!(svcs[1].laddrs.len(), 2);
+        assert_eq!(svcs[1].laddrs[1].ifname.as_deref(), Some("int"));
+        assert_eq!(svcs[1].dests[0].spec.fwd, Fwd::FullNat);
+        assert_eq!(svcs[1].dests[0].spec.u_threshold, 100);
+        let snap = state.snapshot().expect("snapshot");
+        assert_eq!(snap.ports.len(), 2);
+        assert_eq!(snap.ports[0].mac, EthernetAddress([2, 0, 0, 0, 0, 1]));
+        assert_eq!(snap.ports[1].mtu, 9000);
+        assert_eq!(snap.static_neigh.len(), 1);
+        // 3 connected routes + the default route.
+        assert_eq!(snap.routes.routes().len(), 4);
+    }
+
+    fn error_of(text: &str) -> String {
+        match Config::from_yaml(text).and_then(|c| c.check().map(|_| ())) {
+            Ok(()) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_name_the_field_and_line() {
+        let e = error_of("services:\n  - proto: tcp\n    vip: 10.0.0.1\n    port: 80\n    dests:\n      - {addr: 192.168.10.1, wieght: 3}\n");
+        assert!(e.contains("unknown field `wieght`"), "{e}");
+        assert!(e.contains("services[0].dests[0]"), "{e}");
+        assert!(e.contains("line 6"), "{e}");
+        let e = error_of("workerz: {count: 1}\n");
+        assert!(
+            e.contains("unknown field `workerz`") && e.contains("line 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_line() {
+        let e = error_of("services:\n  - proto: tcp\n    vip: 10.0.0.300\n    port: 80\n");
+        assert!(e.contains("services[0].vip"), "{e}");
+        assert!(e.contains("invalid IP address \"10.0.0.300\""), "{e}");
+        assert!(e.contains("line 3 column 10"), "{e}");
+        let e = error_of("ports:\n  - name: eth0\n    driver: tap\n    mac: \"02:00:00:00:00\"\n");
+        assert!(
+            e.contains("ports[0].mac") && e.contains("invalid MAC address"),
+            "{e}"
+        );
+        assert!(e.contains("line 4"), "{e}");
+        let e = error_of(
+            "services:\n  - proto: tcp\n    vip: 10.0.0.1\n    port: 80\n    dests:\n      - addr: 192.168.10.1\n        weight: 70000\n",
+        );
+        assert!(e.contains("services[0].dests[0].weight"), "{e}");
+        assert!(e.contains("weight 70000 out of range 0..=65535"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
+        let e = error_of("ports:\n  - name: eth0\n    driver: vhost\n");
+        assert!(
+            e.contains("ports[0].driver") && e.contains("unknown variant `vhost`"),
+            "{e}"
+        );
+        assert!(e.contains("line 3"), "{e}");
+        let e = error_of("settings:\n  lport_range: \"6000-5000\"\n");
+        assert!(
+            e.contains("settings.lport_range") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = error_of("ports:\n  - name: eth0\n    driver: tap\n    addrs: [\"10.0.0.1/33\"]\n");
+        assert!(
+            e.contains("prefix length 33") && e.contains("line 4"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_route_to_an_undefined_port_names_it_and_its_line() {
+        let e = error_of(
+            "ports:\n  - {name: eth0, driver: tap}\nroutes:\n  - prefix: 0.0.0.0/0\n    via: 10.0.0.1\n    port: eth9\n",
+        );
+        assert!(e.contains("routes[0].port"), "{e}");
+        assert!(e.contains("port \"eth9\" is not defined"), "{e}");
+        assert!(e.contains("line 6"), "{e}");
+        let e =
+            error_of("neighbours:\n  - {addr: 10.0.0.1, mac: \"02:00:00:00:00:01\", port: eth0}\n");
+        assert!(
+            e.contains("neighbours[0].port") && e.contains("defined: none"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn services_follow_lbctls_rules() {
+        let e = error_of(
+            "services:\n  - {proto: tcp, vip: 10.0.0.1, port: 80}\n  - {proto: tcp, vip: 10.0.0.1, port: 80}\n",
+        );
+        assert_eq!(e, "services[1] (TCP 10.0.0.1:80): Service already exists");
+        let e = error_of("services:\n  - {proto: tcp, vip: 10.0.0.1, port: 0}\n");
+        assert!(
+            e.contains("Zero port specified for non-persistent service"),
+            "{e}"
+        );
+        let e = error_of(
+            "services:\n  - proto: tcp\n    vip: 10.0.0.1\n    port: 80\n    scheduler: best\n",
+        );
+        assert!(
+            e.contains("Scheduler or persistence engine not found"),
+            "{e}"
+        );
+        let e = error_of(
+            "services:\n  - proto: tcp\n    vip: 10.0.0.1\n    port: 80\n    dests:\n      - {addr: 192.168.10.1}\n      - {addr: 192.168.10.1}\n",
+        );
+        assert_eq!(
+            e,
+            "services[0].dests[1] (192.168.10.1:80): Destination already exists"
+        );
+    }
+
+    #[test]
+    fn cross_field_rules_name_the_item() {
+        let e = error_of("workers: {count: 2}\nports:\n  - {name: cap, driver: pcap}\n");
+        assert!(
+            e.contains("ports[0] (cap)") && e.contains("one queue"),
+            "{e}"
+        );
+        let e = error_of("ports:\n  - {name: t, driver: tap, device: x}\n");
+        assert!(e.contains("ports[0] (t).device"), "{e}");
+        let e = error_of("ports:\n  - {name: a, driver: tap}\n  - {name: a, driver: tap}\n");
+        assert!(e.contains("used twice"), "{e}");
+        let e = error_of("ports:\n  - {name: a, driver: dpdk}\n  - {name: b, driver: tap}\n");
+        assert!(e.contains("cannot be mixed"), "{e}");
+        let e = error_of("workers: {count: 0}\nports:\n  - {name: a, driver: tap}\n");
+        assert!(e.contains("at least 1"), "{e}");
+        let e = error_of(
+            "services:\n  - proto: tcp\n    vip: 10.0.0.1\n    port: 80\n    persistent: 60\n    netmask: 255.255.0.0\n  - proto: tcp\n    vip: \"2001:db8::1\"\n    port: 80\n    persistent: 60\n    netmask: 255.255.0.0\n",
+        );
+        assert!(e.contains("services[1]") && e.contains("netmask"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_file_is_a_control_plane_only_daemon() {
+        let config = Config::from_yaml("{}").expect("empty");
+        assert_eq!(config.worker_count(), 0);
+        let state = config.check().expect("state");
+        assert_eq!(state.generation(), 0);
+        assert!(state.services().is_empty());
+        let mut config = Config::from_yaml("ports:\n  - {name: t, driver: tap}\n").expect("tap");
+        assert_eq!(config.worker_count(), 1);
+        config.set_workers(3).expect("override");
+        assert_eq!(config.worker_count(), 3);
+    }
+
+    #[test]
+    fn netmask_accepts_dotted_quads_and_prefix_lengths() {
+        let c = Config::from_yaml(
+            "services:\n  - {proto: tcp, vip: 10.0.0.1, port: 0, persistent: 60, netmask: 24}\n  - {proto: udp, vip: \"2001:db8::1\", port: 53, persistent: 60, netmask: 64}\n",
+        )
+        .expect("valid");
+        let s = c.check().expect("state");
+        assert_eq!(
+            s.services()[0].spec.netmask,
+            Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))
+        );
+        assert_eq!(s.services()[1].spec.netmask, Netmask::V6(64));
+    }
+}
