@@ -883,7 +883,7 @@ fn encode<T: Serialize>(envelope: &T) -> Result<Vec<u8>, ProtocolError> {
 
 /// Decodes `{"version":N,"<body_key>":{...}}`: the envelope shape and version
 /// are checked before the body, so version skew is reported as such.
-fn decode_enveloped<T: DeserializeOwned>(
+fn decode_enveloped<T: DeserializeOwned + Serialize>(
     payload: &[u8],
     body_key: &str,
 ) -> Result<T, ProtocolError> {
@@ -923,7 +923,23 @@ fn decode_enveloped<T: DeserializeOwned>(
             "unknown envelope field `{extra}`"
         )));
     }
-    serde_json::from_value(body).map_err(|e| ProtocolError::Malformed(e.to_string()))
+    let keys: Vec<String> = match &body {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let decoded: T =
+        serde_json::from_value(body).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    // serde's `deny_unknown_fields` does not reach the unit variants of an
+    // internally tagged enum (`{"type":"clear","all":true}` would decode as
+    // `Clear`): compare the top-level keys with what the value encodes to.
+    if let Ok(serde_json::Value::Object(back)) = serde_json::to_value(&decoded) {
+        if let Some(extra) = keys.iter().find(|k| !back.contains_key(k.as_str())) {
+            return Err(ProtocolError::Malformed(format!(
+                "unknown field `{extra}` in {body_key}"
+            )));
+        }
+    }
+    Ok(decoded)
 }
 
 #[cfg(test)]
@@ -1199,5 +1215,28 @@ mod tests {
         );
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+#[cfg(test)]
+mod unknown_field_tests {
+    use super::*;
+
+    #[test]
+    fn unit_requests_with_unknown_fields_are_malformed() {
+        for body in [
+            r#"{"version":1,"request":{"type":"clear","all":true}}"#,
+            r#"{"version":1,"request":{"type":"list_conns","x":1}}"#,
+            r#"{"version":1,"request":{"type":"version","y":null}}"#,
+        ] {
+            assert!(
+                matches!(decode_request(body.as_bytes()), Err(ProtocolError::Malformed(_))),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            decode_request(br#"{"version":1,"request":{"type":"clear"}}"#).expect("valid"),
+            Request::Clear
+        );
     }
 }
