@@ -3,16 +3,17 @@
 //! All traffic goes to one server until it is quiesced, overloaded or
 //! removed. O(n), stateless.
 
-use super::{is_eligible, list_order, DestLoad, DestView};
+use super::{is_eligible, DestLoad, DestView};
 
 /// Fail-over pick.
+#[inline]
 pub(crate) fn pick(dests: &[DestView], load: &[DestLoad]) -> Option<usize> {
     let mut best: Option<usize> = None;
     let mut hw = 0u32;
-    for i in list_order(dests.len()) {
-        if is_eligible(&dests[i], &load[i]) && dests[i].weight > hw {
+    for (i, (d, l)) in dests.iter().zip(load).enumerate().rev() {
+        if is_eligible(d, l) && d.weight > hw {
             best = Some(i);
-            hw = dests[i].weight;
+            hw = d.weight;
         }
     }
     best

@@ -3,16 +3,17 @@
 //! eligibility. Ties go to the first in list order (the newest server).
 //! O(n), stateless.
 
-use super::{is_eligible, list_order, overhead, DestLoad, DestView};
+use super::{is_eligible, overhead, DestLoad, DestView};
 
 /// Least-connection pick.
+#[inline]
 pub(crate) fn pick(dests: &[DestView], load: &[DestLoad]) -> Option<usize> {
     let mut least: Option<(usize, u64)> = None;
-    for i in list_order(dests.len()) {
-        if !is_eligible(&dests[i], &load[i]) {
+    for (i, (d, l)) in dests.iter().zip(load).enumerate().rev() {
+        if !is_eligible(d, l) {
             continue;
         }
-        let doh = overhead(&load[i]);
+        let doh = overhead(l);
         if least.map_or(true, |(_, loh)| doh < loh) {
             least = Some((i, doh));
         }

@@ -3,29 +3,26 @@
 //! `(active + 1) / weight` minimum. O(n), stateless.
 
 use super::sed::sed_overhead;
-use super::{cross_gt, is_eligible, list_order, DestLoad, DestView};
+use super::{cross_gt, is_eligible, DestLoad, DestView};
 
 /// Never-queue pick.
+#[inline]
 pub(crate) fn pick(dests: &[DestView], load: &[DestLoad]) -> Option<usize> {
-    let mut least: Option<(usize, u64)> = None;
-    for i in list_order(dests.len()) {
-        if !is_eligible(&dests[i], &load[i]) {
+    let mut least: Option<(usize, u64, u32)> = None;
+    for (i, (d, l)) in dests.iter().zip(load).enumerate().rev() {
+        if !is_eligible(d, l) {
             continue;
         }
-        if load[i].active == 0 {
+        if l.active == 0 {
             return Some(i);
         }
-        let doh = sed_overhead(&load[i]);
+        let doh = sed_overhead(l);
         match least {
-            None => least = Some((i, doh)),
-            Some((l, loh)) => {
-                if cross_gt(loh, dests[i].weight, doh, dests[l].weight) {
-                    least = Some((i, doh));
-                }
-            }
+            Some((_, loh, lw)) if !cross_gt(loh, d.weight, doh, lw) => {}
+            _ => least = Some((i, doh, d.weight)),
         }
     }
-    least.map(|(i, _)| i)
+    least.map(|(i, _, _)| i)
 }
 
 #[cfg(test)]

@@ -5,14 +5,15 @@
 //! With per-core counters the limit applies per worker (see the module doc).
 //! O(n), stateless.
 
-use super::{is_eligible, list_order, DestLoad, DestView};
+use super::{is_eligible, DestLoad, DestView};
 
 /// Overflow pick.
+#[inline]
 pub(crate) fn pick(dests: &[DestView], load: &[DestLoad]) -> Option<usize> {
     let mut best: Option<(usize, u32)> = None;
-    for i in list_order(dests.len()) {
-        let w = dests[i].weight;
-        if !is_eligible(&dests[i], &load[i]) || load[i].active > w {
+    for (i, (d, l)) in dests.iter().zip(load).enumerate().rev() {
+        let w = d.weight;
+        if !is_eligible(d, l) || l.active > w {
             continue;
         }
         if best.map_or(true, |(_, hw)| w > hw) {

@@ -3,7 +3,7 @@
 //! Cross-multiplied compares; ties keep the first in list order (newest).
 //! O(n), stateless. nq falls back to [`pick`]'s cost function.
 
-use super::{cross_gt, is_eligible, list_order, DestLoad, DestView};
+use super::{cross_gt, is_eligible, DestLoad, DestView};
 
 /// sed's cost numerator: `active + 1`.
 #[inline]
@@ -12,23 +12,20 @@ pub(crate) fn sed_overhead(load: &DestLoad) -> u64 {
 }
 
 /// Shortest-expected-delay pick.
+#[inline]
 pub(crate) fn pick(dests: &[DestView], load: &[DestLoad]) -> Option<usize> {
-    let mut least: Option<(usize, u64)> = None;
-    for i in list_order(dests.len()) {
-        if !is_eligible(&dests[i], &load[i]) {
+    let mut least: Option<(usize, u64, u32)> = None;
+    for (i, (d, l)) in dests.iter().zip(load).enumerate().rev() {
+        if !is_eligible(d, l) {
             continue;
         }
-        let doh = sed_overhead(&load[i]);
+        let doh = sed_overhead(l);
         match least {
-            None => least = Some((i, doh)),
-            Some((l, loh)) => {
-                if cross_gt(loh, dests[i].weight, doh, dests[l].weight) {
-                    least = Some((i, doh));
-                }
-            }
+            Some((_, loh, lw)) if !cross_gt(loh, d.weight, doh, lw) => {}
+            _ => least = Some((i, doh, d.weight)),
         }
     }
-    least.map(|(i, _)| i)
+    least.map(|(i, _, _)| i)
 }
 
 #[cfg(test)]

@@ -5,28 +5,24 @@
 //!
 //! lblc and lblcr reuse [`pick`] as their cluster-wide fallback.
 
-use super::{cross_gt, is_eligible, list_order, overhead, DestLoad, DestView};
+use super::{cross_gt, is_eligible, overhead, DestLoad, DestView};
 
 /// Weighted least-connection pick.
+#[inline]
 pub(crate) fn pick(dests: &[DestView], load: &[DestLoad]) -> Option<usize> {
-    let mut order = list_order(dests.len());
-    let (mut least, mut loh) = loop {
-        let i = order.next()?;
-        if is_eligible(&dests[i], &load[i]) {
-            break (i, overhead(&load[i]));
-        }
-    };
-    for i in order {
-        if !is_eligible(&dests[i], &load[i]) {
+    // (index, overhead, weight) of the least loaded so far.
+    let mut least: Option<(usize, u64, u32)> = None;
+    for (i, (d, l)) in dests.iter().zip(load).enumerate().rev() {
+        if !is_eligible(d, l) {
             continue;
         }
-        let doh = overhead(&load[i]);
-        if cross_gt(loh, dests[i].weight, doh, dests[least].weight) {
-            least = i;
-            loh = doh;
+        let doh = overhead(l);
+        match least {
+            Some((_, loh, lw)) if !cross_gt(loh, d.weight, doh, lw) => {}
+            _ => least = Some((i, doh, d.weight)),
         }
     }
-    Some(least)
+    least.map(|(i, _, _)| i)
 }
 
 #[cfg(test)]
