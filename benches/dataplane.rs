@@ -41,7 +41,7 @@ fn template(vip: &str, vport: u16, flags: TcpFlags) -> Vec<u8> {
 fn worker(gen: FlowGen, capacity: u32, topo: &Topo) -> Worker<MemQueue> {
     heapbuf::prewarm(8192);
     let cfg = WorkerConfig { conn_capacity: capacity, ..WorkerConfig::default() };
-    Worker::new(cfg, vec![MemQueue::flows(gen), MemQueue::scripted(vec![])], Links::new(1), topo.snapshot(1))
+    Worker::new(cfg, vec![MemQueue::flows(gen), MemQueue::generator(Vec::new())], Links::new(1), topo.snapshot(1))
 }
 
 fn bench_wire(c: &mut Criterion) {
@@ -140,8 +140,20 @@ fn established(vip: &str, flows: u32, topo: &Topo) -> Worker<MemQueue> {
     w
 }
 
+/// The standard topology, with enough FULLNAT local addresses for 10M
+/// concurrent flows (64,511 ports each).
+fn bench_topo() -> Topo {
+    let mut t = Topo::standard();
+    for s in t.services.iter_mut().filter(|s| s.vip == ip("10.0.0.4")) {
+        for i in 0..170u32 {
+            s.laddrs.push(ip(&format!("192.168.{}.{}", 20 + i / 200, 1 + i % 200)));
+        }
+    }
+    t
+}
+
 fn bench_forward(c: &mut Criterion) {
-    let topo = Topo::standard();
+    let topo = bench_topo();
     let mut g = c.benchmark_group("forward_established");
     g.throughput(Throughput::Elements(32));
     for flows in [1_000u32, 100_000, 1_000_000, 10_000_000] {
@@ -170,7 +182,7 @@ fn bench_new_conns(c: &mut Criterion) {
     // the measurement never fills it.
     let flows = 1u32 << 24;
     for (mode, vip) in [("nat", "10.0.0.1"), ("fullnat", "10.0.0.4")] {
-        let mut t = Topo::standard();
+        let mut t = bench_topo();
         t.settings.lport_range = (1, 65535);
         let _ = &topo;
         let gen = FlowGen::new(template(vip, 80, TcpFlags::SYN), flows);

@@ -8,9 +8,9 @@
 //! bounded pending queue; beyond it they are dropped and counted
 //! (`DropReason::NoNeighbour`). Requests for one address are rate limited.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
+use crate::dataplane::snapshot::FxHashMap;
 use crate::wire::EthernetAddress;
 
 /// How often a request for one unresolved address is repeated.
@@ -61,8 +61,8 @@ pub enum Resolve {
 /// One worker's neighbour table.
 #[derive(Debug)]
 pub struct NeighTable {
-    entries: HashMap<IpAddr, NeighEntry>,
-    requested: HashMap<IpAddr, u64>,
+    entries: FxHashMap<IpAddr, NeighEntry>,
+    requested: FxHashMap<IpAddr, u64>,
     capacity: usize,
 }
 
@@ -70,8 +70,8 @@ impl NeighTable {
     /// An empty table holding at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
         NeighTable {
-            entries: HashMap::with_capacity(capacity),
-            requested: HashMap::with_capacity(capacity),
+            entries: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            requested: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             capacity,
         }
     }

@@ -1,7 +1,7 @@
 //! sed — shortest expected delay (`ip_vs_sed.c`): the eligible server with
 //! the smallest `(active + 1) / weight`; inactive connections are ignored.
 //! Cross-multiplied compares; ties keep the first in list order (newest).
-//! O(n), stateless. nq falls back to [`pick`]'s cost function.
+//! O(n), stateless. nq falls back to sed's cost function.
 
 use super::{cross_gt, is_eligible, DestLoad, DestView};
 

@@ -3,7 +3,7 @@
 //! cross-multiplication (`loh * w_d > doh * w_least` picks `d`) so ties keep
 //! the first in list order (the newest server). O(n), stateless.
 //!
-//! lblc and lblcr reuse [`pick`] as their cluster-wide fallback.
+//! lblc and lblcr reuse this pick as their cluster-wide fallback.
 
 use super::{cross_gt, is_eligible, overhead, DestLoad, DestView};
 

@@ -69,7 +69,9 @@ impl FlowSpace {
         }
         let base = u32::from(base_ip);
         if base.checked_add(ips - 1).is_none() {
-            return Err(format!("{ips} source addresses from {base_ip} run past 255.255.255.255"));
+            return Err(format!(
+                "{ips} source addresses from {base_ip} run past 255.255.255.255"
+            ));
         }
         Ok(FlowSpace {
             base_ip: base,
@@ -268,6 +270,7 @@ impl FrameTemplate {
     }
 
     /// Whether the frame carries a signature.
+    #[cfg(test)]
     pub fn is_signed(&self) -> bool {
         self.sig_at.is_some()
     }
@@ -456,15 +459,19 @@ mod tests {
         let mut hit = false;
         for port in 1..=u16::MAX {
             let mut out = vec![0u8; t.len()];
-            t.write(&mut out, &Fields { src_ip: src, src_port: port, ..Fields::default() });
+            t.write(
+                &mut out,
+                &Fields {
+                    src_ip: src,
+                    src_port: port,
+                    ..Fields::default()
+                },
+            );
             let udp = UdpPacket::new_checked(&out[L4_OFFSET..L4_OFFSET + 10]).expect("udp");
             assert_ne!(udp.checksum(), 0, "port {port}");
             if udp.checksum() == 0xffff {
                 hit = true;
-                assert!(udp.verify_checksum(
-                    &IpAddr::V4(Ipv4Addr::from(src)),
-                    &IpAddr::V4(vip())
-                ));
+                assert!(udp.verify_checksum(&IpAddr::V4(Ipv4Addr::from(src)), &IpAddr::V4(vip())));
             }
         }
         assert!(hit, "some port yields the all-ones checksum");

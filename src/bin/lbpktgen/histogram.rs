@@ -178,7 +178,19 @@ mod tests {
 
     #[test]
     fn bucket_bounds_cover_every_value_once() {
-        for v in [0u64, 1, 127, 128, 129, 255, 256, 257, 1 << 20, (1 << 20) + 12345, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            129,
+            255,
+            256,
+            257,
+            1 << 20,
+            (1 << 20) + 12345,
+            u64::MAX,
+        ] {
             let i = LatencyHistogram::index(v);
             assert!(LatencyHistogram::bucket_high(i) >= v, "{v}");
             if i > 0 {
@@ -197,14 +209,21 @@ mod tests {
         );
         for v in 0..5_000u64 {
             let x = v * 331 % 70_000;
-            if v % 3 == 0 { a.record(x) } else { b.record(x) }
+            if v % 3 == 0 {
+                a.record(x)
+            } else {
+                b.record(x)
+            }
             all.record(x);
         }
         a.merge(&b);
         for pct in [50.0, 90.0, 99.0] {
             assert_eq!(a.percentile(pct), all.percentile(pct));
         }
-        assert_eq!((a.samples(), a.min(), a.max()), (all.samples(), all.min(), all.max()));
+        assert_eq!(
+            (a.samples(), a.min(), a.max()),
+            (all.samples(), all.min(), all.max())
+        );
     }
 
     #[test]

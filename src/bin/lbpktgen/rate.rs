@@ -43,6 +43,7 @@ impl RateLimiter {
     }
 
     /// Most packets handed out at once after a stall.
+    #[cfg(test)]
     pub fn max_credit(&self) -> u64 {
         self.max_credit
     }

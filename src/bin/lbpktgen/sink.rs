@@ -29,8 +29,10 @@ use crate::histogram::LatencyHistogram;
 use crate::signature;
 use crate::tcp_client::Segment;
 
-/// Sequence numbers remembered for duplicate detection (a power of two).
-pub const DUP_WINDOW: usize = 1 << 20;
+/// Bits of a sequence number that pick its duplicate-window slot.
+const DUP_WINDOW_BITS: u32 = 20;
+/// Sequence numbers remembered for duplicate detection.
+pub const DUP_WINDOW: usize = 1 << DUP_WINDOW_BITS;
 
 /// TCP header fields the client needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,11 +190,12 @@ pub fn write_arp_reply(out: &mut [u8], our_mac: [u8; 6], req: &ArpRepr) {
     reply.emit(&mut ArpPacket::new_unchecked(&mut out[14..ARP_FRAME_LEN]));
 }
 
-/// Remembers the last [`DUP_WINDOW`] sequence numbers seen.
+/// Remembers the last [`DUP_WINDOW`] sequence numbers seen: slot
+/// `seq mod DUP_WINDOW` holds the rest of the last number that mapped to
+/// it, plus one (0: none yet).
 #[derive(Debug, Clone)]
 pub struct DupWindow {
-    /// `seq + 1` of the last packet whose seq maps to each slot (0: none).
-    slots: Vec<u32>,
+    slots: Vec<u16>,
 }
 
 impl DupWindow {
@@ -207,7 +210,7 @@ impl DupWindow {
     #[inline]
     pub fn seen_before(&mut self, seq: u32) -> bool {
         let slot = &mut self.slots[seq as usize & (DUP_WINDOW - 1)];
-        let mark = seq.wrapping_add(1);
+        let mark = (seq >> DUP_WINDOW_BITS) as u16 + 1;
         if *slot == mark {
             return true;
         }
@@ -466,7 +469,10 @@ mod tests {
         assert_eq!(sink.handle(&f, 51_000, 10), Verdict::Done);
         assert_eq!(sink.handle(&f, 52_000, 10), Verdict::Done);
         let c = sink.counts().clone();
-        assert_eq!((c.packets, c.matched, c.duplicates, c.foreign), (2, 1, 1, 0));
+        assert_eq!(
+            (c.packets, c.matched, c.duplicates, c.foreign),
+            (2, 1, 1, 0)
+        );
         assert_eq!(c.bytes, 2 * f.len() as u64);
         let r = sink.into_report();
         assert_eq!(r.latency.samples(), 1);
@@ -520,7 +526,11 @@ mod tests {
                 .arp_request(PEER_MAC, v4("198.18.1.1"), v4(target))
                 .build()
         };
-        assert_eq!(sink.handle(&ask("198.18.0.12"), 0, 0), Verdict::Done, "3rd address: none");
+        assert_eq!(
+            sink.handle(&ask("198.18.0.12"), 0, 0),
+            Verdict::Done,
+            "3rd address: none"
+        );
         let Verdict::ArpRequest(req) = sink.handle(&ask("198.18.0.11"), 0, 0) else {
             panic!("an ARP request for a source address is handed back");
         };
@@ -564,9 +574,18 @@ mod tests {
                 rx_ns: 77,
             })
         );
-        assert_eq!(sink.handle(&synack("198.18.1.2", 80, 1025), 0, 0), Verdict::Done);
-        assert_eq!(sink.handle(&synack("198.18.1.1", 81, 1025), 0, 0), Verdict::Done);
-        assert_eq!(sink.handle(&synack("198.18.1.1", 80, 1099), 0, 0), Verdict::Done);
+        assert_eq!(
+            sink.handle(&synack("198.18.1.2", 80, 1025), 0, 0),
+            Verdict::Done
+        );
+        assert_eq!(
+            sink.handle(&synack("198.18.1.1", 81, 1025), 0, 0),
+            Verdict::Done
+        );
+        assert_eq!(
+            sink.handle(&synack("198.18.1.1", 80, 1099), 0, 0),
+            Verdict::Done
+        );
         let c = sink.counts();
         assert_eq!((c.segments, c.foreign), (1, 3));
     }
@@ -576,8 +595,12 @@ mod tests {
         let mut w = DupWindow::new();
         assert!(!w.seen_before(5));
         assert!(w.seen_before(5));
-        assert!(!w.seen_before(5 + DUP_WINDOW as u32), "same slot, new number");
+        assert!(
+            !w.seen_before(5 + DUP_WINDOW as u32),
+            "same slot, new number"
+        );
         assert!(!w.seen_before(5), "evicted");
         assert!(!w.seen_before(u32::MAX));
+        assert!(w.seen_before(u32::MAX));
     }
 }

@@ -224,8 +224,8 @@ impl TcpClients {
         let slot = self.free.pop()?;
         let c = self.cfg.concurrency;
         let conn = &mut self.conns[slot as usize];
-        let tuple =
-            ((u64::from(slot) + u64::from(conn.round) * u64::from(c)) % u64::from(self.tuple_space)) as u32;
+        let tuple = ((u64::from(slot) + u64::from(conn.round) * u64::from(c))
+            % u64::from(self.tuple_space)) as u32;
         let isn = initial_seq(tuple, conn.round);
         conn.round = conn.round.wrapping_add(1);
         conn.state = State::SynSent;
@@ -394,7 +394,12 @@ impl TcpClients {
     /// their deadline at `now_ns`: each is reset (`emit` gets its RST) and
     /// freed. Stops early, returning `false`, when `emit` refuses (no room
     /// to send); the slot is then looked at again next time.
-    pub fn sweep(&mut self, now_ns: u64, budget: usize, mut emit: impl FnMut(Emit) -> bool) -> bool {
+    pub fn sweep(
+        &mut self,
+        now_ns: u64,
+        budget: usize,
+        mut emit: impl FnMut(Emit) -> bool,
+    ) -> bool {
         let n = self.conns.len();
         for _ in 0..budget.min(n) {
             let slot = self.sweep_next;
@@ -462,17 +467,34 @@ mod tests {
 
     /// A segment from the VIP to flow `tuple`, built as bytes and read
     /// back through the sink, as the transmit thread would get it.
-    fn from_server(tuple: u32, flags: TcpFlags, seq: u32, ack: u32, payload: &[u8], rx_ns: u64) -> Segment {
+    fn from_server(
+        tuple: u32,
+        flags: TcpFlags,
+        seq: u32,
+        ack: u32,
+        payload: &[u8],
+        rx_ns: u64,
+    ) -> Segment {
         let (ip, port) = flows().tuple(tuple);
-        let frame = PacketBuilder::ethernet(EthernetAddress([2, 0, 0, 0, 0, 2]), EthernetAddress([2, 0, 0, 0, 0, 1]))
-            .ipv4(vip(), Ipv4Addr::from(ip))
-            .tcp(80, port)
-            .flags(flags)
-            .seq(seq)
-            .ack(ack)
-            .payload(payload)
-            .build();
-        let mut sink = Sink::new(SinkMode::Handshake { vip: vip(), vport: 80 }, flows(), true);
+        let frame = PacketBuilder::ethernet(
+            EthernetAddress([2, 0, 0, 0, 0, 2]),
+            EthernetAddress([2, 0, 0, 0, 0, 1]),
+        )
+        .ipv4(vip(), Ipv4Addr::from(ip))
+        .tcp(80, port)
+        .flags(flags)
+        .seq(seq)
+        .ack(ack)
+        .payload(payload)
+        .build();
+        let mut sink = Sink::new(
+            SinkMode::Handshake {
+                vip: vip(),
+                vport: 80,
+            },
+            flows(),
+            true,
+        );
         match sink.handle(&frame, rx_ns, 0) {
             Verdict::Segment(s) => s,
             other => panic!("not a segment: {other:?}"),
@@ -496,7 +518,9 @@ mod tests {
         let syn = c.open(MS).expect("a free slot");
         assert_eq!(syn.flags, SYN);
         assert_eq!((syn.tuple, syn.ack, syn.request), (0, 0, false));
-        let req = c.on_segment(&synack(&syn, 7000, 3 * MS), 3 * MS).expect("request");
+        let req = c
+            .on_segment(&synack(&syn, 7000, 3 * MS), 3 * MS)
+            .expect("request");
         assert_eq!(
             req,
             Emit {
@@ -510,12 +534,22 @@ mod tests {
         assert_eq!(c.stats().handshakes, 1);
         assert_eq!(c.handshake_latency().max(), Some(2 * MS));
 
-        let data = from_server(0, TcpFlags::ACK | TcpFlags::PSH, 7001, req.seq.wrapping_add(REQ), b"HTTP/1.0 200 OK\r\n\r\n", 4 * MS);
+        let data = from_server(
+            0,
+            TcpFlags::ACK | TcpFlags::PSH,
+            7001,
+            req.seq.wrapping_add(REQ),
+            b"HTTP/1.0 200 OK\r\n\r\n",
+            4 * MS,
+        );
         let rst = c.on_segment(&data, 4 * MS).expect("reset");
         assert_eq!(rst.flags, RST | ACK);
         assert_eq!((rst.seq, rst.ack), (req.seq.wrapping_add(REQ), 7001 + 19));
         let s = c.stats();
-        assert_eq!((s.requests, s.responses, s.completed, s.stray), (1, 1, 1, 0));
+        assert_eq!(
+            (s.requests, s.responses, s.completed, s.stray),
+            (1, 1, 1, 0)
+        );
         assert_eq!(c.open_connections(), 0);
         assert_eq!(c.response_latency().max(), Some(MS));
     }
@@ -524,7 +558,14 @@ mod tests {
     fn a_syn_ack_that_does_not_ack_our_syn_is_stray() {
         let mut c = clients(CloseMode::Rst, REQ);
         let syn = c.open(0).expect("slot");
-        let bad = from_server(syn.tuple, TcpFlags::SYN | TcpFlags::ACK, 1, syn.seq.wrapping_add(2), b"", 0);
+        let bad = from_server(
+            syn.tuple,
+            TcpFlags::SYN | TcpFlags::ACK,
+            1,
+            syn.seq.wrapping_add(2),
+            b"",
+            0,
+        );
         assert_eq!(c.on_segment(&bad, 0), None);
         // For a flow no connection uses right now.
         let other = from_server(5, TcpFlags::SYN | TcpFlags::ACK, 1, 1, b"", 0);
@@ -538,7 +579,14 @@ mod tests {
     fn rst_to_the_syn_counts_as_refused() {
         let mut c = clients(CloseMode::Rst, REQ);
         let syn = c.open(0).expect("slot");
-        let rst = from_server(syn.tuple, TcpFlags::RST | TcpFlags::ACK, 0, syn.seq.wrapping_add(1), b"", 0);
+        let rst = from_server(
+            syn.tuple,
+            TcpFlags::RST | TcpFlags::ACK,
+            0,
+            syn.seq.wrapping_add(1),
+            b"",
+            0,
+        );
         assert_eq!(c.on_segment(&rst, 0), None);
         assert_eq!(c.stats().refused, 1);
         assert_eq!(c.open_connections(), 0);
@@ -549,14 +597,35 @@ mod tests {
         let mut c = clients(CloseMode::Fin, REQ);
         let syn = c.open(0).expect("slot");
         let req = c.on_segment(&synack(&syn, 100, 0), 0).expect("request");
-        let data = from_server(syn.tuple, TcpFlags::ACK, 101, req.seq.wrapping_add(REQ), b"hello", 0);
+        let data = from_server(
+            syn.tuple,
+            TcpFlags::ACK,
+            101,
+            req.seq.wrapping_add(REQ),
+            b"hello",
+            0,
+        );
         let fin = c.on_segment(&data, 0).expect("our FIN");
         assert_eq!(fin.flags, FIN | ACK);
         assert_eq!((fin.seq, fin.ack), (req.seq.wrapping_add(REQ), 106));
         assert_eq!(c.open_connections(), 1, "waiting for the server's FIN");
-        let ack_of_fin = from_server(syn.tuple, TcpFlags::ACK, 106, fin.seq.wrapping_add(1), b"", 0);
+        let ack_of_fin = from_server(
+            syn.tuple,
+            TcpFlags::ACK,
+            106,
+            fin.seq.wrapping_add(1),
+            b"",
+            0,
+        );
         assert_eq!(c.on_segment(&ack_of_fin, 0), None);
-        let server_fin = from_server(syn.tuple, TcpFlags::FIN | TcpFlags::ACK, 106, fin.seq.wrapping_add(1), b"", 0);
+        let server_fin = from_server(
+            syn.tuple,
+            TcpFlags::FIN | TcpFlags::ACK,
+            106,
+            fin.seq.wrapping_add(1),
+            b"",
+            0,
+        );
         let last = c.on_segment(&server_fin, 0).expect("final ACK");
         assert_eq!(last.flags, ACK);
         assert_eq!((last.seq, last.ack), (fin.seq.wrapping_add(1), 107));
@@ -569,7 +638,14 @@ mod tests {
         let mut c = clients(CloseMode::Fin, REQ);
         let syn = c.open(0).expect("slot");
         let req = c.on_segment(&synack(&syn, 100, 0), 0).expect("request");
-        let data_fin = from_server(syn.tuple, TcpFlags::FIN | TcpFlags::ACK | TcpFlags::PSH, 101, req.seq.wrapping_add(REQ), b"bye", 0);
+        let data_fin = from_server(
+            syn.tuple,
+            TcpFlags::FIN | TcpFlags::ACK | TcpFlags::PSH,
+            101,
+            req.seq.wrapping_add(REQ),
+            b"bye",
+            0,
+        );
         let fin = c.on_segment(&data_fin, 0).expect("our FIN");
         assert_eq!((fin.flags, fin.ack), (FIN | ACK, 105));
         assert_eq!(c.open_connections(), 0);
@@ -581,8 +657,18 @@ mod tests {
         let mut c = clients(CloseMode::Rst, 0);
         let syn = c.open(0).expect("slot");
         let rst = c.on_segment(&synack(&syn, 9, 0), 0).expect("reset");
-        assert_eq!((rst.flags, rst.seq, rst.ack), (RST | ACK, syn.seq.wrapping_add(1), 10));
-        assert_eq!((c.stats().handshakes, c.stats().completed, c.stats().requests), (1, 1, 0));
+        assert_eq!(
+            (rst.flags, rst.seq, rst.ack),
+            (RST | ACK, syn.seq.wrapping_add(1), 10)
+        );
+        assert_eq!(
+            (
+                c.stats().handshakes,
+                c.stats().completed,
+                c.stats().requests
+            ),
+            (1, 1, 0)
+        );
     }
 
     #[test]
@@ -592,7 +678,13 @@ mod tests {
         assert_eq!(tuples, vec![0, 1, 2, 3]);
         assert_eq!(c.open(0), None, "4 slots");
         // Finish slot 1's connection; its next one uses flow 1 + 4.
-        let syn1 = Emit { tuple: 1, flags: SYN, seq: initial_seq(1, 0), ack: 0, request: false };
+        let syn1 = Emit {
+            tuple: 1,
+            flags: SYN,
+            seq: initial_seq(1, 0),
+            ack: 0,
+            request: false,
+        };
         assert!(c.on_segment(&synack(&syn1, 5, 0), 0).is_some());
         assert_eq!(c.open(0).expect("slot 1 is free").tuple, 5);
         // The old flow's late segments are stray now.
@@ -611,7 +703,16 @@ mod tests {
             sent.push(e);
             true
         }));
-        assert_eq!(sent, vec![Emit { tuple: a.tuple, flags: RST, seq: a.seq.wrapping_add(1), ack: 0, request: false }]);
+        assert_eq!(
+            sent,
+            vec![Emit {
+                tuple: a.tuple,
+                flags: RST,
+                seq: a.seq.wrapping_add(1),
+                ack: 0,
+                request: false
+            }]
+        );
         assert_eq!(c.stats().timeouts, 1);
         assert_eq!(c.open_connections(), 1);
         // No room to send: the expired connection stays for the next sweep.
@@ -624,7 +725,13 @@ mod tests {
 
     #[test]
     fn more_concurrency_than_flows_is_refused() {
-        let cfg = ClientConfig { concurrency: 9, flows: 8, request_len: 1, close: CloseMode::Rst, timeout_ns: 1 };
+        let cfg = ClientConfig {
+            concurrency: 9,
+            flows: 8,
+            request_len: 1,
+            close: CloseMode::Rst,
+            timeout_ns: 1,
+        };
         assert!(TcpClients::new(cfg).is_err());
     }
 }

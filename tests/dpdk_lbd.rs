@@ -1,0 +1,414 @@
+//! The real `lbd` on DPDK (feature `dpdk`, `--no-huge --no-pci` virtual
+//! devices), against what the same configuration does without DPDK.
+//!
+//! * `dpdk_net_pcap_output_equals_pcap_replay`: one multi-flow client
+//!   capture (TCP NAT and FULLNAT flows, UDP NAT flows, ARP and ping for the
+//!   director's addresses, a packet for no service) goes (a) through
+//!   `lbd --replay` (rvs's own pcap driver, one worker) and (b) through
+//!   `lbd` running on two `net_pcap` devices (`rx_pcap` = the capture on
+//!   `ext`; `int` transmit-only). lbd (b) is stopped with SIGTERM once its
+//!   port counters show the capture consumed and everything sent; what each
+//!   port wrote must be the same frames, byte for byte, in the same order.
+//! * `dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end`: lbd with two
+//!   workers on two `net_tap` devices, inside its own network namespace;
+//!   the kernel sides of the TAPs are moved into a client namespace and a
+//!   switch namespace (a bridge to two nginx real servers). Services are
+//!   configured with the real `lbctl`. NAT: curl gets both servers' pages,
+//!   alternating (rr). FULLNAT: the servers see the local address as the
+//!   client, and a few hundred concurrent wrk connections complete with no
+//!   socket error.
+//!
+//! Rules: every process, namespace and interface is owned by a guard
+//! (`e2e_support`'s `Proc` and `Netns`; the TAPs vanish with lbd), so they
+//! are removed on success and on panic. Without root the end-to-end test
+//! prints why it is skipped; as root a set-up failure fails it. The tests
+//! take the harness's one-at-a-time lock (two cores). Test names contain
+//! "dpdk": CI runs `cargo test --features dpdk dpdk`.
+#![cfg(feature = "dpdk")]
+
+mod e2e_support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use e2e_support::{ip, rip, rs_name, run, serial, tally, Netns, Proc, LBCTL, LBD};
+use rvs::ctl::protocol::{PortStatsInfo, Response};
+use rvs::dataplane::driver::pcap::{read_capture, write_capture};
+use rvs::wire::builder::PacketBuilder;
+use rvs::wire::{EthernetAddress, TcpFlags};
+
+// ------------------------------------------------------------ common
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this test process and call (EAL file prefixes,
+/// namespaces).
+fn unique(tag: &str) -> String {
+    format!(
+        "{tag}{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// EAL arguments that work on these machines (see the driver's `eal.rs`):
+/// no hugepages, no PCI, no shared config, a file prefix of our own, one
+/// EAL lcore; plus the test's virtual devices.
+fn eal_args(prefix: &str, vdevs: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "-m",
+        "256",
+        "-l",
+        "0",
+        "--log-level=lib.eal:warning",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("--file-prefix={prefix}"));
+    args.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
+    args
+}
+
+/// A YAML flow sequence of strings (JSON is valid YAML).
+fn yaml_strings(items: &[String]) -> String {
+    serde_json::to_string(items).expect("strings serialise")
+}
+
+fn lbctl(socket: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(LBCTL)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lbctl")
+}
+
+/// Runs `lbctl ARGS` as an operator would (printed with its output); it
+/// must succeed.
+fn lbctl_ok(socket: &Path, args: &[&str]) -> String {
+    println!("# lbctl {}", args.join(" "));
+    let out = lbctl(socket, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{stdout}");
+    assert!(
+        out.status.success(),
+        "lbctl {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `lbctl --port-stats -o json`, or `None` while lbd does not answer.
+fn port_stats(socket: &Path) -> Option<Vec<PortStatsInfo>> {
+    let out = lbctl(socket, &["--port-stats", "-o", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    match serde_json::from_slice::<Response>(&out.stdout) {
+        Ok(Response::PortStats { ports }) => Some(ports),
+        other => panic!("lbctl --port-stats -o json: unexpected answer {other:?}"),
+    }
+}
+
+/// Waits until lbd (`proc`) answers on `socket`; panics with its log if it
+/// exits or does not answer in time.
+fn wait_ready(proc: &mut Proc, socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = proc.try_wait() {
+            panic!("lbd exited at start ({status}):\n{}", proc.log_text());
+        }
+        if socket.exists() && port_stats(socket).is_some() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lbd did not answer on {}:\n{}",
+            socket.display(),
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM; lbd must exit by itself, successfully, without panicking.
+fn stop_cleanly(mut proc: Proc) {
+    let status = proc.stop(Duration::from_secs(10));
+    let log = proc.log_text();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "lbd did not stop cleanly after SIGTERM ({status:?}):\n{log}"
+    );
+    assert!(!log.contains("panicked"), "lbd panicked:\n{log}");
+}
+
+// ------------------------------------------- golden replay equivalence
+
+const EXT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+const ROUTER_MAC: EthernetAddress = EthernetAddress([2, 0xaa, 0, 0, 0, 1]);
+
+/// Ports, static neighbours and services shared by both runs; the replay
+/// run ignores the drivers (every port becomes a pcap port) but keeps the
+/// configured MACs, so both runs rewrite to the same addresses.
+const GOLDEN_TABLES: &str = r#"
+routes:
+  - {prefix: "0.0.0.0/0", via: 10.0.0.1, port: ext}
+neighbours:
+  - {addr: 10.0.0.1, mac: "02:aa:00:00:00:01", port: ext}
+  - {addr: 192.168.10.1, mac: "02:b1:00:00:00:01", port: int}
+  - {addr: 192.168.10.2, mac: "02:b2:00:00:00:02", port: int}
+services:
+  - proto: tcp
+    vip: 10.0.0.10
+    port: 80
+    scheduler: rr
+    dests:
+      - {addr: 192.168.10.1, port: 8080, fwd: masq}
+      - {addr: 192.168.10.2, port: 8080, fwd: masq}
+  - proto: udp
+    vip: 10.0.0.10
+    port: 53
+    scheduler: rr
+    dests:
+      - {addr: 192.168.10.1, fwd: masq}
+      - {addr: 192.168.10.2, port: 5353, fwd: masq}
+  - proto: tcp
+    vip: 10.0.0.11
+    port: 443
+    scheduler: wrr
+    laddrs: [192.168.10.100, 192.168.10.101]
+    dests:
+      - {addr: 192.168.10.1, port: 8443, fwd: fullnat, weight: 2}
+      - {addr: 192.168.10.2, port: 8443, fwd: fullnat}
+"#;
+
+fn v4(s: &str) -> std::net::Ipv4Addr {
+    s.parse().expect("address")
+}
+
+/// The client capture: 24 TCP flows (12 NAT, 12 FULLNAT) of five segments
+/// each with payloads of many sizes, 8 UDP flows of two datagrams, ARP
+/// requests and pings for a VIP and the director, and a segment for a port
+/// with no service; flows interleaved.
+fn golden_client_capture() -> Vec<Vec<u8>> {
+    let clients = ["203.0.113.7", "198.51.100.9", "192.0.2.33"];
+    let from_router = || PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC);
+    let mut frames = vec![
+        PacketBuilder::ethernet(ROUTER_MAC, EthernetAddress::BROADCAST)
+            .arp_request(ROUTER_MAC, v4("10.0.0.1"), v4("10.0.0.10"))
+            .build(),
+        PacketBuilder::ethernet(ROUTER_MAC, EthernetAddress::BROADCAST)
+            .arp_request(ROUTER_MAC, v4("10.0.0.1"), v4("10.0.0.254"))
+            .build(),
+    ];
+    let stages = [
+        (TcpFlags::SYN, 0usize),
+        (TcpFlags::ACK, 0),
+        (TcpFlags::PSH | TcpFlags::ACK, 1),
+        (TcpFlags::ACK, 2),
+        (TcpFlags::FIN | TcpFlags::ACK, 0),
+    ];
+    for (stage, (flags, size_class)) in stages.iter().enumerate() {
+        for f in 0..24u16 {
+            let (vip, vport) = if f < 12 {
+                ("10.0.0.10", 80)
+            } else {
+                ("10.0.0.11", 443)
+            };
+            let len = match size_class {
+                0 => 0,
+                1 => 17 + 61 * usize::from(f),
+                _ => 1400 - 23 * usize::from(f),
+            };
+            frames.push(
+                from_router()
+                    .ipv4(v4(clients[usize::from(f) % 3]), v4(vip))
+                    .ttl(60)
+                    .tcp(40000 + f * 7, vport)
+                    .flags(*flags)
+                    .seq(1000 + stage as u32 * 100)
+                    .ack(if stage == 0 { 0 } else { 5000 })
+                    .payload_fill(len)
+                    .build(),
+            );
+        }
+        if stage < 2 {
+            for f in 0..8u16 {
+                frames.push(
+                    from_router()
+                        .ipv4(v4(clients[usize::from(f) % 3]), v4("10.0.0.10"))
+                        .udp(50000 + f, 53)
+                        .payload_fill(20 + usize::from(f) * 9)
+                        .build(),
+                );
+            }
+        }
+        if stage == 2 {
+            frames.push(
+                from_router()
+                    .ipv4(v4(clients[0]), v4("10.0.0.10"))
+                    .icmpv4_echo_request(77, 1)
+                    .payload(b"ping the vip")
+                    .build(),
+            );
+            frames.push(
+                from_router()
+                    .ipv4(v4(clients[1]), v4("10.0.0.254"))
+                    .icmpv4_echo_request(78, 2)
+                    .payload(b"ping the director")
+                    .build(),
+            );
+            frames.push(
+                from_router()
+                    .ipv4(v4(clients[2]), v4("10.0.0.10"))
+                    .tcp(41000, 8081)
+                    .flags(TcpFlags::SYN)
+                    .build(),
+            );
+        }
+    }
+    frames
+}
+
+fn golden_yaml(socket: &Path, eal: &[String]) -> String {
+    format!(
+        "socket: {}
+workers: {{count: 1, idle: backoff}}
+ports:
+  - {{name: ext, driver: dpdk, device: net_pcap0, mac: \"02:00:00:00:00:01\", addrs: [\"10.0.0.254/24\"]}}
+  - {{name: int, driver: dpdk, device: net_pcap1, mac: \"02:00:00:00:01:01\", addrs: [\"192.168.10.254/24\"]}}
+dpdk:
+  eal_args: {}
+{GOLDEN_TABLES}",
+        socket.display(),
+        yaml_strings(eal)
+    )
+}
+
+/// Per-port counters by name.
+fn stats_of<'a>(stats: &'a [PortStatsInfo], name: &str) -> &'a PortStatsInfo {
+    stats
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no port {name} in {stats:?}"))
+}
+
+#[test]
+fn dpdk_net_pcap_output_equals_pcap_replay() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.pcap");
+    let frames = golden_client_capture();
+    write_capture(&input, &frames).expect("write the client capture");
+    let socket = dir.path().join("lbd.sock");
+    let dpdk_ext = dir.path().join("dpdk-ext.pcap");
+    let dpdk_int = dir.path().join("dpdk-int.pcap");
+    let eal = eal_args(
+        &unique("rvs_lbd_pcap"),
+        &[
+            format!(
+                "net_pcap0,rx_pcap={},tx_pcap={}",
+                input.display(),
+                dpdk_ext.display()
+            ),
+            // Transmit only: net_pcap gives a port without an RX source a
+            // dummy receive queue.
+            format!("net_pcap1,tx_pcap={}", dpdk_int.display()),
+        ],
+    );
+    let conf = dir.path().join("lbd.yaml");
+    fs::write(&conf, golden_yaml(&socket, &eal)).expect("write lbd.yaml");
+
+    // (a) rvs's own pcap driver: lbd --replay.
+    let replay_dir = dir.path().join("replay");
+    let out = Command::new(LBD)
+        .arg("-c")
+        .arg(&conf)
+        .arg("--replay")
+        .arg(format!("ext={}", input.display()))
+        .arg("--capture-dir")
+        .arg(&replay_dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lbd --replay");
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("lbd --replay:\n{report}");
+    assert!(
+        out.status.success(),
+        "lbd --replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replay_ext = read_capture(&replay_dir.join("ext.pcap")).expect("replay ext.pcap");
+    let replay_int = read_capture(&replay_dir.join("int.pcap")).expect("replay int.pcap");
+    // 24 TCP flows × 5 + 8 UDP flows × 2 to the servers; 2 ARP replies and
+    // 2 ping replies to the clients; the segment for no service dropped.
+    assert_eq!(replay_int.len(), 24 * 5 + 8 * 2, "replay to the servers");
+    assert_eq!(replay_ext.len(), 4, "replay to the clients");
+
+    // (b) lbd on DPDK net_pcap devices, until its counters show the capture
+    // consumed and as much sent as the replay sent.
+    let mut cmd = Command::new(LBD);
+    cmd.arg("-c").arg(&conf);
+    let mut lbd = Proc::spawn("lbd (dpdk net_pcap)", cmd, &dir.path().join("lbd.log"));
+    wait_ready(&mut lbd, &socket);
+    let want = (
+        frames.len() as u64,
+        replay_ext.len() as u64,
+        replay_int.len() as u64,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = port_stats(&socket).expect("lbd answers --port-stats");
+        let (ext, int) = (stats_of(&stats, "ext"), stats_of(&stats, "int"));
+        let got = (ext.rx_packets, ext.tx_packets, int.tx_packets);
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lbd on net_pcap: (ext rx, ext tx, int tx) = {got:?}, want {want:?}\n{stats:?}\n{}",
+            lbd.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lbctl_ok(&socket, &["--port-stats"]);
+    lbctl_ok(&socket, &["-Ln", "--stats"]);
+    stop_cleanly(lbd);
+
+    let got_ext = read_capture(&dpdk_ext).expect("net_pcap0's tx_pcap");
+    let got_int = read_capture(&dpdk_int).expect("net_pcap1's tx_pcap");
+    assert_same_frames("ext", &got_ext, &replay_ext);
+    assert_same_frames("int", &got_int, &replay_int);
+}
+
+/// The frames are identical, in order; on failure names the first
+/// difference.
+fn assert_same_frames(port: &str, dpdk: &[Vec<u8>], replay: &[Vec<u8>]) {
+    for (i, (d, r)) in dpdk.iter().zip(replay).enumerate() {
+        assert!(
+            d == r,
+            "port {port}, frame {i}: DPDK run sent\n{}\nthe replay sent\n{}",
+            hex(d),
+            hex(r)
+        );
+    }
+    assert_eq!(
+        dpdk.len(),
+        replay.len(),
+        "port {port}: frame counts differ (DPDK run, replay)"
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
