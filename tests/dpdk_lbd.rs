@@ -34,8 +34,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e_support::{ip, rip, rs_name, run, serial, tally, Netns, Proc, LBCTL, LBD};
-use rvs::ctl::protocol::{PortStatsInfo, Response};
+use e2e_support::{ip, rip, root_or_skip, rs_name, serial, tally, Netns, Proc, WrkResult, LBCTL, LBD};
+use rvs::ctl::protocol::{ConnInfo, PortStatsInfo, Response};
+use rvs::dataplane::steer::client_owner;
 use rvs::dataplane::driver::pcap::{read_capture, write_capture};
 use rvs::wire::builder::PacketBuilder;
 use rvs::wire::{EthernetAddress, TcpFlags};
@@ -411,4 +412,349 @@ fn assert_same_frames(port: &str, dpdk: &[Vec<u8>], replay: &[Vec<u8>]) {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// ------------------------------------------- end to end on net_tap
+
+/// The client (its interface is `net_tap0`'s kernel side).
+const CIP: &str = "10.0.0.2";
+const DIP_EXT: &str = "10.0.0.254";
+const DIP_INT: &str = "192.168.10.254";
+const VIP_NAT: &str = "10.0.0.100";
+const VIP_FULLNAT: &str = "10.0.0.103";
+const LIP: &str = "192.168.10.100";
+const WORKERS: u16 = 2;
+/// Concurrent wrk connections through the FULLNAT service.
+const FULLNAT_CONNECTIONS: u32 = 300;
+
+/// lbd on two `net_tap` devices in namespace `dir`; the kernel side of
+/// `net_tap0` (`ext0`) is the client's interface in `cli`, that of
+/// `net_tap1` (`int0`) a port of bridge `br0` in `sw`, with the real
+/// servers `rs1`, `rs2` (nginx) behind it:
+///
+/// ```text
+///  cli: ext0 10.0.0.2 ══ net_tap0 [lbd in dir] net_tap1 ══ int0 ─ br0 (sw) ─┬─ rs1 eth0 192.168.10.1
+///                     10.0.0.254          192.168.10.254                   └─ rs2 eth0 192.168.10.2
+/// ```
+///
+/// Field order is drop order: nginx, lbd (the TAPs go with it), then the
+/// namespaces (whatever still runs in them is killed), then the files.
+struct TapTopology {
+    nginx: Vec<Proc>,
+    lbd: Option<Proc>,
+    cli: Netns,
+    dir: Netns,
+    sw: Netns,
+    rs: Vec<Netns>,
+    tmp: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+impl TapTopology {
+    fn build() -> TapTopology {
+        // `rvs-e2e-<pid>-…`: the harness removes such namespaces when the
+        // process that made them is gone (a test killed with SIGKILL).
+        let prefix = format!(
+            "rvs-e2e-{}-dpdk{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmp = tempfile::Builder::new()
+            .prefix("rvs-dpdk-e2e-")
+            .tempdir()
+            .expect("temporary directory");
+        let socket = tmp.path().join("lbd.sock");
+        let mut t = TapTopology {
+            nginx: Vec::new(),
+            lbd: None,
+            cli: Netns::new(format!("{prefix}-cli")),
+            dir: Netns::new(format!("{prefix}-dir")),
+            sw: Netns::new(format!("{prefix}-sw")),
+            rs: (1..=2).map(|i| Netns::new(format!("{prefix}-rs{i}"))).collect(),
+            tmp,
+            socket,
+        };
+        t.start_lbd();
+        t.wire();
+        for i in 0..t.rs.len() {
+            t.start_nginx(i);
+        }
+        t.wait_servers();
+        t
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn yaml(&self) -> String {
+        let eal = eal_args(
+            &unique("rvs_lbd_tap"),
+            &["net_tap0,iface=ext0".to_string(), "net_tap1,iface=int0".to_string()],
+        );
+        format!(
+            "socket: {}
+workers: {{count: {WORKERS}, cores: [0, 1], idle: backoff}}
+ports:
+  - {{name: ext, driver: dpdk, device: net_tap0, addrs: [\"{DIP_EXT}/24\"]}}
+  - {{name: int, driver: dpdk, device: net_tap1, addrs: [\"{DIP_INT}/24\"]}}
+dpdk:
+  eal_args: {}
+",
+            self.socket.display(),
+            yaml_strings(&eal)
+        )
+    }
+
+    /// lbd in `dir`; `net_tap` creates `ext0` and `int0` there.
+    fn start_lbd(&mut self) {
+        let yaml = self.yaml();
+        println!("lbd.yaml:\n{yaml}");
+        let conf = self.path("lbd.yaml");
+        fs::write(&conf, yaml).expect("write lbd.yaml");
+        let mut cmd = self.dir.cmd(LBD);
+        cmd.arg("-c").arg(&conf);
+        let mut lbd = Proc::spawn("lbd (dpdk net_tap)", cmd, &self.path("lbd.log"));
+        wait_ready(&mut lbd, &self.socket);
+        self.lbd = Some(lbd);
+    }
+
+    /// Moves the TAPs' kernel sides out of `dir` (lbd keeps its queue fds)
+    /// and builds the client and the server side.
+    fn wire(&self) {
+        let dir = &self.dir.name;
+        let listed = self.dir.sh("ip -o link show");
+        assert!(
+            listed.contains("ext0") && listed.contains("int0"),
+            "net_tap did not create ext0 and int0 in {dir}:\n{listed}"
+        );
+        ip(&["-n", dir, "link", "set", "ext0", "netns", &self.cli.name]);
+        ip(&["-n", dir, "link", "set", "int0", "netns", &self.sw.name]);
+        self.cli.sh(&format!("ip addr add {CIP}/24 dev ext0\nip link set ext0 up"));
+        self.sw.sh(
+            "ip link add br0 type bridge\nip link set br0 up
+             ip link set int0 master br0\nip link set int0 up",
+        );
+        for (i, rs) in self.rs.iter().enumerate() {
+            let port = format!("rs{}p", i + 1);
+            ip(&["-n", &self.sw.name, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &rs.name]);
+            self.sw.sh(&format!("ip link set {port} master br0\nip link set {port} up"));
+            rs.sh(&format!(
+                "ip addr add {}/24 dev eth0\nip link set eth0 up\nip route add default via {DIP_INT}",
+                rip(i)
+            ));
+        }
+    }
+
+    /// nginx on real server `i` (its own configuration, `daemon off;`),
+    /// answering `/` with its name and logging the peer's address.
+    fn start_nginx(&mut self, i: usize) {
+        let dir = self.path(&rs_name(i));
+        fs::create_dir_all(dir.join("www")).expect("www");
+        fs::create_dir_all(dir.join("tmp")).expect("tmp");
+        fs::write(dir.join("www/index.html"), format!("{}\n", rs_name(i))).expect("index");
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+worker_rlimit_nofile 4096;
+events {{ worker_connections 2048; }}
+http {{
+    log_format peer '$remote_addr $server_addr $request_uri $status';
+    access_log {d}/access.log peer;
+    client_body_temp_path {d}/tmp;
+    proxy_temp_path {d}/tmp;
+    fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp;
+    scgi_temp_path {d}/tmp;
+    keepalive_requests 100000;
+    server {{
+        listen 80 backlog=1024;
+        root {d}/www;
+    }}
+}}
+"
+        );
+        let conf_path = dir.join("nginx.conf");
+        fs::write(&conf_path, conf).expect("nginx.conf");
+        let mut cmd = self.rs[i].cmd("nginx");
+        cmd.arg("-e").arg(dir.join("error.log")).arg("-c").arg(&conf_path);
+        let log = self.path(&format!("{}-nginx.out", rs_name(i)));
+        self.nginx
+            .push(Proc::spawn(&format!("nginx {}", rs_name(i)), cmd, &log));
+    }
+
+    fn wait_servers(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for i in 0..self.rs.len() {
+            loop {
+                let out = self.rs[i].output("curl", &["-s", "--max-time", "1", &format!("http://{}/", rip(i))]);
+                if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == rs_name(i) {
+                    break;
+                }
+                for p in &mut self.nginx {
+                    if let Some(status) = p.try_wait() {
+                        panic!("{} exited ({status}):\n{}", p.what, p.log_text());
+                    }
+                }
+                assert!(Instant::now() < deadline, "nginx on {} does not answer", rs_name(i));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn lbctl(&self, args: &[&str]) -> String {
+        lbctl_ok(&self.socket, args)
+    }
+
+    /// One GET from the client on a new connection: (body, client port).
+    fn get(&self, url: &str) -> (String, u16) {
+        let out = self.cli.output(
+            "curl",
+            &["-s", "--max-time", "3", "-H", "Connection: close", "-w", "\n%{local_port}", url],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "GET {url} failed (curl {}): {text}\nlbd log:\n{}",
+            out.status,
+            self.lbd_log()
+        );
+        let (body, port) = text.trim().rsplit_once('\n').unwrap_or_else(|| panic!("curl printed {text:?}"));
+        (body.trim().to_string(), port.trim().parse().unwrap_or_else(|_| panic!("local port in {text:?}")))
+    }
+
+    fn lbd_log(&self) -> String {
+        self.lbd.as_ref().map(Proc::log_text).unwrap_or_default()
+    }
+
+    /// Real server `i`'s access-log lines caused by the client side (not
+    /// the readiness probes, which come from the server's own address).
+    fn client_log_lines(&self, i: usize) -> Vec<String> {
+        fs::read_to_string(self.path(&format!("{}/access.log", rs_name(i))))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{} ", rip(i))))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `lbctl -Lnc -o json`.
+    fn conns(&self) -> Vec<ConnInfo> {
+        let out = lbctl(&self.socket, &["-Lnc", "-o", "json"]);
+        assert!(out.status.success(), "lbctl -Lnc -o json failed");
+        match serde_json::from_slice::<Response>(&out.stdout) {
+            Ok(Response::Conns { conns, truncated }) => {
+                assert!(!truncated, "connection list truncated");
+                conns
+            }
+            other => panic!("lbctl -Lnc -o json: unexpected answer {other:?}"),
+        }
+    }
+
+    fn wrk(&self, conns: u32, secs: u32, url: &str) -> WrkResult {
+        let script = format!("ulimit -n 65536; exec wrk -t2 -c{conns} -d{secs}s --timeout 5s {url}");
+        let out = self.cli.output("sh", &["-c", &script]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        println!("$ wrk -t2 -c{conns} -d{secs}s --timeout 5s {url}\n{text}");
+        assert!(out.status.success(), "wrk failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        WrkResult::parse(&text)
+    }
+
+    fn stop_lbd_cleanly(&mut self) {
+        if let Some(lbd) = self.lbd.take() {
+            stop_cleanly(lbd);
+        }
+    }
+}
+
+/// Adds TCP service `vip:80` (rr) with both real servers on port 80.
+fn add_service(t: &TapTopology, vip: &str, fwd_flag: &str, laddr: Option<&str>) {
+    let svc = format!("{vip}:80");
+    t.lbctl(&["-A", "-t", &svc, "-s", "rr"]);
+    if let Some(lip) = laddr {
+        t.lbctl(&["-P", "-t", &svc, "-z", lip]);
+    }
+    for i in 0..2 {
+        t.lbctl(&["-a", "-t", &svc, "-r", &format!("{}:80", rip(i)), fwd_flag]);
+    }
+}
+
+#[test]
+fn dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end() {
+    let _serial = serial();
+    if !root_or_skip("dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end") {
+        return;
+    }
+    let mut t = TapTopology::build();
+    let cip: std::net::Ipv4Addr = CIP.parse().expect("CIP");
+
+    // ---- NAT, rr: each worker's scheduler alternates over both servers.
+    add_service(&t, VIP_NAT, "-m", None);
+    let url = format!("http://{VIP_NAT}/");
+    let answers: Vec<(String, u16)> = (0..20).map(|_| t.get(&url)).collect();
+    println!("NAT answers (server, client port): {answers:?}");
+    let names: Vec<String> = answers.iter().map(|(n, _)| n.clone()).collect();
+    let counts = tally(&names);
+    assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), ["rs1", "rs2"], "{counts:?}");
+    for w in 0..WORKERS {
+        let seen: Vec<&str> = answers
+            .iter()
+            .filter(|(_, port)| client_owner(&cip.octets(), *port, WORKERS) == w)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        println!("worker {w} (owner of the client port) answered: {seen:?}");
+        for pair in seen.windows(2) {
+            assert_ne!(pair[0], pair[1], "worker {w}'s rr does not alternate: {seen:?}");
+        }
+    }
+    for i in 0..2 {
+        let lines = t.client_log_lines(i);
+        assert!(!lines.is_empty(), "{} saw no request", rs_name(i));
+        for l in &lines {
+            assert!(l.starts_with(&format!("{CIP} {} ", rip(i))), "NAT keeps the client: {}: {l}", rs_name(i));
+        }
+    }
+    let nat_lines: Vec<usize> = (0..2).map(|i| t.client_log_lines(i).len()).collect();
+
+    // ---- FULLNAT: the servers see the local address; a few hundred
+    // concurrent connections complete without error.
+    add_service(&t, VIP_FULLNAT, "--fullnat", Some(LIP));
+    t.lbctl(&["-G"]);
+    let url = format!("http://{VIP_FULLNAT}/");
+    let names: Vec<String> = (0..10).map(|_| t.get(&url).0).collect();
+    println!("FULLNAT answers: {names:?}");
+    assert_eq!(tally(&names).len(), 2, "both servers answer: {names:?}");
+    let w = t.wrk(FULLNAT_CONNECTIONS, 3, &url);
+    assert_eq!(w.socket_errors, [0; 4], "wrk socket errors (connect, read, write, timeout)");
+    assert_eq!(w.non_2xx, 0, "{w:?}");
+    assert!(w.requests >= u64::from(FULLNAT_CONNECTIONS), "{w:?}");
+    for i in 0..2 {
+        let lines = t.client_log_lines(i);
+        assert!(lines.len() > nat_lines[i], "{} saw no FULLNAT request", rs_name(i));
+        for l in &lines[nat_lines[i]..] {
+            assert!(l.starts_with(&format!("{LIP} {} ", rip(i))), "FULLNAT source is the local address: {}: {l}", rs_name(i));
+        }
+    }
+    let fullnat: Vec<ConnInfo> = t
+        .conns()
+        .into_iter()
+        .filter(|c| c.vaddr.to_string() == format!("{VIP_FULLNAT}:80"))
+        .collect();
+    assert!(fullnat.len() >= FULLNAT_CONNECTIONS as usize, "{} FULLNAT entries", fullnat.len());
+    let mut per_worker = [0usize; WORKERS as usize];
+    for c in &fullnat {
+        let laddr = c.laddr.unwrap_or_else(|| panic!("FULLNAT entry without laddr: {c:?}"));
+        assert_eq!(laddr.ip().to_string(), LIP, "{c:?}");
+        per_worker[usize::from(laddr.port() % WORKERS)] += 1;
+    }
+    println!("FULLNAT connections per worker (local port partition): {per_worker:?}");
+    assert!(per_worker.iter().all(|&n| n > 0), "both workers own connections: {per_worker:?}");
+    t.lbctl(&["-Ln", "--stats"]);
+    t.lbctl(&["--port-stats"]);
+    t.stop_lbd_cleanly();
 }

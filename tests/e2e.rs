@@ -308,12 +308,9 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
     if std::env::var_os("DBG_CAP").is_some() {
         for (i, ns) in t.rs.iter().enumerate() {
             let mut cmd = ns.cmd("tcpdump");
-            cmd.args(["-i", "eth0", "-s", "80", "-w", &format!("/tmp/dbg-rs{}.pcap", i + 1), "tcp"]);
+            cmd.args(["-i", "eth0", "-B", "65536", "-s", "68", "-w", &format!("/tmp/dbg-rs{}.pcap", i + 1), "tcp"]);
             caps.push(Proc::spawn("tcpdump", cmd, &t.path(&format!("tcpdump{i}.log"))));
         }
-        let mut cmd = t.cli.cmd("tcpdump");
-        cmd.args(["-i", "ext0", "-s", "80", "-w", "/tmp/dbg-cli.pcap", "tcp"]);
-        caps.push(Proc::spawn("tcpdump", cmd, &t.path("tcpdumpc.log")));
         std::thread::sleep(Duration::from_secs(1));
     }
     let rs_rsts: Vec<i64> = t.rs.iter().map(stray_resets).collect();
@@ -327,7 +324,7 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
     // No stray packet reached a server (it would answer with a reset).
     for (i, ns) in t.rs.iter().enumerate() {
         let stray = stray_resets(ns) - rs_rsts[i];
-        println!("{}: {}", rs_name(i), ns.sh("nstat -azs TcpOutRsts 'TcpExtTCPAbortOn*'"));
+        println!("{}: {}", rs_name(i), ns.sh("nstat -azs TcpOutRsts 'TcpExtTCPAbortOn*' 'TcpExtListen*' 'TcpExtSyncookies*' TcpExtTCPReqQFullDrop TcpExtTCPReqQFullDoCookies TcpExtTCPTimeouts TcpRetransSegs TcpExtTCPLostRetransmit TcpExtTCPSynRetrans"));
         assert_eq!(stray, 0, "{} answered {stray} stray packets with a reset", rs_name(i));
     }
     println!(

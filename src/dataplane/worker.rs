@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 
 use crate::conntrack::{
-    addr_from_ip, addr_to_ip, secs_to_ticks, tcp_flags, ConnId, ConnTable, ConntrackError, Dir,
+    addr_from_ip, Addr, addr_to_ip, secs_to_ticks, tcp_flags, ConnId, ConnTable, ConntrackError, Dir,
     Fwd, LaddrPool, NewConn, Proto, Tick, Tuple, TICKS_PER_SEC,
 };
 use crate::dataplane::counters::{bump, CoreCounters, DropReason, MAX_DESTS};
@@ -223,6 +223,34 @@ pub struct Worker<Q: PortQueue> {
     tick: Tick,
     stopped: bool,
     idle_passes: u32,
+    nh_cache: Box<[NhEntry]>,
+    nh_epoch: u32,
+    nh_second: u64,
+}
+
+/// A next-hop cache entry: where packets to `addr` go. Valid while its
+/// epoch is the worker's (bumped when neighbours or the snapshot change,
+/// and every second so stale neighbours are re-checked).
+#[derive(Clone, Copy, Default)]
+struct NhEntry {
+    addr: Addr,
+    v6: bool,
+    port: u16,
+    mac: EthernetAddress,
+    src: EthernetAddress,
+    epoch: u32,
+}
+
+/// Slots of the next-hop cache (direct mapped).
+const NH_SLOTS: usize = 1024;
+
+#[inline]
+fn nh_slot(a: &Addr) -> usize {
+    let mut x = 0u32;
+    for w in a.chunks_exact(4) {
+        x ^= u32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
+    }
+    (x.wrapping_mul(0x9E37_79B1) >> 22) as usize & (NH_SLOTS - 1)
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -255,6 +283,9 @@ impl<Q: PortQueue> Worker<Q> {
             tick: 0,
             stopped: false,
             idle_passes: 0,
+            nh_cache: vec![NhEntry::default(); NH_SLOTS].into_boxed_slice(),
+            nh_epoch: 1,
+            nh_second: 0,
         };
         w.install(snap);
         w
@@ -321,6 +352,11 @@ impl<Q: PortQueue> Worker<Q> {
     pub fn poll_once(&mut self) -> usize {
         self.now_ns = self.start.elapsed().as_nanos() as u64;
         self.tick = (self.now_ns / (1_000_000_000 / TICKS_PER_SEC as u64)) as Tick;
+        let second = self.now_ns / 1_000_000_000;
+        if second != self.nh_second {
+            self.nh_second = second;
+            self.nh_epoch = self.nh_epoch.wrapping_add(1).max(1);
+        }
         self.take_mail();
         self.take_neighbours();
         let mut n = 0;
@@ -424,6 +460,7 @@ impl<Q: PortQueue> Worker<Q> {
         }
         self.svcs = svcs;
         self.neigh.set_static(&snap.static_neigh);
+        self.nh_epoch = self.nh_epoch.wrapping_add(1).max(1);
         if self.tx.len() < self.queues.len() {
             self.tx.resize_with(self.queues.len(), Burst::new);
             self.tx_since.resize(self.queues.len(), 0);
@@ -492,7 +529,9 @@ impl<Q: PortQueue> Worker<Q> {
     /// A neighbour became known: record it, tell the other workers (when
     /// `share`), send what waited for it.
     fn learned(&mut self, u: NeighUpdate, share: bool) {
-        self.neigh.learn(&u, self.now_ns);
+        if self.neigh.learn(&u, self.now_ns) {
+            self.nh_epoch = self.nh_epoch.wrapping_add(1).max(1);
+        }
         if share {
             for w in 0..self.links.workers {
                 if w != self.cfg.index {
@@ -849,56 +888,60 @@ impl<Q: PortQueue> Worker<Q> {
             return Outcome::Drop(DropReason::DestDeleted);
         }
         let ch = self.conns.on_packet(id, dir, flags, self.tick, &self.snap.timeouts);
-        self.account(dest_id, ch.became_active, ch.became_inactive);
-        let c = *self.conns.get(id);
+        if ch.became_active || ch.became_inactive {
+            self.account(dest_id, ch.became_active, ch.became_inactive);
+        }
         let len = b.len();
-        let svc_c = &self.counters.services[c.svc() as usize % self.counters.services.len()];
-        let dst_c = &self.counters.dests[dest_id as usize];
-        match dir {
-            Dir::Original => {
-                svc_c.inbound(len);
-                dst_c.inbound(len);
-            }
-            Dir::Reply => {
-                svc_c.outbound(len);
-                dst_c.outbound(len);
+        let c = self.conns.get(id);
+        if let (Some(svc_c), Some(dst_c)) = (
+            self.counters.services.get(c.svc() as usize),
+            self.counters.dests.get(dest_id as usize),
+        ) {
+            match dir {
+                Dir::Original => {
+                    svc_c.inbound(len);
+                    dst_c.inbound(len);
+                }
+                Dir::Reply => {
+                    svc_c.outbound(len);
+                    dst_c.outbound(len);
+                }
             }
         }
         let v6 = c.v6();
+        let fwd = c.fwd();
+        let rewrites = fwd == Fwd::Nat || fwd == Fwd::FullNat;
+        if rewrites && xmit::ttl_expires(b.data(), &lay) {
+            return self.time_exceeded(b, lay);
+        }
         let frame = b.data_mut();
-        let next: IpAddr = match (c.fwd(), dir) {
-            (Fwd::Nat, Dir::Original) | (Fwd::FullNat, Dir::Original) => {
-                if !xmit::dec_ttl(frame, &lay) {
-                    return self.time_exceeded(b, lay);
-                }
-                if c.fwd() == Fwd::Nat {
-                    nat::to_server(frame, &lay, &c);
-                } else {
-                    fullnat::to_server(frame, &lay, &c);
-                }
-                addr_to_ip(&c.rip(), v6)
+        let next: Addr = match (fwd, dir) {
+            (Fwd::Nat, Dir::Original) => {
+                nat::to_server(frame, &lay, c);
+                c.rip()
             }
-            (Fwd::Nat, Dir::Reply) | (Fwd::FullNat, Dir::Reply) => {
-                if !xmit::dec_ttl(frame, &lay) {
-                    return self.time_exceeded(b, lay);
-                }
-                if c.fwd() == Fwd::Nat {
-                    nat::to_client(frame, &lay, &c);
-                } else {
-                    fullnat::to_client(frame, &lay, &c);
-                }
-                addr_to_ip(&c.cip(), v6)
+            (Fwd::FullNat, Dir::Original) => {
+                fullnat::to_server(frame, &lay, c);
+                c.rip()
+            }
+            (Fwd::Nat, Dir::Reply) => {
+                nat::to_client(frame, &lay, c);
+                c.cip()
+            }
+            (Fwd::FullNat, Dir::Reply) => {
+                fullnat::to_client(frame, &lay, c);
+                c.cip()
             }
             (Fwd::Dr, _) => {
                 dr::to_server(frame, &lay);
-                addr_to_ip(&c.rip(), v6)
+                c.rip()
             }
             (Fwd::Tun, _) => {
                 let rip = addr_to_ip(&c.rip(), v6);
                 return self.tunnel(b, lay, rip);
             }
         };
-        self.send_ip(b, &next, lay.l3)
+        self.send_to(b, &next, v6)
     }
 
     fn tunnel(&mut self, mut b: Q::Buf, lay: Layout, rip: IpAddr) -> Outcome {
@@ -913,7 +956,7 @@ impl<Q: PortQueue> Worker<Q> {
         };
         let mtu = pc.mtu;
         match tun::encapsulate(&mut b, &lay, &dip, &rip, mtu) {
-            Ok(()) => self.send_ip(b, &rip, lay.l3),
+            Ok(()) => self.send_ip(b, &rip, None),
             Err(tun::TunError::TooBig { icmp_mtu }) => {
                 if let Some(m) = icmp_mtu {
                     self.icmp_error_back(&b, &lay, IcmpErr::TooBig(m));
@@ -929,8 +972,26 @@ impl<Q: PortQueue> Worker<Q> {
         Outcome::Drop(DropReason::TtlExpired)
     }
 
-    /// Route, resolve and enqueue an IP packet whose L3 header is at `l3`.
-    fn send_ip(&mut self, mut b: Q::Buf, dst: &IpAddr, _l3: u16) -> Outcome {
+    /// Send an IP packet to `dst` (next hop by route), through the
+    /// next-hop cache: one probe per packet when the destination's port and
+    /// MAC are known.
+    #[inline]
+    fn send_to(&mut self, mut b: Q::Buf, dst: &Addr, v6: bool) -> Outcome {
+        let slot = nh_slot(dst);
+        let e = &self.nh_cache[slot];
+        if e.epoch == self.nh_epoch && e.addr == *dst && e.v6 == v6 {
+            let (port, mac, src) = (e.port, e.mac, e.src);
+            xmit::set_l2(b.data_mut(), &mac, &src);
+            self.enqueue(port, b);
+            return Outcome::Done;
+        }
+        let ip = addr_to_ip(dst, v6);
+        self.send_ip(b, &ip, Some(slot))
+    }
+
+    /// Route, resolve and enqueue an IP packet for `dst`; fills next-hop
+    /// cache slot `cache` when the neighbour is known.
+    fn send_ip(&mut self, mut b: Q::Buf, dst: &IpAddr, cache: Option<usize>) -> Outcome {
         let Some(hop) = self.snap.routes.lookup(dst) else {
             return Outcome::Drop(DropReason::NoRoute);
         };
@@ -939,6 +1000,16 @@ impl<Q: PortQueue> Worker<Q> {
         };
         match self.neigh.resolve(&hop.addr, self.now_ns) {
             Resolve::Known(mac) => {
+                if let Some(slot) = cache {
+                    self.nh_cache[slot] = NhEntry {
+                        addr: addr_from_ip(dst),
+                        v6: dst.is_ipv6(),
+                        port: hop.port,
+                        mac,
+                        src: src_mac,
+                        epoch: self.nh_epoch,
+                    };
+                }
                 xmit::set_l2(b.data_mut(), &mac, &src_mac);
                 self.enqueue(hop.port, b);
                 Outcome::Done
@@ -1177,7 +1248,7 @@ impl<Q: PortQueue> Worker<Q> {
             return Outcome::Drop(DropReason::TtlExpired);
         }
         local::fill_icmp_checksum(frame, &lay);
-        self.send_ip(b, &next, lay.l3)
+        self.send_ip(b, &next, None)
     }
 
     /// Send an ICMP error about packet `orig` back to its source.
@@ -1209,7 +1280,7 @@ impl<Q: PortQueue> Worker<Q> {
             }
         };
         if local::emit_icmp_error(&mut nb, d, lay, &from, &src, kind) {
-            let _ = self.send_ip(nb, &src, lay.l3);
+            let _ = self.send_ip(nb, &src, None);
         }
     }
 }
@@ -1296,6 +1367,89 @@ fn quoted_tuple(frame: &[u8], lay: &Layout) -> Option<Tuple> {
 
 /// Parse and classify a frame (stage 1).
 fn classify(frame: &[u8], snap: &Snapshot, port: u16) -> Class {
+    if let Some(c) = classify_fast4(frame, snap, port) {
+        return c;
+    }
+    classify_full(frame, snap, port)
+}
+
+/// The common case in one pass: an untagged IPv4 frame for our MAC with a
+/// 20-byte header, not a fragment, a valid header checksum, carrying a
+/// complete TCP or UDP header. Anything else (or anything odd) returns
+/// `None` and takes the general parser, which gives the precise verdict.
+#[inline]
+fn classify_fast4(frame: &[u8], snap: &Snapshot, port: u16) -> Option<Class> {
+    let eth: &[u8; 34] = frame.get(..34)?.try_into().ok()?;
+    if eth[12] != 0x08 || eth[13] != 0x00 || eth[14] != 0x45 {
+        return None;
+    }
+    let mac = snap.port(port)?.mac.0;
+    if eth[..6] != mac {
+        return None;
+    }
+    let ip = &eth[14..34];
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
+    if frag & 0x3fff != 0 || total < 20 || 14 + total > frame.len() {
+        return None;
+    }
+    // Header checksum over ten 16-bit words.
+    let mut sum = 0u32;
+    for w in ip.chunks_exact(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    if sum != 0xffff {
+        return None;
+    }
+    let proto = ip[9];
+    let l4 = &frame[34..14 + total];
+    let flags = match proto {
+        ip_proto::TCP => {
+            let doff = (*l4.get(12)? >> 4) as usize * 4;
+            if doff < 20 || doff > l4.len() {
+                return None;
+            }
+            l4[13]
+        }
+        ip_proto::UDP => {
+            let ulen = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]) as usize;
+            if ulen < 8 || ulen > l4.len() {
+                return None;
+            }
+            0
+        }
+        _ => return None,
+    };
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src[..4].copy_from_slice(&ip[12..16]);
+    dst[..4].copy_from_slice(&ip[16..20]);
+    let tuple = Tuple::new(
+        proto,
+        false,
+        src,
+        u16::from_be_bytes([l4[0], l4[1]]),
+        dst,
+        u16::from_be_bytes([l4[2], l4[3]]),
+    );
+    Some(Class::L4 {
+        lay: Layout {
+            l3: 14,
+            l4: 34,
+            v6: false,
+            proto,
+        },
+        hash: tuple.hash(),
+        tuple,
+        flags,
+    })
+}
+
+/// The general parser: VLAN tags, IPv4 options, IPv6 extension headers,
+/// ARP, ICMP, and every malformed case with its drop reason.
+fn classify_full(frame: &[u8], snap: &Snapshot, port: u16) -> Class {
     let l2 = match wire::parse_l2(frame) {
         Ok(l2) => l2,
         Err(wire::Error::UnsupportedVlanStack) => return Class::Drop(DropReason::VlanStack),

@@ -219,9 +219,10 @@ impl Idle {
     }
 }
 
-/// Poll `q` once: every frame goes through `sink`, ARP requests for the
-/// source addresses are answered, segments go to `on_segment` (which gets
-/// the queue back to answer on). Returns the frames received.
+/// Poll `q` once: every frame goes through `sink` (stamped with the time
+/// the burst came back), ARP requests for the source addresses are
+/// answered, segments go to `on_segment` (which gets the queue back to
+/// answer on). Returns the frames received.
 #[allow(clippy::too_many_arguments)]
 fn poll_rx<Q: PortQueue>(
     q: &mut Q,
@@ -229,7 +230,7 @@ fn poll_rx<Q: PortQueue>(
     arp: &mut Burst<Q::Buf>,
     sink: &mut Sink,
     src_mac: [u8; 6],
-    now_ns: u64,
+    clock: &Clock,
     built: u64,
     arp_replies: &mut u64,
     mut on_segment: impl FnMut(&mut Q, Segment),
@@ -238,6 +239,7 @@ fn poll_rx<Q: PortQueue>(
     if n == 0 {
         return 0;
     }
+    let now_ns = clock.now_ns();
     for buf in rx.drain() {
         match sink.handle(buf.data(), now_ns, built) {
             Verdict::Done => {}
@@ -667,7 +669,7 @@ impl Generator for HandshakeGen {
                 break;
             };
             did = true;
-            self.on_segment(q, out, &seg, now_ns, nobuf);
+            self.on_segment(q, out, &seg, now_ns.max(seg.rx_ns), nobuf);
         }
         let HandshakeGen {
             templates,
@@ -737,10 +739,10 @@ fn run_tx<Q: PortQueue, G: Generator>(
             &mut arp,
             &mut sink,
             setup.src_mac,
-            now,
+            &clock,
             started,
             &mut arp_replies,
-            |q, seg| gen.on_segment(q, &mut out, &seg, now, &mut nobuf),
+            |q, seg| gen.on_segment(q, &mut out, &seg, seg.rx_ns, &mut nobuf),
         ) > 0;
         work |= gen.housekeeping(q, &mut out, now, &mut nobuf);
 
@@ -858,7 +860,7 @@ fn run_rx<Q: PortQueue>(
             &mut arp,
             &mut sink,
             setup.src_mac,
-            now,
+            &clock,
             built,
             &mut arp_replies,
             |_, seg| {

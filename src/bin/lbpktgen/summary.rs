@@ -276,8 +276,14 @@ impl Summary {
             );
             let _ = writeln!(
                 s,
-                "     refused {}  reset {}  closed early {}  timeouts {}  stray {}  open at end {}",
-                st.refused, st.reset, st.closed_early, st.timeouts, st.stray, c.open_at_end
+                "     refused {}  reset {}  closed early {}  timeouts {}  late {}  stray {}  open at end {}",
+                st.refused,
+                st.reset,
+                st.closed_early,
+                st.timeouts,
+                st.late,
+                st.stray,
+                c.open_at_end
             );
             if let Some(l) = &c.handshake_latency_ns {
                 let _ = writeln!(s, "handshake  {}", latency_line(l));

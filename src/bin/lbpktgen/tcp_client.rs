@@ -109,7 +109,10 @@ pub struct ClientStats {
     pub closed_early: u64,
     /// Connections given up waiting for a SYN-ACK or a response.
     pub timeouts: u64,
-    /// Segments for no open connection, or not fitting its state.
+    /// Segments for a connection already closed by the client (e.g. the
+    /// server's FIN after our RST).
+    pub late: u64,
+    /// Segments for no connection, or not fitting its state.
     pub stray: u64,
 }
 
@@ -245,6 +248,18 @@ impl TcpClients {
         })
     }
 
+    /// Whether `slot` has started a connection from endpoint `tuple`.
+    fn used_before(&self, slot: usize, tuple: u32) -> bool {
+        if tuple >= self.tuple_space {
+            return false;
+        }
+        let c = u64::from(self.cfg.concurrency);
+        let rounds = u64::from(self.conns[slot].round);
+        // Slot s's k-th connection uses endpoint s + k·C (mod T).
+        let k = (u64::from(tuple) - slot as u64) / c;
+        rounds > k || rounds >= u64::from(self.tuple_space) / c
+    }
+
     fn free_slot(&mut self, slot: usize) {
         self.conns[slot].state = State::Free;
         self.free.push(slot as u32);
@@ -280,8 +295,14 @@ impl TcpClients {
     pub fn on_segment(&mut self, seg: &Segment, now_ns: u64) -> Option<Emit> {
         let slot = (seg.tuple % self.cfg.concurrency) as usize;
         let conn = self.conns[slot];
-        if conn.state == State::Free || conn.tuple != seg.tuple {
+        if !self.used_before(slot, seg.tuple) {
+            // No connection ever used this endpoint.
             self.stats.stray += 1;
+            return None;
+        }
+        if conn.tuple != seg.tuple || conn.state == State::Free {
+            // An earlier connection of this slot, closed by us.
+            self.stats.late += 1;
             return None;
         }
         let has = |f: u8| seg.flags & f != 0;
@@ -687,10 +708,13 @@ mod tests {
         };
         assert!(c.on_segment(&synack(&syn1, 5, 0), 0).is_some());
         assert_eq!(c.open(0).expect("slot 1 is free").tuple, 5);
-        // The old flow's late segments are stray now.
+        // The old flow's segments are late now; a flow no slot has used
+        // yet is stray.
         let late = from_server(1, TcpFlags::ACK, 6, 0, b"x", 0);
         assert_eq!(c.on_segment(&late, 0), None);
-        assert_eq!(c.stats().stray, 1);
+        let never = from_server(6, TcpFlags::ACK, 6, 0, b"x", 0);
+        assert_eq!(c.on_segment(&never, 0), None);
+        assert_eq!((c.stats().late, c.stats().stray), (1, 1));
     }
 
     #[test]

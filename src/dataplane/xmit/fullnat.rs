@@ -5,19 +5,32 @@
 //! The local port comes from the worker's partition of the service's
 //! local-address pool (`conntrack::LaddrPool`).
 
-use super::{rewrite, Layout, Side};
+//! Both directions also decrement the TTL / hop limit (the caller checked
+//! it does not expire).
+
+use super::{dec_ttl, rewrite, rewrite4, Layout, Side};
 use crate::conntrack::Conn;
 
 /// Client → real server.
 #[inline]
 pub fn to_server(frame: &mut [u8], lay: &Layout, c: &Conn) {
-    rewrite(frame, lay, Side::Src, &c.lip(), c.lport());
-    rewrite(frame, lay, Side::Dst, &c.rip(), c.rport());
+    if lay.v6 {
+        dec_ttl(frame, lay);
+        rewrite(frame, lay, Side::Src, &c.lip(), c.lport());
+        rewrite(frame, lay, Side::Dst, &c.rip(), c.rport());
+    } else {
+        rewrite4(frame, lay, Some((&c.lip(), c.lport())), Some((&c.rip(), c.rport())));
+    }
 }
 
 /// Real server → client.
 #[inline]
 pub fn to_client(frame: &mut [u8], lay: &Layout, c: &Conn) {
-    rewrite(frame, lay, Side::Src, &c.vip(), c.vport());
-    rewrite(frame, lay, Side::Dst, &c.cip(), c.cport());
+    if lay.v6 {
+        dec_ttl(frame, lay);
+        rewrite(frame, lay, Side::Src, &c.vip(), c.vport());
+        rewrite(frame, lay, Side::Dst, &c.cip(), c.cport());
+    } else {
+        rewrite4(frame, lay, Some((&c.vip(), c.vport())), Some((&c.cip(), c.cport())));
+    }
 }

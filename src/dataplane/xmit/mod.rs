@@ -129,6 +129,86 @@ pub fn rewrite(frame: &mut [u8], lay: &Layout, side: Side, addr: &Addr, port: u1
     }
 }
 
+/// One's-complement delta of replacing the 32-bit `old` by `new`.
+#[inline(always)]
+fn delta32(old: u32, new: u32) -> u64 {
+    u64::from(!(old >> 16) & 0xffff)
+        + u64::from(!old & 0xffff)
+        + u64::from(new >> 16)
+        + u64::from(new & 0xffff)
+}
+
+/// Apply an accumulated delta to a checksum field value.
+#[inline(always)]
+fn apply(csum: u16, delta: u64) -> u16 {
+    let mut acc = u64::from(!csum) + delta;
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    !(acc as u16)
+}
+
+/// IPv4 fast path of the rewriting modes: replace the source and/or
+/// destination address and port and decrement the TTL, with a single
+/// incremental adjustment of the IP header checksum and one of the TCP/UDP
+/// checksum (RFC 1624). The caller checked the TTL ([`ttl_expires`]) and
+/// the header lengths (the parser did).
+#[inline]
+pub fn rewrite4(frame: &mut [u8], lay: &Layout, src: Option<(&Addr, u16)>, dst: Option<(&Addr, u16)>) {
+    let l3 = lay.l3 as usize;
+    let l4 = lay.l4 as usize;
+    let Some(ip) = frame.get_mut(l3..l3 + 20) else {
+        return;
+    };
+    let rd32 = |b: &[u8], o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let mut d_ip = 0u64;
+    let mut d_l4 = 0u64;
+    let mut ports = [None::<u16>, None::<u16>];
+    for (i, (side, off)) in [(src, field::V4_SRC), (dst, field::V4_DST)].into_iter().enumerate() {
+        if let Some((a, p)) = side {
+            let old = rd32(ip, off);
+            let new = u32::from_be_bytes([a[0], a[1], a[2], a[3]]);
+            ip[off..off + 4].copy_from_slice(&a[..4]);
+            let d = delta32(old, new);
+            d_ip += d;
+            d_l4 += d;
+            ports[i] = Some(p);
+        }
+    }
+    // TTL (high byte of the TTL/protocol word).
+    let old_tp = u16::from_be_bytes([ip[field::V4_TTL], ip[field::V4_TTL + 1]]);
+    ip[field::V4_TTL] = ip[field::V4_TTL].wrapping_sub(1);
+    let new_tp = old_tp.wrapping_sub(0x100);
+    d_ip += u64::from(!old_tp) + u64::from(new_tp);
+    let c = u16::from_be_bytes([ip[field::V4_CSUM], ip[field::V4_CSUM + 1]]);
+    ip[field::V4_CSUM..field::V4_CSUM + 2].copy_from_slice(&apply(c, d_ip).to_be_bytes());
+    let (csum_off, udp) = match lay.proto {
+        ip_proto::TCP => (field::TCP_CSUM, false),
+        ip_proto::UDP => (field::UDP_CSUM, true),
+        _ => return,
+    };
+    let Some(l4h) = frame.get_mut(l4..l4 + csum_off + 2) else {
+        return;
+    };
+    for (i, po) in [field::L4_SPORT, field::L4_DPORT].into_iter().enumerate() {
+        if let Some(p) = ports[i] {
+            let old = u16::from_be_bytes([l4h[po], l4h[po + 1]]);
+            l4h[po..po + 2].copy_from_slice(&p.to_be_bytes());
+            d_l4 += u64::from(!old) + u64::from(p);
+        }
+    }
+    let c = u16::from_be_bytes([l4h[csum_off], l4h[csum_off + 1]]);
+    if udp && c == 0 {
+        return; // IPv4 UDP without checksum stays without.
+    }
+    let mut n = apply(c, d_l4);
+    if udp && n == 0 {
+        n = 0xffff;
+    }
+    l4h[csum_off..csum_off + 2].copy_from_slice(&n.to_be_bytes());
+}
+
 /// Decrement the TTL / hop limit; `false` (unchanged) when it would reach 0.
 #[inline]
 pub fn dec_ttl(frame: &mut [u8], lay: &Layout) -> bool {
