@@ -40,8 +40,16 @@ fn template(vip: &str, vport: u16, flags: TcpFlags) -> Vec<u8> {
 
 fn worker(gen: FlowGen, capacity: u32, topo: &Topo) -> Worker<MemQueue> {
     heapbuf::prewarm(8192);
-    let cfg = WorkerConfig { conn_capacity: capacity, ..WorkerConfig::default() };
-    Worker::new(cfg, vec![MemQueue::flows(gen), MemQueue::generator(Vec::new())], Links::new(1), topo.snapshot(1))
+    let cfg = WorkerConfig {
+        conn_capacity: capacity,
+        ..WorkerConfig::default()
+    };
+    Worker::new(
+        cfg,
+        vec![MemQueue::flows(gen), MemQueue::generator(Vec::new())],
+        Links::new(1),
+        topo.snapshot(1),
+    )
 }
 
 fn bench_wire(c: &mut Criterion) {
@@ -58,11 +66,19 @@ fn bench_wire(c: &mut Criterion) {
         })
     });
     g.bench_function("checksum_update32", |b| {
-        b.iter(|| black_box(checksum::update32(black_box(0x1c46), black_box(0x0a000001), black_box(0xc0a80a01))))
+        b.iter(|| {
+            black_box(checksum::update32(
+                black_box(0x1c46),
+                black_box(0x0a000001),
+                black_box(0xc0a80a01),
+            ))
+        })
     });
     let big = vec![0xa5u8; 1500];
     g.throughput(Throughput::Bytes(1500));
-    g.bench_function("checksum_full_1500B", |b| b.iter(|| black_box(checksum::checksum(black_box(&big)))));
+    g.bench_function("checksum_full_1500B", |b| {
+        b.iter(|| black_box(checksum::checksum(black_box(&big))))
+    });
     g.finish();
 }
 
@@ -100,7 +116,11 @@ fn bench_lookup(c: &mut Criterion) {
         )
         .expect("insert");
     }
-    eprintln!("conntrack: {} connections, {} bytes per connection (table allocation / capacity)", n, t.bytes_per_conn());
+    eprintln!(
+        "conntrack: {} connections, {} bytes per connection (table allocation / capacity)",
+        n,
+        t.bytes_per_conn()
+    );
     let mut g = c.benchmark_group("conntrack");
     g.throughput(Throughput::Elements(1));
     let mut i = 0u32;
@@ -146,7 +166,8 @@ fn bench_topo() -> Topo {
     let mut t = Topo::standard();
     for s in t.services.iter_mut().filter(|s| s.vip == ip("10.0.0.4")) {
         for i in 0..170u32 {
-            s.laddrs.push(ip(&format!("192.168.{}.{}", 20 + i / 200, 1 + i % 200)));
+            s.laddrs
+                .push(ip(&format!("192.168.{}.{}", 20 + i / 200, 1 + i % 200)));
         }
     }
     t
@@ -160,7 +181,12 @@ fn bench_forward(c: &mut Criterion) {
         if flows > max_flows() {
             continue;
         }
-        for (mode, vip) in [("nat", "10.0.0.1"), ("fullnat", "10.0.0.4"), ("dr", "10.0.0.2"), ("tun", "10.0.0.3")] {
+        for (mode, vip) in [
+            ("nat", "10.0.0.1"),
+            ("fullnat", "10.0.0.4"),
+            ("dr", "10.0.0.2"),
+            ("tun", "10.0.0.3"),
+        ] {
             let mut w = established(vip, flows, &topo);
             if mode == "nat" {
                 eprintln!(
@@ -168,7 +194,9 @@ fn bench_forward(c: &mut Criterion) {
                     w.conns().bytes_per_conn()
                 );
             }
-            g.bench_function(BenchmarkId::new(mode, flows), |b| b.iter(|| black_box(w.poll_once())));
+            g.bench_function(BenchmarkId::new(mode, flows), |b| {
+                b.iter(|| black_box(w.poll_once()))
+            });
         }
     }
     g.finish();
@@ -188,7 +216,10 @@ fn bench_new_conns(c: &mut Criterion) {
         let gen = FlowGen::new(template(vip, 80, TcpFlags::SYN), flows);
         let mut w = worker(gen, flows + 1024, &t);
         g.bench_function(mode, |b| b.iter(|| black_box(w.poll_once())));
-        eprintln!("new_connection/{mode}: {} connections created", w.conns().len());
+        eprintln!(
+            "new_connection/{mode}: {} connections created",
+            w.conns().len()
+        );
     }
     g.finish();
 }
@@ -213,7 +244,10 @@ fn bench_expiry_churn(c: &mut Criterion) {
             black_box(w.poll_once())
         })
     });
-    eprintln!("expiry_churn: {} connections live at the end", w.conns().len());
+    eprintln!(
+        "expiry_churn: {} connections live at the end",
+        w.conns().len()
+    );
     g.finish();
 }
 

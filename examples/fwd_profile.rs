@@ -39,12 +39,19 @@ fn main() {
     let mut topo = Topo::standard();
     for s in topo.services.iter_mut().filter(|s| s.vip == ip("10.0.0.4")) {
         for i in 0..170u32 {
-            s.laddrs.push(ip(&format!("192.168.{}.{}", 20 + i / 200, 1 + i % 200)));
+            s.laddrs
+                .push(ip(&format!("192.168.{}.{}", 20 + i / 200, 1 + i % 200)));
         }
     }
     heapbuf::prewarm(8192);
-    let cfg = WorkerConfig { conn_capacity: flows + 1024, ..WorkerConfig::default() };
-    let queues = vec![MemQueue::flows(FlowGen::new(template, flows)), MemQueue::generator(Vec::new())];
+    let cfg = WorkerConfig {
+        conn_capacity: flows + 1024,
+        ..WorkerConfig::default()
+    };
+    let queues = vec![
+        MemQueue::flows(FlowGen::new(template, flows)),
+        MemQueue::generator(Vec::new()),
+    ];
     let mut w = Worker::new(cfg, queues, Links::new(1), topo.snapshot(1));
     let polls = flows.div_ceil(32) as usize;
     for _ in 0..polls {

@@ -34,10 +34,12 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e_support::{ip, rip, root_or_skip, rs_name, serial, tally, Netns, Proc, WrkResult, LBCTL, LBD};
+use e2e_support::{
+    ip, rip, root_or_skip, rs_name, serial, tally, Netns, Proc, WrkResult, LBCTL, LBD,
+};
 use rvs::ctl::protocol::{ConnInfo, PortStatsInfo, Response};
-use rvs::dataplane::steer::client_owner;
 use rvs::dataplane::driver::pcap::{read_capture, write_capture};
+use rvs::dataplane::steer::client_owner;
 use rvs::wire::builder::PacketBuilder;
 use rvs::wire::{EthernetAddress, TcpFlags};
 
@@ -470,7 +472,9 @@ impl TapTopology {
             cli: Netns::new(format!("{prefix}-cli")),
             dir: Netns::new(format!("{prefix}-dir")),
             sw: Netns::new(format!("{prefix}-sw")),
-            rs: (1..=2).map(|i| Netns::new(format!("{prefix}-rs{i}"))).collect(),
+            rs: (1..=2)
+                .map(|i| Netns::new(format!("{prefix}-rs{i}")))
+                .collect(),
             tmp,
             socket,
         };
@@ -490,7 +494,10 @@ impl TapTopology {
     fn yaml(&self) -> String {
         let eal = eal_args(
             &unique("rvs_lbd_tap"),
-            &["net_tap0,iface=ext0".to_string(), "net_tap1,iface=int0".to_string()],
+            &[
+                "net_tap0,iface=ext0".to_string(),
+                "net_tap1,iface=int0".to_string(),
+            ],
         );
         format!(
             "socket: {}
@@ -530,15 +537,30 @@ dpdk:
         );
         ip(&["-n", dir, "link", "set", "ext0", "netns", &self.cli.name]);
         ip(&["-n", dir, "link", "set", "int0", "netns", &self.sw.name]);
-        self.cli.sh(&format!("ip addr add {CIP}/24 dev ext0\nip link set ext0 up"));
-        self.sw.sh(
-            "ip link add br0 type bridge\nip link set br0 up
-             ip link set int0 master br0\nip link set int0 up",
-        );
+        self.cli.sh(&format!(
+            "ip addr add {CIP}/24 dev ext0\nip link set ext0 up"
+        ));
+        self.sw.sh("ip link add br0 type bridge\nip link set br0 up
+             ip link set int0 master br0\nip link set int0 up");
         for (i, rs) in self.rs.iter().enumerate() {
             let port = format!("rs{}p", i + 1);
-            ip(&["-n", &self.sw.name, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &rs.name]);
-            self.sw.sh(&format!("ip link set {port} master br0\nip link set {port} up"));
+            ip(&[
+                "-n",
+                &self.sw.name,
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &rs.name,
+            ]);
+            self.sw.sh(&format!(
+                "ip link set {port} master br0\nip link set {port} up"
+            ));
             rs.sh(&format!(
                 "ip addr add {}/24 dev eth0\nip link set eth0 up\nip route add default via {DIP_INT}",
                 rip(i)
@@ -582,7 +604,10 @@ http {{
         let conf_path = dir.join("nginx.conf");
         fs::write(&conf_path, conf).expect("nginx.conf");
         let mut cmd = self.rs[i].cmd("nginx");
-        cmd.arg("-e").arg(dir.join("error.log")).arg("-c").arg(&conf_path);
+        cmd.arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path);
         let log = self.path(&format!("{}-nginx.out", rs_name(i)));
         self.nginx
             .push(Proc::spawn(&format!("nginx {}", rs_name(i)), cmd, &log));
@@ -592,8 +617,12 @@ http {{
         let deadline = Instant::now() + Duration::from_secs(15);
         for i in 0..self.rs.len() {
             loop {
-                let out = self.rs[i].output("curl", &["-s", "--max-time", "1", &format!("http://{}/", rip(i))]);
-                if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == rs_name(i) {
+                let out = self.rs[i].output(
+                    "curl",
+                    &["-s", "--max-time", "1", &format!("http://{}/", rip(i))],
+                );
+                if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == rs_name(i)
+                {
                     break;
                 }
                 for p in &mut self.nginx {
@@ -601,7 +630,11 @@ http {{
                         panic!("{} exited ({status}):\n{}", p.what, p.log_text());
                     }
                 }
-                assert!(Instant::now() < deadline, "nginx on {} does not answer", rs_name(i));
+                assert!(
+                    Instant::now() < deadline,
+                    "nginx on {} does not answer",
+                    rs_name(i)
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -615,7 +648,16 @@ http {{
     fn get(&self, url: &str) -> (String, u16) {
         let out = self.cli.output(
             "curl",
-            &["-s", "--max-time", "3", "-H", "Connection: close", "-w", "\n%{local_port}", url],
+            &[
+                "-s",
+                "--max-time",
+                "3",
+                "-H",
+                "Connection: close",
+                "-w",
+                "\n%{local_port}",
+                url,
+            ],
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -624,8 +666,16 @@ http {{
             out.status,
             self.lbd_log()
         );
-        let (body, port) = text.trim().rsplit_once('\n').unwrap_or_else(|| panic!("curl printed {text:?}"));
-        (body.trim().to_string(), port.trim().parse().unwrap_or_else(|_| panic!("local port in {text:?}")))
+        let (body, port) = text
+            .trim()
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("curl printed {text:?}"));
+        (
+            body.trim().to_string(),
+            port.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("local port in {text:?}")),
+        )
     }
 
     fn lbd_log(&self) -> String {
@@ -657,11 +707,17 @@ http {{
     }
 
     fn wrk(&self, conns: u32, secs: u32, url: &str) -> WrkResult {
-        let script = format!("ulimit -n 65536; exec wrk -t2 -c{conns} -d{secs}s --timeout 5s {url}");
+        let script =
+            format!("ulimit -n 65536; exec wrk -t2 -c{conns} -d{secs}s --timeout 5s {url}");
         let out = self.cli.output("sh", &["-c", &script]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         println!("$ wrk -t2 -c{conns} -d{secs}s --timeout 5s {url}\n{text}");
-        assert!(out.status.success(), "wrk failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "wrk failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         WrkResult::parse(&text)
     }
 
@@ -700,7 +756,11 @@ fn dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end() {
     println!("NAT answers (server, client port): {answers:?}");
     let names: Vec<String> = answers.iter().map(|(n, _)| n.clone()).collect();
     let counts = tally(&names);
-    assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), ["rs1", "rs2"], "{counts:?}");
+    assert_eq!(
+        counts.keys().cloned().collect::<Vec<_>>(),
+        ["rs1", "rs2"],
+        "{counts:?}"
+    );
     for w in 0..WORKERS {
         let seen: Vec<&str> = answers
             .iter()
@@ -709,14 +769,21 @@ fn dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end() {
             .collect();
         println!("worker {w} (owner of the client port) answered: {seen:?}");
         for pair in seen.windows(2) {
-            assert_ne!(pair[0], pair[1], "worker {w}'s rr does not alternate: {seen:?}");
+            assert_ne!(
+                pair[0], pair[1],
+                "worker {w}'s rr does not alternate: {seen:?}"
+            );
         }
     }
     for i in 0..2 {
         let lines = t.client_log_lines(i);
         assert!(!lines.is_empty(), "{} saw no request", rs_name(i));
         for l in &lines {
-            assert!(l.starts_with(&format!("{CIP} {} ", rip(i))), "NAT keeps the client: {}: {l}", rs_name(i));
+            assert!(
+                l.starts_with(&format!("{CIP} {} ", rip(i))),
+                "NAT keeps the client: {}: {l}",
+                rs_name(i)
+            );
         }
     }
     let nat_lines: Vec<usize> = (0..2).map(|i| t.client_log_lines(i).len()).collect();
@@ -730,14 +797,25 @@ fn dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end() {
     println!("FULLNAT answers: {names:?}");
     assert_eq!(tally(&names).len(), 2, "both servers answer: {names:?}");
     let w = t.wrk(FULLNAT_CONNECTIONS, 3, &url);
-    assert_eq!(w.socket_errors, [0; 4], "wrk socket errors (connect, read, write, timeout)");
+    assert_eq!(
+        w.socket_errors, [0; 4],
+        "wrk socket errors (connect, read, write, timeout)"
+    );
     assert_eq!(w.non_2xx, 0, "{w:?}");
     assert!(w.requests >= u64::from(FULLNAT_CONNECTIONS), "{w:?}");
     for i in 0..2 {
         let lines = t.client_log_lines(i);
-        assert!(lines.len() > nat_lines[i], "{} saw no FULLNAT request", rs_name(i));
+        assert!(
+            lines.len() > nat_lines[i],
+            "{} saw no FULLNAT request",
+            rs_name(i)
+        );
         for l in &lines[nat_lines[i]..] {
-            assert!(l.starts_with(&format!("{LIP} {} ", rip(i))), "FULLNAT source is the local address: {}: {l}", rs_name(i));
+            assert!(
+                l.starts_with(&format!("{LIP} {} ", rip(i))),
+                "FULLNAT source is the local address: {}: {l}",
+                rs_name(i)
+            );
         }
     }
     let fullnat: Vec<ConnInfo> = t
@@ -745,15 +823,24 @@ fn dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end() {
         .into_iter()
         .filter(|c| c.vaddr.to_string() == format!("{VIP_FULLNAT}:80"))
         .collect();
-    assert!(fullnat.len() >= FULLNAT_CONNECTIONS as usize, "{} FULLNAT entries", fullnat.len());
+    assert!(
+        fullnat.len() >= FULLNAT_CONNECTIONS as usize,
+        "{} FULLNAT entries",
+        fullnat.len()
+    );
     let mut per_worker = [0usize; WORKERS as usize];
     for c in &fullnat {
-        let laddr = c.laddr.unwrap_or_else(|| panic!("FULLNAT entry without laddr: {c:?}"));
+        let laddr = c
+            .laddr
+            .unwrap_or_else(|| panic!("FULLNAT entry without laddr: {c:?}"));
         assert_eq!(laddr.ip().to_string(), LIP, "{c:?}");
         per_worker[usize::from(laddr.port() % WORKERS)] += 1;
     }
     println!("FULLNAT connections per worker (local port partition): {per_worker:?}");
-    assert!(per_worker.iter().all(|&n| n > 0), "both workers own connections: {per_worker:?}");
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "both workers own connections: {per_worker:?}"
+    );
     t.lbctl(&["-Ln", "--stats"]);
     t.lbctl(&["--port-stats"]);
     t.stop_lbd_cleanly();

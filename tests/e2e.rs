@@ -121,21 +121,39 @@ fn nat_balances_http_and_udp(driver: Driver) {
     let names = t.fetch_names(&url, 20);
     println!("rr answers: {names:?}");
     assert_alternates(&names);
-    assert_eq!(tally(&names), [("rs1".into(), 10), ("rs2".into(), 10)].into());
+    assert_eq!(
+        tally(&names),
+        [("rs1".into(), 10), ("rs2".into(), 10)].into()
+    );
 
     add_service(&t, "-u", VIP_NAT, ECHO_PORT, "rr", "-m");
     let echoes = t.udp_names(VIP_NAT, ECHO_PORT, 10);
     println!("udp answers: {echoes:?}");
     assert_alternates(&echoes);
-    assert_eq!(tally(&echoes), [("rs1".into(), 5), ("rs2".into(), 5)].into());
+    assert_eq!(
+        tally(&echoes),
+        [("rs1".into(), 5), ("rs2".into(), 5)].into()
+    );
 
     // Weighted round robin 3:1, changed on the running service.
     let svc = format!("{VIP_NAT}:80");
     t.lbctl(&["-E", "-t", &svc, "-s", "wrr"]);
-    t.lbctl(&["-e", "-t", &svc, "-r", &format!("{}:80", rip(0)), "-m", "-w", "3"]);
+    t.lbctl(&[
+        "-e",
+        "-t",
+        &svc,
+        "-r",
+        &format!("{}:80", rip(0)),
+        "-m",
+        "-w",
+        "3",
+    ]);
     let names = t.fetch_names(&url, 40);
     println!("wrr 3:1 answers: {names:?}");
-    assert_eq!(tally(&names), [("rs1".into(), 30), ("rs2".into(), 10)].into());
+    assert_eq!(
+        tally(&names),
+        [("rs1".into(), 30), ("rs2".into(), 10)].into()
+    );
 
     t.lbctl(&["-Ln"]);
     let tcp = t.stats("TCP", &svc);
@@ -144,14 +162,22 @@ fn nat_balances_http_and_udp(driver: Driver) {
     assert_eq!(tcp.dests[&format!("{}:80", rip(0))].0, 40, "{tcp:?}");
     assert_eq!(tcp.dests[&format!("{}:80", rip(1))].0, 20, "{tcp:?}");
     let udp = t.stats("UDP", &format!("{VIP_NAT}:{ECHO_PORT}"));
-    assert_eq!((udp.conns, udp.in_pkts, udp.out_pkts), (10, 10, 10), "{udp:?}");
+    assert_eq!(
+        (udp.conns, udp.in_pkts, udp.out_pkts),
+        (10, 10, 10),
+        "{udp:?}"
+    );
 
     // NAT keeps the client's address: the servers saw 10.0.0.2 → RIP.
     for i in 0..2 {
         let lines = client_log_lines(&t, i);
         assert!(!lines.is_empty(), "{} saw no request", rs_name(i));
         for l in &lines {
-            assert!(l.starts_with(&format!("{CIP} {} ", rip(i))), "{}: {l}", rs_name(i));
+            assert!(
+                l.starts_with(&format!("{CIP} {} ", rip(i))),
+                "{}: {l}",
+                rs_name(i)
+            );
         }
     }
     t.stop_lbd_cleanly();
@@ -184,7 +210,10 @@ fn dr_servers_answer_the_client_directly(driver: Driver) {
     let names = t.fetch_names(&format!("http://{VIP_DR}/"), 20);
     println!("dr answers: {names:?}");
     assert_alternates(&names);
-    assert_eq!(tally(&names), [("rs1".into(), 10), ("rs2".into(), 10)].into());
+    assert_eq!(
+        tally(&names),
+        [("rs1".into(), 10), ("rs2".into(), 10)].into()
+    );
 
     let st = t.stats("TCP", &format!("{VIP_DR}:80"));
     assert_eq!(st.conns, 20, "{st:?}");
@@ -202,7 +231,11 @@ fn dr_servers_answer_the_client_directly(driver: Driver) {
         let lines = client_log_lines(&t, i);
         assert_eq!(lines.len(), 10, "{}: {lines:?}", ns.name);
         for l in &lines {
-            assert!(l.starts_with(&format!("{CIP} {VIP_DR} ")), "{}: {l}", rs_name(i));
+            assert!(
+                l.starts_with(&format!("{CIP} {VIP_DR} ")),
+                "{}: {l}",
+                rs_name(i)
+            );
         }
     }
     t.stop_lbd_cleanly();
@@ -234,7 +267,10 @@ fn tun_servers_decapsulate_and_reply_directly(driver: Driver) {
     let names = t.fetch_names(&format!("http://{VIP_TUN}/"), 20);
     println!("tun answers: {names:?}");
     assert_alternates(&names);
-    assert_eq!(tally(&names), [("rs1".into(), 10), ("rs2".into(), 10)].into());
+    assert_eq!(
+        tally(&names),
+        [("rs1".into(), 10), ("rs2".into(), 10)].into()
+    );
 
     let st = t.stats("TCP", &format!("{VIP_TUN}:80"));
     assert_eq!(st.conns, 20, "{st:?}");
@@ -245,7 +281,11 @@ fn tun_servers_decapsulate_and_reply_directly(driver: Driver) {
         // Each request: SYN, ACK, GET, ACK of the reply, FIN, last ACK.
         assert!(good >= 10 * 4, "{}: only {good} IPIP packets", rs_name(i));
         for l in client_log_lines(&t, i) {
-            assert!(l.starts_with(&format!("{CIP} {VIP_TUN} ")), "{}: {l}", rs_name(i));
+            assert!(
+                l.starts_with(&format!("{CIP} {VIP_TUN} ")),
+                "{}: {l}",
+                rs_name(i)
+            );
         }
     }
     t.stop_lbd_cleanly();
@@ -284,7 +324,14 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
     t.lbctl(&["-A", "-t", &svc, "-s", "rr"]);
     t.lbctl(&["-P", "-t", &svc, "-z", LIP]);
     for i in 0..2 {
-        t.lbctl(&["-a", "-t", &svc, "-r", &format!("{}:80", rip(i)), "--fullnat"]);
+        t.lbctl(&[
+            "-a",
+            "-t",
+            &svc,
+            "-r",
+            &format!("{}:80", rip(i)),
+            "--fullnat",
+        ]);
     }
     t.lbctl(&["-G"]);
     let url = format!("http://{VIP_FULLNAT}/");
@@ -300,7 +347,11 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
         let lines = client_log_lines(&t, i);
         assert!(!lines.is_empty(), "{} saw no request", rs_name(i));
         for l in &lines {
-            assert!(l.starts_with(&format!("{LIP} {} ", rip(i))), "{}: {l}", rs_name(i));
+            assert!(
+                l.starts_with(&format!("{LIP} {} ", rip(i))),
+                "{}: {l}",
+                rs_name(i)
+            );
         }
     }
 
@@ -308,8 +359,22 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
     if std::env::var_os("DBG_CAP").is_some() {
         for (i, ns) in t.rs.iter().enumerate() {
             let mut cmd = ns.cmd("tcpdump");
-            cmd.args(["-i", "eth0", "-B", "65536", "-s", "68", "-w", &format!("/tmp/dbg-rs{}.pcap", i + 1), "tcp"]);
-            caps.push(Proc::spawn("tcpdump", cmd, &t.path(&format!("tcpdump{i}.log"))));
+            cmd.args([
+                "-i",
+                "eth0",
+                "-B",
+                "65536",
+                "-s",
+                "68",
+                "-w",
+                &format!("/tmp/dbg-rs{}.pcap", i + 1),
+                "tcp",
+            ]);
+            caps.push(Proc::spawn(
+                "tcpdump",
+                cmd,
+                &t.path(&format!("tcpdump{i}.log")),
+            ));
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -318,14 +383,22 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
     let w = t.wrk(2, FULLNAT_CONCURRENCY, 6, &url);
     std::thread::sleep(Duration::from_secs(1));
     drop(caps);
-    assert_eq!(w.socket_errors, [0; 4], "wrk socket errors (connect, read, write, timeout)");
+    assert_eq!(
+        w.socket_errors, [0; 4],
+        "wrk socket errors (connect, read, write, timeout)"
+    );
     assert_eq!(w.non_2xx, 0);
     assert!(w.requests >= u64::from(FULLNAT_CONCURRENCY), "{w:?}");
     // No stray packet reached a server (it would answer with a reset).
     for (i, ns) in t.rs.iter().enumerate() {
         let stray = stray_resets(ns) - rs_rsts[i];
         println!("{}: {}", rs_name(i), ns.sh("nstat -azs TcpOutRsts 'TcpExtTCPAbortOn*' 'TcpExtListen*' 'TcpExtSyncookies*' TcpExtTCPReqQFullDrop TcpExtTCPReqQFullDoCookies TcpExtTCPTimeouts TcpRetransSegs TcpExtTCPLostRetransmit TcpExtTCPSynRetrans"));
-        assert_eq!(stray, 0, "{} answered {stray} stray packets with a reset", rs_name(i));
+        assert_eq!(
+            stray,
+            0,
+            "{} answered {stray} stray packets with a reset",
+            rs_name(i)
+        );
     }
     println!(
         "client TcpEstabResets during wrk (wrk's own aborts at exit included): {}",
@@ -338,10 +411,16 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
         .into_iter()
         .filter(|c| c.vaddr.to_string() == svc)
         .collect();
-    assert!(conns.len() >= FULLNAT_CONCURRENCY as usize, "{} entries", conns.len());
+    assert!(
+        conns.len() >= FULLNAT_CONCURRENCY as usize,
+        "{} entries",
+        conns.len()
+    );
     let mut per_worker = [0usize; 2];
     for c in &conns {
-        let laddr = c.laddr.unwrap_or_else(|| panic!("FULLNAT entry without laddr: {c:?}"));
+        let laddr = c
+            .laddr
+            .unwrap_or_else(|| panic!("FULLNAT entry without laddr: {c:?}"));
         assert_eq!(laddr.ip().to_string(), LIP, "{c:?}");
         per_worker[usize::from(laddr.port() % 2)] += 1;
     }
@@ -361,8 +440,9 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
 #[test]
 fn fullnat_over_tap_sources_from_lip_and_spreads_2000_connections_over_two_workers() {
     let _serial = serial();
-    if root_or_skip("fullnat_over_tap_sources_from_lip_and_spreads_2000_connections_over_two_workers")
-    {
+    if root_or_skip(
+        "fullnat_over_tap_sources_from_lip_and_spreads_2000_connections_over_two_workers",
+    ) {
         fullnat_sources_from_lip_over_two_workers(Driver::Tap);
     }
 }
@@ -408,7 +488,11 @@ fn quiesced_server_finishes_its_connections_and_deleted_server_loses_them() {
         "weight-0 {quiet_name} got new connections: {names:?}"
     );
     let status = slow.wait_for(Duration::from_secs(15));
-    assert!(status.success(), "download from the quiesced server: {}", slow.log_text());
+    assert!(
+        status.success(),
+        "download from the quiesced server: {}",
+        slow.log_text()
+    );
     assert_eq!(slow.log_text().trim(), format!("200 {BIG_LEN}"));
 
     // Deleted: no new connection, the established one is cut at its next
@@ -440,7 +524,10 @@ fn quiesced_server_finishes_its_connections_and_deleted_server_loses_them() {
         .into_iter()
         .filter(|c| c.daddr.to_string() == gone)
         .collect();
-    assert!(left.is_empty(), "connections to the deleted server remain: {left:?}");
+    assert!(
+        left.is_empty(),
+        "connections to the deleted server remain: {left:?}"
+    );
     t.stop_lbd_cleanly();
 }
 
@@ -486,7 +573,14 @@ fn exhausted_local_port_pool_refuses_new_fullnat_flows() {
     t.lbctl(&["-A", "-t", &svc, "-s", "rr"]);
     t.lbctl(&["-P", "-t", &svc, "-z", LIP]);
     for i in 0..2 {
-        t.lbctl(&["-a", "-t", &svc, "-r", &format!("{}:80", rip(i)), "--fullnat"]);
+        t.lbctl(&[
+            "-a",
+            "-t",
+            &svc,
+            "-r",
+            &format!("{}:80", rip(i)),
+            "--fullnat",
+        ]);
     }
 
     let verdicts = t.hold_and_try_one_more(VIP_FULLNAT, 80, 4);
@@ -529,11 +623,19 @@ fn example_configs_pass_check_config() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
-        checked.push(path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
+        checked.push(
+            path.file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
     }
     checked.sort();
     for name in ["demo", "dr", "fullnat", "nat", "tun"] {
-        assert!(checked.iter().any(|c| c == name), "conf/{name}.yaml missing: {checked:?}");
+        assert!(
+            checked.iter().any(|c| c == name),
+            "conf/{name}.yaml missing: {checked:?}"
+        );
     }
     for (file, fwd) in [
         ("nat", Fwd::Masq),

@@ -36,7 +36,11 @@ impl D {
         self.w.queues_mut()[port as usize].inject(f);
         self.w.poll_once();
         self.w.flush_all();
-        self.w.queues_mut().iter_mut().map(|q| q.take_sent().len()).sum()
+        self.w
+            .queues_mut()
+            .iter_mut()
+            .map(|q| q.take_sent().len())
+            .sum()
     }
     /// Let `secs` pass and give the timer wheel time to catch up.
     fn wait(&mut self, secs: u64) {
@@ -48,7 +52,11 @@ impl D {
 }
 
 fn udp(vip: &str, sport: u16) -> Vec<u8> {
-    PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC).ipv4(v4(CIP), v4(vip)).udp(sport, 53).payload(b"q").build()
+    PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
+        .ipv4(v4(CIP), v4(vip))
+        .udp(sport, 53)
+        .payload(b"q")
+        .build()
 }
 
 #[test]
@@ -79,15 +87,29 @@ fn set_timeouts_take_effect() {
 fn fin_wait_connection_expires_after_its_timeout() {
     let mut d = D::new(&Topo::standard());
     let c = |f: TcpFlags| {
-        PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC).ipv4(v4(CIP), v4("10.0.0.1")).tcp(40000, 80).flags(f).build()
+        PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
+            .ipv4(v4(CIP), v4("10.0.0.1"))
+            .tcp(40000, 80)
+            .flags(f)
+            .build()
     };
     let s = |f: TcpFlags| {
-        PacketBuilder::ethernet(RS1_MAC, INT_MAC).ipv4(v4(RS1), v4(CIP)).tcp(8080, 40000).flags(f).build()
+        PacketBuilder::ethernet(RS1_MAC, INT_MAC)
+            .ipv4(v4(RS1), v4(CIP))
+            .tcp(8080, 40000)
+            .flags(f)
+            .build()
     };
     d.send(EXT, c(TcpFlags::SYN));
     d.send(INT, s(TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0)));
     d.send(EXT, c(TcpFlags::ACK));
-    let state = |d: &D| d.w.conns().iter().next().map(|(_, c)| c.state_name()).unwrap_or("gone");
+    let state = |d: &D| {
+        d.w.conns()
+            .iter()
+            .next()
+            .map(|(_, c)| c.state_name())
+            .unwrap_or("gone")
+    };
     assert_eq!(state(&d), "ESTABLISHED");
     // The server closes first: OUTPUT fin from ESTABLISHED → FIN_WAIT (120 s).
     d.send(INT, s(TcpFlags(TcpFlags::FIN.0 | TcpFlags::ACK.0)));
@@ -109,5 +131,9 @@ fn fullnat_local_port_returns_to_the_pool_on_expiry() {
     assert_eq!(d.c.drops_of(DropReason::LaddrExhausted), 1);
     d.wait(11);
     assert_eq!(d.w.conns().len(), 0);
-    assert_eq!(d.send(EXT, udp("10.0.0.4", 5002)), 1, "the freed port serves a new flow");
+    assert_eq!(
+        d.send(EXT, udp("10.0.0.4", 5002)),
+        1,
+        "the freed port serves a new flow"
+    );
 }

@@ -46,11 +46,20 @@ struct Case {
 }
 
 fn case(name: &'static str, steps: Vec<Step>) -> Case {
-    Case { name, topo: Topo::standard, capacity: 1024, steps }
+    Case {
+        name,
+        topo: Topo::standard,
+        capacity: 1024,
+        steps,
+    }
 }
 
 fn step(port: u16, input: Vec<u8>, expect: Expect) -> Step {
-    Step { port, input, expect }
+    Step {
+        port,
+        input,
+        expect,
+    }
 }
 
 fn out(port: u16, frame: Vec<u8>) -> Expect {
@@ -75,16 +84,36 @@ fn to_rs(mac: EthernetAddress) -> PacketBuilder {
 }
 
 fn tcp4(b: PacketBuilder, src: &str, dst: &str, sp: u16, dp: u16, f: TcpFlags, ttl: u8) -> Vec<u8> {
-    b.ipv4(v4(src), v4(dst)).ttl(ttl).tcp(sp, dp).flags(f).seq(7).payload(b"abc").build()
+    b.ipv4(v4(src), v4(dst))
+        .ttl(ttl)
+        .tcp(sp, dp)
+        .flags(f)
+        .seq(7)
+        .payload(b"abc")
+        .build()
 }
 fn udp4(b: PacketBuilder, src: &str, dst: &str, sp: u16, dp: u16, ttl: u8) -> Vec<u8> {
-    b.ipv4(v4(src), v4(dst)).ttl(ttl).udp(sp, dp).payload(b"query").build()
+    b.ipv4(v4(src), v4(dst))
+        .ttl(ttl)
+        .udp(sp, dp)
+        .payload(b"query")
+        .build()
 }
 fn tcp6(b: PacketBuilder, src: &str, dst: &str, sp: u16, dp: u16, f: TcpFlags, hl: u8) -> Vec<u8> {
-    b.ipv6(v6(src), v6(dst)).hop_limit(hl).tcp(sp, dp).flags(f).seq(7).payload(b"abc").build()
+    b.ipv6(v6(src), v6(dst))
+        .hop_limit(hl)
+        .tcp(sp, dp)
+        .flags(f)
+        .seq(7)
+        .payload(b"abc")
+        .build()
 }
 fn udp6(b: PacketBuilder, src: &str, dst: &str, sp: u16, dp: u16, hl: u8) -> Vec<u8> {
-    b.ipv6(v6(src), v6(dst)).hop_limit(hl).udp(sp, dp).payload(b"query").build()
+    b.ipv6(v6(src), v6(dst))
+        .hop_limit(hl)
+        .udp(sp, dp)
+        .payload(b"query")
+        .build()
 }
 
 // ---- the harness ----------------------------------------------------------
@@ -98,9 +127,15 @@ impl Director {
     fn new(topo: &Topo, capacity: u32) -> Director {
         let links = Links::new(1);
         let counters = links.counters[0].clone();
-        let cfg = WorkerConfig { conn_capacity: capacity, ..WorkerConfig::default() };
+        let cfg = WorkerConfig {
+            conn_capacity: capacity,
+            ..WorkerConfig::default()
+        };
         let queues = vec![MemQueue::scripted(vec![]), MemQueue::scripted(vec![])];
-        Director { w: Worker::new(cfg, queues, links, topo.snapshot(1)), counters }
+        Director {
+            w: Worker::new(cfg, queues, links, topo.snapshot(1)),
+            counters,
+        }
     }
 
     fn send(&mut self, port: u16, frame: Vec<u8>) -> Vec<(u16, Vec<u8>)> {
@@ -127,7 +162,12 @@ impl Director {
 
 fn hex(b: &[u8]) -> String {
     b.chunks(16)
-        .map(|c| c.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" "))
+        .map(|c| {
+            c.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect::<Vec<_>>()
         .join("\n    ")
 }
@@ -152,15 +192,13 @@ fn independent_check(frame: &[u8]) -> Result<(), String> {
                         return Err(format!("TCP checksum {:04x} want {want:04x}", t.checksum()));
                     }
                 }
-                Some(TransportSlice::Udp(u)) => {
-                    if u.checksum() != 0 {
-                        let want = u
-                            .to_header()
-                            .calc_checksum_ipv4(&h, u.payload())
-                            .map_err(|e| format!("{e:?}"))?;
-                        if want != u.checksum() {
-                            return Err("UDP checksum".into());
-                        }
+                Some(TransportSlice::Udp(u)) if u.checksum() != 0 => {
+                    let want = u
+                        .to_header()
+                        .calc_checksum_ipv4(&h, u.payload())
+                        .map_err(|e| format!("{e:?}"))?;
+                    if want != u.checksum() {
+                        return Err("UDP checksum".into());
                     }
                 }
                 Some(TransportSlice::Icmpv4(i)) => {
@@ -226,7 +264,8 @@ fn run(c: &Case) -> Result<(), String> {
         let before = d.drops();
         let got = d.send(s.port, s.input.clone());
         for (p, f) in &got {
-            independent_check(f).map_err(|e| format!("step {i}: output on port {p}: {e}\n    {}", hex(f)))?;
+            independent_check(f)
+                .map_err(|e| format!("step {i}: output on port {p}: {e}\n    {}", hex(f)))?;
         }
         let after = d.drops();
         let new_drops: Vec<_> = after
@@ -244,7 +283,9 @@ fn run(c: &Case) -> Result<(), String> {
                         "step {i}: {} frames out, want {}: {:?}",
                         got.len(),
                         want.len(),
-                        got.iter().map(|(p, f)| format!("port {p}: {}", hex(f))).collect::<Vec<_>>()
+                        got.iter()
+                            .map(|(p, f)| format!("port {p}: {}", hex(f)))
+                            .collect::<Vec<_>>()
                     ));
                 }
                 for ((gp, gf), (wp, wf)) in got.iter().zip(want) {
@@ -259,15 +300,22 @@ fn run(c: &Case) -> Result<(), String> {
             }
             Expect::Drop(r) => {
                 if !got.is_empty() {
-                    return Err(format!("step {i}: expected drop {r:?}, got {} frames", got.len()));
+                    return Err(format!(
+                        "step {i}: expected drop {r:?}, got {} frames",
+                        got.len()
+                    ));
                 }
                 if new_drops != vec![*r] {
-                    return Err(format!("step {i}: expected drop {r:?}, counted {new_drops:?}"));
+                    return Err(format!(
+                        "step {i}: expected drop {r:?}, counted {new_drops:?}"
+                    ));
                 }
             }
             Expect::Check(f, r) => {
                 if new_drops != r.iter().copied().collect::<Vec<_>>() {
-                    return Err(format!("step {i}: expected drops {r:?}, counted {new_drops:?}"));
+                    return Err(format!(
+                        "step {i}: expected drops {r:?}, counted {new_drops:?}"
+                    ));
                 }
                 f(&got);
             }
@@ -283,7 +331,10 @@ fn nat_cases() -> Vec<Case> {
     let syn_out = || tcp4(to_rs(RS1_MAC), CIP, RS1, 40000, 8080, SYN, 63);
     let syn6_in = || tcp6(from_client(), CIP6, "2001:db8::1", 40000, 80, SYN, 64);
     vec![
-        case("nat_syn_rewrites_vip_to_rip_and_port", vec![step(EXT, syn_in(), out(INT, syn_out()))]),
+        case(
+            "nat_syn_rewrites_vip_to_rip_and_port",
+            vec![step(EXT, syn_in(), out(INT, syn_out()))],
+        ),
         case(
             "nat_reply_restores_vip",
             vec![
@@ -291,7 +342,10 @@ fn nat_cases() -> Vec<Case> {
                 step(
                     INT,
                     tcp4(from_rs(RS1_MAC), RS1, CIP, 8080, 40000, synack(), 64),
-                    out(EXT, tcp4(to_client(), "10.0.0.1", CIP, 80, 40000, synack(), 63)),
+                    out(
+                        EXT,
+                        tcp4(to_client(), "10.0.0.1", CIP, 80, 40000, synack(), 63),
+                    ),
                 ),
             ],
         ),
@@ -325,7 +379,12 @@ fn nat_cases() -> Vec<Case> {
             "nat_udp_without_checksum_keeps_none",
             vec![step(
                 EXT,
-                from_client().ipv4(v4(CIP), v4("10.0.0.1")).udp(5001, 53).payload(b"q").l4_checksum(0).build(),
+                from_client()
+                    .ipv4(v4(CIP), v4("10.0.0.1"))
+                    .udp(5001, 53)
+                    .payload(b"q")
+                    .l4_checksum(0)
+                    .build(),
                 out(
                     INT,
                     to_rs(RS1_MAC)
@@ -341,11 +400,18 @@ fn nat_cases() -> Vec<Case> {
         case(
             "nat6_syn_and_reply",
             vec![
-                step(EXT, syn6_in(), out(INT, tcp6(to_rs(RS1_MAC), CIP6, RS1_6, 40000, 8080, SYN, 63))),
+                step(
+                    EXT,
+                    syn6_in(),
+                    out(INT, tcp6(to_rs(RS1_MAC), CIP6, RS1_6, 40000, 8080, SYN, 63)),
+                ),
                 step(
                     INT,
                     tcp6(from_rs(RS1_MAC), RS1_6, CIP6, 8080, 40000, synack(), 64),
-                    out(EXT, tcp6(to_client(), "2001:db8::1", CIP6, 80, 40000, synack(), 63)),
+                    out(
+                        EXT,
+                        tcp6(to_client(), "2001:db8::1", CIP6, 80, 40000, synack(), 63),
+                    ),
                 ),
             ],
         ),
@@ -368,10 +434,21 @@ fn nat_cases() -> Vec<Case> {
             "nat_vlan_tag_is_kept",
             vec![step(
                 EXT,
-                from_client().vlan(100).ipv4(v4(CIP), v4("10.0.0.1")).tcp(40000, 80).flags(SYN).build(),
+                from_client()
+                    .vlan(100)
+                    .ipv4(v4(CIP), v4("10.0.0.1"))
+                    .tcp(40000, 80)
+                    .flags(SYN)
+                    .build(),
                 out(
                     INT,
-                    to_rs(RS1_MAC).vlan(100).ipv4(v4(CIP), v4(RS1)).ttl(63).tcp(40000, 8080).flags(SYN).build(),
+                    to_rs(RS1_MAC)
+                        .vlan(100)
+                        .ipv4(v4(CIP), v4(RS1))
+                        .ttl(63)
+                        .tcp(40000, 8080)
+                        .flags(SYN)
+                        .build(),
                 ),
             )],
         ),
@@ -401,10 +478,21 @@ fn nat_cases() -> Vec<Case> {
             "nat_ethernet_padding_is_forwarded_as_is",
             vec![step(
                 EXT,
-                from_client().ipv4(v4(CIP), v4("10.0.0.1")).udp(5002, 53).payload(b"x").pad_to(60).build(),
+                from_client()
+                    .ipv4(v4(CIP), v4("10.0.0.1"))
+                    .udp(5002, 53)
+                    .payload(b"x")
+                    .pad_to(60)
+                    .build(),
                 out(
                     INT,
-                    to_rs(RS1_MAC).ipv4(v4(CIP), v4(RS1)).ttl(63).udp(5002, 5353).payload(b"x").pad_to(60).build(),
+                    to_rs(RS1_MAC)
+                        .ipv4(v4(CIP), v4(RS1))
+                        .ttl(63)
+                        .udp(5002, 5353)
+                        .payload(b"x")
+                        .pad_to(60)
+                        .build(),
                 ),
             )],
         ),
@@ -413,7 +501,9 @@ fn nat_cases() -> Vec<Case> {
 
 fn dr_tun_cases() -> Vec<Case> {
     let inner4 = |proto_tcp: bool, df: bool, len: usize| {
-        let b = PacketBuilder::new().ipv4(v4(CIP), v4("10.0.0.3")).dont_frag(df);
+        let b = PacketBuilder::new()
+            .ipv4(v4(CIP), v4("10.0.0.3"))
+            .dont_frag(df);
         if proto_tcp {
             b.tcp(40000, 80).flags(SYN).payload_fill(len).build()
         } else {
@@ -426,7 +516,10 @@ fn dr_tun_cases() -> Vec<Case> {
             vec![step(
                 EXT,
                 tcp4(from_client(), CIP, "10.0.0.2", 40000, 80, SYN, 64),
-                out(INT, tcp4(to_rs(RS1_MAC), CIP, "10.0.0.2", 40000, 80, SYN, 64)),
+                out(
+                    INT,
+                    tcp4(to_rs(RS1_MAC), CIP, "10.0.0.2", 40000, 80, SYN, 64),
+                ),
             )],
         ),
         case(
@@ -442,7 +535,10 @@ fn dr_tun_cases() -> Vec<Case> {
             vec![step(
                 EXT,
                 tcp6(from_client(), CIP6, "2001:db8::2", 40000, 80, SYN, 64),
-                out(INT, tcp6(to_rs(RS1_MAC), CIP6, "2001:db8::2", 40000, 80, SYN, 64)),
+                out(
+                    INT,
+                    tcp6(to_rs(RS1_MAC), CIP6, "2001:db8::2", 40000, 80, SYN, 64),
+                ),
             )],
         ),
         case(
@@ -451,12 +547,18 @@ fn dr_tun_cases() -> Vec<Case> {
                 step(
                     EXT,
                     tcp4(from_client(), CIP, "10.0.0.2", 40001, 80, SYN, 64),
-                    out(INT, tcp4(to_rs(RS1_MAC), CIP, "10.0.0.2", 40001, 80, SYN, 64)),
+                    out(
+                        INT,
+                        tcp4(to_rs(RS1_MAC), CIP, "10.0.0.2", 40001, 80, SYN, 64),
+                    ),
                 ),
                 step(
                     EXT,
                     tcp4(from_client(), CIP, "10.0.0.2", 40001, 80, ACK, 64),
-                    out(INT, tcp4(to_rs(RS1_MAC), CIP, "10.0.0.2", 40001, 80, ACK, 64)),
+                    out(
+                        INT,
+                        tcp4(to_rs(RS1_MAC), CIP, "10.0.0.2", 40001, 80, ACK, 64),
+                    ),
                 ),
             ],
         ),
@@ -500,13 +602,20 @@ fn dr_tun_cases() -> Vec<Case> {
                         let (p, f) = &got[0];
                         assert_eq!(*p, EXT);
                         let e = etherparse::SlicedPacket::from_ethernet(f).expect("parses");
-                        let Some(etherparse::NetSlice::Ipv4(ip)) = e.net else { panic!("v4") };
+                        let Some(etherparse::NetSlice::Ipv4(ip)) = e.net else {
+                            panic!("v4")
+                        };
                         assert_eq!(ip.header().source_addr(), v4("10.0.0.3"), "from the VIP");
                         assert_eq!(ip.header().destination_addr(), v4(CIP));
-                        let Some(etherparse::TransportSlice::Icmpv4(i)) = e.transport else { panic!("icmp") };
+                        let Some(etherparse::TransportSlice::Icmpv4(i)) = e.transport else {
+                            panic!("icmp")
+                        };
                         assert_eq!(i.type_u8(), icmpv4::DEST_UNREACHABLE);
                         assert_eq!(i.code_u8(), icmpv4::FRAG_NEEDED);
-                        assert_eq!(u16::from_be_bytes([i.bytes5to8()[2], i.bytes5to8()[3]]), 1480);
+                        assert_eq!(
+                            u16::from_be_bytes([i.bytes5to8()[2], i.bytes5to8()[3]]),
+                            1480
+                        );
                     },
                     Some(DropReason::TooBig),
                 ),
@@ -516,7 +625,9 @@ fn dr_tun_cases() -> Vec<Case> {
             "tun_too_big_without_df_is_dropped_silently",
             vec![step(
                 EXT,
-                from_client().raw_l3(&inner4(false, false, 1500 - 28)).build(),
+                from_client()
+                    .raw_l3(&inner4(false, false, 1500 - 28))
+                    .build(),
                 Expect::Drop(DropReason::TooBig),
             )],
         ),
@@ -533,7 +644,10 @@ fn dr_tun_cases() -> Vec<Case> {
                     from_client().raw_l3(&inner).build(),
                     out(
                         INT,
-                        to_rs(RS2_MAC).ipv6(v6(DIP6_INT), v6(RS2_6)).raw_l4(ip_proto::IPV6, &inner).build(),
+                        to_rs(RS2_MAC)
+                            .ipv6(v6(DIP6_INT), v6(RS2_6))
+                            .raw_l4(ip_proto::IPV6, &inner)
+                            .build(),
                     ),
                 )
             }],
@@ -552,7 +666,9 @@ fn dr_tun_cases() -> Vec<Case> {
                     |got| {
                         assert_eq!(got.len(), 1);
                         let e = etherparse::SlicedPacket::from_ethernet(&got[0].1).expect("parses");
-                        let Some(etherparse::TransportSlice::Icmpv6(i)) = e.transport else { panic!("icmpv6") };
+                        let Some(etherparse::TransportSlice::Icmpv6(i)) = e.transport else {
+                            panic!("icmpv6")
+                        };
                         assert_eq!(i.type_u8(), icmpv6::PACKET_TOO_BIG);
                         assert_eq!(u32::from_be_bytes(i.bytes5to8()), 1460);
                     },
@@ -584,7 +700,10 @@ fn fullnat_cases() -> Vec<Case> {
                 step(
                     INT,
                     tcp4(from_rs(RS2_MAC), RS2, LIP, 8080, 1025, synack(), 64),
-                    out(EXT, tcp4(to_client(), "10.0.0.4", CIP, 80, 40000, synack(), 63)),
+                    out(
+                        EXT,
+                        tcp4(to_client(), "10.0.0.4", CIP, 80, 40000, synack(), 63),
+                    ),
                 ),
             ],
         ),
@@ -598,7 +717,15 @@ fn fullnat_cases() -> Vec<Case> {
                 ),
                 step(
                     EXT,
-                    tcp4(from_client(), "198.51.100.9", "10.0.0.4", 40000, 80, SYN, 64),
+                    tcp4(
+                        from_client(),
+                        "198.51.100.9",
+                        "10.0.0.4",
+                        40000,
+                        80,
+                        SYN,
+                        64,
+                    ),
                     out(INT, tcp4(to_rs(RS2_MAC), LIP, RS2, 1026, 8080, SYN, 63)),
                 ),
             ],
@@ -629,7 +756,10 @@ fn fullnat_cases() -> Vec<Case> {
                 step(
                     INT,
                     tcp6(from_rs(RS2_MAC), RS2_6, LIP6, 8080, 1025, synack(), 64),
-                    out(EXT, tcp6(to_client(), "2001:db8::4", CIP6, 80, 40000, synack(), 63)),
+                    out(
+                        EXT,
+                        tcp6(to_client(), "2001:db8::4", CIP6, 80, 40000, synack(), 63),
+                    ),
                 ),
             ],
         ),
@@ -674,19 +804,39 @@ fn fullnat_cases() -> Vec<Case> {
 
 fn icmp_cases() -> Vec<Case> {
     // What the real server received for the NAT connection, quoted back.
-    let nat_quote = || PacketBuilder::new().ipv4(v4(CIP), v4(RS1)).ttl(63).udp(5000, 5353).payload(b"query").build();
+    let nat_quote = || {
+        PacketBuilder::new()
+            .ipv4(v4(CIP), v4(RS1))
+            .ttl(63)
+            .udp(5000, 5353)
+            .payload(b"query")
+            .build()
+    };
     let nat_quote_after = || {
-        PacketBuilder::new().ipv4(v4(CIP), v4("10.0.0.1")).ttl(63).udp(5000, 53).payload(b"query").build()
+        PacketBuilder::new()
+            .ipv4(v4(CIP), v4("10.0.0.1"))
+            .ttl(63)
+            .udp(5000, 53)
+            .payload(b"query")
+            .build()
     };
     vec![
         case(
             "ping_to_vip_is_answered",
             vec![step(
                 EXT,
-                from_client().ipv4(v4(CIP), v4("10.0.0.1")).icmpv4_echo_request(7, 1).payload(b"ping").build(),
+                from_client()
+                    .ipv4(v4(CIP), v4("10.0.0.1"))
+                    .icmpv4_echo_request(7, 1)
+                    .payload(b"ping")
+                    .build(),
                 out(
                     EXT,
-                    to_client().ipv4(v4("10.0.0.1"), v4(CIP)).icmpv4_echo_reply(7, 1).payload(b"ping").build(),
+                    to_client()
+                        .ipv4(v4("10.0.0.1"), v4(CIP))
+                        .icmpv4_echo_reply(7, 1)
+                        .payload(b"ping")
+                        .build(),
                 ),
             )],
         ),
@@ -694,18 +844,35 @@ fn icmp_cases() -> Vec<Case> {
             "ping_to_director_address_is_answered",
             vec![step(
                 EXT,
-                from_client().ipv4(v4(CIP), v4(DIP_EXT)).icmpv4_echo_request(8, 2).build(),
-                out(EXT, to_client().ipv4(v4(DIP_EXT), v4(CIP)).icmpv4_echo_reply(8, 2).build()),
+                from_client()
+                    .ipv4(v4(CIP), v4(DIP_EXT))
+                    .icmpv4_echo_request(8, 2)
+                    .build(),
+                out(
+                    EXT,
+                    to_client()
+                        .ipv4(v4(DIP_EXT), v4(CIP))
+                        .icmpv4_echo_reply(8, 2)
+                        .build(),
+                ),
             )],
         ),
         case(
             "ping6_to_vip_is_answered",
             vec![step(
                 EXT,
-                from_client().ipv6(v6(CIP6), v6("2001:db8::1")).icmpv6_echo_request(9, 3).payload(b"p6").build(),
+                from_client()
+                    .ipv6(v6(CIP6), v6("2001:db8::1"))
+                    .icmpv6_echo_request(9, 3)
+                    .payload(b"p6")
+                    .build(),
                 out(
                     EXT,
-                    to_client().ipv6(v6("2001:db8::1"), v6(CIP6)).icmpv6_echo_reply(9, 3).payload(b"p6").build(),
+                    to_client()
+                        .ipv6(v6("2001:db8::1"), v6(CIP6))
+                        .icmpv6_echo_reply(9, 3)
+                        .payload(b"p6")
+                        .build(),
                 ),
             )],
         ),
@@ -713,7 +880,10 @@ fn icmp_cases() -> Vec<Case> {
             "ping_to_other_host_is_not_answered",
             vec![step(
                 EXT,
-                from_client().ipv4(v4(CIP), v4("10.0.0.99")).icmpv4_echo_request(7, 1).build(),
+                from_client()
+                    .ipv4(v4(CIP), v4("10.0.0.99"))
+                    .icmpv4_echo_request(7, 1)
+                    .build(),
                 Expect::Drop(DropReason::Local),
             )],
         ),
@@ -729,14 +899,22 @@ fn icmp_cases() -> Vec<Case> {
                     INT,
                     from_rs(RS1_MAC)
                         .ipv4(v4(RS1), v4(CIP))
-                        .icmpv4_error(icmpv4::DEST_UNREACHABLE, icmpv4::PORT_UNREACHABLE, &nat_quote())
+                        .icmpv4_error(
+                            icmpv4::DEST_UNREACHABLE,
+                            icmpv4::PORT_UNREACHABLE,
+                            &nat_quote(),
+                        )
                         .build(),
                     out(
                         EXT,
                         to_client()
                             .ipv4(v4("10.0.0.1"), v4(CIP))
                             .ttl(63)
-                            .icmpv4_error(icmpv4::DEST_UNREACHABLE, icmpv4::PORT_UNREACHABLE, &nat_quote_after())
+                            .icmpv4_error(
+                                icmpv4::DEST_UNREACHABLE,
+                                icmpv4::PORT_UNREACHABLE,
+                                &nat_quote_after(),
+                            )
                             .build(),
                     ),
                 ),
@@ -757,7 +935,11 @@ fn icmp_cases() -> Vec<Case> {
                         .icmpv4_error(
                             icmpv4::DEST_UNREACHABLE,
                             icmpv4::PORT_UNREACHABLE,
-                            &PacketBuilder::new().ipv4(v4("10.0.0.1"), v4(CIP)).udp(53, 5000).payload(b"r").build(),
+                            &PacketBuilder::new()
+                                .ipv4(v4("10.0.0.1"), v4(CIP))
+                                .udp(53, 5000)
+                                .payload(b"r")
+                                .build(),
                         )
                         .build(),
                     out(
@@ -768,7 +950,11 @@ fn icmp_cases() -> Vec<Case> {
                             .icmpv4_error(
                                 icmpv4::DEST_UNREACHABLE,
                                 icmpv4::PORT_UNREACHABLE,
-                                &PacketBuilder::new().ipv4(v4(RS1), v4(CIP)).udp(5353, 5000).payload(b"r").build(),
+                                &PacketBuilder::new()
+                                    .ipv4(v4(RS1), v4(CIP))
+                                    .udp(5353, 5000)
+                                    .payload(b"r")
+                                    .build(),
                             )
                             .build(),
                     ),
@@ -790,7 +976,12 @@ fn icmp_cases() -> Vec<Case> {
                         .icmpv4_error(
                             icmpv4::DEST_UNREACHABLE,
                             icmpv4::PORT_UNREACHABLE,
-                            &PacketBuilder::new().ipv4(v4(LIP), v4(RS2)).ttl(63).udp(1025, 5353).payload(b"query").build(),
+                            &PacketBuilder::new()
+                                .ipv4(v4(LIP), v4(RS2))
+                                .ttl(63)
+                                .udp(1025, 5353)
+                                .payload(b"query")
+                                .build(),
                         )
                         .build(),
                     out(
@@ -828,7 +1019,11 @@ fn icmp_cases() -> Vec<Case> {
                         .icmpv4_error(
                             icmpv4::DEST_UNREACHABLE,
                             icmpv4::PORT_UNREACHABLE,
-                            &PacketBuilder::new().ipv4(v4("10.0.0.4"), v4(CIP)).udp(53, 5000).payload(b"r").build(),
+                            &PacketBuilder::new()
+                                .ipv4(v4("10.0.0.4"), v4(CIP))
+                                .udp(53, 5000)
+                                .payload(b"r")
+                                .build(),
                         )
                         .build(),
                     out(
@@ -839,7 +1034,11 @@ fn icmp_cases() -> Vec<Case> {
                             .icmpv4_error(
                                 icmpv4::DEST_UNREACHABLE,
                                 icmpv4::PORT_UNREACHABLE,
-                                &PacketBuilder::new().ipv4(v4(RS2), v4(LIP)).udp(5353, 1025).payload(b"r").build(),
+                                &PacketBuilder::new()
+                                    .ipv4(v4(RS2), v4(LIP))
+                                    .udp(5353, 1025)
+                                    .payload(b"r")
+                                    .build(),
                             )
                             .build(),
                     ),
@@ -861,7 +1060,12 @@ fn icmp_cases() -> Vec<Case> {
                         .icmpv6_error(
                             icmpv6::DST_UNREACHABLE,
                             icmpv6::PORT_UNREACHABLE,
-                            &PacketBuilder::new().ipv6(v6(CIP6), v6(RS1_6)).hop_limit(63).udp(5000, 5353).payload(b"query").build(),
+                            &PacketBuilder::new()
+                                .ipv6(v6(CIP6), v6(RS1_6))
+                                .hop_limit(63)
+                                .udp(5000, 5353)
+                                .payload(b"query")
+                                .build(),
                         )
                         .build(),
                     out(
@@ -890,7 +1094,11 @@ fn icmp_cases() -> Vec<Case> {
                 INT,
                 from_rs(RS1_MAC)
                     .ipv4(v4(RS1), v4(CIP))
-                    .icmpv4_error(icmpv4::DEST_UNREACHABLE, icmpv4::PORT_UNREACHABLE, &nat_quote())
+                    .icmpv4_error(
+                        icmpv4::DEST_UNREACHABLE,
+                        icmpv4::PORT_UNREACHABLE,
+                        &nat_quote(),
+                    )
                     .build(),
                 Expect::Drop(DropReason::IcmpNoConn),
             )],
@@ -905,9 +1113,13 @@ fn icmp_cases() -> Vec<Case> {
                         assert_eq!(got.len(), 1);
                         assert_eq!(got[0].0, EXT);
                         let e = etherparse::SlicedPacket::from_ethernet(&got[0].1).expect("parses");
-                        let Some(etherparse::NetSlice::Ipv4(ip)) = e.net else { panic!("v4") };
+                        let Some(etherparse::NetSlice::Ipv4(ip)) = e.net else {
+                            panic!("v4")
+                        };
                         assert_eq!(ip.header().source_addr(), v4("10.0.0.1"));
-                        let Some(etherparse::TransportSlice::Icmpv4(i)) = e.transport else { panic!("icmp") };
+                        let Some(etherparse::TransportSlice::Icmpv4(i)) = e.transport else {
+                            panic!("icmp")
+                        };
                         assert_eq!(i.type_u8(), icmpv4::TIME_EXCEEDED);
                     },
                     Some(DropReason::TtlExpired),
@@ -923,7 +1135,9 @@ fn icmp_cases() -> Vec<Case> {
                     |got| {
                         assert_eq!(got.len(), 1);
                         let e = etherparse::SlicedPacket::from_ethernet(&got[0].1).expect("parses");
-                        let Some(etherparse::TransportSlice::Icmpv6(i)) = e.transport else { panic!("icmpv6") };
+                        let Some(etherparse::TransportSlice::Icmpv6(i)) = e.transport else {
+                            panic!("icmpv6")
+                        };
                         assert_eq!(i.type_u8(), icmpv6::TIME_EXCEEDED);
                     },
                     Some(DropReason::TtlExpired),
@@ -934,33 +1148,57 @@ fn icmp_cases() -> Vec<Case> {
 }
 
 fn arp_nd_cases() -> Vec<Case> {
-    let who_has = |target: &str| PacketBuilder::ethernet(ROUTER_MAC, EthernetAddress::BROADCAST)
-        .arp_request(ROUTER_MAC, v4(ROUTER), v4(target))
-        .build();
-    let is_at = |target: &str| PacketBuilder::ethernet(EXT_MAC, ROUTER_MAC)
-        .arp_reply(EXT_MAC, v4(target), ROUTER_MAC, v4(ROUTER))
-        .build();
+    let who_has = |target: &str| {
+        PacketBuilder::ethernet(ROUTER_MAC, EthernetAddress::BROADCAST)
+            .arp_request(ROUTER_MAC, v4(ROUTER), v4(target))
+            .build()
+    };
+    let is_at = |target: &str| {
+        PacketBuilder::ethernet(EXT_MAC, ROUTER_MAC)
+            .arp_reply(EXT_MAC, v4(target), ROUTER_MAC, v4(ROUTER))
+            .build()
+    };
     let ns = |target: &str| {
         let t = v6(target);
-        PacketBuilder::ethernet(ROUTER_MAC, EthernetAddress::from_ipv6_multicast(&rvs::wire::icmpv6::solicited_node(&t)))
-            .ipv6(v6(ROUTER6), rvs::wire::icmpv6::solicited_node(&t))
-            .ndp_solicit(t, Some(ROUTER_MAC))
-            .build()
+        PacketBuilder::ethernet(
+            ROUTER_MAC,
+            EthernetAddress::from_ipv6_multicast(&rvs::wire::icmpv6::solicited_node(&t)),
+        )
+        .ipv6(v6(ROUTER6), rvs::wire::icmpv6::solicited_node(&t))
+        .ndp_solicit(t, Some(ROUTER_MAC))
+        .build()
     };
     let na = |target: &str| {
         PacketBuilder::ethernet(EXT_MAC, ROUTER_MAC)
             .ipv6(v6(target), v6(ROUTER6))
-            .ndp_advert(NdpFlags::SOLICITED | NdpFlags::OVERRIDE, v6(target), Some(EXT_MAC))
+            .ndp_advert(
+                NdpFlags::SOLICITED | NdpFlags::OVERRIDE,
+                v6(target),
+                Some(EXT_MAC),
+            )
             .build()
     };
     vec![
-        case("arp_request_for_vip_is_answered", vec![step(EXT, who_has("10.0.0.1"), out(EXT, is_at("10.0.0.1")))]),
+        case(
+            "arp_request_for_vip_is_answered",
+            vec![step(EXT, who_has("10.0.0.1"), out(EXT, is_at("10.0.0.1")))],
+        ),
         case(
             "arp_request_for_director_address_is_answered",
             vec![step(EXT, who_has(DIP_EXT), out(EXT, is_at(DIP_EXT)))],
         ),
-        case("arp_request_for_local_address_is_answered", vec![step(EXT, who_has(LIP), out(EXT, is_at(LIP)))]),
-        case("arp_request_for_other_host_is_ignored", vec![step(EXT, who_has("10.0.0.77"), Expect::Drop(DropReason::Local))]),
+        case(
+            "arp_request_for_local_address_is_answered",
+            vec![step(EXT, who_has(LIP), out(EXT, is_at(LIP)))],
+        ),
+        case(
+            "arp_request_for_other_host_is_ignored",
+            vec![step(
+                EXT,
+                who_has("10.0.0.77"),
+                Expect::Drop(DropReason::Local),
+            )],
+        ),
         case(
             "unknown_real_server_is_resolved_by_arp_then_packet_released",
             vec![
@@ -983,16 +1221,32 @@ fn arp_nd_cases() -> Vec<Case> {
                         |got| {
                             assert_eq!(got.len(), 1, "the waiting SYN is sent");
                             assert_eq!(got[0].0, INT);
-                            assert_eq!(got[0].1, tcp4(to_rs(RS3_MAC), CIP, RS3, 40000, 80, SYN, 63));
+                            assert_eq!(
+                                got[0].1,
+                                tcp4(to_rs(RS3_MAC), CIP, RS3, 40000, 80, SYN, 63)
+                            );
                         },
                         Some(DropReason::Local),
                     ),
                 ),
             ],
         ),
-        case("nd_solicit_for_vip6_is_answered", vec![step(EXT, ns("2001:db8::1"), out(EXT, na("2001:db8::1")))]),
-        case("nd_solicit_for_director6_is_answered", vec![step(EXT, ns(DIP6_EXT), out(EXT, na(DIP6_EXT)))]),
-        case("nd_solicit_for_other_host_is_ignored", vec![step(EXT, ns("2001:db8::77"), Expect::Drop(DropReason::Local))]),
+        case(
+            "nd_solicit_for_vip6_is_answered",
+            vec![step(EXT, ns("2001:db8::1"), out(EXT, na("2001:db8::1")))],
+        ),
+        case(
+            "nd_solicit_for_director6_is_answered",
+            vec![step(EXT, ns(DIP6_EXT), out(EXT, na(DIP6_EXT)))],
+        ),
+        case(
+            "nd_solicit_for_other_host_is_ignored",
+            vec![step(
+                EXT,
+                ns("2001:db8::77"),
+                Expect::Drop(DropReason::Local),
+            )],
+        ),
         case(
             "unknown_real_server6_is_resolved_by_nd_then_packet_released",
             vec![
@@ -1002,8 +1256,11 @@ fn arp_nd_cases() -> Vec<Case> {
                     Expect::Check(
                         |got| {
                             assert_eq!(got.len(), 1, "a neighbour solicitation");
-                            let e = etherparse::SlicedPacket::from_ethernet(&got[0].1).expect("parses");
-                            let Some(etherparse::TransportSlice::Icmpv6(i)) = e.transport else { panic!("icmpv6") };
+                            let e =
+                                etherparse::SlicedPacket::from_ethernet(&got[0].1).expect("parses");
+                            let Some(etherparse::TransportSlice::Icmpv6(i)) = e.transport else {
+                                panic!("icmpv6")
+                            };
                             assert_eq!(i.type_u8(), icmpv6::NEIGHBOR_SOLICIT);
                         },
                         None,
@@ -1018,7 +1275,10 @@ fn arp_nd_cases() -> Vec<Case> {
                     Expect::Check(
                         |got| {
                             assert_eq!(got.len(), 1);
-                            assert_eq!(got[0].1, tcp6(to_rs(RS3_MAC), CIP6, RS3_6, 40000, 80, SYN, 63));
+                            assert_eq!(
+                                got[0].1,
+                                tcp6(to_rs(RS3_MAC), CIP6, RS3_6, 40000, 80, SYN, 63)
+                            );
                         },
                         Some(DropReason::Local),
                     ),
@@ -1032,19 +1292,35 @@ fn policy_drop_cases() -> Vec<Case> {
     vec![
         case(
             "tcp_without_syn_and_without_connection_is_dropped",
-            vec![step(EXT, tcp4(from_client(), CIP, "10.0.0.1", 40000, 80, ACK, 64), Expect::Drop(DropReason::NotSyn))],
+            vec![step(
+                EXT,
+                tcp4(from_client(), CIP, "10.0.0.1", 40000, 80, ACK, 64),
+                Expect::Drop(DropReason::NotSyn),
+            )],
         ),
         case(
             "tcp_to_address_without_service_is_dropped",
-            vec![step(EXT, tcp4(from_client(), CIP, "10.0.0.99", 40000, 80, SYN, 64), Expect::Drop(DropReason::NoService))],
+            vec![step(
+                EXT,
+                tcp4(from_client(), CIP, "10.0.0.99", 40000, 80, SYN, 64),
+                Expect::Drop(DropReason::NoService),
+            )],
         ),
         case(
             "udp_to_vip_on_other_port_is_dropped",
-            vec![step(EXT, udp4(from_client(), CIP, "10.0.0.1", 5000, 54, 64), Expect::Drop(DropReason::Local))],
+            vec![step(
+                EXT,
+                udp4(from_client(), CIP, "10.0.0.1", 5000, 54, 64),
+                Expect::Drop(DropReason::Local),
+            )],
         ),
         case(
             "quiesced_only_server_gets_no_new_connection",
-            vec![step(EXT, tcp4(from_client(), CIP, "10.0.0.6", 40000, 80, SYN, 64), Expect::Drop(DropReason::NoDest))],
+            vec![step(
+                EXT,
+                tcp4(from_client(), CIP, "10.0.0.6", 40000, 80, SYN, 64),
+                Expect::Drop(DropReason::NoDest),
+            )],
         ),
         Case {
             name: "full_table_refuses_new_flow_but_keeps_established",
@@ -1083,7 +1359,12 @@ fn policy_drop_cases() -> Vec<Case> {
             "ipv4_fragment_is_dropped",
             vec![step(
                 EXT,
-                from_client().ipv4(v4(CIP), v4("10.0.0.1")).ipv4_fragment(0, true).udp(5000, 53).payload_fill(64).build(),
+                from_client()
+                    .ipv4(v4(CIP), v4("10.0.0.1"))
+                    .ipv4_fragment(0, true)
+                    .udp(5000, 53)
+                    .payload_fill(64)
+                    .build(),
                 Expect::Drop(DropReason::Fragment),
             )],
         ),
@@ -1091,19 +1372,31 @@ fn policy_drop_cases() -> Vec<Case> {
             "ipv6_fragment_is_dropped",
             vec![step(
                 EXT,
-                from_client().ipv6(v6(CIP6), v6("2001:db8::1")).ipv6_fragment(0, true, 9).udp(5000, 53).payload_fill(64).build(),
+                from_client()
+                    .ipv6(v6(CIP6), v6("2001:db8::1"))
+                    .ipv6_fragment(0, true, 9)
+                    .udp(5000, 53)
+                    .payload_fill(64)
+                    .build(),
                 Expect::Drop(DropReason::Fragment),
             )],
         ),
         case(
             "unknown_ethertype_is_dropped",
-            vec![step(EXT, from_client().ethertype(0x88cc).raw_l3(&[0u8; 46]).build(), Expect::Drop(DropReason::UnsupportedProto))],
+            vec![step(
+                EXT,
+                from_client().ethertype(0x88cc).raw_l3(&[0u8; 46]).build(),
+                Expect::Drop(DropReason::UnsupportedProto),
+            )],
         ),
         case(
             "sctp_is_not_supported",
             vec![step(
                 EXT,
-                from_client().ipv4(v4(CIP), v4("10.0.0.1")).raw_l4(132, &[0u8; 16]).build(),
+                from_client()
+                    .ipv4(v4(CIP), v4("10.0.0.1"))
+                    .raw_l4(132, &[0u8; 16])
+                    .build(),
                 Expect::Drop(DropReason::UnsupportedProto),
             )],
         ),
@@ -1111,9 +1404,24 @@ fn policy_drop_cases() -> Vec<Case> {
 }
 
 fn malformed_cases() -> Vec<Case> {
-    let m = |name: &'static str, frame: Vec<u8>| case(name, vec![step(EXT, frame, Expect::Drop(DropReason::Malformed))]);
-    let syn4 = || from_client().ipv4(v4(CIP), v4("10.0.0.1")).tcp(40000, 80).flags(SYN);
-    let udp6 = || from_client().ipv6(v6(CIP6), v6("2001:db8::1")).udp(5000, 53).payload(b"q");
+    let m = |name: &'static str, frame: Vec<u8>| {
+        case(
+            name,
+            vec![step(EXT, frame, Expect::Drop(DropReason::Malformed))],
+        )
+    };
+    let syn4 = || {
+        from_client()
+            .ipv4(v4(CIP), v4("10.0.0.1"))
+            .tcp(40000, 80)
+            .flags(SYN)
+    };
+    let udp6 = || {
+        from_client()
+            .ipv6(v6(CIP6), v6("2001:db8::1"))
+            .udp(5000, 53)
+            .payload(b"q")
+    };
     vec![
         m("zero_length_frame", vec![]),
         m("truncated_ethernet_header", vec![0x02; 10]),
@@ -1122,7 +1430,11 @@ fn malformed_cases() -> Vec<Case> {
             vec![step(
                 EXT,
                 {
-                    let mut f = from_client().vlan(10).ipv4(v4(CIP), v4("10.0.0.1")).tcp(1, 80).build();
+                    let mut f = from_client()
+                        .vlan(10)
+                        .ipv4(v4(CIP), v4("10.0.0.1"))
+                        .tcp(1, 80)
+                        .build();
                     // Turn the inner ethertype into a second 802.1Q tag.
                     f[16] = 0x81;
                     f[17] = 0x00;
@@ -1133,27 +1445,62 @@ fn malformed_cases() -> Vec<Case> {
         ),
         m("ipv4_header_truncated", syn4().truncate(14 + 12).build()),
         m("ipv4_ihl_below_five", syn4().ipv4_ihl(4).build()),
-        m("ipv4_ihl_past_the_buffer", syn4().ipv4_ihl(15).truncate(14 + 40).build()),
-        m("ipv4_total_length_past_the_buffer", syn4().ipv4_total_len(400).build()),
-        m("ipv4_total_length_below_header", syn4().ipv4_total_len(12).build()),
+        m(
+            "ipv4_ihl_past_the_buffer",
+            syn4().ipv4_ihl(15).truncate(14 + 40).build(),
+        ),
+        m(
+            "ipv4_total_length_past_the_buffer",
+            syn4().ipv4_total_len(400).build(),
+        ),
+        m(
+            "ipv4_total_length_below_header",
+            syn4().ipv4_total_len(12).build(),
+        ),
         case(
             "ipv4_bad_header_checksum",
-            vec![step(EXT, syn4().ipv4_checksum(0x1234).build(), Expect::Drop(DropReason::BadChecksum))],
+            vec![step(
+                EXT,
+                syn4().ipv4_checksum(0x1234).build(),
+                Expect::Drop(DropReason::BadChecksum),
+            )],
         ),
         m("ip_version_five_in_ipv4_frame", {
             let mut f = syn4().build();
             f[14] = 0x55;
             f
         }),
-        m("tcp_header_truncated", syn4().truncate(14 + 20 + 10).build()),
+        m(
+            "tcp_header_truncated",
+            syn4().truncate(14 + 20 + 10).build(),
+        ),
         m("tcp_data_offset_below_five", {
             let mut f = syn4().build();
             f[14 + 20 + 12] = 0x40;
             f
         }),
-        m("udp_length_past_ip_payload", from_client().ipv4(v4(CIP), v4("10.0.0.1")).udp(1, 53).payload(b"abc").udp_len(200).build()),
-        m("udp_length_below_eight", from_client().ipv4(v4(CIP), v4("10.0.0.1")).udp(1, 53).payload(b"abc").udp_len(4).build()),
-        m("ipv6_payload_length_past_the_buffer", udp6().ipv6_payload_len(600).build()),
+        m(
+            "udp_length_past_ip_payload",
+            from_client()
+                .ipv4(v4(CIP), v4("10.0.0.1"))
+                .udp(1, 53)
+                .payload(b"abc")
+                .udp_len(200)
+                .build(),
+        ),
+        m(
+            "udp_length_below_eight",
+            from_client()
+                .ipv4(v4(CIP), v4("10.0.0.1"))
+                .udp(1, 53)
+                .payload(b"abc")
+                .udp_len(4)
+                .build(),
+        ),
+        m(
+            "ipv6_payload_length_past_the_buffer",
+            udp6().ipv6_payload_len(600).build(),
+        ),
         m("ipv6_header_truncated", udp6().truncate(14 + 30).build()),
         m(
             "ipv6_extension_chain_runs_past_the_packet",
@@ -1177,12 +1524,22 @@ fn malformed_cases() -> Vec<Case> {
             f.truncate(14 + 20);
             f
         }),
-        m("icmp_header_truncated", from_client().ipv4(v4(CIP), v4("10.0.0.1")).raw_l4(ip_proto::ICMP, &[3, 3, 0]).build()),
+        m(
+            "icmp_header_truncated",
+            from_client()
+                .ipv4(v4(CIP), v4("10.0.0.1"))
+                .raw_l4(ip_proto::ICMP, &[3, 3, 0])
+                .build(),
+        ),
         m(
             "icmp_error_with_truncated_quote",
             from_client()
                 .ipv4(v4(CIP), v4("10.0.0.1"))
-                .icmpv4_error(icmpv4::DEST_UNREACHABLE, icmpv4::PORT_UNREACHABLE, &[0x45, 0, 0, 28, 0, 0])
+                .icmpv4_error(
+                    icmpv4::DEST_UNREACHABLE,
+                    icmpv4::PORT_UNREACHABLE,
+                    &[0x45, 0, 0, 28, 0, 0],
+                )
                 .build(),
         ),
     ]

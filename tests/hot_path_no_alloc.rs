@@ -89,13 +89,30 @@ fn established_bursts_allocate_nothing() {
     let n_client = client.len();
     let queues = vec![MemQueue::generator(client), MemQueue::generator(server)];
     heapbuf::prewarm(4096);
-    let mut w = Worker::new(WorkerConfig { conn_capacity: 4096, ..Default::default() }, queues, links, topo.snapshot(1));
+    let mut w = Worker::new(
+        WorkerConfig {
+            conn_capacity: 4096,
+            ..Default::default()
+        },
+        queues,
+        links,
+        topo.snapshot(1),
+    );
     // Warm up: two full cycles create every connection and fill every list.
     for _ in 0..(2 * n_client / 32 + 4) {
         w.poll_once();
     }
-    assert_eq!(w.conns().len() as usize, flows as usize * 4, "one connection per flow and mode");
-    let reasons = [DropReason::Malformed, DropReason::NoService, DropReason::NoNeighbour, DropReason::TableFull];
+    assert_eq!(
+        w.conns().len() as usize,
+        flows as usize * 4,
+        "one connection per flow and mode"
+    );
+    let reasons = [
+        DropReason::Malformed,
+        DropReason::NoService,
+        DropReason::NoNeighbour,
+        DropReason::TableFull,
+    ];
     let before: Vec<u64> = reasons.iter().map(|r| counters.drops_of(*r)).collect();
     let tx0 = counters.tx_packets.load(Ordering::Relaxed);
     ALLOCS.store(0, Ordering::Relaxed);
@@ -110,5 +127,8 @@ fn established_bursts_allocate_nothing() {
     for (r, b) in reasons.iter().zip(before) {
         assert_eq!(counters.drops_of(*r), b, "no {r:?} drop once established");
     }
-    assert_eq!(allocs, 0, "{allocs} allocations while forwarding {tx} packets");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations while forwarding {tx} packets"
+    );
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rvs::ctl::config::Config;
-use rvs::ctl::protocol::{DestSpec, Fwd, Proto, Request, Response, ServiceKey, ServiceSpec, Timeouts};
+use rvs::ctl::protocol::{
+    DestSpec, Fwd, Proto, Request, Response, ServiceKey, ServiceSpec, Timeouts,
+};
 use rvs::ctl::server::{Control, ControlOptions};
 use rvs::dataplane::counters::DropReason;
 use rvs::dataplane::driver::mem::MemQueue;
@@ -59,7 +61,9 @@ fn a_thousand_changes_lose_no_packet_of_untouched_flows() {
     let mut per_worker: Vec<Vec<Vec<u8>>> = vec![Vec::new(), Vec::new()];
     for i in 0..400u16 {
         let cip = std::net::Ipv4Addr::new(100, 64, (i >> 8) as u8, i as u8);
-        let owner = snap.steer.owner(6, &cip.octets(), 40000, &[10, 0, 0, 1], 80) as usize;
+        let owner = snap
+            .steer
+            .owner(6, &cip.octets(), 40000, &[10, 0, 0, 1], 80) as usize;
         for f in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::ACK] {
             per_worker[owner].push(
                 PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
@@ -80,35 +84,87 @@ fn a_thousand_changes_lose_no_packet_of_untouched_flows() {
         idle: IdlePolicy::BusyPoll,
         ..WorkerConfig::default()
     };
-    let runtime = Arc::new(Runtime::start(queues, cfg, &[None, None], snap, |_| {}).expect("runtime"));
-    let control = Control::new(state, runtime.clone(), ControlOptions { conn_capacity: 65536, ..Default::default() });
+    let runtime =
+        Arc::new(Runtime::start(queues, cfg, &[None, None], snap, |_| {}).expect("runtime"));
+    let control = Control::new(
+        state,
+        runtime.clone(),
+        ControlOptions {
+            conn_capacity: 65536,
+            ..Default::default()
+        },
+    );
 
-    let vs = ServiceKey { proto: Proto::Tcp, addr: "10.0.0.1".parse().expect("vip"), port: 80 };
-    let other = ServiceKey { proto: Proto::Udp, addr: "10.0.0.2".parse().expect("vip"), port: 53 };
-    let masq = |addr: &str, w: u32| DestSpec { fwd: Fwd::Masq, weight: w, ..DestSpec::new(addr.parse().expect("rs"), 8080) };
+    let vs = ServiceKey {
+        proto: Proto::Tcp,
+        addr: "10.0.0.1".parse().expect("vip"),
+        port: 80,
+    };
+    let other = ServiceKey {
+        proto: Proto::Udp,
+        addr: "10.0.0.2".parse().expect("vip"),
+        port: 53,
+    };
+    let masq = |addr: &str, w: u32| DestSpec {
+        fwd: Fwd::Masq,
+        weight: w,
+        ..DestSpec::new(addr.parse().expect("rs"), 8080)
+    };
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
     let mut changes = 0;
     while changes < 1000 {
         let step = changes % 11;
         let r = match step {
-            0 => control.handle(&Request::AddDest { service: vs, dest: masq("192.168.10.2", 1) }),
-            1 => control.handle(&Request::EditDest { service: vs, dest: masq("192.168.10.2", 5) }),
-            2 => control.handle(&Request::AddDest { service: vs, dest: masq("192.168.10.3", 2) }),
-            3 => control.handle(&Request::EditDest { service: vs, dest: masq("192.168.10.3", 0) }),
-            4 => control.handle(&Request::EditService {
-                service: ServiceSpec { scheduler: if changes % 20 == 4 { "rr" } else { "wlc" }.into(), ..ServiceSpec::new(vs) },
+            0 => control.handle(&Request::AddDest {
+                service: vs,
+                dest: masq("192.168.10.2", 1),
             }),
-            5 => control.handle(&Request::AddService { service: ServiceSpec::new(other) }),
+            1 => control.handle(&Request::EditDest {
+                service: vs,
+                dest: masq("192.168.10.2", 5),
+            }),
+            2 => control.handle(&Request::AddDest {
+                service: vs,
+                dest: masq("192.168.10.3", 2),
+            }),
+            3 => control.handle(&Request::EditDest {
+                service: vs,
+                dest: masq("192.168.10.3", 0),
+            }),
+            4 => control.handle(&Request::EditService {
+                service: ServiceSpec {
+                    scheduler: if changes % 20 == 4 { "rr" } else { "wlc" }.into(),
+                    ..ServiceSpec::new(vs)
+                },
+            }),
+            5 => control.handle(&Request::AddService {
+                service: ServiceSpec::new(other),
+            }),
             6 => control.handle(&Request::AddDest {
                 service: other,
-                dest: DestSpec { port: 53, ..masq("192.168.10.2", 1) },
+                dest: DestSpec {
+                    port: 53,
+                    ..masq("192.168.10.2", 1)
+                },
             }),
             7 => control.handle(&Request::DeleteService { service: other }),
-            8 => control.handle(&Request::DeleteDest { service: vs, addr: "192.168.10.3".parse().expect("rs"), port: 8080 }),
-            9 => control.handle(&Request::DeleteDest { service: vs, addr: "192.168.10.2".parse().expect("rs"), port: 8080 }),
+            8 => control.handle(&Request::DeleteDest {
+                service: vs,
+                addr: "192.168.10.3".parse().expect("rs"),
+                port: 8080,
+            }),
+            9 => control.handle(&Request::DeleteDest {
+                service: vs,
+                addr: "192.168.10.2".parse().expect("rs"),
+                port: 8080,
+            }),
             _ => control.handle(&Request::SetTimeouts {
-                timeouts: Timeouts { tcp: 900 + (changes as u32 % 7), tcpfin: 0, udp: 0 },
+                timeouts: Timeouts {
+                    tcp: 900 + (changes as u32 % 7),
+                    tcpfin: 0,
+                    udp: 0,
+                },
             }),
         };
         ok(r);
@@ -127,11 +183,16 @@ fn a_thousand_changes_lose_no_packet_of_untouched_flows() {
         .map(|r| (*r, counters.iter().map(|c| c.drops_of(*r)).sum::<u64>()))
         .filter(|(_, n)| *n > 0)
         .collect();
-    println!("{changes} changes in {took:?}; {rx} packets received, {tx} sent, {created} connections");
+    println!(
+        "{changes} changes in {took:?}; {rx} packets received, {tx} sent, {created} connections"
+    );
     assert!(rx > 100_000, "traffic flowed during the changes: {rx}");
     assert_eq!(drops, vec![], "no packet dropped");
     assert_eq!(rx, tx, "every packet of the untouched flows was forwarded");
     assert_eq!(created, 400, "no flow was rescheduled");
     let generation = control.state().generation();
-    assert!(generation >= 1000, "each change is a generation: {generation}");
+    assert!(
+        generation >= 1000,
+        "each change is a generation: {generation}"
+    );
 }

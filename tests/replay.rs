@@ -17,7 +17,10 @@ use rvs::wire::{EthernetAddress, TcpFlags};
 const EXT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
 const INT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 1, 1]);
 const ROUTER_MAC: EthernetAddress = EthernetAddress([2, 0xaa, 0, 0, 0, 1]);
-const RS_MACS: [EthernetAddress; 2] = [EthernetAddress([2, 0xb1, 0, 0, 0, 1]), EthernetAddress([2, 0xb2, 0, 0, 0, 2])];
+const RS_MACS: [EthernetAddress; 2] = [
+    EthernetAddress([2, 0xb1, 0, 0, 0, 1]),
+    EthernetAddress([2, 0xb2, 0, 0, 0, 2]),
+];
 
 const CONFIG: &str = r#"
 ports:
@@ -68,11 +71,20 @@ fn segs(path: &Path) -> Vec<Seg> {
         .iter()
         .map(|f| {
             let p = etherparse::SlicedPacket::from_ethernet(f).expect("independent decoder parses");
-            let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else { panic!("IPv4") };
-            let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { panic!("TCP") };
+            let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+                panic!("IPv4")
+            };
+            let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else {
+                panic!("TCP")
+            };
             let h = ip.header().to_header();
             assert_eq!(h.header_checksum, h.calc_header_checksum());
-            assert_eq!(t.checksum(), t.to_header().calc_checksum_ipv4(&h, t.payload()).expect("csum"));
+            assert_eq!(
+                t.checksum(),
+                t.to_header()
+                    .calc_checksum_ipv4(&h, t.payload())
+                    .expect("csum")
+            );
             let mut dst_mac = [0u8; 6];
             dst_mac.copy_from_slice(&f[..6]);
             Seg {
@@ -90,10 +102,18 @@ fn segs(path: &Path) -> Vec<Seg> {
 fn client_capture() -> Vec<Vec<u8>> {
     // 8 flows (4 per service), 3 segments each, interleaved: 24 frames.
     let mut frames = Vec::new();
-    for flags in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags(TcpFlags::ACK.0 | TcpFlags::PSH.0)] {
+    for flags in [
+        TcpFlags::SYN,
+        TcpFlags::ACK,
+        TcpFlags(TcpFlags::ACK.0 | TcpFlags::PSH.0),
+    ] {
         for (i, vip) in ["10.0.0.1", "10.0.0.4"].iter().enumerate() {
             for f in 0..4u16 {
-                let client = if f % 2 == 0 { "203.0.113.7" } else { "198.51.100.9" };
+                let client = if f % 2 == 0 {
+                    "203.0.113.7"
+                } else {
+                    "198.51.100.9"
+                };
                 frames.push(
                     PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
                         .ipv4(v4(client), v4(vip))
@@ -113,12 +133,20 @@ fn lbd(dir: &Path, replays: &[(&str, &Path)]) {
     std::fs::write(&conf, CONFIG).expect("write config");
     let out = dir.join("out");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lbd"));
-    cmd.arg("--config").arg(&conf).arg("--capture-dir").arg(&out);
+    cmd.arg("--config")
+        .arg(&conf)
+        .arg("--capture-dir")
+        .arg(&out);
     for (port, file) in replays {
-        cmd.arg("--replay").arg(format!("{port}={}", file.display()));
+        cmd.arg("--replay")
+            .arg(format!("{port}={}", file.display()));
     }
     let o = cmd.output().expect("run lbd");
-    assert!(o.status.success(), "lbd --replay failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "lbd --replay failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -136,24 +164,49 @@ fn replay_keeps_each_flow_on_one_real_server_and_maps_replies_back() {
         .iter()
         .map(|f| {
             let p = etherparse::SlicedPacket::from_ethernet(f).expect("parses");
-            let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else { panic!() };
-            let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { panic!() };
-            (ip.header().source_addr(), t.source_port(), ip.header().destination_addr())
+            let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+                panic!()
+            };
+            let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else {
+                panic!()
+            };
+            (
+                ip.header().source_addr(),
+                t.source_port(),
+                ip.header().destination_addr(),
+            )
         })
         .collect();
     for ((cip, cport, vip), out) in client_segs.iter().zip(&to_servers) {
         assert_eq!(out.dport, 8080);
         let fullnat = *vip == v4("10.0.0.4");
         if fullnat {
-            assert_eq!(out.src, v4("192.168.10.100"), "FULLNAT source is the local address");
+            assert_eq!(
+                out.src,
+                v4("192.168.10.100"),
+                "FULLNAT source is the local address"
+            );
         } else {
             assert_eq!((out.src, out.sport), (*cip, *cport), "NAT keeps the client");
         }
-        let rs_mac = if out.dst == v4("192.168.10.1") { RS_MACS[0].0 } else { RS_MACS[1].0 };
+        let rs_mac = if out.dst == v4("192.168.10.1") {
+            RS_MACS[0].0
+        } else {
+            RS_MACS[1].0
+        };
         assert_eq!(out.dst_mac, rs_mac, "L2 to the chosen real server");
-        let seen = flow_server.entry((*cip, *cport)).or_insert((out.dst, out.src, out.sport));
-        assert_eq!(seen.0, out.dst, "flow {cip}:{cport} stays on one real server");
-        assert_eq!((seen.1, seen.2), (out.src, out.sport), "one local address and port per flow");
+        let seen = flow_server
+            .entry((*cip, *cport))
+            .or_insert((out.dst, out.src, out.sport));
+        assert_eq!(
+            seen.0, out.dst,
+            "flow {cip}:{cport} stays on one real server"
+        );
+        assert_eq!(
+            (seen.1, seen.2),
+            (out.src, out.sport),
+            "one local address and port per flow"
+        );
     }
     assert_eq!(flow_server.len(), 8);
     for vip_port_base in [40000u16, 40100] {
@@ -170,7 +223,11 @@ fn replay_keeps_each_flow_on_one_real_server_and_maps_replies_back() {
         .iter()
         .filter(|s| s.flags == TcpFlags::SYN.0)
         .map(|s| {
-            let mac = if s.dst == v4("192.168.10.1") { RS_MACS[0] } else { RS_MACS[1] };
+            let mac = if s.dst == v4("192.168.10.1") {
+                RS_MACS[0]
+            } else {
+                RS_MACS[1]
+            };
             PacketBuilder::ethernet(mac, INT_MAC)
                 .ipv4(s.dst, s.src)
                 .tcp(s.dport, s.sport)
@@ -181,13 +238,26 @@ fn replay_keeps_each_flow_on_one_real_server_and_maps_replies_back() {
     let servers = dir.path().join("servers.pcap");
     write_capture(&servers, &answers).expect("write");
     lbd(dir.path(), &[("ext", &clients), ("int", &servers)]);
-    assert_eq!(segs(&dir.path().join("out/int.pcap")), to_servers, "the run is deterministic");
+    assert_eq!(
+        segs(&dir.path().join("out/int.pcap")),
+        to_servers,
+        "the run is deterministic"
+    );
     let to_clients = segs(&dir.path().join("out/ext.pcap"));
     assert_eq!(to_clients.len(), 8, "every answer goes back to its client");
     for s in &to_clients {
         assert_eq!(s.dst_mac, ROUTER_MAC.0, "via the router");
-        let vip = if s.dport / 100 * 100 == 40000 { v4("10.0.0.1") } else { v4("10.0.0.4") };
+        let vip = if s.dport / 100 * 100 == 40000 {
+            v4("10.0.0.1")
+        } else {
+            v4("10.0.0.4")
+        };
         assert_eq!((s.src, s.sport), (vip, 80), "answer comes from VIP:vport");
-        assert!(flow_server.contains_key(&(s.dst, s.dport)), "to a known client {}:{}", s.dst, s.dport);
+        assert!(
+            flow_server.contains_key(&(s.dst, s.dport)),
+            "to a known client {}:{}",
+            s.dst,
+            s.dport
+        );
     }
 }

@@ -27,13 +27,21 @@ fn pair(topo: &Topo) -> Pair {
     let snap = topo.snapshot(1);
     let mk = |i: u16| {
         Worker::new(
-            WorkerConfig { index: i, workers: 2, conn_capacity: 4096, ..Default::default() },
+            WorkerConfig {
+                index: i,
+                workers: 2,
+                conn_capacity: 4096,
+                ..Default::default()
+            },
             vec![MemQueue::scripted(vec![]), MemQueue::scripted(vec![])],
             links.clone(),
             snap.clone(),
         )
     };
-    Pair { w: [mk(0), mk(1)], c: [links.counters[0].clone(), links.counters[1].clone()] }
+    Pair {
+        w: [mk(0), mk(1)],
+        c: [links.counters[0].clone(), links.counters[1].clone()],
+    }
 }
 
 impl Pair {
@@ -80,14 +88,21 @@ fn software_ring_hands_packets_to_their_owner() {
     let mut owned_by_1 = 0;
     for port in 1000..1200u16 {
         let f = syn(CIP, port, "10.0.0.1");
-        if snap.steer.owner(6, &v4(CIP).octets(), port, &v4("10.0.0.1").octets(), 80) == 1 {
+        if snap
+            .steer
+            .owner(6, &v4(CIP).octets(), port, &v4("10.0.0.1").octets(), 80)
+            == 1
+        {
             owned_by_1 += 1;
         }
         // Everything arrives at worker 0, as from a device that cannot steer.
         p.w[0].queues_mut()[EXT as usize].inject(f);
     }
     p.run();
-    assert!(owned_by_1 > 50 && owned_by_1 < 150, "the owner function splits clients: {owned_by_1}");
+    assert!(
+        owned_by_1 > 50 && owned_by_1 < 150,
+        "the owner function splits clients: {owned_by_1}"
+    );
     assert_eq!(p.c[0].steered_out.load(Relaxed), owned_by_1);
     assert_eq!(p.c[1].steered_in.load(Relaxed), owned_by_1);
     assert_eq!(p.w[1].conns().len() as u64, owned_by_1);
@@ -95,7 +110,10 @@ fn software_ring_hands_packets_to_their_owner() {
     assert_eq!(p.sent().len(), 200, "every SYN forwarded once");
     // No connection exists on both cores.
     for (_, c) in p.w[0].conns().iter() {
-        assert!(p.w[1].conns().lookup(&c.original_tuple(), c.original_tuple().hash()).is_none());
+        assert!(p.w[1]
+            .conns()
+            .lookup(&c.original_tuple(), c.original_tuple().hash())
+            .is_none());
     }
 }
 
@@ -105,11 +123,16 @@ fn device_steered_packets_need_no_handover() {
     let mut p = pair(&topo);
     let snap = topo.snapshot(1);
     for port in 1000..1200u16 {
-        let owner = snap.steer.owner(6, &v4(CIP).octets(), port, &v4("10.0.0.1").octets(), 80);
+        let owner = snap
+            .steer
+            .owner(6, &v4(CIP).octets(), port, &v4("10.0.0.1").octets(), 80);
         p.w[owner as usize].queues_mut()[EXT as usize].inject(syn(CIP, port, "10.0.0.1"));
     }
     p.run();
-    assert_eq!(p.c[0].steered_out.load(Relaxed) + p.c[1].steered_out.load(Relaxed), 0);
+    assert_eq!(
+        p.c[0].steered_out.load(Relaxed) + p.c[1].steered_out.load(Relaxed),
+        0
+    );
     assert_eq!(p.w[0].conns().len() + p.w[1].conns().len(), 200);
 }
 
@@ -134,7 +157,9 @@ fn fullnat_reply_reaches_the_worker_that_owns_its_local_port() {
     // worker 0 owns are handed over and translated there.
     for f in &out {
         let e = etherparse::SlicedPacket::from_ethernet(f).expect("parses");
-        let Some(etherparse::TransportSlice::Tcp(t)) = e.transport else { panic!("tcp") };
+        let Some(etherparse::TransportSlice::Tcp(t)) = e.transport else {
+            panic!("tcp")
+        };
         let reply = PacketBuilder::ethernet(RS2_MAC, INT_MAC)
             .ipv4(v4(RS2), v4(LIP))
             .tcp(8080, t.source_port())
@@ -146,10 +171,15 @@ fn fullnat_reply_reaches_the_worker_that_owns_its_local_port() {
     p.run();
     let replies = p.sent();
     assert_eq!(replies.len(), 40, "every reply restored and sent");
-    assert_eq!(p.c[1].steered_out.load(Relaxed) - before, p.w[0].conns().len() as u64);
+    assert_eq!(
+        p.c[1].steered_out.load(Relaxed) - before,
+        p.w[0].conns().len() as u64
+    );
     for f in replies {
         let e = etherparse::SlicedPacket::from_ethernet(&f).expect("parses");
-        let Some(etherparse::NetSlice::Ipv4(ip)) = e.net else { panic!("v4") };
+        let Some(etherparse::NetSlice::Ipv4(ip)) = e.net else {
+            panic!("v4")
+        };
         assert_eq!(ip.header().source_addr(), v4("10.0.0.4"));
         assert_eq!(ip.header().destination_addr(), v4(CIP));
     }
@@ -167,7 +197,11 @@ fn persistence_survives_across_workers() {
     // One client network (/24), many source ports and two service ports,
     // arriving at both workers' queues.
     for (i, port) in (3000..3100u16).enumerate() {
-        let client = if i % 2 == 0 { "198.51.100.7" } else { "198.51.100.200" };
+        let client = if i % 2 == 0 {
+            "198.51.100.7"
+        } else {
+            "198.51.100.200"
+        };
         let vport = if i % 3 == 0 { 443 } else { 80 };
         let f = PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
             .ipv4(v4(client), v4("10.0.0.9"))
@@ -177,13 +211,26 @@ fn persistence_survives_across_workers() {
         p.w[i % 2].queues_mut()[EXT as usize].inject(f);
     }
     p.run();
-    let all: Vec<_> = p.w.iter().flat_map(|w| w.conns().iter().map(|(_, c)| (c.is_template(), c.rip()))).collect();
+    let all: Vec<_> =
+        p.w.iter()
+            .flat_map(|w| w.conns().iter().map(|(_, c)| (c.is_template(), c.rip())))
+            .collect();
     let conns: Vec<_> = all.iter().filter(|(t, _)| !t).collect();
     assert_eq!(conns.len(), 100);
     let first = conns[0].1;
-    assert!(conns.iter().all(|(_, r)| *r == first), "one real server for the whole /24");
+    assert!(
+        conns.iter().all(|(_, r)| *r == first),
+        "one real server for the whole /24"
+    );
     let holders: Vec<usize> = p.w.iter().map(|w| w.conns().len() as usize).collect();
-    assert!(holders.contains(&0), "one worker owns the client network: {holders:?}");
-    assert_eq!(all.iter().filter(|(t, _)| *t).count(), 1, "a single template");
+    assert!(
+        holders.contains(&0),
+        "one worker owns the client network: {holders:?}"
+    );
+    assert_eq!(
+        all.iter().filter(|(t, _)| *t).count(),
+        1,
+        "a single template"
+    );
     let _ = addr_from_ip(&ip(RS1));
 }

@@ -10,9 +10,9 @@
 //! file) and `apply` (turning requests into data-plane updates) — is added by
 //! other modules below.
 
-pub mod ipvsadm;
-pub mod protocol;
 pub mod apply;
 pub mod config;
+pub mod ipvsadm;
+pub mod protocol;
 pub mod server;
 pub mod stats;

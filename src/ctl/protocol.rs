@@ -1230,7 +1230,10 @@ mod unknown_field_tests {
             r#"{"version":1,"request":{"type":"version","y":null}}"#,
         ] {
             assert!(
-                matches!(decode_request(body.as_bytes()), Err(ProtocolError::Malformed(_))),
+                matches!(
+                    decode_request(body.as_bytes()),
+                    Err(ProtocolError::Malformed(_))
+                ),
                 "{body}"
             );
         }

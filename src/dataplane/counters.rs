@@ -251,7 +251,9 @@ impl CoreCounters {
             conns_expired: AtomicU64::new(0),
             conns_now: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
-            services: (0..MAX_SERVICES).map(|_| TrafficCounters::default()).collect(),
+            services: (0..MAX_SERVICES)
+                .map(|_| TrafficCounters::default())
+                .collect(),
             dests: (0..MAX_DESTS).map(|_| TrafficCounters::default()).collect(),
             dest_conns: (0..MAX_DESTS).map(|_| ConnCounts::default()).collect(),
             generation: AtomicU64::new(0),

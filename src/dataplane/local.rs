@@ -403,7 +403,8 @@ pub fn emit_icmp_error<B: PacketBuf>(
             true
         }
         (IpAddr::V6(f), IpAddr::V6(t)) => {
-            if lay.proto == ip_proto::ICMPV6 && orig.get(lay.l4 as usize).is_some_and(|t| *t < 128) {
+            if lay.proto == ip_proto::ICMPV6 && orig.get(lay.l4 as usize).is_some_and(|t| *t < 128)
+            {
                 return false;
             }
             let q = ip.len().min(QUOTE_V6);

@@ -235,12 +235,24 @@ mod tests {
         let mut t = NeighTable::new(8);
         let a: IpAddr = "10.0.0.2".parse().expect("addr");
         assert_eq!(t.resolve(&a, 0), Resolve::Unknown { send_request: true });
-        assert_eq!(t.resolve(&a, 10), Resolve::Unknown { send_request: false });
+        assert_eq!(
+            t.resolve(&a, 10),
+            Resolve::Unknown {
+                send_request: false
+            }
+        );
         assert_eq!(
             t.resolve(&a, REQUEST_INTERVAL_NS + 1),
             Resolve::Unknown { send_request: true }
         );
-        t.learn(&NeighUpdate { addr: a, mac: MAC, port: 0 }, 5);
+        t.learn(
+            &NeighUpdate {
+                addr: a,
+                mac: MAC,
+                port: 0,
+            },
+            5,
+        );
         assert_eq!(t.resolve(&a, 6), Resolve::Known(MAC));
     }
 
@@ -248,8 +260,19 @@ mod tests {
     fn static_entries_are_not_overwritten_by_learning() {
         let mut t = NeighTable::new(8);
         let a: IpAddr = "10.0.0.2".parse().expect("addr");
-        t.set_static(&[NeighUpdate { addr: a, mac: MAC, port: 1 }]);
-        assert!(!t.learn(&NeighUpdate { addr: a, mac: EthernetAddress([2; 6]), port: 0 }, 1));
+        t.set_static(&[NeighUpdate {
+            addr: a,
+            mac: MAC,
+            port: 1,
+        }]);
+        assert!(!t.learn(
+            &NeighUpdate {
+                addr: a,
+                mac: EthernetAddress([2; 6]),
+                port: 0
+            },
+            1
+        ));
         assert_eq!(t.resolve(&a, 2), Resolve::Known(MAC));
     }
 

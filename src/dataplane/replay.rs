@@ -56,7 +56,10 @@ pub fn run(
     let mut queues: Vec<PcapQueue> = Vec::new();
     let mut paths = Vec::new();
     for p in &snap.ports {
-        let rx = inputs.iter().find(|(n, _)| n == &p.name).map(|(_, f)| f.as_path());
+        let rx = inputs
+            .iter()
+            .find(|(n, _)| n == &p.name)
+            .map(|(_, f)| f.as_path());
         let tx = capture_dir.join(format!("{}.pcap", p.name));
         let mut d = PcapDriver::open(&p.name, p.mac.0, p.mtu, rx, Some(&tx))?;
         queues.extend(d.take_queues()?);
@@ -82,7 +85,9 @@ pub fn run(
     let queues = w.into_queues();
     let mut report = ReplayReport::default();
     for ((p, q), path) in snap.ports.iter().zip(queues.iter()).zip(paths) {
-        report.ports.push((p.name.clone(), q.rx_count, q.tx_count, path));
+        report
+            .ports
+            .push((p.name.clone(), q.rx_count, q.tx_count, path));
     }
     drop(queues);
     for r in DropReason::ALL {

@@ -61,11 +61,19 @@ pub struct RouteTable {
 pub fn in_prefix(addr: &IpAddr, prefix: &IpAddr, len: u8) -> bool {
     match (addr, prefix) {
         (IpAddr::V4(a), IpAddr::V4(p)) => {
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len.min(32))
+            };
             u32::from(*a) & m == u32::from(*p) & m
         }
         (IpAddr::V6(a), IpAddr::V6(p)) => {
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len.min(128))
+            };
             u128::from(*a) & m == u128::from(*p) & m
         }
         _ => false,
@@ -92,7 +100,7 @@ impl RouteTable {
                 }
             }
         }
-        routes.sort_by(|a, b| b.len.cmp(&a.len));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.len));
         Ok(RouteTable { routes })
     }
 
@@ -124,24 +132,46 @@ mod tests {
     #[test]
     fn longest_prefix_wins_and_connected_uses_destination() {
         let t = RouteTable::new(vec![
-            Route { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("10.0.0.254")) },
-            Route { prefix: ip("192.168.10.0"), len: 24, port: 1, via: None },
+            Route {
+                prefix: ip("0.0.0.0"),
+                len: 0,
+                port: 0,
+                via: Some(ip("10.0.0.254")),
+            },
+            Route {
+                prefix: ip("192.168.10.0"),
+                len: 24,
+                port: 1,
+                via: None,
+            },
         ])
         .expect("valid");
         assert_eq!(
             t.lookup(&ip("192.168.10.7")),
-            Some(NextHop { port: 1, addr: ip("192.168.10.7") })
+            Some(NextHop {
+                port: 1,
+                addr: ip("192.168.10.7")
+            })
         );
         assert_eq!(
             t.lookup(&ip("8.8.8.8")),
-            Some(NextHop { port: 0, addr: ip("10.0.0.254") })
+            Some(NextHop {
+                port: 0,
+                addr: ip("10.0.0.254")
+            })
         );
         assert_eq!(t.lookup(&ip("2001:db8::1")), None, "no IPv6 route");
     }
 
     #[test]
     fn bad_prefix_and_mixed_family_are_errors() {
-        assert!(RouteTable::new(vec![Route { prefix: ip("10.0.0.0"), len: 33, port: 0, via: None }]).is_err());
+        assert!(RouteTable::new(vec![Route {
+            prefix: ip("10.0.0.0"),
+            len: 33,
+            port: 0,
+            via: None
+        }])
+        .is_err());
         assert!(RouteTable::new(vec![Route {
             prefix: ip("10.0.0.0"),
             len: 8,

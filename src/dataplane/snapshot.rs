@@ -297,11 +297,10 @@ impl Snapshot {
             vip: *vip,
             vport,
         };
-        self.svc_index.get(&k).copied().or_else(|| {
-            self.svc_index
-                .get(&SvcKey { vport: 0, ..k })
-                .copied()
-        })
+        self.svc_index
+            .get(&k)
+            .copied()
+            .or_else(|| self.svc_index.get(&SvcKey { vport: 0, ..k }).copied())
     }
 
     /// Whether the director answers ARP/ND/ping for `a` (own, VIP or LIP).

@@ -153,7 +153,10 @@ mod tests {
         };
         let first = plan.owner(6, &[203, 0, 113, 7], 1, &[10, 0, 0, 1], 80);
         for p in 2..500 {
-            assert_eq!(plan.owner(6, &[203, 0, 113, 99], p, &[10, 0, 0, 1], 443), first);
+            assert_eq!(
+                plan.owner(6, &[203, 0, 113, 99], p, &[10, 0, 0, 1], 443),
+                first
+            );
         }
     }
 
@@ -164,7 +167,13 @@ mod tests {
             services: vec![],
             laddrs: vec![vec![10, 0, 1, 100]],
         };
-        assert_eq!(plan.owner(6, &[192, 168, 10, 1], 80, &[10, 0, 1, 100], 5001), 1);
-        assert_eq!(plan.owner(6, &[192, 168, 10, 1], 80, &[10, 0, 1, 100], 5002), 0);
+        assert_eq!(
+            plan.owner(6, &[192, 168, 10, 1], 80, &[10, 0, 1, 100], 5001),
+            1
+        );
+        assert_eq!(
+            plan.owner(6, &[192, 168, 10, 1], 80, &[10, 0, 1, 100], 5002),
+            0
+        );
     }
 }

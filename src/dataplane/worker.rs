@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 
 use crate::conntrack::{
-    addr_from_ip, Addr, addr_to_ip, secs_to_ticks, tcp_flags, ConnId, ConnTable, ConntrackError, Dir,
-    Fwd, LaddrPool, NewConn, Proto, Tick, Tuple, TICKS_PER_SEC,
+    addr_from_ip, addr_to_ip, secs_to_ticks, tcp_flags, Addr, ConnId, ConnTable, ConntrackError,
+    Dir, Fwd, LaddrPool, NewConn, Proto, Tick, Tuple, TICKS_PER_SEC,
 };
 use crate::dataplane::counters::{bump, CoreCounters, DropReason, MAX_DESTS};
 use crate::dataplane::driver::{Burst, PacketBuf, PortQueue, BURST_SIZE};
@@ -407,7 +407,10 @@ impl<Q: PortQueue> Worker<Q> {
         let old_pos = std::mem::replace(&mut self.dest_pos, vec![NO_POS; MAX_DESTS]);
         let mut svcs = Vec::with_capacity(snap.services.len());
         for (si, s) in snap.services.iter().enumerate() {
-            let prev = old.iter().position(|o| o.id == s.id).map(|i| old.swap_remove(i));
+            let prev = old
+                .iter()
+                .position(|o| o.id == s.id)
+                .map(|i| old.swap_remove(i));
             let mut loads = vec![DestLoad::default(); s.dests.len()];
             if let Some(p) = &prev {
                 for (di, d) in s.dests.iter().enumerate() {
@@ -426,10 +429,7 @@ impl<Q: PortQueue> Worker<Q> {
             }
             let (lo, hi) = snap.settings.lport_range;
             let (prev_sched, prev) = match prev {
-                Some(p) => (
-                    Some(p.sched),
-                    Some((p.pool, p.laddrs)),
-                ),
+                Some(p) => (Some(p.sched), Some((p.pool, p.laddrs))),
                 None => (None, None),
             };
             let (pool, laddrs) = match prev {
@@ -438,7 +438,13 @@ impl<Q: PortQueue> Worker<Q> {
                 _ => {
                     let lips: Vec<_> = s.laddrs.iter().map(addr_from_ip).collect();
                     (
-                        Some(LaddrPool::new(&lips, lo, hi, self.cfg.index, self.cfg.workers)),
+                        Some(LaddrPool::new(
+                            &lips,
+                            lo,
+                            hi,
+                            self.cfg.index,
+                            self.cfg.workers,
+                        )),
                         s.laddrs.clone(),
                     )
                 }
@@ -650,8 +656,8 @@ impl<Q: PortQueue> Worker<Q> {
             let s = &self.snap.services[si as usize];
             if s.persistent.is_some() {
                 let mut m = [0u8; 16];
-                for i in 0..alen {
-                    m[i] = t.src[i] & s.netmask[i];
+                for (o, (a, k)) in m.iter_mut().zip(t.src.iter().zip(s.netmask.iter())) {
+                    *o = a & k;
                 }
                 return client_owner(&m[..alen], 0, n);
             }
@@ -712,30 +718,31 @@ impl<Q: PortQueue> Worker<Q> {
         let mut pick = None;
         if let Some(timeout) = svc.persistent {
             let tk = Tuple::template_key(t.proto, t.v6, &t.src, &svc.netmask, &t.dst, svc.vport);
-            match self.conns.lookup_template(&tk, tk.hash()) {
-                Some(tid) => {
-                    let dest_id = self.conns.get(tid).dest();
-                    let usable = svc.dests.iter().position(|d| d.id == dest_id).filter(|&di| {
+            if let Some(tid) = self.conns.lookup_template(&tk, tk.hash()) {
+                let dest_id = self.conns.get(tid).dest();
+                let usable = svc
+                    .dests
+                    .iter()
+                    .position(|d| d.id == dest_id)
+                    .filter(|&di| {
                         let d = &svc.dests[di];
                         d.weight > 0 || !snap.settings.expire_quiescent_template
                     });
-                    match usable {
-                        Some(di) => {
-                            // IPVS refreshes the template each time it is used.
-                            self.conns.touch(tid, self.tick);
-                            template = Some(tid);
-                            pick = Some(di);
-                        }
-                        None => {
-                            // Template points at a deleted or (with
-                            // expire_quiescent_template) quiesced server:
-                            // unindex it (ip_vs_check_template) so a new one
-                            // can be made; it goes once its conns are gone.
-                            let _ = self.conns.invalidate_template(tid);
-                        }
+                match usable {
+                    Some(di) => {
+                        // IPVS refreshes the template each time it is used.
+                        self.conns.touch(tid, self.tick);
+                        template = Some(tid);
+                        pick = Some(di);
+                    }
+                    None => {
+                        // Template points at a deleted or (with
+                        // expire_quiescent_template) quiesced server:
+                        // unindex it (ip_vs_check_template) so a new one
+                        // can be made; it goes once its conns are gone.
+                        let _ = self.conns.invalidate_template(tid);
                     }
                 }
-                None => {}
             }
             if pick.is_none() {
                 let di = self.schedule(si, svc, t)?;
@@ -762,7 +769,11 @@ impl<Q: PortQueue> Worker<Q> {
             None => self.schedule(si, svc, t)?,
         };
         let d = &svc.dests[di];
-        let rport = if d.port == 0 || svc.vport == 0 { t.dport } else { d.port };
+        let rport = if d.port == 0 || svc.vport == 0 {
+            t.dport
+        } else {
+            d.port
+        };
         let (lip, lport) = if d.fwd == Fwd::FullNat {
             match self.svcs[si].pool.as_mut().and_then(|p| p.alloc()) {
                 Some(x) => x,
@@ -859,7 +870,11 @@ impl<Q: PortQueue> Worker<Q> {
         if !became_active && !became_inactive {
             return;
         }
-        let pos = self.dest_pos.get(dest_id as usize).copied().unwrap_or(NO_POS);
+        let pos = self
+            .dest_pos
+            .get(dest_id as usize)
+            .copied()
+            .unwrap_or(NO_POS);
         let cc = &self.counters.dest_conns[dest_id as usize];
         let add = |c: &std::sync::atomic::AtomicU64, d: i64| {
             let v = c.load(std::sync::atomic::Ordering::Relaxed) as i64 + d;
@@ -887,7 +902,9 @@ impl<Q: PortQueue> Worker<Q> {
             self.remove_conn(id);
             return Outcome::Drop(DropReason::DestDeleted);
         }
-        let ch = self.conns.on_packet(id, dir, flags, self.tick, &self.snap.timeouts);
+        let ch = self
+            .conns
+            .on_packet(id, dir, flags, self.tick, &self.snap.timeouts);
         if ch.became_active || ch.became_inactive {
             self.account(dest_id, ch.became_active, ch.became_inactive);
         }
@@ -1092,10 +1109,13 @@ impl<Q: PortQueue> Worker<Q> {
             release_conn(c, svcs, dest_pos, counters);
         });
         if n > 0 {
-            let cur = counters.conns_now.load(std::sync::atomic::Ordering::Relaxed);
-            counters
+            let cur = counters
                 .conns_now
-                .store(cur.saturating_sub(n as u64), std::sync::atomic::Ordering::Relaxed);
+                .load(std::sync::atomic::Ordering::Relaxed);
+            counters.conns_now.store(
+                cur.saturating_sub(n as u64),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             bump(&counters.conns_expired, n as u64);
         }
     }
@@ -1311,7 +1331,8 @@ fn release_conn(
     use std::sync::atomic::Ordering::Relaxed;
     let d = c.dest() as usize;
     let pos = dest_pos.get(d).copied().unwrap_or(NO_POS);
-    let sub = |a: &std::sync::atomic::AtomicU64| a.store(a.load(Relaxed).saturating_sub(1), Relaxed);
+    let sub =
+        |a: &std::sync::atomic::AtomicU64| a.store(a.load(Relaxed).saturating_sub(1), Relaxed);
     if let Some(cc) = counters.dest_conns.get(d) {
         if c.is_template() {
             sub(&cc.persist);

@@ -107,17 +107,22 @@ impl Topo {
             .laddr(LIP);
         t.svc(6, "10.0.0.5", 80, "rr").dest(RS3, 80, Fwd::Nat, 1);
         t.svc(6, "10.0.0.6", 80, "rr").dest(RS1, 80, Fwd::Nat, 0);
-        t.svc(6, "2001:db8::1", 80, "rr").dest(RS1_6, 8080, Fwd::Nat, 1);
-        t.svc(17, "2001:db8::1", 53, "rr").dest(RS1_6, 5353, Fwd::Nat, 1);
-        t.svc(6, "2001:db8::2", 80, "rr").dest(RS1_6, 80, Fwd::Dr, 1);
-        t.svc(6, "2001:db8::3", 80, "rr").dest(RS2_6, 80, Fwd::Tun, 1);
+        t.svc(6, "2001:db8::1", 80, "rr")
+            .dest(RS1_6, 8080, Fwd::Nat, 1);
+        t.svc(17, "2001:db8::1", 53, "rr")
+            .dest(RS1_6, 5353, Fwd::Nat, 1);
+        t.svc(6, "2001:db8::2", 80, "rr")
+            .dest(RS1_6, 80, Fwd::Dr, 1);
+        t.svc(6, "2001:db8::3", 80, "rr")
+            .dest(RS2_6, 80, Fwd::Tun, 1);
         t.svc(6, "2001:db8::4", 80, "rr")
             .dest(RS2_6, 8080, Fwd::FullNat, 1)
             .laddr(LIP6);
         t.svc(17, "2001:db8::4", 53, "rr")
             .dest(RS2_6, 5353, Fwd::FullNat, 1)
             .laddr(LIP6);
-        t.svc(6, "2001:db8::5", 80, "rr").dest(RS3_6, 80, Fwd::Nat, 1);
+        t.svc(6, "2001:db8::5", 80, "rr")
+            .dest(RS3_6, 80, Fwd::Nat, 1);
         t
     }
 
@@ -152,21 +157,75 @@ impl Topo {
             },
         ];
         let routes = RouteTable::new(vec![
-            Route { prefix: ip("10.0.0.0"), len: 24, port: EXT, via: None },
-            Route { prefix: ip("192.168.10.0"), len: 24, port: INT, via: None },
-            Route { prefix: ip("0.0.0.0"), len: 0, port: EXT, via: Some(ip(ROUTER)) },
-            Route { prefix: ip("2001:db8::"), len: 64, port: EXT, via: None },
-            Route { prefix: ip("2001:db8:10::"), len: 64, port: INT, via: None },
-            Route { prefix: ip("::"), len: 0, port: EXT, via: Some(ip(ROUTER6)) },
+            Route {
+                prefix: ip("10.0.0.0"),
+                len: 24,
+                port: EXT,
+                via: None,
+            },
+            Route {
+                prefix: ip("192.168.10.0"),
+                len: 24,
+                port: INT,
+                via: None,
+            },
+            Route {
+                prefix: ip("0.0.0.0"),
+                len: 0,
+                port: EXT,
+                via: Some(ip(ROUTER)),
+            },
+            Route {
+                prefix: ip("2001:db8::"),
+                len: 64,
+                port: EXT,
+                via: None,
+            },
+            Route {
+                prefix: ip("2001:db8:10::"),
+                len: 64,
+                port: INT,
+                via: None,
+            },
+            Route {
+                prefix: ip("::"),
+                len: 0,
+                port: EXT,
+                via: Some(ip(ROUTER6)),
+            },
         ])
         .expect("routes");
         let neigh = vec![
-            NeighUpdate { addr: ip(ROUTER), mac: ROUTER_MAC, port: EXT },
-            NeighUpdate { addr: ip(ROUTER6), mac: ROUTER_MAC, port: EXT },
-            NeighUpdate { addr: ip(RS1), mac: RS1_MAC, port: INT },
-            NeighUpdate { addr: ip(RS2), mac: RS2_MAC, port: INT },
-            NeighUpdate { addr: ip(RS1_6), mac: RS1_MAC, port: INT },
-            NeighUpdate { addr: ip(RS2_6), mac: RS2_MAC, port: INT },
+            NeighUpdate {
+                addr: ip(ROUTER),
+                mac: ROUTER_MAC,
+                port: EXT,
+            },
+            NeighUpdate {
+                addr: ip(ROUTER6),
+                mac: ROUTER_MAC,
+                port: EXT,
+            },
+            NeighUpdate {
+                addr: ip(RS1),
+                mac: RS1_MAC,
+                port: INT,
+            },
+            NeighUpdate {
+                addr: ip(RS2),
+                mac: RS2_MAC,
+                port: INT,
+            },
+            NeighUpdate {
+                addr: ip(RS1_6),
+                mac: RS1_MAC,
+                port: INT,
+            },
+            NeighUpdate {
+                addr: ip(RS2_6),
+                mac: RS2_MAC,
+                port: INT,
+            },
         ];
         let mut next_dest = 0u16;
         let services = self
@@ -207,7 +266,11 @@ impl Topo {
                     })
                     .collect();
                 let sched = Scheduler::build(s.sched, &s.flags, &views).expect("scheduler");
-                let mask_len = if s.vip.is_ipv4() { s.mask_len.min(32) } else { s.mask_len };
+                let mask_len = if s.vip.is_ipv4() {
+                    s.mask_len.min(32)
+                } else {
+                    s.mask_len
+                };
                 Service {
                     id: i as u16 + 1,
                     proto: s.proto,

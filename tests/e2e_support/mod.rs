@@ -104,12 +104,10 @@ pub fn root_or_skip(test: &str) -> bool {
         );
         return false;
     }
-    let missing: Vec<&str> = [
-        "ip", "nginx", "curl", "wrk", "python3", "ethtool", "sysctl",
-    ]
-    .into_iter()
-    .filter(|tool| !on_path(tool))
-    .collect();
+    let missing: Vec<&str> = ["ip", "nginx", "curl", "wrk", "python3", "ethtool", "sysctl"]
+        .into_iter()
+        .filter(|tool| !on_path(tool))
+        .collect();
     assert!(
         missing.is_empty(),
         "{test}: running as root but {missing:?} not installed \
@@ -196,11 +194,9 @@ impl Netns {
         }
         ip(&["netns", "add", &name]);
         let ns = Netns { name };
-        ns.sh(
-            "ip link set lo up
+        ns.sh("ip link set lo up
              sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-             sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0",
-        );
+             sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
         ns
     }
 
@@ -213,10 +209,7 @@ impl Netns {
 
     /// Runs a shell script (`set -e`) inside the namespace; panics on failure.
     pub fn sh(&self, script: &str) -> String {
-        run(self
-            .cmd("sh")
-            .arg("-c")
-            .arg(format!("set -e\n{script}")))
+        run(self.cmd("sh").arg("-c").arg(format!("set -e\n{script}")))
     }
 
     /// Runs a command inside the namespace; returns its output, whatever its
@@ -479,26 +472,47 @@ impl Topology {
     /// The switch, the router and the real servers' links (and, for
     /// AF_PACKET, the director's veths).
     fn build_links(&self) {
-        let (sw, cli, rtr, dir) = (&self.sw.name, &self.cli.name, &self.rtr.name, &self.dir.name);
-        self.sw
-            .sh("ip link add br0 type bridge\nip link set br0 up\nsysctl -qw net.ipv4.ip_forward=0");
+        let (sw, cli, rtr, dir) = (
+            &self.sw.name,
+            &self.cli.name,
+            &self.rtr.name,
+            &self.dir.name,
+        );
+        self.sw.sh(
+            "ip link add br0 type bridge\nip link set br0 up\nsysctl -qw net.ipv4.ip_forward=0",
+        );
         for (i, rs) in self.rs.iter().enumerate() {
             let port = format!("rs{}p", i + 1);
-            ip(&["-n", sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &rs.name]);
-            self.sw.sh(&format!("ip link set {port} master br0\nip link set {port} up"));
+            ip(&[
+                "-n", sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &rs.name,
+            ]);
+            self.sw.sh(&format!(
+                "ip link set {port} master br0\nip link set {port} up"
+            ));
         }
-        ip(&["-n", sw, "link", "add", "rtrp", "type", "veth", "peer", "name", "lan0", "netns", rtr]);
-        self.sw.sh("ip link set rtrp master br0\nip link set rtrp up");
-        ip(&["-n", cli, "link", "add", "rtr0", "type", "veth", "peer", "name", "cli0", "netns", rtr]);
+        ip(&[
+            "-n", sw, "link", "add", "rtrp", "type", "veth", "peer", "name", "lan0", "netns", rtr,
+        ]);
+        self.sw
+            .sh("ip link set rtrp master br0\nip link set rtrp up");
+        ip(&[
+            "-n", cli, "link", "add", "rtr0", "type", "veth", "peer", "name", "cli0", "netns", rtr,
+        ]);
         if self.opts.driver == Driver::AfPacket {
-            ip(&["-n", dir, "link", "add", "ext0", "type", "veth", "peer", "name", "ext0", "netns", cli]);
-            ip(&["-n", dir, "link", "add", "int0", "type", "veth", "peer", "name", "dir0", "netns", sw]);
-            self.sw.sh("ip link set dir0 master br0\nip link set dir0 up");
-            self.dir.sh(
-                "ip link set ext0 up\nip link set int0 up
+            ip(&[
+                "-n", dir, "link", "add", "ext0", "type", "veth", "peer", "name", "ext0", "netns",
+                cli,
+            ]);
+            ip(&[
+                "-n", dir, "link", "add", "int0", "type", "veth", "peer", "name", "dir0", "netns",
+                sw,
+            ]);
+            self.sw
+                .sh("ip link set dir0 master br0\nip link set dir0 up");
+            self.dir.sh("ip link set ext0 up\nip link set int0 up
                  ethtool -K ext0 tso off gso off gro off >/dev/null
-                 ethtool -K int0 tso off gso off gro off >/dev/null",
-            );
+                 ethtool -K int0 tso off gso off gro off >/dev/null");
         }
     }
 
@@ -546,7 +560,8 @@ impl Topology {
         let dir = &self.dir.name;
         ip(&["-n", dir, "link", "set", "ext0", "netns", &self.cli.name]);
         ip(&["-n", dir, "link", "set", "int0", "netns", &self.sw.name]);
-        self.sw.sh("ip link set int0 master br0\nip link set int0 up");
+        self.sw
+            .sh("ip link set int0 master br0\nip link set int0 up");
     }
 
     fn configure_hosts(&self) {
@@ -641,7 +656,8 @@ http {{
             .arg("-c")
             .arg(&conf_path);
         let log = self.path(&format!("{}-nginx.out", rs_name(i)));
-        self.procs.push(Proc::spawn(&format!("nginx {}", rs_name(i)), cmd, &log));
+        self.procs
+            .push(Proc::spawn(&format!("nginx {}", rs_name(i)), cmd, &log));
     }
 
     fn start_echo(&mut self, i: usize) {
@@ -683,8 +699,8 @@ http {{
     /// The decapsulation helper's verdicts on real server `i`: (good, bad
     /// lines).
     pub fn decap_report(&self, i: usize) -> (usize, Vec<String>) {
-        let text =
-            fs::read_to_string(self.path(&format!("{}-decap.report", rs_name(i)))).unwrap_or_default();
+        let text = fs::read_to_string(self.path(&format!("{}-decap.report", rs_name(i))))
+            .unwrap_or_default();
         let good = text.lines().filter(|l| l.starts_with("OK ")).count();
         let bad = text
             .lines()
@@ -772,9 +788,10 @@ http {{
     /// One HTTP GET from the client on a new connection; the body, trimmed,
     /// or curl's exit code.
     pub fn http_get(&self, url: &str) -> Result<String, i32> {
-        let out = self
-            .cli
-            .output("curl", &["-s", "--max-time", "3", "-H", "Connection: close", url]);
+        let out = self.cli.output(
+            "curl",
+            &["-s", "--max-time", "3", "-H", "Connection: close", url],
+        );
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
@@ -848,7 +865,11 @@ http {{
             "%{http_code} %{size_download}\n",
             url,
         ]);
-        Proc::spawn(&format!("slow download {tag}"), cmd, &self.path(&format!("slow-{tag}.out")))
+        Proc::spawn(
+            &format!("slow download {tag}"),
+            cmd,
+            &self.path(&format!("slow-{tag}.out")),
+        )
     }
 
     /// Real server `i`'s access log lines.

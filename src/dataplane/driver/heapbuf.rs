@@ -170,7 +170,10 @@ mod tests {
         b.prepend(20).expect("room").fill(9);
         assert_eq!(b.len(), 23);
         assert_eq!(b.data()[20..], [1, 2, 3]);
-        assert!(b.prepend(HEADROOM).is_none(), "only 108 bytes left in front");
+        assert!(
+            b.prepend(HEADROOM).is_none(),
+            "only 108 bytes left in front"
+        );
         assert!(b.adj(20));
         assert_eq!(b.data(), &[1, 2, 3]);
         assert!(!b.adj(4), "cannot strip more than the packet");

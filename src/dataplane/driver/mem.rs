@@ -58,7 +58,14 @@ impl FlowGen {
             template[l3 + 14],
             template[l3 + 15],
         ]);
-        FlowGen { template, l3, l4_csum, base, flows: flows.max(1), n: 0 }
+        FlowGen {
+            template,
+            l3,
+            l4_csum,
+            base,
+            flows: flows.max(1),
+            n: 0,
+        }
     }
 
     /// Replace the TCP flags byte of the template (e.g. SYN for set-up,
@@ -99,7 +106,8 @@ impl FlowGen {
         let new = self.base.wrapping_add(f);
         d[l3 + 12..l3 + 16].copy_from_slice(&new.to_be_bytes());
         let ic = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
-        d[l3 + 10..l3 + 12].copy_from_slice(&crate::wire::checksum::update32(ic, self.base, new).to_be_bytes());
+        d[l3 + 10..l3 + 12]
+            .copy_from_slice(&crate::wire::checksum::update32(ic, self.base, new).to_be_bytes());
         if let Some(o) = self.l4_csum {
             let c = u16::from_be_bytes([d[o], d[o + 1]]);
             if !(c == 0 && d[l3 + 9] == 17) {
@@ -312,6 +320,10 @@ mod tests {
         q.tx_limit = Some(5);
         assert_eq!(q.tx_burst(&mut b), 5);
         assert_eq!(b.len(), super::super::BURST_SIZE - 5);
-        assert_eq!(b.as_slice()[0].data()[0], 3, "the sixth packet is first now");
+        assert_eq!(
+            b.as_slice()[0].data()[0],
+            3,
+            "the sixth packet is first now"
+        );
     }
 }

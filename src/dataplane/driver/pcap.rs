@@ -87,7 +87,9 @@ impl PortQueue for PcapQueue {
         let ts = if self.path_in.is_some() {
             self.last_ts
         } else {
-            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
         };
         for b in burst.drain_front(n) {
             if let Some(w) = self.writer.as_mut() {
@@ -180,7 +182,10 @@ impl Driver for PcapDriver {
         &self.caps
     }
     fn take_queues(&mut self) -> Result<Vec<PcapQueue>, DriverError> {
-        self.queue.take().map(|q| vec![q]).ok_or(DriverError::QueuesTaken)
+        self.queue
+            .take()
+            .map(|q| vec![q])
+            .ok_or(DriverError::QueuesTaken)
     }
     fn stats(&self) -> PortStats {
         PortStats::default()
@@ -235,8 +240,8 @@ mod tests {
         let output = dir.join("out.pcap");
         let frames = vec![vec![0xa5u8; 60], vec![0x5au8; 74]];
         write_capture(&input, &frames).expect("write");
-        let mut d =
-            PcapDriver::open("p0", [2, 0, 0, 0, 0, 1], 1500, Some(&input), Some(&output)).expect("open");
+        let mut d = PcapDriver::open("p0", [2, 0, 0, 0, 0, 1], 1500, Some(&input), Some(&output))
+            .expect("open");
         let mut q = d.take_queues().expect("queues").pop().expect("one queue");
         let mut b = Burst::new();
         assert_eq!(q.rx_burst(&mut b), 2);
@@ -249,7 +254,13 @@ mod tests {
 
     #[test]
     fn missing_capture_is_a_precise_error() {
-        let e = PcapDriver::open("p0", [0; 6], 1500, Some(Path::new("/nonexistent/x.pcap")), None);
+        let e = PcapDriver::open(
+            "p0",
+            [0; 6],
+            1500,
+            Some(Path::new("/nonexistent/x.pcap")),
+            None,
+        );
         assert!(matches!(e, Err(DriverError::Pcap { .. })));
     }
 }

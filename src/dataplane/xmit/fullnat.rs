@@ -19,7 +19,12 @@ pub fn to_server(frame: &mut [u8], lay: &Layout, c: &Conn) {
         rewrite(frame, lay, Side::Src, &c.lip(), c.lport());
         rewrite(frame, lay, Side::Dst, &c.rip(), c.rport());
     } else {
-        rewrite4(frame, lay, Some((&c.lip(), c.lport())), Some((&c.rip(), c.rport())));
+        rewrite4(
+            frame,
+            lay,
+            Some((&c.lip(), c.lport())),
+            Some((&c.rip(), c.rport())),
+        );
     }
 }
 
@@ -31,6 +36,11 @@ pub fn to_client(frame: &mut [u8], lay: &Layout, c: &Conn) {
         rewrite(frame, lay, Side::Src, &c.vip(), c.vport());
         rewrite(frame, lay, Side::Dst, &c.cip(), c.cport());
     } else {
-        rewrite4(frame, lay, Some((&c.vip(), c.vport())), Some((&c.cip(), c.cport())));
+        rewrite4(
+            frame,
+            lay,
+            Some((&c.vip(), c.vport())),
+            Some((&c.cip(), c.cport())),
+        );
     }
 }

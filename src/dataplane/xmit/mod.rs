@@ -101,7 +101,12 @@ pub fn rewrite(frame: &mut [u8], lay: &Layout, side: Side, addr: &Addr, port: u1
     let l3 = lay.l3 as usize;
     let l4 = lay.l4 as usize;
     if lay.v6 {
-        let o = l3 + if side == Side::Src { field::V6_SRC } else { field::V6_DST };
+        let o = l3
+            + if side == Side::Src {
+                field::V6_SRC
+            } else {
+                field::V6_DST
+            };
         let mut old = [0u8; 16];
         old.copy_from_slice(&frame[o..o + 16]);
         if old != *addr {
@@ -109,7 +114,12 @@ pub fn rewrite(frame: &mut [u8], lay: &Layout, side: Side, addr: &Addr, port: u1
             l4_update(frame, lay, |c| checksum::update_bytes(c, &old, addr));
         }
     } else {
-        let o = l3 + if side == Side::Src { field::V4_SRC } else { field::V4_DST };
+        let o = l3
+            + if side == Side::Src {
+                field::V4_SRC
+            } else {
+                field::V4_DST
+            };
         let old = u32::from_be_bytes([frame[o], frame[o + 1], frame[o + 2], frame[o + 3]]);
         let new = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
         if old != new {
@@ -120,7 +130,12 @@ pub fn rewrite(frame: &mut [u8], lay: &Layout, side: Side, addr: &Addr, port: u1
         }
     }
     if matches!(lay.proto, ip_proto::TCP | ip_proto::UDP) {
-        let po = l4 + if side == Side::Src { field::L4_SPORT } else { field::L4_DPORT };
+        let po = l4
+            + if side == Side::Src {
+                field::L4_SPORT
+            } else {
+                field::L4_DPORT
+            };
         let old = rd16(frame, po);
         if old != port {
             wr16(frame, po, port);
@@ -155,7 +170,12 @@ fn apply(csum: u16, delta: u64) -> u16 {
 /// checksum (RFC 1624). The caller checked the TTL ([`ttl_expires`]) and
 /// the header lengths (the parser did).
 #[inline]
-pub fn rewrite4(frame: &mut [u8], lay: &Layout, src: Option<(&Addr, u16)>, dst: Option<(&Addr, u16)>) {
+pub fn rewrite4(
+    frame: &mut [u8],
+    lay: &Layout,
+    src: Option<(&Addr, u16)>,
+    dst: Option<(&Addr, u16)>,
+) {
     let l3 = lay.l3 as usize;
     let l4 = lay.l4 as usize;
     let Some(ip) = frame.get_mut(l3..l3 + 20) else {
@@ -165,7 +185,10 @@ pub fn rewrite4(frame: &mut [u8], lay: &Layout, src: Option<(&Addr, u16)>, dst: 
     let mut d_ip = 0u64;
     let mut d_l4 = 0u64;
     let mut ports = [None::<u16>, None::<u16>];
-    for (i, (side, off)) in [(src, field::V4_SRC), (dst, field::V4_DST)].into_iter().enumerate() {
+    for (i, (side, off)) in [(src, field::V4_SRC), (dst, field::V4_DST)]
+        .into_iter()
+        .enumerate()
+    {
         if let Some((a, p)) = side {
             let old = rd32(ip, off);
             let new = u32::from_be_bytes([a[0], a[1], a[2], a[3]]);
@@ -266,21 +289,36 @@ mod tests {
     #[test]
     fn rewrite_keeps_checksums_valid_v4_tcp() {
         let mut f = PacketBuilder::ethernet(EthernetAddress([2; 6]), EthernetAddress([4; 6]))
-            .ipv4("203.0.113.7".parse().expect("a"), "10.0.0.1".parse().expect("a"))
+            .ipv4(
+                "203.0.113.7".parse().expect("a"),
+                "10.0.0.1".parse().expect("a"),
+            )
             .tcp(51000, 80)
             .flags(TcpFlags::SYN)
             .payload(b"hello")
             .build();
-        let lay = Layout { l3: 14, l4: 34, v6: false, proto: 6 };
+        let lay = Layout {
+            l3: 14,
+            l4: 34,
+            v6: false,
+            proto: 6,
+        };
         let rip = crate::conntrack::addr_from_ip(&ip("192.168.10.1"));
         rewrite(&mut f, &lay, Side::Dst, &rip, 8080);
         assert!(dec_ttl(&mut f, &lay));
         let p = etherparse::SlicedPacket::from_ethernet(&f).expect("parses");
-        let Some(etherparse::NetSlice::Ipv4(v4)) = p.net else { panic!("ipv4") };
-        assert_eq!(v4.header().destination_addr(), Ipv4Addr::new(192, 168, 10, 1));
+        let Some(etherparse::NetSlice::Ipv4(v4)) = p.net else {
+            panic!("ipv4")
+        };
+        assert_eq!(
+            v4.header().destination_addr(),
+            Ipv4Addr::new(192, 168, 10, 1)
+        );
         let hdr = v4.header().to_header();
         assert_eq!(hdr.header_checksum, hdr.calc_header_checksum());
-        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else { panic!("tcp") };
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!("tcp")
+        };
         assert_eq!(tcp.destination_port(), 8080);
         let want = tcp
             .to_header()

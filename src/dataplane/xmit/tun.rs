@@ -79,7 +79,11 @@ pub fn encapsulate<B: PacketBuf>(
     if ip_len + over > mtu as usize {
         let icmp_mtu = (mtu as usize).saturating_sub(over) as u16;
         return Err(TunError::TooBig {
-            icmp_mtu: if lay.v6 || dont_frag { Some(icmp_mtu) } else { None },
+            icmp_mtu: if lay.v6 || dont_frag {
+                Some(icmp_mtu)
+            } else {
+                None
+            },
         });
     }
     if buf.headroom() < over {

@@ -1,0 +1,364 @@
+//! lbpktgen end to end: a veth pair between two fresh network namespaces
+//! (`rvs-pg-<pid>-<n>g` with the generator on `pg0`, `rvs-pg-<pid>-<n>e`
+//! with 198.18.9.1 on `pe0`), a kernel responder on the far side (a Python
+//! UDP echo, or a Python TCP server answering one request per connection),
+//! and the real `lbpktgen` binary on AF_PACKET with `--json`. The
+//! generator resolves the responder's MAC by ARP and answers the kernel's
+//! ARP for its two source addresses itself.
+//!
+//! Needs root (CI runs as root, so there it runs for real); elsewhere the
+//! namespace tests print why they skip. The responder process and both
+//! namespaces are removed by a Drop guard, also when a test fails. Every
+//! lbpktgen run is bounded by a count and a duration.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+const LBPKTGEN: &str = env!("CARGO_BIN_EXE_lbpktgen");
+const RESPONDER_IP: &str = "198.18.9.1";
+
+/// The namespace tests share two cores: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and no memory effects.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `false` (after saying why) when the test cannot run here.
+fn can_run(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("skipping {test}: needs root (network namespaces, AF_PACKET)");
+        return false;
+    }
+    true
+}
+
+/// Run `ip` with `args`; panics with its stderr on failure.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// UDP echo: every datagram goes back to its sender.
+const UDP_ECHO: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    data, addr = s.recvfrom(4096)
+    s.sendto(data, addr)
+"#;
+
+/// TCP server: one response per connection, then close.
+const TCP_SERVER: &str = r#"
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((sys.argv[1], int(sys.argv[2])))
+ls.listen(1024)
+ls.setblocking(False)
+sel.register(ls, selectors.EVENT_READ)
+print("ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        s = key.fileobj
+        if s is ls:
+            try:
+                c, _ = ls.accept()
+            except BlockingIOError:
+                continue
+            c.setblocking(False)
+            sel.register(c, selectors.EVENT_READ)
+            continue
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        if data:
+            try:
+                s.send(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            except OSError:
+                pass
+        sel.unregister(s)
+        s.close()
+"#;
+
+/// The two namespaces, the veth between them, and the responder; all
+/// removed on drop.
+struct Topology {
+    gen_ns: String,
+    responder_ns: String,
+    responder: Option<Child>,
+}
+
+impl Topology {
+    fn new() -> Topology {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = format!("rvs-pg-{}-{n}", std::process::id());
+        let t = Topology {
+            gen_ns: format!("{base}g"),
+            responder_ns: format!("{base}e"),
+            responder: None,
+        };
+        // The guard exists before the first namespace: a failure below
+        // still removes whatever was made.
+        ip(&["netns", "add", &t.gen_ns]);
+        ip(&["netns", "add", &t.responder_ns]);
+        let (g, e) = (t.gen_ns.as_str(), t.responder_ns.as_str());
+        ip(&[
+            "-n", g, "link", "add", "pg0", "type", "veth", "peer", "name", "pe0", "netns", e,
+        ]);
+        // The generator side has no addresses; keep its kernel quiet.
+        let st = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                g,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.pg0.disable_ipv6=1",
+            ])
+            .status()
+            .expect("sysctl");
+        assert!(st.success(), "sysctl disable_ipv6");
+        ip(&["-n", g, "link", "set", "lo", "up"]);
+        ip(&["-n", g, "link", "set", "pg0", "up"]);
+        ip(&["-n", e, "link", "set", "lo", "up"]);
+        ip(&["-n", e, "link", "set", "pe0", "up"]);
+        ip(&[
+            "-n",
+            e,
+            "addr",
+            "add",
+            &format!("{RESPONDER_IP}/24"),
+            "dev",
+            "pe0",
+        ]);
+        t
+    }
+
+    /// Start `script` (Python) in the responder namespace with the
+    /// responder address and `port`; returns once it says "ready".
+    fn start_responder(&mut self, script: &str, port: u16) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.responder_ns, "python3", "-c", script])
+            .arg(RESPONDER_IP)
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the python3 responder");
+        let stdout = child.stdout.take().expect("responder stdout");
+        self.responder = Some(child);
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the responder's first line");
+        assert_eq!(line.trim(), "ready", "the responder did not start");
+    }
+
+    /// Run lbpktgen in the generator namespace.
+    fn lbpktgen(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.gen_ns, LBPKTGEN])
+            .args(args)
+            .output()
+            .expect("run lbpktgen")
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.responder.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.gen_ns, &self.responder_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The JSON summary of a successful run.
+fn summary(out: &Output) -> Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "lbpktgen failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "summary is not JSON ({e}): {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn u(v: &Value, path: &[&str]) -> u64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_u64()
+        .unwrap_or_else(|| panic!("{path:?} is not a count in {v}"))
+}
+
+#[test]
+fn lbpktgen_counts_every_udp_packet_echoed_back_over_af_packet() {
+    if !can_run("lbpktgen_counts_every_udp_packet_echoed_back_over_af_packet") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut topo = Topology::new();
+    topo.start_responder(UDP_ECHO, 9000);
+    let out = topo.lbpktgen(&[
+        "--port",
+        "af_packet:pg0",
+        "--src-ip",
+        "198.18.9.10",
+        "--src-ips",
+        "2",
+        "--flows",
+        "8",
+        "--dst-ip",
+        RESPONDER_IP,
+        "--dst-port",
+        "9000",
+        "--size",
+        "128",
+        "--count",
+        "2000",
+        "--rate",
+        "20000",
+        "--duration",
+        "5",
+        "--drain-ms",
+        "2000",
+        "--verify-checksums",
+        "--json",
+    ]);
+    let s = summary(&out);
+    assert_eq!(s["mode"], "udp");
+    assert_eq!(u(&s, &["tx", "packets"]), 2000);
+    assert_eq!(u(&s, &["tx", "bytes"]), 2000 * 128);
+    assert_eq!(u(&s, &["tx", "unsent"]), 0);
+    let rx = &s["rx"][0];
+    assert_eq!(rx["port"], "af_packet:pg0");
+    assert_eq!(u(rx, &["matched"]), 2000, "every packet came back: {s}");
+    assert_eq!(u(rx, &["duplicates"]), 0);
+    assert_eq!(
+        u(rx, &["bad_checksums"]),
+        0,
+        "the kernel's echo checksums verify"
+    );
+    assert!(u(rx, &["packets"]) >= 2000);
+    assert_eq!(
+        u(rx, &["packets"]),
+        2000 + u(rx, &["foreign"]),
+        "everything else is foreign"
+    );
+    assert!(
+        u(rx, &["arp_replies"]) >= 1,
+        "the kernel asked for the second source address: {s}"
+    );
+    assert_eq!((u(&s, &["matched"]), u(&s, &["lost"])), (2000, 0));
+    assert_eq!(s["loss_pct"].as_f64(), Some(0.0));
+    // 2000 packets at 20 kpps take about 0.1 s.
+    let secs = s["tx"]["seconds"].as_f64().expect("seconds");
+    assert!((0.09..1.0).contains(&secs), "sent in {secs} s");
+    let lat = &s["latency_ns"];
+    assert_eq!(u(lat, &["samples"]), 2000);
+    let (p50, p99, max) = (u(lat, &["p50"]), u(lat, &["p99"]), u(lat, &["max"]));
+    assert!(u(lat, &["min"]) > 0 && p50 <= p99 && p99 <= max, "{lat}");
+    assert!(max < 2_000_000_000, "latency {max} ns is not plausible");
+    assert!(s["tcp"].is_null());
+}
+
+#[test]
+fn lbpktgen_completes_tcp_handshakes_with_the_kernel() {
+    if !can_run("lbpktgen_completes_tcp_handshakes_with_the_kernel") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut topo = Topology::new();
+    topo.start_responder(TCP_SERVER, 8080);
+    let out = topo.lbpktgen(&[
+        "--port",
+        "af_packet:pg0",
+        "--src-ip",
+        "198.18.9.10",
+        "--src-ips",
+        "2",
+        "--flows",
+        "1000",
+        "--dst-ip",
+        RESPONDER_IP,
+        "--dst-port",
+        "8080",
+        "--tcp-handshake",
+        "--concurrency",
+        "32",
+        "--count",
+        "300",
+        "--rate",
+        "1000",
+        "--duration",
+        "5",
+        "--conn-timeout-ms",
+        "3000",
+        "--json",
+    ]);
+    let s = summary(&out);
+    assert_eq!(s["mode"], "tcp-handshake");
+    let tcp = &s["tcp"];
+    assert_eq!(u(tcp, &["opened"]), 300);
+    assert_eq!(u(tcp, &["handshakes"]), 300, "{tcp}");
+    assert_eq!(u(tcp, &["requests"]), 300);
+    assert_eq!(u(tcp, &["responses"]), 300, "{tcp}");
+    assert_eq!(u(tcp, &["completed"]), 300);
+    assert_eq!(
+        u(tcp, &["timeouts"]) + u(tcp, &["refused"]) + u(tcp, &["reset"]),
+        0
+    );
+    assert_eq!(u(tcp, &["open_at_end"]), 0);
+    // SYN, ACK+request and RST per connection.
+    assert_eq!(u(&s, &["tx", "packets"]), 900);
+    assert_eq!(u(&tcp["handshake_latency_ns"], &["samples"]), 300);
+    assert!(tcp["handshakes_per_sec"].as_f64().expect("rate") > 100.0);
+    assert!(s["matched"].is_null() && s["latency_ns"].is_null());
+}
+
+#[test]
+fn lbpktgen_refuses_to_run_unbounded() {
+    let out = Command::new(LBPKTGEN)
+        .args(["--port", "af_packet:lo", "--dst-ip", "127.0.0.1"])
+        .output()
+        .expect("run lbpktgen");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--count or --duration"), "{err}");
+    let out = Command::new(LBPKTGEN)
+        .args([
+            "--port",
+            "af_packet:lo",
+            "--dst-ip",
+            "127.0.0.1",
+            "--duration",
+            "301",
+        ])
+        .output()
+        .expect("run lbpktgen");
+    assert!(!out.status.success(), "the duration is capped at 300 s");
+}
