@@ -137,3 +137,93 @@ fn fullnat_local_port_returns_to_the_pool_on_expiry() {
         "the freed port serves a new flow"
     );
 }
+
+fn syn_ack(flags: TcpFlags, sport: u16) -> Vec<u8> {
+    PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC).ipv4(v4(CIP), v4("10.0.0.7")).tcp(sport, 80).flags(flags).build()
+}
+
+fn two_server_topo(rs1_weight: u32, with_rs1: bool, expire_nodest: bool) -> Topo {
+    let mut t = Topo::empty();
+    t.settings.expire_nodest_conn = expire_nodest;
+    let s = t.svc(6, "10.0.0.7", 80, "rr");
+    if with_rs1 {
+        s.dest(RS1, 80, rvs::conntrack::Fwd::Nat, rs1_weight);
+    }
+    s.dest(RS2, 80, rvs::conntrack::Fwd::Nat, 1);
+    t
+}
+
+/// The real server the conn of client port `sport` uses.
+fn server_of(d: &D, sport: u16) -> Option<std::net::IpAddr> {
+    d.w.conns()
+        .iter()
+        .find(|(_, c)| c.cport() == sport)
+        .map(|(_, c)| rvs::conntrack::addr_to_ip(&c.rip(), false))
+}
+
+#[test]
+fn deleted_real_server_connections_end_at_their_next_packet_with_expire_nodest_conn() {
+    let mut d = D::new(&two_server_topo(1, true, true));
+    // rr: find a client port that went to RS1.
+    let mut on_rs1 = None;
+    for p in 1000..1010 {
+        d.send(EXT, syn_ack(TcpFlags::SYN, p));
+        if server_of(&d, p) == Some(ip(RS1)) {
+            on_rs1 = Some(p);
+        }
+    }
+    let p = on_rs1.expect("rr used RS1");
+    // The next snapshot has RS1 deleted; RS2 keeps its slot id (2), as the
+    // control plane keeps ids of real servers that stay.
+    let mut t = two_server_topo(1, true, true);
+    t.services[0].dests.retain(|d| d.0 != ip(RS1));
+    let mut s = (*t.snapshot(2)).clone();
+    s.services[0].dests[0].id = 2;
+    s.services[0].views[0].id = 2;
+    d.w.install(std::sync::Arc::new(s));
+    assert_eq!(d.send(EXT, syn_ack(TcpFlags::ACK, p)), 0, "packet to the deleted server dropped");
+    assert_eq!(d.c.drops_of(DropReason::DestDeleted), 1);
+    assert_eq!(server_of(&d, p), None, "its connection is gone");
+    let before = d.w.conns().len();
+    assert!(before > 0, "connections of the other server remain");
+}
+
+#[test]
+fn without_expire_nodest_conn_connections_of_a_deleted_server_keep_flowing() {
+    let mut d = D::new(&two_server_topo(1, true, false));
+    let mut on_rs1 = None;
+    for p in 1000..1010 {
+        d.send(EXT, syn_ack(TcpFlags::SYN, p));
+        if server_of(&d, p) == Some(ip(RS1)) {
+            on_rs1 = Some(p);
+        }
+    }
+    let p = on_rs1.expect("rr used RS1");
+    let mut t = two_server_topo(1, true, false);
+    t.services[0].dests.retain(|d| d.0 != ip(RS1));
+    let mut s = (*t.snapshot(2)).clone();
+    s.services[0].dests[0].id = 2;
+    s.services[0].views[0].id = 2;
+    d.w.install(std::sync::Arc::new(s));
+    assert_eq!(d.send(EXT, syn_ack(TcpFlags::ACK, p)), 1, "still forwarded until it expires");
+    assert_eq!(server_of(&d, p), Some(ip(RS1)));
+}
+
+#[test]
+fn quiesced_server_keeps_established_connections_but_gets_no_new_one() {
+    let mut d = D::new(&two_server_topo(1, true, true));
+    let mut on_rs1 = None;
+    for p in 1000..1010 {
+        d.send(EXT, syn_ack(TcpFlags::SYN, p));
+        if server_of(&d, p) == Some(ip(RS1)) {
+            on_rs1 = Some(p);
+        }
+    }
+    let p = on_rs1.expect("rr used RS1");
+    d.w.install(two_server_topo(0, true, true).snapshot(2));
+    assert_eq!(d.send(EXT, syn_ack(TcpFlags::ACK, p)), 1, "established connection continues");
+    for q in 2000..2020 {
+        d.send(EXT, syn_ack(TcpFlags::SYN, q));
+        assert_eq!(server_of(&d, q), Some(ip(RS2)), "new connections avoid the quiesced server");
+    }
+}

@@ -474,27 +474,11 @@ impl<Q: PortQueue> Worker<Q> {
         self.counters
             .generation
             .store(snap.generation, std::sync::atomic::Ordering::Release);
+        // Connections of real servers that left the snapshot are handled
+        // lazily, as IPVS does: with expire_nodest_conn their next packet
+        // is dropped and the connection expired (see `forward`); otherwise
+        // they keep flowing until they expire. Nothing here walks the table.
         self.snap = snap;
-        self.flush_removed_dests();
-    }
-
-    /// With `expire_nodest_conn`, connections to real servers that are no
-    /// longer in the snapshot are flushed now.
-    fn flush_removed_dests(&mut self) {
-        if !self.snap.settings.expire_nodest_conn {
-            return;
-        }
-        let gone: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                !c.is_template() && self.dest_pos.get(c.dest() as usize).copied() == Some(NO_POS)
-            })
-            .map(|(id, _)| id)
-            .collect();
-        for id in gone {
-            self.remove_conn(id);
-        }
     }
 
     fn dump_conns(&self) -> Vec<ConnEntry> {
