@@ -376,6 +376,8 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
                 &t.path(&format!("tcpdump{i}.log")),
             ));
         }
+    }
+    if std::env::var_os("DBG_SLEEP").is_some() {
         std::thread::sleep(Duration::from_secs(1));
     }
     let rs_rsts: Vec<i64> = t.rs.iter().map(stray_resets).collect();

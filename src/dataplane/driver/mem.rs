@@ -38,6 +38,9 @@ pub struct FlowGen {
     base: u32,
     flows: u32,
     n: u64,
+    /// When set, only these flow numbers are generated (a worker's own
+    /// flows, as a NIC steering by the owner function would deliver them).
+    only: Option<Vec<u32>>,
 }
 
 impl FlowGen {
@@ -65,6 +68,7 @@ impl FlowGen {
             base,
             flows: flows.max(1),
             n: 0,
+            only: None,
         }
     }
 
@@ -83,6 +87,16 @@ impl FlowGen {
         }
     }
 
+    /// Keep only the flows for which `keep(source address)` holds (e.g. the
+    /// flows a given worker owns).
+    pub fn retain_flows(mut self, keep: impl Fn(std::net::Ipv4Addr) -> bool) -> FlowGen {
+        let list: Vec<u32> = (0..self.flows)
+            .filter(|f| keep(std::net::Ipv4Addr::from(self.base.wrapping_add(*f))))
+            .collect();
+        self.only = Some(list);
+        self
+    }
+
     /// Restart at the first packet.
     pub fn rewind(&mut self) {
         self.n = 0;
@@ -90,9 +104,14 @@ impl FlowGen {
 
     /// The flow of packet `n`.
     fn flow_of(&self, n: u64) -> u32 {
-        // Multiplicative scramble, a bijection when `flows` is odd or a
-        // power of two; otherwise still spreads over all flows.
-        (n.wrapping_mul(0x9E37_79B9) % self.flows as u64) as u32
+        // Multiplicative scramble by a prime (2654435761): a bijection over
+        // any flow count below it.
+        match &self.only {
+            Some(list) if !list.is_empty() => {
+                list[(n.wrapping_mul(0x9E37_79B1) % list.len() as u64) as usize]
+            }
+            _ => (n.wrapping_mul(0x9E37_79B1) % self.flows as u64) as u32,
+        }
     }
 
     fn next_into(&mut self, b: &mut HeapBuf) -> bool {
