@@ -13,10 +13,13 @@
 //!   workers on two `net_tap` devices, inside its own network namespace;
 //!   the kernel sides of the TAPs are moved into a client namespace and a
 //!   switch namespace (a bridge to two nginx real servers). Services are
-//!   configured with the real `lbctl`. NAT: curl gets both servers' pages,
-//!   alternating (rr). FULLNAT: the servers see the local address as the
-//!   client, and a few hundred concurrent wrk connections complete with no
-//!   socket error.
+//!   configured with the real `lbctl`. NAT: curl gets both servers' pages;
+//!   each worker runs its own rr, so the answers alternate per worker (the
+//!   client port names the owning worker, `steer::client_owner`), and the
+//!   servers see the client's address. FULLNAT: the servers see the local
+//!   address as the client, a few hundred concurrent wrk connections
+//!   complete with no socket error, and both workers own connections (the
+//!   local port names the owner). lbd must stop cleanly on SIGTERM.
 //!
 //! Rules: every process, namespace and interface is owned by a guard
 //! (`e2e_support`'s `Proc` and `Netns`; the TAPs vanish with lbd), so they
@@ -537,10 +540,16 @@ dpdk:
         );
         ip(&["-n", dir, "link", "set", "ext0", "netns", &self.cli.name]);
         ip(&["-n", dir, "link", "set", "int0", "netns", &self.sw.name]);
+        // net_tap gives the kernel side the PMD's own MAC: a bridge would
+        // take frames to that MAC for itself (a port's address is local to
+        // the bridge), so the kernel sides get addresses of their own, as
+        // the other hosts on those links would have.
         self.cli.sh(&format!(
-            "ip addr add {CIP}/24 dev ext0\nip link set ext0 up"
+            "ip link set ext0 address 02:cc:00:00:00:01
+             ip addr add {CIP}/24 dev ext0\nip link set ext0 up"
         ));
         self.sw.sh("ip link add br0 type bridge\nip link set br0 up
+             ip link set int0 address 02:cc:00:00:00:02
              ip link set int0 master br0\nip link set int0 up");
         for (i, rs) in self.rs.iter().enumerate() {
             let port = format!("rs{}p", i + 1);

@@ -311,6 +311,8 @@ fn tun_over_af_packet_ipip_reaches_real_servers_which_reply_directly() {
 
 /// Concurrent wrk connections in the FULLNAT tests.
 const FULLNAT_CONCURRENCY: u32 = 2000;
+/// How long wrk runs in the FULLNAT tests.
+const WRK_SECS: u32 = 6;
 
 fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
     let mut t = Topology::build(Options {
@@ -355,56 +357,39 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
         }
     }
 
-    let mut caps = Vec::new();
-    if std::env::var_os("DBG_CAP").is_some() {
-        for (i, ns) in t.rs.iter().enumerate() {
-            let mut cmd = ns.cmd("tcpdump");
-            cmd.args([
-                "-i",
-                "eth0",
-                "-B",
-                "65536",
-                "-s",
-                "68",
-                "-w",
-                &format!("/tmp/dbg-rs{}.pcap", i + 1),
-                "tcp",
-            ]);
-            caps.push(Proc::spawn(
-                "tcpdump",
-                cmd,
-                &t.path(&format!("tcpdump{i}.log")),
-            ));
-        }
-    }
-    if std::env::var_os("DBG_SLEEP").is_some() {
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    let rs_rsts: Vec<i64> = t.rs.iter().map(stray_resets).collect();
-    let cli_resets = t.cli.snmp("TcpEstabResets");
-    let w = t.wrk(2, FULLNAT_CONCURRENCY, 6, &url);
-    std::thread::sleep(Duration::from_secs(1));
-    drop(caps);
+    // Stray packets (a segment the director sent to a server for a
+    // connection the server does not have) make the server answer with a
+    // reset. They are counted while the load runs, not after wrk's exit:
+    // then the client aborts 2,000 sockets at once, and a veth may deliver
+    // an abort before an ACK the same socket sent just earlier from
+    // another CPU (veth queues each packet on its sender's CPU), which the
+    // server rightly answers with a reset whoever forwards the packets.
+    let strays_before: Vec<i64> = t.rs.iter().map(stray_resets).collect();
+    let wrk = t.start_wrk(2, FULLNAT_CONCURRENCY, WRK_SECS, &url);
+    std::thread::sleep(Duration::from_secs(u64::from(WRK_SECS) - 1));
+    let strays: Vec<i64> =
+        t.rs.iter()
+            .zip(&strays_before)
+            .map(|(ns, before)| stray_resets(ns) - before)
+            .collect();
+    let w = t.finish_wrk(wrk);
     assert_eq!(
         w.socket_errors, [0; 4],
         "wrk socket errors (connect, read, write, timeout)"
     );
     assert_eq!(w.non_2xx, 0);
     assert!(w.requests >= u64::from(FULLNAT_CONCURRENCY), "{w:?}");
-    // No stray packet reached a server (it would answer with a reset).
     for (i, ns) in t.rs.iter().enumerate() {
-        let stray = stray_resets(ns) - rs_rsts[i];
-        println!("{}: {}", rs_name(i), ns.sh("nstat -azs TcpOutRsts 'TcpExtTCPAbortOn*' 'TcpExtListen*' 'TcpExtSyncookies*' TcpExtTCPReqQFullDrop TcpExtTCPReqQFullDoCookies TcpExtTCPTimeouts TcpRetransSegs TcpExtTCPLostRetransmit TcpExtTCPSynRetrans"));
-        assert_eq!(
-            stray,
-            0,
-            "{} answered {stray} stray packets with a reset",
-            rs_name(i)
+        println!(
+            "{}: {}",
+            rs_name(i),
+            ns.sh("nstat -azs TcpOutRsts TcpRetransSegs")
         );
     }
-    println!(
-        "client TcpEstabResets during wrk (wrk's own aborts at exit included): {}",
-        t.cli.snmp("TcpEstabResets") - cli_resets
+    assert_eq!(
+        strays,
+        vec![0, 0],
+        "resets the servers sent during the load"
     );
 
     // Every flow went out from the LIP; the local port names the worker.

@@ -549,7 +549,8 @@ fn current_affinity() -> Option<libc::cpu_set_t> {
 
 struct Threads {
     tx: std::thread::JoinHandle<TxReport>,
-    rx: Vec<std::thread::JoinHandle<RxReport>>,
+    /// Per RX port; `None` where the TX thread is the port's sink.
+    rx: Vec<Option<std::thread::JoinHandle<RxReport>>>,
     tx_live: Arc<Live>,
     rx_live: Vec<Arc<Live>>,
 }
@@ -568,15 +569,52 @@ fn snapshot(clock: &Clock, t: &Threads) -> Snapshot {
     s
 }
 
+/// Open the TX port: with two queues when it is also an RX port (one for
+/// the TX thread, one for its RX thread). A DPDK device that has only one
+/// queue is opened with one, and the TX thread is then its sink too.
+fn open_tx_port(plan: &Plan, tx_is_rx: bool, dpdk: &DpdkContext) -> anyhow::Result<Device> {
+    let what = || format!("open {}", plan.tx_port);
+    if !tx_is_rx {
+        return Device::open(&plan.tx_port, 1, dpdk).with_context(what);
+    }
+    match Device::open(&plan.tx_port, 2, dpdk) {
+        Ok(d) => Ok(d),
+        Err(e) if plan.tx_port.is_dpdk() => {
+            eprintln!(
+                "lbpktgen: {}: {e:#}; using one queue (the TX thread receives too)",
+                plan.tx_port
+            );
+            Device::open(&plan.tx_port, 1, dpdk).with_context(what)
+        }
+        Err(e) => Err(e).with_context(what),
+    }
+}
+
 fn run(plan: &Plan, signals: &libc::sigset_t) -> anyhow::Result<Summary> {
+    // Before the EAL pins this thread to its main lcore.
     let saved_mask = current_affinity();
+    // The cores are checked against the CPUs this process may use.
+    let core_ids = match &plan.cores {
+        Some(list) => {
+            let avail = core_affinity::get_core_ids().unwrap_or_default();
+            let mut ids = Vec::new();
+            for &c in list {
+                let id =
+                    avail.iter().find(|a| a.id == c).copied().ok_or_else(|| {
+                        anyhow!("--cores: core {c} is not available to this process")
+                    })?;
+                ids.push(id);
+            }
+            Some(ids)
+        }
+        None => None,
+    };
     let dpdk = DpdkContext::init(plan.uses_dpdk(), plan.eal_args.as_deref())?;
 
     // Devices: the TX port (two queues if it is also an RX port), then the
     // other RX ports.
     let tx_is_rx = plan.rx_ports.contains(&plan.tx_port);
-    let mut tx_dev = Device::open(&plan.tx_port, if tx_is_rx { 2 } else { 1 }, &dpdk)
-        .with_context(|| format!("open {}", plan.tx_port))?;
+    let mut tx_dev = open_tx_port(plan, tx_is_rx, &dpdk)?;
     let mut rx_devs: Vec<(PortSpec, Device)> = Vec::new();
     for p in plan.rx_ports.iter().filter(|p| **p != plan.tx_port) {
         let d = Device::open(p, 1, &dpdk).with_context(|| format!("open {p}"))?;
@@ -667,21 +705,6 @@ fn run(plan: &Plan, signals: &libc::sigset_t) -> anyhow::Result<Summary> {
     let new_sink = || Sink::new(sink_mode, plan.flows, plan.verify_checksums);
 
     // Threads: RX first, so they poll before the first packet leaves.
-    let core_ids = match &plan.cores {
-        Some(list) => {
-            let avail = core_affinity::get_core_ids().unwrap_or_default();
-            let mut ids = Vec::new();
-            for &c in list {
-                let id =
-                    avail.iter().find(|a| a.id == c).copied().ok_or_else(|| {
-                        anyhow!("--cores: core {c} is not available to this process")
-                    })?;
-                ids.push(id);
-            }
-            Some(ids)
-        }
-        None => None,
-    };
     let default_affinity = match (plan.uses_dpdk(), saved_mask) {
         (true, Some(m)) => Affinity::Mask(m),
         _ => Affinity::Inherit,
@@ -706,6 +729,11 @@ fn run(plan: &Plan, signals: &libc::sigset_t) -> anyhow::Result<Summary> {
     let mut rx_live = Vec::new();
     for (i, p) in plan.rx_ports.iter().enumerate() {
         let (q, dpdk_port) = if *p == plan.tx_port {
+            if tx_queues.len() < 2 {
+                // One queue only: the TX thread is this port's sink.
+                rx_handles.push(None);
+                continue;
+            }
             let q = tx_queues
                 .pop()
                 .context("internal: TX port has no RX queue")?;
@@ -727,7 +755,7 @@ fn run(plan: &Plan, signals: &libc::sigset_t) -> anyhow::Result<Summary> {
             events: events_for_rx.clone(),
             setup: setup(&live, i + 1, dpdk_port),
         };
-        rx_handles.push(spawn_rx(q, job, i)?);
+        rx_handles.push(Some(spawn_rx(q, job, i)?));
         rx_live.push(live);
     }
     let tx_q = tx_queues.pop().context("internal: TX port has no queue")?;
@@ -803,7 +831,11 @@ fn run(plan: &Plan, signals: &libc::sigset_t) -> anyhow::Result<Summary> {
         .map_err(|_| anyhow!("the TX thread panicked"))?;
     let mut rx_reports = Vec::new();
     for h in threads.rx {
-        rx_reports.push(h.join().map_err(|_| anyhow!("an RX thread panicked"))?);
+        let r = match h {
+            Some(h) => Some(h.join().map_err(|_| anyhow!("an RX thread panicked"))?),
+            None => None,
+        };
+        rx_reports.push(r);
     }
 
     let tx_stats = tx_dev.stats();
@@ -832,7 +864,7 @@ fn summarize(
     plan: &Plan,
     interrupted: bool,
     tx: TxReport,
-    rx_reports: Vec<RxReport>,
+    rx_reports: Vec<Option<RxReport>>,
     tx_is_rx: bool,
     port_stats: impl Fn(&PortSpec) -> rvs::dataplane::driver::PortStats,
 ) -> Summary {
@@ -843,8 +875,12 @@ fn summarize(
     let mut matched = 0u64;
     for (p, r) in plan.rx_ports.iter().zip(&rx_reports) {
         let mut sink = SinkReport::empty();
-        sink.merge(&r.sink);
-        let mut arp_replies = r.arp_replies;
+        let (mut arp_replies, mut events_dropped) = (0, 0);
+        if let Some(r) = r {
+            sink.merge(&r.sink);
+            arp_replies += r.arp_replies;
+            events_dropped += r.events_dropped;
+        }
         if *p == plan.tx_port {
             sink.merge(&tx.sink);
             arp_replies += tx.arp_replies;
@@ -863,7 +899,7 @@ fn summarize(
             bad_checksums: c.bad_checksums,
             segments: c.segments,
             arp_replies,
-            events_dropped: r.events_dropped,
+            events_dropped,
             device: port_stats(p),
         });
     }

@@ -111,6 +111,14 @@ impl<Q: PortQueue + 'static> Runtime<Q> {
         }
         let links: Arc<Links<Q::Buf>> = Links::new(n);
         let all_cores = core_affinity::get_core_ids().unwrap_or_default();
+        for c in cores.iter().take(queues.len()).flatten() {
+            if !all_cores.iter().any(|id| id.id == *c) {
+                return Err(RuntimeError::Config(format!(
+                    "core {c} is not available to this process (allowed: {:?})",
+                    all_cores.iter().map(|id| id.id).collect::<Vec<_>>()
+                )));
+            }
+        }
         let mut threads = Vec::new();
         for (i, qs) in queues.into_iter().enumerate() {
             let cfg = WorkerConfig {

@@ -881,20 +881,23 @@ http {{
             .collect()
     }
 
-    /// Runs wrk from the client (bounded by `-d` and `--timeout`).
-    pub fn wrk(&self, threads: u32, conns: u32, secs: u32, url: &str) -> WrkResult {
-        let script = format!(
-            "ulimit -n 65536; exec wrk -t{threads} -c{conns} -d{secs}s --timeout 10s {url}"
-        );
-        let out = self.cli.output("sh", &["-c", &script]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        println!("$ wrk -t{threads} -c{conns} -d{secs}s --timeout 10s {url}\n{text}");
-        assert!(
-            out.status.success(),
-            "wrk failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+    /// Starts wrk from the client in the background (bounded by `-d` and
+    /// `--timeout`); [`Topology::finish_wrk`] collects it.
+    pub fn start_wrk(&self, threads: u32, conns: u32, secs: u32, url: &str) -> Proc {
+        let line = format!("wrk -t{threads} -c{conns} -d{secs}s --timeout 10s {url}");
+        println!("$ {line}");
+        let mut cmd = self.cli.cmd("sh");
+        cmd.arg("-c").arg(format!("ulimit -n 65536; exec {line}"));
+        Proc::spawn("wrk", cmd, &self.path("wrk.out"))
+    }
+
+    /// Waits for wrk (its duration plus its timeout at most); it must exit
+    /// 0; returns what it printed.
+    pub fn finish_wrk(&self, mut wrk: Proc) -> WrkResult {
+        let status = wrk.wait_for(Duration::from_secs(60));
+        let text = wrk.log_text();
+        println!("{text}");
+        assert!(status.success(), "wrk failed ({status}): {text}");
         WrkResult::parse(&text)
     }
 

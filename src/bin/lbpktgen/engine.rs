@@ -219,10 +219,14 @@ impl Idle {
     }
 }
 
-/// Poll `q` once: every frame goes through `sink` (stamped with the time
-/// the burst came back), ARP requests for the source addresses are
-/// answered, segments go to `on_segment` (which gets the queue back to
-/// answer on). Returns the frames received.
+/// Poll `q` once: every frame goes through `sink`, ARP requests for the
+/// source addresses are answered, segments go to `on_segment` (which gets
+/// the queue back to answer on). Returns the frames received.
+///
+/// The receive time and the count of packets built (`built`, the bound
+/// for plausible sequence numbers) are read after the burst came back: a
+/// thread descheduled between reading them and `rx_burst` would otherwise
+/// judge fresh packets by stale values.
 #[allow(clippy::too_many_arguments)]
 fn poll_rx<Q: PortQueue>(
     q: &mut Q,
@@ -231,7 +235,7 @@ fn poll_rx<Q: PortQueue>(
     sink: &mut Sink,
     src_mac: [u8; 6],
     clock: &Clock,
-    built: u64,
+    built: impl Fn() -> u64,
     arp_replies: &mut u64,
     mut on_segment: impl FnMut(&mut Q, Segment),
 ) -> usize {
@@ -240,6 +244,7 @@ fn poll_rx<Q: PortQueue>(
         return 0;
     }
     let now_ns = clock.now_ns();
+    let built = built();
     for buf in rx.drain() {
         match sink.handle(buf.data(), now_ns, built) {
             Verdict::Done => {}
@@ -740,7 +745,7 @@ fn run_tx<Q: PortQueue, G: Generator>(
             &mut sink,
             setup.src_mac,
             &clock,
-            started,
+            || started,
             &mut arp_replies,
             |q, seg| gen.on_segment(q, &mut out, &seg, seg.rx_ns, &mut nobuf),
         ) > 0;
@@ -754,7 +759,7 @@ fn run_tx<Q: PortQueue, G: Generator>(
                 let made = gen.generate(q, &mut out, n, started, now, &mut nobuf);
                 limiter.commit(made);
                 started += made as u64;
-                control.tx_built.store(started, Ordering::Relaxed);
+                control.tx_built.store(started, Ordering::Release);
                 work |= made > 0;
             }
         }
@@ -853,7 +858,6 @@ fn run_rx<Q: PortQueue>(
     let (mut arp_replies, mut events_dropped) = (0u64, 0u64);
     while !control.stop_all.load(Ordering::Relaxed) {
         let now = clock.now_ns();
-        let built = control.tx_built.load(Ordering::Relaxed);
         let n = poll_rx(
             q,
             &mut rx,
@@ -861,7 +865,7 @@ fn run_rx<Q: PortQueue>(
             &mut sink,
             setup.src_mac,
             &clock,
-            built,
+            || control.tx_built.load(Ordering::Acquire),
             &mut arp_replies,
             |_, seg| {
                 let queued = match events {

@@ -246,6 +246,10 @@ impl Eal {
             .map(|s| s.as_ptr() as *mut c_char)
             .collect();
         let argc = argv.len() as c_int;
+        // rte_eal_init pins the calling thread to the main lcore, and every
+        // thread started afterwards would inherit that mask (rvs pins its
+        // workers itself, from `workers.cores`): keep the caller's mask.
+        let saved_affinity = thread_affinity();
         // SAFETY: argv holds `argc` valid NUL-terminated strings that live
         // in `argv_owned` until clean-up; the EAL may permute the pointer
         // array (ours, not used afterwards) but does not write the strings.
@@ -256,6 +260,9 @@ impl Eal {
                 format!("rte_eal_init({})", args.join(" ")),
                 last_errno(),
             ));
+        }
+        if let Some(mask) = saved_affinity {
+            set_thread_affinity(&mask);
         }
         EAL_READY.store(true, Ordering::Release);
         Ok(Eal {
@@ -400,4 +407,21 @@ pub(crate) fn dpdk_error(what: impl fmt::Display, errno: i32) -> DriverError {
     } else {
         DriverError::Config(format!("dpdk: {what}: {}", errno_text(errno)))
     }
+}
+
+/// The calling thread's CPU affinity mask.
+fn thread_affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data; zeroed is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed; pid 0
+    // is the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    (r == 0).then_some(set)
+}
+
+/// Restore the calling thread's CPU affinity mask.
+fn set_thread_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the
+    // calling thread. A failure leaves the EAL's pinning in place.
+    let _ = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
 }
