@@ -350,6 +350,51 @@ fn lbpktgen_completes_tcp_handshakes_with_the_kernel() {
     assert_eq!(u(&tcp["handshake_latency_ns"], &["samples"]), 300);
     assert!(tcp["handshakes_per_sec"].as_f64().expect("rate") > 100.0);
     assert!(s["matched"].is_null() && s["latency_ns"].is_null());
+
+    // Orderly close: FIN, the server's FIN, our last ACK (other client
+    // ports, so no endpoint of the first run is reused).
+    let out = topo.lbpktgen(&[
+        "--port",
+        "af_packet:pg0",
+        "--src-ip",
+        "198.18.9.10",
+        "--src-ips",
+        "2",
+        "--src-port",
+        "20000",
+        "--flows",
+        "1000",
+        "--dst-ip",
+        RESPONDER_IP,
+        "--dst-port",
+        "8080",
+        "--tcp-handshake",
+        "--close",
+        "fin",
+        "--concurrency",
+        "32",
+        "--count",
+        "100",
+        "--rate",
+        "1000",
+        "--duration",
+        "5",
+        "--conn-timeout-ms",
+        "3000",
+        "--json",
+    ]);
+    let s = summary(&out);
+    let tcp = &s["tcp"];
+    assert_eq!(u(tcp, &["completed"]), 100, "{tcp}");
+    assert_eq!(u(tcp, &["responses"]), 100);
+    assert_eq!(u(tcp, &["timeouts"]) + u(tcp, &["reset"]), 0, "{tcp}");
+    assert_eq!(
+        u(tcp, &["open_at_end"]),
+        0,
+        "every server FIN was acknowledged"
+    );
+    // SYN, ACK+request, FIN and the last ACK per connection.
+    assert_eq!(u(&s, &["tx", "packets"]), 400);
 }
 
 #[test]

@@ -426,13 +426,14 @@ impl Plan {
             }
             let concurrency = cli.concurrency.unwrap_or(DEFAULT_CONCURRENCY.min(flows));
             // Checked here for a precise message before any device opens.
-            TcpClients::new(ClientConfig {
+            ClientConfig {
                 concurrency,
                 flows,
                 request_len: request.len() as u32,
                 close: CloseMode::Rst,
                 timeout_ns: 1,
-            })
+            }
+            .check()
             .map_err(|e| anyhow!(e))?;
             Some(ClientPlan {
                 concurrency,

@@ -788,26 +788,45 @@ http {{
     /// One HTTP GET from the client on a new connection; the body, trimmed,
     /// or curl's exit code.
     pub fn http_get(&self, url: &str) -> Result<String, i32> {
+        self.http_get_from(url).map(|(body, _)| body)
+    }
+
+    /// Like [`Topology::http_get`], also returning the client's local port.
+    pub fn http_get_from(&self, url: &str) -> Result<(String, u16), i32> {
         let out = self.cli.output(
             "curl",
-            &["-s", "--max-time", "3", "-H", "Connection: close", url],
+            &[
+                "-s",
+                "--max-time",
+                "3",
+                "-H",
+                "Connection: close",
+                "-w",
+                "\n%{local_port}",
+                url,
+            ],
         );
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(out.status.code().unwrap_or(-1))
+        if !out.status.success() {
+            return Err(out.status.code().unwrap_or(-1));
         }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, port) = text.trim().rsplit_once('\n').unwrap_or((text.trim(), "0"));
+        Ok((body.trim().to_string(), port.trim().parse().unwrap_or(0)))
     }
 
     /// `n` GETs, each on its own connection; the page bodies (server
-    /// names) in order. Panics if one fails.
+    /// names) in order (printed with each client port). Panics if one
+    /// fails.
     pub fn fetch_names(&self, url: &str, n: usize) -> Vec<String> {
-        (0..n)
+        let answers: Vec<(String, u16)> = (0..n)
             .map(|k| {
-                self.http_get(url)
+                self.http_get_from(url)
                     .unwrap_or_else(|code| panic!("request {k} to {url} failed: curl exit {code}"))
             })
-            .collect()
+            .collect();
+        let shown: Vec<String> = answers.iter().map(|(b, p)| format!("{b}@{p}")).collect();
+        println!("{url}: answers (server@client port): {}", shown.join(" "));
+        answers.into_iter().map(|(b, _)| b).collect()
     }
 
     /// `n` UDP exchanges with `vip:port`, each from a new socket (a new
@@ -821,6 +840,13 @@ http {{
             out.status.success(),
             "udp client failed: {}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        println!(
+            "udp {vip}:{port}: answers (server@client port): {}",
+            String::from_utf8_lossy(&out.stderr)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -1095,6 +1121,7 @@ for k in range(n):
             answer = words[0].decode()
         break
     print(answer, flush=True)
+    sys.stderr.write("%s@%d\n" % (answer, s.getsockname()[1]))
     s.close()
 "#;
 

@@ -347,13 +347,27 @@ enum Phase {
     Draining,
 }
 
-/// Send `out` (the rest stays queued); returns packets and bytes taken.
-#[inline]
-fn transmit<Q: PortQueue>(q: &mut Q, out: &mut Burst<Q::Buf>) -> (usize, u64) {
-    let before: usize = out.as_slice().iter().map(|b| b.len()).sum();
-    let sent = q.tx_burst(out);
-    let after: usize = out.as_slice().iter().map(|b| b.len()).sum();
-    (sent, (before - after) as u64)
+/// What the TX thread has sent.
+#[derive(Debug, Default)]
+struct TxCounts {
+    packets: u64,
+    bytes: u64,
+    /// Packets not built because the pool was empty.
+    nobuf: u64,
+}
+
+impl TxCounts {
+    /// Send `out` (the rest stays queued) and count what the device took;
+    /// returns that number of packets.
+    #[inline]
+    fn transmit<Q: PortQueue>(&mut self, q: &mut Q, out: &mut Burst<Q::Buf>) -> usize {
+        let before: usize = out.as_slice().iter().map(|b| b.len()).sum();
+        let sent = q.tx_burst(out);
+        let after: usize = out.as_slice().iter().map(|b| b.len()).sum();
+        self.packets += sent as u64;
+        self.bytes += (before - after) as u64;
+        sent
+    }
 }
 
 /// The TX thread: run `job` on `q` until the main thread stops it.
@@ -416,7 +430,7 @@ pub fn tx_thread<Q: PortQueue>(mut q: Q, job: TxJob) -> TxReport {
 trait Generator {
     /// Build up to `n` new packets (or connections) into `out` at
     /// `now_ns`; returns how many were started, and counts buffers the
-    /// pool could not give in `nobuf`.
+    /// pool could not give in `counts.nobuf`.
     fn generate<Q: PortQueue>(
         &mut self,
         q: &mut Q,
@@ -424,7 +438,7 @@ trait Generator {
         n: usize,
         first: u64,
         now_ns: u64,
-        nobuf: &mut u64,
+        counts: &mut TxCounts,
     ) -> usize;
 
     /// A received segment (handshake mode), answered into `out`.
@@ -434,7 +448,7 @@ trait Generator {
         _out: &mut Burst<Q::Buf>,
         _seg: &Segment,
         _now_ns: u64,
-        _nobuf: &mut u64,
+        _counts: &mut TxCounts,
     ) {
     }
 
@@ -445,7 +459,7 @@ trait Generator {
         _q: &mut Q,
         _out: &mut Burst<Q::Buf>,
         _now_ns: u64,
-        _nobuf: &mut u64,
+        _counts: &mut TxCounts,
     ) -> bool {
         false
     }
@@ -480,18 +494,18 @@ impl Generator for StreamGen {
         n: usize,
         first: u64,
         now_ns: u64,
-        nobuf: &mut u64,
+        counts: &mut TxCounts,
     ) -> usize {
         let len = self.data.len();
         let flows = u64::from(self.flows.flows());
         for i in 0..n {
             let seq = first + i as u64;
             let Some(mut b) = q.alloc() else {
-                *nobuf += 1;
+                counts.nobuf += 1;
                 return i;
             };
             let Some(dst) = b.append(len) else {
-                *nobuf += 1;
+                counts.nobuf += 1;
                 return i;
             };
             let (src_ip, src_port) = self.flows.tuple((seq % flows) as u32);
@@ -527,7 +541,7 @@ pub struct EmitTemplates {
 }
 
 /// Build the frame for `e` into `out`; `false` when `out` is full or the
-/// pool is empty (counted in `nobuf`).
+/// pool is empty (counted in `counts.nobuf`).
 #[allow(clippy::too_many_arguments)]
 fn build_emit<Q: PortQueue>(
     t: &EmitTemplates,
@@ -536,7 +550,7 @@ fn build_emit<Q: PortQueue>(
     q: &mut Q,
     out: &mut Burst<Q::Buf>,
     e: &Emit,
-    nobuf: &mut u64,
+    counts: &mut TxCounts,
 ) -> bool {
     if out.is_full() {
         return false;
@@ -549,11 +563,11 @@ fn build_emit<Q: PortQueue>(
         &t.bare
     };
     let Some(mut b) = q.alloc() else {
-        *nobuf += 1;
+        counts.nobuf += 1;
         return false;
     };
     let Some(dst) = b.append(template.len()) else {
-        *nobuf += 1;
+        counts.nobuf += 1;
         return false;
     };
     let (src_ip, src_port) = flows.tuple(e.tuple);
@@ -601,11 +615,11 @@ impl HandshakeGen {
         q: &mut Q,
         out: &mut Burst<Q::Buf>,
         e: &Emit,
-        nobuf: &mut u64,
+        counts: &mut TxCounts,
     ) {
         let mut tries = 0;
         while out.is_full() && tries < MUST_SEND_TRIES {
-            let _ = q.tx_burst(out);
+            counts.transmit(q, out);
             tries += 1;
         }
         build_emit(
@@ -615,7 +629,7 @@ impl HandshakeGen {
             q,
             out,
             e,
-            nobuf,
+            counts,
         );
     }
 }
@@ -628,7 +642,7 @@ impl Generator for HandshakeGen {
         n: usize,
         _first: u64,
         now_ns: u64,
-        nobuf: &mut u64,
+        counts: &mut TxCounts,
     ) -> usize {
         for i in 0..n {
             let Some(e) = self.client.open(now_ns) else {
@@ -642,7 +656,7 @@ impl Generator for HandshakeGen {
                 q,
                 out,
                 &e,
-                nobuf,
+                counts,
             );
         }
         n
@@ -654,10 +668,10 @@ impl Generator for HandshakeGen {
         out: &mut Burst<Q::Buf>,
         seg: &Segment,
         now_ns: u64,
-        nobuf: &mut u64,
+        counts: &mut TxCounts,
     ) {
         if let Some(e) = self.client.on_segment(seg, now_ns) {
-            self.must_send(q, out, &e, nobuf);
+            self.must_send(q, out, &e, counts);
         }
     }
 
@@ -666,7 +680,7 @@ impl Generator for HandshakeGen {
         q: &mut Q,
         out: &mut Burst<Q::Buf>,
         now_ns: u64,
-        nobuf: &mut u64,
+        counts: &mut TxCounts,
     ) -> bool {
         let mut did = false;
         for _ in 0..EVENTS_PER_LOOP {
@@ -674,7 +688,7 @@ impl Generator for HandshakeGen {
                 break;
             };
             did = true;
-            self.on_segment(q, out, &seg, now_ns.max(seg.rx_ns), nobuf);
+            self.on_segment(q, out, &seg, now_ns.max(seg.rx_ns), counts);
         }
         let HandshakeGen {
             templates,
@@ -685,7 +699,7 @@ impl Generator for HandshakeGen {
         } = self;
         let before = client.stats().timeouts;
         client.sweep(now_ns, SWEEP_PER_LOOP, |e| {
-            build_emit(templates, flows, ident, q, out, &e, nobuf)
+            build_emit(templates, flows, ident, q, out, &e, counts)
         });
         did || client.stats().timeouts != before
     }
@@ -721,7 +735,8 @@ fn run_tx<Q: PortQueue, G: Generator>(
     let mut phase = Phase::Sending;
     let limit = count.unwrap_or(u64::MAX);
     let mut started = 0u64;
-    let (mut packets, mut bytes, mut nobuf, mut arp_replies) = (0u64, 0u64, 0u64, 0u64);
+    let mut counts = TxCounts::default();
+    let mut arp_replies = 0u64;
     let mut end_ns = 0u64;
 
     while !control.stop_all.load(Ordering::Relaxed) {
@@ -747,16 +762,16 @@ fn run_tx<Q: PortQueue, G: Generator>(
             &clock,
             || started,
             &mut arp_replies,
-            |q, seg| gen.on_segment(q, &mut out, &seg, seg.rx_ns, &mut nobuf),
+            |q, seg| gen.on_segment(q, &mut out, &seg, seg.rx_ns, &mut counts),
         ) > 0;
-        work |= gen.housekeeping(q, &mut out, now, &mut nobuf);
+        work |= gen.housekeeping(q, &mut out, now, &mut counts);
 
         // New packets (connections), as the limiter allows.
         if phase == Phase::Sending && !out.is_full() {
             let want = (limit - started).min(out.room() as u64) as usize;
             let n = limiter.allowance(now, want);
             if n > 0 {
-                let made = gen.generate(q, &mut out, n, started, now, &mut nobuf);
+                let made = gen.generate(q, &mut out, n, started, now, &mut counts);
                 limiter.commit(made);
                 started += made as u64;
                 control.tx_built.store(started, Ordering::Release);
@@ -765,13 +780,10 @@ fn run_tx<Q: PortQueue, G: Generator>(
         }
 
         if !out.is_empty() {
-            let (sent, b) = transmit(q, &mut out);
-            packets += sent as u64;
-            bytes += b;
-            work |= sent > 0;
+            work |= counts.transmit(q, &mut out) > 0;
         }
 
-        live.tx_packets.store(packets, Ordering::Relaxed);
+        live.tx_packets.store(counts.packets, Ordering::Relaxed);
         live.rx_packets
             .store(sink.counts().packets, Ordering::Relaxed);
         live.rx_matched
@@ -801,9 +813,9 @@ fn run_tx<Q: PortQueue, G: Generator>(
     let unsent = out.len() as u64;
     out.clear();
     TxReport {
-        packets,
-        bytes,
-        nobuf,
+        packets: counts.packets,
+        bytes: counts.bytes,
+        nobuf: counts.nobuf,
         unsent,
         arp_replies,
         start_ns,

@@ -10,11 +10,14 @@
 //!
 //! With an empty request the client closes right after the SYN-ACK.
 //!
-//! Connections live in `concurrency` slots. Slot `s`'s `k`-th connection
-//! uses client endpoint (flow) `(s + k·C) mod T`, where `T` is the flow
-//! count rounded down to a multiple of the concurrency `C`: every slot
-//! cycles through its own endpoints, and a received segment finds its slot
-//! as `flow mod C` without a hash table.
+//! Connections live in `concurrency` slots. Client endpoints (flows) are
+//! taken in turn, so an endpoint is used again only after every other one
+//! was (skipping endpoints whose connection is still open), and a table
+//! from endpoint to slot leads a received segment to its connection. The
+//! initial sequence number of an endpoint advances by [`ISN_STEP`] on each
+//! turn, as a real stack's clock-driven ISN does: a Linux server still
+//! holding the endpoint's previous connection in TIME_WAIT (after
+//! `--close fin`) accepts the new SYN instead of answering it with an ACK.
 //!
 //! Rules: no I/O and no clock here — the transmit thread feeds segments and
 //! the time in, and turns each [`Emit`] into a frame. Nothing is allocated
@@ -24,6 +27,14 @@
 use serde::Serialize;
 
 use crate::histogram::LatencyHistogram;
+
+/// How far an endpoint's initial sequence number moves per turn through
+/// the endpoints (well inside TCP's 2^31 "after" window).
+pub const ISN_STEP: u32 = 1 << 24;
+/// Most client endpoints (the endpoint → slot table costs 4 bytes each).
+pub const MAX_FLOWS: u32 = 1 << 24;
+/// Endpoint → slot entry of an endpoint with no open connection.
+const NO_SLOT: u32 = u32::MAX;
 
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
@@ -53,6 +64,29 @@ pub struct ClientConfig {
     pub close: CloseMode,
     /// How long a connection may wait for each answer, ns.
     pub timeout_ns: u64,
+}
+
+impl ClientConfig {
+    /// Refuse settings the clients cannot run with: no slots, fewer
+    /// endpoints than slots, more endpoints than [`MAX_FLOWS`].
+    pub fn check(&self) -> Result<(), String> {
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        if self.flows < self.concurrency {
+            return Err(format!(
+                "--flows {} is less than --concurrency {}: every open connection needs its own client endpoint",
+                self.flows, self.concurrency
+            ));
+        }
+        if self.flows > MAX_FLOWS {
+            return Err(format!(
+                "--flows {} is more than the {MAX_FLOWS} client endpoints --tcp-handshake supports",
+                self.flows
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A received TCP segment of one of the connections.
@@ -128,8 +162,6 @@ enum State {
 struct Conn {
     state: State,
     tuple: u32,
-    /// Connections this slot has started.
-    round: u32,
     isn: u32,
     snd_nxt: u32,
     rcv_nxt: u32,
@@ -142,43 +174,38 @@ struct Conn {
 #[derive(Debug, Clone)]
 pub struct TcpClients {
     cfg: ClientConfig,
-    /// Endpoints in use: the flow count rounded down to a multiple of the
-    /// concurrency.
-    tuple_space: u32,
     conns: Vec<Conn>,
     free: Vec<u32>,
+    /// Per endpoint: the slot of its open connection, or [`NO_SLOT`].
+    tuple_slot: Vec<u32>,
+    /// The endpoint to try next.
+    next_tuple: u32,
+    /// Completed turns through the endpoints.
+    turn: u32,
     sweep_next: usize,
     stats: ClientStats,
     handshake_latency: LatencyHistogram,
     response_latency: LatencyHistogram,
 }
 
-/// A sequence number that looks random but is reproducible.
-fn initial_seq(tuple: u32, round: u32) -> u32 {
-    let mut x = (u64::from(tuple) << 32 | u64::from(round)) ^ 0x9e37_79b9_7f4a_7c15;
+/// An endpoint's initial sequence number on turn `turn`: a reproducible
+/// scramble of the endpoint, advanced by [`ISN_STEP`] per turn.
+fn initial_seq(tuple: u32, turn: u32) -> u32 {
+    let mut x = u64::from(tuple) ^ 0x9e37_79b9_7f4a_7c15;
     x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
-    x as u32
+    (x as u32).wrapping_add(turn.wrapping_mul(ISN_STEP))
 }
 
 impl TcpClients {
-    /// Clients for `cfg`; the flow count must be at least the concurrency.
+    /// Clients for `cfg` (see [`ClientConfig::check`]).
     pub fn new(cfg: ClientConfig) -> Result<TcpClients, String> {
-        if cfg.concurrency == 0 {
-            return Err("--concurrency must be at least 1".into());
-        }
-        if cfg.flows < cfg.concurrency {
-            return Err(format!(
-                "--flows {} is less than --concurrency {}: every open connection needs its own client endpoint",
-                cfg.flows, cfg.concurrency
-            ));
-        }
+        cfg.check()?;
         let c = cfg.concurrency;
         let conns = vec![
             Conn {
                 state: State::Free,
                 tuple: 0,
-                round: 0,
                 isn: 0,
                 snd_nxt: 0,
                 rcv_nxt: 0,
@@ -190,8 +217,10 @@ impl TcpClients {
         ];
         Ok(TcpClients {
             cfg,
-            tuple_space: cfg.flows - cfg.flows % c,
             conns,
+            tuple_slot: vec![NO_SLOT; cfg.flows as usize],
+            next_tuple: 0,
+            turn: 0,
             // Popped from the back: slot 0 first.
             free: (0..c).rev().collect(),
             sweep_next: 0,
@@ -225,12 +254,22 @@ impl TcpClients {
     /// is busy.
     pub fn open(&mut self, now_ns: u64) -> Option<Emit> {
         let slot = self.free.pop()?;
-        let c = self.cfg.concurrency;
+        // At most `concurrency - 1` other endpoints are busy and there are
+        // at least `concurrency` endpoints: this finds a free one.
+        let (tuple, turn) = loop {
+            let (t, turn) = (self.next_tuple, self.turn);
+            self.next_tuple += 1;
+            if self.next_tuple == self.cfg.flows {
+                self.next_tuple = 0;
+                self.turn = self.turn.wrapping_add(1);
+            }
+            if self.tuple_slot[t as usize] == NO_SLOT {
+                break (t, turn);
+            }
+        };
+        self.tuple_slot[tuple as usize] = slot;
+        let isn = initial_seq(tuple, turn);
         let conn = &mut self.conns[slot as usize];
-        let tuple = ((u64::from(slot) + u64::from(conn.round) * u64::from(c))
-            % u64::from(self.tuple_space)) as u32;
-        let isn = initial_seq(tuple, conn.round);
-        conn.round = conn.round.wrapping_add(1);
         conn.state = State::SynSent;
         conn.tuple = tuple;
         conn.isn = isn;
@@ -248,21 +287,16 @@ impl TcpClients {
         })
     }
 
-    /// Whether `slot` has started a connection from endpoint `tuple`.
-    fn used_before(&self, slot: usize, tuple: u32) -> bool {
-        if tuple >= self.tuple_space {
-            return false;
-        }
-        let c = u64::from(self.cfg.concurrency);
-        let rounds = u64::from(self.conns[slot].round);
-        // Slot s's k-th connection uses endpoint s + k·C (mod T).
-        let k = (u64::from(tuple) - slot as u64) / c;
-        rounds > k || rounds >= u64::from(self.tuple_space) / c
+    fn free_slot(&mut self, slot: usize) {
+        let conn = &mut self.conns[slot];
+        conn.state = State::Free;
+        self.tuple_slot[conn.tuple as usize] = NO_SLOT;
+        self.free.push(slot as u32);
     }
 
-    fn free_slot(&mut self, slot: usize) {
-        self.conns[slot].state = State::Free;
-        self.free.push(slot as u32);
+    /// Whether endpoint `tuple` has had a connection (this turn or before).
+    fn used_before(&self, tuple: u32) -> bool {
+        self.turn > 0 || tuple < self.next_tuple
     }
 
     /// Close the connection in `slot` after its response (or handshake):
@@ -293,18 +327,21 @@ impl TcpClients {
     /// Feed one received segment; returns what to send in answer, if
     /// anything.
     pub fn on_segment(&mut self, seg: &Segment, now_ns: u64) -> Option<Emit> {
-        let slot = (seg.tuple % self.cfg.concurrency) as usize;
-        let conn = self.conns[slot];
-        if !self.used_before(slot, seg.tuple) {
-            // No connection ever used this endpoint.
+        let Some(&slot) = self.tuple_slot.get(seg.tuple as usize) else {
             self.stats.stray += 1;
             return None;
-        }
-        if conn.tuple != seg.tuple || conn.state == State::Free {
-            // An earlier connection of this slot, closed by us.
-            self.stats.late += 1;
+        };
+        if slot == NO_SLOT {
+            if self.used_before(seg.tuple) {
+                // A connection of this endpoint already closed by us.
+                self.stats.late += 1;
+            } else {
+                self.stats.stray += 1;
+            }
             return None;
         }
+        let slot = slot as usize;
+        let conn = self.conns[slot];
         let has = |f: u8| seg.flags & f != 0;
         match conn.state {
             State::Free => None,
@@ -693,28 +730,48 @@ mod tests {
     }
 
     #[test]
-    fn slots_bound_concurrency_and_cycle_through_their_flows() {
+    fn slots_bound_concurrency() {
         let mut c = clients(CloseMode::Rst, 0);
-        let tuples: Vec<u32> = (0..4).map(|_| c.open(0).expect("slot").tuple).collect();
+        let syns: Vec<Emit> = (0..4).map(|_| c.open(0).expect("slot")).collect();
+        let tuples: Vec<u32> = syns.iter().map(|e| e.tuple).collect();
         assert_eq!(tuples, vec![0, 1, 2, 3]);
         assert_eq!(c.open(0), None, "4 slots");
-        // Finish slot 1's connection; its next one uses flow 1 + 4.
-        let syn1 = Emit {
-            tuple: 1,
-            flags: SYN,
-            seq: initial_seq(1, 0),
-            ack: 0,
-            request: false,
-        };
-        assert!(c.on_segment(&synack(&syn1, 5, 0), 0).is_some());
-        assert_eq!(c.open(0).expect("slot 1 is free").tuple, 5);
-        // The old flow's segments are late now; a flow no slot has used
-        // yet is stray.
+        // Finish flow 1's connection: the next one takes the next endpoint.
+        assert!(c.on_segment(&synack(&syns[1], 5, 0), 0).is_some());
+        assert_eq!(c.open(0).expect("a slot is free").tuple, 4);
+        // Flow 1's segments are late now; a flow not used yet is stray.
         let late = from_server(1, TcpFlags::ACK, 6, 0, b"x", 0);
         assert_eq!(c.on_segment(&late, 0), None);
         let never = from_server(6, TcpFlags::ACK, 6, 0, b"x", 0);
         assert_eq!(c.on_segment(&never, 0), None);
         assert_eq!((c.stats().late, c.stats().stray), (1, 1));
+    }
+
+    #[test]
+    fn endpoints_return_after_all_others_with_an_advanced_isn() {
+        let mut c = clients(CloseMode::Rst, 0);
+        // Flow 0 stays open the whole time.
+        let held = c.open(0).expect("slot");
+        let mut seen = Vec::new();
+        for _ in 0..9 {
+            let e = c.open(0).expect("slot");
+            seen.push(e);
+            // An empty request: the SYN-ACK closes the connection.
+            assert!(c.on_segment(&synack(&e, 1, 0), 0).is_some());
+        }
+        let tuples: Vec<u32> = seen.iter().map(|e| e.tuple).collect();
+        assert_eq!(
+            tuples,
+            vec![1, 2, 3, 4, 5, 6, 7, 1, 2],
+            "flow 0 is busy: skipped"
+        );
+        assert_eq!(
+            seen[7].seq,
+            seen[0].seq.wrapping_add(ISN_STEP),
+            "next turn, later ISN"
+        );
+        assert_eq!(held.tuple, 0);
+        assert_eq!(c.open_connections(), 1);
     }
 
     #[test]
