@@ -563,7 +563,15 @@ impl<Q: PortQueue> Worker<Q> {
             }
             self.classes[i] = c;
         }
-        // Stage 2: look up, schedule, rewrite, enqueue.
+        // Stage 2: the buckets are (being) loaded: prefetch each chain's
+        // first entry, so the lookups below find their lines in cache.
+        let n = rx.len();
+        for c in &self.classes[..n] {
+            if let Class::L4 { hash, .. } = c {
+                self.conns.prefetch_conn(*hash);
+            }
+        }
+        // Stage 3: look up, schedule, rewrite, enqueue.
         for (i, b) in rx.drain().enumerate() {
             let class = self.classes[i];
             let out = self.handle(port, b, class);
