@@ -21,7 +21,9 @@
 //!   established download completes; a deleted server gets none and its
 //!   connection is cut (expire_nodest_conn); a full connection table and an
 //!   exhausted local-port pool refuse new flows (the SYN is dropped: the
-//!   client times out) while the table holds exactly what fits.
+//!   client times out) while the table holds exactly what fits, and
+//!   `lbctl --dataplane-stats` counts those drops under their reason
+//!   (`table_full`, `laddr_exhausted`).
 //!
 //! Without root every test here (except the configuration check) prints why
 //! it is skipped and passes; as root a set-up failure fails the test. Tests
@@ -30,13 +32,14 @@
 
 mod e2e_support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_support::*;
 use rvs::ctl::config::Config;
-use rvs::ctl::protocol::{ConnInfo, Fwd};
+use rvs::ctl::protocol::{ConnInfo, Fwd, Response};
 
 const VIP_NAT: &str = "10.0.0.100";
 const VIP_DR: &str = "10.0.0.101";
@@ -81,6 +84,48 @@ fn established_conn(t: &Topology, vip: &str, port: u16) -> ConnInfo {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Packets the workers dropped, by reason (`DropReason` names), summed over
+/// the workers, from `lbctl --dataplane-stats -o json`; the text table is
+/// printed for the log. Every worker must list the same reasons.
+fn drops_by_reason(t: &Topology) -> BTreeMap<String, u64> {
+    t.lbctl(&["--dataplane-stats"]);
+    let out = Command::new(LBCTL)
+        .arg("--socket")
+        .arg(&t.socket)
+        .args(["--dataplane-stats", "-o", "json"])
+        .output()
+        .expect("run lbctl");
+    assert!(
+        out.status.success(),
+        "lbctl --dataplane-stats -o json failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let workers = match serde_json::from_slice::<Response>(&out.stdout) {
+        Ok(Response::DataplaneStats { workers }) => workers,
+        other => panic!("lbctl --dataplane-stats -o json: unexpected answer {other:?}"),
+    };
+    assert_eq!(workers.len(), usize::from(t.opts.workers), "{workers:?}");
+    let mut total = BTreeMap::new();
+    for w in &workers {
+        let reasons = w.drops.iter().map(|d| &d.reason);
+        assert!(
+            reasons.eq(workers[0].drops.iter().map(|d| &d.reason)),
+            "{workers:?}"
+        );
+        for d in &w.drops {
+            *total.entry(d.reason.clone()).or_insert(0) += d.packets;
+        }
+    }
+    total
+}
+
+/// One reason's count from [`drops_by_reason`]; the daemon must list it.
+fn drops_of(drops: &BTreeMap<String, u64>, reason: &str) -> u64 {
+    *drops
+        .get(reason)
+        .unwrap_or_else(|| panic!("no {reason} drop counter listed: {drops:?}"))
 }
 
 /// Access-log lines caused by the client (not the harness's readiness
@@ -536,6 +581,9 @@ fn full_connection_table_refuses_new_flows() {
     assert_eq!(conns.len(), 8, "{conns:?}");
     let st = t.stats("TCP", &format!("{VIP_NAT}:80"));
     assert_eq!(st.conns, 8, "{st:?}");
+    // The extra SYN (and its retransmissions) were dropped as table_full.
+    let drops = drops_by_reason(&t);
+    assert!(drops_of(&drops, "table_full") > 0, "{drops:?}");
     t.stop_lbd_cleanly();
 }
 
@@ -576,6 +624,10 @@ fn exhausted_local_port_pool_refuses_new_fullnat_flows() {
         .collect();
     lports.sort_unstable();
     assert_eq!(lports, vec![40000, 40001, 40002, 40003]);
+    // The pool refused the extra SYN, not the (roomy) connection table.
+    let drops = drops_by_reason(&t);
+    assert!(drops_of(&drops, "laddr_exhausted") > 0, "{drops:?}");
+    assert_eq!(drops_of(&drops, "table_full"), 0, "{drops:?}");
     t.stop_lbd_cleanly();
 }
 

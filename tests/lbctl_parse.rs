@@ -301,6 +301,13 @@ fn accepted_cases() -> Vec<(&'static str, Command)> {
             o.output = OutputFormat::Json;
             o.exact = true;
         })),
+        ("--dataplane-stats", list(ListWhat::DataplaneStats, |_| {})),
+        ("--dataplane-stats -X", list(ListWhat::DataplaneStats, |o| o.exact = true)),
+        ("--dataplane-stats --output=text", list(ListWhat::DataplaneStats, |_| {})),
+        ("--dataplane-stats -o json --exact", list(ListWhat::DataplaneStats, |o| {
+            o.output = OutputFormat::Json;
+            o.exact = true;
+        })),
         // Local actions.
         ("-h", Command::Help),
         ("--help", Command::Help),
@@ -394,6 +401,16 @@ fn rejected_cases() -> Vec<(&'static str, Kind, String)> {
         ("-G -c", Fail, s("Illegal 'connection' option with the 'get-laddr' command")),
         ("-A -t 10.0.0.1:80 --output json", Fail, s("Illegal 'output' option with the 'add-service' command")),
         ("--port-stats -n", Fail, s("Illegal 'numeric' option with the 'port-stats' command")),
+        ("--dataplane-stats -n", Fail, s("Illegal 'numeric' option with the 'dataplane-stats' command")),
+        ("--dataplane-stats -t 10.0.0.1:80", Fail, s("Illegal 'service-address' option with the 'dataplane-stats' command")),
+        ("--dataplane-stats -c", Fail, s("Illegal 'connection' option with the 'dataplane-stats' command")),
+        ("--dataplane-stats --stats", Fail, s("Illegal 'stats' option with the 'dataplane-stats' command")),
+        ("--dataplane-stats --ops", Fail, s("Illegal 'ops' option with the 'dataplane-stats' command")),
+        ("--dataplane-stats -o yaml", Fail, s("illegal output format `yaml' specified (json or text)")),
+        ("--dataplane-stats 0", Fail, s("unexpected argument 0")),
+        ("-L --dataplane-stats", Fail, s("invalid option `--dataplane-stats'")),
+        ("--dataplane-stats --port-stats", Fail, s("invalid option `--port-stats'")),
+        ("--dataplane-stats=all", TryHelp, s("Try `lbctl -h' or 'lbctl --help' for more information.")),
         // commands_v_options: exclusive list options.
         ("-L -c -t 10.0.0.1:80", Fail, s("The option 'service-address' conflicts with the 'connection' option in the 'list' command")),
         ("-L -t 10.0.0.1:80 -c", Fail, s("The option 'service-address' conflicts with the 'connection' option in the 'list' command")),
@@ -575,7 +592,7 @@ fn restore_lines_may_only_change_the_table() {
     assert_eq!(parse_restore_line("   # only a comment"), Ok(None));
     assert_eq!(parse_restore_line(""), Ok(None));
     assert_eq!(parse_restore_line("-C"), Ok(Some(Request::Clear)));
-    for line in ["-L", "-Ln", "-S", "-h", "-v", "-G"] {
+    for line in ["-L", "-Ln", "-S", "-h", "-v", "-G", "--dataplane-stats"] {
         let err = parse_restore_line(line).expect_err(line);
         assert!(
             err.to_string()

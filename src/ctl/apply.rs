@@ -345,6 +345,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Batch { .. } => "batch",
         Request::Version => "version",
         Request::PortStats => "port_stats",
+        Request::DataplaneStats => "dataplane_stats",
     }
 }
 
@@ -563,7 +564,8 @@ impl ControlState {
             | Request::GetTimeouts
             | Request::GetLaddrs { .. }
             | Request::Version
-            | Request::PortStats => Err(ApplyError::Invalid(format!(
+            | Request::PortStats
+            | Request::DataplaneStats => Err(ApplyError::Invalid(format!(
                 "{} is a listing, not a change",
                 request_name(request)
             ))),

@@ -393,6 +393,8 @@ pub enum Request {
     Version,
     /// Per-port (NIC) counters.
     PortStats,
+    /// Per-worker data-plane counters, drops by reason included.
+    DataplaneStats,
 }
 
 impl Request {
@@ -580,6 +582,41 @@ pub struct PortStatsInfo {
     pub rx_nombuf: u64,
 }
 
+/// Packets one worker dropped for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropCount {
+    /// The reason's snake_case name (`DropReason::name`), e.g. "table_full".
+    pub reason: String,
+    /// Packets dropped for it.
+    pub packets: u64,
+}
+
+/// Counters of one data-plane worker (`CoreCounters`), read relaxed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerStatsInfo {
+    /// Worker index.
+    pub worker: u16,
+    /// Packets received from devices.
+    pub rx_packets: u64,
+    /// Packets handed to devices.
+    pub tx_packets: u64,
+    /// Packets received from another worker's steering ring.
+    pub steered_in: u64,
+    /// Packets handed to another worker (software steering).
+    pub steered_out: u64,
+    /// Connections created.
+    pub conns_created: u64,
+    /// Connections expired.
+    pub conns_expired: u64,
+    /// Connections in the table now.
+    pub conns_now: u64,
+    /// Drops by reason: every reason the daemon knows, in its counter order
+    /// (`DropReason::ALL`), zeros included.
+    pub drops: Vec<DropCount>,
+}
+
 /// The closed set of responses lbd sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -634,6 +671,11 @@ pub enum Response {
     PortStats {
         /// One entry per port.
         ports: Vec<PortStatsInfo>,
+    },
+    /// Answer to [`Request::DataplaneStats`].
+    DataplaneStats {
+        /// One entry per worker, in worker order.
+        workers: Vec<WorkerStatsInfo>,
     },
 }
 
@@ -1011,6 +1053,7 @@ mod tests {
             Request::Batch { requests: changes },
             Request::Version,
             Request::PortStats,
+            Request::DataplaneStats,
         ]);
         all
     }
@@ -1071,6 +1114,44 @@ mod tests {
                 daemon: "rvs 0.1.0".into(),
                 protocol: PROTOCOL_VERSION,
                 ipvs: "1.2.1".into(),
+            },
+            Response::DataplaneStats {
+                workers: vec![
+                    WorkerStatsInfo {
+                        worker: 0,
+                        rx_packets: 10,
+                        tx_packets: 9,
+                        steered_in: 1,
+                        steered_out: 2,
+                        conns_created: 3,
+                        conns_expired: 1,
+                        conns_now: 2,
+                        drops: vec![
+                            DropCount {
+                                reason: "malformed".into(),
+                                packets: 0,
+                            },
+                            DropCount {
+                                reason: "table_full".into(),
+                                packets: u64::MAX,
+                            },
+                        ],
+                    },
+                    WorkerStatsInfo {
+                        worker: 1,
+                        rx_packets: 0,
+                        tx_packets: 0,
+                        steered_in: 0,
+                        steered_out: 0,
+                        conns_created: 0,
+                        conns_expired: 0,
+                        conns_now: 0,
+                        drops: Vec::new(),
+                    },
+                ],
+            },
+            Response::DataplaneStats {
+                workers: Vec::new(),
             },
         ];
         for response in responses {
@@ -1228,6 +1309,7 @@ mod unknown_field_tests {
             r#"{"version":1,"request":{"type":"clear","all":true}}"#,
             r#"{"version":1,"request":{"type":"list_conns","x":1}}"#,
             r#"{"version":1,"request":{"type":"version","y":null}}"#,
+            r#"{"version":1,"request":{"type":"dataplane_stats","worker":0}}"#,
         ] {
             assert!(
                 matches!(
@@ -1241,5 +1323,53 @@ mod unknown_field_tests {
             decode_request(br#"{"version":1,"request":{"type":"clear"}}"#).expect("valid"),
             Request::Clear
         );
+        assert_eq!(
+            decode_request(br#"{"version":1,"request":{"type":"dataplane_stats"}}"#)
+                .expect("valid"),
+            Request::DataplaneStats
+        );
+    }
+
+    #[test]
+    fn dataplane_stats_have_the_documented_shape_and_refuse_unknown_fields() {
+        let response = Response::DataplaneStats {
+            workers: vec![WorkerStatsInfo {
+                worker: 0,
+                rx_packets: 5,
+                tx_packets: 4,
+                steered_in: 0,
+                steered_out: 1,
+                conns_created: 2,
+                conns_expired: 1,
+                conns_now: 1,
+                drops: vec![DropCount {
+                    reason: "no_service".into(),
+                    packets: 3,
+                }],
+            }],
+        };
+        let text = String::from_utf8(encode_response(&response).expect("encode")).expect("utf8");
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"version":1,"response":{"type":"dataplane_stats","workers":[{"worker":0,"#,
+                r#""rx_packets":5,"tx_packets":4,"steered_in":0,"steered_out":1,"#,
+                r#""conns_created":2,"conns_expired":1,"conns_now":1,"#,
+                r#""drops":[{"reason":"no_service","packets":3}]}]}}"#
+            )
+        );
+        for bad in [
+            text.replace(r#""packets":3"#, r#""packets":3,"bytes":9"#),
+            text.replace(r#""conns_now":1,"#, r#""conns_now":1,"conns_max":8,"#),
+            text.replace(r#""workers":["#, r#""total":1,"workers":["#),
+        ] {
+            assert!(
+                matches!(
+                    decode_response(bad.as_bytes()),
+                    Err(ProtocolError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 }

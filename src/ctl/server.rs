@@ -47,11 +47,12 @@ use std::time::{Duration, Instant};
 use crate::ctl::apply::{ApplyError, ControlState};
 use crate::ctl::ipvsadm::IPVS_VERSION;
 use crate::ctl::protocol::{
-    self, ConnInfo, DestInfo, ErrorKind, LaddrInfo, PortStatsInfo, Proto, ProtocolError, Request,
-    Response, ServiceInfo, ServiceLaddrs, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    self, ConnInfo, DestInfo, DropCount, ErrorKind, LaddrInfo, PortStatsInfo, Proto, ProtocolError,
+    Request, Response, ServiceInfo, ServiceLaddrs, WorkerStatsInfo, MAX_FRAME_LEN,
+    PROTOCOL_VERSION,
 };
 use crate::ctl::stats::{self, StatsKeeper};
-use crate::dataplane::counters::CoreCounters;
+use crate::dataplane::counters::{CoreCounters, DropReason};
 use crate::dataplane::runtime::DataplaneHandle;
 use crate::dataplane::snapshot::Snapshot;
 use crate::dataplane::worker::ConnEntry;
@@ -144,6 +145,17 @@ impl Control {
             },
             Request::PortStats => Response::PortStats {
                 ports: self.port_stats.as_ref().map(|f| f()).unwrap_or_default(),
+            },
+            Request::DataplaneStats => Response::DataplaneStats {
+                workers: self
+                    .counters
+                    .iter()
+                    .enumerate()
+                    .map(|(index, core)| {
+                        // Workers are numbered by u16 (DataplaneHandle::workers).
+                        worker_stats_info(u16::try_from(index).unwrap_or(u16::MAX), core)
+                    })
+                    .collect(),
             },
             // Every change was handled by the first arm.
             other => Response::error(
@@ -293,6 +305,29 @@ fn laddr_info(l: &crate::ctl::apply::LaddrEntry) -> LaddrInfo {
         // Per-address counters are not kept by the data plane yet.
         port_conflicts: 0,
         conns: 0,
+    }
+}
+
+/// One worker's counters as listed by `DataplaneStats`: relaxed reads (the
+/// worker is the only writer; each value is a recent one, the set is not a
+/// consistent snapshot), every drop reason in [`DropReason::ALL`] order.
+pub fn worker_stats_info(worker: u16, core: &CoreCounters) -> WorkerStatsInfo {
+    WorkerStatsInfo {
+        worker,
+        rx_packets: core.rx_packets.load(Ordering::Relaxed),
+        tx_packets: core.tx_packets.load(Ordering::Relaxed),
+        steered_in: core.steered_in.load(Ordering::Relaxed),
+        steered_out: core.steered_out.load(Ordering::Relaxed),
+        conns_created: core.conns_created.load(Ordering::Relaxed),
+        conns_expired: core.conns_expired.load(Ordering::Relaxed),
+        conns_now: core.conns_now.load(Ordering::Relaxed),
+        drops: DropReason::ALL
+            .iter()
+            .map(|&reason| DropCount {
+                reason: reason.name().to_string(),
+                packets: core.drops_of(reason),
+            })
+            .collect(),
     }
 }
 
@@ -930,6 +965,76 @@ mod tests {
                     udp: 300
                 }
             }
+        );
+    }
+
+    #[test]
+    fn dataplane_stats_list_every_worker_and_every_drop_reason() {
+        let dp = Arc::new(FakeDataplane {
+            counters: vec![Arc::new(CoreCounters::new()), Arc::new(CoreCounters::new())],
+            fail: AtomicBool::new(false),
+            published: Mutex::new(Vec::new()),
+            conns: Vec::new(),
+        });
+        let control = control_with(dp.clone());
+        let (first, second) = (&dp.counters[0], &dp.counters[1]);
+        bump(&first.rx_packets, 100);
+        bump(&first.tx_packets, 90);
+        bump(&first.steered_out, 7);
+        bump(&second.steered_in, 7);
+        bump(&second.conns_created, 4);
+        bump(&second.conns_expired, 1);
+        bump(&second.conns_now, 3);
+        first.count_drop(DropReason::TableFull);
+        first.count_drop(DropReason::TableFull);
+        second.count_drop(DropReason::LaddrExhausted);
+        second.count_drop(DropReason::Conflict);
+
+        let Response::DataplaneStats { workers } = control.handle(&Request::DataplaneStats) else {
+            panic!("not a DataplaneStats answer");
+        };
+        assert_eq!(workers.len(), 2);
+        assert_eq!(
+            (
+                workers[0].worker,
+                workers[0].rx_packets,
+                workers[0].tx_packets
+            ),
+            (0, 100, 90)
+        );
+        assert_eq!((workers[0].steered_in, workers[0].steered_out), (0, 7));
+        assert_eq!(workers[1].worker, 1);
+        assert_eq!((workers[1].steered_in, workers[1].steered_out), (7, 0));
+        assert_eq!(
+            (
+                workers[1].conns_created,
+                workers[1].conns_expired,
+                workers[1].conns_now
+            ),
+            (4, 1, 3)
+        );
+        let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        for w in &workers {
+            let listed: Vec<&str> = w.drops.iter().map(|d| d.reason.as_str()).collect();
+            assert_eq!(
+                listed, names,
+                "every reason, in counter order, zeros included"
+            );
+        }
+        let drops = |w: &WorkerStatsInfo| -> Vec<(String, u64)> {
+            w.drops
+                .iter()
+                .filter(|d| d.packets > 0)
+                .map(|d| (d.reason.clone(), d.packets))
+                .collect()
+        };
+        assert_eq!(drops(&workers[0]), vec![("table_full".to_string(), 2)]);
+        assert_eq!(
+            drops(&workers[1]),
+            vec![
+                ("laddr_exhausted".to_string(), 1),
+                ("conflict".to_string(), 1)
+            ]
         );
     }
 

@@ -5,7 +5,7 @@
 //! and real-server lines), `--stats`, `--rate`, `--exact`, `--thresholds`,
 //! `--persistent-conn`, `--tun-info`, `-Lc`, `--timeout`, `-S` (which
 //! [`super::parse_restore`] reads back), DPVS's `-G` local-address table, and
-//! rvs's `--port-stats` table.
+//! rvs's `--port-stats` and `--dataplane-stats` tables.
 //!
 //! Rules:
 //! * Each format string is ipvsadm's printf format translated one to one
@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use super::{ListCommand, ListOptions, ListWhat, OutputFormat, IPVS_VERSION};
 use crate::ctl::protocol::{
     ConnInfo, DestInfo, ErrorKind, Fwd, Netmask, PortStatsInfo, Response, ServiceInfo, ServiceKey,
-    ServiceLaddrs, Timeouts,
+    ServiceLaddrs, Timeouts, WorkerStatsInfo,
 };
 
 /// Why a response could not be printed.
@@ -97,6 +97,9 @@ pub fn render(cmd: &ListCommand, response: &Response) -> Result<String, RenderEr
         (ListWhat::PortStats, Response::PortStats { ports }) => {
             render_port_stats(ports, options.exact)
         }
+        (ListWhat::DataplaneStats, Response::DataplaneStats { workers }) => {
+            render_dataplane_stats(workers, options.exact)
+        }
         _ => return Err(RenderError::Unexpected { expected, got }),
     })
 }
@@ -108,6 +111,7 @@ fn expected_response(what: &ListWhat) -> &'static str {
         ListWhat::Timeouts => "timeouts",
         ListWhat::Laddrs(_) => "laddrs",
         ListWhat::PortStats => "port_stats",
+        ListWhat::DataplaneStats => "dataplane_stats",
     }
 }
 
@@ -121,6 +125,7 @@ fn response_type(response: &Response) -> &'static str {
         Response::Laddrs { .. } => "laddrs",
         Response::Version { .. } => "version",
         Response::PortStats { .. } => "port_stats",
+        Response::DataplaneStats { .. } => "dataplane_stats",
     }
 }
 
@@ -536,6 +541,96 @@ pub fn render_port_stats(ports: &[PortStatsInfo], exact: bool) -> String {
             port.rx_nombuf,
         ] {
             out.push_str(&largenum(v, exact));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `--dataplane-stats` (rvs): one table, one row per counter, one column
+/// per worker (`worker<N>`, N as the daemon numbers it) and a `total`.
+///
+/// Rows, in this order: `rx`, `tx`, `steered_in`, `steered_out`,
+/// `conns_created`, `conns_expired`, `conns_now`, then `drop:<reason>` for
+/// every reason whose total is not zero, in the daemon's order (JSON output
+/// lists every reason, zeros included). Numbers are scaled to K/M/G/T as
+/// ipvsadm's `print_largenum` scales them unless `--exact`, and
+/// right-aligned; the counter names are left-aligned. Every value column has
+/// the same width: at least 8, widened to the longest header or value.
+pub fn render_dataplane_stats(workers: &[WorkerStatsInfo], exact: bool) -> String {
+    let per_worker =
+        |get: fn(&WorkerStatsInfo) -> u64| -> Vec<u64> { workers.iter().map(get).collect() };
+    let mut rows: Vec<(String, Vec<u64>)> = vec![
+        ("rx".to_string(), per_worker(|w| w.rx_packets)),
+        ("tx".to_string(), per_worker(|w| w.tx_packets)),
+        ("steered_in".to_string(), per_worker(|w| w.steered_in)),
+        ("steered_out".to_string(), per_worker(|w| w.steered_out)),
+        ("conns_created".to_string(), per_worker(|w| w.conns_created)),
+        ("conns_expired".to_string(), per_worker(|w| w.conns_expired)),
+        ("conns_now".to_string(), per_worker(|w| w.conns_now)),
+    ];
+    // Reasons in order of first appearance: the daemon lists the same ones
+    // for every worker, but a reason missing somewhere counts as zero.
+    let mut reasons: Vec<&str> = Vec::new();
+    for drop in workers.iter().flat_map(|w| &w.drops) {
+        if !reasons.contains(&drop.reason.as_str()) {
+            reasons.push(&drop.reason);
+        }
+    }
+    for reason in reasons {
+        let values: Vec<u64> = workers
+            .iter()
+            .map(|w| {
+                w.drops
+                    .iter()
+                    .filter(|d| d.reason == reason)
+                    .fold(0u64, |sum, d| sum.saturating_add(d.packets))
+            })
+            .collect();
+        if values.iter().any(|&v| v != 0) {
+            rows.push((format!("drop:{reason}"), values));
+        }
+    }
+
+    let number = |n: u64| largenum(n, exact).trim_start().to_string();
+    let mut headers: Vec<String> = workers
+        .iter()
+        .map(|w| format!("worker{}", w.worker))
+        .collect();
+    headers.push("total".to_string());
+    let cells: Vec<(String, Vec<String>)> = rows
+        .into_iter()
+        .map(|(name, values)| {
+            let total = values.iter().fold(0u64, |sum, &v| sum.saturating_add(v));
+            let mut texts: Vec<String> = values.into_iter().map(number).collect();
+            texts.push(number(total));
+            (name, texts)
+        })
+        .collect();
+    let name_width = cells
+        .iter()
+        .map(|(name, _)| name.len())
+        .chain(["Counter".len()])
+        .max()
+        .unwrap_or(0);
+    let width = cells
+        .iter()
+        .flat_map(|(_, texts)| texts)
+        .chain(&headers)
+        .map(String::len)
+        .chain([8])
+        .max()
+        .unwrap_or(8);
+
+    let mut out = format!("{:<name_width$}", "Counter");
+    for header in &headers {
+        let _ = write!(out, " {header:>width$}");
+    }
+    out.push('\n');
+    for (name, texts) in &cells {
+        let _ = write!(out, "{name:<name_width$}");
+        for text in texts {
+            let _ = write!(out, " {text:>width$}");
         }
         out.push('\n');
     }

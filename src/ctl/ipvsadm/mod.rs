@@ -18,12 +18,13 @@
 //! * rvs extensions: `--fullnat` (forwarding method of a real server),
 //!   DPVS-style local addresses `-P/--add-laddr`, `-Q/--del-laddr`,
 //!   `-G/--get-laddr`, `-z/--laddr ADDR`, `-F/--ifname PORT`, the
-//!   `--port-stats` listing, and the output format `-o json` / `--output json`.
-//!   Unlike DPVS, `-F` is optional (lbd can pick the port by route) and `-G`
-//!   accepts `-n`. `-o` keeps ipvsadm's meaning (`--ops`) with `-A`/`-E`; it
-//!   takes a format argument only with the listing commands `-L`/`-l`, `-G`
-//!   and `--port-stats`, where `--ops` is illegal anyway, so no valid ipvsadm
-//!   command line changes meaning.
+//!   `--port-stats` and `--dataplane-stats` listings, and the output format
+//!   `-o json` / `--output json`. Unlike DPVS, `-F` is optional (lbd can pick
+//!   the port by route) and `-G` accepts `-n`. `-o` keeps ipvsadm's meaning
+//!   (`--ops`) with `-A`/`-E`; it takes a format argument only with the
+//!   listing commands `-L`/`-l`, `-G`, `--port-stats` and `--dataplane-stats`,
+//!   where `--ops` is illegal anyway, so no valid ipvsadm command line changes
+//!   meaning.
 //! * Thresholds are not saved by `-S` (as in ipvsadm). Restore lines may start
 //!   with `ipvsadm` or `lbctl`; `#` starts a comment.
 //! * `-S` additionally saves local addresses as `-P` lines (only when a
@@ -48,7 +49,7 @@ pub enum Command {
     /// A change (`-A -E -D -C -a -e -d -Z --set -P -Q`): send the request,
     /// print nothing on success.
     Apply(Request),
-    /// A listing (`-L`, `-S`, `-G`, `--port-stats`): send
+    /// A listing (`-L`, `-S`, `-G`, `--port-stats`, `--dataplane-stats`): send
     /// [`ListCommand::request`], print [`render`] of the answer.
     List(ListCommand),
     /// `-R`: read commands from standard input and apply them as one batch.
@@ -85,6 +86,8 @@ pub enum ListWhat {
     Laddrs(Option<ServiceKey>),
     /// `--port-stats`: NIC port counters.
     PortStats,
+    /// `--dataplane-stats`: per-worker counters, drops by reason.
+    DataplaneStats,
 }
 
 /// Print options of a listing (ipvsadm's `FMT_*` flags).
@@ -132,6 +135,7 @@ impl ListCommand {
             ListWhat::Timeouts => Request::GetTimeouts,
             ListWhat::Laddrs(service) => Request::GetLaddrs { service: *service },
             ListWhat::PortStats => Request::PortStats,
+            ListWhat::DataplaneStats => Request::DataplaneStats,
         }
     }
 }
@@ -171,6 +175,7 @@ pub fn usage() -> String {
   {program} -P|Q virtual-service -z local-address [-F ifname]
   {program} -G [virtual-service] [-o json]
   {program} --port-stats [-o json]
+  {program} --dataplane-stats [-o json]
   {program} -h
 
 "
@@ -194,6 +199,7 @@ Either long or short options are allowed.
   --del-laddr       -Q        delete a FULLNAT local address (rvs)
   --get-laddr       -G        list FULLNAT local addresses (rvs)
   --port-stats                list NIC port counters (rvs)
+  --dataplane-stats           list per-worker counters and drops by reason (rvs)
   --help            -h        display this help message
   --version         -v        display the version
 
@@ -231,7 +237,8 @@ Options:
   --nosort                            disable sorting output of service/server entries
   --sort                              does nothing, for backwards compatibility
   --numeric      -n                   numeric output (always on in lbctl)
-  --output       -o json|text         output format of -L, -G, --port-stats (rvs)
+  --output       -o json|text         output format of -L, -G, --port-stats,
+                                      --dataplane-stats (rvs)
 
 Not supported by rvs (refused): --fwmark-service/-f, --ipv6/-6, --sctp-service,
   --start-daemon, --stop-daemon, --daemon, --pe (other than none),

@@ -105,9 +105,10 @@ enum Cmd {
     DelLaddr,
     GetLaddr,
     PortStats,
+    DataplaneStats,
 }
 
-const N_CMDS: usize = 18;
+const N_CMDS: usize = 19;
 
 /// ipvsadm's `cmdnames`, then DPVS's and rvs's.
 const CMD_NAMES: [&str; N_CMDS] = [
@@ -129,6 +130,7 @@ const CMD_NAMES: [&str; N_CMDS] = [
     "del-laddr",
     "get-laddr",
     "port-stats",
+    "dataplane-stats",
 ];
 
 /// ipvsadm's option columns (`OPTC_*`), then rvs's.
@@ -220,8 +222,8 @@ const OPT_NAMES: [&str; N_OPTS] = [
 /// character per option column: '+' compulsory, 'x' illegal, '1' exclusive,
 /// ' ' optional. The first 34 columns are ipvsadm's verbatim; the last three
 /// are rvs's (laddr, ifname, output). Rows after `ZERO` are DPVS's laddr
-/// commands (ifname optional in rvs) and rvs's `--port-stats` (`--exact`
-/// and `-o` allowed).
+/// commands (ifname optional in rvs) and rvs's `--port-stats` and
+/// `--dataplane-stats` (`--exact` and `-o` allowed).
 ///
 /// Columns:
 /// `-n -c svc -s -p -M -r fwd -w -x -y mc tot dmn st rt thr pc srt sid ex ops pe -b grp port ttl size tinf type tprt nocs csum remc | laddr ifname output`
@@ -244,6 +246,7 @@ const COMMANDS_V_OPTIONS: [&[u8; N_OPTS]; N_CMDS] = [
     /* DELLADDR */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ x",
     /* GETLADDR */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
     /* PORTSTAT */ b"xxxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx ",
+    /* DPSTATS  */ b"xxxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx ",
 ];
 
 /// Every option spelling lbctl knows.
@@ -355,6 +358,12 @@ const OPTION_TABLE: &[OptSpec] = &[
     spec("del-laddr", 'Q', Arity::None, Tok::Cmd(Cmd::DelLaddr)),
     spec("get-laddr", 'G', Arity::None, Tok::Cmd(Cmd::GetLaddr)),
     spec("port-stats", '\0', Arity::None, Tok::Cmd(Cmd::PortStats)),
+    spec(
+        "dataplane-stats",
+        '\0',
+        Arity::None,
+        Tok::Cmd(Cmd::DataplaneStats),
+    ),
     spec("tcp-service", 't', Arity::Required, Tok::Tcp),
     spec("udp-service", 'u', Arity::Required, Tok::Udp),
     spec("sctp-service", '\0', Arity::Required, Tok::Sctp),
@@ -993,7 +1002,10 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
         Tok::Cmd(cmd) => cmd,
         _ => return Err(ParseError::TryHelp),
     };
-    let o_takes_format = matches!(cmd, Cmd::List | Cmd::GetLaddr | Cmd::PortStats);
+    let o_takes_format = matches!(
+        cmd,
+        Cmd::List | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats
+    );
 
     let mut c = Collected::new();
     while let Some(event) = scanner.next_option(o_takes_format)? {
@@ -1187,6 +1199,10 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
             what: ListWhat::PortStats,
             options: list_options(&c),
         })),
+        Cmd::DataplaneStats => Ok(Command::List(ListCommand {
+            what: ListWhat::DataplaneStats,
+            options: list_options(&c),
+        })),
         Cmd::StartDaemon => Err(refuse_daemon("--start-daemon")),
         Cmd::StopDaemon => Err(refuse_daemon("--stop-daemon")),
     }
@@ -1313,6 +1329,7 @@ mod tests {
     fn option_names_and_table_are_consistent() {
         assert_eq!(OPT_NAMES[Opt::Output as usize], "output");
         assert_eq!(CMD_NAMES[Cmd::PortStats as usize], "port-stats");
+        assert_eq!(CMD_NAMES[Cmd::DataplaneStats as usize], "dataplane-stats");
         for (i, a) in OPTION_TABLE.iter().enumerate() {
             for b in &OPTION_TABLE[i + 1..] {
                 if a.long.is_some() && a.tok != b.tok {
