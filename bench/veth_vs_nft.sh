@@ -5,11 +5,20 @@
 # figures are ratios against the kernel taken in the same run).
 #
 #   sudo bench/veth_vs_nft.sh [--out DIR] [--runs N] [--duration SECS]
-#                             [--flows N] [--size BYTES] [--no-build]
+#                             [--flows N] [--size BYTES] [--sink WHICH]
+#                             [--no-build]
 #
 #   --out DIR       raw lbpktgen JSON, one compact line per run, into
-#                   DIR/veth_vs_nft-<time>-{kernel,lbd}.jsonl (default bench/out)
-#   --runs N        runs per DUT, alternating kernel, lbd, kernel, ... (default 3)
+#                   DIR/veth_vs_nft-<time>-<dut>-<sink>.jsonl, and one line per
+#                   run (tab-separated) into DIR/veth_vs_nft-<time>.tsv
+#                   (default bench/out)
+#   --runs N        runs per DUT and sink, alternating kernel, lbd, kernel, ...
+#                   (default 3)
+#   --sink WHICH    what counts the forwarded packets: `lbpktgen` (its RX
+#                   thread on af_packet:vs, matched packets), `counters` (the
+#                   packet counter of vs, nothing reads vs: the generator keeps
+#                   its core to itself and can offer more than the DUT
+#                   forwards) or `both` (default; lbpktgen first)
 #   --duration S    seconds of traffic per run (default 5)
 #   --flows N       UDP flows (client address/port pairs, default 1000)
 #   --size B        frame size without FCS (default 64)
@@ -17,7 +26,9 @@
 #
 # Environment: GEN_CORE (lbpktgen's TX and RX threads, default 0), DUT_CORE
 # (lbd's worker, and the kernel's forwarding via RPS, default 1),
-# EGRESS_RPS (CPU mask for the tester's `vs`, default 0 = off).
+# EGRESS_RPS (RPS CPU mask of the tester's `vs`, default 0 = off),
+# LBD_INGRESS_RPS (RPS CPU mask of `ve` in the lbd case, default 0 = off;
+# 2 = lbd's core reproduces the stall of DESIGN.md §8).
 #
 # Classic two-port DUT set-up, two namespaces, one veth pair per side:
 #
@@ -64,11 +75,24 @@
 # AF_PACKET needs frames no larger than the MTU; the kernel case gets the
 # same links.
 #
-# Output: per run a line on stderr; at the end a table on stdout: median and
-# min–max of forwarded packets per second received on `vs` (lbpktgen's
-# matched packets over its transmit time), median loss (lost / sent) and the
-# ratio lbd/kernel of the medians. Backlog drops are the sum over CPUs of
-# /proc/net/softnet_stat's "dropped" column during the run.
+# Output: per run a line on stderr (sent and forwarded pps, loss, how busy
+# the generator's and the DUT's core were (/proc/stat), drops in the kernel's
+# backlogs (/proc/net/softnet_stat "dropped", all CPUs) and on the egress
+# veth pair, and for lbd its port and worker counters, also kept in
+# DIR/veth_vs_nft-<time>-lbd-stats.jsonl); a warning when other processes
+# used more than 10 % of a core during a run (the machine is shared: such
+# runs are disturbed). At the end a table on stdout: median and min–max of
+# the forwarded packets per second (over lbpktgen's transmit time), median
+# sent pps, loss (1 − forwarded / sent), median busy % of both cores, and
+# the ratio lbd/kernel of the median forwarded pps per sink.
+#
+# Reading it: with 0 % loss the DUT forwarded everything it was offered and
+# the generator's core was the limit, so the ratio compares offered loads,
+# not the DUTs' capacities; then the DUT core's busy % (kernel) is the
+# headroom left (lbd busy-polls: always 100 %). The offered load differs
+# between the DUTs because in the lbd case the ingress receive work (the
+# copy into lbd's RX ring) runs on the generator's core, while the kernel's
+# forwarding is moved off it by RPS.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -80,6 +104,7 @@ DURATION=5
 FLOWS=1000
 SIZE=64
 BUILD=1
+SINKS=both
 while [ $# -gt 0 ]; do
   case $1 in
     --out) OUT_DIR=$2; shift 2 ;;
@@ -88,6 +113,7 @@ while [ $# -gt 0 ]; do
     --flows) FLOWS=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --sink) SINKS=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/veth_vs_nft.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -95,6 +121,7 @@ done
 GEN_CORE=${GEN_CORE:-0}
 DUT_CORE=${DUT_CORE:-1}
 EGRESS_RPS=${EGRESS_RPS:-0}
+LBD_INGRESS_RPS=${LBD_INGRESS_RPS:-0}
 VIP=10.0.0.100
 VPORT=9
 RIP=192.168.10.1
@@ -150,7 +177,7 @@ set_rps() {
 }
 
 # topology: the two namespaces and the two veth pairs, links up, offloads
-# off, RPS off everywhere; sets VC_MAC VS_MAC VE_MAC VI_MAC.
+# off, RPS off everywhere; sets VC_MAC VS_MAC VE_MAC.
 topology() {
   rvs_ns_add tester
   rvs_ns_add dut
@@ -169,7 +196,6 @@ topology() {
   VC_MAC=$(mac_of "$T" vc)
   VS_MAC=$(mac_of "$T" vs)
   VE_MAC=$(mac_of "$D" ve)
-  VI_MAC=$(mac_of "$D" vi)
 }
 
 kernel_up() {
@@ -212,6 +238,8 @@ services:
       - {addr: $RIP, port: $RPORT, fwd: masq}
 EOF
   "$LBD" --check-config "$RVS_TMP/lbd.yaml" >/dev/null
+  # RPS off on ve (topology) unless LBD_INGRESS_RPS says otherwise.
+  [ "$LBD_INGRESS_RPS" = 0 ] || set_rps "$D" ve "$LBD_INGRESS_RPS"
   export LBCTL_SOCKET="$RVS_TMP/lbd.sock"
   rm -f "$LBCTL_SOCKET"
   ip netns exec "$D" "$LBD" -c "$RVS_TMP/lbd.yaml" --socket "$LBCTL_SOCKET" \
@@ -241,70 +269,194 @@ softnet_drops() {
   echo "$sum"
 }
 
-# pktgen SECS: one lbpktgen run in the tester, JSON summary on stdout.
+# cpu_ticks CPU: "busy total" jiffies of CPU from /proc/stat (busy: all but
+# idle and iowait).
+cpu_ticks() {
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+# busy_pct B0 T0 B1 T1: percentage of the interval the CPU was busy.
+busy_pct() { awk -v b=$(($3 - $1)) -v t=$(($4 - $2)) 'BEGIN { printf "%.0f", (t > 0 ? 100 * b / t : 0) }'; }
+
+# proc_ticks: "pid comm user+system-jiffies" of every process. Comm may
+# hold spaces: fields are counted from the last ')'.
+proc_ticks() {
+  awk '{ i = match($0, /\) [A-Za-z] /); if (!i) next
+         c = substr($0, index($0, "(") + 1, i - index($0, "(") - 1); gsub(/ /, "_", c)
+         split(substr($0, i + 2), f, " "); print $1, c, f[12] + f[13] }' /proc/[0-9]*/stat 2>/dev/null || true
+}
+
+# foreign_cpu BEFORE AFTER SECS: processes other than lbd, lbpktgen and the
+# kernel's threads that used more than 3 % of a core between the snapshots,
+# as "comm(pid) N%" words, and their sum as the first word.
+foreign_cpu() {
+  awk -v secs="$3" -v hz="$(getconf CLK_TCK)" '
+    FNR == NR { t[$1] = $3; next }
+    ($1 in t) && $2 !~ /^(lbd|lbpktgen|ksoftirqd\/.*|kworker.*|rcu.*|migration.*|ip|jq|timeout)$/ {
+      p = 100 * ($3 - t[$1]) / hz / secs
+      if (p > 3) { sum += p; list = list sprintf(" %s(%s) %.0f%%", $2, $1, p) } }
+    END { printf "%.0f%s\n", sum, list }' "$1" "$2"
+}
+
+# vs_rx: packets `vs` has received (veth counts a frame when its peer `vi`
+# queued it to vs's receive backlog).
+vs_rx() { ip -n "$T" -s -j link show dev vs | jq '.[0].stats64.rx.packets'; }
+
+# veth_drops: frames the egress veth pair dropped (vi tx + vs rx "dropped":
+# the peer was not ready or its backlog was full).
+veth_drops() {
+  echo $(( $(ip -n "$D" -s -j link show dev vi | jq '.[0].stats64.tx.dropped') \
+    + $(ip -n "$T" -s -j link show dev vs | jq '.[0].stats64.rx.dropped') ))
+}
+
+# lbd_stats: lbd's port and worker counters as one JSON object.
+lbd_stats() {
+  local ports dp
+  ports=$("$LBCTL" --port-stats -o json 2>/dev/null) || ports=null
+  dp=$("$LBCTL" --dataplane-stats -o json 2>/dev/null) || dp=null
+  jq -cn --argjson p "$ports" --argjson d "$dp" '{port_stats: $p, dataplane_stats: $d}'
+}
+
+# pktgen SINK SECS: one lbpktgen run in the tester, JSON summary on stdout.
+# SINK lbpktgen: lbpktgen's RX thread reads `vs`; counters: its RX thread
+# sits on `vc` (which receives nothing), nothing reads `vs`.
 pktgen() {
-  timeout --kill-after=5 $(( ${1%.*} + 20 )) \
-    ip netns exec "$T" "$PKTGEN" --port af_packet:vc --rx-port af_packet:vs \
+  local rx=vs
+  [ "$1" = counters ] && rx=vc
+  timeout --kill-after=5 $(( ${2%.*} + 20 )) \
+    ip netns exec "$T" "$PKTGEN" --port af_packet:vc --rx-port "af_packet:$rx" \
     --dst-mac "$VE_MAC" --dst-ip "$VIP" --dst-port "$VPORT" \
-    --proto udp --flows "$FLOWS" --size "$SIZE" --duration "$1" \
+    --proto udp --flows "$FLOWS" --size "$SIZE" --duration "$2" \
     --cores "$GEN_CORE,$GEN_CORE" --json --quiet
 }
 
-# one_run DUT I: fresh namespaces, DUT up, a 1 s warm-up that must forward,
-# the measured run, everything torn down.
+# one_run DUT SINK I: fresh namespaces, DUT up, a 1 s warm-up that must
+# forward, the measured run, everything torn down.
 one_run() {
-  local dut=$1 i=$2 json d0 d1 warm
+  local dut=$1 sink=$2 i=$3 json d0 d1 c0 c1 fwd sent loss key=$1-$2
+  local gb0 gt0 gb1 gt1 db0 dt0 db1 dt1 gen_busy dut_busy other other_list v0 v1
   topology
   "${dut}_up"
-  warm=$(pktgen 1) || { echo "$dut: lbpktgen warm-up failed" >&2; return 1; }
-  if [ "$(jq '.matched' <<<"$warm")" = 0 ]; then
+  c0=$(vs_rx)
+  pktgen "$sink" 1 >/dev/null || { echo "$dut: lbpktgen warm-up failed" >&2; return 1; }
+  c1=$(vs_rx)
+  if [ "$c1" = "$c0" ]; then
     echo "$dut: nothing forwarded in the warm-up" >&2
     [ "$dut" = lbd ] && cat "$RVS_TMP/lbd.log" >&2
     return 1
   fi
+  local pre=null
+  [ "$dut" = lbd ] && pre=$(lbd_stats)
   d0=$(softnet_drops)
-  json=$(pktgen "$DURATION") || { echo "$dut: lbpktgen failed" >&2; return 1; }
+  v0=$(veth_drops)
+  c0=$(vs_rx)
+  read -r gb0 gt0 < <(cpu_ticks "$GEN_CORE")
+  read -r db0 dt0 < <(cpu_ticks "$DUT_CORE")
+  proc_ticks >"$RVS_TMP/procs0"
+  json=$(pktgen "$sink" "$DURATION") || { echo "$dut: lbpktgen failed" >&2; return 1; }
+  proc_ticks >"$RVS_TMP/procs1"
+  read -r gb1 gt1 < <(cpu_ticks "$GEN_CORE")
+  read -r db1 dt1 < <(cpu_ticks "$DUT_CORE")
+  c1=$(vs_rx)
+  v1=$(veth_drops)
   d1=$(softnet_drops)
+  gen_busy=$(busy_pct "$gb0" "$gt0" "$gb1" "$gt1")
+  dut_busy=$(busy_pct "$db0" "$dt0" "$db1" "$dt1")
+  read -r other other_list < <(foreign_cpu "$RVS_TMP/procs0" "$RVS_TMP/procs1" "$DURATION")
+  if [ "$other" -gt 10 ]; then
+    echo "warning: other processes used CPU during this run (% of a core):$other_list" >&2
+    OTHER_WARN=1
+  fi
   if [ "$dut" = lbd ] && ! kill -0 "$LBD_PID" 2>/dev/null; then
     echo "lbd died during the run:" >&2
     cat "$RVS_TMP/lbd.log" >&2
     return 1
   fi
-  jq -c . <<<"$json" >>"$OUT_DIR/veth_vs_nft-$STAMP-$dut.jsonl"
-  # forwarded pps (matched at vs over the transmit time), sent pps, loss %
-  read -r fwd sent loss < <(jq -r '"\(.matched / .tx.seconds) \(.tx.pps) \(.loss_pct)"' <<<"$json")
-  printf '%-6s run %d: sent %8.0f pps  forwarded %8.0f pps  loss %5.1f %%  backlog drops %d\n' \
-    "$dut" "$i" "$sent" "$fwd" "$loss" $((d1 - d0)) >&2
-  FWD[$dut]+="$fwd "
-  LOSS[$dut]+="$loss "
-  SENT[$dut]+="$sent "
+  jq -c . <<<"$json" >>"$OUT_DIR/veth_vs_nft-$STAMP-$key.jsonl"
+  local note=""
+  if [ "$dut" = lbd ]; then
+    # lbd's own counters (cumulative since its start): after the warm-up
+    # and after the run; the note gives the run's share.
+    local post
+    post=$(lbd_stats)
+    jq -cn --arg sink "$sink" --argjson run "$i" --argjson pre "$pre" --argjson post "$post" \
+      '{sink: $sink, run: $run, after_warmup: $pre, after_run: $post}' \
+      >>"$OUT_DIR/veth_vs_nft-$STAMP-lbd-stats.jsonl"
+    note="  lbd (run): $(jq -rn --argjson a "$pre" --argjson b "$post" '
+      def port($s; $n): [$s.port_stats.ports[]? | select(.name == $n)][0] // {};
+      def drops($s): [$s.dataplane_stats.workers[]?.drops[]?.packets] | add // 0;
+      "ext rx \((port($b; "ext").rx_packets // 0) - (port($a; "ext").rx_packets // 0))"
+      + " missed \((port($b; "ext").rx_missed // 0) - (port($a; "ext").rx_missed // 0))"
+      + ", int tx \((port($b; "int").tx_packets // 0) - (port($a; "int").tx_packets // 0))"
+      + ", worker drops \(drops($b) - drops($a))"
+      + "; warm-up: ext missed \(port($a; "ext").rx_missed // 0), worker drops \(drops($a))"' 2>/dev/null)"
+  fi
+  # Forwarded packets per second over lbpktgen's transmit time: what its
+  # sink matched, or what vs received (counters).
+  if [ "$sink" = lbpktgen ]; then
+    read -r fwd sent loss < <(jq -r '"\(.matched / .tx.seconds) \(.tx.pps) \(.loss_pct)"' <<<"$json")
+  else
+    read -r fwd sent loss < <(jq -r --argjson n $((c1 - c0)) \
+      '"\($n / .tx.seconds) \(.tx.pps) \(100 * (1 - $n / .tx.packets))"' <<<"$json")
+  fi
+  printf '%-6s %-8s run %d: sent %8.0f pps  forwarded %8.0f pps  loss %5.1f %%  busy gen %3d %% dut %3d %%  drops: backlog %d veth %d%s\n' \
+    "$dut" "$sink" "$i" "$sent" "$fwd" "$loss" "$gen_busy" "$dut_busy" $((d1 - d0)) $((v1 - v0)) "$note" >&2
+  printf '%s\t%s\t%d\t%.0f\t%.0f\t%.2f\t%d\t%d\t%d\t%d\t%d\n' "$dut" "$sink" "$i" "$sent" "$fwd" "$loss" \
+    "$gen_busy" "$dut_busy" "$other" $((d1 - d0)) $((v1 - v0)) >>"$OUT_DIR/veth_vs_nft-$STAMP.tsv"
+  FWD[$key]+="$fwd "
+  GBUSY[$key]+="$gen_busy "
+  DBUSY[$key]+="$dut_busy "
+  LOSS[$key]+="$loss "
+  SENT[$key]+="$sent "
   rvs_cleanup
 }
 
-declare -A FWD LOSS SENT
-for i in $(seq "$RUNS"); do
-  one_run kernel "$i"
-  one_run lbd "$i"
+case $SINKS in
+  both) SINKS="lbpktgen counters" ;;
+  lbpktgen|counters) ;;
+  *) echo "--sink: lbpktgen, counters or both" >&2; exit 2 ;;
+esac
+printf 'dut\tsink\trun\tsent_pps\tforwarded_pps\tloss_pct\tgen_core_busy_pct\tdut_core_busy_pct\tother_procs_cpu_pct\tbacklog_drops\tveth_drops\n' >"$OUT_DIR/veth_vs_nft-$STAMP.tsv"
+declare -A FWD LOSS SENT GBUSY DBUSY
+OTHER_WARN=0
+for sink in $SINKS; do
+  for i in $(seq "$RUNS"); do
+    one_run kernel "$sink" "$i"
+    one_run lbd "$sink" "$i"
+  done
 done
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1{a=$1} {b=$1} END {printf "%.3f–%.3f", a/1e6, b/1e6}'; }
+mpps() { awk -v v="$1" 'BEGIN{printf "%.3f", v/1e6}'; }
 
 echo
-echo "lbpktgen UDP $SIZE-byte frames, $FLOWS flows, ${DURATION} s, as fast as possible, af_packet:vc -> DUT -> af_packet:vs"
-echo "$(nproc) cores, lbpktgen on core $GEN_CORE, DUT on core $DUT_CORE (lbd: 1 busy worker; kernel: RPS on ve), $RUNS runs each, alternating; raw JSON: $OUT_DIR/veth_vs_nft-$STAMP-*.jsonl"
+echo "lbpktgen UDP, $SIZE-byte frames, $FLOWS flows, ${DURATION} s as fast as possible: af_packet:vc -> DUT (ve -> vi) -> vs"
+echo "$(nproc) cores: lbpktgen (TX+RX) on core $GEN_CORE, DUT on core $DUT_CORE (lbd: 1 busy-poll worker; kernel: RPS of ve); $RUNS runs each, alternating"
+echo "sink lbpktgen: lbpktgen's RX thread on vs counts (matched); sink counters: vs's packet counter, nothing reads vs"
+echo "raw: $OUT_DIR/veth_vs_nft-$STAMP-*.jsonl, per run: $OUT_DIR/veth_vs_nft-$STAMP.tsv"
 echo
-printf '| %-28s | %10s | %13s | %11s | %8s |\n' "DUT" "fwd Mpps" "min–max Mpps" "sent Mpps" "loss %"
-printf '|%s|%s|%s|%s|%s|\n' "------------------------------" "------------" "---------------" "-------------" "----------"
+printf '| %-30s | %-8s | %8s | %13s | %9s | %6s | %8s | %8s |\n' "DUT" "sink" "fwd Mpps" "min–max Mpps" "sent Mpps" "loss %" "gen cpu%" "dut cpu%"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------------------" "----------" "----------" "---------------" "-----------" "--------" "----------" "----------"
 declare -A MED
-for dut in kernel lbd; do
-  MED[$dut]=$(median <<<"${FWD[$dut]}")
-  label="kernel (ip_forward + nft DNAT)"
-  [ "$dut" = lbd ] && label="lbd NAT, AF_PACKET"
-  printf '| %-28s | %10.3f | %13s | %11.3f | %8.1f |\n' "$label" \
-    "$(awk -v v="${MED[$dut]}" 'BEGIN{print v/1e6}')" "$(minmax <<<"${FWD[$dut]}")" \
-    "$(awk -v v="$(median <<<"${SENT[$dut]}")" 'BEGIN{print v/1e6}')" \
-    "$(median <<<"${LOSS[$dut]}")"
+for sink in $SINKS; do
+  for dut in kernel lbd; do
+    key=$dut-$sink
+    MED[$key]=$(median <<<"${FWD[$key]}")
+    label="kernel (ip_forward + nft DNAT)"
+    [ "$dut" = lbd ] && label="lbd NAT, AF_PACKET"
+    printf '| %-30s | %-8s | %8s | %13s | %9s | %6.1f | %8s | %8s |\n' "$label" "$sink" \
+      "$(mpps "${MED[$key]}")" "$(minmax <<<"${FWD[$key]}")" \
+      "$(mpps "$(median <<<"${SENT[$key]}")")" "$(median <<<"${LOSS[$key]}")" \
+      "$(median <<<"${GBUSY[$key]}")" "$(median <<<"${DBUSY[$key]}")"
+  done
 done
 echo
-awk -v l="${MED[lbd]}" -v k="${MED[kernel]}" 'BEGIN{ if (k > 0) printf "lbd / kernel (median forwarded pps): %.2f\n", l/k; else print "lbd / kernel: kernel forwarded nothing" }'
+if [ "$OTHER_WARN" = 1 ]; then
+  echo "warning: other processes competed for the cores in some runs (see above); the figures are disturbed"
+fi
+for sink in $SINKS; do
+  awk -v s="$sink" -v l="${MED[lbd-$sink]}" -v k="${MED[kernel-$sink]}" 'BEGIN{
+    if (k > 0) printf "lbd / kernel, sink %s (median forwarded pps): %.2f\n", s, l/k
+    else printf "lbd / kernel, sink %s: the kernel forwarded nothing\n", s }'
+done
