@@ -43,7 +43,8 @@ fn main() {
         topo.workers = workers;
         for s in topo.services.iter_mut().filter(|s| s.vip == ip("10.0.0.4")) {
             for i in 0..170u32 {
-                s.laddrs.push(ip(&format!("192.168.{}.{}", 20 + i / 200, 1 + i % 200)));
+                s.laddrs
+                    .push(ip(&format!("192.168.{}.{}", 20 + i / 200, 1 + i % 200)));
             }
         }
         let snap = topo.snapshot(1);
@@ -59,15 +60,24 @@ fn main() {
                     .flags(TcpFlags::SYN)
                     .payload_fill(6)
                     .build();
-                let g = FlowGen::new(t, flows).retain_flows(move |src| plan.owner(6, &src.octets(), 40000, &vip_b, 80) == w);
+                let g = FlowGen::new(t, flows)
+                    .retain_flows(move |src| plan.owner(6, &src.octets(), 40000, &vip_b, 80) == w);
                 vec![MemQueue::flows(g), MemQueue::generator(Vec::new())]
             })
             .collect();
-        let cfg = WorkerConfig { conn_capacity: flows + 1024, ..WorkerConfig::default() };
+        let cfg = WorkerConfig {
+            conn_capacity: flows + 1024,
+            ..WorkerConfig::default()
+        };
         let pin: Vec<Option<usize>> = (0..workers as usize).map(|i| Some(cores[i].id)).collect();
         let rt = Arc::new(Runtime::start(queues, cfg, &pin, snap, |_| {}).expect("runtime"));
         let counters = rt.counters();
-        let tx = || counters.iter().map(|c| c.tx_packets.load(Relaxed)).sum::<u64>();
+        let tx = || {
+            counters
+                .iter()
+                .map(|c| c.tx_packets.load(Relaxed))
+                .sum::<u64>()
+        };
         // Warm up: every flow gets its connection.
         std::thread::sleep(Duration::from_millis(500));
         let (t0, n0) = (Instant::now(), tx());

@@ -868,7 +868,10 @@ fn tx_modes_throughput() {
                 sent as f64 / calls as f64,
                 drv.stats().oerrors
             );
-            assert!(sent > 1000, "{mode:?} sent only {sent} frames in {secs:.2} s");
+            assert!(
+                sent > 1000,
+                "{mode:?} sent only {sent} frames in {secs:.2} s"
+            );
         }
     }
 }

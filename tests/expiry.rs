@@ -139,7 +139,11 @@ fn fullnat_local_port_returns_to_the_pool_on_expiry() {
 }
 
 fn syn_ack(flags: TcpFlags, sport: u16) -> Vec<u8> {
-    PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC).ipv4(v4(CIP), v4("10.0.0.7")).tcp(sport, 80).flags(flags).build()
+    PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
+        .ipv4(v4(CIP), v4("10.0.0.7"))
+        .tcp(sport, 80)
+        .flags(flags)
+        .build()
 }
 
 fn two_server_topo(rs1_weight: u32, with_rs1: bool, expire_nodest: bool) -> Topo {
@@ -181,7 +185,11 @@ fn deleted_real_server_connections_end_at_their_next_packet_with_expire_nodest_c
     s.services[0].dests[0].id = 2;
     s.services[0].views[0].id = 2;
     d.w.install(std::sync::Arc::new(s));
-    assert_eq!(d.send(EXT, syn_ack(TcpFlags::ACK, p)), 0, "packet to the deleted server dropped");
+    assert_eq!(
+        d.send(EXT, syn_ack(TcpFlags::ACK, p)),
+        0,
+        "packet to the deleted server dropped"
+    );
     assert_eq!(d.c.drops_of(DropReason::DestDeleted), 1);
     assert_eq!(server_of(&d, p), None, "its connection is gone");
     let before = d.w.conns().len();
@@ -205,7 +213,11 @@ fn without_expire_nodest_conn_connections_of_a_deleted_server_keep_flowing() {
     s.services[0].dests[0].id = 2;
     s.services[0].views[0].id = 2;
     d.w.install(std::sync::Arc::new(s));
-    assert_eq!(d.send(EXT, syn_ack(TcpFlags::ACK, p)), 1, "still forwarded until it expires");
+    assert_eq!(
+        d.send(EXT, syn_ack(TcpFlags::ACK, p)),
+        1,
+        "still forwarded until it expires"
+    );
     assert_eq!(server_of(&d, p), Some(ip(RS1)));
 }
 
@@ -221,9 +233,17 @@ fn quiesced_server_keeps_established_connections_but_gets_no_new_one() {
     }
     let p = on_rs1.expect("rr used RS1");
     d.w.install(two_server_topo(0, true, true).snapshot(2));
-    assert_eq!(d.send(EXT, syn_ack(TcpFlags::ACK, p)), 1, "established connection continues");
+    assert_eq!(
+        d.send(EXT, syn_ack(TcpFlags::ACK, p)),
+        1,
+        "established connection continues"
+    );
     for q in 2000..2020 {
         d.send(EXT, syn_ack(TcpFlags::SYN, q));
-        assert_eq!(server_of(&d, q), Some(ip(RS2)), "new connections avoid the quiesced server");
+        assert_eq!(
+            server_of(&d, q),
+            Some(ip(RS2)),
+            "new connections avoid the quiesced server"
+        );
     }
 }
