@@ -234,3 +234,60 @@ fn persistence_survives_across_workers() {
     );
     let _ = addr_from_ip(&ip(RS1));
 }
+
+#[test]
+fn fullnat_local_ports_are_chosen_so_rss_delivers_replies_to_their_owner() {
+    use rvs::dataplane::rss::{symmetric_rss_key, RssConfig};
+    let mut topo = topo2();
+    let rss = Arc::new(RssConfig {
+        key: symmetric_rss_key(40),
+        hash_functions: 0,
+        reta: (0..128).map(|i| i % 2).collect(),
+        reta_confirmed: true,
+    });
+    topo.rss_int = Some(rss.clone());
+    let mut p = pair(&topo);
+    for port in 2000..2060u16 {
+        p.w[0].queues_mut()[EXT as usize].inject(syn(CIP, port, "10.0.0.4"));
+    }
+    p.run();
+    let out = p.sent();
+    assert_eq!(out.len(), 60);
+    for (w, worker) in p.w.iter().enumerate() {
+        for (_, c) in worker.conns().iter() {
+            assert_eq!(
+                c.lport() % 2,
+                w as u16,
+                "the lport partition names the owner"
+            );
+            assert_eq!(
+                rss.fullnat_reply_queue(ip(RS2), 8080, ip(LIP), c.lport()),
+                Some(w as u16),
+                "RSS delivers the reply to lport {} to worker {w}",
+                c.lport()
+            );
+        }
+    }
+    // The real server's replies, delivered where RSS puts them, need no
+    // hand-over.
+    let before = p.c[0].steered_out.load(Relaxed) + p.c[1].steered_out.load(Relaxed);
+    for f in &out {
+        let e = etherparse::SlicedPacket::from_ethernet(f).expect("parses");
+        let Some(etherparse::TransportSlice::Tcp(t)) = e.transport else {
+            panic!("tcp")
+        };
+        let q = rss
+            .fullnat_reply_queue(ip(RS2), 8080, ip(LIP), t.source_port())
+            .expect("v4");
+        let reply = PacketBuilder::ethernet(RS2_MAC, INT_MAC)
+            .ipv4(v4(RS2), v4(LIP))
+            .tcp(8080, t.source_port())
+            .flags(TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0))
+            .build();
+        p.w[q as usize].queues_mut()[INT as usize].inject(reply);
+    }
+    p.run();
+    assert_eq!(p.sent().len(), 60, "every reply restored and sent");
+    let after = p.c[0].steered_out.load(Relaxed) + p.c[1].steered_out.load(Relaxed);
+    assert_eq!(after, before, "no reply needed the software ring");
+}

@@ -548,7 +548,18 @@ fn start_dpdk(config: &Config) -> anyhow::Result<Plane> {
         queues.push((port.name.clone(), d.take_queues()?));
         drivers.push(Mutex::new(d));
     }
-    let topology = config.topology(workers, &macs)?;
+    let mut topology = config.topology(workers, &macs)?;
+    // Devices that spread by RSS (queue i = worker i): workers choose FULLNAT
+    // local ports whose replies land on their own queue.
+    for (conf, d) in topology.ports.iter_mut().zip(&drivers) {
+        let d = lock(d);
+        if d.caps().steering == rvs::dataplane::driver::Steering::Rss {
+            conf.rss = d
+                .rss()
+                .filter(|r| r.reta_confirmed)
+                .map(|r| Arc::new(r.clone()));
+        }
+    }
     let state = config.control_state(topology)?;
     let snap = Arc::new(state.snapshot()?);
     let runtime = Runtime::start(

@@ -159,6 +159,26 @@ impl LaddrPool {
         None
     }
 
+    /// A free `(lip, lport)` for which `accept` holds (e.g. a port whose
+    /// FULLNAT reply the NIC's RSS delivers to this worker's queue), taking
+    /// LIPs in turn. A port that does not match goes back to the end of its
+    /// LIP's free list. At most `max_tries` ports are tried; `None` when none
+    /// matched (the caller may fall back to [`Self::alloc`]).
+    pub fn alloc_matching(
+        &mut self,
+        max_tries: u32,
+        mut accept: impl FnMut(&Addr, u16) -> bool,
+    ) -> Option<(Addr, u16)> {
+        for _ in 0..max_tries {
+            let (lip, port) = self.alloc()?;
+            if accept(&lip, port) {
+                return Some((lip, port));
+            }
+            self.free(&lip, port);
+        }
+        None
+    }
+
     /// Returns `(lip, port)` to the pool. O(number of LIPs). A port this pool
     /// did not hand out (double free, foreign port or LIP) is ignored and
     /// counted in [`Self::ignored_frees`].

@@ -668,6 +668,26 @@ fn laddr_partition_is_disjoint_across_workers() {
 }
 
 #[test]
+fn laddr_alloc_matching_skips_ports_that_do_not_match_and_keeps_them() {
+    let lips = [ip("10.0.0.100")];
+    let mut pool = LaddrPool::new(&lips, 6000, 6009, 0, 1);
+    // Only ports divisible by 3 are acceptable (6000, 6003, 6006, 6009).
+    let mut got = Vec::new();
+    while let Some((_, p)) = pool.alloc_matching(16, |_, p| p % 3 == 0) {
+        got.push(p);
+    }
+    assert_eq!(got, vec![6000, 6003, 6006, 6009]);
+    assert_eq!(pool.in_use(), 4, "rejected ports went back to the pool");
+    assert_eq!(pool.available(), 6);
+    assert_eq!(
+        pool.alloc_matching(3, |_, _| false),
+        None,
+        "gives up after max_tries"
+    );
+    assert_eq!(pool.available(), 6);
+}
+
+#[test]
 fn laddr_exhausted_then_freed_port_reusable() {
     let lips = [ip("10.0.0.100"), ip("10.0.0.101")];
     let mut pool = LaddrPool::new(&lips, 5000, 5005, 0, 2); // ports 5000, 5002, 5004

@@ -1563,6 +1563,7 @@ mod tests {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
                 mtu: 1500,
                 addrs: vec![(ip("10.0.0.254"), 24)],
+                rss: None,
             }],
             routes: vec![Route {
                 prefix: ip("0.0.0.0"),

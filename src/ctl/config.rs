@@ -932,6 +932,7 @@ impl Config {
                     .unwrap_or_else(|| Config::default_mac(p)),
                 mtu: p.mtu,
                 addrs: p.addrs.iter().map(|c| (c.addr, c.len)).collect(),
+                rss: None,
             })
             .collect();
         let mut routes = Vec::new();

@@ -12,6 +12,7 @@ pub mod local;
 pub mod neigh;
 pub mod replay;
 pub mod route;
+pub mod rss;
 pub mod runtime;
 pub mod snapshot;
 pub mod steer;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::conntrack::{addr_from_ip, Addr, Fwd, Timeouts};
 use crate::dataplane::neigh::NeighUpdate;
 use crate::dataplane::route::RouteTable;
+use crate::dataplane::rss::RssConfig;
 use crate::dataplane::steer::{SteerPlan, SteerService};
 use crate::sched::{DestView, Scheduler};
 use crate::wire::EthernetAddress;
@@ -69,6 +70,10 @@ pub struct PortConf {
     /// The director's own addresses on this port, with prefix lengths
     /// (they make the connected routes).
     pub addrs: Vec<(IpAddr, u8)>,
+    /// The device's RSS (key and redirection table, queue = worker) when it
+    /// spreads packets by Toeplitz hash: workers then choose FULLNAT local
+    /// ports whose replies arriving on this port land on their own queue.
+    pub rss: Option<Arc<RssConfig>>,
 }
 
 impl PortConf {

@@ -133,6 +133,10 @@ pub struct Links<B> {
     pub counters: Vec<Arc<CoreCounters>>,
 }
 
+/// Local ports tried for one whose FULLNAT reply RSS delivers to the
+/// allocating worker (with N queues about 1 in N matches).
+const RSS_PORT_TRIES: u32 = 64;
+
 /// Slots in each steering ring.
 pub const RING_SLOTS: usize = 4096;
 
@@ -767,7 +771,26 @@ impl<Q: PortQueue> Worker<Q> {
             d.port
         };
         let (lip, lport) = if d.fwd == Fwd::FullNat {
-            match self.svcs[si].pool.as_mut().and_then(|p| p.alloc()) {
+            // Where the device spreads the replies by RSS, take a local port
+            // whose reply (RIP:rport → LIP:lport) lands on this worker's own
+            // queue, so it needs no hand-over; else any port of the partition.
+            let rss = snap
+                .routes
+                .lookup(&d.addr)
+                .and_then(|h| snap.port(h.port))
+                .and_then(|p| p.rss.as_deref())
+                .filter(|_| self.cfg.workers > 1);
+            let me = self.cfg.index;
+            let got = match (self.svcs[si].pool.as_mut(), rss) {
+                (Some(p), Some(r)) => p
+                    .alloc_matching(RSS_PORT_TRIES, |l, lp| {
+                        r.fullnat_reply_queue(d.addr, rport, addr_to_ip(l, t.v6), lp) == Some(me)
+                    })
+                    .or_else(|| p.alloc()),
+                (Some(p), None) => p.alloc(),
+                (None, _) => None,
+            };
+            match got {
                 Some(x) => x,
                 None => return Err(DropReason::LaddrExhausted),
             }

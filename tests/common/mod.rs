@@ -71,6 +71,8 @@ pub struct Topo {
     pub timeouts: Timeouts,
     pub mtu_int: u16,
     pub workers: u16,
+    /// RSS of the server-side port (RSS-aware local-port choice).
+    pub rss_int: Option<Arc<rvs::dataplane::rss::RssConfig>>,
 }
 
 impl Default for Topo {
@@ -87,6 +89,7 @@ impl Topo {
             timeouts: Timeouts::default(),
             mtu_int: 1500,
             workers: 1,
+            rss_int: None,
         }
     }
 
@@ -148,12 +151,14 @@ impl Topo {
                 mac: EXT_MAC,
                 mtu: 1500,
                 addrs: vec![(ip(DIP_EXT), 24), (ip(DIP6_EXT), 64)],
+                rss: None,
             },
             PortConf {
                 name: "int".into(),
                 mac: INT_MAC,
                 mtu: self.mtu_int,
                 addrs: vec![(ip(DIP_INT), 24), (ip(DIP6_INT), 64)],
+                rss: self.rss_int.clone(),
             },
         ];
         let routes = RouteTable::new(vec![

@@ -25,7 +25,7 @@ pub mod eal;
 pub mod flow;
 pub mod mbuf;
 pub mod port;
-pub mod rss;
+pub use crate::dataplane::rss;
 pub mod sys;
 
 pub use eal::{

@@ -23,11 +23,11 @@ use std::sync::{Arc, Mutex};
 use super::eal::{dpdk_error, Eal, EalShared, MempoolPtr};
 use super::flow::InstalledFlow;
 use super::mbuf::Mbuf;
-use super::rss::{symmetric_rss_key, RssConfig};
 use super::sys;
 use crate::dataplane::driver::{
     Burst, Driver, DriverError, PortCaps, PortQueue, PortStats, Steering, BURST_SIZE,
 };
+use crate::dataplane::rss::{symmetric_rss_key, RssConfig};
 
 /// RX descriptors asked for per queue (the device may adjust).
 pub const RX_DESCRIPTORS: u16 = 1024;
