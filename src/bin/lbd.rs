@@ -571,6 +571,9 @@ fn start_dpdk(config: &Config) -> anyhow::Result<Plane> {
     )
     .context("cannot start the workers")?;
     let drivers = Arc::new(drivers);
+    if let Ok(snap) = state.snapshot() {
+        steer_dpdk_flows(&drivers, &snap);
+    }
     let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
     let stats_drivers = drivers.clone();
     let port_stats: PortStatsFn = Box::new(move || {
@@ -581,14 +584,61 @@ fn start_dpdk(config: &Config) -> anyhow::Result<Plane> {
             .map(|(i, (d, name))| port_stats_info(i, name, &lock(d).stats()))
             .collect()
     });
+    let hook_drivers = drivers.clone();
+    let on_publish: PublishHook = Box::new(move |snap| steer_dpdk_flows(&hook_drivers, snap));
     Ok(Plane {
         handle: Arc::new(runtime),
         state,
         port_stats: Some(port_stats),
-        on_publish: None,
+        on_publish: Some(on_publish),
         // Ports before the EAL: dropping the EAL last cleans it up.
         keep: Box::new((drivers, eal)),
     })
+}
+
+/// Where the device takes flow rules, steer FULLNAT replies to the worker
+/// owning their local port (`lport % workers`, for a power-of-two worker
+/// count) with one rule per local address, protocol and worker, as DPVS's
+/// sa_pool does; rebuilt whenever the set of local addresses may have
+/// changed. A device that refuses them keeps RSS-aware local-port choice
+/// and the software ring (reported once).
+#[cfg(feature = "dpdk")]
+fn steer_dpdk_flows(drivers: &[Mutex<rvs::dataplane::driver::dpdk::DpdkDriver>], snap: &Snapshot) {
+    use rvs::dataplane::driver::dpdk::flow::{FlowSteering, LportMatch};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    let Some(parts) = LportMatch::owner_partition(snap.workers).filter(|_| snap.workers > 1) else {
+        return;
+    };
+    let mut lips: Vec<std::net::IpAddr> = snap
+        .services
+        .iter()
+        .flat_map(|s| s.laddrs.iter().copied())
+        .collect();
+    lips.sort();
+    lips.dedup();
+    for d in drivers {
+        let d = lock(d);
+        if lips.is_empty() {
+            let _ = d.remove_fullnat_rules();
+            continue;
+        }
+        match d.install_fullnat_rules(&lips, &parts) {
+            Ok(FlowSteering::Installed { rules }) => eprintln!(
+                "lbd: port {}: {rules} flow rules steer FULLNAT replies to their workers",
+                d.caps().name
+            ),
+            Ok(FlowSteering::Rejected { reason }) => {
+                if !REPORTED.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "lbd: port {}: flow rules refused ({reason}); FULLNAT replies use RSS-aware local ports and the software ring",
+                        d.caps().name
+                    );
+                }
+            }
+            Err(e) => eprintln!("lbd: port {}: flow rules: {e}", d.caps().name),
+        }
+    }
 }
 
 #[cfg(not(feature = "dpdk"))]
