@@ -6,8 +6,9 @@
 //! removed by Drop guards, also when a test fails. Needs root (CI runs as
 //! root); elsewhere the tests print why they skip.
 //!
-//! `tx_modes_throughput` is a measurement, not a check: run it with
-//! `cargo test --release --test driver_af_packet -- --ignored --nocapture`.
+//! `tx_modes_throughput` checks both TX modes move traffic; with
+//! `RVS_MEASURE=1 cargo test --release --test driver_af_packet -- --nocapture
+//! tx_modes` it is the measurement behind the default TX mode.
 
 use rvs::dataplane::driver::af_packet::{AfPacketDriver, AfPacketOptions, AfPacketQueue, TxMode};
 use rvs::dataplane::driver::heapbuf::HeapBuf;
@@ -16,99 +17,10 @@ use rvs::dataplane::steer::{SteerPlan, SteerService};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-// ---------------------------------------------------------------------------
-// Namespace helpers (same as in driver_tap.rs).
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and no memory effects.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// `false` (after saying why) when the test cannot run here.
-fn can_run(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("skipping {test}: needs root (network namespaces, AF_PACKET)");
-        return false;
-    }
-    true
-}
-
-/// Run `ip` with `args`; panics with its stderr on failure.
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ip {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "rvs-t-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `ip -n NS args…`
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        ip(&all)
-    }
-
-    /// Run `f` on a fresh thread that has entered this namespace (sockets
-    /// it creates belong to the namespace).
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: setns on a valid namespace fd; it only changes this
-            // helper thread's network namespace.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread panicked")
-    }
-
-    fn sysctl(&self, key: &str, value: &str) {
-        let st = Command::new("ip")
-            .args(["netns", "exec", &self.name, "sysctl", "-qw"])
-            .arg(format!("{key}={value}"))
-            .status()
-            .expect("sysctl");
-        assert!(st.success(), "sysctl {key}={value}");
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
+mod netns;
+use netns::{can_run, Netns};
 
 fn mac_str(m: [u8; 6]) -> String {
     m.iter()
