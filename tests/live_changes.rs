@@ -86,6 +86,10 @@ fn a_thousand_changes_lose_no_packet_of_untouched_flows() {
     };
     let runtime =
         Arc::new(Runtime::start(queues, cfg, &[None, None], snap, |_| {}).expect("runtime"));
+    assert!(
+        runtime.counters().iter().all(|c| c.running.load(Relaxed)),
+        "start returns only once every worker built its tables and runs"
+    );
     let control = Control::new(
         state,
         runtime.clone(),

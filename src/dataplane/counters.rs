@@ -230,6 +230,8 @@ pub struct CoreCounters {
     pub dest_conns: Vec<ConnCounts>,
     /// The snapshot generation this worker runs.
     pub generation: AtomicU64,
+    /// Set once the worker built its tables and entered its loop.
+    pub running: std::sync::atomic::AtomicBool,
 }
 
 impl Default for CoreCounters {
@@ -257,6 +259,7 @@ impl CoreCounters {
             dests: (0..MAX_DESTS).map(|_| TrafficCounters::default()).collect(),
             dest_conns: (0..MAX_DESTS).map(|_| ConnCounts::default()).collect(),
             generation: AtomicU64::new(0),
+            running: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -85,6 +85,9 @@ impl DataplaneHandle for NoDataplane {
     fn stop(&self) {}
 }
 
+/// How long start-up waits for every worker to build its tables.
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How long a publish waits for acknowledgements.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -142,6 +145,7 @@ impl<Q: PortQueue + 'static> Runtime<Q> {
                     on_start(cfg.index);
                     crate::dataplane::driver::heapbuf::prewarm(4096);
                     let w = Worker::new(cfg, qs, links, snap);
+                    w.counters().running.store(true, Ordering::Release);
                     w.run()
                 })
                 .map_err(|e| RuntimeError::Spawn {
@@ -154,8 +158,40 @@ impl<Q: PortQueue + 'static> Runtime<Q> {
             links,
             threads: Mutex::new(threads),
         };
-        rt.wait_generation(0, ACK_TIMEOUT)?;
+        // Building a worker's tables (a large connection table is zeroed
+        // page by page) takes time: the daemon is ready only when every
+        // worker is in its loop, or packets arriving first would overflow
+        // the device rings.
+        rt.wait_running(START_TIMEOUT)?;
         Ok(rt)
+    }
+
+    fn wait_running(&self, timeout: Duration) -> Result<(), RuntimeError> {
+        let t0 = Instant::now();
+        loop {
+            let waiting: Vec<u16> = self
+                .links
+                .counters
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.running.load(Ordering::Acquire))
+                .map(|(i, _)| i as u16)
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            let finished = self
+                .threads
+                .lock()
+                .map(|t| t.iter().any(|h| h.is_finished()))
+                .unwrap_or(false);
+            if finished || t0.elapsed() > timeout {
+                return Err(RuntimeError::Config(format!(
+                    "workers {waiting:?} did not start within {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn wait_generation(&self, generation: u64, timeout: Duration) -> Result<(), RuntimeError> {

@@ -295,6 +295,11 @@ impl<Q: PortQueue> Worker<Q> {
         w
     }
 
+    /// This worker's counters.
+    pub fn counters(&self) -> &Arc<CoreCounters> {
+        &self.counters
+    }
+
     /// This worker's index.
     pub fn index(&self) -> u16 {
         self.cfg.index
