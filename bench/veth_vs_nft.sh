@@ -52,7 +52,11 @@
 #   lbd     release build, af_packet ports on ve and vi (no kernel addresses,
 #           ip_forward=0, no nftables), the same service as YAML (udp, rr,
 #           one masq destination), the same static neighbours and route,
-#           `workers: {count: 1, cores: [DUT_CORE], idle: busy}`.
+#           `workers: {count: 1, cores: [DUT_CORE], idle: busy}`; traffic
+#           starts once lbd answers on its socket and its resident size has
+#           settled (its worker faults in the connection table first).
+# Each run starts with a 1 s warm-up (not measured) that must forward
+# something: it creates the FLOWS connections (conntrack / lbd's table).
 #
 # Where the work runs (2 cores; DESIGN.md §8). A veth has no IRQ: veth_xmit
 # hands the frame to the peer with netif_rx, which queues it on the backlog
@@ -118,6 +122,11 @@ while [ $# -gt 0 ]; do
     *) echo "bench/veth_vs_nft.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case $SINKS in
+  both) SINKS="lbpktgen counters" ;;
+  lbpktgen|counters) ;;
+  *) echo "--sink: lbpktgen, counters or both" >&2; exit 2 ;;
+esac
 GEN_CORE=${GEN_CORE:-0}
 DUT_CORE=${DUT_CORE:-1}
 EGRESS_RPS=${EGRESS_RPS:-0}
@@ -183,11 +192,12 @@ topology() {
   rvs_ns_add dut
   ip -n "$T" link add vc type veth peer name ve netns "$D"
   ip -n "$T" link add vs type veth peer name vi netns "$D"
-  local ns dev
+  local ns dev ns_dev
   for ns_dev in "$T:vc" "$T:vs" "$D:ve" "$D:vi"; do
     ns=${ns_dev%%:*}
     dev=${ns_dev#*:}
-    ip netns exec "$ns" ethtool -K "$dev" tso off gso off gro off >/dev/null 2>&1 || true
+    ip netns exec "$ns" ethtool -K "$dev" tso off gso off gro off >/dev/null 2>&1 ||
+      echo "warning: ethtool -K $dev tso off gso off gro off failed" >&2
     set_rps "$ns" "$dev" 0
     ip -n "$ns" link set "$dev" up
   done
@@ -215,6 +225,27 @@ table ip rvsbench {
 EOF
   # The kernel forwards on DUT_CORE (see the header).
   set_rps "$D" ve "$(printf '%x' $((1 << DUT_CORE)))"
+}
+
+# lbd_settle: lbd answers on its socket ~50 ms after its start, but its
+# worker then still faults in its connection table (RSS grows to ~140 MB
+# over 0.2-0.4 s with the default 1M entries, longer on a loaded machine)
+# and traffic in that window overflows the RX ring. Wait until the resident
+# size has not changed for 0.3 s (at most 10 s).
+lbd_settle() {
+  local last=-1 same=0 rss
+  for _ in $(seq 100); do
+    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$LBD_PID/status" 2>/dev/null || echo 0)
+    if [ "$rss" = "$last" ]; then
+      same=$((same + 1))
+      [ "$same" -ge 3 ] && return 0
+    else
+      same=0
+      last=$rss
+    fi
+    sleep 0.1
+  done
+  echo "warning: lbd's resident size still changing after 10 s" >&2
 }
 
 lbd_up() {
@@ -248,6 +279,7 @@ EOF
   RVS_PIDS+=("$LBD_PID")
   for _ in $(seq 100); do
     if [ -S "$LBCTL_SOCKET" ] && "$LBCTL" -Ln 2>/dev/null | grep -q "$RIP:$RPORT"; then
+      lbd_settle
       return 0
     fi
     if ! kill -0 "$LBD_PID" 2>/dev/null; then
@@ -309,6 +341,18 @@ veth_drops() {
     + $(ip -n "$T" -s -j link show dev vs | jq '.[0].stats64.rx.dropped') ))
 }
 
+# worker_ticks: CPU jiffies (user+system) of lbd's worker thread so far.
+worker_ticks() {
+  local t
+  for t in /proc/"$LBD_PID"/task/*; do
+    if [ "$(cat "$t/comm" 2>/dev/null)" = rvs-worker-0 ]; then
+      awk '{ i = match($0, /\) [A-Za-z] /); split(substr($0, i + 2), f, " "); print f[12] + f[13] }' "$t/stat"
+      return
+    fi
+  done
+  echo 0
+}
+
 # lbd_stats: lbd's port and worker counters as one JSON object.
 lbd_stats() {
   local ports dp
@@ -345,8 +389,11 @@ one_run() {
     [ "$dut" = lbd ] && cat "$RVS_TMP/lbd.log" >&2
     return 1
   fi
-  local pre=null
-  [ "$dut" = lbd ] && pre=$(lbd_stats)
+  local pre=null w0=0 w1=0
+  if [ "$dut" = lbd ]; then
+    pre=$(lbd_stats)
+    w0=$(worker_ticks)
+  fi
   d0=$(softnet_drops)
   v0=$(veth_drops)
   c0=$(vs_rx)
@@ -354,6 +401,7 @@ one_run() {
   read -r db0 dt0 < <(cpu_ticks "$DUT_CORE")
   proc_ticks >"$RVS_TMP/procs0"
   json=$(pktgen "$sink" "$DURATION") || { echo "$dut: lbpktgen failed" >&2; return 1; }
+  [ "$dut" = lbd ] && w1=$(worker_ticks)
   proc_ticks >"$RVS_TMP/procs1"
   read -r gb1 gt1 < <(cpu_ticks "$GEN_CORE")
   read -r db1 dt1 < <(cpu_ticks "$DUT_CORE")
@@ -382,13 +430,14 @@ one_run() {
     jq -cn --arg sink "$sink" --argjson run "$i" --argjson pre "$pre" --argjson post "$post" \
       '{sink: $sink, run: $run, after_warmup: $pre, after_run: $post}' \
       >>"$OUT_DIR/veth_vs_nft-$STAMP-lbd-stats.jsonl"
-    note="  lbd (run): $(jq -rn --argjson a "$pre" --argjson b "$post" '
+    note="  lbd (run): $(jq -rn --argjson a "$pre" --argjson b "$post" --arg wpct "$(busy_pct "$w0" "$dt0" "$w1" "$dt1")" '
       def port($s; $n): [$s.port_stats.ports[]? | select(.name == $n)][0] // {};
       def drops($s): [$s.dataplane_stats.workers[]?.drops[]?.packets] | add // 0;
       "ext rx \((port($b; "ext").rx_packets // 0) - (port($a; "ext").rx_packets // 0))"
       + " missed \((port($b; "ext").rx_missed // 0) - (port($a; "ext").rx_missed // 0))"
       + ", int tx \((port($b; "int").tx_packets // 0) - (port($a; "int").tx_packets // 0))"
       + ", worker drops \(drops($b) - drops($a))"
+      + ", worker thread ran \($wpct) % of the time"
       + "; warm-up: ext missed \(port($a; "ext").rx_missed // 0), worker drops \(drops($a))"' 2>/dev/null)"
   fi
   # Forwarded packets per second over lbpktgen's transmit time: what its
@@ -411,11 +460,6 @@ one_run() {
   rvs_cleanup
 }
 
-case $SINKS in
-  both) SINKS="lbpktgen counters" ;;
-  lbpktgen|counters) ;;
-  *) echo "--sink: lbpktgen, counters or both" >&2; exit 2 ;;
-esac
 printf 'dut\tsink\trun\tsent_pps\tforwarded_pps\tloss_pct\tgen_core_busy_pct\tdut_core_busy_pct\tother_procs_cpu_pct\tbacklog_drops\tveth_drops\n' >"$OUT_DIR/veth_vs_nft-$STAMP.tsv"
 declare -A FWD LOSS SENT GBUSY DBUSY
 OTHER_WARN=0
@@ -427,7 +471,7 @@ for sink in $SINKS; do
 done
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
-minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1{a=$1} {b=$1} END {printf "%.3f–%.3f", a/1e6, b/1e6}'; }
+minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1{a=$1} {b=$1} END {printf "%.3f-%.3f", a/1e6, b/1e6}'; }
 mpps() { awk -v v="$1" 'BEGIN{printf "%.3f", v/1e6}'; }
 
 echo
@@ -436,7 +480,7 @@ echo "$(nproc) cores: lbpktgen (TX+RX) on core $GEN_CORE, DUT on core $DUT_CORE 
 echo "sink lbpktgen: lbpktgen's RX thread on vs counts (matched); sink counters: vs's packet counter, nothing reads vs"
 echo "raw: $OUT_DIR/veth_vs_nft-$STAMP-*.jsonl, per run: $OUT_DIR/veth_vs_nft-$STAMP.tsv"
 echo
-printf '| %-30s | %-8s | %8s | %13s | %9s | %6s | %8s | %8s |\n' "DUT" "sink" "fwd Mpps" "min–max Mpps" "sent Mpps" "loss %" "gen cpu%" "dut cpu%"
+printf '| %-30s | %-8s | %8s | %13s | %9s | %6s | %8s | %8s |\n' "DUT" "sink" "fwd Mpps" "min-max Mpps" "sent Mpps" "loss %" "gen cpu%" "dut cpu%"
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------------------" "----------" "----------" "---------------" "-----------" "--------" "----------" "----------"
 declare -A MED
 for sink in $SINKS; do
