@@ -468,6 +468,23 @@ fn steer_af_packet(drivers: &[Mutex<SoftDriver>], snap: &Snapshot) {
     }
 }
 
+/// The `lbctl --port-stats` source for a set of opened devices, in port order.
+fn port_stats_of<D: Send + 'static>(
+    config: &Config,
+    drivers: Arc<Vec<Mutex<D>>>,
+    stats: fn(&D) -> PortStats,
+) -> PortStatsFn {
+    let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
+    Box::new(move || {
+        drivers
+            .iter()
+            .zip(&names)
+            .enumerate()
+            .map(|(i, (d, name))| port_stats_info(i, name, &stats(&lock(d))))
+            .collect()
+    })
+}
+
 fn no_start(_worker: u16) {}
 
 fn start_software(config: &Config) -> anyhow::Result<Plane> {
@@ -495,16 +512,7 @@ fn start_software(config: &Config) -> anyhow::Result<Plane> {
         no_start,
     )
     .context("cannot start the workers")?;
-    let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
-    let stats_drivers = drivers.clone();
-    let port_stats: PortStatsFn = Box::new(move || {
-        stats_drivers
-            .iter()
-            .zip(&names)
-            .enumerate()
-            .map(|(i, (d, name))| port_stats_info(i, name, &lock(d).stats()))
-            .collect()
-    });
+    let port_stats = port_stats_of(config, drivers.clone(), SoftDriver::stats);
     let hook_drivers = drivers.clone();
     let on_publish: PublishHook = Box::new(move |snap| steer_af_packet(&hook_drivers, snap));
     Ok(Plane {
@@ -574,16 +582,7 @@ fn start_dpdk(config: &Config) -> anyhow::Result<Plane> {
     if let Ok(snap) = state.snapshot() {
         steer_dpdk_flows(&drivers, &snap);
     }
-    let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
-    let stats_drivers = drivers.clone();
-    let port_stats: PortStatsFn = Box::new(move || {
-        stats_drivers
-            .iter()
-            .zip(&names)
-            .enumerate()
-            .map(|(i, (d, name))| port_stats_info(i, name, &lock(d).stats()))
-            .collect()
-    });
+    let port_stats = port_stats_of(config, drivers.clone(), |d: &DpdkDriver| d.stats());
     let hook_drivers = drivers.clone();
     let on_publish: PublishHook = Box::new(move |snap| steer_dpdk_flows(&hook_drivers, snap));
     Ok(Plane {
