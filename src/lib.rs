@@ -2,10 +2,14 @@
 //! (LVS/IPVS) director rebuilt as a user-space, poll-mode packet forwarder.
 //!
 //! Layers, with dependencies pointing one way (see `DESIGN.md` §2):
-//! `wire` ← `conntrack`, `sched` ← `dataplane` ← `ctl` ← binaries.
+//! `wire` ← `conntrack`, `sched` ← `dataplane` ← `ctl` ← `daemon` ← binaries.
+//! `sys` (the few system calls outside the drivers, the only `unsafe`
+//! outside `dataplane::driver`) is a leaf any layer may use.
 
 pub mod conntrack;
 pub mod ctl;
+pub mod daemon;
 pub mod dataplane;
 pub mod sched;
+pub mod sys;
 pub mod wire;

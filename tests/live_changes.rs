@@ -95,7 +95,6 @@ fn a_thousand_changes_lose_no_packet_of_untouched_flows() {
         runtime.clone(),
         ControlOptions {
             conn_capacity: 65536,
-            ..Default::default()
         },
     );
 

@@ -25,6 +25,8 @@
 //!   `ip_vs_proto_tcp.c`, `ip_vs_proto_udp.c`, `ip_vs_core.c`) unless a doc
 //!   comment says otherwise.
 
+#![deny(unsafe_code)]
+
 pub mod key;
 pub mod laddr;
 pub mod table;

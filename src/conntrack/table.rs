@@ -34,6 +34,7 @@ use super::key::{Addr, Tuple, ADDR_ZERO};
 use super::tcp_state::{check_timeout, next_tcp_state, TcpDir, TcpState, Timeouts};
 use super::timer::{secs_to_ticks, tick_reached, Linked, Tick, Wheel, WheelLink, NIL};
 use super::{ConnId, ConntrackError, Dir, Fwd, Proto};
+use crate::sys::{advise_huge_pages, prefetch_line};
 
 /// Largest capacity [`ConnTable::new`] honours (larger requests are clamped).
 pub const MAX_CAPACITY: u32 = 1 << 30;
@@ -335,23 +336,6 @@ impl Conn {
             self.rport == t.sport && dport == t.dport && self.rip == t.src && *dst == t.dst
         }
     }
-}
-
-/// Asks the CPU to pull the cache line holding `p` into L1 (no-op off x86_64).
-// `_mm_prefetch` is a safe fn on newer toolchains, an unsafe one on older.
-#[allow(unused_unsafe)]
-#[inline(always)]
-fn prefetch_line<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch is only a cache hint with no architectural
-        // effect: it never faults and never dereferences `p` (any address is
-        // allowed, even dangling); SSE is part of the x86_64 baseline.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// What a packet did to its connection ([`ConnTable::on_packet`]).
@@ -937,28 +921,7 @@ impl ConnTable {
 /// every lookup with 4 KiB pages. Construction time only.
 fn huge_vec<T: Copy>(n: usize, fill: T) -> Vec<T> {
     let mut v: Vec<T> = Vec::with_capacity(n);
-    let bytes = n * std::mem::size_of::<T>();
-    const HUGE: usize = 2 << 20;
-    if bytes >= HUGE {
-        let start = v.as_mut_ptr() as usize;
-        let aligned = (start + HUGE - 1) & !(HUGE - 1);
-        let end = (start + bytes) & !(HUGE - 1);
-        if end > aligned {
-            advise_huge(aligned, end - aligned);
-        }
-    }
+    advise_huge_pages(&mut v);
     v.resize(n, fill);
     v
 }
-
-#[cfg(target_os = "linux")]
-fn advise_huge(addr: usize, len: usize) {
-    // SAFETY: [addr, addr + len) lies inside the vector's own allocation
-    // (capacity reserved above, 2 MiB aligned inside it); MADV_HUGEPAGE only
-    // changes how the kernel backs those pages, never their contents or
-    // validity. Failure is harmless and ignored.
-    let _ = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
-}
-
-#[cfg(not(target_os = "linux"))]
-fn advise_huge(_addr: usize, _len: usize) {}

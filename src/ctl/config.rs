@@ -100,7 +100,9 @@ use crate::ctl::apply::{ApplyError, ControlState, Topology, MAX_THRESHOLD};
 use crate::ctl::protocol::{
     DestSpec, Fwd, LaddrSpec, Netmask, Proto, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
 };
+use crate::dataplane::driver::af_packet::{AfPacketOptions, TxMode};
 use crate::dataplane::neigh::NeighUpdate;
+use crate::dataplane::ports::{Device, PortSetup};
 use crate::dataplane::route::Route;
 use crate::dataplane::snapshot::{PortConf, Settings};
 use crate::dataplane::worker::{IdlePolicy, WorkerConfig};
@@ -613,6 +615,59 @@ impl PortSpec {
     /// The DPDK device (dpdk).
     pub fn device(&self) -> &str {
         self.device.as_deref().unwrap_or(&self.name)
+    }
+
+    /// What `dataplane::ports` opens for this port.
+    pub fn setup(&self) -> PortSetup {
+        let mac = self.mac.map(|m| m.0 .0);
+        let device = match self.driver {
+            DriverKind::Mem => Device::Mem {
+                frames: self.pcap_rx.clone(),
+                mac: Config::default_mac(self).0,
+            },
+            DriverKind::Pcap => Device::Pcap {
+                rx: self.pcap_rx.clone(),
+                tx: self.pcap_tx.clone(),
+                mac: Config::default_mac(self).0,
+            },
+            DriverKind::Tap => Device::Tap {
+                ifname: self.ifname().to_string(),
+                mac,
+            },
+            DriverKind::AfPacket => {
+                let mut options = AfPacketOptions {
+                    mac,
+                    ..AfPacketOptions::default()
+                };
+                if let Some(a) = &self.af_packet {
+                    options.block_size = a.block_size.unwrap_or(options.block_size);
+                    options.block_count = a.block_count.unwrap_or(options.block_count);
+                    options.frame_size = a.frame_size.unwrap_or(options.frame_size);
+                    options.block_timeout_ms =
+                        a.block_timeout_ms.unwrap_or(options.block_timeout_ms);
+                    options.qdisc_bypass = a.qdisc_bypass.unwrap_or(options.qdisc_bypass);
+                    options.fanout_group_id = a.fanout_group_id.or(options.fanout_group_id);
+                    if let Some(mode) = a.tx_mode {
+                        options.tx_mode = match mode {
+                            TxModeConf::Sendmmsg => TxMode::Sendmmsg,
+                            TxModeConf::Ring => TxMode::Ring,
+                        };
+                    }
+                }
+                Device::AfPacket {
+                    ifname: self.ifname().to_string(),
+                    options,
+                }
+            }
+            DriverKind::Dpdk => Device::Dpdk {
+                device: self.device().to_string(),
+            },
+        };
+        PortSetup {
+            name: self.name.clone(),
+            mtu: Some(self.mtu),
+            device,
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //! file) and `apply` (turning requests into data-plane updates) — is added by
 //! other modules below.
 
+#![deny(unsafe_code)]
+
 pub mod apply;
 pub mod config;
 pub mod ipvsadm;

@@ -28,9 +28,10 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
+
+use crate::sys::connect_unix;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -837,80 +838,6 @@ pub fn call_unix(
     read_response(&mut stream)
 }
 
-/// Connects a Unix stream socket with a bounded wait. A blocking `connect(2)`
-/// on `AF_UNIX` waits for room in a full listen backlog for at most the
-/// socket's send timeout, so `SO_SNDTIMEO` is set before connecting (std's
-/// `UnixStream::connect` cannot do that); it stays set as the write timeout.
-/// A timed-out connect is reported as `io::ErrorKind::TimedOut`.
-pub fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
-
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain old data; all-zero bytes are a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid Unix socket path {}", path.display()),
-        ));
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-
-    // SAFETY: socket(2) with constant arguments; the result is checked below.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-
-    // A zero timeval would mean "wait forever": use at least 1 µs.
-    let timeout = timeout.max(Duration::from_micros(1));
-    let tv = libc::timeval {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        // Below 1_000_000, so it fits suseconds_t on every target.
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: setsockopt reads exactly size_of::<timeval>() bytes from `tv`,
-    // which outlives the call; `socket` is an open descriptor.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            (&tv as *const libc::timeval).cast::<libc::c_void>(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `addr` is a valid, NUL-terminated sockaddr_un that outlives the
-    // call, and the length passed is its size; `socket` is an open descriptor.
-    let rc = unsafe {
-        libc::connect(
-            socket.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>(),
-            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        return Err(match err.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connecting to {} timed out", path.display()),
-            ),
-            _ => err,
-        });
-    }
-    Ok(UnixStream::from(socket))
-}
-
 fn encode<T: Serialize>(envelope: &T) -> Result<Vec<u8>, ProtocolError> {
     let bytes =
         serde_json::to_vec(envelope).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
@@ -1246,16 +1173,6 @@ mod tests {
             })
         ));
         assert!(Response::for_protocol_error(&ProtocolError::Closed).is_none());
-    }
-
-    #[test]
-    fn connect_unix_reports_missing_sockets_and_bad_paths() {
-        let missing = std::env::temp_dir().join("rvs-proto-test-no-such.sock");
-        let err = connect_unix(&missing, Duration::from_secs(1)).expect_err("no listener");
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        let long = Path::new("/tmp").join("x".repeat(200));
-        let err = connect_unix(&long, Duration::from_secs(1)).expect_err("path too long");
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

@@ -53,16 +53,10 @@ use crate::ctl::protocol::{
 };
 use crate::ctl::stats::{self, StatsKeeper};
 use crate::dataplane::counters::{CoreCounters, DropReason};
+use crate::dataplane::driver::PortStats;
 use crate::dataplane::runtime::DataplaneHandle;
-use crate::dataplane::snapshot::Snapshot;
 use crate::dataplane::worker::ConnEntry;
-
-/// Supplies the NIC port counters for `PortStats`.
-pub type PortStatsFn = Box<dyn Fn() -> Vec<PortStatsInfo> + Send + Sync>;
-
-/// Called with every snapshot after the workers took it (e.g. to install a
-/// new AF_PACKET steering program).
-pub type PublishHook = Box<dyn Fn(&Snapshot) + Send + Sync>;
+use crate::sys::UmaskGuard;
 
 /// Everything [`Control`] needs besides the state and the data plane.
 #[derive(Default)]
@@ -70,10 +64,22 @@ pub struct ControlOptions {
     /// Connection-table capacity of one worker (`-L` prints capacity ×
     /// workers as the table size).
     pub conn_capacity: u32,
-    /// Port counters; `None`: no ports.
-    pub port_stats: Option<PortStatsFn>,
-    /// Hook run after every successful publish.
-    pub on_publish: Option<PublishHook>,
+}
+
+/// One port's device counters as `lbctl --port-stats` shows them.
+fn port_stats_info(index: usize, name: &str, s: &PortStats) -> PortStatsInfo {
+    PortStatsInfo {
+        port: u16::try_from(index).unwrap_or(u16::MAX),
+        name: name.to_string(),
+        rx_packets: s.ipackets,
+        rx_bytes: s.ibytes,
+        tx_packets: s.opackets,
+        tx_bytes: s.obytes,
+        rx_missed: s.imissed,
+        rx_errors: s.ierrors,
+        tx_errors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    }
 }
 
 /// Locks a mutex, ignoring poisoning (a panicked holder left consistent
@@ -89,8 +95,6 @@ pub struct Control {
     dataplane: Arc<dyn DataplaneHandle>,
     counters: Vec<Arc<CoreCounters>>,
     conn_table_size: u64,
-    port_stats: Option<PortStatsFn>,
-    on_publish: Option<PublishHook>,
 }
 
 impl Control {
@@ -108,8 +112,6 @@ impl Control {
             dataplane,
             counters,
             conn_table_size,
-            port_stats: options.port_stats,
-            on_publish: options.on_publish,
         }
     }
 
@@ -144,7 +146,13 @@ impl Control {
                 ipvs: IPVS_VERSION.to_string(),
             },
             Request::PortStats => Response::PortStats {
-                ports: self.port_stats.as_ref().map(|f| f()).unwrap_or_default(),
+                ports: self
+                    .dataplane
+                    .port_stats()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, s))| port_stats_info(i, name, s))
+                    .collect(),
             },
             Request::DataplaneStats => Response::DataplaneStats {
                 workers: self
@@ -191,7 +199,7 @@ impl Control {
                     Ok(old) => {
                         let old = Arc::new(old);
                         match self.dataplane.publish(old.clone()) {
-                            Ok(()) => self.run_hook(&old),
+                            Ok(()) => {}
                             Err(again) => eprintln!(
                                 "lbd: could not restore generation {}: {again}",
                                 old.generation
@@ -205,7 +213,6 @@ impl Control {
                     format!("the data plane did not take the new configuration ({err}); nothing was changed"),
                 );
             }
-            self.run_hook(&snap);
         }
         *state = next;
         let generation = state.generation();
@@ -216,12 +223,6 @@ impl Control {
         }
         drop(state);
         Response::Ok { generation }
-    }
-
-    fn run_hook(&self, snap: &Snapshot) {
-        if let Some(hook) = &self.on_publish {
-            hook(snap);
-        }
     }
 
     fn list_services(&self, key: Option<&protocol::ServiceKey>) -> Response {
@@ -427,24 +428,6 @@ impl Drop for ListeningSocket {
                 let _ = std::fs::remove_file(&self.path);
             }
         }
-    }
-}
-
-/// Sets the process umask for its lifetime and restores it on drop.
-struct UmaskGuard(libc::mode_t);
-
-impl UmaskGuard {
-    fn set(mask: libc::mode_t) -> UmaskGuard {
-        // SAFETY: umask only swaps the process file-mode creation mask; it
-        // cannot fail and touches no memory of ours.
-        UmaskGuard(unsafe { libc::umask(mask) })
-    }
-}
-
-impl Drop for UmaskGuard {
-    fn drop(&mut self) {
-        // SAFETY: as above, restores the previous mask.
-        unsafe { libc::umask(self.0) };
     }
 }
 
@@ -748,7 +731,7 @@ mod tests {
     use crate::ctl::protocol::{DestSpec, Fwd, ServiceKey, ServiceSpec, Timeouts};
     use crate::dataplane::counters::bump;
     use crate::dataplane::runtime::{NoDataplane, RuntimeError};
-    use crate::dataplane::snapshot::Settings;
+    use crate::dataplane::snapshot::{Settings, Snapshot};
     use std::io::{Read, Write};
     use std::net::IpAddr;
 
@@ -818,7 +801,6 @@ mod tests {
             dp,
             ControlOptions {
                 conn_capacity: 1000,
-                ..ControlOptions::default()
             },
         )
     }

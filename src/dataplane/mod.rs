@@ -10,6 +10,7 @@ pub mod counters;
 pub mod driver;
 pub mod local;
 pub mod neigh;
+pub mod ports;
 pub mod replay;
 pub mod route;
 pub mod rss;

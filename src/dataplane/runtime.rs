@@ -13,7 +13,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::dataplane::counters::CoreCounters;
-use crate::dataplane::driver::PortQueue;
+use crate::dataplane::driver::{PortQueue, PortStats};
+use crate::dataplane::ports::Ports;
 use crate::dataplane::snapshot::Snapshot;
 use crate::dataplane::worker::{ConnEntry, Links, Msg, Worker, WorkerConfig};
 
@@ -58,6 +59,10 @@ pub trait DataplaneHandle: Send + Sync {
     fn counters(&self) -> Vec<Arc<CoreCounters>>;
     /// Every worker's connections.
     fn dump_conns(&self) -> Vec<ConnEntry>;
+    /// Each port's name and device counters, in port order.
+    fn port_stats(&self) -> Vec<(String, PortStats)> {
+        Vec::new()
+    }
     /// Stop the workers and wait for them.
     fn stop(&self);
 }
@@ -95,6 +100,9 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Runtime<Q: PortQueue + 'static> {
     links: Arc<Links<Q::Buf>>,
     threads: Mutex<Vec<JoinHandle<Worker<Q>>>>,
+    /// The devices the queues belong to: their steering follows every
+    /// published snapshot, their counters are read for `--port-stats`.
+    ports: Option<Arc<Ports>>,
 }
 
 impl<Q: PortQueue + 'static> Runtime<Q> {
@@ -108,6 +116,21 @@ impl<Q: PortQueue + 'static> Runtime<Q> {
         snap: Arc<Snapshot>,
         on_start: fn(u16),
     ) -> Result<Self, RuntimeError> {
+        Self::start_with_ports(queues, base, cores, snap, on_start, None)
+    }
+
+    /// [`Runtime::start`] for the queues of `ports`: device steering is
+    /// applied for `snap` before the workers start and for every published
+    /// snapshot once every worker runs it.
+    pub fn start_with_ports(
+        queues: Vec<Vec<Q>>,
+        base: WorkerConfig,
+        cores: &[Option<usize>],
+        snap: Arc<Snapshot>,
+        on_start: fn(u16),
+        ports: impl Into<Option<Arc<Ports>>>,
+    ) -> Result<Self, RuntimeError> {
+        let ports = ports.into();
         let n = queues.len() as u16;
         if n == 0 {
             return Err(RuntimeError::Config("no workers".into()));
@@ -121,6 +144,9 @@ impl<Q: PortQueue + 'static> Runtime<Q> {
                     all_cores.iter().map(|id| id.id).collect::<Vec<_>>()
                 )));
             }
+        }
+        if let Some(p) = &ports {
+            p.apply_steering(&snap);
         }
         let mut threads = Vec::new();
         for (i, qs) in queues.into_iter().enumerate() {
@@ -157,6 +183,7 @@ impl<Q: PortQueue + 'static> Runtime<Q> {
         let rt = Runtime {
             links,
             threads: Mutex::new(threads),
+            ports,
         };
         // Building a worker's tables (a large connection table is zeroed
         // page by page) takes time: the daemon is ready only when every
@@ -263,7 +290,15 @@ impl<Q: PortQueue + 'static> DataplaneHandle for Runtime<Q> {
                 }
             }
         }
-        self.wait_generation(generation, ACK_TIMEOUT)
+        self.wait_generation(generation, ACK_TIMEOUT)?;
+        if let Some(p) = &self.ports {
+            p.apply_steering(&snap);
+        }
+        Ok(())
+    }
+
+    fn port_stats(&self) -> Vec<(String, PortStats)> {
+        self.ports.as_ref().map(|p| p.stats()).unwrap_or_default()
     }
 
     fn counters(&self) -> Vec<Arc<CoreCounters>> {

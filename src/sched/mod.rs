@@ -87,6 +87,8 @@
 //! runs inside `pick` at most once per 60 s (a bounded walk over the
 //! per-worker cache), as IPVS's timer would.
 
+#![deny(unsafe_code)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod dh;

@@ -20,10 +20,12 @@
 //! * Header lengths are associated constants usable without a type annotation
 //!   (`EthernetFrame::HEADER_LEN`, `Ipv4Packet::MIN_HEADER_LEN`, ...) and also
 //!   module constants (`wire::ethernet::HEADER_LEN`, ...).
-//! * Bad input yields a precise [`Error`], never a panic. There is no `unsafe`
-//!   here and nothing on the per-packet path allocates (only [`builder`] does,
+//! * Bad input yields a precise [`Error`], never a panic. The compiler refuses raw-pointer code
+//!   here (the attribute below) and nothing on the per-packet path allocates (only [`builder`] does,
 //!   and it is for tests, golden packets and the packet generator).
 //! * `wire` depends on nothing else in the crate.
+
+#![deny(unsafe_code)]
 
 pub mod arp;
 pub mod builder;

@@ -1,6 +1,7 @@
 //! Ports: parsing `--port`/`--rx-port` specifications, opening the devices
-//! (TAP, AF_PACKET, DPDK with the `dpdk` feature), handing their queues to
-//! the generic thread loops, and resolving the destination MAC by ARP.
+//! (TAP, AF_PACKET, DPDK with the `dpdk` feature) through
+//! `rvs::dataplane::ports` as `lbd` does, handing their queues to the
+//! generic thread loops, and resolving the destination MAC by ARP.
 //!
 //! Rules: a device is opened once, with one queue per thread that uses it
 //! (a port that is both the TX and an RX port gets two: queue 0 for the TX
@@ -15,9 +16,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rvs::dataplane::driver::af_packet::{AfPacketDriver, AfPacketOptions, AfPacketQueue};
-use rvs::dataplane::driver::tap::{TapDriver, TapQueue};
-use rvs::dataplane::driver::{Burst, Driver, PacketBuf, PortCaps, PortQueue, PortStats};
+use rvs::dataplane::driver::af_packet::AfPacketOptions;
+use rvs::dataplane::driver::{Burst, PacketBuf, PortQueue};
+use rvs::dataplane::ports::{Device, DpdkEnv, Port, PortQueues, PortSetup, SoftQueue};
 use rvs::wire::{ArpOperation, EthernetAddress, PacketBuilder};
 
 use crate::engine::{rx_thread, tx_thread, RxJob, RxReport, TxJob, TxReport};
@@ -85,17 +86,19 @@ impl PortSpec {
 
 /// The DPDK environment, when a DPDK port is used.
 #[derive(Default)]
-pub struct DpdkContext {
-    #[cfg(feature = "dpdk")]
-    eal: Option<rvs::dataplane::driver::dpdk::Eal>,
-}
+pub struct DpdkContext(DpdkEnv);
 
 impl DpdkContext {
     /// Start the EAL with `eal_args` (split at whitespace) if `needed`.
-    #[cfg(feature = "dpdk")]
     pub fn init(needed: bool, eal_args: Option<&str>) -> anyhow::Result<DpdkContext> {
         if !needed {
             return Ok(DpdkContext::default());
+        }
+        if !cfg!(feature = "dpdk") {
+            bail!(
+                "dpdk ports need lbpktgen built with the `dpdk` feature \
+                 (cargo build --release --features dpdk --bin lbpktgen)"
+            );
         }
         let Some(args) = eal_args else {
             bail!(
@@ -103,40 +106,59 @@ impl DpdkContext {
             );
         };
         let args: Vec<String> = args.split_whitespace().map(String::from).collect();
-        let eal = rvs::dataplane::driver::dpdk::Eal::init(&args)?;
-        Ok(DpdkContext { eal: Some(eal) })
-    }
-
-    /// Without the `dpdk` feature a DPDK port is an error.
-    #[cfg(not(feature = "dpdk"))]
-    pub fn init(needed: bool, _eal_args: Option<&str>) -> anyhow::Result<DpdkContext> {
-        if needed {
-            bail!(
-                "dpdk ports need lbpktgen built with the `dpdk` feature \
-                 (cargo build --release --features dpdk --bin lbpktgen)"
-            );
-        }
-        Ok(DpdkContext::default())
+        Ok(DpdkContext(DpdkEnv::init(&args)?))
     }
 }
 
-/// An opened device.
-pub enum Device {
-    /// A TAP interface.
-    Tap(TapDriver),
-    /// An interface through AF_PACKET.
-    AfPacket(AfPacketDriver),
-    /// A DPDK port.
-    #[cfg(feature = "dpdk")]
-    Dpdk(rvs::dataplane::driver::dpdk::DpdkDriver),
+impl PortSpec {
+    /// What `dataplane::ports` opens for this port.
+    fn setup(&self) -> PortSetup {
+        let (name, mtu, device) = match self {
+            PortSpec::Tap(name) => (
+                name,
+                Some(TAP_MTU),
+                Device::Tap {
+                    ifname: name.clone(),
+                    mac: None,
+                },
+            ),
+            PortSpec::AfPacket(name) => (
+                name,
+                None,
+                Device::AfPacket {
+                    ifname: name.clone(),
+                    options: AfPacketOptions {
+                        block_size: AF_PACKET_BLOCK_SIZE,
+                        block_count: AF_PACKET_BLOCKS,
+                        ..AfPacketOptions::default()
+                    },
+                },
+            ),
+            PortSpec::Dpdk(name) => (
+                name,
+                None,
+                Device::Dpdk {
+                    device: name.clone(),
+                },
+            ),
+        };
+        PortSetup {
+            name: name.clone(),
+            mtu,
+            device,
+        }
+    }
+}
+
+/// Open `spec` with `queues` queues.
+pub fn open(spec: &PortSpec, queues: u16, dpdk: &DpdkContext) -> anyhow::Result<Port> {
+    Ok(Port::open(0, &spec.setup(), queues, &dpdk.0)?)
 }
 
 /// One queue of any device.
 pub enum AnyQueue {
-    /// TAP queue.
-    Tap(TapQueue),
-    /// AF_PACKET queue.
-    AfPacket(AfPacketQueue),
+    /// A software driver's queue (TAP, AF_PACKET).
+    Soft(SoftQueue),
     /// DPDK queue.
     #[cfg(feature = "dpdk")]
     Dpdk(rvs::dataplane::driver::dpdk::DpdkQueue),
@@ -146,101 +168,20 @@ pub enum AnyQueue {
 macro_rules! with_queue {
     ($any:expr, $q:ident => $body:expr) => {
         match $any {
-            AnyQueue::Tap($q) => $body,
-            AnyQueue::AfPacket($q) => $body,
+            AnyQueue::Soft($q) => $body,
             #[cfg(feature = "dpdk")]
             AnyQueue::Dpdk($q) => $body,
         }
     };
 }
 
-impl Device {
-    /// Open `spec` with `queues` queues.
-    pub fn open(spec: &PortSpec, queues: u16, dpdk: &DpdkContext) -> anyhow::Result<Device> {
-        let dev = match spec {
-            PortSpec::Tap(name) => Device::Tap(TapDriver::open(name, queues, TAP_MTU)?),
-            PortSpec::AfPacket(name) => Device::AfPacket(AfPacketDriver::open(
-                name,
-                queues,
-                AfPacketOptions {
-                    block_size: AF_PACKET_BLOCK_SIZE,
-                    block_count: AF_PACKET_BLOCKS,
-                    ..AfPacketOptions::default()
-                },
-            )?),
-            PortSpec::Dpdk(name) => Self::open_dpdk(name, queues, dpdk)?,
-        };
-        Ok(dev)
-    }
-
-    #[cfg(feature = "dpdk")]
-    fn open_dpdk(name: &str, queues: u16, dpdk: &DpdkContext) -> anyhow::Result<Device> {
-        let eal = dpdk
-            .eal
-            .as_ref()
-            .context("internal: DPDK port opened before the EAL")?;
-        Ok(Device::Dpdk(
-            rvs::dataplane::driver::dpdk::DpdkDriver::open(eal, name, queues, None)?,
-        ))
-    }
-
-    #[cfg(not(feature = "dpdk"))]
-    fn open_dpdk(name: &str, _queues: u16, _dpdk: &DpdkContext) -> anyhow::Result<Device> {
-        bail!("dpdk:{name}: lbpktgen was built without the `dpdk` feature")
-    }
-
-    /// Whether this is a DPDK port.
-    pub fn is_dpdk(&self) -> bool {
-        match self {
-            #[cfg(feature = "dpdk")]
-            Device::Dpdk(_) => true,
-            _ => false,
-        }
-    }
-
-    /// What the port is.
-    pub fn caps(&self) -> &PortCaps {
-        match self {
-            Device::Tap(d) => d.caps(),
-            Device::AfPacket(d) => d.caps(),
-            #[cfg(feature = "dpdk")]
-            Device::Dpdk(d) => d.caps(),
-        }
-    }
-
-    /// Device counters.
-    pub fn stats(&self) -> PortStats {
-        match self {
-            Device::Tap(d) => d.stats(),
-            Device::AfPacket(d) => d.stats(),
-            #[cfg(feature = "dpdk")]
-            Device::Dpdk(d) => d.stats(),
-        }
-    }
-
-    /// The MAC of the port's natural peer, if it has one (the kernel side of
-    /// a TAP).
-    pub fn peer_mac(&self) -> Option<[u8; 6]> {
-        match self {
-            Device::Tap(d) => Some(d.kernel_mac()),
-            _ => None,
-        }
-    }
-
-    /// The queues, in order.
-    pub fn take_queues(&mut self) -> anyhow::Result<Vec<AnyQueue>> {
-        let qs = match self {
-            Device::Tap(d) => d.take_queues()?.into_iter().map(AnyQueue::Tap).collect(),
-            Device::AfPacket(d) => d
-                .take_queues()?
-                .into_iter()
-                .map(AnyQueue::AfPacket)
-                .collect(),
-            #[cfg(feature = "dpdk")]
-            Device::Dpdk(d) => d.take_queues()?.into_iter().map(AnyQueue::Dpdk).collect(),
-        };
-        Ok(qs)
-    }
+/// The queues of `port`, in order.
+pub fn take_queues(port: &mut Port) -> anyhow::Result<Vec<AnyQueue>> {
+    Ok(match port.take_queues()? {
+        PortQueues::Soft(qs) => qs.into_iter().map(AnyQueue::Soft).collect(),
+        #[cfg(feature = "dpdk")]
+        PortQueues::Dpdk(qs) => qs.into_iter().map(AnyQueue::Dpdk).collect(),
+    })
 }
 
 /// Start the TX thread on `q`.

@@ -39,23 +39,14 @@
 //! port that is both gets two queues), pinned to `--cores` (TX first) when
 //! given; see `lbpktgen/engine.rs`.
 
-#[path = "lbpktgen/engine.rs"]
 mod engine;
-#[path = "lbpktgen/frame.rs"]
 mod frame;
-#[path = "lbpktgen/histogram.rs"]
 mod histogram;
-#[path = "lbpktgen/ports.rs"]
 mod ports;
-#[path = "lbpktgen/rate.rs"]
 mod rate;
-#[path = "lbpktgen/signature.rs"]
 mod signature;
-#[path = "lbpktgen/sink.rs"]
 mod sink;
-#[path = "lbpktgen/summary.rs"]
 mod summary;
-#[path = "lbpktgen/tcp_client.rs"]
 mod tcp_client;
 
 use std::net::Ipv4Addr;
@@ -77,7 +68,8 @@ use frame::{
     FlowSpace, FrameTemplate, Payload, TemplateParams, Transport, L4_OFFSET, TCP_HEADER, UDP_HEADER,
 };
 use histogram::LatencyHistogram;
-use ports::{resolve_mac, spawn_rx, spawn_tx, Device, DpdkContext, PortSpec};
+use ports::{resolve_mac, spawn_rx, spawn_tx, take_queues, DpdkContext, PortSpec};
+use rvs::dataplane::ports::Port;
 use sink::{Sink, SinkMode, SinkReport};
 use summary::{progress_line, LatencySummary, RxSummary, Snapshot, Summary, TcpSummary, TxSummary};
 use tcp_client::{ClientConfig, CloseMode, TcpClients};
@@ -573,19 +565,19 @@ fn snapshot(clock: &Clock, t: &Threads) -> Snapshot {
 /// Open the TX port: with two queues when it is also an RX port (one for
 /// the TX thread, one for its RX thread). A DPDK device that has only one
 /// queue is opened with one, and the TX thread is then its sink too.
-fn open_tx_port(plan: &Plan, tx_is_rx: bool, dpdk: &DpdkContext) -> anyhow::Result<Device> {
+fn open_tx_port(plan: &Plan, tx_is_rx: bool, dpdk: &DpdkContext) -> anyhow::Result<Port> {
     let what = || format!("open {}", plan.tx_port);
     if !tx_is_rx {
-        return Device::open(&plan.tx_port, 1, dpdk).with_context(what);
+        return ports::open(&plan.tx_port, 1, dpdk).with_context(what);
     }
-    match Device::open(&plan.tx_port, 2, dpdk) {
+    match ports::open(&plan.tx_port, 2, dpdk) {
         Ok(d) => Ok(d),
         Err(e) if plan.tx_port.is_dpdk() => {
             eprintln!(
                 "lbpktgen: {}: {e:#}; using one queue (the TX thread receives too)",
                 plan.tx_port
             );
-            Device::open(&plan.tx_port, 1, dpdk).with_context(what)
+            ports::open(&plan.tx_port, 1, dpdk).with_context(what)
         }
         Err(e) => Err(e).with_context(what),
     }
@@ -616,12 +608,12 @@ fn run(plan: &Plan, signals: &libc::sigset_t) -> anyhow::Result<Summary> {
     // other RX ports.
     let tx_is_rx = plan.rx_ports.contains(&plan.tx_port);
     let mut tx_dev = open_tx_port(plan, tx_is_rx, &dpdk)?;
-    let mut rx_devs: Vec<(PortSpec, Device)> = Vec::new();
+    let mut rx_devs: Vec<(PortSpec, Port)> = Vec::new();
     for p in plan.rx_ports.iter().filter(|p| **p != plan.tx_port) {
-        let d = Device::open(p, 1, &dpdk).with_context(|| format!("open {p}"))?;
+        let d = ports::open(p, 1, &dpdk).with_context(|| format!("open {p}"))?;
         rx_devs.push((p.clone(), d));
     }
-    let mut tx_queues = tx_dev.take_queues()?;
+    let mut tx_queues = take_queues(&mut tx_dev)?;
 
     let src_mac = plan.src_mac.unwrap_or(tx_dev.caps().mac);
     let dst_mac = match plan.dst_mac.or(tx_dev.peer_mac()) {
@@ -744,8 +736,7 @@ fn run(plan: &Plan, signals: &libc::sigset_t) -> anyhow::Result<Summary> {
                 .iter_mut()
                 .find(|(s, _)| s == p)
                 .context("internal: RX port not opened")?;
-            let q = dev
-                .take_queues()?
+            let q = take_queues(dev)?
                 .pop()
                 .context("internal: RX port without queue")?;
             (q, dev.is_dpdk())
