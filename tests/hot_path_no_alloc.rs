@@ -201,8 +201,8 @@ struct WorkerReport {
 
 #[test]
 fn steered_bursts_between_two_workers_allocate_nothing() {
-    const WARM_PASSES: u64 = 20_000;
-    const COUNTED_PASSES: u64 = 5_000;
+    const WARM_PASSES: u64 = 8_000;
+    const COUNTED_PASSES: u64 = 4_000;
     let flows = 200u16;
     let (client, server) = nat_and_dr_traffic(flows);
     let topo = Topo::standard();
