@@ -4,9 +4,13 @@
 //! Reply to LIP:lport: src RIP:rport → VIP:vport, dst LIP:lport → CIP:cport.
 //! The local port comes from the worker's partition of the service's
 //! local-address pool (`conntrack::LaddrPool`).
-
+//!
 //! Both directions also decrement the TTL / hop limit (the caller checked
 //! it does not expire).
+//!
+//! ICMP errors about a FULLNAT connection are relayed with both mappings
+//! applied to the outer header's addresses and to the quoted packet (which
+//! travelled the other way): [`icmp_to_client`], [`icmp_to_server`].
 
 use super::{dec_ttl, rewrite, rewrite4, Layout, Side};
 use crate::conntrack::Conn;
@@ -43,4 +47,26 @@ pub fn to_client(frame: &mut [u8], lay: &Layout, c: &Conn) {
             Some((&c.cip(), c.cport())),
         );
     }
+}
+
+/// An ICMP error from the real server's side about a reply it sent to
+/// LIP:lport, relayed to the client: outer src → VIP, dst → CIP; quoted src
+/// LIP:lport → CIP:cport, dst RIP:rport → VIP:vport.
+#[inline]
+pub fn icmp_to_client(frame: &mut [u8], outer: &Layout, inner: &Layout, c: &Conn) {
+    rewrite(frame, outer, Side::Src, &c.vip(), 0);
+    rewrite(frame, outer, Side::Dst, &c.cip(), 0);
+    rewrite(frame, inner, Side::Src, &c.cip(), c.cport());
+    rewrite(frame, inner, Side::Dst, &c.vip(), c.vport());
+}
+
+/// An ICMP error from the client's side about a packet sent to the client,
+/// relayed to the real server: outer src → LIP, dst → RIP; quoted src
+/// VIP:vport → RIP:rport, dst CIP:cport → LIP:lport.
+#[inline]
+pub fn icmp_to_server(frame: &mut [u8], outer: &Layout, inner: &Layout, c: &Conn) {
+    rewrite(frame, outer, Side::Src, &c.lip(), 0);
+    rewrite(frame, outer, Side::Dst, &c.rip(), 0);
+    rewrite(frame, inner, Side::Src, &c.rip(), c.rport());
+    rewrite(frame, inner, Side::Dst, &c.lip(), c.lport());
 }
