@@ -15,7 +15,7 @@
 //! driver's I/O (the clock is read once per pass through the vDSO). Every
 //! dropped packet is counted under exactly one [`DropReason`].
 //!
-//! One file per stage: [`classify`] (parse), `links` (steering to the
+//! One file per stage: `classify` (parse), `links` (steering to the
 //! owner, the shared rings and mailboxes), `setup` (connection lookup and
 //! new connections), `forward` (rewrite by mode, ICMP errors), `tx` (next
 //! hop and transmit buffers), `local_traffic` (ARP/ND/echo) and `install`

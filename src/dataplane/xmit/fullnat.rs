@@ -49,9 +49,11 @@ pub fn to_client(frame: &mut [u8], lay: &Layout, c: &Conn) {
     }
 }
 
-/// An ICMP error from the real server's side about a reply it sent to
-/// LIP:lport, relayed to the client: outer src → VIP, dst → CIP; quoted src
-/// LIP:lport → CIP:cport, dst RIP:rport → VIP:vport.
+/// An ICMP error from the real server's side (sent to the LIP) about a
+/// client packet the director forwarded (quoted LIP:lport → RIP:rport),
+/// relayed to the client: outer src → VIP, dst → CIP; quoted src LIP:lport
+/// → CIP:cport, dst RIP:rport → VIP:vport, so the client sees its packet as
+/// it sent it.
 #[inline]
 pub fn icmp_to_client(frame: &mut [u8], outer: &Layout, inner: &Layout, c: &Conn) {
     rewrite(frame, outer, Side::Src, &c.vip(), 0);
@@ -60,9 +62,11 @@ pub fn icmp_to_client(frame: &mut [u8], outer: &Layout, inner: &Layout, c: &Conn
     rewrite(frame, inner, Side::Dst, &c.vip(), c.vport());
 }
 
-/// An ICMP error from the client's side about a packet sent to the client,
-/// relayed to the real server: outer src → LIP, dst → RIP; quoted src
-/// VIP:vport → RIP:rport, dst CIP:cport → LIP:lport.
+/// An ICMP error from the client's side (sent to the VIP) about a reply the
+/// director forwarded (quoted VIP:vport → CIP:cport), relayed to the real
+/// server: outer src → LIP, dst → RIP; quoted src VIP:vport → RIP:rport,
+/// dst CIP:cport → LIP:lport, so the real server sees its packet as it sent
+/// it.
 #[inline]
 pub fn icmp_to_server(frame: &mut [u8], outer: &Layout, inner: &Layout, c: &Conn) {
     rewrite(frame, outer, Side::Src, &c.lip(), 0);
