@@ -246,6 +246,7 @@ fn steered_bursts_between_two_workers_allocate_nothing() {
             );
             let me = index as usize;
             let mut counting = false;
+            let (mut stalled, mut warm) = (false, false);
             loop {
                 match phase.load(Ordering::Acquire) {
                     0 => {}
@@ -259,7 +260,18 @@ fn steered_bursts_between_two_workers_allocate_nothing() {
                 }
                 w.poll_once();
                 let n = passes[me].fetch_add(1, Ordering::Relaxed) + 1;
-                if n == WARM_PASSES {
+                if index == 1 && !stalled && heapbuf::pooled() >= heapbuf::POOL_MAX {
+                    // Once worker 1's buffer list is full (from now on what
+                    // it frees goes to the shared ring), stall as a
+                    // descheduled core would: worker 0 fills the steering
+                    // ring, so the buffers that many packets in flight need
+                    // exist before counting (a mempool is sized for its
+                    // rings the same way).
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    stalled = true;
+                }
+                if n >= WARM_PASSES && (stalled || index == 0) && !warm {
+                    warm = true;
                     ready[me].store(true, Ordering::Release);
                 }
             }

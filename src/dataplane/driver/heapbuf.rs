@@ -2,17 +2,19 @@
 //! `af_packet`), shaped like DPDK mbufs: a fixed [`BUF_SIZE`]-byte block with
 //! [`HEADROOM`] bytes kept free in front of the data.
 //!
-//! Rules: like a DPDK mempool, blocks come from a per-thread free list (the
-//! per-lcore cache) backed by one shared, bounded, lock-free ring (the
-//! common pool). Once a worker has warmed its list ([`prewarm`]) receiving,
+//! Rules: like a DPDK mempool, blocks come from a small per-thread free list
+//! (the per-lcore cache) backed by one shared, bounded, lock-free ring (the
+//! common pool). Once a worker has warmed the pool ([`prewarm`]) receiving,
 //! rewriting and transmitting allocate nothing. A block freed on another
 //! thread (a packet handed over a steering ring) joins that thread's list;
 //! a list never grows past [`POOL_MAX`] blocks — beyond that blocks go to
 //! the shared ring, and a thread whose list ran empty refills up to
 //! [`REFILL`] blocks from it before it allocates. So a worker that receives
-//! packets other workers transmit takes back the blocks they freed, and
-//! memory stays bounded: at most [`POOL_MAX`] blocks per thread plus
-//! [`SHARED_MAX`] in the ring; beyond that blocks go back to the allocator.
+//! packets other workers transmit takes back the blocks they freed (a
+//! worker that only transmits what others received keeps at most
+//! [`POOL_MAX`] of them), and memory stays bounded: at most [`POOL_MAX`]
+//! blocks per thread plus [`SHARED_MAX`] in the ring; beyond that blocks go
+//! back to the allocator.
 
 use super::PacketBuf;
 use crossbeam_queue::ArrayQueue;
@@ -23,10 +25,10 @@ use std::sync::OnceLock;
 pub const HEADROOM: usize = 128;
 /// Size of one block (headroom + data room).
 pub const BUF_SIZE: usize = HEADROOM + 2048;
-/// Most blocks a thread keeps on its free list.
-pub const POOL_MAX: usize = 16 * 1024;
-/// Most blocks the shared ring holds (freed beyond a thread's list).
-pub const SHARED_MAX: usize = 16 * 1024;
+/// Most blocks a thread keeps on its free list (the per-lcore cache).
+pub const POOL_MAX: usize = 2048;
+/// Most blocks the shared ring holds (the common pool).
+pub const SHARED_MAX: usize = 64 * 1024;
 /// Blocks a thread whose list ran empty takes from the shared ring at once.
 pub const REFILL: usize = 32;
 
@@ -44,11 +46,14 @@ fn shared() -> &'static ArrayQueue<Block> {
     SHARED.get_or_init(|| ArrayQueue::new(SHARED_MAX))
 }
 
-/// Fill this thread's free list with `n` blocks (at worker start), so the
-/// hot path does not allocate.
+/// Provide `n` blocks for this thread (at worker start), so the hot path
+/// does not allocate: its free list is filled up to `n` (at most
+/// [`POOL_MAX`]) and the rest of the `n` blocks go to the shared ring, where
+/// every thread finds them — the slack for packets in flight between
+/// workers.
 pub fn prewarm(n: usize) {
-    let _ = shared();
-    POOL.with(|p| {
+    let ring = shared();
+    let in_list = POOL.with(|p| {
         let mut p = p.borrow_mut();
         let want = n.min(POOL_MAX);
         let room = POOL_MAX.saturating_sub(p.len());
@@ -56,7 +61,13 @@ pub fn prewarm(n: usize) {
         while p.len() < want {
             p.push(Box::new([0u8; BUF_SIZE]));
         }
-    })
+        want
+    });
+    for _ in in_list..n {
+        if ring.push(Box::new([0u8; BUF_SIZE])).is_err() {
+            break;
+        }
+    }
 }
 
 /// A block from this thread's list, refilled from the shared ring when
