@@ -1,12 +1,19 @@
-//! The hot path does not allocate: a counting global allocator watches a
-//! worker process bursts of established NAT, FULLNAT, DR and TUN traffic
-//! (both directions where the director sees both) on the `mem` driver.
-//! This file holds one test so no other test thread allocates meanwhile.
+//! The hot path does not allocate: a counting global allocator watches
+//! workers process bursts of established traffic on the `mem` driver — one
+//! worker with NAT, FULLNAT, DR and TUN (both directions where the director
+//! sees both), and two workers on two threads where every packet arrives at
+//! worker 0 and the flows worker 1 owns are handed over the steering ring
+//! (so buffers allocated on one thread are freed on the other).
+//!
+//! Only threads that switched counting on for themselves are counted, so the
+//! tests of this file (and the test harness) do not disturb each other.
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use common::*;
 use rvs::dataplane::counters::DropReason;
@@ -17,26 +24,49 @@ use rvs::wire::builder::PacketBuilder;
 use rvs::wire::TcpFlags;
 
 struct Counting;
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
+thread_local! {
+    /// Whether this thread's allocations are counted.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// This thread's allocations while counting.
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Count this thread's allocations from now on (`true`) or stop.
+fn count_allocations(on: bool) {
+    COUNTING.with(|c| c.set(on));
+}
+
+/// This thread's allocations counted so far; resets the count.
+fn take_allocations() -> u64 {
+    ALLOCS.with(|a| a.replace(0))
+}
+
+fn note_allocation() {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+    }
+}
+
+// SAFETY: forwards to the system allocator unchanged; the counting only
+// touches const-initialised thread-locals, which never allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        note_allocation();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        note_allocation();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(p, l, n) }
     }
@@ -115,13 +145,13 @@ fn established_bursts_allocate_nothing() {
     ];
     let before: Vec<u64> = reasons.iter().map(|r| counters.drops_of(*r)).collect();
     let tx0 = counters.tx_packets.load(Ordering::Relaxed);
-    ALLOCS.store(0, Ordering::Relaxed);
-    COUNTING.store(true, Ordering::Relaxed);
+    take_allocations();
+    count_allocations(true);
     for _ in 0..2000 {
         w.poll_once();
     }
-    COUNTING.store(false, Ordering::Relaxed);
-    let allocs = ALLOCS.load(Ordering::Relaxed);
+    count_allocations(false);
+    let allocs = take_allocations();
     let tx = counters.tx_packets.load(Ordering::Relaxed) - tx0;
     assert!(tx > 100_000, "traffic flowed: {tx} packets sent");
     for (r, b) in reasons.iter().zip(before) {
@@ -131,4 +161,174 @@ fn established_bursts_allocate_nothing() {
         allocs, 0,
         "{allocs} allocations while forwarding {tx} packets"
     );
+}
+
+/// Client → VIP frames (SYN, then ACK) of `flows` NAT and DR flows, and the
+/// NAT real server's replies.
+fn nat_and_dr_traffic(flows: u16) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut client = Vec::new();
+    let mut server = Vec::new();
+    for i in 0..flows {
+        let cport = 20000 + i;
+        for vip in ["10.0.0.1", "10.0.0.2"] {
+            for f in [TcpFlags::SYN, TcpFlags::ACK] {
+                client.push(
+                    PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
+                        .ipv4(v4(CIP), v4(vip))
+                        .tcp(cport, 80)
+                        .flags(f)
+                        .payload_fill(6)
+                        .build(),
+                );
+            }
+        }
+        server.push(
+            PacketBuilder::ethernet(RS1_MAC, INT_MAC)
+                .ipv4(v4(RS1), v4(CIP))
+                .tcp(8080, cport)
+                .flags(TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0))
+                .build(),
+        );
+    }
+    (client, server)
+}
+
+/// What one worker thread reports when it ends.
+struct WorkerReport {
+    allocs: u64,
+    conns: usize,
+}
+
+#[test]
+fn steered_bursts_between_two_workers_allocate_nothing() {
+    const WARM_PASSES: u64 = 8_000;
+    const COUNTED_PASSES: u64 = 4_000;
+    let flows = 200u16;
+    let (client, server) = nat_and_dr_traffic(flows);
+    let topo = Topo::standard();
+    let snap = topo.snapshot(1);
+    let links = Links::new(2);
+    let counters = [links.counters[0].clone(), links.counters[1].clone()];
+    // Phases, driven by this thread: 0 warm-up, 1 counting, 2 stop.
+    let phase = Arc::new(AtomicU64::new(0));
+    let passes: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let ready = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+    let mut threads = Vec::new();
+    for (index, queues) in [
+        // Every packet arrives at worker 0 (as with a device that cannot
+        // steer); worker 1 receives only what worker 0 hands it.
+        (
+            0u16,
+            vec![MemQueue::generator(client), MemQueue::generator(server)],
+        ),
+        (
+            1,
+            vec![
+                MemQueue::generator(Vec::new()),
+                MemQueue::generator(Vec::new()),
+            ],
+        ),
+    ] {
+        let (links, snap) = (links.clone(), snap.clone());
+        let (phase, passes, ready) = (phase.clone(), passes.clone(), ready.clone());
+        threads.push(std::thread::spawn(move || {
+            heapbuf::prewarm(4096);
+            let mut w = Worker::new(
+                WorkerConfig {
+                    index,
+                    workers: 2,
+                    conn_capacity: 4096,
+                    ..Default::default()
+                },
+                queues,
+                links,
+                snap,
+            );
+            let me = index as usize;
+            let mut counting = false;
+            let (mut stalled, mut warm) = (false, false);
+            loop {
+                match phase.load(Ordering::Acquire) {
+                    0 => {}
+                    1 if !counting => {
+                        take_allocations();
+                        count_allocations(true);
+                        counting = true;
+                    }
+                    1 => {}
+                    _ => break,
+                }
+                w.poll_once();
+                let n = passes[me].fetch_add(1, Ordering::Relaxed) + 1;
+                if index == 1 && !stalled && heapbuf::pooled() >= heapbuf::POOL_MAX {
+                    // Once worker 1's buffer list is full (from now on what
+                    // it frees goes to the shared ring), stall as a
+                    // descheduled core would: worker 0 fills the steering
+                    // ring, so the buffers that many packets in flight need
+                    // exist before counting (a mempool is sized for its
+                    // rings the same way).
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    stalled = true;
+                }
+                if n >= WARM_PASSES && (stalled || index == 0) && !warm {
+                    warm = true;
+                    ready[me].store(true, Ordering::Release);
+                }
+            }
+            count_allocations(false);
+            WorkerReport {
+                allocs: take_allocations(),
+                conns: w.conns().len() as usize,
+            }
+        }));
+    }
+    while !ready.iter().all(|r| r.load(Ordering::Acquire)) {
+        std::thread::yield_now();
+    }
+    let steered0 = counters[1].steered_in.load(Ordering::Relaxed);
+    let tx0: Vec<u64> = counters
+        .iter()
+        .map(|c| c.tx_packets.load(Ordering::Relaxed))
+        .collect();
+    let start: Vec<u64> = passes.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+    phase.store(1, Ordering::Release);
+    while passes
+        .iter()
+        .zip(&start)
+        .any(|(p, s)| p.load(Ordering::Relaxed) < s + COUNTED_PASSES)
+    {
+        std::thread::yield_now();
+    }
+    phase.store(2, Ordering::Release);
+    let reports: Vec<WorkerReport> = threads
+        .into_iter()
+        .map(|t| t.join().expect("worker thread"))
+        .collect();
+    let steered = counters[1].steered_in.load(Ordering::Relaxed) - steered0;
+    let tx: Vec<u64> = counters
+        .iter()
+        .zip(tx0)
+        .map(|(c, t)| c.tx_packets.load(Ordering::Relaxed) - t)
+        .collect();
+    assert_eq!(
+        reports.iter().map(|r| r.conns).sum::<usize>(),
+        flows as usize * 2,
+        "one connection per flow and mode, each on its owner"
+    );
+    assert!(
+        reports.iter().all(|r| r.conns > 0),
+        "both workers own flows"
+    );
+    assert!(
+        steered > 10_000,
+        "worker 1 received its flows over the ring: {steered}"
+    );
+    assert!(tx.iter().all(|t| *t > 10_000), "both workers sent: {tx:?}");
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(
+            r.allocs, 0,
+            "worker {i}: {} allocations while forwarding (sent {:?}, steered {steered})",
+            r.allocs, tx
+        );
+    }
 }

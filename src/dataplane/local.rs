@@ -1,8 +1,8 @@
 //! Packets for the director itself: ARP and IPv6 neighbour discovery for its
 //! own addresses, VIPs and LIPs; echo replies from VIPs and own addresses;
 //! the ICMP errors the director sends (time exceeded, fragmentation needed /
-//! packet too big); and the checksum and layout helpers for relaying ICMP
-//! errors about tracked connections.
+//! packet too big). Relaying ICMP errors about tracked connections is the
+//! forwarding modes' business (`xmit::icmp` and each mode's file).
 //!
 //! Rules: answers are written in place in the received buffer when the size
 //! allows; new packets are written into a buffer from the driver's pool —
@@ -14,12 +14,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::dataplane::driver::PacketBuf;
 use crate::dataplane::neigh::NeighUpdate;
 use crate::dataplane::snapshot::Snapshot;
-use crate::dataplane::worker::{ip_end, IcmpErr};
-use crate::dataplane::xmit::Layout;
+use crate::dataplane::xmit::{ip_addrs, ip_end, Layout};
 use crate::wire::{
-    self, checksum, ethertype, icmp_quoted, icmpv4, icmpv6, ip_proto, ArpOperation, ArpPacket,
-    ArpRepr, EthernetAddress, Icmpv4Packet, Icmpv6Packet, IpFamily, Ipv4Packet, Ipv4Repr,
-    Ipv6Packet, Ipv6Repr, NdpFlags, NdpRepr,
+    self, checksum, ethertype, icmpv4, icmpv6, ip_proto, ArpOperation, ArpPacket, ArpRepr,
+    EthernetAddress, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
+    NdpFlags, NdpRepr,
 };
 
 /// What to do with an ARP or ND packet.
@@ -128,18 +127,6 @@ pub fn icmp_kind(frame: &[u8], lay: &Layout) -> IcmpKind {
             t if icmpv4::is_error_type(t) => IcmpKind::Error,
             _ => IcmpKind::Other,
         }
-    }
-}
-
-/// Source and destination addresses of the IP packet at `lay`.
-pub fn ip_addrs(frame: &[u8], lay: &Layout) -> Option<(IpAddr, IpAddr)> {
-    let ip = frame.get(lay.l3 as usize..)?;
-    if lay.v6 {
-        let p = Ipv6Packet::new_checked(ip).ok()?;
-        Some((p.src_addr().into(), p.dst_addr().into()))
-    } else {
-        let p = Ipv4Packet::new_checked(ip).ok()?;
-        Some((p.src_addr().into(), p.dst_addr().into()))
     }
 }
 
@@ -318,33 +305,13 @@ pub fn emit_solicit<B: PacketBuf>(
     }
 }
 
-/// Where the packet quoted in the ICMP error at `lay` has its headers,
-/// as offsets in the same frame.
-pub fn quoted_layout(frame: &[u8], lay: &Layout) -> Option<Layout> {
-    let start = lay.l4 as usize + 8;
-    let data = frame.get(start..ip_end(frame, lay))?;
-    let fam = if lay.v6 { IpFamily::V6 } else { IpFamily::V4 };
-    let q = icmp_quoted(fam, data).ok()?;
-    Some(Layout {
-        l3: (start + q.l3_offset) as u16,
-        l4: (start + q.l4_offset) as u16,
-        v6: lay.v6,
-        proto: q.proto,
-    })
-}
-
-/// Recompute the whole ICMP/ICMPv6 checksum of the packet at `lay` (after
-/// the quoted packet was rewritten).
-pub fn fill_icmp_checksum(frame: &mut [u8], lay: &Layout) {
-    let end = ip_end(frame, lay);
-    let l4 = lay.l4 as usize;
-    match ip_addrs(frame, lay) {
-        Some((IpAddr::V6(s), IpAddr::V6(d))) => {
-            Icmpv6Packet::new_unchecked(&mut frame[l4..end]).fill_checksum(&s, &d)
-        }
-        Some(_) => Icmpv4Packet::new_unchecked(&mut frame[l4..end]).fill_checksum(),
-        None => {}
-    }
+/// Which ICMP error the director generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpErr {
+    /// TTL / hop limit exceeded in transit.
+    TimeExceeded,
+    /// Fragmentation needed (v4) / packet too big (v6) with this MTU.
+    TooBig(u16),
 }
 
 /// Most bytes of the offending packet an ICMPv4 error quotes (RFC 1812:

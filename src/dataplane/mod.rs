@@ -8,6 +8,7 @@
 
 pub mod counters;
 pub mod driver;
+pub mod fxhash;
 pub mod local;
 pub mod neigh;
 pub mod ports;

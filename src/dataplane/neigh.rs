@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use crate::dataplane::snapshot::FxHashMap;
+use crate::dataplane::fxhash::FxHashMap;
 use crate::wire::EthernetAddress;
 
 /// How often a request for one unresolved address is repeated.

@@ -8,8 +8,6 @@
 //! survive snapshots; connections, per-core counters and per-core scheduler
 //! loads refer to them by id, positions in the vectors may change.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -21,42 +19,7 @@ use crate::dataplane::steer::{SteerPlan, SteerService};
 use crate::sched::{DestView, Scheduler};
 use crate::wire::EthernetAddress;
 
-/// A small, fast, non-cryptographic hasher (FxHash) for snapshot lookups.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(i as u64)
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.write_u64(i as u64)
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(i as u64)
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64)
-    }
-}
-
-/// `HashMap` with [`FxHasher`].
-pub type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-/// `HashSet` with [`FxHasher`].
-pub type FxHashSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+pub use crate::dataplane::fxhash::{FxHashMap, FxHashSet, FxHasher};
 
 /// One port of the director.
 #[derive(Debug, Clone)]

@@ -153,6 +153,44 @@ pub fn update_bytes(csum: u16, old: &[u8], new: &[u8]) -> u16 {
     !nonzero(fold64(acc))
 }
 
+/// Several changes to checksummed data, accumulated and then applied to a
+/// checksum in one step (RFC 1624 eqn. 3 with many `~m + m'` terms): for a
+/// rewrite that changes addresses, ports and the TTL at once.
+///
+/// [`Delta::apply`] gives the same result as applying each change with
+/// [`update16`] / [`update32`] in turn (and so the same guarantee: equal to a
+/// full recomputation). Every word must sit at an even offset of the data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delta(u64);
+
+impl Delta {
+    /// No change.
+    #[inline]
+    pub const fn new() -> Delta {
+        Delta(0)
+    }
+
+    /// A 16-bit word changes from `old` to `new`.
+    #[inline(always)]
+    pub fn word16(&mut self, old: u16, new: u16) {
+        self.0 += u64::from(!old) + u64::from(new);
+    }
+
+    /// A 32-bit value (an IPv4 address, two adjacent ports) changes from
+    /// `old` to `new`.
+    #[inline(always)]
+    pub fn word32(&mut self, old: u32, new: u32) {
+        self.word16((old >> 16) as u16, (new >> 16) as u16);
+        self.word16(old as u16, new as u16);
+    }
+
+    /// The checksum after all the changes, from `csum` before them.
+    #[inline(always)]
+    pub fn apply(self, csum: u16) -> u16 {
+        !nonzero(fold64(u64::from(!csum) + self.0))
+    }
+}
+
 /// UDP's transmission rule: a computed checksum of 0x0000 is sent as 0xffff
 /// (0x0000 in the field means "no checksum", RFC 768).
 #[inline]
@@ -295,6 +333,25 @@ mod tests {
         let new16 = [0xfeu8; 16];
         data[8..24].copy_from_slice(&new16);
         assert_eq!(update_bytes(c, &old16, &new16), checksum(&data));
+    }
+
+    #[test]
+    fn delta_of_several_changes_equals_recomputation() {
+        let mut data: Vec<u8> = (0..40u8)
+            .map(|b| b.wrapping_mul(57).wrapping_add(11))
+            .collect();
+        let c = checksum(&data);
+        let mut d = Delta::new();
+        let old_a = u32::from_be_bytes([data[12], data[13], data[14], data[15]]);
+        d.word32(old_a, 0x0a00_0001);
+        data[12..16].copy_from_slice(&0x0a00_0001u32.to_be_bytes());
+        let old_p = u16::from_be_bytes([data[20], data[21]]);
+        d.word16(old_p, 8080);
+        data[20..22].copy_from_slice(&8080u16.to_be_bytes());
+        assert_eq!(d.apply(c), checksum(&data));
+        let one_by_one = update16(update32(c, old_a, 0x0a00_0001), old_p, 8080);
+        assert_eq!(d.apply(c), one_by_one);
+        assert_eq!(Delta::new().apply(c), c, "no change, same checksum");
     }
 
     #[test]

@@ -2,22 +2,35 @@
 //! `af_packet`), shaped like DPDK mbufs: a fixed [`BUF_SIZE`]-byte block with
 //! [`HEADROOM`] bytes kept free in front of the data.
 //!
-//! Rules: blocks come from a per-thread free list (like a mempool's per-lcore
-//! cache), so once a worker has warmed its list ([`prewarm`]) receiving,
+//! Rules: like a DPDK mempool, blocks come from a small per-thread free list
+//! (the per-lcore cache) backed by one shared, bounded, lock-free ring (the
+//! common pool). Once a worker has warmed the pool ([`prewarm`]) receiving,
 //! rewriting and transmitting allocate nothing. A block freed on another
-//! thread (a packet handed over a steering ring) joins that thread's list; a
-//! list never grows past [`POOL_MAX`] blocks — beyond that blocks go back to
-//! the allocator.
+//! thread (a packet handed over a steering ring) joins that thread's list;
+//! a list never grows past [`POOL_MAX`] blocks — beyond that blocks go to
+//! the shared ring, and a thread whose list ran empty refills up to
+//! [`REFILL`] blocks from it before it allocates. So a worker that receives
+//! packets other workers transmit takes back the blocks they freed (a
+//! worker that only transmits what others received keeps at most
+//! [`POOL_MAX`] of them), and memory stays bounded: at most [`POOL_MAX`]
+//! blocks per thread plus [`SHARED_MAX`] in the ring; beyond that blocks go
+//! back to the allocator.
 
 use super::PacketBuf;
+use crossbeam_queue::ArrayQueue;
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 /// Bytes kept free in front of the packet for TUN/FULLNAT headers.
 pub const HEADROOM: usize = 128;
 /// Size of one block (headroom + data room).
 pub const BUF_SIZE: usize = HEADROOM + 2048;
-/// Most blocks a thread keeps on its free list.
-pub const POOL_MAX: usize = 16 * 1024;
+/// Most blocks a thread keeps on its free list (the per-lcore cache).
+pub const POOL_MAX: usize = 2048;
+/// Most blocks the shared ring holds (the common pool).
+pub const SHARED_MAX: usize = 64 * 1024;
+/// Blocks a thread whose list ran empty takes from the shared ring at once.
+pub const REFILL: usize = 32;
 
 type Block = Box<[u8; BUF_SIZE]>;
 
@@ -25,10 +38,22 @@ thread_local! {
     static POOL: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Fill this thread's free list with `n` blocks (at worker start), so the
-/// hot path does not allocate.
+/// The common pool: blocks freed on threads whose list was full, for
+/// threads whose list ran empty. Created once (by [`prewarm`] or the first
+/// overflow), never resized.
+fn shared() -> &'static ArrayQueue<Block> {
+    static SHARED: OnceLock<ArrayQueue<Block>> = OnceLock::new();
+    SHARED.get_or_init(|| ArrayQueue::new(SHARED_MAX))
+}
+
+/// Provide `n` blocks for this thread (at worker start), so the hot path
+/// does not allocate: its free list is filled up to `n` (at most
+/// [`POOL_MAX`]) and the rest of the `n` blocks go to the shared ring, where
+/// every thread finds them — the slack for packets in flight between
+/// workers.
 pub fn prewarm(n: usize) {
-    POOL.with(|p| {
+    let ring = shared();
+    let in_list = POOL.with(|p| {
         let mut p = p.borrow_mut();
         let want = n.min(POOL_MAX);
         let room = POOL_MAX.saturating_sub(p.len());
@@ -36,7 +61,52 @@ pub fn prewarm(n: usize) {
         while p.len() < want {
             p.push(Box::new([0u8; BUF_SIZE]));
         }
+        want
+    });
+    for _ in in_list..n {
+        if ring.push(Box::new([0u8; BUF_SIZE])).is_err() {
+            break;
+        }
+    }
+}
+
+/// A block from this thread's list, refilled from the shared ring when
+/// empty; `None` when both are empty.
+fn take_block() -> Option<Block> {
+    POOL.try_with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_empty() {
+            let ring = shared();
+            for _ in 0..REFILL {
+                match ring.pop() {
+                    Some(b) => p.push(b),
+                    None => break,
+                }
+            }
+        }
+        p.pop()
     })
+    .ok()
+    .flatten()
+}
+
+/// Return a block: to this thread's list, else to the shared ring, else to
+/// the allocator.
+fn give_block(b: Block) {
+    let mut spill = Some(b);
+    // `try_with`: during thread teardown the list may be gone; then the
+    // block goes to the shared ring.
+    let _ = POOL.try_with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            if let Some(b) = spill.take() {
+                p.push(b);
+            }
+        }
+    });
+    if let Some(b) = spill {
+        let _ = shared().push(b);
+    }
 }
 
 /// Blocks on this thread's free list.
@@ -55,9 +125,7 @@ pub struct HeapBuf {
 impl HeapBuf {
     /// An empty buffer with [`HEADROOM`] bytes of headroom.
     pub fn alloc() -> HeapBuf {
-        let block = POOL
-            .with(|p| p.borrow_mut().pop())
-            .unwrap_or_else(|| Box::new([0u8; BUF_SIZE]));
+        let block = take_block().unwrap_or_else(|| Box::new([0u8; BUF_SIZE]));
         HeapBuf {
             block: Some(block),
             start: HEADROOM as u16,
@@ -101,14 +169,7 @@ impl HeapBuf {
 impl Drop for HeapBuf {
     fn drop(&mut self) {
         if let Some(b) = self.block.take() {
-            // `try_with`: during thread teardown the list may be gone; then
-            // the block simply goes back to the allocator.
-            let _ = POOL.try_with(|p| {
-                let mut p = p.borrow_mut();
-                if p.len() < POOL_MAX {
-                    p.push(b);
-                }
-            });
+            give_block(b);
         }
     }
 }
@@ -196,5 +257,31 @@ mod tests {
         assert_eq!(pooled(), before - 1);
         drop(b);
         assert_eq!(pooled(), before);
+    }
+
+    #[test]
+    fn blocks_freed_on_another_thread_come_back_through_the_shared_ring() {
+        // A thread with a full list frees 4 * REFILL blocks: they spill to
+        // the shared ring, where a thread with an empty list finds them.
+        let spilled = std::thread::spawn(|| {
+            prewarm(POOL_MAX);
+            let bufs: Vec<HeapBuf> = std::iter::repeat_with(HeapBuf::alloc)
+                .take(4 * REFILL)
+                .collect();
+            prewarm(POOL_MAX);
+            drop(bufs);
+            assert_eq!(pooled(), POOL_MAX, "the list stays at its bound");
+        });
+        spilled.join().expect("spilling thread");
+        let taker = std::thread::spawn(|| {
+            assert_eq!(pooled(), 0);
+            let b = HeapBuf::alloc();
+            // Refilled from the ring: REFILL blocks taken, one handed out
+            // (other tests may have taken some in between, never more).
+            let left = pooled();
+            assert!(left > 0 && left < REFILL, "{left} blocks refilled");
+            drop(b);
+        });
+        taker.join().expect("taking thread");
     }
 }

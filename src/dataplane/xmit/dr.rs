@@ -3,6 +3,10 @@
 //! only the destination MAC becomes the real server's (same L2 segment).
 //! The real server holds the VIP on its loopback and answers the client
 //! directly, so the director sees only the client's direction.
+//!
+//! ICMP errors about a DR connection (from the client's side) are relayed
+//! to the real server with the IP packet unchanged too, only the TTL
+//! decremented as for any relayed error.
 
 use super::Layout;
 

@@ -1,19 +1,27 @@
 //! Transmit rewriting for the four forwarding modes (DESIGN §4) and the
 //! header surgery they share: address/port rewrite with RFC 1624
-//! incremental checksums, TTL decrement, L2 rewrite.
+//! incremental checksums (the arithmetic is `wire::checksum`'s; this module
+//! knows where the fields are), TTL decrement, L2 rewrite, and where the IP
+//! packet and its addresses are in a frame.
 //!
 //! Rules: operate in place on the frame (`&mut [u8]`) at offsets the parser
 //! found; never recompute a whole L4 checksum on the forwarding path; never
-//! allocate. Each mode lives in its own file: [`nat`], [`dr`], [`tun`],
-//! [`fullnat`].
+//! allocate. Each mode lives in its own file — [`nat`], [`dr`], [`tun`],
+//! [`fullnat`] — which says everything the mode changes, in forwarded
+//! packets and in the ICMP errors relayed about its connections ([`icmp`]
+//! holds what those relays share).
 
 pub mod dr;
 pub mod fullnat;
+pub mod icmp;
 pub mod nat;
 pub mod tun;
 
+use std::net::IpAddr;
+
 use crate::conntrack::Addr;
-use crate::wire::{checksum, ip_proto, EthernetAddress};
+use crate::wire::checksum::{self, Delta};
+use crate::wire::{ip_proto, EthernetAddress, Ipv4Packet, Ipv6Packet};
 
 /// Where the headers of a parsed IP packet are in its frame.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,10 +86,12 @@ fn l4_update(frame: &mut [u8], lay: &Layout, f: impl Fn(u16) -> u16) {
     if lay.proto == ip_proto::UDP && old == 0 && !lay.v6 {
         return;
     }
-    let mut new = f(old);
-    if lay.proto == ip_proto::UDP && new == 0 {
-        new = 0xffff;
-    }
+    let new = f(old);
+    let new = if lay.proto == ip_proto::UDP {
+        checksum::udp_final(new)
+    } else {
+        new
+    };
     wr16(frame, o, new);
 }
 
@@ -144,26 +154,6 @@ pub fn rewrite(frame: &mut [u8], lay: &Layout, side: Side, addr: &Addr, port: u1
     }
 }
 
-/// One's-complement delta of replacing the 32-bit `old` by `new`.
-#[inline(always)]
-fn delta32(old: u32, new: u32) -> u64 {
-    u64::from(!(old >> 16) & 0xffff)
-        + u64::from(!old & 0xffff)
-        + u64::from(new >> 16)
-        + u64::from(new & 0xffff)
-}
-
-/// Apply an accumulated delta to a checksum field value.
-#[inline(always)]
-fn apply(csum: u16, delta: u64) -> u16 {
-    let mut acc = u64::from(!csum) + delta;
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    !(acc as u16)
-}
-
 /// IPv4 fast path of the rewriting modes: replace the source and/or
 /// destination address and port and decrement the TTL, with a single
 /// incremental adjustment of the IP header checksum and one of the TCP/UDP
@@ -182,8 +172,8 @@ pub fn rewrite4(
         return;
     };
     let rd32 = |b: &[u8], o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-    let mut d_ip = 0u64;
-    let mut d_l4 = 0u64;
+    let mut d_ip = Delta::new();
+    let mut d_l4 = Delta::new();
     let mut ports = [None::<u16>, None::<u16>];
     for (i, (side, off)) in [(src, field::V4_SRC), (dst, field::V4_DST)]
         .into_iter()
@@ -193,9 +183,8 @@ pub fn rewrite4(
             let old = rd32(ip, off);
             let new = u32::from_be_bytes([a[0], a[1], a[2], a[3]]);
             ip[off..off + 4].copy_from_slice(&a[..4]);
-            let d = delta32(old, new);
-            d_ip += d;
-            d_l4 += d;
+            d_ip.word32(old, new);
+            d_l4.word32(old, new);
             ports[i] = Some(p);
         }
     }
@@ -203,9 +192,9 @@ pub fn rewrite4(
     let old_tp = u16::from_be_bytes([ip[field::V4_TTL], ip[field::V4_TTL + 1]]);
     ip[field::V4_TTL] = ip[field::V4_TTL].wrapping_sub(1);
     let new_tp = old_tp.wrapping_sub(0x100);
-    d_ip += u64::from(!old_tp) + u64::from(new_tp);
+    d_ip.word16(old_tp, new_tp);
     let c = u16::from_be_bytes([ip[field::V4_CSUM], ip[field::V4_CSUM + 1]]);
-    ip[field::V4_CSUM..field::V4_CSUM + 2].copy_from_slice(&apply(c, d_ip).to_be_bytes());
+    ip[field::V4_CSUM..field::V4_CSUM + 2].copy_from_slice(&d_ip.apply(c).to_be_bytes());
     let (csum_off, udp) = match lay.proto {
         ip_proto::TCP => (field::TCP_CSUM, false),
         ip_proto::UDP => (field::UDP_CSUM, true),
@@ -218,16 +207,16 @@ pub fn rewrite4(
         if let Some(p) = ports[i] {
             let old = u16::from_be_bytes([l4h[po], l4h[po + 1]]);
             l4h[po..po + 2].copy_from_slice(&p.to_be_bytes());
-            d_l4 += u64::from(!old) + u64::from(p);
+            d_l4.word16(old, p);
         }
     }
     let c = u16::from_be_bytes([l4h[csum_off], l4h[csum_off + 1]]);
     if udp && c == 0 {
         return; // IPv4 UDP without checksum stays without.
     }
-    let mut n = apply(c, d_l4);
-    if udp && n == 0 {
-        n = 0xffff;
+    let mut n = d_l4.apply(c);
+    if udp {
+        n = checksum::udp_final(n);
     }
     l4h[csum_off..csum_off + 2].copy_from_slice(&n.to_be_bytes());
 }
@@ -273,6 +262,30 @@ pub fn ttl_expires(frame: &[u8], lay: &Layout) -> bool {
 pub fn set_l2(frame: &mut [u8], dst: &EthernetAddress, src: &EthernetAddress) {
     frame[0..6].copy_from_slice(&dst.0);
     frame[6..12].copy_from_slice(&src.0);
+}
+
+/// End of the IP packet within the frame (excludes Ethernet padding).
+#[inline]
+pub fn ip_end(frame: &[u8], lay: &Layout) -> usize {
+    let l3 = lay.l3 as usize;
+    let n = if lay.v6 {
+        40 + u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]) as usize
+    } else {
+        u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]) as usize
+    };
+    (l3 + n).min(frame.len())
+}
+
+/// Source and destination addresses of the IP packet at `lay`.
+pub fn ip_addrs(frame: &[u8], lay: &Layout) -> Option<(IpAddr, IpAddr)> {
+    let ip = frame.get(lay.l3 as usize..)?;
+    if lay.v6 {
+        let p = Ipv6Packet::new_checked(ip).ok()?;
+        Some((p.src_addr().into(), p.dst_addr().into()))
+    } else {
+        let p = Ipv4Packet::new_checked(ip).ok()?;
+        Some((p.src_addr().into(), p.dst_addr().into()))
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //! fragmentation-needed / packet-too-big carrying `mtu - overhead`, as IPVS's
 //! `ip_vs_tunnel_xmit` does). IPv4 without DF is also refused as `TooBig`
 //! with no ICMP: rvs does not fragment (documented limitation).
+//!
+//! ICMP errors about a TUN connection (from the client's side) are relayed
+//! to the real server encapsulated like its packets, inner error unchanged.
 
 use std::net::IpAddr;
 
