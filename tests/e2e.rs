@@ -176,16 +176,6 @@ fn drops_of(drops: &BTreeMap<String, u64>, reason: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {reason} drop counter listed: {drops:?}"))
 }
 
-/// Access-log lines caused by the client (not the harness's readiness
-/// probes, which come from the server's own address).
-fn client_log_lines(t: &Topology, i: usize) -> Vec<String> {
-    let own = rip(i);
-    t.access_log(i)
-        .into_iter()
-        .filter(|l| !l.starts_with(&format!("{own} ")))
-        .collect()
-}
-
 /// Resets a host sent that were not its own aborts (closing a socket with
 /// unread data, etc.): answers to segments for connections it does not
 /// have — stray packets.
@@ -260,7 +250,7 @@ fn nat_balances_http_and_udp(driver: Driver) {
 
     // NAT keeps the client's address: the servers saw 10.0.0.2 → RIP.
     for i in 0..2 {
-        let lines = client_log_lines(&t, i);
+        let lines = t.client_log_lines(i);
         assert!(!lines.is_empty(), "{} saw no request", rs_name(i));
         for l in &lines {
             assert!(
@@ -301,7 +291,7 @@ fn dr_servers_answer_the_client_directly(driver: Driver) {
     assert!(routed >= 20 * 3, "router forwarded only {routed} packets");
     // The servers got the client's packets to the VIP unchanged.
     for (i, ns) in t.rs.iter().enumerate() {
-        let lines = client_log_lines(&t, i);
+        let lines = t.client_log_lines(i);
         assert_eq!(lines.len(), 10, "{}: {lines:?}", ns.name);
         for l in &lines {
             assert!(
@@ -336,7 +326,7 @@ fn tun_servers_decapsulate_and_reply_directly(driver: Driver) {
         assert!(bad.is_empty(), "{}: bad IPIP packets: {bad:?}", rs_name(i));
         // Each request: SYN, ACK, GET, ACK of the reply, FIN, last ACK.
         assert!(good >= 10 * 4, "{}: only {good} IPIP packets", rs_name(i));
-        for l in client_log_lines(&t, i) {
+        for l in t.client_log_lines(i) {
             assert!(
                 l.starts_with(&format!("{CIP} {VIP_TUN} ")),
                 "{}: {l}",
@@ -385,7 +375,7 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
         assert!((9..=11).contains(&n), "{name}: {n} of 20: {names:?}");
     }
     for i in 0..2 {
-        let lines = client_log_lines(&t, i);
+        let lines = t.client_log_lines(i);
         assert!(!lines.is_empty(), "{} saw no request", rs_name(i));
         for l in &lines {
             assert!(

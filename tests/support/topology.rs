@@ -578,6 +578,17 @@ http {{
             .collect()
     }
 
+    /// Real server `i`'s access-log lines caused by the client (not the
+    /// harness's readiness probes, which come from the server's own
+    /// address).
+    pub fn client_log_lines(&self, i: usize) -> Vec<String> {
+        let own = format!("{} ", rip(i));
+        self.access_log(i)
+            .into_iter()
+            .filter(|l| !l.starts_with(&own))
+            .collect()
+    }
+
     /// Starts wrk from the client in the background (bounded by `-d` and
     /// `--timeout`); [`Topology::finish_wrk`] collects it.
     pub fn start_wrk(&self, wrk: Wrk, url: &str) -> Proc {
