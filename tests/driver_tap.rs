@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::netns::Netns;
+use support::process::poll_until;
 
 /// `02:00:...` as `ip` prints and takes it.
 fn mac_str(m: [u8; 6]) -> String {
@@ -180,14 +181,10 @@ fn tap_disappears_when_driver_and_queues_are_dropped() {
     drop(drv);
     assert!(ns.link_exists("rvtap0"), "queues still hold the device");
     drop(queues);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while ns.link_exists("rvtap0") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(
-        !ns.link_exists("rvtap0"),
-        "not persistent: gone with its fds"
-    );
+    let gone = poll_until(Duration::from_secs(3), Duration::from_millis(10), || {
+        (!ns.link_exists("rvtap0")).then_some(())
+    });
+    assert!(gone.is_some(), "not persistent: gone with its fds");
 }
 
 #[test]
