@@ -2,16 +2,22 @@
 //! configuration for it.
 //!
 //! ```text
-//!  clients ── router 10.0.0.1 ──┐                    ┌── rs1 192.168.10.1
-//!  (end to end: client 10.0.0.2)├ ext 10.0.0.254 [director] int 192.168.10.254 ┤
-//!                               │                    ├── rs2 192.168.10.2
-//!                               │                    └── router 192.168.10.253 (end to end)
+//!  clients 203.0.113.7, ...          ext 10.0.0.254          int 192.168.10.254
+//!    └─ router 10.0.0.1 ────────────── [ director ] ───────────┬─ rs1 192.168.10.1
+//!       02:aa:00:00:00:01     02:00:00:00:00:01   02:00:00:00:01:01 │   02:b1:00:00:00:01
+//!  (end to end: the client 10.0.0.2 sits on the ext link)         ├─ rs2 192.168.10.2
+//!                                                                 │   02:b2:00:00:00:02
+//!                            FULLNAT local address 192.168.10.100 └─ router 192.168.10.253
 //! ```
 //!
-//! The in-process director of the golden-packet tests (`tests/common`)
-//! uses the same addresses and MACs. Services are each test's own; the
-//! static routes and neighbours ([`STATIC_TABLES`]) are shared. Tests that
-//! run lbd write its configuration with [`LbdYaml`], never by hand.
+//! Rules:
+//! * The in-process director of the golden-packet tests (`tests/common`)
+//!   has the same addresses and MACs (`golden.rs` checks it).
+//! * Tests that run lbd write its configuration with [`LbdYaml`], never by
+//!   hand: ports `ext` and `int` with the director's addresses, the workers
+//!   idling with `backoff` (two shared cores), the static routes and
+//!   neighbours of [`STATIC_TABLES`] when lbd is configured from the file;
+//!   services are each test's own.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -141,6 +147,15 @@ impl PortYaml {
             device: None,
             world_mac: true,
             pcap_rx: None,
+        }
+    }
+
+    /// A port on `driver` with nothing else (its MAC chosen by lbd or
+    /// given in-process).
+    pub fn plain(driver: &'static str) -> PortYaml {
+        PortYaml {
+            world_mac: false,
+            ..PortYaml::with_mac(driver)
         }
     }
 
