@@ -9,15 +9,15 @@
 //! test function, in stages.
 #![cfg(feature = "dpdk")]
 
-use std::fs::File;
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::time::Duration;
 
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use rvs::dataplane::driver::dpdk::{
     register_worker_thread, DpdkDriver, Eal, FlowSteering, LportMatch, Mbuf,
 };
+use rvs::dataplane::driver::pcap::{read_capture, write_capture};
 use rvs::dataplane::driver::{Burst, Driver, PacketBuf, PortQueue, Steering, BURST_SIZE};
 
 /// An Ethernet/IPv4/UDP frame of `len` bytes whose bytes tell `seq` apart.
@@ -40,25 +40,6 @@ fn udp_frame(seq: u8, len: usize) -> Vec<u8> {
         *b = seq.wrapping_mul(31).wrapping_add(i as u8);
     }
     f
-}
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let file = File::create(path).expect("create pcap");
-    let mut w = PcapWriter::new(file).expect("pcap header");
-    for (i, f) in frames.iter().enumerate() {
-        let p = PcapPacket::new(Duration::from_micros(i as u64), f.len() as u32, f);
-        w.write_packet(&p).expect("write packet");
-    }
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let file = File::open(path).expect("open pcap");
-    let mut r = PcapReader::new(file).expect("pcap header");
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        out.push(p.expect("packet").data.into_owned());
-    }
-    out
 }
 
 /// Receive until `want` packets came or 1000 polls passed.
@@ -97,31 +78,21 @@ fn dpdk_driver_on_virtual_devices() {
     // counted.
     let mut capture = frames.clone();
     capture.push(udp_frame(7, 3000));
-    write_pcap(&rx_file, &capture);
+    write_capture(&rx_file, &capture).expect("write the receive capture");
 
-    let args: Vec<String> = [
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "--file-prefix=rvs_test",
-        "--no-telemetry",
-        "-m",
-        "256",
-        "-l",
-        "0",
-        "--log-level=lib.eal:warning",
-        &format!(
-            "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
-            rx_file.display(),
-            tx_file.display()
-        ),
-        "--vdev=net_ring0",
-        "--vdev=net_null0",
-        "--vdev=net_null1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = support::world::eal_args(
+        &support::world::unique("rvs_test"),
+        &[
+            format!(
+                "net_pcap0,rx_pcap={},tx_pcap={}",
+                rx_file.display(),
+                tx_file.display()
+            ),
+            "net_ring0".to_string(),
+            "net_null0".to_string(),
+            "net_null1".to_string(),
+        ],
+    );
     let eal = Eal::init(&args).expect("EAL starts with --no-huge and vdevs");
     assert!(eal.port_count() >= 4, "ports: {}", eal.port_count());
     assert!(
@@ -188,7 +159,7 @@ fn dpdk_driver_on_virtual_devices() {
         // which flushes the capture.
     }
     assert_eq!(
-        read_pcap(&tx_file),
+        read_capture(&tx_file).expect("net_pcap0's tx_pcap"),
         frames,
         "the written capture has the frames unchanged"
     );

@@ -22,158 +22,41 @@
 //!   local port names the owner). lbd must stop cleanly on SIGTERM.
 //!
 //! Rules: every process, namespace and interface is owned by a guard
-//! (`e2e_support`'s `Proc` and `Netns`; the TAPs vanish with lbd), so they
-//! are removed on success and on panic. Without root the end-to-end test
-//! prints why it is skipped; as root a set-up failure fails it. The tests
-//! take the harness's one-at-a-time lock (two cores). Test names contain
-//! "dpdk": CI runs `cargo test --features dpdk dpdk`.
+//! (`support`'s `Lbd`, `Proc` and `Netns`; the TAPs vanish with lbd), so
+//! they are removed on success and on panic. The end-to-end test is the
+//! shared end-to-end world (`support::topology`) on `Driver::DpdkTap`.
+//! Without root it prints why it is skipped (under CI it fails); as root a
+//! set-up failure fails it. The tests take the one-at-a-time lock (two
+//! cores). Test names contain "dpdk": CI runs
+//! `cargo test --features dpdk dpdk`.
 #![cfg(feature = "dpdk")]
 
-mod e2e_support;
+mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e_support::{
-    ip, rip, root_or_skip, rs_name, serial, tally, Netns, Proc, WrkResult, LBCTL, LBD,
-};
-use rvs::ctl::protocol::{ConnInfo, PortStatsInfo, Response};
+use rvs::ctl::protocol::{ConnInfo, PortStatsInfo};
 use rvs::dataplane::driver::pcap::{read_capture, write_capture};
 use rvs::dataplane::steer::client_owner;
 use rvs::wire::builder::PacketBuilder;
 use rvs::wire::{EthernetAddress, TcpFlags};
-
-// ------------------------------------------------------------ common
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A name unique to this test process and call (EAL file prefixes,
-/// namespaces).
-fn unique(tag: &str) -> String {
-    format!(
-        "{tag}{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// EAL arguments that work on these machines (see the driver's `eal.rs`):
-/// no hugepages, no PCI, no shared config, a file prefix of our own, one
-/// EAL lcore; plus the test's virtual devices.
-fn eal_args(prefix: &str, vdevs: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "--no-telemetry",
-        "-m",
-        "256",
-        "-l",
-        "0",
-        "--log-level=lib.eal:warning",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(format!("--file-prefix={prefix}"));
-    args.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
-    args
-}
-
-/// A YAML flow sequence of strings (JSON is valid YAML).
-fn yaml_strings(items: &[String]) -> String {
-    serde_json::to_string(items).expect("strings serialise")
-}
-
-fn lbctl(socket: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(LBCTL)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lbctl")
-}
-
-/// Runs `lbctl ARGS` as an operator would (printed with its output); it
-/// must succeed.
-fn lbctl_ok(socket: &Path, args: &[&str]) -> String {
-    println!("# lbctl {}", args.join(" "));
-    let out = lbctl(socket, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    print!("{stdout}");
-    assert!(
-        out.status.success(),
-        "lbctl {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// `lbctl --port-stats -o json`, or `None` while lbd does not answer.
-fn port_stats(socket: &Path) -> Option<Vec<PortStatsInfo>> {
-    let out = lbctl(socket, &["--port-stats", "-o", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    match serde_json::from_slice::<Response>(&out.stdout) {
-        Ok(Response::PortStats { ports }) => Some(ports),
-        other => panic!("lbctl --port-stats -o json: unexpected answer {other:?}"),
-    }
-}
-
-/// Waits until lbd (`proc`) answers on `socket`; panics with its log if it
-/// exits or does not answer in time.
-fn wait_ready(proc: &mut Proc, socket: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = proc.try_wait() {
-            panic!("lbd exited at start ({status}):\n{}", proc.log_text());
-        }
-        if socket.exists() && port_stats(socket).is_some() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lbd did not answer on {}:\n{}",
-            socket.display(),
-            proc.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// SIGTERM; lbd must exit by itself, successfully, without panicking.
-fn stop_cleanly(mut proc: Proc) {
-    let status = proc.stop(Duration::from_secs(10));
-    let log = proc.log_text();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "lbd did not stop cleanly after SIGTERM ({status:?}):\n{log}"
-    );
-    assert!(!log.contains("panicked"), "lbd panicked:\n{log}");
-}
+use support::lbd::{port_stats, Lbd, LBD};
+use support::process::poll_until;
+use support::topology::{tally, Driver, Options, Topology, Wrk};
+use support::world::{
+    eal_args, rip, rs_name, unique, v4, LbdYaml, PortYaml, WorkersYaml, CIP, EXT_MAC, LIP,
+    ROUTER_MAC, STATIC_TABLES, VIP_FULLNAT, VIP_NAT,
+};
 
 // ------------------------------------------- golden replay equivalence
 
-const EXT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
-const ROUTER_MAC: EthernetAddress = EthernetAddress([2, 0xaa, 0, 0, 0, 1]);
-
-/// Ports, static neighbours and services shared by both runs; the replay
-/// run ignores the drivers (every port becomes a pcap port) but keeps the
-/// configured MACs, so both runs rewrite to the same addresses.
-const GOLDEN_TABLES: &str = r#"
-routes:
-  - {prefix: "0.0.0.0/0", via: 10.0.0.1, port: ext}
-neighbours:
-  - {addr: 10.0.0.1, mac: "02:aa:00:00:00:01", port: ext}
-  - {addr: 192.168.10.1, mac: "02:b1:00:00:00:01", port: int}
-  - {addr: 192.168.10.2, mac: "02:b2:00:00:00:02", port: int}
-services:
+/// Services shared by both runs (with the world's static tables); the
+/// replay run ignores the drivers (every port becomes a pcap port) but keeps
+/// the configured MACs, so both runs rewrite to the same addresses.
+const GOLDEN_SERVICES: &str = r#"services:
   - proto: tcp
     vip: 10.0.0.10
     port: 80
@@ -197,10 +80,6 @@ services:
       - {addr: 192.168.10.1, port: 8443, fwd: fullnat, weight: 2}
       - {addr: 192.168.10.2, port: 8443, fwd: fullnat}
 "#;
-
-fn v4(s: &str) -> std::net::Ipv4Addr {
-    s.parse().expect("address")
-}
 
 /// The client capture: 24 TCP flows (12 NAT, 12 FULLNAT) of five segments
 /// each with payloads of many sizes, 8 UDP flows of two datagrams, ARP
@@ -286,19 +165,19 @@ fn golden_client_capture() -> Vec<Vec<u8>> {
     frames
 }
 
-fn golden_yaml(socket: &Path, eal: &[String]) -> String {
-    format!(
-        "socket: {}
-workers: {{count: 1, idle: backoff}}
-ports:
-  - {{name: ext, driver: dpdk, device: net_pcap0, mac: \"02:00:00:00:00:01\", addrs: [\"10.0.0.254/24\"]}}
-  - {{name: int, driver: dpdk, device: net_pcap1, mac: \"02:00:00:00:01:01\", addrs: [\"192.168.10.254/24\"]}}
-dpdk:
-  eal_args: {}
-{GOLDEN_TABLES}",
-        socket.display(),
-        yaml_strings(eal)
-    )
+fn golden_yaml(socket: &Path, eal: Vec<String>) -> String {
+    let mut yaml = LbdYaml::new(
+        PortYaml::dpdk("net_pcap0", true),
+        PortYaml::dpdk("net_pcap1", true),
+    );
+    yaml.socket = Some(socket.to_path_buf());
+    yaml.workers = Some(WorkersYaml {
+        count: 1,
+        ..WorkersYaml::default()
+    });
+    yaml.eal_args = Some(eal);
+    yaml.tables = format!("{STATIC_TABLES}{GOLDEN_SERVICES}");
+    yaml.text()
 }
 
 /// Per-port counters by name.
@@ -311,7 +190,7 @@ fn stats_of<'a>(stats: &'a [PortStatsInfo], name: &str) -> &'a PortStatsInfo {
 
 #[test]
 fn dpdk_net_pcap_output_equals_pcap_replay() {
-    let _serial = serial();
+    let _serial = support::serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.pcap");
     let frames = golden_client_capture();
@@ -333,7 +212,7 @@ fn dpdk_net_pcap_output_equals_pcap_replay() {
         ],
     );
     let conf = dir.path().join("lbd.yaml");
-    fs::write(&conf, golden_yaml(&socket, &eal)).expect("write lbd.yaml");
+    fs::write(&conf, golden_yaml(&socket, eal)).expect("write lbd.yaml");
 
     // (a) rvs's own pcap driver: lbd --replay.
     let replay_dir = dir.path().join("replay");
@@ -365,31 +244,33 @@ fn dpdk_net_pcap_output_equals_pcap_replay() {
     // consumed and as much sent as the replay sent.
     let mut cmd = Command::new(LBD);
     cmd.arg("-c").arg(&conf);
-    let mut lbd = Proc::spawn("lbd (dpdk net_pcap)", cmd, &dir.path().join("lbd.log"));
-    wait_ready(&mut lbd, &socket);
+    let lbd = Lbd::start(
+        "lbd (dpdk net_pcap)",
+        cmd,
+        &socket,
+        &dir.path().join("lbd.log"),
+    );
     let want = (
         frames.len() as u64,
         replay_ext.len() as u64,
         replay_int.len() as u64,
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let mut last = String::new();
+    let done = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
         let stats = port_stats(&socket).expect("lbd answers --port-stats");
         let (ext, int) = (stats_of(&stats, "ext"), stats_of(&stats, "int"));
         let got = (ext.rx_packets, ext.tx_packets, int.tx_packets);
-        if got == want {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lbd on net_pcap: (ext rx, ext tx, int tx) = {got:?}, want {want:?}\n{stats:?}\n{}",
-            lbd.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    lbctl_ok(&socket, &["--port-stats"]);
-    lbctl_ok(&socket, &["-Ln", "--stats"]);
-    stop_cleanly(lbd);
+        last = format!("(ext rx, ext tx, int tx) = {got:?}\n{stats:?}");
+        (got == want).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "lbd on net_pcap: {last}, want {want:?}\n{}",
+        lbd.log_text()
+    );
+    lbd.lbctl(&["--port-stats"]);
+    lbd.lbctl(&["-Ln", "--stats"]);
+    lbd.stop_cleanly();
 
     let got_ext = read_capture(&dpdk_ext).expect("net_pcap0's tx_pcap");
     let got_int = read_capture(&dpdk_int).expect("net_pcap1's tx_pcap");
@@ -421,324 +302,23 @@ fn hex(b: &[u8]) -> String {
 
 // ------------------------------------------- end to end on net_tap
 
-/// The client (its interface is `net_tap0`'s kernel side).
-const CIP: &str = "10.0.0.2";
-const DIP_EXT: &str = "10.0.0.254";
-const DIP_INT: &str = "192.168.10.254";
-const VIP_NAT: &str = "10.0.0.100";
-const VIP_FULLNAT: &str = "10.0.0.103";
-const LIP: &str = "192.168.10.100";
 const WORKERS: u16 = 2;
 /// Concurrent wrk connections through the FULLNAT service.
 const FULLNAT_CONNECTIONS: u32 = 300;
 
-/// lbd on two `net_tap` devices in namespace `dir`; the kernel side of
-/// `net_tap0` (`ext0`) is the client's interface in `cli`, that of
-/// `net_tap1` (`int0`) a port of bridge `br0` in `sw`, with the real
-/// servers `rs1`, `rs2` (nginx) behind it:
-///
-/// ```text
-///  cli: ext0 10.0.0.2 ══ net_tap0 [lbd in dir] net_tap1 ══ int0 ─ br0 (sw) ─┬─ rs1 eth0 192.168.10.1
-///                     10.0.0.254          192.168.10.254                   └─ rs2 eth0 192.168.10.2
-/// ```
-///
-/// Field order is drop order: nginx, lbd (the TAPs go with it), then the
-/// namespaces (whatever still runs in them is killed), then the files.
-struct TapTopology {
-    nginx: Vec<Proc>,
-    lbd: Option<Proc>,
-    cli: Netns,
-    dir: Netns,
-    sw: Netns,
-    rs: Vec<Netns>,
-    tmp: tempfile::TempDir,
-    socket: PathBuf,
-}
-
-impl TapTopology {
-    fn build() -> TapTopology {
-        // `rvs-e2e-<pid>-…`: the harness removes such namespaces when the
-        // process that made them is gone (a test killed with SIGKILL).
-        let prefix = format!(
-            "rvs-e2e-{}-dpdk{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let tmp = tempfile::Builder::new()
-            .prefix("rvs-dpdk-e2e-")
-            .tempdir()
-            .expect("temporary directory");
-        let socket = tmp.path().join("lbd.sock");
-        let mut t = TapTopology {
-            nginx: Vec::new(),
-            lbd: None,
-            cli: Netns::new(format!("{prefix}-cli")),
-            dir: Netns::new(format!("{prefix}-dir")),
-            sw: Netns::new(format!("{prefix}-sw")),
-            rs: (1..=2)
-                .map(|i| Netns::new(format!("{prefix}-rs{i}")))
-                .collect(),
-            tmp,
-            socket,
-        };
-        t.start_lbd();
-        t.wire();
-        for i in 0..t.rs.len() {
-            t.start_nginx(i);
-        }
-        t.wait_servers();
-        t
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    fn yaml(&self) -> String {
-        let eal = eal_args(
-            &unique("rvs_lbd_tap"),
-            &[
-                "net_tap0,iface=ext0".to_string(),
-                "net_tap1,iface=int0".to_string(),
-            ],
-        );
-        format!(
-            "socket: {}
-workers: {{count: {WORKERS}, cores: [0, 1], idle: backoff}}
-ports:
-  - {{name: ext, driver: dpdk, device: net_tap0, addrs: [\"{DIP_EXT}/24\"]}}
-  - {{name: int, driver: dpdk, device: net_tap1, addrs: [\"{DIP_INT}/24\"]}}
-dpdk:
-  eal_args: {}
-",
-            self.socket.display(),
-            yaml_strings(&eal)
+/// One GET from the client on a new connection: (body, client port); it
+/// must succeed.
+fn get(t: &Topology, url: &str) -> (String, u16) {
+    t.http_get_from(url).unwrap_or_else(|code| {
+        panic!(
+            "GET {url} failed (curl exit {code})\nlbd log:\n{}",
+            t.lbd_log()
         )
-    }
-
-    /// lbd in `dir`; `net_tap` creates `ext0` and `int0` there.
-    fn start_lbd(&mut self) {
-        let yaml = self.yaml();
-        println!("lbd.yaml:\n{yaml}");
-        let conf = self.path("lbd.yaml");
-        fs::write(&conf, yaml).expect("write lbd.yaml");
-        let mut cmd = self.dir.cmd(LBD);
-        cmd.arg("-c").arg(&conf);
-        let mut lbd = Proc::spawn("lbd (dpdk net_tap)", cmd, &self.path("lbd.log"));
-        wait_ready(&mut lbd, &self.socket);
-        self.lbd = Some(lbd);
-    }
-
-    /// Moves the TAPs' kernel sides out of `dir` (lbd keeps its queue fds)
-    /// and builds the client and the server side.
-    fn wire(&self) {
-        let dir = &self.dir.name;
-        let listed = self.dir.sh("ip -o link show");
-        assert!(
-            listed.contains("ext0") && listed.contains("int0"),
-            "net_tap did not create ext0 and int0 in {dir}:\n{listed}"
-        );
-        ip(&["-n", dir, "link", "set", "ext0", "netns", &self.cli.name]);
-        ip(&["-n", dir, "link", "set", "int0", "netns", &self.sw.name]);
-        // net_tap gives the kernel side the PMD's own MAC: a bridge would
-        // take frames to that MAC for itself (a port's address is local to
-        // the bridge), so the kernel sides get addresses of their own, as
-        // the other hosts on those links would have.
-        self.cli.sh(&format!(
-            "ip link set ext0 address 02:cc:00:00:00:01
-             ip addr add {CIP}/24 dev ext0\nip link set ext0 up"
-        ));
-        self.sw.sh("ip link add br0 type bridge\nip link set br0 up
-             ip link set int0 address 02:cc:00:00:00:02
-             ip link set int0 master br0\nip link set int0 up");
-        for (i, rs) in self.rs.iter().enumerate() {
-            let port = format!("rs{}p", i + 1);
-            ip(&[
-                "-n",
-                &self.sw.name,
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &rs.name,
-            ]);
-            self.sw.sh(&format!(
-                "ip link set {port} master br0\nip link set {port} up"
-            ));
-            rs.sh(&format!(
-                "ip addr add {}/24 dev eth0\nip link set eth0 up\nip route add default via {DIP_INT}",
-                rip(i)
-            ));
-        }
-    }
-
-    /// nginx on real server `i` (its own configuration, `daemon off;`),
-    /// answering `/` with its name and logging the peer's address.
-    fn start_nginx(&mut self, i: usize) {
-        let dir = self.path(&rs_name(i));
-        fs::create_dir_all(dir.join("www")).expect("www");
-        fs::create_dir_all(dir.join("tmp")).expect("tmp");
-        fs::write(dir.join("www/index.html"), format!("{}\n", rs_name(i))).expect("index");
-        let d = dir.display();
-        let conf = format!(
-            "daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-worker_rlimit_nofile 4096;
-events {{ worker_connections 2048; }}
-http {{
-    log_format peer '$remote_addr $server_addr $request_uri $status';
-    access_log {d}/access.log peer;
-    client_body_temp_path {d}/tmp;
-    proxy_temp_path {d}/tmp;
-    fastcgi_temp_path {d}/tmp;
-    uwsgi_temp_path {d}/tmp;
-    scgi_temp_path {d}/tmp;
-    keepalive_requests 100000;
-    server {{
-        listen 80 backlog=1024;
-        root {d}/www;
-    }}
-}}
-"
-        );
-        let conf_path = dir.join("nginx.conf");
-        fs::write(&conf_path, conf).expect("nginx.conf");
-        let mut cmd = self.rs[i].cmd("nginx");
-        cmd.arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-c")
-            .arg(&conf_path);
-        let log = self.path(&format!("{}-nginx.out", rs_name(i)));
-        self.nginx
-            .push(Proc::spawn(&format!("nginx {}", rs_name(i)), cmd, &log));
-    }
-
-    fn wait_servers(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for i in 0..self.rs.len() {
-            loop {
-                let out = self.rs[i].output(
-                    "curl",
-                    &["-s", "--max-time", "1", &format!("http://{}/", rip(i))],
-                );
-                if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == rs_name(i)
-                {
-                    break;
-                }
-                for p in &mut self.nginx {
-                    if let Some(status) = p.try_wait() {
-                        panic!("{} exited ({status}):\n{}", p.what, p.log_text());
-                    }
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "nginx on {} does not answer",
-                    rs_name(i)
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
-    fn lbctl(&self, args: &[&str]) -> String {
-        lbctl_ok(&self.socket, args)
-    }
-
-    /// One GET from the client on a new connection: (body, client port).
-    fn get(&self, url: &str) -> (String, u16) {
-        let out = self.cli.output(
-            "curl",
-            &[
-                "-s",
-                "--max-time",
-                "3",
-                "-H",
-                "Connection: close",
-                "-w",
-                "\n%{local_port}",
-                url,
-            ],
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "GET {url} failed (curl {}): {text}\nlbd log:\n{}",
-            out.status,
-            self.lbd_log()
-        );
-        let (body, port) = text
-            .trim()
-            .rsplit_once('\n')
-            .unwrap_or_else(|| panic!("curl printed {text:?}"));
-        (
-            body.trim().to_string(),
-            port.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("local port in {text:?}")),
-        )
-    }
-
-    fn lbd_log(&self) -> String {
-        self.lbd.as_ref().map(Proc::log_text).unwrap_or_default()
-    }
-
-    /// Real server `i`'s access-log lines caused by the client side (not
-    /// the readiness probes, which come from the server's own address).
-    fn client_log_lines(&self, i: usize) -> Vec<String> {
-        fs::read_to_string(self.path(&format!("{}/access.log", rs_name(i))))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.starts_with(&format!("{} ", rip(i))))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// `lbctl -Lnc -o json`.
-    fn conns(&self) -> Vec<ConnInfo> {
-        let out = lbctl(&self.socket, &["-Lnc", "-o", "json"]);
-        assert!(out.status.success(), "lbctl -Lnc -o json failed");
-        match serde_json::from_slice::<Response>(&out.stdout) {
-            Ok(Response::Conns { conns, truncated }) => {
-                assert!(!truncated, "connection list truncated");
-                conns
-            }
-            other => panic!("lbctl -Lnc -o json: unexpected answer {other:?}"),
-        }
-    }
-
-    fn wrk(&self, conns: u32, secs: u32, url: &str) -> WrkResult {
-        let script =
-            format!("ulimit -n 65536; exec wrk -t2 -c{conns} -d{secs}s --timeout 5s {url}");
-        let out = self.cli.output("sh", &["-c", &script]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        println!("$ wrk -t2 -c{conns} -d{secs}s --timeout 5s {url}\n{text}");
-        assert!(
-            out.status.success(),
-            "wrk failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        WrkResult::parse(&text)
-    }
-
-    fn stop_lbd_cleanly(&mut self) {
-        if let Some(lbd) = self.lbd.take() {
-            stop_cleanly(lbd);
-        }
-    }
+    })
 }
 
 /// Adds TCP service `vip:80` (rr) with both real servers on port 80.
-fn add_service(t: &TapTopology, vip: &str, fwd_flag: &str, laddr: Option<&str>) {
+fn add_service(t: &Topology, vip: &str, fwd_flag: &str, laddr: Option<&str>) {
     let svc = format!("{vip}:80");
     t.lbctl(&["-A", "-t", &svc, "-s", "rr"]);
     if let Some(lip) = laddr {
@@ -751,17 +331,25 @@ fn add_service(t: &TapTopology, vip: &str, fwd_flag: &str, laddr: Option<&str>) 
 
 #[test]
 fn dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end() {
-    let _serial = serial();
-    if !root_or_skip("dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end") {
+    let _serial = support::serial();
+    let test = "dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end";
+    if !support::needs_root(test, &["ip", "nginx", "curl", "wrk", "python3", "sysctl"]) {
         return;
     }
-    let mut t = TapTopology::build();
+    // lbd with two workers on two `net_tap` devices in namespace `dir`; the
+    // kernel side of `net_tap0` (`ext0`) is the client's interface, that of
+    // `net_tap1` (`int0`) a port of the bridge to the real servers.
+    let mut t = Topology::build(Options {
+        workers: WORKERS,
+        cores: Some(vec![0, 1]),
+        ..Options::new(Driver::DpdkTap)
+    });
     let cip: std::net::Ipv4Addr = CIP.parse().expect("CIP");
 
     // ---- NAT, rr: each worker's scheduler alternates over both servers.
     add_service(&t, VIP_NAT, "-m", None);
     let url = format!("http://{VIP_NAT}/");
-    let answers: Vec<(String, u16)> = (0..20).map(|_| t.get(&url)).collect();
+    let answers: Vec<(String, u16)> = (0..20).map(|_| get(&t, &url)).collect();
     println!("NAT answers (server, client port): {answers:?}");
     let names: Vec<String> = answers.iter().map(|(n, _)| n.clone()).collect();
     let counts = tally(&names);
@@ -802,10 +390,19 @@ fn dpdk_net_tap_two_workers_nat_and_fullnat_end_to_end() {
     add_service(&t, VIP_FULLNAT, "--fullnat", Some(LIP));
     t.lbctl(&["-G"]);
     let url = format!("http://{VIP_FULLNAT}/");
-    let names: Vec<String> = (0..10).map(|_| t.get(&url).0).collect();
+    let names: Vec<String> = (0..10).map(|_| get(&t, &url).0).collect();
     println!("FULLNAT answers: {names:?}");
     assert_eq!(tally(&names).len(), 2, "both servers answer: {names:?}");
-    let w = t.wrk(FULLNAT_CONNECTIONS, 3, &url);
+    let wrk = t.start_wrk(
+        Wrk {
+            threads: 2,
+            conns: FULLNAT_CONNECTIONS,
+            secs: 3,
+            timeout_secs: 5,
+        },
+        &url,
+    );
+    let w = t.finish_wrk(wrk);
     assert_eq!(
         w.socket_errors, [0; 4],
         "wrk socket errors (connect, read, write, timeout)"

@@ -1,5 +1,5 @@
 //! The AF_PACKET driver against the real kernel: each test builds a veth
-//! pair between two fresh network namespaces (`rvs-t-<pid>-<n>`): the
+//! pair between two fresh network namespaces (`rvs-t-<pid>-<n>-<role>`): the
 //! driver opens one end (from a helper thread inside the director's
 //! namespace), the kernel of the peer namespace sends and receives real UDP
 //! on the other. Traffic is bounded, and the namespaces (with the veth) are
@@ -16,17 +16,19 @@ use rvs::dataplane::driver::{Burst, Driver, PacketBuf, PortQueue, Steering, BURS
 use rvs::dataplane::steer::{SteerPlan, SteerService};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod netns;
-use netns::{can_run, Netns};
+mod support;
+use support::netns::Netns;
 
+/// `02:00:...` as `ip` prints and takes it.
 fn mac_str(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    rvs::wire::EthernetAddress(m).to_string()
+}
+
+/// True when the test may run: root (or, outside CI, a printed skip).
+fn can_run(test: &str) -> bool {
+    support::needs_root(test, &["ip", "python3", "sysctl"])
 }
 
 // ---------------------------------------------------------------------------
@@ -58,11 +60,9 @@ struct Veth {
 
 impl Veth {
     fn new() -> Veth {
-        let director = Netns::new();
-        let peer = Netns::new();
-        director.ip(&[
-            "link", "add", "rvd0", "type", "veth", "peer", "name", "rvp0", "netns", &peer.name,
-        ]);
+        let director = Netns::new("director");
+        let peer = Netns::new("peer");
+        director.add_veth("rvd0", &peer, "rvp0");
         peer.ip(&["link", "set", "rvp0", "address", &mac_str(PEER_MAC)]);
         // The director side has no addresses; keep its kernel quiet.
         director.sysctl("net.ipv6.conf.rvd0.disable_ipv6", "1");
@@ -548,8 +548,10 @@ fn af_packet_ignores_packets_the_host_and_the_driver_send() {
         .collect();
     send_all(&mut queues[1], &frames);
     // ... and frames another program on the director host sends out of rvd0.
-    let out = Command::new("ip")
-        .args(["netns", "exec", &veth.director.name, "python3", "-c"])
+    let out = veth
+        .director
+        .cmd("python3")
+        .arg("-c")
         .arg(format!(
             "import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('rvd0', 0))\nf = bytes.fromhex('{}')\nfor _ in range(20): s.send(f)\n",
             udp4_frame(DIRECTOR_MAC, PEER_MAC, DIRECTOR_IP, 5556, PEER_IP, SERVICE_PORT, b"host")

@@ -1,5 +1,5 @@
 //! The TAP driver against the real kernel: each test creates its own network
-//! namespace (`rvs-t-<pid>-<n>`), opens a TAP inside it (from a helper thread
+//! namespace (`rvs-t-<pid>-<n>-tap`), opens a TAP inside it (from a helper thread
 //! that entered the namespace), and exchanges bounded traffic with the
 //! kernel side of the TAP. Everything is removed by Drop guards, also when a
 //! test fails. Needs root (CI runs as root); elsewhere the tests print why
@@ -11,14 +11,18 @@ use rvs::dataplane::driver::{Burst, Driver, DriverError, PacketBuf, PortQueue, S
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-mod netns;
-use netns::{can_run, Netns};
+mod support;
+use support::netns::Netns;
+use support::process::poll_until;
 
+/// `02:00:...` as `ip` prints and takes it.
 fn mac_str(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    rvs::wire::EthernetAddress(m).to_string()
+}
+
+/// True when the test may run: root (or, outside CI, a printed skip).
+fn can_run(test: &str) -> bool {
+    support::needs_root(test, &["ip"])
 }
 
 // ---------------------------------------------------------------------------
@@ -122,7 +126,7 @@ fn send(q: &mut TapQueue, frame: &[u8]) {
 /// A TAP named `rvtap0` with `queues` queues in a fresh namespace, the
 /// kernel side at 198.18.0.1/24.
 fn tap_in_netns(queues: u16) -> (Netns, TapDriver) {
-    let ns = Netns::new();
+    let ns = Netns::new("tap");
     let drv = ns
         .run(move || TapDriver::open("rvtap0", queues, 1500))
         .expect("open TAP");
@@ -140,7 +144,7 @@ fn tap_open_creates_the_interface_up_with_mtu_and_its_own_director_mac() {
     if !can_run("tap_open_creates_the_interface_up_with_mtu_and_its_own_director_mac") {
         return;
     }
-    let ns = Netns::new();
+    let ns = Netns::new("tap");
     let drv = ns
         .run(|| TapDriver::open("rvtap0", 2, 1400))
         .expect("open TAP");
@@ -167,7 +171,7 @@ fn tap_disappears_when_driver_and_queues_are_dropped() {
     if !can_run("tap_disappears_when_driver_and_queues_are_dropped") {
         return;
     }
-    let ns = Netns::new();
+    let ns = Netns::new("tap");
     let mut drv = ns
         .run(|| TapDriver::open("rvtap0", 2, 1500))
         .expect("open TAP");
@@ -177,14 +181,10 @@ fn tap_disappears_when_driver_and_queues_are_dropped() {
     drop(drv);
     assert!(ns.link_exists("rvtap0"), "queues still hold the device");
     drop(queues);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while ns.link_exists("rvtap0") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(
-        !ns.link_exists("rvtap0"),
-        "not persistent: gone with its fds"
-    );
+    let gone = poll_until(Duration::from_secs(3), Duration::from_millis(10), || {
+        (!ns.link_exists("rvtap0")).then_some(())
+    });
+    assert!(gone.is_some(), "not persistent: gone with its fds");
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn tap_rx_on_an_idle_queue_returns_nothing_without_blocking() {
     if !can_run("tap_rx_on_an_idle_queue_returns_nothing_without_blocking") {
         return;
     }
-    let ns = Netns::new();
+    let ns = Netns::new("tap");
     // Link down after open: the kernel sends nothing at all.
     let mut drv = ns
         .run(|| TapDriver::open("rvtap0", 1, 1500))

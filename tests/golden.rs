@@ -5,6 +5,7 @@
 //! its checksums are recomputed there.
 
 mod common;
+mod support;
 
 use common::*;
 use rvs::conntrack::Fwd;
@@ -1587,5 +1588,36 @@ fn fwd_is_reexported_for_cases() {
     let t = Topo::standard();
     for f in [Fwd::Nat, Fwd::Dr, Fwd::Tun, Fwd::FullNat] {
         assert!(t.services.iter().any(|s| s.dests.iter().any(|d| d.2 == f)));
+    }
+}
+
+/// The golden director (`tests/common`) lives in the one test world of the
+/// process-level tests (`tests/support/world.rs`): same addresses, same
+/// MACs.
+#[test]
+fn the_golden_director_lives_in_the_support_world() {
+    use support::world;
+    assert_eq!(
+        [EXT_MAC, INT_MAC, ROUTER_MAC, RS1_MAC, RS2_MAC],
+        [
+            world::EXT_MAC,
+            world::INT_MAC,
+            world::ROUTER_MAC,
+            world::RS_MACS[0],
+            world::RS_MACS[1]
+        ]
+    );
+    assert_eq!(
+        [DIP_EXT, DIP_INT, ROUTER, LIP],
+        [world::DIP_EXT, world::DIP_INT, world::ROUTER, world::LIP]
+    );
+    assert_eq!(
+        [RS1, RS2].map(str::to_string),
+        [world::rip(0), world::rip(1)]
+    );
+    // The configured worlds' static neighbours are these hosts.
+    for (addr, mac) in [(ROUTER, ROUTER_MAC), (RS1, RS1_MAC), (RS2, RS2_MAC)] {
+        let line = format!("{{addr: {addr}, mac: \"{mac}\"");
+        assert!(world::STATIC_TABLES.contains(&line), "{line}");
     }
 }

@@ -5,130 +5,27 @@
 //! files replaced, mode 0600, bad frames answered and harmless) and
 //! `lbd --check-config`.
 
-use std::io::{Read, Write};
+mod support;
+
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use rvs::ctl::protocol::{self, ErrorKind, Request, Response, MAX_FRAME_LEN};
+use support::lbd::{lbctl as ok, lbctl_fails as fails, lbctl_with_input, Lbd, LBD};
+use support::process::poll_until;
+use support::world::{LbdYaml, PortYaml, WorkersYaml, STATIC_TABLES};
 
-const LBD: &str = env!("CARGO_BIN_EXE_lbd");
-const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
-
-/// A running lbd, stopped (SIGTERM, then SIGKILL) when dropped, even when
-/// the test fails.
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(socket: &Path) -> Daemon {
-        Daemon::start_with(socket, &[])
-    }
-
-    /// lbd with extra arguments (e.g. `-c FILE`).
-    fn start_with(socket: &Path, args: &[&str]) -> Daemon {
-        let child = Command::new(LBD)
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn lbd");
-        let mut daemon = Daemon { child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if UnixStream::connect(socket).is_ok() {
-                return daemon;
-            }
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = daemon.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("lbd exited early ({status}): {err}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lbd did not open {}",
-                socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGTERM and wait; returns whether it exited by itself in time.
-    fn stop(&mut self) -> bool {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) with a valid signal number on our own child's
-        // pid; it only sends a signal.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
-    }
-}
-
-fn lbctl_with_input(socket: &Path, args: &[&str], input: Option<&str>) -> Output {
-    let mut child = Command::new(LBCTL)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn lbctl");
-    if let Some(text) = input {
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(text.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("lbctl output")
-}
-
-/// Runs lbctl; it must succeed; returns stdout.
-fn ok(socket: &Path, args: &[&str]) -> String {
-    let out = lbctl_with_input(socket, args, None);
-    assert!(
-        out.status.success(),
-        "lbctl {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
-}
-
-/// Runs lbctl; it must fail; returns (exit code, stderr).
-fn fails(socket: &Path, args: &[&str]) -> (i32, String) {
-    let out = lbctl_with_input(socket, args, None);
-    assert!(!out.status.success(), "lbctl {args:?} succeeded");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stderr).expect("utf8"),
-    )
+/// lbd (control plane, plus `args` such as `-c FILE`) on `socket`, its log
+/// beside the socket; running once it answers, stopped (by PID) when
+/// dropped, even when the test fails.
+fn start_lbd(socket: &Path, args: &[&str]) -> Lbd {
+    let mut cmd = Command::new(LBD);
+    cmd.arg("--socket").arg(socket).args(args);
+    Lbd::start("lbd", cmd, socket, &socket.with_extension("log"))
 }
 
 const HEADER: &str = "IP Virtual Server version 1.2.1 (size=0)\n\
@@ -164,7 +61,7 @@ fn temp_socket() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn an_operator_session_through_lbctl() {
     let (_dir, sock) = temp_socket();
-    let _lbd = Daemon::start(&sock);
+    let _lbd = start_lbd(&sock, &[]);
     let s = sock.as_path();
 
     assert_eq!(ok(s, &["-Ln"]), HEADER);
@@ -430,7 +327,7 @@ UDP  10.0.0.3:53 sh (sh-port)\n{}",
 #[test]
 fn a_second_lbd_on_the_same_socket_refuses_to_start() {
     let (_dir, sock) = temp_socket();
-    let _first = Daemon::start(&sock);
+    let _first = start_lbd(&sock, &[]);
     ok(&sock, &["-A", "-t", "10.0.0.1:80"]);
     let out = Command::new(LBD)
         .arg("--socket")
@@ -453,17 +350,14 @@ fn a_stale_socket_file_is_replaced_and_the_socket_is_private() {
     let (_dir, sock) = temp_socket();
     drop(UnixListener::bind(&sock).expect("stale socket"));
     assert!(sock.exists(), "the stale file stays behind");
-    let mut lbd = Daemon::start(&sock);
+    let mut lbd = start_lbd(&sock, &[]);
     let mode = std::fs::metadata(&sock).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
     assert_eq!(ok(&sock, &["-Ln"]), HEADER);
     // SIGTERM: lbd exits by itself and removes its socket.
-    assert!(lbd.stop(), "lbd did not exit on SIGTERM");
-    assert!(lbd
-        .child
-        .try_wait()
-        .expect("wait")
-        .is_some_and(|s| s.success()));
+    let status = lbd.stop(Duration::from_secs(10));
+    assert!(status.is_some(), "lbd did not exit on SIGTERM");
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
     assert!(!sock.exists(), "socket file removed");
 }
 
@@ -485,7 +379,7 @@ fn framed(payload: &[u8]) -> Vec<u8> {
 #[test]
 fn bad_frames_get_error_responses_and_change_nothing() {
     let (_dir, sock) = temp_socket();
-    let _lbd = Daemon::start(&sock);
+    let _lbd = start_lbd(&sock, &[]);
     ok(&sock, &["-A", "-t", "10.0.0.1:80"]);
     let before = ok(&sock, &["-Ln"]);
 
@@ -575,6 +469,16 @@ fn check_config_validates_files() {
     assert!(err.contains("line 6"), "{err}");
 }
 
+/// TCP service 10.0.0.1:80 (the router's address: any address the
+/// director routes is a VIP) with one NAT real server, rs1.
+const ONE_NAT_SERVICE: &str = "services:
+  - proto: tcp
+    vip: 10.0.0.1
+    port: 80
+    dests:
+      - {addr: 192.168.10.1, fwd: masq}
+";
+
 /// A TCP SYN from the client to the VIP, addressed to the director's MAC.
 fn syn_frame() -> Vec<u8> {
     let builder =
@@ -601,47 +505,33 @@ fn traffic_shows_up_in_stats_rates_and_connection_listings() {
     let capture = dir.path().join("syn.pcap");
     rvs::dataplane::driver::pcap::write_capture(&capture, &[syn_frame()]).expect("capture");
     let config = dir.path().join("lbd.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "workers: {{count: 1, idle: backoff, idle_sleep_us: 500, conn_capacity: 1024}}
-ports:
-  - {{name: ext, driver: mem, mac: \"02:00:00:00:00:01\", addrs: [\"10.0.0.254/24\"], pcap_rx: {}}}
-  - {{name: int, driver: mem, mac: \"02:00:00:00:01:01\", addrs: [\"192.168.10.254/24\"]}}
-routes:
-  - {{prefix: \"0.0.0.0/0\", via: 10.0.0.1, port: ext}}
-neighbours:
-  - {{addr: 10.0.0.1, mac: \"02:aa:00:00:00:01\", port: ext}}
-  - {{addr: 192.168.10.1, mac: \"02:b1:00:00:00:01\", port: int}}
-services:
-  - proto: tcp
-    vip: 10.0.0.1
-    port: 80
-    dests:
-      - {{addr: 192.168.10.1, fwd: masq}}
-",
-            capture.display()
-        ),
-    )
-    .expect("config");
+    let mut yaml = LbdYaml::new(PortYaml::with_mac("mem"), PortYaml::with_mac("mem"));
+    yaml.ext.pcap_rx = Some(capture.clone());
+    yaml.workers = Some(WorkersYaml {
+        count: 1,
+        idle_sleep_us: Some(500),
+        conn_capacity: Some(1024),
+        ..WorkersYaml::default()
+    });
+    yaml.tables = format!("{STATIC_TABLES}{ONE_NAT_SERVICE}");
+    std::fs::write(&config, yaml.text()).expect("config");
     let config = config.to_string_lossy().into_owned();
-    let _lbd = Daemon::start_with(&sock, &["-c", &config]);
+    let _lbd = start_lbd(&sock, &["-c", &config]);
     let s = sock.as_path();
     assert!(ok(s, &["-Ln"]).starts_with("IP Virtual Server version 1.2.1 (size=1024)\n"));
 
     // The same SYN, replayed forever by the mem port: one connection, many
     // packets. Wait for the estimator's first 2-second sample.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (svc, dest) = loop {
-        let rates = ok(s, &["-Ln", "--rate"]);
+    let mut rates = String::new();
+    let (svc, dest) = poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        rates = ok(s, &["-Ln", "--rate"]);
         let lines: Vec<&str> = rates.lines().collect();
         let svc = numbers(lines[3]);
-        if svc.get(1).is_some_and(|&inpps| inpps > 0) {
-            break (svc, numbers(lines[4]));
-        }
-        assert!(Instant::now() < deadline, "no rate after 20 s:\n{rates}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        svc.get(1)
+            .is_some_and(|&inpps| inpps > 0)
+            .then(|| (svc, numbers(lines[4])))
+    })
+    .unwrap_or_else(|| panic!("no rate after 20 s:\n{rates}"));
     // CPS InPPS OutPPS InBPS OutBPS (NAT replies: none, nobody answers).
     assert_eq!(svc.len(), 5, "{svc:?}");
     assert!(svc[3] >= svc[1] * 40, "InBPS {svc:?}");
@@ -682,22 +572,12 @@ fn replay_runs_the_configured_tables_over_captures() {
     let capture = dir.path().join("syn.pcap");
     rvs::dataplane::driver::pcap::write_capture(&capture, &[syn_frame()]).expect("capture");
     let config = dir.path().join("lbd.yaml");
-    std::fs::write(
-        &config,
-        "ports:
-  - {name: ext, driver: tap, mac: \"02:00:00:00:00:01\", addrs: [\"10.0.0.254/24\"]}
-  - {name: int, driver: tap, mac: \"02:00:00:00:01:01\", addrs: [\"192.168.10.254/24\"]}
-neighbours:
-  - {addr: 192.168.10.1, mac: \"02:b1:00:00:00:01\", port: int}
-services:
-  - proto: tcp
-    vip: 10.0.0.1
-    port: 80
-    dests:
-      - {addr: 192.168.10.1, port: 8080, fwd: masq}
-",
-    )
-    .expect("config");
+    let mut yaml = LbdYaml::new(PortYaml::with_mac("tap"), PortYaml::with_mac("tap"));
+    yaml.tables = format!(
+        "{STATIC_TABLES}{}",
+        ONE_NAT_SERVICE.replace("fwd: masq", "port: 8080, fwd: masq")
+    );
+    std::fs::write(&config, yaml.text()).expect("config");
     let out_dir = dir.path().join("out");
     let out = Command::new(LBD)
         .arg("-c")

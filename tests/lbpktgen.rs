@@ -1,54 +1,33 @@
 //! lbpktgen end to end: a veth pair between two fresh network namespaces
-//! (`rvs-pg-<pid>-<n>g` with the generator on `pg0`, `rvs-pg-<pid>-<n>e`
-//! with 198.18.9.1 on `pe0`), a kernel responder on the far side (a Python
+//! (`rvs-t-<pid>-<n>-gen` with the generator on `pg0`,
+//! `rvs-t-<pid>-<n>-responder` with 198.18.9.1 on `pe0`), a kernel responder on the far side (a Python
 //! UDP echo, or a Python TCP server answering one request per connection),
 //! and the real `lbpktgen` binary on AF_PACKET with `--json`. The
 //! generator resolves the responder's MAC by ARP and answers the kernel's
 //! ARP for its two source addresses itself.
 //!
-//! Needs root (CI runs as root, so there it runs for real); elsewhere the
-//! namespace tests print why they skip. The responder process and both
-//! namespaces are removed by a Drop guard, also when a test fails. Every
-//! lbpktgen run is bounded by a count and a duration.
+//! Needs root (CI runs as root, so there it runs for real, and fails if it
+//! cannot set up); elsewhere the namespace tests print why they skip. The
+//! responder process (stopped by its PID) and both namespaces are removed by
+//! Drop guards (`support`), also when a test fails. Every lbpktgen run is
+//! bounded by a count and a duration. The namespace tests run one at a time
+//! (two cores).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+mod support;
+
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
+use support::netns::Netns;
+use support::process::Proc;
 
 const LBPKTGEN: &str = env!("CARGO_BIN_EXE_lbpktgen");
 const RESPONDER_IP: &str = "198.18.9.1";
 
-/// The namespace tests share two cores: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and no memory effects.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// `false` (after saying why) when the test cannot run here.
+/// True when the test may run: root (or, outside CI, a printed skip).
 fn can_run(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("skipping {test}: needs root (network namespaces, AF_PACKET)");
-        return false;
-    }
-    true
-}
-
-/// Run `ip` with `args`; panics with its stderr on failure.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ip {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::needs_root(test, &["ip", "python3", "sysctl"])
 }
 
 /// UDP echo: every datagram goes back to its sender. The receive buffer
@@ -102,98 +81,54 @@ while True:
 "#;
 
 /// The two namespaces, the veth between them, and the responder; all
-/// removed on drop.
+/// removed on drop (the responder first: field order is drop order).
 struct Topology {
-    gen_ns: String,
-    responder_ns: String,
-    responder: Option<Child>,
+    responder: Option<Proc>,
+    gen_ns: Netns,
+    responder_ns: Netns,
+    tmp: tempfile::TempDir,
 }
 
 impl Topology {
     fn new() -> Topology {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let base = format!("rvs-pg-{}-{n}", std::process::id());
         let t = Topology {
-            gen_ns: format!("{base}g"),
-            responder_ns: format!("{base}e"),
             responder: None,
+            gen_ns: Netns::new("gen"),
+            responder_ns: Netns::new("responder"),
+            tmp: tempfile::tempdir().expect("temporary directory"),
         };
-        // The guard exists before the first namespace: a failure below
-        // still removes whatever was made.
-        ip(&["netns", "add", &t.gen_ns]);
-        ip(&["netns", "add", &t.responder_ns]);
-        let (g, e) = (t.gen_ns.as_str(), t.responder_ns.as_str());
-        ip(&[
-            "-n", g, "link", "add", "pg0", "type", "veth", "peer", "name", "pe0", "netns", e,
-        ]);
+        let (g, e) = (&t.gen_ns, &t.responder_ns);
+        g.add_veth("pg0", e, "pe0");
         // The generator side has no addresses; keep its kernel quiet.
-        let st = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                g,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.pg0.disable_ipv6=1",
-            ])
-            .status()
-            .expect("sysctl");
-        assert!(st.success(), "sysctl disable_ipv6");
-        ip(&["-n", g, "link", "set", "lo", "up"]);
-        ip(&["-n", g, "link", "set", "pg0", "up"]);
-        ip(&["-n", e, "link", "set", "lo", "up"]);
-        ip(&["-n", e, "link", "set", "pe0", "up"]);
-        ip(&[
-            "-n",
-            e,
-            "addr",
-            "add",
-            &format!("{RESPONDER_IP}/24"),
-            "dev",
-            "pe0",
-        ]);
+        g.sysctl("net.ipv6.conf.pg0.disable_ipv6", "1");
+        g.ip(&["link", "set", "pg0", "up"]);
+        e.ip(&["link", "set", "pe0", "up"]);
+        e.ip(&["addr", "add", &format!("{RESPONDER_IP}/24"), "dev", "pe0"]);
         t
     }
 
     /// Start `script` (Python) in the responder namespace with the
     /// responder address and `port`; returns once it says "ready".
     fn start_responder(&mut self, script: &str, port: u16) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.responder_ns, "python3", "-c", script])
-            .arg(RESPONDER_IP)
-            .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the python3 responder");
-        let stdout = child.stdout.take().expect("responder stdout");
-        self.responder = Some(child);
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the responder's first line");
-        assert_eq!(line.trim(), "ready", "the responder did not start");
+        let mut cmd = self.responder_ns.cmd("python3");
+        cmd.args(["-c", script, RESPONDER_IP, &port.to_string()]);
+        let log = self.tmp.path().join("responder.log");
+        self.responder = Some(Proc::spawn_ready(
+            "the python3 responder",
+            cmd,
+            &log,
+            "ready",
+            Duration::from_secs(10),
+        ));
     }
 
     /// Run lbpktgen in the generator namespace.
     fn lbpktgen(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.gen_ns, LBPKTGEN])
+        self.gen_ns
+            .cmd(LBPKTGEN)
             .args(args)
             .output()
             .expect("run lbpktgen")
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.responder.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in [&self.gen_ns, &self.responder_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 
@@ -223,7 +158,7 @@ fn lbpktgen_counts_every_udp_packet_echoed_back_over_af_packet() {
     if !can_run("lbpktgen_counts_every_udp_packet_echoed_back_over_af_packet") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let mut topo = Topology::new();
     topo.start_responder(UDP_ECHO, 9000);
     let run = |count: &str, rate: &str| {
@@ -303,7 +238,7 @@ fn lbpktgen_completes_tcp_handshakes_with_the_kernel() {
     if !can_run("lbpktgen_completes_tcp_handshakes_with_the_kernel") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let mut topo = Topology::new();
     topo.start_responder(TCP_SERVER, 8080);
     let out = topo.lbpktgen(&[

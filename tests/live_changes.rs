@@ -5,6 +5,8 @@
 //! timeouts set). Every change is published and acknowledged by both workers
 //! before the next; no packet of the untouched flows may be lost.
 
+mod support;
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,25 +21,26 @@ use rvs::dataplane::driver::mem::MemQueue;
 use rvs::dataplane::runtime::{DataplaneHandle, Runtime};
 use rvs::dataplane::worker::{IdlePolicy, WorkerConfig};
 use rvs::wire::builder::PacketBuilder;
-use rvs::wire::{EthernetAddress, TcpFlags};
+use rvs::wire::TcpFlags;
+use support::process::poll_until;
+use support::world::{LbdYaml, PortYaml, WorkersYaml, EXT_MAC, INT_MAC, ROUTER_MAC, STATIC_TABLES};
 
-const EXT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
-const INT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 1, 1]);
-const ROUTER_MAC: EthernetAddress = EthernetAddress([2, 0xaa, 0, 0, 0, 1]);
+/// The test world's director on `mem` ports (their MACs are given to
+/// `Config::topology`), a third real server's neighbour, one NAT service.
+fn config_text() -> String {
+    let mut yaml = LbdYaml::new(PortYaml::plain("mem"), PortYaml::plain("mem"));
+    yaml.workers = Some(WorkersYaml {
+        count: 2,
+        ..WorkersYaml::default()
+    });
+    // STATIC_TABLES ends with the neighbour list: rs3 is one more.
+    yaml.tables = format!(
+        "{STATIC_TABLES}  - {{addr: 192.168.10.3, mac: \"02:b3:00:00:00:03\", port: int}}\n{SERVICE}"
+    );
+    yaml.text()
+}
 
-const CONFIG: &str = r#"
-workers: {count: 2}
-ports:
-  - {name: ext, driver: mem, addrs: ["10.0.0.254/24"]}
-  - {name: int, driver: mem, addrs: ["192.168.10.254/24"]}
-routes:
-  - {prefix: "0.0.0.0/0", via: 10.0.0.1, port: ext}
-neighbours:
-  - {addr: 10.0.0.1, mac: "02:aa:00:00:00:01", port: ext}
-  - {addr: 192.168.10.1, mac: "02:b1:00:00:00:01", port: int}
-  - {addr: 192.168.10.2, mac: "02:b2:00:00:00:02", port: int}
-  - {addr: 192.168.10.3, mac: "02:b3:00:00:00:03", port: int}
-services:
+const SERVICE: &str = r#"services:
   - proto: tcp
     vip: 10.0.0.1
     port: 80
@@ -52,7 +55,7 @@ fn ok(r: Response) {
 
 #[test]
 fn a_thousand_changes_lose_no_packet_of_untouched_flows() {
-    let config = Config::from_yaml(CONFIG).expect("config");
+    let config = Config::from_yaml(&config_text()).expect("config");
     let topology = config.topology(2, &[EXT_MAC, INT_MAC]).expect("topology");
     let state = config.control_state(topology).expect("state");
     let snap = Arc::new(state.snapshot().expect("snapshot"));
@@ -113,7 +116,18 @@ fn a_thousand_changes_lose_no_packet_of_untouched_flows() {
         weight: w,
         ..DestSpec::new(addr.parse().expect("rs"), 8080)
     };
-    std::thread::sleep(Duration::from_millis(200));
+    // Every untouched flow has its connection before the changes start.
+    let created = || -> u64 {
+        runtime
+            .counters()
+            .iter()
+            .map(|c| c.conns_created.load(Relaxed))
+            .sum()
+    };
+    poll_until(Duration::from_secs(10), Duration::from_millis(10), || {
+        (created() == 400).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{} of 400 connections before the changes", created()));
     let t0 = Instant::now();
     let mut changes = 0;
     while changes < 1000 {

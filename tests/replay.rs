@@ -5,6 +5,8 @@
 //! flow reaches the same real server, both servers get flows, and every
 //! answer is mapped back to VIP:vport → CIP:cport.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -12,27 +14,12 @@ use std::process::Command;
 
 use rvs::dataplane::driver::pcap::{read_capture, write_capture};
 use rvs::wire::builder::PacketBuilder;
-use rvs::wire::{EthernetAddress, TcpFlags};
+use rvs::wire::TcpFlags;
+use support::lbd::LBD;
+use support::world::{v4, LbdYaml, PortYaml, EXT_MAC, INT_MAC, ROUTER_MAC, RS_MACS, STATIC_TABLES};
 
-const EXT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
-const INT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 1, 1]);
-const ROUTER_MAC: EthernetAddress = EthernetAddress([2, 0xaa, 0, 0, 0, 1]);
-const RS_MACS: [EthernetAddress; 2] = [
-    EthernetAddress([2, 0xb1, 0, 0, 0, 1]),
-    EthernetAddress([2, 0xb2, 0, 0, 0, 2]),
-];
-
-const CONFIG: &str = r#"
-ports:
-  - {name: ext, driver: pcap, mac: "02:00:00:00:00:01", addrs: ["10.0.0.254/24"]}
-  - {name: int, driver: pcap, mac: "02:00:00:00:01:01", addrs: ["192.168.10.254/24"]}
-routes:
-  - {prefix: "0.0.0.0/0", via: 10.0.0.1, port: ext}
-neighbours:
-  - {addr: 10.0.0.1, mac: "02:aa:00:00:00:01", port: ext}
-  - {addr: 192.168.10.1, mac: "02:b1:00:00:00:01", port: int}
-  - {addr: 192.168.10.2, mac: "02:b2:00:00:00:02", port: int}
-services:
+/// A NAT and a FULLNAT service, each with both real servers on port 8080.
+const SERVICES: &str = r#"services:
   - proto: tcp
     vip: 10.0.0.1
     port: 80
@@ -50,8 +37,12 @@ services:
       - {addr: 192.168.10.2, port: 8080, fwd: fullnat}
 "#;
 
-fn v4(s: &str) -> Ipv4Addr {
-    s.parse().expect("address")
+/// The director on pcap ports with the world's MACs, static tables and
+/// [`SERVICES`].
+fn config() -> String {
+    let mut yaml = LbdYaml::new(PortYaml::with_mac("pcap"), PortYaml::with_mac("pcap"));
+    yaml.tables = format!("{STATIC_TABLES}{SERVICES}");
+    yaml.text()
 }
 
 /// One TCP segment as seen in a capture.
@@ -130,9 +121,9 @@ fn client_capture() -> Vec<Vec<u8>> {
 
 fn lbd(dir: &Path, replays: &[(&str, &Path)]) {
     let conf = dir.join("replay.yaml");
-    std::fs::write(&conf, CONFIG).expect("write config");
+    std::fs::write(&conf, config()).expect("write config");
     let out = dir.join("out");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lbd"));
+    let mut cmd = Command::new(LBD);
     cmd.arg("--config")
         .arg(&conf)
         .arg("--capture-dir")

@@ -1,7 +1,11 @@
-//! Test topology shared by the golden-packet, replay and steering tests: a
-//! director with a client-side port and a server-side port, real servers on
-//! the server side, clients behind a router, one service per forwarding mode
-//! and family.
+//! The in-process director of the golden-packet, steering, expiry and
+//! no-allocation tests (and, by `#[path]`, of the benchmarks and examples):
+//! a `Snapshot` built directly — a director with a client-side port and a
+//! server-side port, real servers on the server side, clients behind a
+//! router, one service per forwarding mode and family. No processes, no
+//! namespaces: those are `tests/support`'s. Its addresses and MACs are the
+//! test world's (`tests/support/world.rs`); `golden.rs` checks that they
+//! agree.
 #![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -1,7 +1,8 @@
-//! End-to-end test harness: network namespaces, real servers, a client and
-//! the real `lbd` between them, all removed again when a test ends.
+//! The end-to-end world in network namespaces: a client, the real `lbd`
+//! on a director, real servers and a router, all removed again when a test
+//! ends.
 //!
-//! The topology (one per test; namespaces named `rvs-e2e-<pid>-<n>-<role>`):
+//! The topology (one per test; namespaces `rvs-t-<pid>-<n>-<role>`):
 //!
 //! ```text
 //!                    10.0.0.0/24                 192.168.10.0/24 (bridge br0 in "sw")
@@ -11,9 +12,10 @@
 //!     └──────────────────── 10.1.0.1 cli0 [router "rtr"] ───────────┘
 //! ```
 //!
-//! * TAP ([`Driver::Tap`]): lbd creates `ext0` and `int0` itself in `dir`;
-//!   the harness then moves their kernel sides into `cli` (as the client's
-//!   interface) and `sw` (as a bridge port) while lbd keeps the fds.
+//! * TAP ([`Driver::Tap`], [`Driver::DpdkTap`]): lbd creates `ext0` and
+//!   `int0` itself in `dir`; the harness then moves their kernel sides into
+//!   `cli` (as the client's interface) and `sw` (as a bridge port) while
+//!   lbd keeps the fds.
 //! * AF_PACKET ([`Driver::AfPacket`]): veth pairs `ext0`–`cli:ext0` and
 //!   `int0`–`sw:dir0` exist before lbd binds to the `dir` ends, which carry
 //!   no kernel address (IPv6 off). Segmentation offloads are off on every
@@ -22,348 +24,66 @@
 //! * The router gives the real servers a way back to the client that does
 //!   not cross the director (DR, TUN). NAT servers route via the director.
 //!
-//! Rules:
-//! * Tests need root. Without it [`root_or_skip`] prints why and the test
-//!   returns; as root, any set-up failure panics with the command and its
-//!   output (CI runs these for real).
-//! * Everything a test creates is owned by a guard: [`Proc`] kills its
+//! Rules (with those of [`crate::support`]):
+//! * Everything a test creates is owned by a guard: [`Proc`] stops its
 //!   process group, [`Lbd`] stops the daemon (SIGTERM, then SIGKILL),
 //!   [`Netns`] kills whatever still runs inside and deletes the namespace —
 //!   on success and on panic alike. TAP devices vanish with lbd.
 //! * Every traffic command is bounded: curl `--max-time`, wrk `-d` and
-//!   `--timeout`, python clients with socket timeouts, and every wait loop
-//!   has a deadline.
+//!   `--timeout`, python clients with socket timeouts, and every wait has a
+//!   deadline.
 //! * Services are configured only through `lbctl` (printed as an operator's
 //!   terminal would show them); lbd's ports, addresses and settings come
-//!   from a YAML file written in the test's temporary directory.
-#![allow(dead_code)]
+//!   from a YAML file ([`LbdYaml`]) written in the test's temporary
+//!   directory.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use rvs::ctl::protocol::{ConnInfo, Response};
+use rvs::ctl::protocol::ConnInfo;
 
-pub const LBD: &str = env!("CARGO_BIN_EXE_lbd");
-pub const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
+use super::lbd::{self, Lbd, ServiceStats, LBD};
+use super::netns::Netns;
+use super::process::{poll_until, Proc};
+use super::world::{
+    self, rip, rs_name, LbdYaml, PortYaml, WorkersYaml, CIP, DIP_INT, ECHO_PORT, ROUTER_LAN,
+};
 
-/// The client.
-pub const CIP: &str = "10.0.0.2";
-/// The director's client-side address.
-pub const DIP_EXT: &str = "10.0.0.254";
-/// The director's server-side address (source of TUN's outer header).
-pub const DIP_INT: &str = "192.168.10.254";
-/// The router's server-side address (DR / TUN real servers' gateway).
-pub const ROUTER_LAN: &str = "192.168.10.253";
-/// FULLNAT local address.
-pub const LIP: &str = "192.168.10.100";
 /// Bytes of the slow download (`/slow/big.bin`, served at 128 KiB/s).
 pub const BIG_LEN: usize = 512 * 1024;
-/// The real servers' UDP echo port.
-pub const ECHO_PORT: u16 = 5353;
-
-/// Real server `i` (0-based): 192.168.10.(i+1).
-pub fn rip(i: usize) -> String {
-    format!("192.168.10.{}", i + 1)
-}
-
-/// Real server `i`'s name, as its pages and echo replies say it.
-pub fn rs_name(i: usize) -> String {
-    format!("rs{}", i + 1)
-}
-
-/// The name of the real server at `addr`.
-pub fn rs_of_addr(addr: &str) -> String {
-    let last = addr.rsplit('.').next().unwrap_or("?");
-    format!("rs{last}")
-}
-
-/// Tests run one at a time: they share two cores, and timing-sensitive
-/// checks (connection timeouts) must not compete with another test's wrk.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Takes the one-test-at-a-time lock (a failed test does not poison it).
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// True when the test may run; otherwise prints why it is skipped. As root,
-/// also checks the tools and panics naming the missing ones.
-pub fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        println!(
-            "skipping {test}: end-to-end tests need root (network namespaces, TAP, AF_PACKET); euid is {euid}"
-        );
-        return false;
-    }
-    let missing: Vec<&str> = ["ip", "nginx", "curl", "wrk", "python3", "ethtool", "sysctl"]
-        .into_iter()
-        .filter(|tool| !on_path(tool))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{test}: running as root but {missing:?} not installed \
-         (apt-get install iproute2 nginx-light curl wrk python3 ethtool procps)"
-    );
-    remove_stale_namespaces();
-    true
-}
-
-fn on_path(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|dir| dir.join(tool).is_file())
-}
-
-/// Deletes `rvs-e2e-<pid>-*` namespaces whose test process is gone (a test
-/// binary killed with SIGKILL cannot run its guards).
-fn remove_stale_namespaces() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix("rvs-e2e-") else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            kill_netns_pids(name);
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-/// Runs a command; panics with its output unless it succeeds; returns stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `ip ARGS...` in the host namespace.
-pub fn ip(args: &[&str]) -> String {
-    run(Command::new("ip").args(args))
-}
-
-fn kill_netns_pids(name: &str) {
-    let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() else {
-        return;
-    };
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        if let Ok(pid) = pid.parse::<libc::pid_t>() {
-            // SAFETY: kill(2) only sends a signal; the pid was listed as
-            // living in a namespace this test created.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// A network namespace, deleted (after killing what runs in it) on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates `name` with `lo` up, IPv6 off and reverse-path filtering off
-    /// (replies in DR / TUN arrive on other interfaces than the route back).
-    pub fn new(name: String) -> Netns {
-        if Path::new("/run/netns").join(&name).exists() {
-            kill_netns_pids(&name);
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        }
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.sh("ip link set lo up
-             sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-             sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
-        ns
-    }
-
-    /// A command that runs inside the namespace.
-    pub fn cmd(&self, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, program]);
-        cmd
-    }
-
-    /// Runs a shell script (`set -e`) inside the namespace; panics on failure.
-    pub fn sh(&self, script: &str) -> String {
-        run(self.cmd("sh").arg("-c").arg(format!("set -e\n{script}")))
-    }
-
-    /// Runs a command inside the namespace; returns its output, whatever its
-    /// status.
-    pub fn output(&self, program: &str, args: &[&str]) -> Output {
-        self.cmd(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {program} in {}: {e}", self.name))
-    }
-
-    /// A kernel SNMP counter (`nstat` name, e.g. `TcpOutRsts`).
-    pub fn snmp(&self, counter: &str) -> u64 {
-        let out = self.sh(&format!("nstat -azs {counter}"));
-        out.lines()
-            .find_map(|l| {
-                let mut f = l.split_whitespace();
-                (f.next() == Some(counter)).then(|| f.next()?.parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("no counter {counter} in {}: {out}", self.name))
-    }
-
-    /// An interface's packet counter (`rx_packets`, `tx_packets`, ...).
-    pub fn link_stat(&self, ifname: &str, stat: &str) -> u64 {
-        let text = self.sh(&format!("cat /sys/class/net/{ifname}/statistics/{stat}"));
-        text.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{}: bad {ifname} {stat}: {text}", self.name))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        kill_netns_pids(&self.name);
-        for _ in 0..50 {
-            let ok = Command::new("ip")
-                .args(["netns", "del", &self.name])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok || !Path::new("/run/netns").join(&self.name).exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("warning: could not delete network namespace {}", self.name);
-    }
-}
-
-/// A child process in its own process group, killed (group-wide) on drop.
-pub struct Proc {
-    pub what: String,
-    child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    /// Spawns `cmd` with stdout and stderr to `log`.
-    pub fn spawn(what: &str, mut cmd: Command, log: &Path) -> Proc {
-        let file = fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let err = file.try_clone().expect("dup log fd");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Proc {
-            what: what.to_string(),
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The process's exit status if it has ended.
-    pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// Waits until it ends, at most `limit`; panics if it does not.
-    pub fn wait_for(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} still running after {limit:?}; log:\n{}",
-                self.what,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends `signal` to the process group.
-    pub fn signal_group(&self, signal: libc::c_int) {
-        let pgid = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) only sends a signal; the negative pid names the
-        // process group this guard created (process_group(0) at spawn).
-        unsafe { libc::kill(-pgid, signal) };
-    }
-
-    /// SIGTERM, up to `grace` to exit, then SIGKILL; returns the status.
-    pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
-        if let Some(status) = self.try_wait() {
-            self.signal_group(libc::SIGKILL);
-            return Some(status);
-        }
-        self.signal_group(libc::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(status) = self.try_wait() {
-                self.signal_group(libc::SIGKILL);
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.signal_group(libc::SIGKILL);
-        let _ = self.child.wait();
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop(Duration::from_secs(2));
-    }
-}
 
 /// Which lbd driver carries the ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
+    /// rvs's TAP driver: lbd creates `ext0` and `int0`.
     Tap,
+    /// rvs's AF_PACKET driver on veth pairs made beforehand.
     AfPacket,
+    /// DPDK `net_tap` devices (feature `dpdk`): the PMD creates `ext0` and
+    /// `int0` (EAL with `--no-huge`, see [`world::eal_args`]).
+    DpdkTap,
 }
 
 impl Driver {
-    fn yaml(self) -> &'static str {
+    /// How lbd opens port `name` (`ext` or `int`) on `ifname`.
+    fn port(self, name: &str, ifname: &str) -> PortYaml {
         match self {
-            Driver::Tap => "tap",
-            Driver::AfPacket => "af_packet",
+            Driver::Tap => PortYaml::on_interface("tap", ifname),
+            Driver::AfPacket => PortYaml::on_interface("af_packet", ifname),
+            Driver::DpdkTap => {
+                let n = if name == "ext" { 0 } else { 1 };
+                PortYaml::dpdk(&format!("net_tap{n}"), false)
+            }
         }
+    }
+
+    /// Whether lbd's ports are TAP devices whose kernel sides the harness
+    /// moves out of the director's namespace.
+    fn creates_taps(self) -> bool {
+        matches!(self, Driver::Tap | Driver::DpdkTap)
     }
 }
 
@@ -372,6 +92,8 @@ impl Driver {
 pub struct Options {
     pub driver: Driver,
     pub workers: u16,
+    /// `workers.cores`.
+    pub cores: Option<Vec<u16>>,
     pub real_servers: usize,
     /// `workers.conn_capacity`.
     pub conn_capacity: Option<u32>,
@@ -384,6 +106,7 @@ impl Options {
         Options {
             driver,
             workers: 1,
+            cores: None,
             real_servers: 2,
             conn_capacity: None,
             lport_range: None,
@@ -406,8 +129,6 @@ pub enum ServerMode {
     Tunnel,
 }
 
-static TOPOLOGY_SEQ: AtomicU32 = AtomicU32::new(0);
-
 /// A client, a director running lbd, real servers and a router, in
 /// namespaces, with nginx and a UDP echo server on every real server.
 /// Dropping it stops everything and deletes the namespaces.
@@ -429,23 +150,21 @@ impl Topology {
     /// Builds the namespaces, starts lbd from a YAML file and the real
     /// servers' nginx and echo services.
     pub fn build(opts: Options) -> Topology {
-        let seq = TOPOLOGY_SEQ.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("rvs-e2e-{}-{seq}", std::process::id());
         let tmp = tempfile::Builder::new()
             .prefix("rvs-e2e-")
             .tempdir()
             .expect("temporary directory");
         let socket = tmp.path().join("lbd.sock");
         let rs = (0..opts.real_servers)
-            .map(|i| Netns::new(format!("{prefix}-rs{}", i + 1)))
+            .map(|i| Netns::ipv4_host(&rs_name(i)))
             .collect();
         let mut topo = Topology {
             procs: Vec::new(),
             lbd: None,
-            cli: Netns::new(format!("{prefix}-cli")),
-            dir: Netns::new(format!("{prefix}-dir")),
-            sw: Netns::new(format!("{prefix}-sw")),
-            rtr: Netns::new(format!("{prefix}-rtr")),
+            cli: Netns::ipv4_host("cli"),
+            dir: Netns::ipv4_host("dir"),
+            sw: Netns::ipv4_host("sw"),
+            rtr: Netns::ipv4_host("rtr"),
             rs,
             opts,
             tmp,
@@ -453,7 +172,7 @@ impl Topology {
         };
         topo.build_links();
         topo.start_lbd();
-        if topo.opts.driver == Driver::Tap {
+        if topo.opts.driver.creates_taps() {
             topo.adopt_taps();
         }
         topo.configure_hosts();
@@ -472,42 +191,23 @@ impl Topology {
     /// The switch, the router and the real servers' links (and, for
     /// AF_PACKET, the director's veths).
     fn build_links(&self) {
-        let (sw, cli, rtr, dir) = (
-            &self.sw.name,
-            &self.cli.name,
-            &self.rtr.name,
-            &self.dir.name,
-        );
         self.sw.sh(
             "ip link add br0 type bridge\nip link set br0 up\nsysctl -qw net.ipv4.ip_forward=0",
         );
         for (i, rs) in self.rs.iter().enumerate() {
             let port = format!("rs{}p", i + 1);
-            ip(&[
-                "-n", sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                &rs.name,
-            ]);
+            self.sw.add_veth(&port, rs, "eth0");
             self.sw.sh(&format!(
                 "ip link set {port} master br0\nip link set {port} up"
             ));
         }
-        ip(&[
-            "-n", sw, "link", "add", "rtrp", "type", "veth", "peer", "name", "lan0", "netns", rtr,
-        ]);
+        self.sw.add_veth("rtrp", &self.rtr, "lan0");
         self.sw
             .sh("ip link set rtrp master br0\nip link set rtrp up");
-        ip(&[
-            "-n", cli, "link", "add", "rtr0", "type", "veth", "peer", "name", "cli0", "netns", rtr,
-        ]);
+        self.cli.add_veth("rtr0", &self.rtr, "cli0");
         if self.opts.driver == Driver::AfPacket {
-            ip(&[
-                "-n", dir, "link", "add", "ext0", "type", "veth", "peer", "name", "ext0", "netns",
-                cli,
-            ]);
-            ip(&[
-                "-n", dir, "link", "add", "int0", "type", "veth", "peer", "name", "dir0", "netns",
-                sw,
-            ]);
+            self.dir.add_veth("ext0", &self.cli, "ext0");
+            self.dir.add_veth("int0", &self.sw, "dir0");
             self.sw
                 .sh("ip link set dir0 master br0\nip link set dir0 up");
             self.dir.sh("ip link set ext0 up\nip link set int0 up
@@ -517,49 +217,60 @@ impl Topology {
     }
 
     fn yaml(&self) -> String {
-        let drv = self.opts.driver.yaml();
-        let mut y = String::new();
-        let _ = writeln!(y, "socket: {}", self.socket.display());
-        let _ = write!(y, "workers: {{count: {}, idle: backoff", self.opts.workers);
-        if let Some(cap) = self.opts.conn_capacity {
-            let _ = write!(y, ", conn_capacity: {cap}");
+        let driver = self.opts.driver;
+        let mut y = LbdYaml::new(driver.port("ext", "ext0"), driver.port("int", "int0"));
+        y.socket = Some(self.socket.clone());
+        y.workers = Some(WorkersYaml {
+            count: self.opts.workers,
+            cores: self.opts.cores.clone(),
+            conn_capacity: self.opts.conn_capacity,
+            ..WorkersYaml::default()
+        });
+        y.lport_range = self.opts.lport_range.map(str::to_string);
+        if driver == Driver::DpdkTap {
+            y.eal_args = Some(world::eal_args(
+                &world::unique("rvs_lbd_tap"),
+                &[
+                    "net_tap0,iface=ext0".to_string(),
+                    "net_tap1,iface=int0".to_string(),
+                ],
+            ));
         }
-        y.push_str("}\nports:\n");
-        let _ = writeln!(
-            y,
-            "  - {{name: ext, driver: {drv}, ifname: ext0, addrs: [\"{DIP_EXT}/24\"]}}"
-        );
-        let _ = writeln!(
-            y,
-            "  - {{name: int, driver: {drv}, ifname: int0, addrs: [\"{DIP_INT}/24\"]}}"
-        );
-        if let Some(range) = self.opts.lport_range {
-            let _ = writeln!(y, "settings: {{lport_range: \"{range}\"}}");
-        }
-        y
+        y.text()
     }
 
     fn start_lbd(&mut self) {
         let yaml_path = self.path("lbd.yaml");
-        fs::write(&yaml_path, self.yaml()).expect("write lbd.yaml");
-        println!("lbd.yaml:\n{}", self.yaml());
+        let yaml = self.yaml();
+        fs::write(&yaml_path, &yaml).expect("write lbd.yaml");
+        println!("lbd.yaml:\n{yaml}");
         let mut cmd = self.dir.cmd(LBD);
         cmd.arg("-c").arg(&yaml_path);
-        let proc = Proc::spawn("lbd", cmd, &self.path("lbd.log"));
-        let mut lbd = Lbd {
-            proc,
-            socket: self.socket.clone(),
-        };
-        lbd.wait_ready();
-        self.lbd = Some(lbd);
+        let what = format!("lbd ({:?})", self.opts.driver);
+        self.lbd = Some(Lbd::start(&what, cmd, &self.socket, &self.path("lbd.log")));
     }
 
     /// TAP: lbd created `ext0` and `int0` in `dir`; move their kernel sides
     /// to the client and the switch (lbd keeps its queue fds).
     fn adopt_taps(&self) {
-        let dir = &self.dir.name;
-        ip(&["-n", dir, "link", "set", "ext0", "netns", &self.cli.name]);
-        ip(&["-n", dir, "link", "set", "int0", "netns", &self.sw.name]);
+        let listed = self.dir.sh("ip -o link show");
+        assert!(
+            listed.contains("ext0") && listed.contains("int0"),
+            "lbd did not create ext0 and int0 in {}:\n{listed}",
+            self.dir.name
+        );
+        self.dir.move_link("ext0", &self.cli);
+        self.dir.move_link("int0", &self.sw);
+        if self.opts.driver == Driver::DpdkTap {
+            // net_tap gives the kernel side the PMD's own MAC: a bridge
+            // would take frames to that MAC for itself (a port's address is
+            // local to the bridge), so the kernel sides get addresses of
+            // their own, as the other hosts on those links would have.
+            self.cli
+                .ip(&["link", "set", "ext0", "address", "02:cc:00:00:00:01"]);
+            self.sw
+                .ip(&["link", "set", "int0", "address", "02:cc:00:00:00:02"]);
+        }
         self.sw
             .sh("ip link set int0 master br0\nip link set int0 up");
     }
@@ -682,17 +393,8 @@ http {{
             .arg(CIP)
             .arg(&report);
         let log = self.path(&format!("{}-decap.log", rs_name(i)));
-        let mut proc = Proc::spawn(&format!("ipip decap {}", rs_name(i)), cmd, &log);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !proc.log_text().contains("READY") {
-            assert!(
-                proc.try_wait().is_none() && Instant::now() < deadline,
-                "decap helper on {} did not start:\n{}",
-                rs_name(i),
-                proc.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("ipip decap {}", rs_name(i));
+        let proc = Proc::spawn_ready(&what, cmd, &log, "READY", Duration::from_secs(10));
         self.procs.push(proc);
     }
 
@@ -710,79 +412,48 @@ http {{
         (good, bad)
     }
 
+    /// Waits (15 s at most) until every nginx serves its page.
     fn wait_servers(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
         for i in 0..self.rs.len() {
-            loop {
-                let out = self.rs[i].output(
-                    "curl",
-                    &["-s", "--max-time", "1", &format!("http://{}/", rip(i))],
-                );
+            let url = format!("http://{}/", rip(i));
+            let mut last = String::new();
+            let served = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+                let out = self.rs[i].output("curl", &["-s", "--max-time", "1", &url]);
                 if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == rs_name(i)
                 {
-                    break;
+                    return Some(());
                 }
                 for p in &mut self.procs {
                     if let Some(status) = p.try_wait() {
                         panic!("{} exited ({status}):\n{}", p.what, p.log_text());
                     }
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "nginx on {} does not answer: {}",
-                    rs_name(i),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+                last = String::from_utf8_lossy(&out.stderr).into_owned();
+                None
+            });
+            assert!(
+                served.is_some(),
+                "nginx on {} does not answer: {last}",
+                rs_name(i)
+            );
         }
     }
 
     /// Runs `lbctl ARGS` as an operator would (printed with its output);
     /// it must succeed.
     pub fn lbctl(&self, args: &[&str]) -> String {
-        println!("# lbctl {}", args.join(" "));
-        let out = self.lbctl_output(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        print!("{stdout}");
-        assert!(
-            out.status.success(),
-            "lbctl {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
-    fn lbctl_output(&self, args: &[&str]) -> Output {
-        Command::new(LBCTL)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run lbctl")
+        lbd::lbctl(&self.socket, args)
     }
 
     /// `lbctl -Lnc -o json`: the connection entries.
     pub fn conns(&self) -> Vec<ConnInfo> {
-        let out = self.lbctl_output(&["-Lnc", "-o", "json"]);
-        assert!(out.status.success(), "lbctl -Lnc -o json failed");
-        match serde_json::from_slice::<Response>(&out.stdout) {
-            Ok(Response::Conns { conns, truncated }) => {
-                assert!(!truncated, "connection list truncated");
-                conns
-            }
-            other => panic!("lbctl -Lnc -o json: unexpected answer {other:?}"),
-        }
+        lbd::conns(&self.socket)
     }
 
     /// `lbctl -Ln --stats` parsed: the counters of the service line whose
     /// address is `vip_port` (e.g. "10.0.0.100:80") and of its servers.
     pub fn stats(&self, proto: &str, vip_port: &str) -> ServiceStats {
-        let text = self.lbctl(&["-Ln", "--stats"]);
-        parse_stats(&text, proto, vip_port)
-            .unwrap_or_else(|| panic!("no {proto} {vip_port} in lbctl -Ln --stats:\n{text}"))
+        lbd::stats(&self.socket, proto, vip_port)
     }
 
     /// One HTTP GET from the client on a new connection; the body, trimmed,
@@ -907,10 +578,27 @@ http {{
             .collect()
     }
 
+    /// Real server `i`'s access-log lines caused by the client (not the
+    /// harness's readiness probes, which come from the server's own
+    /// address).
+    pub fn client_log_lines(&self, i: usize) -> Vec<String> {
+        let own = format!("{} ", rip(i));
+        self.access_log(i)
+            .into_iter()
+            .filter(|l| !l.starts_with(&own))
+            .collect()
+    }
+
     /// Starts wrk from the client in the background (bounded by `-d` and
     /// `--timeout`); [`Topology::finish_wrk`] collects it.
-    pub fn start_wrk(&self, threads: u32, conns: u32, secs: u32, url: &str) -> Proc {
-        let line = format!("wrk -t{threads} -c{conns} -d{secs}s --timeout 10s {url}");
+    pub fn start_wrk(&self, wrk: Wrk, url: &str) -> Proc {
+        let Wrk {
+            threads,
+            conns,
+            secs,
+            timeout_secs,
+        } = wrk;
+        let line = format!("wrk -t{threads} -c{conns} -d{secs}s --timeout {timeout_secs}s {url}");
         println!("$ {line}");
         let mut cmd = self.cli.cmd("sh");
         cmd.arg("-c").arg(format!("ulimit -n 65536; exec {line}"));
@@ -934,109 +622,19 @@ http {{
 
     /// Stops lbd with SIGTERM and checks that it exits cleanly.
     pub fn stop_lbd_cleanly(&mut self) {
-        if let Some(mut lbd) = self.lbd.take() {
-            let status = lbd.proc.stop(Duration::from_secs(10));
-            let log = lbd.proc.log_text();
-            assert!(
-                status.is_some_and(|s| s.success()),
-                "lbd did not stop cleanly ({status:?}):\n{log}"
-            );
-            assert!(!log.contains("panicked"), "lbd panicked:\n{log}");
+        if let Some(lbd) = self.lbd.take() {
+            lbd.stop_cleanly();
         }
     }
 }
 
-/// A running lbd (inside the director namespace).
-struct Lbd {
-    proc: Proc,
-    socket: PathBuf,
-}
-
-impl Lbd {
-    /// Waits until lbd answers `lbctl -Ln` (its ports are open by then).
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.proc.try_wait() {
-                panic!("lbd exited at start ({status}):\n{}", self.proc.log_text());
-            }
-            if self.socket.exists() {
-                let ok = Command::new(LBCTL)
-                    .arg("--socket")
-                    .arg(&self.socket)
-                    .arg("-Ln")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ok {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lbd did not answer on {}:\n{}",
-                self.socket.display(),
-                self.proc.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Counters of one service (`lbctl -Ln --stats`), and of its servers.
-#[derive(Debug, Clone, Default)]
-pub struct ServiceStats {
-    pub conns: u64,
-    pub in_pkts: u64,
-    pub out_pkts: u64,
-    pub in_bytes: u64,
-    pub out_bytes: u64,
-    /// Per real server `ADDR:PORT`: (conns, in_pkts, out_pkts).
-    pub dests: BTreeMap<String, (u64, u64, u64)>,
-}
-
-/// `print_largenum`'s units back to numbers ("12K" → 12000).
-fn largenum(s: &str) -> Option<u64> {
-    let (digits, mult) = match s.chars().last()? {
-        'K' => (&s[..s.len() - 1], 1_000),
-        'M' => (&s[..s.len() - 1], 1_000_000),
-        'G' => (&s[..s.len() - 1], 1_000_000_000),
-        'T' => (&s[..s.len() - 1], 1_000_000_000_000),
-        _ => (s, 1),
-    };
-    digits.parse::<u64>().ok().map(|n| n * mult)
-}
-
-pub fn parse_stats(text: &str, proto: &str, vip_port: &str) -> Option<ServiceStats> {
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() >= 7 && f[0] == proto && f[1] == vip_port {
-            let n = |k: usize| largenum(f[k]);
-            let mut st = ServiceStats {
-                conns: n(2)?,
-                in_pkts: n(3)?,
-                out_pkts: n(4)?,
-                in_bytes: n(5)?,
-                out_bytes: n(6)?,
-                dests: BTreeMap::new(),
-            };
-            while let Some(next) = lines.peek() {
-                let g: Vec<&str> = next.split_whitespace().collect();
-                if g.first() != Some(&"->") || g.len() < 5 {
-                    break;
-                }
-                st.dests.insert(
-                    g[1].to_string(),
-                    (largenum(g[2])?, largenum(g[3])?, largenum(g[4])?),
-                );
-                lines.next();
-            }
-            return Some(st);
-        }
-    }
-    None
+/// A bounded wrk run: `-t`, `-c`, `-d` and `--timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Wrk {
+    pub threads: u32,
+    pub conns: u32,
+    pub secs: u32,
+    pub timeout_secs: u32,
 }
 
 /// What wrk printed.
