@@ -2,10 +2,13 @@
 //! (LVS/IPVS) director rebuilt as a user-space, poll-mode packet forwarder.
 //!
 //! Layers, with dependencies pointing one way (see `DESIGN.md` §2):
-//! `wire` ← `conntrack`, `sched` ← `dataplane` ← `ctl` ← binaries.
+//! `wire`, `steer` ← `conntrack`, `sched` ← `dataplane` ← `ctl` ← binaries.
+//! `steer` (flow ownership and RSS, pure functions) is a leaf shared by the
+//! worker, the drivers' steering programs and the FULLNAT port pools.
 
 pub mod conntrack;
 pub mod ctl;
 pub mod dataplane;
 pub mod sched;
+pub mod steer;
 pub mod wire;

@@ -15,10 +15,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
-use rvs::dataplane::driver::dpdk::{
-    register_worker_thread, DpdkDriver, Eal, FlowSteering, LportMatch, Mbuf,
-};
+use rvs::dataplane::driver::dpdk::{register_worker_thread, DpdkDriver, Eal, FlowSteering, Mbuf};
 use rvs::dataplane::driver::{Burst, Driver, PacketBuf, PortQueue, Steering, BURST_SIZE};
+use rvs::steer::LportMatch;
 
 /// An Ethernet/IPv4/UDP frame of `len` bytes whose bytes tell `seq` apart.
 fn udp_frame(seq: u8, len: usize) -> Vec<u8> {

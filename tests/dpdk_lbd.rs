@@ -42,7 +42,7 @@ use e2e_support::{
 };
 use rvs::ctl::protocol::{ConnInfo, PortStatsInfo, Response};
 use rvs::dataplane::driver::pcap::{read_capture, write_capture};
-use rvs::dataplane::steer::client_owner;
+use rvs::steer::client_owner;
 use rvs::wire::builder::PacketBuilder;
 use rvs::wire::{EthernetAddress, TcpFlags};
 

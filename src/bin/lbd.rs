@@ -603,7 +603,8 @@ fn start_dpdk(config: &Config) -> anyhow::Result<Plane> {
 /// and the software ring (reported once).
 #[cfg(feature = "dpdk")]
 fn steer_dpdk_flows(drivers: &[Mutex<rvs::dataplane::driver::dpdk::DpdkDriver>], snap: &Snapshot) {
-    use rvs::dataplane::driver::dpdk::flow::{FlowSteering, LportMatch};
+    use rvs::dataplane::driver::dpdk::flow::FlowSteering;
+    use rvs::steer::LportMatch;
     use std::sync::atomic::{AtomicBool, Ordering};
     static REPORTED: AtomicBool = AtomicBool::new(false);
     let Some(parts) = LportMatch::owner_partition(snap.workers).filter(|_| snap.workers > 1) else {

@@ -12,10 +12,8 @@ pub mod local;
 pub mod neigh;
 pub mod replay;
 pub mod route;
-pub mod rss;
 pub mod runtime;
 pub mod snapshot;
-pub mod steer;
 pub mod worker;
 pub mod xmit;
 

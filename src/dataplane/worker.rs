@@ -31,9 +31,9 @@ use crate::dataplane::driver::{Burst, PacketBuf, PortQueue, BURST_SIZE};
 use crate::dataplane::local;
 use crate::dataplane::neigh::{NeighTable, NeighUpdate, Pending, Resolve};
 use crate::dataplane::snapshot::Snapshot;
-use crate::dataplane::steer::{client_owner, lport_owner};
 use crate::dataplane::xmit::{self, dr, fullnat, nat, tun, Layout};
 use crate::sched::{DestLoad, FlowKey, SchedState};
+use crate::steer::{client_owner, lport_owner};
 use crate::wire::{
     self, ethertype, icmp_quoted, icmpv4, icmpv6, ip_proto, EthernetAddress, Icmpv4Packet,
     Icmpv6Packet, IpFamily, Ipv4Packet, Ipv6Packet,

@@ -1,18 +1,29 @@
-//! Flow ownership (DESIGN §5): which worker owns a packet, computed the same
-//! way on every core and simple enough for a classic-BPF fanout program or a
-//! NIC flow rule to compute too.
+//! Flow ownership and receive-side scaling (DESIGN §5): which worker owns a
+//! packet, computed the same way on every core and simple enough for a
+//! classic-BPF fanout program or a NIC flow rule to compute too; and which
+//! queue a NIC's RSS puts a packet on ([`rss`]).
 //!
 //! * client → VIP packets and NAT replies: `owner_hash(fold(client addr),
 //!   client port)`; for a reply the client is the destination, so both
 //!   directions agree;
 //! * persistent services: `owner_hash(fold(client addr & mask), 0)`, so one
 //!   client's connections (any port) share a core and its template;
-//! * FULLNAT replies: the local port names its owner, `lport % workers`
-//!   (each worker allocates local ports only from its partition, see
-//!   `conntrack::LaddrPool`).
+//! * FULLNAT replies: the local port names its owner, [`lport_owner`] =
+//!   `lport % workers` (each worker allocates local ports only from its
+//!   partition, see `conntrack::LaddrPool`).
 //!
-//! Rules: pure integer arithmetic on 32-bit words (cBPF has 32-bit ALU ops:
-//! xor, mul, shift, mod), no table lookups beyond the VIP/LIP sets.
+//! This module is the one source of these functions: the worker
+//! (`dataplane::worker`), the AF_PACKET driver's cBPF fanout program, the
+//! DPDK driver's `rte_flow` rules and RSS set-up, and the FULLNAT port pools
+//! (`conntrack::laddr`) all use them from here.
+//!
+//! Rules: a leaf — depends on `std` only, so the drivers, `conntrack` and the
+//! dataplane can all use it without a cycle. Pure integer arithmetic on
+//! 32-bit words (cBPF has 32-bit ALU ops: xor, mul, shift, mod), no table
+//! lookups beyond the VIP/LIP sets, no allocation in the per-packet
+//! functions.
+
+pub mod rss;
 
 /// Fold an address (IPv4: 4 bytes; IPv6: 16 bytes) to 32 bits by xor of its
 /// big-endian words.
@@ -40,13 +51,49 @@ pub fn client_owner(client_addr: &[u8], client_port: u16, workers: u16) -> u16 {
     (owner_hash(fold_addr(client_addr), client_port) % workers as u32) as u16
 }
 
-/// The worker owning a FULLNAT reply to local port `lport`.
+/// The worker owning a FULLNAT reply to local port `lport` (`lport %
+/// workers`; 0 when `workers` is 0 or 1): the partition of the local ports
+/// among the workers.
 #[inline]
 pub fn lport_owner(lport: u16, workers: u16) -> u16 {
     if workers <= 1 {
         0
     } else {
         lport % workers
+    }
+}
+
+/// A worker's share of the local-port space as a device flow rule matches
+/// it (`rte_flow` "dst port & mask == value → queue", DPVS `sa_pool`): ports
+/// with `lport & mask == value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LportMatch {
+    /// Bits of the port compared.
+    pub mask: u16,
+    /// Their value for this worker (`value & !mask == 0`).
+    pub value: u16,
+}
+
+impl LportMatch {
+    /// Whether `lport` is in this share.
+    pub fn contains(&self, lport: u16) -> bool {
+        lport & self.mask == self.value
+    }
+
+    /// The shares matching rvs's owner function
+    /// ([`lport_owner`](lport_owner):
+    /// `lport % workers`) for `workers` workers, one per worker/queue;
+    /// `None` when `workers` is not a power of two (then `%` is no mask).
+    pub fn owner_partition(workers: u16) -> Option<Vec<LportMatch>> {
+        if workers == 0 || !workers.is_power_of_two() {
+            return None;
+        }
+        let mask = workers - 1;
+        Some(
+            (0..workers)
+                .map(|value| LportMatch { mask, value })
+                .collect(),
+        )
     }
 }
 
@@ -175,5 +222,29 @@ mod tests {
             plan.owner(6, &[192, 168, 10, 1], 80, &[10, 0, 1, 100], 5002),
             0
         );
+    }
+
+    #[test]
+    fn lport_match_partition_is_the_lport_owner_function() {
+        for workers in [1u16, 2, 4, 8] {
+            let shares = LportMatch::owner_partition(workers).expect("power of two");
+            assert_eq!(shares.len(), workers as usize);
+            for lport in (0..=u16::MAX).step_by(7) {
+                let owner = lport_owner(lport, workers) as usize;
+                for (w, s) in shares.iter().enumerate() {
+                    assert_eq!(
+                        s.contains(lport),
+                        w == owner,
+                        "lport {lport} workers {workers}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lport_match_partition_needs_a_power_of_two() {
+        assert_eq!(LportMatch::owner_partition(3), None);
+        assert_eq!(LportMatch::owner_partition(0), None);
     }
 }
