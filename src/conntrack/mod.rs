@@ -14,7 +14,8 @@
 //! Rules:
 //! * No I/O, no locks, no system calls on the packet path; the only system
 //!   call is at construction (a huge-page hint for the table's memory).
-//!   Depends on `std`, `thiserror` and `libc` (for that hint) only.
+//!   Depends on `std`, `thiserror`, `libc` (for that hint) and the leaf
+//!   [`crate::steer`] (the local-port partition) only.
 //! * One [`ConnTable`] per worker, owned and used by that worker alone.
 //! * Everything is allocated in the constructors ([`ConnTable::new`],
 //!   [`LaddrPool::new`]); inserting, looking up, updating, expiring and
