@@ -123,33 +123,90 @@ pub struct SteerPlan {
     pub laddrs: Vec<Vec<u8>>,
 }
 
+/// What the owner function needs to know about a packet's destination
+/// (the caller looks it up: a worker in its snapshot, [`SteerPlan::owner`]
+/// in the plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination<'a> {
+    /// A FULLNAT local address: the packet is a reply to a local port.
+    Laddr,
+    /// A virtual service, persistent with this client mask (4 or 16 bytes,
+    /// or the 16-byte form of an IPv4 mask) or not.
+    Service {
+        /// The client mask of a persistent service.
+        persist_mask: Option<&'a [u8]>,
+    },
+    /// Anything else (a NAT reply: the destination is the client).
+    Other,
+}
+
+/// The worker owning a TCP/UDP packet `src:sport → dst:dport` (addresses
+/// of 4 or 16 bytes) whose destination is `dest` — the one owner function
+/// (DESIGN §5): FULLNAT replies by local port, client → VIP traffic by the
+/// (masked) client, everything else (NAT replies) by the destination = the
+/// client.
+#[inline]
+pub fn flow_owner(
+    dest: Destination<'_>,
+    src: &[u8],
+    sport: u16,
+    dst: &[u8],
+    dport: u16,
+    workers: u16,
+) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    match dest {
+        Destination::Laddr => lport_owner(dport, workers),
+        Destination::Service {
+            persist_mask: Some(m),
+        } => {
+            let mut masked = [0u8; 16];
+            for (o, (a, b)) in masked.iter_mut().zip(src.iter().zip(m.iter())) {
+                *o = a & b;
+            }
+            client_owner(&masked[..src.len().min(16)], 0, workers)
+        }
+        Destination::Service { persist_mask: None } => client_owner(src, sport, workers),
+        Destination::Other => client_owner(dst, dport, workers),
+    }
+}
+
 impl SteerPlan {
+    /// The service a packet to `dst:dport` belongs to, looked up as the
+    /// worker's snapshot does: the exact port first, then the service of
+    /// port 0 (every port) on that address.
+    pub fn service(&self, proto: u8, dst: &[u8], dport: u16) -> Option<&SteerService> {
+        let on = |port: u16| {
+            self.services
+                .iter()
+                .find(move |s| s.proto == proto && s.vport == port && s.vip.as_slice() == dst)
+        };
+        on(dport).or_else(|| on(0))
+    }
+
+    /// What the plan knows of destination `dst:dport` for protocol `proto`.
+    pub fn destination(&self, proto: u8, dst: &[u8], dport: u16) -> Destination<'_> {
+        if self.laddrs.iter().any(|l| l.as_slice() == dst) {
+            return Destination::Laddr;
+        }
+        match self.service(proto, dst, dport) {
+            Some(s) => Destination::Service {
+                persist_mask: s.persist_mask.as_deref(),
+            },
+            None => Destination::Other,
+        }
+    }
+
     /// The owner of an IP packet given its addresses and ports, as the
-    /// worker computes it: FULLNAT replies (dst is a LIP) by local port,
-    /// client → VIP traffic by the (masked) client, everything else (NAT
-    /// replies) by the destination = client.
+    /// worker computes it ([`flow_owner`] of [`Self::destination`]).
     pub fn owner(&self, proto: u8, src: &[u8], sport: u16, dst: &[u8], dport: u16) -> u16 {
         if self.workers <= 1 {
             return 0;
         }
-        if self.laddrs.iter().any(|l| l.as_slice() == dst) {
-            return lport_owner(dport, self.workers);
-        }
-        for s in &self.services {
-            if s.proto == proto && s.vip.as_slice() == dst && (s.vport == 0 || s.vport == dport) {
-                return match &s.persist_mask {
-                    Some(m) => {
-                        let mut masked = [0u8; 16];
-                        for (i, (a, b)) in src.iter().zip(m.iter()).enumerate().take(16) {
-                            masked[i] = a & b;
-                        }
-                        client_owner(&masked[..src.len().min(16)], 0, self.workers)
-                    }
-                    None => client_owner(src, sport, self.workers),
-                };
-            }
-        }
-        client_owner(dst, dport, self.workers)
+        let dest = self.destination(proto, dst, dport);
+        flow_owner(dest, src, sport, dst, dport, self.workers)
     }
 }
 
@@ -246,5 +303,40 @@ mod tests {
     fn lport_match_partition_needs_a_power_of_two() {
         assert_eq!(LportMatch::owner_partition(3), None);
         assert_eq!(LportMatch::owner_partition(0), None);
+    }
+
+    #[test]
+    fn an_exact_port_service_wins_over_the_port_0_service_of_its_address() {
+        let any_port = SteerService {
+            proto: 6,
+            vip: vec![10, 0, 0, 1],
+            vport: 0,
+            persist_mask: Some(vec![255, 255, 255, 0]),
+        };
+        let web = SteerService {
+            proto: 6,
+            vip: vec![10, 0, 0, 1],
+            vport: 80,
+            persist_mask: None,
+        };
+        let plan = SteerPlan {
+            workers: 4,
+            services: vec![any_port.clone(), web.clone()],
+            laddrs: vec![],
+        };
+        assert_eq!(plan.service(6, &[10, 0, 0, 1], 80), Some(&web));
+        assert_eq!(plan.service(6, &[10, 0, 0, 1], 443), Some(&any_port));
+        assert_eq!(plan.service(17, &[10, 0, 0, 1], 80), None);
+        for cport in 1000..1100 {
+            let c = [203, 0, 113, 7];
+            assert_eq!(
+                plan.owner(6, &c, cport, &[10, 0, 0, 1], 80),
+                client_owner(&c, cport, 4)
+            );
+            assert_eq!(
+                plan.owner(6, &c, cport, &[10, 0, 0, 1], 443),
+                client_owner(&[203, 0, 113, 0], 0, 4)
+            );
+        }
     }
 }

@@ -1511,7 +1511,11 @@ fn match_family(a: &mut Asm, plan: &SteerPlan, words: usize, lport: usize, hash:
         a.ja(lport);
         a.place(next);
     }
-    for s in &plan.services {
+    // Exact-port services before the port-0 ("every port") ones, the order
+    // of `SteerPlan::service` (and of the worker's service lookup).
+    let exact = plan.services.iter().filter(|s| s.vport != 0);
+    let any_port = plan.services.iter().filter(|s| s.vport == 0);
+    for s in exact.chain(any_port) {
         if s.vip.len() != len || !(s.proto == 6 || s.proto == 17) {
             continue; // can never match a TCP/UDP packet of this family
         }
