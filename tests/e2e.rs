@@ -38,8 +38,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_support::*;
+use rvs::conntrack::Fwd;
 use rvs::ctl::config::Config;
-use rvs::ctl::protocol::{ConnInfo, Fwd, Response};
+use rvs::ctl::protocol::{ConnInfo, Response};
 
 const VIP_NAT: &str = "10.0.0.100";
 const VIP_DR: &str = "10.0.0.101";
@@ -671,9 +672,9 @@ fn example_configs_pass_check_config() {
         );
     }
     for (file, fwd) in [
-        ("nat", Fwd::Masq),
-        ("dr", Fwd::Route),
-        ("tun", Fwd::Tunnel),
+        ("nat", Fwd::Nat),
+        ("dr", Fwd::Dr),
+        ("tun", Fwd::Tun),
         ("fullnat", Fwd::FullNat),
     ] {
         let config = Config::load(&conf.join(format!("{file}.yaml"))).expect("load");
