@@ -12,10 +12,18 @@
 //!   `lport % workers` (each worker allocates local ports only from its
 //!   partition, see `conntrack::LaddrPool`).
 //!
+//! A packet to a VIP belongs to the service of its exact port, else to the
+//! port-0 ("every port") service of that address ([`SteerPlan::service`],
+//! the lookup the worker's snapshot makes). [`flow_owner`] is the owner
+//! function given that lookup's answer ([`Destination`]); [`SteerPlan::owner`]
+//! is it over the plan the devices get.
+//!
 //! This module is the one source of these functions: the worker
-//! (`dataplane::worker`), the AF_PACKET driver's cBPF fanout program, the
-//! DPDK driver's `rte_flow` rules and RSS set-up, and the FULLNAT port pools
-//! (`conntrack::laddr`) all use them from here.
+//! (`dataplane::worker`), the AF_PACKET driver's cBPF fanout program (which
+//! computes [`SteerPlan::owner`] in classic BPF), the DPDK driver's
+//! `rte_flow` rules ([`LportMatch`]) and RSS set-up ([`rss`]), and the
+//! FULLNAT port pools (`conntrack::laddr`) all take them from here;
+//! `tests/owner_agreement.rs` checks that they agree.
 //!
 //! Rules: a leaf — depends on `std` only, so the drivers, `conntrack` and the
 //! dataplane can all use it without a cycle. Pure integer arithmetic on
