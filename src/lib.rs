@@ -2,7 +2,9 @@
 //! (LVS/IPVS) director rebuilt as a user-space, poll-mode packet forwarder.
 //!
 //! Layers, with dependencies pointing one way (see `DESIGN.md` §2):
-//! `wire` ← `conntrack`, `sched` ← `dataplane` ← `ctl` ← `daemon` ← binaries.
+//! `wire`, `steer` ← `conntrack`, `sched` ← `dataplane` ← `ctl` ← `daemon` ← binaries.
+//! `steer` (flow ownership and RSS, pure functions) is a leaf shared by the
+//! worker, the drivers' steering programs and the FULLNAT port pools.
 //! `sys` (the few system calls outside the drivers, the only `unsafe`
 //! outside `dataplane::driver`) is a leaf any layer may use.
 
@@ -11,5 +13,6 @@ pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
 pub mod sched;
+pub mod steer;
 pub mod sys;
 pub mod wire;

@@ -14,11 +14,10 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use rvs::dataplane::driver::dpdk::{
-    register_worker_thread, DpdkDriver, Eal, FlowSteering, LportMatch, Mbuf,
-};
+use rvs::dataplane::driver::dpdk::{register_worker_thread, DpdkDriver, Eal, FlowSteering, Mbuf};
 use rvs::dataplane::driver::pcap::{read_capture, write_capture};
 use rvs::dataplane::driver::{Burst, Driver, PacketBuf, PortQueue, Steering, BURST_SIZE};
+use rvs::steer::LportMatch;
 
 /// An Ethernet/IPv4/UDP frame of `len` bytes whose bytes tell `seq` apart.
 fn udp_frame(seq: u8, len: usize) -> Vec<u8> {

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use rvs::ctl::protocol::{ConnInfo, PortStatsInfo};
 use rvs::dataplane::driver::pcap::{read_capture, write_capture};
-use rvs::dataplane::steer::client_owner;
+use rvs::steer::client_owner;
 use rvs::wire::builder::PacketBuilder;
 use rvs::wire::{EthernetAddress, TcpFlags};
 use support::lbd::{port_stats, Lbd, LBD};

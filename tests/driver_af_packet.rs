@@ -13,7 +13,7 @@
 use rvs::dataplane::driver::af_packet::{AfPacketDriver, AfPacketOptions, AfPacketQueue, TxMode};
 use rvs::dataplane::driver::heapbuf::HeapBuf;
 use rvs::dataplane::driver::{Burst, Driver, PacketBuf, PortQueue, Steering, BURST_SIZE};
-use rvs::dataplane::steer::{SteerPlan, SteerService};
+use rvs::steer::{SteerPlan, SteerService};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};

@@ -43,8 +43,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use rvs::conntrack::Fwd;
 use rvs::ctl::config::Config;
-use rvs::ctl::protocol::{ConnInfo, Fwd, Response};
+use rvs::ctl::protocol::{ConnInfo, Response};
 use support::lbd::{lbctl_json, LBD};
 use support::netns::Netns;
 use support::process::poll_until;
@@ -649,9 +650,9 @@ fn example_configs_pass_check_config() {
         );
     }
     for (file, fwd) in [
-        ("nat", Fwd::Masq),
-        ("dr", Fwd::Route),
-        ("tun", Fwd::Tunnel),
+        ("nat", Fwd::Nat),
+        ("dr", Fwd::Dr),
+        ("tun", Fwd::Tun),
         ("fullnat", Fwd::FullNat),
     ] {
         let config = Config::load(&conf.join(format!("{file}.yaml"))).expect("load");

@@ -8,14 +8,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use rvs::conntrack::{Fwd, Proto};
 use rvs::ctl::ipvsadm::{
     parse_args, parse_restore, render, Command, ListCommand, ListOptions, ListWhat, OutputFormat,
     RenderError,
 };
 use rvs::ctl::protocol::{
-    ConnInfo, DestInfo, DestSpec, DropCount, ErrorKind, Fwd, LaddrInfo, Netmask, PortStatsInfo,
-    Proto, Rates, Request, Response, ServiceInfo, ServiceKey, ServiceLaddrs, ServiceSpec, Stats,
-    Timeouts, TunType, WorkerStatsInfo,
+    ConnInfo, DestInfo, DestSpec, DropCount, ErrorKind, LaddrInfo, Netmask, PortStatsInfo, Rates,
+    Request, Response, ServiceInfo, ServiceKey, ServiceLaddrs, ServiceSpec, Stats, Timeouts,
+    TunType, WorkerStatsInfo,
 };
 
 fn ip(text: &str) -> IpAddr {
@@ -110,7 +111,7 @@ fn services() -> Vec<ServiceInfo> {
             dest(D {
                 addr: "192.168.10.2",
                 port: 8080,
-                fwd: Fwd::Masq,
+                fwd: Fwd::Nat,
                 weight: 2,
                 active: 3,
                 inactive: 40,
@@ -123,7 +124,7 @@ fn services() -> Vec<ServiceInfo> {
             dest(D {
                 addr: "192.168.20.1",
                 port: 80,
-                fwd: Fwd::Tunnel,
+                fwd: Fwd::Tun,
                 weight: 1,
                 active: 0,
                 inactive: 0,
@@ -136,7 +137,7 @@ fn services() -> Vec<ServiceInfo> {
             dest(D {
                 addr: "192.168.10.1",
                 port: 8080,
-                fwd: Fwd::Masq,
+                fwd: Fwd::Nat,
                 weight: 1,
                 active: 12,
                 inactive: 34,
@@ -180,7 +181,7 @@ fn services() -> Vec<ServiceInfo> {
             dest(D {
                 addr: "192.168.10.12",
                 port: 443,
-                fwd: Fwd::Route,
+                fwd: Fwd::Dr,
                 weight: 1,
                 active: 0,
                 inactive: 1,
@@ -193,7 +194,7 @@ fn services() -> Vec<ServiceInfo> {
             dest(D {
                 addr: "192.168.10.11",
                 port: 443,
-                fwd: Fwd::Route,
+                fwd: Fwd::Dr,
                 weight: 1,
                 active: 1,
                 inactive: 0,
@@ -224,7 +225,7 @@ fn services() -> Vec<ServiceInfo> {
         dests: vec![dest(D {
             addr: "192.168.10.53",
             port: 53,
-            fwd: Fwd::Masq,
+            fwd: Fwd::Nat,
             weight: 1,
             active: 0,
             inactive: 7,
@@ -249,7 +250,7 @@ fn services() -> Vec<ServiceInfo> {
         dests: vec![dest(D {
             addr: "2001:db8::10",
             port: 80,
-            fwd: Fwd::Masq,
+            fwd: Fwd::Nat,
             weight: 1,
             active: 1,
             inactive: 2,

@@ -4,12 +4,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use rvs::conntrack::{Fwd, Proto};
 use rvs::ctl::ipvsadm::{
     parse_args, parse_restore, parse_restore_line, Command, ListCommand, ListOptions, ListWhat,
     OutputFormat, ParseError,
 };
 use rvs::ctl::protocol::{
-    DestSpec, Fwd, LaddrSpec, Netmask, Proto, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
+    DestSpec, LaddrSpec, Netmask, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
 };
 
 fn words(line: &str) -> Vec<&str> {
@@ -214,23 +215,23 @@ fn accepted_cases() -> Vec<(&'static str, Command)> {
         ("-C", Command::Apply(Request::Clear)),
         ("--clear", Command::Apply(Request::Clear)),
         // Real servers: -g (Route) is the default, weight 1, port = service port.
-        ("-a -t 10.0.0.1:80 -r 192.168.10.1", add_dest(vip, dest("192.168.10.1", 80, Fwd::Route, 1))),
+        ("-a -t 10.0.0.1:80 -r 192.168.10.1", add_dest(vip, dest("192.168.10.1", 80, Fwd::Dr, 1))),
         (
             "-a -t 10.0.0.1:80 -r 192.168.10.1:8080 -m -w 5",
-            add_dest(vip, dest("192.168.10.1", 8080, Fwd::Masq, 5)),
+            add_dest(vip, dest("192.168.10.1", 8080, Fwd::Nat, 5)),
         ),
-        ("-a -t 10.0.0.1:80 -r 192.168.10.1 -m", add_dest(vip, dest("192.168.10.1", 80, Fwd::Masq, 1))),
+        ("-a -t 10.0.0.1:80 -r 192.168.10.1 -m", add_dest(vip, dest("192.168.10.1", 80, Fwd::Nat, 1))),
         (
             "-a -t 10.0.0.1:80 -r 192.168.10.1:8080 -g",
-            add_dest(vip, dest("192.168.10.1", 80, Fwd::Route, 1)),
+            add_dest(vip, dest("192.168.10.1", 80, Fwd::Dr, 1)),
         ),
         (
             "-a -t 10.0.0.1:80 -r 192.168.10.1:8080 -i --tun-type ipip",
-            add_dest(vip, dest("192.168.10.1", 80, Fwd::Tunnel, 1)),
+            add_dest(vip, dest("192.168.10.1", 80, Fwd::Tun, 1)),
         ),
         (
             "-a -t 10.0.0.1:80 -r 192.168.10.1:8080 --ipip",
-            add_dest(vip, dest("192.168.10.1", 80, Fwd::Tunnel, 1)),
+            add_dest(vip, dest("192.168.10.1", 80, Fwd::Tun, 1)),
         ),
         (
             "-a -t 10.0.0.1:80 -r 192.168.10.1:8080 --fullnat -w 0",
@@ -238,23 +239,23 @@ fn accepted_cases() -> Vec<(&'static str, Command)> {
         ),
         (
             "-a -t 10.0.0.1:80 -r 192.168.10.1 -m -x 100 -y 50",
-            add_dest(vip, DestSpec { u_threshold: 100, l_threshold: 50, ..dest("192.168.10.1", 80, Fwd::Masq, 1) }),
+            add_dest(vip, DestSpec { u_threshold: 100, l_threshold: 50, ..dest("192.168.10.1", 80, Fwd::Nat, 1) }),
         ),
         (
             "--add-server -t 10.0.0.1:80 --real-server=192.168.10.1 --masquerading --weight=65535 --u-threshold=2147483647 --l-threshold 0",
-            add_dest(vip, DestSpec { u_threshold: 2_147_483_647, ..dest("192.168.10.1", 80, Fwd::Masq, 65535) }),
+            add_dest(vip, DestSpec { u_threshold: 2_147_483_647, ..dest("192.168.10.1", 80, Fwd::Nat, 65535) }),
         ),
         (
             "-a -t [2001:db8::1]:80 -r 192.168.10.1 -i",
-            add_dest(tcp("2001:db8::1", 80), dest("192.168.10.1", 80, Fwd::Tunnel, 1)),
+            add_dest(tcp("2001:db8::1", 80), dest("192.168.10.1", 80, Fwd::Tun, 1)),
         ),
         (
             "-a -u [2001:db8::1]:53 -r [2001:db8::10]:5353 -m",
-            add_dest(udp("2001:db8::1", 53), dest("2001:db8::10", 5353, Fwd::Masq, 1)),
+            add_dest(udp("2001:db8::1", 53), dest("2001:db8::10", 5353, Fwd::Nat, 1)),
         ),
         (
             "-e -t 10.0.0.1:80 -r 192.168.10.1:80 -m -w 3",
-            Command::Apply(Request::EditDest { service: vip, dest: dest("192.168.10.1", 80, Fwd::Masq, 3) }),
+            Command::Apply(Request::EditDest { service: vip, dest: dest("192.168.10.1", 80, Fwd::Nat, 3) }),
         ),
         (
             "-d -t 10.0.0.1:80 -r 192.168.10.1",
@@ -561,11 +562,11 @@ ipvsadm
             },
             Request::AddDest {
                 service: vip,
-                dest: dest("192.168.10.1", 80, Fwd::Masq, 1)
+                dest: dest("192.168.10.1", 80, Fwd::Nat, 1)
             },
             Request::AddDest {
                 service: vip,
-                dest: dest("192.168.10.2", 80, Fwd::Masq, 2)
+                dest: dest("192.168.10.2", 80, Fwd::Nat, 2)
             },
             Request::AddLaddr {
                 laddr: LaddrSpec {

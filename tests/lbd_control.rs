@@ -419,7 +419,7 @@ fn bad_frames_get_error_responses_and_change_nothing() {
     // A well-formed but invalid change is refused too.
     let bad = protocol::encode_request(&Request::DeleteService {
         service: rvs::ctl::protocol::ServiceKey {
-            proto: rvs::ctl::protocol::Proto::Tcp,
+            proto: rvs::conntrack::Proto::Tcp,
             addr: "10.0.0.9".parse().expect("addr"),
             port: 80,
         },

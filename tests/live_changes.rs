@@ -11,10 +11,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rvs::conntrack::{Fwd, Proto};
 use rvs::ctl::config::Config;
-use rvs::ctl::protocol::{
-    DestSpec, Fwd, Proto, Request, Response, ServiceKey, ServiceSpec, Timeouts,
-};
+use rvs::ctl::protocol::{DestSpec, Request, Response, ServiceKey, ServiceSpec, Timeouts};
 use rvs::ctl::server::{Control, ControlOptions};
 use rvs::dataplane::counters::DropReason;
 use rvs::dataplane::driver::mem::MemQueue;
@@ -112,7 +111,7 @@ fn a_thousand_changes_lose_no_packet_of_untouched_flows() {
         port: 53,
     };
     let masq = |addr: &str, w: u32| DestSpec {
-        fwd: Fwd::Masq,
+        fwd: Fwd::Nat,
         weight: w,
         ..DestSpec::new(addr.parse().expect("rs"), 8080)
     };

@@ -237,7 +237,7 @@ fn persistence_survives_across_workers() {
 
 #[test]
 fn fullnat_local_ports_are_chosen_so_rss_delivers_replies_to_their_owner() {
-    use rvs::dataplane::rss::{symmetric_rss_key, RssConfig};
+    use rvs::steer::rss::{symmetric_rss_key, RssConfig};
     let mut topo = topo2();
     let rss = Arc::new(RssConfig {
         key: symmetric_rss_key(40),

@@ -10,6 +10,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
+use serde::{Deserialize, Serialize};
+
 /// An IPv4 or IPv6 address: IPv4 in the first 4 bytes, the other 12 zero.
 pub type Addr = [u8; 16];
 
@@ -65,8 +67,11 @@ pub fn mask_addr(a: &Addr, mask: &Addr) -> Addr {
     out
 }
 
-/// Transport protocols the table tracks by state.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+/// Transport protocols the table tracks by state — and that a virtual
+/// service speaks: the control protocol and the YAML configuration carry
+/// this type too (as `"tcp"` / `"udp"`). SCTP is refused by `lbctl`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Proto {
     /// TCP (IP protocol 6): IPVS TCP state machine.
@@ -76,9 +81,17 @@ pub enum Proto {
 }
 
 impl Proto {
-    /// The IP protocol number.
+    /// The IP (IANA) protocol number (6, 17); ipvsadm sorts services by it.
     pub fn number(self) -> u8 {
         self as u8
+    }
+
+    /// ipvsadm's protocol name as printed by `-L` ("TCP", "UDP").
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
     }
 
     /// The protocol with this IP protocol number, if tracked.

@@ -4,8 +4,9 @@
 //! * A FULLNAT reply is addressed to `lip:lport`, and the local port alone
 //!   must tell which worker owns the flow (DESIGN.md §5). So each worker
 //!   allocates only from its own partition of every LIP's port range: port
-//!   `p` belongs to worker [`LaddrPool::owner_of_port`]`(p, workers)` =
-//!   `p % workers`. [`LaddrPool::new_filtered`] takes any other partition
+//!   `p` belongs to worker [`lport_owner`]`(p, workers)` = `p % workers`,
+//!   the one partition function of the leaf [`crate::steer`] that the
+//!   worker's hand-over and the drivers' steering programs use too. [`LaddrPool::new_filtered`] takes any other partition
 //!   (e.g. RSS-aware: ports whose reply hash lands on the worker's queue).
 //! * Port 0 is never handed out.
 //! * Everything is allocated by the constructor; `alloc` and `free` do not
@@ -16,6 +17,7 @@
 //!   another worker's port, unknown LIP) is ignored and counted.
 
 use super::key::Addr;
+use crate::steer::lport_owner;
 
 const FOREIGN: u8 = 0;
 const FREE: u8 = 1;
@@ -74,23 +76,13 @@ pub struct LaddrPool {
 }
 
 impl LaddrPool {
-    /// The worker that owns local port `port` among `workers` workers
-    /// (`port % workers`; 0 when `workers` is 0).
-    pub fn owner_of_port(port: u16, workers: u16) -> u16 {
-        if workers == 0 {
-            0
-        } else {
-            port % workers
-        }
-    }
-
     /// Worker `worker`'s pool (of `workers`): for every LIP, the ports `p` in
-    /// `port_lo..=port_hi` with `owner_of_port(p, workers) == worker`.
+    /// `port_lo..=port_hi` with [`lport_owner`]`(p, workers) == worker`.
     /// `workers == 0` is taken as 1; `worker ≥ workers` gives an empty pool.
     pub fn new(lips: &[Addr], port_lo: u16, port_hi: u16, worker: u16, workers: u16) -> Self {
         let workers = workers.max(1);
         Self::new_filtered(lips, port_lo, port_hi, |_, p| {
-            Self::owner_of_port(p, workers) == worker
+            lport_owner(p, workers) == worker
         })
     }
 

@@ -14,7 +14,10 @@
 //! Rules:
 //! * No I/O, no locks, no system calls on the packet path; the only system
 //!   call is at construction (a huge-page hint for the table's memory).
-//!   Depends on `std`, `thiserror` and `libc` (for that hint) only.
+//!   Depends on `std`, `thiserror`, `serde` (derives only: [`Proto`] and
+//!   [`Fwd`] travel in the control protocol and the configuration as they
+//!   are), `libc` (for that hint) and the leaf [`crate::steer`] (the
+//!   local-port partition) only.
 //! * One [`ConnTable`] per worker, owned and used by that worker alone.
 //! * Everything is allocated in the constructors ([`ConnTable::new`],
 //!   [`LaddrPool::new`]); inserting, looking up, updating, expiring and
@@ -32,6 +35,8 @@ pub mod laddr;
 pub mod table;
 pub mod tcp_state;
 pub mod timer;
+
+use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
 mod tests;
@@ -54,21 +59,51 @@ pub enum Dir {
     Reply = 1,
 }
 
-/// How a connection is forwarded to its real server (see DESIGN.md §4).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+/// How a connection is forwarded to its real server (see DESIGN.md §4) —
+/// the packet-forwarding method of a real server as the control protocol
+/// and the YAML configuration carry it too, under ipvsadm's names
+/// (`"masq"`, `"route"`, `"tunnel"`, `"fullnat"`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum Fwd {
-    /// Masquerading (`-m`): destination rewritten, replies come back through us.
+    /// Masquerading (`-m`): destination rewritten, replies come back through
+    /// us. ipvsadm prints "Masq".
+    #[serde(rename = "masq")]
     Nat = 0,
-    /// Direct routing (`-g`): only the MAC changes; replies bypass us.
+    /// Direct routing (`-g`, ipvsadm's default): only the MAC changes;
+    /// replies bypass us. ipvsadm prints "Route".
+    #[serde(rename = "route")]
     Dr = 1,
-    /// IP-in-IP tunnelling (`-i`): replies bypass us.
+    /// IP-in-IP tunnelling (`-i`): replies bypass us. ipvsadm prints "Tunnel".
+    #[serde(rename = "tunnel")]
     Tun = 2,
-    /// FULLNAT (`--fullnat`): source → local address, destination → real server.
+    /// FULLNAT (`--fullnat`, rvs/DPVS): source → local address, destination
+    /// → real server. Printed "FullNat".
+    #[serde(rename = "fullnat")]
     FullNat = 3,
 }
 
 impl Fwd {
+    /// ipvsadm's forward column name ("Masq", "Route", "Tunnel", "FullNat").
+    pub fn name(self) -> &'static str {
+        match self {
+            Fwd::Nat => "Masq",
+            Fwd::Dr => "Route",
+            Fwd::Tun => "Tunnel",
+            Fwd::FullNat => "FullNat",
+        }
+    }
+
+    /// The option that selects this method in `-S` output.
+    pub fn switch(self) -> &'static str {
+        match self {
+            Fwd::Nat => "-m",
+            Fwd::Dr => "-g",
+            Fwd::Tun => "-i",
+            Fwd::FullNat => "--fullnat",
+        }
+    }
+
     /// Whether the director sees the real server's replies (NAT, FULLNAT).
     pub fn sees_replies(self) -> bool {
         matches!(self, Fwd::Nat | Fwd::FullNat)

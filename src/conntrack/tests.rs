@@ -656,7 +656,7 @@ fn laddr_partition_is_disjoint_across_workers() {
         let mut pool = LaddrPool::new(&lips, 1024, 2047, w, workers);
         let mut n = 0;
         while let Some((lip, port)) = pool.alloc() {
-            assert_eq!(LaddrPool::owner_of_port(port, workers), w);
+            assert_eq!(crate::steer::lport_owner(port, workers), w);
             assert!((1024..=2047).contains(&port));
             assert!(all.insert((lip, port)), "{port} handed out twice");
             n += 1;

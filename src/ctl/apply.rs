@@ -50,9 +50,10 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use crate::conntrack::Fwd;
 use crate::conntrack::{self, addr_from_ip, prefix_mask};
 use crate::ctl::protocol::{
-    DestSpec, ErrorKind, Fwd, LaddrSpec, Netmask, Request, ServiceKey, ServiceSpec, Timeouts,
+    DestSpec, ErrorKind, LaddrSpec, Netmask, Request, ServiceKey, ServiceSpec, Timeouts,
 };
 use crate::dataplane::counters::{MAX_DESTS, MAX_SERVICES};
 use crate::dataplane::neigh::NeighUpdate;
@@ -629,7 +630,7 @@ impl ControlState {
                 )))
             }
         }
-        if spec.ops && key.proto != crate::ctl::protocol::Proto::Udp {
+        if spec.ops && key.proto != crate::conntrack::Proto::Udp {
             return Err(ApplyError::Invalid(
                 "One-Packet Scheduling is only for UDP virtual services".to_string(),
             ));
@@ -723,7 +724,7 @@ impl ControlState {
         let mut dest = dest.clone();
         // ipvsadm: "The destination port must be equal to the service port
         // if the IP_VS_CONN_F_TUNNEL or IP_VS_CONN_F_DROUTE is set."
-        if matches!(dest.fwd, Fwd::Route | Fwd::Tunnel) {
+        if matches!(dest.fwd, Fwd::Dr | Fwd::Tun) {
             dest.port = key.port;
         }
         if !is_unicast(&dest.addr) {
@@ -733,7 +734,7 @@ impl ControlState {
             )));
         }
         if dest.addr.is_ipv4() != key.addr.is_ipv4() {
-            return Err(if dest.fwd == Fwd::Tunnel {
+            return Err(if dest.fwd == Fwd::Tun {
                 ApplyError::Unsupported(
                     "rvs does not tunnel across address families: the real server must be of the service's family".to_string(),
                 )
@@ -1008,12 +1009,7 @@ impl ControlState {
                         id: d.id,
                         addr: d.spec.addr,
                         port: d.spec.port,
-                        fwd: match d.spec.fwd {
-                            Fwd::Masq => conntrack::Fwd::Nat,
-                            Fwd::Route => conntrack::Fwd::Dr,
-                            Fwd::Tunnel => conntrack::Fwd::Tun,
-                            Fwd::FullNat => conntrack::Fwd::FullNat,
-                        },
+                        fwd: d.spec.fwd,
                         weight: d.spec.weight,
                         u_threshold: d.spec.u_threshold,
                         l_threshold: d.spec.l_threshold,
@@ -1039,7 +1035,8 @@ impl ControlState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctl::protocol::{Proto, TunType};
+    use crate::conntrack::Proto;
+    use crate::ctl::protocol::TunType;
     use crate::wire::EthernetAddress;
 
     fn ip(s: &str) -> IpAddr {
@@ -1137,9 +1134,9 @@ mod tests {
             })
             .expect_err("edit missing dest");
         assert_eq!(err.to_string(), "No such destination");
-        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 1)).expect("add dest");
+        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Nat, 1)).expect("add dest");
         let err =
-            add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 3)).expect_err("dup dest");
+            add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Nat, 3)).expect_err("dup dest");
         assert_eq!(err.to_string(), "Destination already exists");
         assert_eq!(err.kind(), ErrorKind::Exists);
     }
@@ -1230,9 +1227,9 @@ mod tests {
     fn dr_and_tun_ports_are_forced_to_the_service_port() {
         let mut s = ControlState::default();
         add_svc(&mut s, web()).expect("add");
-        add_dest(&mut s, web(), dest("192.168.10.1", 8080, Fwd::Route, 1)).expect("dr");
-        add_dest(&mut s, web(), dest("192.168.10.2", 8080, Fwd::Tunnel, 1)).expect("tun");
-        add_dest(&mut s, web(), dest("192.168.10.3", 8080, Fwd::Masq, 1)).expect("nat");
+        add_dest(&mut s, web(), dest("192.168.10.1", 8080, Fwd::Dr, 1)).expect("dr");
+        add_dest(&mut s, web(), dest("192.168.10.2", 8080, Fwd::Tun, 1)).expect("tun");
+        add_dest(&mut s, web(), dest("192.168.10.3", 8080, Fwd::Nat, 1)).expect("nat");
         let svc = s.service(&web()).expect("svc");
         let ports: Vec<u16> = svc.dests.iter().map(|d| d.spec.port).collect();
         assert_eq!(ports, vec![80, 80, 8080]);
@@ -1249,26 +1246,26 @@ mod tests {
     fn weights_thresholds_and_families_are_checked() {
         let mut s = ControlState::default();
         add_svc(&mut s, web()).expect("add");
-        let err = add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 65536))
-            .expect_err("weight");
+        let err =
+            add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Nat, 65536)).expect_err("weight");
         assert_eq!(err.kind(), ErrorKind::Invalid);
         assert!(err.to_string().contains("65536"), "{err}");
-        let mut d = dest("192.168.10.1", 80, Fwd::Masq, 1);
+        let mut d = dest("192.168.10.1", 80, Fwd::Nat, 1);
         d.l_threshold = 10;
         d.u_threshold = 5;
         let err = add_dest(&mut s, web(), d).expect_err("l > u");
         assert!(err.to_string().contains("lower threshold"), "{err}");
         let err =
-            add_dest(&mut s, web(), dest("2001:db8::1", 80, Fwd::Masq, 1)).expect_err("family");
+            add_dest(&mut s, web(), dest("2001:db8::1", 80, Fwd::Nat, 1)).expect_err("family");
         assert_eq!(
             err.to_string(),
             "Different address family is allowed only for tunneling servers"
         );
-        let err = add_dest(&mut s, web(), dest("2001:db8::1", 80, Fwd::Tunnel, 1))
-            .expect_err("family tun");
+        let err =
+            add_dest(&mut s, web(), dest("2001:db8::1", 80, Fwd::Tun, 1)).expect_err("family tun");
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         let err =
-            add_dest(&mut s, web(), dest("224.0.0.1", 80, Fwd::Masq, 1)).expect_err("multicast");
+            add_dest(&mut s, web(), dest("224.0.0.1", 80, Fwd::Nat, 1)).expect_err("multicast");
         assert_eq!(err.kind(), ErrorKind::Invalid);
         assert!(s.service(&web()).expect("svc").dests.is_empty());
         assert_eq!(s.generation(), 1);
@@ -1278,12 +1275,12 @@ mod tests {
     fn editing_keeps_ids_and_last_weight() {
         let mut s = ControlState::default();
         add_svc(&mut s, web()).expect("add");
-        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 5)).expect("d1");
+        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Nat, 5)).expect("d1");
         let svc_id = s.service(&web()).expect("svc").id;
         let dest_id = s.service(&web()).expect("svc").dests[0].id;
         s.apply(&Request::EditDest {
             service: web(),
-            dest: dest("192.168.10.1", 80, Fwd::Masq, 0),
+            dest: dest("192.168.10.1", 80, Fwd::Nat, 0),
         })
         .expect("quiesce");
         let mut spec = ServiceSpec::new(web());
@@ -1297,7 +1294,7 @@ mod tests {
         assert_eq!(svc.dests[0].last_weight, 5, "last non-zero weight kept");
         s.apply(&Request::EditDest {
             service: web(),
-            dest: dest("192.168.10.1", 80, Fwd::Masq, 7),
+            dest: dest("192.168.10.1", 80, Fwd::Nat, 7),
         })
         .expect("re-weight");
         assert_eq!(s.service(&web()).expect("svc").dests[0].last_weight, 7);
@@ -1315,7 +1312,7 @@ mod tests {
             let c = add_dest(
                 &mut s,
                 web(),
-                dest(&format!("192.168.10.{i}"), 80, Fwd::Masq, 1),
+                dest(&format!("192.168.10.{i}"), 80, Fwd::Nat, 1),
             )
             .expect("add dest");
             ids.extend(c.zero_dests);
@@ -1327,13 +1324,13 @@ mod tests {
             port: 80,
         })
         .expect("delete");
-        let c = add_dest(&mut s, web(), dest("192.168.10.2", 80, Fwd::Masq, 1)).expect("again");
+        let c = add_dest(&mut s, web(), dest("192.168.10.2", 80, Fwd::Nat, 1)).expect("again");
         assert_eq!(c.zero_dests, vec![3], "a freed id is not reused at once");
         // Deleting the service frees its ids; new ones continue after.
         s.apply(&Request::DeleteService { service: web() })
             .expect("del svc");
         add_svc(&mut s, web()).expect("re-add");
-        let c = add_dest(&mut s, web(), dest("192.168.10.9", 80, Fwd::Masq, 1)).expect("d");
+        let c = add_dest(&mut s, web(), dest("192.168.10.9", 80, Fwd::Nat, 1)).expect("d");
         assert_eq!(c.zero_dests, vec![4]);
         assert_eq!(s.service(&web()).expect("svc").id, 1);
     }
@@ -1376,14 +1373,14 @@ mod tests {
             requests: vec![
                 Request::AddDest {
                     service: web(),
-                    dest: dest("192.168.10.1", 80, Fwd::Masq, 1),
+                    dest: dest("192.168.10.1", 80, Fwd::Nat, 1),
                 },
                 Request::AddService {
                     service: ServiceSpec::new(key("10.0.0.2", 443)),
                 },
                 Request::AddDest {
                     service: web(),
-                    dest: dest("192.168.10.1", 80, Fwd::Masq, 2),
+                    dest: dest("192.168.10.1", 80, Fwd::Nat, 2),
                 },
             ],
         };
@@ -1396,7 +1393,7 @@ mod tests {
         assert_eq!(s.services(), before.services());
         assert_eq!(s.generation(), before.generation());
         // The slot cursor did not move either: the next dest gets id 0.
-        let c = add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 1)).expect("add");
+        let c = add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Nat, 1)).expect("add");
         assert_eq!(c.zero_dests, vec![0]);
         // A good batch applies once, bumping the generation by one.
         let g = s.generation();
@@ -1408,7 +1405,7 @@ mod tests {
                 },
                 Request::AddDest {
                     service: web(),
-                    dest: dest("192.168.10.5", 80, Fwd::Masq, 1),
+                    dest: dest("192.168.10.5", 80, Fwd::Nat, 1),
                 },
                 Request::SetTimeouts {
                     timeouts: Timeouts {
@@ -1451,7 +1448,7 @@ mod tests {
     fn zero_changes_no_configuration() {
         let mut s = ControlState::default();
         add_svc(&mut s, web()).expect("add");
-        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 1)).expect("d");
+        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Nat, 1)).expect("d");
         let g = s.generation();
         let c = s.apply(&Request::Zero { service: None }).expect("zero");
         assert!(!c.config);
@@ -1612,7 +1609,7 @@ mod tests {
         spec.netmask = Netmask::V4(Ipv4Addr::new(255, 255, 255, 0));
         s.apply(&Request::AddService { service: spec })
             .expect("svc");
-        let mut d = dest("192.168.10.1", 8080, Fwd::Masq, 3);
+        let mut d = dest("192.168.10.1", 8080, Fwd::Nat, 3);
         d.u_threshold = 101;
         d.l_threshold = 50;
         add_dest(&mut s, web(), d).expect("d1");
@@ -1648,13 +1645,13 @@ mod tests {
         spec.scheduler = "wrr".into();
         s.apply(&Request::AddService { service: spec })
             .expect("svc");
-        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 2)).expect("d");
+        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Nat, 2)).expect("d");
         add_svc(&mut s, key("10.0.0.2", 80)).expect("other");
         let before = s.snapshot().expect("snap");
         add_dest(
             &mut s,
             key("10.0.0.2", 80),
-            dest("192.168.10.9", 80, Fwd::Masq, 1),
+            dest("192.168.10.9", 80, Fwd::Nat, 1),
         )
         .expect("other dest");
         let after = s.snapshot().expect("snap");
@@ -1672,7 +1669,7 @@ mod tests {
     fn clear_and_delete_free_every_slot() {
         let mut s = ControlState::default();
         add_svc(&mut s, web()).expect("add");
-        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Masq, 1)).expect("d");
+        add_dest(&mut s, web(), dest("192.168.10.1", 80, Fwd::Nat, 1)).expect("d");
         s.apply(&Request::AddLaddr {
             laddr: LaddrSpec {
                 service: web(),
@@ -1693,7 +1690,7 @@ mod tests {
         let mut s = ControlState::default();
         add_svc(&mut s, web()).expect("add");
         let d = DestSpec {
-            fwd: Fwd::Tunnel,
+            fwd: Fwd::Tun,
             tun_type: TunType::Ipip,
             ..DestSpec::new(ip("192.168.10.1"), 80)
         };

@@ -96,9 +96,10 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::conntrack::MAX_CAPACITY;
+use crate::conntrack::{Fwd, Proto};
 use crate::ctl::apply::{ApplyError, ControlState, Topology, MAX_THRESHOLD};
 use crate::ctl::protocol::{
-    DestSpec, Fwd, LaddrSpec, Netmask, Proto, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
+    DestSpec, LaddrSpec, Netmask, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
 };
 use crate::dataplane::driver::af_packet::{AfPacketOptions, TxMode};
 use crate::dataplane::neigh::NeighUpdate;
@@ -706,6 +707,13 @@ pub struct NeighSpec {
 }
 
 /// `timeouts:` (0 = IPVS's default).
+///
+/// The YAML form of the protocol's [`Timeouts`] (same fields, same
+/// meaning), kept as its own type because here every field may be left
+/// out, while the control protocol requires all three; [`From`] maps it
+/// field by field (a destructuring, so the two cannot drift apart
+/// silently), and `timeouts_conf_reads_what_the_protocol_writes` checks
+/// that each reads the other's form.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsConf {
@@ -718,6 +726,13 @@ pub struct TimeoutsConf {
     /// UDP.
     #[serde(default)]
     pub udp: u32,
+}
+
+impl From<TimeoutsConf> for Timeouts {
+    fn from(conf: TimeoutsConf) -> Timeouts {
+        let TimeoutsConf { tcp, tcpfin, udp } = conf;
+        Timeouts { tcp, tcpfin, udp }
+    }
 }
 
 /// `settings:`.
@@ -763,7 +778,7 @@ pub struct DestConf {
 }
 
 fn default_fwd() -> Fwd {
-    Fwd::Route
+    Fwd::Dr
 }
 
 /// `services[]`.
@@ -1036,11 +1051,7 @@ impl Config {
             out.push((
                 "timeouts".to_string(),
                 Request::SetTimeouts {
-                    timeouts: Timeouts {
-                        tcp: t.tcp,
-                        tcpfin: t.tcpfin,
-                        udp: t.udp,
-                    },
+                    timeouts: Timeouts::from(t),
                 },
             ));
         }
@@ -1514,5 +1525,27 @@ services:
             Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))
         );
         assert_eq!(s.services()[1].spec.netmask, Netmask::V6(64));
+    }
+
+    #[test]
+    fn timeouts_conf_reads_what_the_protocol_writes() {
+        for (tcp, tcpfin, udp) in [(0, 0, 0), (900, 120, 300), (1, 0, u32::MAX)] {
+            let wire = Timeouts { tcp, tcpfin, udp };
+            let json = serde_json::to_string(&wire).expect("encode");
+            let conf: TimeoutsConf = serde_yaml_ng::from_str(&json).expect("YAML reads JSON");
+            assert_eq!(conf, TimeoutsConf { tcp, tcpfin, udp });
+            assert_eq!(Timeouts::from(conf), wire);
+        }
+        // What only the configuration allows: fields left out are 0.
+        let conf: TimeoutsConf = serde_yaml_ng::from_str("{udp: 60}").expect("partial");
+        assert_eq!(
+            Timeouts::from(conf),
+            Timeouts {
+                tcp: 0,
+                tcpfin: 0,
+                udp: 60
+            }
+        );
+        assert!(serde_json::from_str::<Timeouts>(r#"{"udp":60}"#).is_err());
     }
 }

@@ -36,6 +36,8 @@ use crate::sys::connect_unix;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::conntrack::{Fwd, Proto};
+
 /// Version of this protocol; bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -78,34 +80,6 @@ pub enum ProtocolError {
     /// Reading or writing the stream failed (including timeouts).
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
-}
-
-/// Transport protocol of a virtual service. SCTP is refused by `lbctl`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    /// TCP (IP protocol 6).
-    Tcp,
-    /// UDP (IP protocol 17).
-    Udp,
-}
-
-impl Proto {
-    /// ipvsadm's protocol name as printed by `-L` ("TCP", "UDP").
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "TCP",
-            Proto::Udp => "UDP",
-        }
-    }
-
-    /// IANA protocol number (6, 17); ipvsadm sorts services by it.
-    pub fn number(self) -> u8 {
-        match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
-        }
-    }
 }
 
 /// Identity of a virtual service: protocol, virtual address and port.
@@ -200,43 +174,7 @@ impl ServiceSpec {
     }
 }
 
-/// Packet-forwarding method of a real server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fwd {
-    /// NAT (`-m`), printed "Masq".
-    Masq,
-    /// Direct routing (`-g`, the default), printed "Route".
-    Route,
-    /// IP-in-IP tunnel (`-i`), printed "Tunnel".
-    Tunnel,
-    /// Full NAT with a local address (`--fullnat`, rvs/DPVS), printed "FullNat".
-    FullNat,
-}
-
-impl Fwd {
-    /// ipvsadm's forward column name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Fwd::Masq => "Masq",
-            Fwd::Route => "Route",
-            Fwd::Tunnel => "Tunnel",
-            Fwd::FullNat => "FullNat",
-        }
-    }
-
-    /// The option that selects this method in `-S` output.
-    pub fn switch(self) -> &'static str {
-        match self {
-            Fwd::Masq => "-m",
-            Fwd::Route => "-g",
-            Fwd::Tunnel => "-i",
-            Fwd::FullNat => "--fullnat",
-        }
-    }
-}
-
-/// Tunnel encapsulation of a [`Fwd::Tunnel`] real server. rvs implements
+/// Tunnel encapsulation of a [`Fwd::Tun`] real server. rvs implements
 /// ipip only (`--tun-type gue|gre` is refused by lbctl).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -261,7 +199,7 @@ pub struct DestSpec {
     pub u_threshold: u32,
     /// Lower connection threshold (`-y`), 0 = none.
     pub l_threshold: u32,
-    /// Tunnel type; meaningful only for [`Fwd::Tunnel`].
+    /// Tunnel type; meaningful only for [`Fwd::Tun`].
     pub tun_type: TunType,
 }
 
@@ -271,7 +209,7 @@ impl DestSpec {
         DestSpec {
             addr,
             port,
-            fwd: Fwd::Route,
+            fwd: Fwd::Dr,
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
@@ -1288,5 +1226,31 @@ mod unknown_field_tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn fwd_and_proto_travel_under_ipvsadm_names() {
+        let fwds = [
+            (Fwd::Nat, "\"masq\"", "Masq", "-m"),
+            (Fwd::Dr, "\"route\"", "Route", "-g"),
+            (Fwd::Tun, "\"tunnel\"", "Tunnel", "-i"),
+            (Fwd::FullNat, "\"fullnat\"", "FullNat", "--fullnat"),
+        ];
+        for (fwd, json, name, switch) in fwds {
+            assert_eq!(serde_json::to_string(&fwd).expect("encode"), json);
+            assert_eq!(serde_json::from_str::<Fwd>(json).expect("decode"), fwd);
+            assert_eq!((fwd.name(), fwd.switch()), (name, switch));
+        }
+        let protos = [
+            (Proto::Tcp, "\"tcp\"", "TCP", 6),
+            (Proto::Udp, "\"udp\"", "UDP", 17),
+        ];
+        for (proto, json, name, number) in protos {
+            assert_eq!(serde_json::to_string(&proto).expect("encode"), json);
+            assert_eq!(serde_json::from_str::<Proto>(json).expect("decode"), proto);
+            assert_eq!((proto.name(), proto.number()), (name, number));
+        }
+        assert!(Proto::Tcp < Proto::Udp, "services sort TCP first");
+        assert!(serde_json::from_str::<Fwd>("\"nat\"").is_err());
     }
 }

@@ -44,10 +44,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::conntrack::Proto;
 use crate::ctl::apply::{ApplyError, ControlState};
 use crate::ctl::ipvsadm::IPVS_VERSION;
 use crate::ctl::protocol::{
-    self, ConnInfo, DestInfo, DropCount, ErrorKind, LaddrInfo, PortStatsInfo, Proto, ProtocolError,
+    self, ConnInfo, DestInfo, DropCount, ErrorKind, LaddrInfo, PortStatsInfo, ProtocolError,
     Request, Response, ServiceInfo, ServiceLaddrs, WorkerStatsInfo, MAX_FRAME_LEN,
     PROTOCOL_VERSION,
 };
@@ -727,8 +728,9 @@ pub fn serve_client(mut stream: UnixStream, control: &Control, options: ServerOp
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conntrack::Fwd;
     use crate::ctl::apply::Topology;
-    use crate::ctl::protocol::{DestSpec, Fwd, ServiceKey, ServiceSpec, Timeouts};
+    use crate::ctl::protocol::{DestSpec, ServiceKey, ServiceSpec, Timeouts};
     use crate::dataplane::counters::bump;
     use crate::dataplane::runtime::{NoDataplane, RuntimeError};
     use crate::dataplane::snapshot::{Settings, Snapshot};
@@ -814,7 +816,7 @@ mod tests {
 
     fn masq(addr: &str) -> DestSpec {
         DestSpec {
-            fwd: Fwd::Masq,
+            fwd: Fwd::Nat,
             ..DestSpec::new(ip(addr), 80)
         }
     }
@@ -907,7 +909,7 @@ mod tests {
                 assert_eq!(services[0].stats.conns, 5);
                 assert_eq!(services[0].dests[0].stats.inbytes, 1234);
                 assert_eq!(services[0].dests[0].active_conns, 3);
-                assert_eq!(services[0].dests[0].spec.fwd, Fwd::Masq);
+                assert_eq!(services[0].dests[0].spec.fwd, Fwd::Nat);
             }
             other => panic!("unexpected {other:?}"),
         }

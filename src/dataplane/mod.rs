@@ -14,10 +14,8 @@ pub mod neigh;
 pub mod ports;
 pub mod replay;
 pub mod route;
-pub mod rss;
 pub mod runtime;
 pub mod snapshot;
-pub mod steer;
 pub mod worker;
 pub mod xmit;
 

@@ -22,10 +22,10 @@ use crate::dataplane::driver::mem::{MemDriver, MemQueue};
 use crate::dataplane::driver::pcap::{read_capture, PcapDriver, PcapQueue};
 use crate::dataplane::driver::tap::{TapDriver, TapQueue};
 use crate::dataplane::driver::{Burst, Driver, DriverError, PortCaps, PortQueue, PortStats};
-use crate::dataplane::rss::RssConfig;
 use crate::dataplane::runtime::{DataplaneHandle, Runtime, RuntimeError};
 use crate::dataplane::snapshot::Snapshot;
 use crate::dataplane::worker::WorkerConfig;
+use crate::steer::rss::RssConfig;
 
 /// MTU of a port whose setup gives none (software drivers).
 pub const DEFAULT_MTU: u16 = 1500;
@@ -418,7 +418,8 @@ impl Port {
 /// and the software ring (reported once).
 #[cfg(feature = "dpdk")]
 fn steer_dpdk_flows(d: &crate::dataplane::driver::dpdk::DpdkDriver, snap: &Snapshot) {
-    use crate::dataplane::driver::dpdk::flow::{FlowSteering, LportMatch};
+    use crate::dataplane::driver::dpdk::flow::FlowSteering;
+    use crate::steer::LportMatch;
     use std::sync::atomic::{AtomicBool, Ordering};
     static REPORTED: AtomicBool = AtomicBool::new(false);
     let Some(parts) = LportMatch::owner_partition(snap.workers).filter(|_| snap.workers > 1) else {

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use crate::conntrack::{addr_from_ip, Addr, Fwd, Timeouts};
 use crate::dataplane::neigh::NeighUpdate;
 use crate::dataplane::route::RouteTable;
-use crate::dataplane::rss::RssConfig;
-use crate::dataplane::steer::{SteerPlan, SteerService};
 use crate::sched::{DestView, Scheduler};
+use crate::steer::rss::RssConfig;
+use crate::steer::{SteerPlan, SteerService};
 use crate::wire::EthernetAddress;
 
 pub use crate::dataplane::fxhash::{FxHashMap, FxHashSet, FxHasher};

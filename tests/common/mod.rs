@@ -76,7 +76,7 @@ pub struct Topo {
     pub mtu_int: u16,
     pub workers: u16,
     /// RSS of the server-side port (RSS-aware local-port choice).
-    pub rss_int: Option<Arc<rvs::dataplane::rss::RssConfig>>,
+    pub rss_int: Option<Arc<rvs::steer::rss::RssConfig>>,
 }
 
 impl Default for Topo {

@@ -22,8 +22,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::{ListCommand, ListOptions, ListWhat, OutputFormat, IPVS_VERSION};
+use crate::conntrack::Fwd;
 use crate::ctl::protocol::{
-    ConnInfo, DestInfo, ErrorKind, Fwd, Netmask, PortStatsInfo, Response, ServiceInfo, ServiceKey,
+    ConnInfo, DestInfo, ErrorKind, Netmask, PortStatsInfo, Response, ServiceInfo, ServiceKey,
     ServiceLaddrs, Timeouts, WorkerStatsInfo,
 };
 
@@ -304,7 +305,7 @@ fn netmask_text(mask: &Netmask) -> String {
 /// `fwd_tun_info`: "ipip" for tunnel real servers, ipvsadm's NA otherwise.
 fn tunnel_info(dest: &DestInfo) -> &'static str {
     match dest.spec.fwd {
-        Fwd::Tunnel => "ipip",
+        Fwd::Tun => "ipip",
         _ => "n/a",
     }
 }
@@ -378,8 +379,8 @@ pub fn render_rules(services: &[ServiceInfo]) -> String {
     for service in services {
         let spec = &service.spec;
         let selector = match spec.key.proto {
-            crate::ctl::protocol::Proto::Tcp => "-t",
-            crate::ctl::protocol::Proto::Udp => "-u",
+            crate::conntrack::Proto::Tcp => "-t",
+            crate::conntrack::Proto::Udp => "-u",
         };
         let svc = format!("{selector} {}", addr_port(&spec.key.addr, spec.key.port));
         // printf("-A %s -s %s", svc_name, se->sched_name)
@@ -410,7 +411,7 @@ pub fn render_rules(services: &[ServiceInfo]) -> String {
                 d.fwd.switch(),
                 d.weight
             );
-            if d.fwd == Fwd::Tunnel {
+            if d.fwd == Fwd::Tun {
                 out.push_str(" --tun-type ipip");
             }
             out.push('\n');
@@ -660,7 +661,7 @@ mod tests {
     #[test]
     fn ipv4_names_are_cut_like_ipvsadm() {
         let key = ServiceKey {
-            proto: crate::ctl::protocol::Proto::Tcp,
+            proto: crate::conntrack::Proto::Tcp,
             addr: "255.255.255.255".parse().expect("addr"),
             port: 65535,
         };

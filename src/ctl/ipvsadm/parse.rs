@@ -23,8 +23,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Command, ListCommand, ListOptions, ListWhat, OutputFormat};
+use crate::conntrack::{Fwd, Proto};
 use crate::ctl::protocol::{
-    DestSpec, Fwd, LaddrSpec, Netmask, Proto, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
+    DestSpec, LaddrSpec, Netmask, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
 };
 
 /// ipvsadm's `MAX_TIMEOUT`: 31 days, the largest `-p` and `--set` value.
@@ -704,7 +705,7 @@ impl Collected {
             persistent: None,
             netmask: None,
             server: None,
-            fwd: Fwd::Route,
+            fwd: Fwd::Dr,
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
@@ -809,10 +810,10 @@ fn apply_option(c: &mut Collected, event: &Event) -> Result<(), ParseError> {
         Tok::Masq | Tok::Ipip | Tok::Gatewaying | Tok::FullNat => {
             c.set(Opt::Forward)?;
             c.fwd = match event.tok {
-                Tok::Masq => Fwd::Masq,
-                Tok::Ipip => Fwd::Tunnel,
+                Tok::Masq => Fwd::Nat,
+                Tok::Ipip => Fwd::Tun,
                 Tok::FullNat => Fwd::FullNat,
-                _ => Fwd::Route,
+                _ => Fwd::Dr,
             };
         }
         Tok::Weight => {
@@ -1109,10 +1110,10 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                 }));
             }
             // Direct routing and tunnels cannot change the port.
-            if matches!(c.fwd, Fwd::Route | Fwd::Tunnel) {
+            if matches!(c.fwd, Fwd::Dr | Fwd::Tun) {
                 port = key.port;
             }
-            if addr.is_ipv4() != key.addr.is_ipv4() && c.fwd != Fwd::Tunnel {
+            if addr.is_ipv4() != key.addr.is_ipv4() && c.fwd != Fwd::Tun {
                 return Err(fail(
                     "Different address family is allowed only for tunneling servers",
                 ));
@@ -1124,7 +1125,7 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                 Opt::TunCsum,
                 Opt::TunRemcsum,
             ];
-            if tunnel_opts.iter().any(|&o| c.has(o)) && c.fwd != Fwd::Tunnel {
+            if tunnel_opts.iter().any(|&o| c.has(o)) && c.fwd != Fwd::Tun {
                 return Err(fail("Tunnel options conflict with forward method"));
             }
             // ipvsadm's tunnel_types_v_options row for ipip: every option illegal.

@@ -46,7 +46,7 @@
 use super::heapbuf::{HeapBuf, BUF_SIZE, HEADROOM};
 use super::BURST_SIZE;
 use super::{Burst, Driver, DriverError, PacketBuf, PortCaps, PortQueue, PortStats, Steering};
-use crate::dataplane::steer::SteerPlan;
+use crate::steer::SteerPlan;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -1511,7 +1511,11 @@ fn match_family(a: &mut Asm, plan: &SteerPlan, words: usize, lport: usize, hash:
         a.ja(lport);
         a.place(next);
     }
-    for s in &plan.services {
+    // Exact-port services before the port-0 ("every port") ones, the order
+    // of `SteerPlan::service` (and of the worker's service lookup).
+    let exact = plan.services.iter().filter(|s| s.vport != 0);
+    let any_port = plan.services.iter().filter(|s| s.vport == 0);
+    for s in exact.chain(any_port) {
         if s.vip.len() != len || !(s.proto == 6 || s.proto == 17) {
             continue; // can never match a TCP/UDP packet of this family
         }
@@ -1667,19 +1671,22 @@ impl Asm {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// A classic-BPF interpreter for exactly the opcodes [`fanout_program`]
+/// emits, with the kernel's semantics for fanout programs, and the kernel's
+/// static checks: how the unit tests and `tests/owner_agreement.rs` check
+/// that the program computes [`SteerPlan::owner`]. Test support, not part
+/// of the driver (nothing else calls it).
+#[doc(hidden)]
+pub mod cbpf {
     use super::*;
-    use crate::dataplane::steer::SteerService;
-
-    // --- A classic-BPF interpreter for exactly the opcodes fanout_program
-    // --- emits, with the kernel's semantics for fanout programs.
 
     /// What a fanout program sees: `skb->protocol` and the data from the
     /// network header on.
-    struct Skb<'a> {
-        protocol: u16,
-        data: &'a [u8],
+    pub struct Skb<'a> {
+        /// `skb->protocol`: the EtherType (ancillary `SKF_AD_PROTOCOL`).
+        pub protocol: u16,
+        /// The packet from the network header on.
+        pub data: &'a [u8],
     }
 
     fn load(data: &[u8], off: u32, size: usize) -> Option<u32> {
@@ -1690,7 +1697,7 @@ mod tests {
 
     /// Run `prog` on `skb`; a load outside the packet ends the program with
     /// 0, as in the kernel.
-    fn run(prog: &[libc::sock_filter], skb: &Skb) -> u32 {
+    pub fn run(prog: &[libc::sock_filter], skb: &Skb) -> u32 {
         let (mut a, mut x, mut m) = (0u32, 0u32, [0u32; 16]);
         let mut pc = 0usize;
         loop {
@@ -1754,7 +1761,7 @@ mod tests {
     /// size, jump targets, final RET, scratch indices, no division by a
     /// zero constant, and no read of a scratch word that is not written on
     /// every path to it (check_load_and_stores, same algorithm).
-    fn verify(prog: &[libc::sock_filter]) -> Result<(), String> {
+    pub fn verify(prog: &[libc::sock_filter]) -> Result<(), String> {
         let n = prog.len();
         if n == 0 || n > MAX_BPF_INSNS {
             return Err(format!("length {n}"));
@@ -1804,6 +1811,13 @@ mod tests {
         }
         Ok(())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cbpf::{run, verify, Skb};
+    use super::*;
+    use crate::steer::SteerService;
 
     // --- Packets, built byte by byte.
 

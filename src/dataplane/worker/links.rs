@@ -22,8 +22,8 @@ use crate::dataplane::counters::{bump, CoreCounters, DropReason};
 use crate::dataplane::driver::{PacketBuf, PortQueue, BURST_SIZE};
 use crate::dataplane::neigh::NeighUpdate;
 use crate::dataplane::snapshot::Snapshot;
-use crate::dataplane::steer::{client_owner, lport_owner};
 use crate::dataplane::xmit::icmp::quoted_tuple;
+use crate::steer::{self, Destination};
 
 /// Control messages to a worker.
 pub enum Msg {
@@ -147,22 +147,25 @@ impl<Q: PortQueue> Worker<Q> {
 /// else (a NAT reply) by its destination, the client.
 pub(super) fn flow_owner(snap: &Snapshot, t: &Tuple, workers: u16) -> u16 {
     let alen = if t.v6 { 16 } else { 4 };
-    if snap.is_laddr(&addr_to_ip(&t.dst, t.v6)) {
-        return lport_owner(t.dport, workers);
-    }
-    match snap.find_service(t.proto, &t.dst, t.dport) {
-        Some(si) => {
-            let s = &snap.services[si as usize];
-            if s.persistent.is_some() {
-                let mut masked = [0u8; 16];
-                for (o, (a, k)) in masked.iter_mut().zip(t.src.iter().zip(s.netmask.iter())) {
-                    *o = a & k;
+    let dest = if snap.is_laddr(&addr_to_ip(&t.dst, t.v6)) {
+        Destination::Laddr
+    } else {
+        match snap.find_service(t.proto, &t.dst, t.dport) {
+            Some(si) => {
+                let s = &snap.services[si as usize];
+                Destination::Service {
+                    persist_mask: s.persistent.map(|_| &s.netmask[..alen]),
                 }
-                client_owner(&masked[..alen], 0, workers)
-            } else {
-                client_owner(&t.src[..alen], t.sport, workers)
             }
+            None => Destination::Other,
         }
-        None => client_owner(&t.dst[..alen], t.dport, workers),
-    }
+    };
+    steer::flow_owner(
+        dest,
+        &t.src[..alen],
+        t.sport,
+        &t.dst[..alen],
+        t.dport,
+        workers,
+    )
 }

@@ -17,39 +17,7 @@ use std::net::IpAddr;
 use super::port::{DpdkDriver, PortId};
 use super::sys;
 use crate::dataplane::driver::{Driver, DriverError};
-
-/// A worker's share of the local-port space: ports with
-/// `lport & mask == value`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LportMatch {
-    /// Bits of the port compared.
-    pub mask: u16,
-    /// Their value for this worker (`value & !mask == 0`).
-    pub value: u16,
-}
-
-impl LportMatch {
-    /// Whether `lport` is in this share.
-    pub fn contains(&self, lport: u16) -> bool {
-        lport & self.mask == self.value
-    }
-
-    /// The shares matching rvs's owner function
-    /// ([`lport_owner`](crate::dataplane::steer::lport_owner):
-    /// `lport % workers`) for `workers` workers, one per worker/queue;
-    /// `None` when `workers` is not a power of two (then `%` is no mask).
-    pub fn owner_partition(workers: u16) -> Option<Vec<LportMatch>> {
-        if workers == 0 || !workers.is_power_of_two() {
-            return None;
-        }
-        let mask = workers - 1;
-        Some(
-            (0..workers)
-                .map(|value| LportMatch { mask, value })
-                .collect(),
-        )
-    }
-}
+use crate::steer::LportMatch;
 
 /// What the device made of a rule set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,35 +169,5 @@ impl DpdkDriver {
                 .map_err(|e| DriverError::Config(format!("dpdk: rte_flow_destroy: {e}")))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dataplane::steer::lport_owner;
-
-    #[test]
-    fn owner_partition_matches_the_lport_owner_function() {
-        for workers in [1u16, 2, 4, 8] {
-            let shares = LportMatch::owner_partition(workers).expect("power of two");
-            assert_eq!(shares.len(), workers as usize);
-            for lport in (0..=u16::MAX).step_by(7) {
-                let owner = lport_owner(lport, workers) as usize;
-                for (w, s) in shares.iter().enumerate() {
-                    assert_eq!(
-                        s.contains(lport),
-                        w == owner,
-                        "lport {lport} workers {workers}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn owner_partition_needs_a_power_of_two() {
-        assert_eq!(LportMatch::owner_partition(3), None);
-        assert_eq!(LportMatch::owner_partition(0), None);
     }
 }

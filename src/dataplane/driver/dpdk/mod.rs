@@ -7,11 +7,14 @@
 //! * [`port`] — [`DpdkDriver::open`] (queues, RSS, MTU, promiscuous, start)
 //!   and the per-worker [`DpdkQueue`].
 //! * [`mbuf`] — [`Mbuf`], an owned single-segment `rte_mbuf`.
-//! * [`rss`] — the Toeplitz hash and RETA lookup, to predict the queue of a
-//!   FULLNAT reply.
-//! * [`flow`] — `rte_flow` rules steering FULLNAT replies by local port.
+//! * [`flow`] — `rte_flow` rules steering FULLNAT replies by local port
+//!   ([`crate::steer::LportMatch`], the lport partition).
 //! * [`sys`] — the bindgen bindings and the C shim (`shim.c`) for DPDK's
 //!   `static inline` functions, built by the top-level `build.rs`.
+//!
+//! The pure steering functions these files program into the device (the
+//! lport partition, the Toeplitz hash and RETA lookup that predict the queue
+//! of a FULLNAT reply) live in the leaf [`crate::steer`] and [`crate::steer::rss`].
 //!
 //! Rules: all DPDK calls go through these files; the hot path (rx/tx
 //! burst, alloc, free, prepend/adj/append/trim) makes no allocation, lock
@@ -25,17 +28,12 @@ pub mod eal;
 pub mod flow;
 pub mod mbuf;
 pub mod port;
-pub use crate::dataplane::rss;
 pub mod sys;
 
 pub use eal::{
     current_lcore, default_pmd_dir, dpdk_version, register_worker_thread, unregister_worker_thread,
     Eal, LcoreId, PoolConfig,
 };
-pub use flow::{FlowSteering, LportMatch};
+pub use flow::FlowSteering;
 pub use mbuf::Mbuf;
 pub use port::{DeviceInfo, DpdkDriver, DpdkQueue, LinkStatus, PortId, QueueId};
-pub use rss::{
-    fullnat_reply_queue, rss_queue_for, symmetric_rss_key, toeplitz_hash, tuple_hash, RssConfig,
-    SYMMETRIC_RSS_KEY,
-};

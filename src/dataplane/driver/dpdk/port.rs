@@ -27,7 +27,7 @@ use super::sys;
 use crate::dataplane::driver::{
     Burst, Driver, DriverError, PortCaps, PortQueue, PortStats, Steering, BURST_SIZE,
 };
-use crate::dataplane::rss::{symmetric_rss_key, RssConfig};
+use crate::steer::rss::{symmetric_rss_key, RssConfig};
 
 /// RX descriptors asked for per queue (the device may adjust).
 pub const RX_DESCRIPTORS: u16 = 1024;
