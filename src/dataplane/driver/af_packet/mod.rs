@@ -1,0 +1,483 @@
+//! AF_PACKET driver: a real Linux interface as a port without DPDK, one
+//! `AF_PACKET`/`SOCK_RAW` socket per queue, all queues in one
+//! `PACKET_FANOUT` group.
+//!
+//! * **Receive**: a `TPACKET_V3` memory-mapped ring per socket. The kernel
+//!   fills blocks of frames and hands a block over when it is full or when
+//!   [`AfPacketOptions::block_timeout_ms`] (default 1 ms) has passed, so a
+//!   quiet link never holds packets back for long; `rx_burst` never waits. Each
+//!   frame is **copied** into a [`HeapBuf`] (so buffers have headroom and
+//!   outlive the ring slot) and the block goes back to the kernel as soon as
+//!   its last frame is taken. A VLAN tag the kernel stripped into the frame
+//!   metadata is put back into the packet, so workers see the frame as it was
+//!   on the wire; a TCP/UDP checksum the kernel left unfinished
+//!   (`TP_STATUS_CSUMNOTREADY`: locally generated traffic, e.g. from a veth
+//!   peer) is completed, so forwarded packets leave with valid checksums.
+//!   Packets the host itself sends out of the interface (`PACKET_OUTGOING`)
+//!   are ignored (fanout flag, socket filter, and a check of each frame).
+//! * **Transmit**: `sendmmsg(2)` of the whole burst ([`TxMode::Sendmmsg`],
+//!   the default) or a `TPACKET_V3` TX ring kicked with
+//!   `sendto(fd, NULL, 0, MSG_DONTWAIT)` ([`TxMode::Ring`]). Measured here
+//!   over veth (`tx_modes_throughput` in `tests/driver_af_packet.rs`),
+//!   `sendmmsg` was as fast or up to ~15 % faster than the ring (the ring's
+//!   zero-copy fragments are copied again when the packet crosses into the
+//!   peer's namespace), so it is the default; on a real NIC the ring may win
+//!   and can be chosen. `PACKET_QDISC_BYPASS` is on by default.
+//! * **Steering**: with more than one queue the group is a
+//!   `PACKET_FANOUT_CBPF` group whose classic-BPF program
+//!   ([`fanout_program`]) computes [`SteerPlan::owner`], so every packet
+//!   lands on the queue of the worker that owns its flow
+//!   ([`Steering::Owner`]). At open the program for an empty plan is
+//!   installed (owner = hash of the destination); the control plane installs
+//!   the real plan with [`AfPacketDriver::set_steering`] whenever it changes.
+//!   Packets the program cannot classify exactly go to queue 0 and the
+//!   software ring takes them to their owner: non-IP (ARP), IP protocols
+//!   other than TCP/UDP, non-first IPv4 fragments, IPv6 with extension
+//!   headers before TCP/UDP, truncated headers.
+//! * The interface is put in promiscuous mode (`PACKET_MR_PROMISC`) because
+//!   the director answers for MAC addresses of its own. Leave it without IP
+//!   addresses so the host stack ignores the traffic.
+//!
+//! Rules: `rx_burst`/`tx_burst` make no allocation once the worker's buffer
+//! free list is warm (the `sendmmsg` headers and iovecs live in the queue),
+//! no locks, no logging; counters are per queue and written only by the
+//! queue's worker.
+
+//!
+//! Layout: this file holds the options, [`AfPacketDriver`] (opening the
+//! group, steering, port stats) and [`AfPacketQueue`] (the `PortQueue`
+//! impl and its counters); `rx` the TPACKET_V3 receive ring and frame
+//! handling, `tx` the two transmit paths, `socket` the kernel ABI and every
+//! packet-socket system call, `cbpf` the fanout steering program.
+
+mod rx;
+mod socket;
+mod tx;
+
+#[doc(hidden)]
+pub mod cbpf;
+
+#[cfg(test)]
+mod tests;
+
+pub use cbpf::fanout_program;
+pub use rx::complete_partial_checksum;
+
+use super::heapbuf::{HeapBuf, BUF_SIZE, HEADROOM};
+use super::{Burst, Driver, DriverError, PacketBuf, PortCaps, PortQueue, PortStats, Steering};
+use crate::steer::SteerPlan;
+use rx::{fill_rx_buf, RxRing, RxStep};
+use socket::{
+    add_promisc, attach_filter, create_group, drop_outgoing_filter, if_index, open_socket,
+    packet_stats, set_fanout, set_fanout_program, CtlSocket, Mapping, RingGeometry, L2_OVERHEAD,
+    MAX_BPF_INSNS, PACKET_OUTGOING, TX_DATA_OFFSET,
+};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tx::{MmsgArrays, TxPath, TxRing};
+
+/// How a queue transmits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxMode {
+    /// One `sendmmsg(2)` per burst; the kernel copies each packet.
+    #[default]
+    Sendmmsg,
+    /// A memory-mapped `TPACKET_V3` TX ring, one `sendto` kick per burst.
+    Ring,
+}
+
+/// Ring geometry and group options of an [`AfPacketDriver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfPacketOptions {
+    /// Bytes per ring block (a multiple of the page size). RX blocks hold
+    /// several frames each.
+    pub block_size: u32,
+    /// Blocks per ring (each queue has one RX ring, and in [`TxMode::Ring`]
+    /// one TX ring of the same size).
+    pub block_count: u32,
+    /// Bytes per frame slot (a multiple of 16): TX ring slots; the RX ring
+    /// packs frames by their real size.
+    pub frame_size: u32,
+    /// Fanout group id; `None` (the default): a group id the kernel picks,
+    /// unique in the network namespace. Steering relies on queue `i` being
+    /// member `i`, so a given id must not be in use by other sockets.
+    pub fanout_group_id: Option<u16>,
+    /// Send without the interface's qdisc (`PACKET_QDISC_BYPASS`).
+    pub qdisc_bypass: bool,
+    /// Most milliseconds the kernel keeps a partly filled RX block before
+    /// handing it over (`tp_retire_blk_tov`).
+    pub block_timeout_ms: u32,
+    /// How queues transmit.
+    pub tx_mode: TxMode,
+    /// The director's MAC ([`PortCaps::mac`]); `None`: the interface's own.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Default for AfPacketOptions {
+    fn default() -> Self {
+        AfPacketOptions {
+            block_size: 1 << 17,
+            block_count: 32,
+            frame_size: 2048,
+            fanout_group_id: None,
+            qdisc_bypass: true,
+            block_timeout_ms: 1,
+            tx_mode: TxMode::default(),
+            mac: None,
+        }
+    }
+}
+
+/// An interface opened through AF_PACKET sockets, one per queue.
+pub struct AfPacketDriver {
+    caps: PortCaps,
+    ifindex: i32,
+    fanout_id: u16,
+    /// Every queue's socket (shared with the queue), for the group option
+    /// and the kernel's drop counters.
+    sockets: Vec<Arc<OwnedFd>>,
+    queues: Option<Vec<AfPacketQueue>>,
+    counters: Vec<Arc<QueueCounters>>,
+    /// Kernel drops read so far (`PACKET_STATISTICS` resets on read).
+    kernel_drops: AtomicU64,
+}
+
+impl AfPacketDriver {
+    /// Open `queues` sockets on interface `ifname` (in the calling thread's
+    /// network namespace), map their rings, join them to one fanout group
+    /// (queue `i` is member `i`), install the steering program for an empty
+    /// plan when `queues > 1`, and make the interface promiscuous.
+    pub fn open(
+        ifname: &str,
+        queues: u16,
+        opts: AfPacketOptions,
+    ) -> Result<AfPacketDriver, DriverError> {
+        if queues == 0 {
+            return Err(DriverError::Config(format!("af_packet {ifname}: 0 queues")));
+        }
+        let geometry = RingGeometry::new(ifname, &opts)?;
+        let ifindex = if_index(ifname)
+            .map_err(|e| DriverError::os(format!("af_packet {ifname}: interface index"), e))?;
+        let ctl = CtlSocket::new()
+            .map_err(|e| DriverError::os(format!("af_packet {ifname}: control socket"), e))?;
+        let mtu = ctl
+            .mtu(ifname)
+            .map_err(|e| DriverError::os(format!("af_packet {ifname}: read MTU"), e))?;
+        let if_mac = ctl
+            .hwaddr(ifname)
+            .map_err(|e| DriverError::os(format!("af_packet {ifname}: read MAC"), e))?;
+        let max_frame = mtu as usize + L2_OVERHEAD;
+        if max_frame > BUF_SIZE - HEADROOM {
+            return Err(DriverError::Config(format!(
+                "af_packet {ifname}: MTU {mtu} too large for packet buffers (at most {})",
+                BUF_SIZE - HEADROOM - L2_OVERHEAD
+            )));
+        }
+        if opts.tx_mode == TxMode::Ring && max_frame > geometry.frame_size - TX_DATA_OFFSET {
+            return Err(DriverError::Config(format!(
+                "af_packet {ifname}: frame_size {} cannot hold a {max_frame}-byte frame",
+                geometry.frame_size
+            )));
+        }
+
+        let mut sockets = Vec::with_capacity(queues as usize);
+        let mut queue_list = Vec::with_capacity(queues as usize);
+        let mut counters = Vec::with_capacity(queues as usize);
+        let mut group: Option<(u16, u32)> = None;
+        for q in 0..queues {
+            let what = |step: &str| format!("af_packet {ifname} queue {q}: {step}");
+            let sock = open_socket(&geometry, &opts, ifindex)
+                .map_err(|(step, e)| DriverError::os(what(step), e))?;
+            // Join the group: the first socket creates it, the others join
+            // with the same id and flags; member order = queue order.
+            let (id, type_flags) = match group {
+                Some(g) => {
+                    set_fanout(sock.fd.as_raw_fd(), g.0, g.1)
+                        .map_err(|e| DriverError::os(what("join fanout group"), e))?;
+                    g
+                }
+                None => create_group(sock.fd.as_raw_fd(), opts.fanout_group_id)
+                    .map_err(|e| DriverError::os(what("create fanout group"), e))?,
+            };
+            group = Some((id, type_flags));
+            // Now that the group decides, let traffic in (the socket dropped
+            // everything until here, so no queue sees another's packets).
+            attach_filter(sock.fd.as_raw_fd(), &drop_outgoing_filter())
+                .map_err(|e| DriverError::os(what("attach socket filter"), e))?;
+            add_promisc(sock.fd.as_raw_fd(), ifindex)
+                .map_err(|e| DriverError::os(what("promiscuous mode"), e))?;
+            let c = Arc::new(QueueCounters::default());
+            let fd = Arc::new(sock.fd);
+            sockets.push(Arc::clone(&fd));
+            counters.push(Arc::clone(&c));
+            queue_list.push(AfPacketQueue::new(
+                fd,
+                q,
+                sock.map,
+                &geometry,
+                opts.tx_mode,
+                max_frame,
+                c,
+            ));
+        }
+        let fanout_id = group.map(|g| g.0).unwrap_or(0);
+
+        let driver = AfPacketDriver {
+            caps: PortCaps {
+                name: ifname.to_string(),
+                mac: opts.mac.unwrap_or(if_mac),
+                mtu,
+                queues,
+                tx_csum_offload: false,
+                steering: if queues > 1 {
+                    Steering::Owner
+                } else {
+                    Steering::None
+                },
+            },
+            ifindex,
+            fanout_id,
+            sockets,
+            queues: Some(queue_list),
+            counters,
+            kernel_drops: AtomicU64::new(0),
+        };
+        if queues > 1 {
+            driver.set_steering(&SteerPlan {
+                workers: queues,
+                ..SteerPlan::default()
+            })?;
+        }
+        Ok(driver)
+    }
+
+    /// Install the fanout program for `plan` (again whenever the plan
+    /// changes): from then on every TCP/UDP packet goes to the queue
+    /// `plan.owner(..)` names. `plan.workers` must equal the queue count.
+    pub fn set_steering(&self, plan: &SteerPlan) -> Result<(), DriverError> {
+        let queues = self.caps.queues;
+        if plan.workers != queues && !(queues == 1 && plan.workers <= 1) {
+            return Err(DriverError::Config(format!(
+                "af_packet {}: steering plan for {} workers on {queues} queues",
+                self.caps.name, plan.workers
+            )));
+        }
+        let prog = fanout_program(plan);
+        if prog.len() > MAX_BPF_INSNS {
+            return Err(DriverError::Config(format!(
+                "af_packet {}: steering program has {} instructions (kernel limit {MAX_BPF_INSNS}); too many services/local addresses",
+                self.caps.name,
+                prog.len()
+            )));
+        }
+        let fd = self.sockets.first().ok_or_else(|| {
+            DriverError::Config(format!("af_packet {}: no sockets", self.caps.name))
+        })?;
+        set_fanout_program(fd.as_raw_fd(), &prog).map_err(|e| {
+            DriverError::os(
+                format!("af_packet {}: install steering program", self.caps.name),
+                e,
+            )
+        })
+    }
+
+    /// The fanout group id the queues share.
+    pub fn fanout_group_id(&self) -> u16 {
+        self.fanout_id
+    }
+
+    /// The interface index.
+    pub fn ifindex(&self) -> i32 {
+        self.ifindex
+    }
+}
+
+impl Driver for AfPacketDriver {
+    type Queue = AfPacketQueue;
+
+    fn caps(&self) -> &PortCaps {
+        &self.caps
+    }
+
+    fn take_queues(&mut self) -> Result<Vec<AfPacketQueue>, DriverError> {
+        self.queues.take().ok_or(DriverError::QueuesTaken)
+    }
+
+    fn stats(&self) -> PortStats {
+        let mut s = PortStats::default();
+        for c in &self.counters {
+            s.ipackets += c.ipackets.load(Ordering::Relaxed);
+            s.ibytes += c.ibytes.load(Ordering::Relaxed);
+            s.ierrors += c.ierrors.load(Ordering::Relaxed);
+            s.opackets += c.opackets.load(Ordering::Relaxed);
+            s.obytes += c.obytes.load(Ordering::Relaxed);
+            s.oerrors += c.oerrors.load(Ordering::Relaxed);
+        }
+        let mut drops = 0u64;
+        for fd in &self.sockets {
+            if let Ok(st) = packet_stats(fd.as_raw_fd()) {
+                drops += st.tp_drops as u64;
+            }
+        }
+        s.imissed = self.kernel_drops.fetch_add(drops, Ordering::Relaxed) + drops;
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The queue.
+
+/// One worker's socket: its RX ring, and its TX ring or `sendmmsg` arrays.
+pub struct AfPacketQueue {
+    fd: Arc<OwnedFd>,
+    index: u16,
+    rx: RxRing,
+    tx: TxPath,
+    /// Longest frame the device takes (MTU + Ethernet + one VLAN tag).
+    max_frame: usize,
+    counters: Arc<QueueCounters>,
+    /// Keeps the rings mapped; unmapped on drop (after the rings' last use).
+    _map: Mapping,
+}
+
+// SAFETY: the raw pointers inside (`RxRing`, `TxPath`) point into `_map`,
+// which this queue owns exclusively and moves with it; the iovec/mmsghdr
+// pointers are rewritten on every `tx_burst` and only dereferenced by the
+// kernel during that call. Nothing is shared with another thread except
+// the socket fd (thread-safe) and the atomic counters.
+unsafe impl Send for AfPacketQueue {}
+
+impl AfPacketQueue {
+    fn new(
+        fd: Arc<OwnedFd>,
+        index: u16,
+        map: Mapping,
+        g: &RingGeometry,
+        mode: TxMode,
+        max_frame: usize,
+        counters: Arc<QueueCounters>,
+    ) -> AfPacketQueue {
+        let rx = RxRing {
+            base: map.ptr,
+            block_size: g.block_size,
+            block_count: g.block_count,
+            block: 0,
+            left: 0,
+            off: 0,
+        };
+        let tx = match mode {
+            TxMode::Ring => TxPath::Ring(TxRing {
+                // SAFETY: the mapping is rx_len + tx_len bytes (RingGeometry
+                // sized it so in Ring mode), so rx_len is inside it.
+                base: unsafe { map.ptr.add(g.ring_len()) },
+                block_size: g.block_size,
+                frame_size: g.frame_size,
+                frames_per_block: g.block_size / g.frame_size,
+                frame_count: g.frame_count(),
+                head: 0,
+                kick_pending: false,
+            }),
+            TxMode::Sendmmsg => TxPath::Mmsg(MmsgArrays::new()),
+        };
+        AfPacketQueue {
+            fd,
+            index,
+            rx,
+            tx,
+            max_frame,
+            counters,
+            _map: map,
+        }
+    }
+
+    /// Which queue (fanout member) this is.
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+}
+
+impl PortQueue for AfPacketQueue {
+    type Buf = HeapBuf;
+
+    fn rx_burst(&mut self, burst: &mut Burst<HeapBuf>) -> usize {
+        let (mut got, mut bytes, mut errors) = (0usize, 0usize, 0u64);
+        while burst.room() > 0 {
+            let taken = self.rx.next_frame(|meta, frame| {
+                if meta.pkttype == PACKET_OUTGOING {
+                    return;
+                }
+                let mut buf = HeapBuf::alloc();
+                if fill_rx_buf(&mut buf, frame, meta) {
+                    bytes += buf.len();
+                    got += 1;
+                    // Cannot fail: room() > 0 was checked above.
+                    let _ = burst.push(buf);
+                } else {
+                    errors += 1;
+                }
+            });
+            match taken {
+                RxStep::Progress => {}
+                RxStep::Empty => break,
+                RxStep::Corrupt => errors += 1,
+            }
+        }
+        let c = &self.counters;
+        bump(&c.ipackets, got as u64);
+        bump(&c.ibytes, bytes as u64);
+        bump(&c.ierrors, errors);
+        got
+    }
+
+    fn tx_burst(&mut self, burst: &mut Burst<HeapBuf>) -> usize {
+        let fd = self.fd.as_raw_fd();
+        // Frames the device would refuse (runts, longer than the MTU) end
+        // the burst here: the caller frees what is left.
+        let mut n = 0;
+        for b in burst.as_slice() {
+            if b.len() < 14 || b.len() > self.max_frame {
+                break;
+            }
+            n += 1;
+        }
+        let refused = (n < burst.len()) as u64;
+        let (sent, bytes, errors) = match &mut self.tx {
+            TxPath::Mmsg(m) => m.send(fd, &burst.as_slice()[..n]),
+            TxPath::Ring(r) => r.send(fd, &burst.as_slice()[..n]),
+        };
+        drop(burst.drain_front(sent));
+        let c = &self.counters;
+        bump(&c.opackets, sent as u64);
+        bump(&c.obytes, bytes as u64);
+        bump(&c.oerrors, errors + if sent == n { refused } else { 0 });
+        sent
+    }
+
+    fn alloc(&mut self) -> Option<HeapBuf> {
+        Some(HeapBuf::alloc())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Counters.
+
+/// One queue's counters; written only by the worker owning the queue.
+#[repr(align(64))]
+#[derive(Default)]
+struct QueueCounters {
+    ipackets: AtomicU64,
+    ibytes: AtomicU64,
+    ierrors: AtomicU64,
+    opackets: AtomicU64,
+    obytes: AtomicU64,
+    oerrors: AtomicU64,
+}
+
+/// Add `n` to a counter only the calling thread writes.
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    if n != 0 {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+}
