@@ -681,6 +681,15 @@ pub struct DpdkConf {
     pub eal_args: Vec<String>,
 }
 
+/// `metrics:` — the Prometheus exporter (off unless `listen` is set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConf {
+    /// `ADDR:PORT` the exporter serves `/metrics` on.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `routes[]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -856,6 +865,9 @@ pub struct Config {
     /// Services.
     #[serde(default)]
     pub services: Vec<ServiceConf>,
+    /// Prometheus exporter.
+    #[serde(default)]
+    pub metrics: MetricsConf,
 }
 
 /// A locally administered MAC derived from a port name (FNV-1a), for ports
