@@ -377,7 +377,9 @@ mod tests {
         let daemon = Daemon::start(&config, options).expect("start");
         let addr = daemon.metrics_addr().expect("the exporter runs");
         assert_ne!(addr.port(), 0);
-        assert!(daemon.summary().contains(&format!("metrics on http://{addr}/metrics")));
+        assert!(daemon
+            .summary()
+            .contains(&format!("metrics on http://{addr}/metrics")));
         let answer = http_get(addr, "/metrics");
         assert_eq!(answer.split_whitespace().nth(1), Some("200"), "{answer}");
         assert!(

@@ -83,7 +83,8 @@ pub struct MetricsListener {
 impl MetricsListener {
     /// Binds `addr` (port 0: any free port; see [`MetricsListener::local_addr`]).
     pub fn bind(addr: SocketAddr) -> Result<MetricsListener, MetricsError> {
-        let listener = TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
+        let listener =
+            TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
         let addr = listener
             .local_addr()
             .map_err(|source| MetricsError::Bind { addr, source })?;
@@ -174,7 +175,11 @@ fn answer(
 ) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     let path = url.split('?').next().unwrap_or(url);
     let (status, content_type, body) = if path != METRICS_PATH {
-        (404, "text/plain; charset=utf-8", format!("not found: try {METRICS_PATH}\n"))
+        (
+            404,
+            "text/plain; charset=utf-8",
+            format!("not found: try {METRICS_PATH}\n"),
+        )
     } else if !matches!(method, tiny_http::Method::Get | tiny_http::Method::Head) {
         (405, "text/plain; charset=utf-8", "only GET\n".to_string())
     } else {
@@ -217,9 +222,10 @@ impl fmt::Debug for RvsCollector {
 
 impl Collector for RvsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let (services, table_size) = match self.control.handle(&Request::ListServices {
-            service: None,
-        }) {
+        let (services, table_size) = match self
+            .control
+            .handle(&Request::ListServices { service: None })
+        {
             Response::Services {
                 services,
                 conn_table_size,
@@ -246,7 +252,10 @@ impl Collector for RvsCollector {
             "rvs_config_generation",
             "Generation of the configuration snapshot in force",
             None,
-            &[(Vec::<(&str, String)>::new(), self.control.state().generation())],
+            &[(
+                Vec::<(&str, String)>::new(),
+                self.control.state().generation(),
+            )],
         )?;
         encode_services(&mut encoder, &services)?;
         encode_real_servers(&mut encoder, &services)?;
@@ -501,7 +510,10 @@ fn encode_workers(
         .flat_map(|w| {
             w.drops.iter().map(move |d| {
                 (
-                    vec![("worker", w.worker.to_string()), ("reason", d.reason.clone())],
+                    vec![
+                        ("worker", w.worker.to_string()),
+                        ("reason", d.reason.clone()),
+                    ],
                     d.packets,
                 )
             })
