@@ -404,6 +404,38 @@ mod tests {
     }
 
     #[test]
+    fn every_metric_of_the_grafana_dashboard_is_exported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let daemon =
+            Daemon::start(&mem_config(dir.path()), DaemonOptions::default()).expect("start");
+        let text = crate::metrics::render(daemon.control().clone()).expect("render");
+        daemon.stop();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../conf/grafana-rvs.json")).expect("JSON");
+        let mut exprs = Vec::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push(target["expr"].as_str().expect("expr").to_string());
+            }
+        }
+        assert!(exprs.len() > 10, "{exprs:?}");
+        let mut names = 0;
+        for expr in &exprs {
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("rvs_") {
+                    names += 1;
+                    assert!(
+                        text.lines().any(|l| l.starts_with(word)
+                            && l[word.len()..].starts_with(['{', ' '])),
+                        "the dashboard uses {word}, which the exporter does not export"
+                    );
+                }
+            }
+        }
+        assert!(names >= exprs.len());
+    }
+
+    #[test]
     fn a_taken_metrics_address_fails_start_up_before_opening_ports() {
         let dir = tempfile::tempdir().expect("tempdir");
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
