@@ -1400,6 +1400,20 @@ services:
     }
 
     #[test]
+    fn metrics_listen_is_off_by_default_and_checked_where_read() {
+        assert_eq!(Config::from_yaml("{}").expect("empty").metrics.listen, None);
+        let c = Config::from_yaml("metrics: {listen: \"127.0.0.1:9100\"}\n").expect("valid");
+        assert_eq!(
+            c.metrics.listen,
+            Some("127.0.0.1:9100".parse().expect("addr"))
+        );
+        let e = error_of("metrics:\n  listen: 127.0.0.1\n");
+        assert!(e.contains("metrics.listen") && e.contains("line 2"), "{e}");
+        let e = error_of("metrics: {port: 9100}\n");
+        assert!(e.contains("unknown field `port`"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_name_the_field_and_line() {
         let e = error_of("services:\n  - proto: tcp\n    vip: 10.0.0.1\n    port: 80\n    dests:\n      - {addr: 192.168.10.1, wieght: 3}\n");
         assert!(e.contains("unknown field `wieght`"), "{e}");
