@@ -11,7 +11,8 @@
 //!   or updated while packets flow: on each scrape the collector asks the
 //!   [`Control`] the same three questions `lbctl` asks (`-Ln --stats
 //!   --exact`, `--dataplane-stats`, `--port-stats`), which sum the per-core
-//!   counters with relaxed reads, and encodes the answers.
+//!   counters with relaxed reads, and encodes the answers; the workers'
+//!   FULLNAT pool use is read from the per-core counters the same way.
 //! * The exposition is written by the `prometheus-client` crate (OpenMetrics
 //!   text), never formatted by hand here; HTTP is `tiny_http` on one control
 //!   thread (scrapes are served one at a time; a scrape holds the
@@ -29,6 +30,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -260,7 +262,13 @@ impl Collector for RvsCollector {
         encode_services(&mut encoder, &services)?;
         encode_real_servers(&mut encoder, &services)?;
         let per_worker = table_size.checked_div(workers.len() as u64).unwrap_or(0);
-        encode_workers(&mut encoder, &workers, per_worker)?;
+        let pool_use: Vec<u64> = self
+            .control
+            .counters()
+            .iter()
+            .map(|c| c.fullnat_ports_in_use.load(Ordering::Relaxed))
+            .collect();
+        encode_workers(&mut encoder, &workers, per_worker, &pool_use)?;
         encode_ports(&mut encoder, &ports)
     }
 }
@@ -438,11 +446,13 @@ fn encode_real_servers(enc: &mut DescriptorEncoder, services: &[ServiceInfo]) ->
     // The checker's health state (rvs_real_server_up) belongs here.
 }
 
-/// Per worker: rx/tx, steering, connections, table occupancy, drops.
+/// Per worker: rx/tx, steering, connections, table occupancy, FULLNAT
+/// pool use (`pool_use[i]`: worker i's local ports in use), drops.
 fn encode_workers(
     enc: &mut DescriptorEncoder,
     workers: &[WorkerStatsInfo],
     capacity: u64,
+    pool_use: &[u64],
 ) -> fmt::Result {
     let labels = |w: &WorkerStatsInfo| -> Labels { vec![("worker", w.worker.to_string())] };
     let rows = |f: fn(&WorkerStatsInfo) -> u64| -> Vec<(Labels, u64)> {
@@ -504,6 +514,20 @@ fn encode_workers(
         "Capacity of the worker's connection table",
         None,
         &cap,
+    )?;
+    let pool: Vec<(Labels, u64)> = workers
+        .iter()
+        .map(|w| {
+            let used = pool_use.get(usize::from(w.worker)).copied().unwrap_or(0);
+            (labels(w), used)
+        })
+        .collect();
+    gauge(
+        enc,
+        "rvs_worker_fullnat_ports_in_use",
+        "FULLNAT local ports held by the worker's connections",
+        None,
+        &pool,
     )?;
     let drops: Vec<(Labels, u64)> = workers
         .iter()
