@@ -14,6 +14,10 @@
 //!   refused; 1 a listing the daemon refused. Messages go to stderr without a
 //!   prefix, as ipvsadm prints them.
 //! * `-R` reads all of stdin, parses every line, and sends one atomic batch.
+//! * Invoked as `ipvsadm` (argv[0]'s file name, e.g. through a symlink),
+//!   lbctl is ipvsadm 1.31: no `--socket` (the socket is `$LBCTL_SOCKET` or
+//!   the default path), no rvs-only option, and `-v`/`-h` print ipvsadm's
+//!   version line and usage.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -21,7 +25,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rvs::ctl::ipvsadm::{self, Command};
+use rvs::ctl::ipvsadm::{self, Command, Dialect};
 use rvs::ctl::protocol::{self, Request, Response};
 
 /// How long one request may take (each read and each write).
@@ -69,6 +73,15 @@ fn socket_path(explicit: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(protocol::DEFAULT_SOCKET_PATH))
 }
 
+/// The command language: ipvsadm's when invoked as `ipvsadm`.
+fn dialect() -> Dialect {
+    let argv0 = std::env::args_os().next().map(PathBuf::from);
+    match argv0.as_deref().and_then(std::path::Path::file_name) {
+        Some(name) if name == "ipvsadm" => Dialect::Ipvsadm,
+        _ => Dialect::Lbctl,
+    }
+}
+
 fn run() -> anyhow::Result<u8> {
     let mut args = Vec::new();
     for arg in std::env::args_os().skip(1) {
@@ -77,9 +90,13 @@ fn run() -> anyhow::Result<u8> {
             Err(raw) => bail!("argument {raw:?} is not valid UTF-8"),
         }
     }
-    let (socket, args) = split_socket(args)?;
+    let dialect = dialect();
+    let (socket, args) = match dialect {
+        Dialect::Lbctl => split_socket(args)?,
+        Dialect::Ipvsadm => (None, args),
+    };
 
-    let command = match ipvsadm::parse_args(&args) {
+    let command = match ipvsadm::parse_args_as(&args, dialect) {
         Ok(command) => command,
         Err(err) => {
             eprintln!("{err}");
@@ -89,11 +106,17 @@ fn run() -> anyhow::Result<u8> {
 
     match command {
         Command::Help => {
-            print_out(&ipvsadm::usage())?;
+            print_out(&match dialect {
+                Dialect::Lbctl => ipvsadm::usage(),
+                Dialect::Ipvsadm => ipvsadm::ipvsadm_usage(),
+            })?;
             Ok(0)
         }
         Command::Version => {
-            print_out(&ipvsadm::version())?;
+            print_out(&match dialect {
+                Dialect::Lbctl => ipvsadm::version(),
+                Dialect::Ipvsadm => ipvsadm::ipvsadm_version(),
+            })?;
             Ok(0)
         }
         Command::Apply(request) => apply(&socket_path(socket), &request),
@@ -102,7 +125,7 @@ fn run() -> anyhow::Result<u8> {
             std::io::stdin()
                 .read_to_string(&mut input)
                 .context("cannot read restore input from stdin")?;
-            let requests = match ipvsadm::parse_restore(&input) {
+            let requests = match ipvsadm::parse_restore_as(&input, dialect) {
                 Ok(requests) => requests,
                 Err(err) => {
                     eprintln!("{err}");

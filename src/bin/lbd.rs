@@ -2,7 +2,7 @@
 //! that `lbctl` talks to.
 //!
 //! ```text
-//! lbd [-c|--config FILE] [--socket PATH] [--workers N]
+//! lbd [-c|--config FILE] [--socket PATH] [--workers N] [--metrics-listen ADDR:PORT]
 //! lbd --check-config FILE
 //! lbd -c FILE --replay PORT=IN.pcap [--replay PORT=IN.pcap ...] --capture-dir DIR
 //! ```
@@ -55,6 +55,10 @@ struct Args {
     /// Number of workers (overrides workers.count).
     #[arg(long, value_name = "N")]
     workers: Option<u16>,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (overrides
+    /// metrics.listen; off by default).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +103,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let options = DaemonOptions {
         socket: args.socket.clone(),
+        metrics_listen: args.metrics_listen,
         ..DaemonOptions::default()
     };
     Daemon::run(&config, options)?;

@@ -681,6 +681,15 @@ pub struct DpdkConf {
     pub eal_args: Vec<String>,
 }
 
+/// `metrics:` — the Prometheus exporter (off unless `listen` is set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConf {
+    /// `ADDR:PORT` the exporter serves `/metrics` on.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `routes[]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -856,6 +865,9 @@ pub struct Config {
     /// Services.
     #[serde(default)]
     pub services: Vec<ServiceConf>,
+    /// Prometheus exporter.
+    #[serde(default)]
+    pub metrics: MetricsConf,
 }
 
 /// A locally administered MAC derived from a port name (FNV-1a), for ports
@@ -1385,6 +1397,20 @@ services:
             Ok(()) => panic!("accepted:\n{text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_checked_where_read() {
+        assert_eq!(Config::from_yaml("{}").expect("empty").metrics.listen, None);
+        let c = Config::from_yaml("metrics: {listen: \"127.0.0.1:9100\"}\n").expect("valid");
+        assert_eq!(
+            c.metrics.listen,
+            Some("127.0.0.1:9100".parse().expect("addr"))
+        );
+        let e = error_of("metrics:\n  listen: 127.0.0.1\n");
+        assert!(e.contains("metrics.listen") && e.contains("line 2"), "{e}");
+        let e = error_of("metrics: {port: 9100}\n");
+        assert!(e.contains("unknown field `port`"), "{e}");
     }
 
     #[test]

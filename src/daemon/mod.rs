@@ -10,10 +10,12 @@
 //! test can run a whole `lbd` in-process ([`Daemon::start`] /
 //! [`Daemon::stop`]).
 //!
-//! Rules: start-up binds the control socket before it opens any device (a
-//! second `lbd` fails before touching a port), opens the ports, starts the
-//! workers with the first snapshot, and only then serves `lbctl`. Stop
-//! closes the socket (removing its file), stops the estimator and then the
+//! Rules: start-up binds the control socket (and the metrics exporter's
+//! listener, when `metrics.listen` or `--metrics-listen` asks for one)
+//! before it opens any device (a second `lbd` fails before touching a
+//! port), opens the ports, starts the workers with the first snapshot, and
+//! only then serves `lbctl` and scrapes. Stop stops the exporter, closes
+//! the socket (removing its file), stops the estimator and then the
 //! workers; the ports close when the last handle goes. Logging is one line
 //! per event on stderr, from control threads only.
 
@@ -29,6 +31,7 @@ use crate::ctl::server::{
 use crate::ctl::stats::{spawn_estimator, EstimatorThread, ESTIMATOR_PERIOD};
 use crate::dataplane::ports::{PortError, PortSetup, Ports};
 use crate::dataplane::runtime::DataplaneHandle;
+use crate::metrics::{Exporter, MetricsError, MetricsListener};
 use crate::sys::{signal_name, TermSignals};
 use crate::wire::EthernetAddress;
 
@@ -56,6 +59,9 @@ pub enum DaemonError {
     /// Termination signals could not be blocked or waited for.
     #[error("signals: {0}")]
     Signals(#[source] std::io::Error),
+    /// The metrics exporter could not start.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     /// The first snapshot could not be built.
     #[error("cannot build the first snapshot: {0}")]
     Snapshot(String),
@@ -69,6 +75,9 @@ pub struct DaemonOptions {
     pub socket: Option<PathBuf>,
     /// Control socket limits.
     pub server: ServerOptions,
+    /// Prometheus exporter address (`None`: the file's `metrics.listen`,
+    /// else no exporter).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A running `lbd`.
@@ -79,6 +88,7 @@ pub struct Daemon {
     dataplane: Arc<dyn DataplaneHandle>,
     socket_path: PathBuf,
     summary: String,
+    metrics: Option<Exporter>,
 }
 
 impl Daemon {
@@ -94,6 +104,11 @@ impl Daemon {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH));
         // Bind first: a second lbd must fail before it touches any device.
         let socket = bind_socket(&socket_path)?;
+        let metrics = options
+            .metrics_listen
+            .or(config.metrics.listen)
+            .map(MetricsListener::bind)
+            .transpose()?;
         let (state, dataplane) = start_dataplane(config)?;
         let generation = state.generation();
         let services = state.services().len();
@@ -119,8 +134,15 @@ impl Daemon {
                 source,
             }
         })?;
+        let metrics = metrics
+            .map(|listener| listener.serve(control.clone()))
+            .transpose()?;
+        let metrics_note = metrics
+            .as_ref()
+            .map(|m| format!(", metrics on http://{}/metrics", m.local_addr()))
+            .unwrap_or_default();
         let summary = format!(
-            "rvs {} listening on {} ({} workers, {} ports, {} services, generation {})",
+            "rvs {} listening on {}{metrics_note} ({} workers, {} ports, {} services, generation {})",
             env!("CARGO_PKG_VERSION"),
             socket_path.display(),
             dataplane.workers(),
@@ -135,6 +157,7 @@ impl Daemon {
             dataplane,
             socket_path,
             summary,
+            metrics,
         })
     }
 
@@ -168,6 +191,11 @@ impl Daemon {
         &self.control
     }
 
+    /// Where the Prometheus exporter serves, if it runs.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(Exporter::local_addr)
+    }
+
     /// The running data plane.
     pub fn dataplane(&self) -> &Arc<dyn DataplaneHandle> {
         &self.dataplane
@@ -176,6 +204,9 @@ impl Daemon {
     /// Closes the control socket (removing its file), stops the estimator
     /// and the workers, and closes the ports.
     pub fn stop(self) {
+        if let Some(metrics) = self.metrics {
+            metrics.stop();
+        }
         self.server.shutdown();
         self.estimator.stop();
         self.dataplane.stop();
@@ -318,6 +349,104 @@ mod tests {
         let daemon = Daemon::start(&config, options).expect("start");
         assert_eq!(daemon.dataplane().workers(), 0);
         daemon.stop();
+    }
+
+    /// `GET path` over plain HTTP/1.0; the whole answer (head and body).
+    fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: lbd\r\n\r\n").expect("request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer");
+        answer
+    }
+
+    #[test]
+    fn the_exporter_serves_openmetrics_at_metrics_and_stops_with_the_daemon() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = mem_config(dir.path());
+        config.metrics.listen = Some("127.0.0.1:1".parse().expect("addr"));
+        let options = DaemonOptions {
+            // The command line wins over the file.
+            metrics_listen: Some("127.0.0.1:0".parse().expect("addr")),
+            ..DaemonOptions::default()
+        };
+        let daemon = Daemon::start(&config, options).expect("start");
+        let addr = daemon.metrics_addr().expect("the exporter runs");
+        assert_ne!(addr.port(), 0);
+        assert!(daemon
+            .summary()
+            .contains(&format!("metrics on http://{addr}/metrics")));
+        let answer = http_get(addr, "/metrics");
+        assert_eq!(answer.split_whitespace().nth(1), Some("200"), "{answer}");
+        assert!(
+            answer.contains("application/openmetrics-text; version=1.0.0"),
+            "{answer}"
+        );
+        for line in [
+            "rvs_service_connections_total{proto=\"tcp\",vip=\"10.0.0.100:80\"} 0",
+            "rvs_real_server_weight{proto=\"tcp\",vip=\"10.0.0.100:80\",rip=\"192.168.10.1:8080\"} 1",
+            "rvs_worker_dropped_packets_total{worker=\"1\",reason=\"table_full\"} 0",
+            "rvs_port_rx_bytes_total{port=\"int\"} 0",
+            "# EOF",
+        ] {
+            assert!(answer.contains(line), "no {line:?} in:\n{answer}");
+        }
+        assert_eq!(http_get(addr, "/").split_whitespace().nth(1), Some("404"));
+        daemon.stop();
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "stop closes the exporter's listener"
+        );
+    }
+
+    #[test]
+    fn every_metric_of_the_grafana_dashboard_is_exported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let daemon =
+            Daemon::start(&mem_config(dir.path()), DaemonOptions::default()).expect("start");
+        let text = crate::metrics::render(daemon.control().clone()).expect("render");
+        daemon.stop();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../conf/grafana-rvs.json")).expect("JSON");
+        let mut exprs = Vec::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push(target["expr"].as_str().expect("expr").to_string());
+            }
+        }
+        assert!(exprs.len() > 10, "{exprs:?}");
+        let mut names = 0;
+        for expr in &exprs {
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("rvs_") {
+                    names += 1;
+                    assert!(
+                        text.lines().any(|l| l.starts_with(word)
+                            && l[word.len()..].starts_with(['{', ' '])),
+                        "the dashboard uses {word}, which the exporter does not export"
+                    );
+                }
+            }
+        }
+        assert!(names >= exprs.len());
+    }
+
+    #[test]
+    fn a_taken_metrics_address_fails_start_up_before_opening_ports() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let mut config = mem_config(dir.path());
+        config.metrics.listen = Some(addr);
+        let err = Daemon::start(&config, DaemonOptions::default())
+            .err()
+            .expect("the address is taken");
+        assert!(matches!(err, DaemonError::Metrics(_)), "{err}");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
 
     #[test]

@@ -220,6 +220,9 @@ pub struct CoreCounters {
     pub conns_expired: AtomicU64,
     /// Connections in the table now.
     pub conns_now: AtomicU64,
+    /// FULLNAT local ports held by this worker's connections (its use of
+    /// the local-address pools).
+    pub fullnat_ports_in_use: AtomicU64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [AtomicU64; DropReason::ALL.len()],
     /// Per service slot.
@@ -252,6 +255,7 @@ impl CoreCounters {
             conns_created: AtomicU64::new(0),
             conns_expired: AtomicU64::new(0),
             conns_now: AtomicU64::new(0),
+            fullnat_ports_in_use: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             services: (0..MAX_SERVICES)
                 .map(|_| TrafficCounters::default())

@@ -99,6 +99,8 @@ pub struct Options {
     pub conn_capacity: Option<u32>,
     /// `settings.lport_range`.
     pub lport_range: Option<&'static str>,
+    /// More arguments for lbd (e.g. `--metrics-listen ADDR:PORT`).
+    pub lbd_args: Vec<String>,
 }
 
 impl Options {
@@ -110,6 +112,7 @@ impl Options {
             real_servers: 2,
             conn_capacity: None,
             lport_range: None,
+            lbd_args: Vec::new(),
         }
     }
 }
@@ -245,7 +248,7 @@ impl Topology {
         fs::write(&yaml_path, &yaml).expect("write lbd.yaml");
         println!("lbd.yaml:\n{yaml}");
         let mut cmd = self.dir.cmd(LBD);
-        cmd.arg("-c").arg(&yaml_path);
+        cmd.arg("-c").arg(&yaml_path).args(&self.opts.lbd_args);
         let what = format!("lbd ({:?})", self.opts.driver);
         self.lbd = Some(Lbd::start(&what, cmd, &self.socket, &self.path("lbd.log")));
     }

@@ -417,6 +417,38 @@ const OPTION_TABLE: &[OptSpec] = &[
     spec("output", '\0', Arity::Required, Tok::Output),
 ];
 
+/// Which command language a command line is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// lbctl's: ipvsadm 1.31 plus rvs's extensions.
+    #[default]
+    Lbctl,
+    /// ipvsadm 1.31's alone (lbctl invoked as `ipvsadm`): rvs's options
+    /// are unknown options, as they are to ipvsadm, and `-o` is always
+    /// `--ops`.
+    Ipvsadm,
+}
+
+/// Options and commands ipvsadm 1.31 does not have.
+fn rvs_only(tok: Tok) -> bool {
+    matches!(
+        tok,
+        Tok::Cmd(
+            Cmd::AddLaddr | Cmd::DelLaddr | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats
+        ) | Tok::FullNat
+            | Tok::Laddr
+            | Tok::Ifname
+            | Tok::Output
+    )
+}
+
+impl Dialect {
+    /// Whether this dialect has option `spec`.
+    fn has(self, spec: &OptSpec) -> bool {
+        self == Dialect::Lbctl || !rvs_only(spec.tok)
+    }
+}
+
 /// One option occurrence from the scanner.
 struct Event {
     tok: Tok,
@@ -435,16 +467,18 @@ struct Scanner {
     cluster: Option<(usize, usize)>,
     options_done: bool,
     positionals: Vec<String>,
+    dialect: Dialect,
 }
 
 impl Scanner {
-    fn new(args: Vec<String>) -> Scanner {
+    fn new(args: Vec<String>, dialect: Dialect) -> Scanner {
         Scanner {
             args,
             next: 0,
             cluster: None,
             options_done: false,
             positionals: Vec::new(),
+            dialect,
         }
     }
 
@@ -490,7 +524,7 @@ impl Scanner {
                 let after = offset + c.len_utf8();
                 let spec = OPTION_TABLE
                     .iter()
-                    .find(|s| s.short == Some(c))
+                    .find(|s| s.short == Some(c) && self.dialect.has(s))
                     .ok_or_else(|| ParseError::Popt {
                         option: word.clone(),
                         reason: "unknown option",
@@ -546,7 +580,7 @@ impl Scanner {
                 };
                 let spec = OPTION_TABLE
                     .iter()
-                    .find(|s| s.long == Some(name))
+                    .find(|s| s.long == Some(name) && self.dialect.has(s))
                     .ok_or_else(|| ParseError::Popt {
                         option: format!("--{name}"),
                         reason: "unknown option",
@@ -979,16 +1013,24 @@ fn generic_opt_check(cmd: Cmd, options: u64) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Parses an ipvsadm command line (argv without the program name).
+/// Parses an lbctl command line (argv without the program name).
 /// An empty command line lists the table, as ipvsadm does.
 pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
+    parse_args_as(args, Dialect::Lbctl)
+}
+
+/// Parses a command line in `dialect` (argv without the program name).
+pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Command, ParseError> {
     if args.is_empty() {
         return Ok(Command::List(ListCommand {
             what: ListWhat::All,
             options: ListOptions::default(),
         }));
     }
-    let mut scanner = Scanner::new(args.iter().map(|a| a.as_ref().to_string()).collect());
+    let mut scanner = Scanner::new(
+        args.iter().map(|a| a.as_ref().to_string()).collect(),
+        dialect,
+    );
 
     // The first option must be the command (ipvsadm: tryhelp_exit otherwise).
     let first = match scanner.next_option(false) {
@@ -1003,10 +1045,11 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
         Tok::Cmd(cmd) => cmd,
         _ => return Err(ParseError::TryHelp),
     };
-    let o_takes_format = matches!(
-        cmd,
-        Cmd::List | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats
-    );
+    let o_takes_format = dialect == Dialect::Lbctl
+        && matches!(
+            cmd,
+            Cmd::List | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats
+        );
 
     let mut c = Collected::new();
     while let Some(event) = scanner.next_option(o_takes_format)? {
@@ -1228,6 +1271,11 @@ fn list_options(c: &Collected) -> ListOptions {
 /// ipvsadm's `config_stream_read`. Blank and comment lines give `None`.
 /// Only table-changing commands are allowed.
 pub fn parse_restore_line(line: &str) -> Result<Option<Request>, ParseError> {
+    parse_restore_line_as(line, Dialect::Lbctl)
+}
+
+/// [`parse_restore_line`] in `dialect`.
+pub fn parse_restore_line_as(line: &str, dialect: Dialect) -> Result<Option<Request>, ParseError> {
     let mut words: Vec<&str> = line
         .split_whitespace()
         .take_while(|word| !word.starts_with('#'))
@@ -1238,7 +1286,7 @@ pub fn parse_restore_line(line: &str) -> Result<Option<Request>, ParseError> {
     if words.is_empty() {
         return Ok(None);
     }
-    match parse_args(&words)? {
+    match parse_args_as(&words, dialect)? {
         Command::Apply(request) => Ok(Some(request)),
         Command::Restore => Err(fail("-R is not allowed in restore input")),
         Command::List(_) | Command::Help | Command::Version => Err(fail(
@@ -1249,9 +1297,14 @@ pub fn parse_restore_line(line: &str) -> Result<Option<Request>, ParseError> {
 
 /// Parses all of `-R`'s input; the first bad line fails the whole restore.
 pub fn parse_restore(input: &str) -> Result<Vec<Request>, RestoreError> {
+    parse_restore_as(input, Dialect::Lbctl)
+}
+
+/// [`parse_restore`] in `dialect`.
+pub fn parse_restore_as(input: &str, dialect: Dialect) -> Result<Vec<Request>, RestoreError> {
     let mut requests = Vec::new();
     for (index, line) in input.lines().enumerate() {
-        match parse_restore_line(line) {
+        match parse_restore_line_as(line, dialect) {
             Ok(Some(request)) => requests.push(request),
             Ok(None) => {}
             Err(error) => {
@@ -1268,6 +1321,60 @@ pub fn parse_restore(input: &str) -> Result<Vec<Request>, RestoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn as_ipvsadm_rvs_options_are_unknown_options_and_o_is_ops() {
+        for args in [
+            &[
+                "-a",
+                "-t",
+                "10.0.0.1:80",
+                "-r",
+                "192.168.10.1:80",
+                "--fullnat",
+            ][..],
+            &["--port-stats"],
+            &["--dataplane-stats"],
+            &["-G"],
+            &["-P", "-t", "10.0.0.1:80", "-z", "192.168.10.100"],
+            &["-Ln", "--output", "json"],
+        ] {
+            assert!(parse_args(args).is_ok(), "lbctl accepts {args:?}");
+            match parse_args_as(args, Dialect::Ipvsadm) {
+                Err(ParseError::Popt { reason, .. }) => assert_eq!(reason, "unknown option"),
+                Err(ParseError::TryHelp) => {}
+                other => panic!("ipvsadm must not accept {args:?}: {other:?}"),
+            }
+        }
+        // `-o` after -L is --ops for ipvsadm (illegal with -L), a format for lbctl.
+        assert!(parse_args(&["-Ln", "-o", "json"]).is_ok());
+        assert!(parse_args_as(&["-Ln", "-o", "json"], Dialect::Ipvsadm).is_err());
+        // ipvsadm's own command lines parse the same in both dialects.
+        for args in [
+            &["-A", "-t", "10.0.0.1:80", "-s", "wrr"][..],
+            &[
+                "-a",
+                "-t",
+                "10.0.0.1:80",
+                "-r",
+                "192.168.10.1",
+                "-g",
+                "-w",
+                "1",
+            ],
+            &["-Ln", "--stats", "--exact"],
+            &["-C"],
+        ] {
+            assert_eq!(
+                parse_args(args).expect("lbctl"),
+                parse_args_as(args, Dialect::Ipvsadm).expect("ipvsadm"),
+                "{args:?}"
+            );
+        }
+        assert!(
+            parse_restore_as("-P -t 10.0.0.1:80 -z 192.168.10.100\n", Dialect::Ipvsadm).is_err()
+        );
+    }
 
     #[test]
     fn matrix_rows_keep_ipvsadm_columns_verbatim() {

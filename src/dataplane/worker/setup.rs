@@ -191,6 +191,9 @@ impl<Q: PortQueue> Worker<Q> {
                 bump(&self.counters.services[svc.id as usize].conns, 1);
                 bump(&self.counters.dests[d.id as usize].conns, 1);
                 bump(&self.counters.dest_conns[d.id as usize].inactive, 1);
+                if d.fwd == Fwd::FullNat {
+                    bump(&self.counters.fullnat_ports_in_use, 1);
+                }
                 Ok(id)
             }
             Err(e) => {
@@ -280,6 +283,9 @@ pub(super) fn release_conn(
     let d = c.dest() as usize;
     let pos = dest_pos.get(d).copied().unwrap_or(NO_POS);
     let sub = |a: &AtomicU64| a.store(a.load(Relaxed).saturating_sub(1), Relaxed);
+    if !c.is_template() && c.fwd() == Fwd::FullNat {
+        sub(&counters.fullnat_ports_in_use);
+    }
     if let Some(cc) = counters.dest_conns.get(d) {
         if c.is_template() {
             sub(&cc.persist);
