@@ -921,6 +921,13 @@ struct RingGeometry {
     tx_ring: bool,
 }
 
+/// Checks ring options as [`AfPacketDriver::open`] would, without opening
+/// anything (for configuration checks): sizes of 0, misaligned frames,
+/// frames larger than blocks, rings over 2 GiB.
+pub fn check_options(ifname: &str, opts: &AfPacketOptions) -> Result<(), DriverError> {
+    RingGeometry::new(ifname, opts).map(|_| ())
+}
+
 impl RingGeometry {
     fn new(ifname: &str, o: &AfPacketOptions) -> Result<RingGeometry, DriverError> {
         let page = page_size();
