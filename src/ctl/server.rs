@@ -504,8 +504,10 @@ pub struct ServerOptions {
     /// Once a request's first byte arrived, the whole frame must arrive
     /// within this time (a client that trickles bytes is disconnected).
     pub request_timeout: Duration,
-    /// Most bytes of request frames held at once over all clients; a
-    /// request that would go beyond it is refused and its client closed.
+    /// Most bytes of request frames held at once over all clients beyond
+    /// the first 64 KiB of each (which every client has, so ordinary
+    /// requests always get through); a request that would go beyond it is
+    /// refused and its client closed.
     pub request_memory: usize,
 }
 
@@ -903,10 +905,22 @@ fn read_frame_bounded(
     };
     while payload.len() < len {
         let want = (len - payload.len()).min(READ_CHUNK);
-        let prev = budget.fetch_add(want, Ordering::AcqRel);
-        held.n += want;
-        if prev.saturating_add(want) > options.request_memory {
-            return ReadEnd::NoMemory(len);
+        if payload.len() + want > payload.capacity() {
+            // Grow by doubling (no quadratic copying), never beyond the
+            // frame, and charge what is allocated, not what is filled.
+            let cap = (payload.capacity() * 2).max(READ_CHUNK).min(len);
+            // The first chunk is every client's own (at most max_clients
+            // of them): an ordinary request always gets through, only
+            // the part of big frames beyond it is drawn from the budget.
+            let more = cap.saturating_sub(payload.capacity().max(READ_CHUNK));
+            if more > 0 {
+                let prev = budget.fetch_add(more, Ordering::AcqRel);
+                held.n += more;
+                if prev.saturating_add(more) > options.request_memory {
+                    return ReadEnd::NoMemory(len);
+                }
+            }
+            payload.reserve_exact(cap - payload.len());
         }
         let start = payload.len();
         payload.resize(start + want, 0);
