@@ -167,6 +167,21 @@ impl Changed {
     }
 }
 
+/// `spec` as stored: each scheduler flag once, in the order first given
+/// (ipvsadm's flags are a bit set; a client may send one twice).
+fn normalized(spec: &ServiceSpec) -> ServiceSpec {
+    let mut spec = spec.clone();
+    let mut seen = Vec::with_capacity(spec.sched_flags.len());
+    spec.sched_flags.retain(|f| {
+        let first = !seen.contains(f);
+        if first {
+            seen.push(f.clone());
+        }
+        first
+    });
+    spec
+}
+
 /// The parts of the configuration that only the YAML file sets.
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
@@ -670,6 +685,7 @@ impl ControlState {
     }
 
     fn add_service(&mut self, spec: &ServiceSpec) -> Result<Changed, ApplyError> {
+        let spec = &normalized(spec);
         if self.service_index(&spec.key).is_some() {
             return Err(ApplyError::ServiceExists);
         }
@@ -693,6 +709,7 @@ impl ControlState {
     }
 
     fn edit_service(&mut self, spec: &ServiceSpec) -> Result<Changed, ApplyError> {
+        let spec = &normalized(spec);
         let index = self
             .service_index(&spec.key)
             .ok_or(ApplyError::NoSuchService)?;
@@ -893,6 +910,13 @@ impl ControlState {
             )));
         }
         if let Some(ifname) = &laddr.ifname {
+            // Whatever the client checked: the name ends up in listings.
+            crate::ctl::config::check_port_name(ifname).map_err(|e| {
+                ApplyError::Invalid(format!(
+                    "Invalid port name for local address {}: {e}",
+                    laddr.addr
+                ))
+            })?;
             if !self.topology.ports.is_empty()
                 && !self.topology.ports.iter().any(|p| &p.name == ifname)
             {
@@ -1428,6 +1452,56 @@ mod tests {
             }
         );
         assert_eq!(s.services().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_batch_changes_nothing_and_keeps_the_generation() {
+        let mut s = ControlState::default();
+        add_svc(&mut s, web()).expect("add");
+        let changed = s
+            .apply(&Request::Batch { requests: vec![] })
+            .expect("empty batch");
+        assert!(!changed.config);
+        assert_eq!(s.generation(), 1);
+    }
+
+    #[test]
+    fn duplicate_scheduler_flags_are_stored_once() {
+        let mut s = ControlState::default();
+        let mut spec = ServiceSpec::new(web());
+        spec.scheduler = "sh".into();
+        spec.sched_flags = vec!["sh-port".into(), "sh-fallback".into(), "sh-port".into()];
+        s.apply(&Request::AddService {
+            service: spec.clone(),
+        })
+        .expect("add");
+        let stored = &s.service(&web()).expect("svc").spec.sched_flags;
+        assert_eq!(stored, &["sh-port", "sh-fallback"]);
+        spec.sched_flags = vec!["sh-fallback".into(), "sh-fallback".into()];
+        s.apply(&Request::EditService { service: spec })
+            .expect("edit");
+        let stored = &s.service(&web()).expect("svc").spec.sched_flags;
+        assert_eq!(stored, &["sh-fallback"]);
+    }
+
+    #[test]
+    fn local_address_port_names_are_checked_by_the_daemon() {
+        let mut s = ControlState::default();
+        add_svc(&mut s, web()).expect("add");
+        for bad in ["eth0\n-A -t 1.2.3.4:80", &"x".repeat(15 << 20), "", "a b"] {
+            let err = s
+                .apply(&Request::AddLaddr {
+                    laddr: LaddrSpec {
+                        service: web(),
+                        addr: ip("192.168.100.1"),
+                        ifname: Some(bad.to_string()),
+                    },
+                })
+                .expect_err("refused");
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+            assert!(err.to_string().contains("Invalid port name"), "{err}");
+        }
+        assert_eq!(s.generation(), 1);
     }
 
     #[test]
