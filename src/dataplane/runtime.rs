@@ -367,3 +367,87 @@ impl<Q: PortQueue + 'static> DataplaneHandle for Runtime<Q> {
         self.join_within(timeout).1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::driver::heapbuf::HeapBuf;
+    use crate::dataplane::driver::Burst;
+    use std::sync::atomic::AtomicBool;
+
+    /// A queue that receives nothing; while `wedge` is set, a receive
+    /// blocks (a worker stuck in a driver call).
+    struct Wedgeable {
+        wedge: Arc<AtomicBool>,
+    }
+
+    impl PortQueue for Wedgeable {
+        type Buf = HeapBuf;
+        fn rx_burst(&mut self, _burst: &mut Burst<HeapBuf>) -> usize {
+            while self.wedge.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            0
+        }
+        fn tx_burst(&mut self, _burst: &mut Burst<HeapBuf>) -> usize {
+            0
+        }
+        fn alloc(&mut self) -> Option<HeapBuf> {
+            Some(HeapBuf::alloc())
+        }
+    }
+
+    fn start(wedges: &[Arc<AtomicBool>]) -> Runtime<Wedgeable> {
+        let queues = wedges
+            .iter()
+            .map(|w| vec![Wedgeable { wedge: w.clone() }])
+            .collect();
+        let n = wedges.len() as u16;
+        let cores = vec![None; wedges.len()];
+        Runtime::start(
+            queues,
+            WorkerConfig::default(),
+            &cores,
+            Arc::new(Snapshot::empty(n)),
+            |_| {},
+        )
+        .expect("runtime")
+    }
+
+    #[test]
+    fn a_wedged_worker_is_named_and_the_stop_is_bounded() {
+        let wedges: Vec<_> = (0..2).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let rt = start(&wedges);
+        wedges[1].store(true, Ordering::Release);
+        let t0 = Instant::now();
+        let (done, wedged) = rt.join_within(Duration::from_millis(300));
+        let took = t0.elapsed();
+        assert_eq!(wedged, [1], "worker 1 is stuck in rx_burst");
+        assert_eq!(done.len(), 1);
+        assert!(took < Duration::from_millis(600), "{took:?}");
+        // Let the stuck thread go (it takes Stop and ends).
+        wedges[1].store(false, Ordering::Release);
+    }
+
+    #[test]
+    fn stop_gets_through_a_full_mailbox() {
+        let wedges: Vec<_> = (0..1).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let rt = start(&wedges);
+        // Fill the mailbox while the worker is stuck, then free it: Stop
+        // must still be delivered, within the bound.
+        wedges[0].store(true, Ordering::Release);
+        let snap = Arc::new(Snapshot::empty(1));
+        while rt.links.post(0, Msg::Snapshot(snap.clone())).is_ok() {}
+        let release = {
+            let w = wedges[0].clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                w.store(false, Ordering::Release);
+            })
+        };
+        let (done, wedged) = rt.join_within(STOP_TIMEOUT);
+        assert!(wedged.is_empty(), "{wedged:?}");
+        assert_eq!(done.len(), 1);
+        release.join().expect("release");
+    }
+}
