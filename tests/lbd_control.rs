@@ -479,6 +479,26 @@ fn check_config_validates_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("weight 65536 out of range"), "{err}");
     assert!(err.contains("line 6"), "{err}");
+    assert_eq!(err.matches("out of range").count(), 1, "said once: {err}");
+    // What lbd cannot run is refused before it opens anything.
+    let cannot = dir.path().join("cannot.yaml");
+    std::fs::write(
+        &cannot,
+        "ports:\n  - {name: ext, driver: tap, ifname: ext0, mac: \"ff:ff:ff:ff:ff:ff\"}\n",
+    )
+    .expect("write");
+    let out = Command::new(LBD)
+        .arg("--check-config")
+        .arg(&cannot)
+        .output()
+        .expect("lbd");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ports[0] (ext).mac") && err.contains("broadcast"),
+        "{err}"
+    );
+    assert_eq!(err.matches("broadcast").count(), 1, "said once: {err}");
 }
 
 /// TCP service 10.0.0.1:80 (the router's address: any address the
