@@ -100,9 +100,10 @@ pub enum ApplyError {
     /// Scheduler flags or scheduler tables refused by `sched`.
     #[error("{0}")]
     Scheduler(SchedError),
-    /// No free service or real-server slot (ENOMEM).
-    #[error("Memory allocation problem")]
-    NoSpace,
+    /// No free service or real-server slot (ENOMEM): ipvsadm's words,
+    /// then the limit that was reached.
+    #[error("Memory allocation problem: {0}")]
+    NoSpace(&'static str),
     /// A value out of range or inconsistent (EINVAL); the text says which.
     #[error("{0}")]
     Invalid(String),
@@ -138,7 +139,7 @@ impl ApplyError {
             | ApplyError::SchedulerNotFound => ErrorKind::NotFound,
             ApplyError::Scheduler(_) | ApplyError::Invalid(_) => ErrorKind::Invalid,
             ApplyError::Unsupported(_) => ErrorKind::Unsupported,
-            ApplyError::NoSpace => ErrorKind::NoSpace,
+            ApplyError::NoSpace(_) => ErrorKind::NoSpace,
             ApplyError::InBatch { source, .. } => source.kind(),
             ApplyError::Internal(_) => ErrorKind::Internal,
         }
@@ -166,6 +167,12 @@ impl Changed {
         self.zero_dests.extend(other.zero_dests);
     }
 }
+
+/// What [`ApplyError::NoSpace`] says when the service slots are used up.
+const SERVICES_FULL: &str = "rvs holds at most 1024 virtual services";
+/// What [`ApplyError::NoSpace`] says when the real-server slots are used up.
+const DESTS_FULL: &str = "rvs holds at most 8192 real servers over all services";
+const _: () = assert!(MAX_SERVICES == 1024 && MAX_DESTS == 8192, "update the messages");
 
 /// `spec` as stored: each scheduler flag once, in the order first given
 /// (ipvsadm's flags are a bit set; a client may send one twice).
@@ -691,7 +698,7 @@ impl ControlState {
         }
         self.check_service_spec(spec)?;
         let mut slots = self.service_slots.clone();
-        let id = slots.alloc().ok_or(ApplyError::NoSpace)?;
+        let id = slots.alloc().ok_or(ApplyError::NoSpace(SERVICES_FULL))?;
         let service = ServiceEntry {
             id,
             spec: spec.clone(),
@@ -792,7 +799,7 @@ impl ControlState {
             return Err(ApplyError::DestExists);
         }
         let mut slots = self.dest_slots.clone();
-        let id = slots.alloc().ok_or(ApplyError::NoSpace)?;
+        let id = slots.alloc().ok_or(ApplyError::NoSpace(DESTS_FULL))?;
         let mut edited = self.services[index].clone();
         edited.dests.push(DestEntry {
             id,
@@ -1384,7 +1391,10 @@ mod tests {
             add_svc(&mut s, k).expect("fits");
         }
         let err = add_svc(&mut s, web()).expect_err("full");
-        assert_eq!(err.to_string(), "Memory allocation problem");
+        assert_eq!(
+            err.to_string(),
+            "Memory allocation problem: rvs holds at most 1024 virtual services"
+        );
         assert_eq!(err.kind(), ErrorKind::NoSpace);
     }
 
