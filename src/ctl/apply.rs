@@ -172,7 +172,10 @@ impl Changed {
 const SERVICES_FULL: &str = "rvs holds at most 1024 virtual services";
 /// What [`ApplyError::NoSpace`] says when the real-server slots are used up.
 const DESTS_FULL: &str = "rvs holds at most 8192 real servers over all services";
-const _: () = assert!(MAX_SERVICES == 1024 && MAX_DESTS == 8192, "update the messages");
+const _: () = assert!(
+    MAX_SERVICES == 1024 && MAX_DESTS == 8192,
+    "update the messages"
+);
 
 /// `spec` as stored: each scheduler flag once, in the order first given
 /// (ipvsadm's flags are a bit set; a client may send one twice).
