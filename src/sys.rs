@@ -1,7 +1,8 @@
 //! The operating-system calls that the layers above the drivers need and
 //! that the standard library does not offer: blocking and waiting for
 //! termination signals, the file-mode creation mask, a Unix-socket connect
-//! with a bounded wait, a transparent-huge-page hint, and a cache prefetch.
+//! with a bounded wait, a bounded wait for a readable socket, a
+//! transparent-huge-page hint, and a cache prefetch.
 //!
 //! Rules: this is the only module outside `dataplane::driver` with `unsafe`
 //! code; every function here is safe to call, states its contract, and
@@ -164,6 +165,32 @@ pub fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
         });
     }
     Ok(UnixStream::from(socket))
+}
+
+/// Waits up to `timeout` for `fd` to become readable (for a listening
+/// socket: a connection to accept). Returns whether it did; an interrupted
+/// wait counts as "not yet". Lets a thread that waits on a socket look at a
+/// stop flag between waits instead of needing a connection to wake it.
+pub fn wait_readable(fd: &impl std::os::fd::AsFd, timeout: Duration) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: poll(2) reads and writes exactly one pollfd, which outlives
+    // the call; the descriptor is open for as long as `fd` is borrowed.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(err)
+        };
+    }
+    Ok(rc > 0)
 }
 
 /// Asks the kernel to back the 2 MiB-aligned part of `v`'s allocation with

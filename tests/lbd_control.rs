@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rvs::ctl::protocol::{self, ErrorKind, Request, Response, MAX_FRAME_LEN};
 use support::lbd::{lbctl as ok, lbctl_fails as fails, lbctl_with_input, Lbd, LBD};
@@ -350,6 +350,18 @@ fn a_stale_socket_file_is_replaced_and_the_socket_is_private() {
     let (_dir, sock) = temp_socket();
     drop(UnixListener::bind(&sock).expect("stale socket"));
     assert!(sock.exists(), "the stale file stays behind");
+    // The listener is close-on-exec, but a process another test thread
+    // is spawning holds a copy of it between fork and exec: until then
+    // the file is live and lbd rightly refuses it. Wait until it is stale.
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || match UnixStream::connect(&sock) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
+            _ => None,
+        },
+    )
+    .expect("the stale socket still has a listener");
     let mut lbd = start_lbd(&sock, &[]);
     let mode = std::fs::metadata(&sock).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
@@ -467,6 +479,26 @@ fn check_config_validates_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("weight 65536 out of range"), "{err}");
     assert!(err.contains("line 6"), "{err}");
+    assert_eq!(err.matches("out of range").count(), 1, "said once: {err}");
+    // What lbd cannot run is refused before it opens anything.
+    let cannot = dir.path().join("cannot.yaml");
+    std::fs::write(
+        &cannot,
+        "ports:\n  - {name: ext, driver: tap, ifname: ext0, mac: \"ff:ff:ff:ff:ff:ff\"}\n",
+    )
+    .expect("write");
+    let out = Command::new(LBD)
+        .arg("--check-config")
+        .arg(&cannot)
+        .output()
+        .expect("lbd");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ports[0] (ext).mac") && err.contains("broadcast"),
+        "{err}"
+    );
+    assert_eq!(err.matches("broadcast").count(), 1, "said once: {err}");
 }
 
 /// TCP service 10.0.0.1:80 (the router's address: any address the
@@ -524,7 +556,9 @@ fn traffic_shows_up_in_stats_rates_and_connection_listings() {
     // packets. Wait for the estimator's first 2-second sample.
     let mut rates = String::new();
     let (svc, dest) = poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
-        rates = ok(s, &["-Ln", "--rate"]);
+        // --exact: above ~1.85 Mpps the bytes column would print as
+        // "167540K" and not parse.
+        rates = ok(s, &["-Ln", "--rate", "--exact"]);
         let lines: Vec<&str> = rates.lines().collect();
         let svc = numbers(lines[3]);
         svc.get(1)
@@ -622,4 +656,150 @@ fn replay_runs_the_configured_tables_over_captures() {
         &8080u16.to_be_bytes(),
         "to the real server's port"
     );
+}
+
+/// SIGTERM to `lbd`; asserts it exits by itself, with `success`, within
+/// 2 s, and returns how long it took.
+fn stop_within_2s(lbd: &mut Lbd, what: &str, success: bool) -> Duration {
+    let t0 = Instant::now();
+    let status = lbd.stop(Duration::from_secs(2));
+    let took = t0.elapsed();
+    println!("# stop time {what}: {} ms", took.as_millis());
+    let log = lbd.log_text();
+    let status =
+        status.unwrap_or_else(|| panic!("{what}: lbd still running 2 s after SIGTERM:\n{log}"));
+    assert_eq!(status.success(), success, "{what}: {status}\n{log}");
+    took
+}
+
+#[test]
+fn lbd_stops_within_2s_when_its_socket_file_was_removed() {
+    let (_dir, sock) = temp_socket();
+    let mut lbd = start_lbd(&sock, &[]);
+    std::fs::remove_file(&sock).expect("rm socket");
+    stop_within_2s(&mut lbd, "socket file removed", true);
+}
+
+/// A configuration whose `ext` mem port replays one SYN forever through
+/// a NAT service: the workers are busy.
+fn busy_config(dir: &Path, workers: u16) -> String {
+    let capture = dir.join("syn.pcap");
+    rvs::dataplane::driver::pcap::write_capture(&capture, &[syn_frame()]).expect("capture");
+    let config = dir.join("lbd.yaml");
+    let mut yaml = LbdYaml::new(PortYaml::with_mac("mem"), PortYaml::with_mac("mem"));
+    yaml.ext.pcap_rx = Some(capture);
+    yaml.workers = Some(WorkersYaml {
+        count: workers,
+        conn_capacity: Some(1024),
+        ..WorkersYaml::default()
+    });
+    yaml.tables = format!("{STATIC_TABLES}{ONE_NAT_SERVICE}");
+    std::fs::write(&config, yaml.text()).expect("config");
+    config.to_string_lossy().into_owned()
+}
+
+#[test]
+fn lbd_stops_within_2s_while_traffic_flows_and_with_its_socket_removed() {
+    let (dir, sock) = temp_socket();
+    let config = busy_config(dir.path(), 2);
+    let mut lbd = start_lbd(&sock, &["-c", &config]);
+    let flowing = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let stats = ok(&sock, &["-Ln", "--stats", "--exact"]);
+        numbers(stats.lines().nth(3).unwrap_or_default())
+            .get(1)
+            .is_some_and(|&n| n > 1000)
+            .then_some(())
+    });
+    assert!(flowing.is_some(), "no traffic");
+    stop_within_2s(&mut lbd, "traffic flowing", true);
+
+    let mut lbd = start_lbd(&sock, &["-c", &config]);
+    std::fs::remove_file(&sock).expect("rm socket");
+    stop_within_2s(&mut lbd, "traffic flowing, socket file removed", true);
+}
+
+/// Connects `n` clients that send nothing and `n` that trickle a request
+/// (a header byte now, the rest never).
+fn squatters(sock: &Path, n: usize) -> Vec<UnixStream> {
+    let mut all = Vec::new();
+    for i in 0..2 * n {
+        // Beyond the limit a connection may be refused for a moment.
+        if let Ok(mut s) = UnixStream::connect(sock) {
+            if i % 2 == 1 {
+                let _ = s.write_all(&[0]);
+            }
+            all.push(s);
+        }
+    }
+    all
+}
+
+#[test]
+fn idle_and_trickling_clients_cannot_lock_out_lbctl_or_the_stop() {
+    let (_dir, sock) = temp_socket();
+    let mut lbd = start_lbd(&sock, &[]);
+    let held = squatters(&sock, 64);
+    assert!(held.len() >= 64, "{} connections", held.len());
+    // An operator's lbctl gets through at once, several times in a row.
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        assert_eq!(ok(&sock, &["-Ln"]), HEADER);
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    }
+    ok(&sock, &["-A", "-t", "10.0.0.1:80", "-s", "rr"]);
+    let held2 = squatters(&sock, 64);
+    assert!(ok(&sock, &["-Ln"]).contains("TCP  10.0.0.1:80 rr"));
+    stop_within_2s(&mut lbd, "128 squatting clients", true);
+    drop((held, held2));
+}
+
+/// VmRSS of `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn half_sent_huge_frames_are_bounded_in_memory() {
+    let (_dir, sock) = temp_socket();
+    let mut lbd = start_lbd(&sock, &[]);
+    let before = rss_kib(lbd.pid());
+    let chunk = vec![b' '; 1 << 20];
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..16 {
+        let mut s = UnixStream::connect(&sock).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.set_write_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut sent = s.write_all(&(MAX_FRAME_LEN as u32).to_be_bytes()).is_ok();
+        for _ in 0..8 {
+            sent = sent && s.write_all(&chunk).is_ok();
+        }
+        if !sent {
+            // Refused over the total bound: it was told so.
+            match protocol::read_response(&mut s) {
+                Ok(Response::Error { kind, .. }) => assert_eq!(kind, ErrorKind::NoSpace),
+                other => panic!("{other:?}"),
+            }
+            refused += 1;
+        }
+        held.push(s);
+    }
+    let during = rss_kib(lbd.pid());
+    println!(
+        "# rss before {before} KiB, with 16 half-sent 8 MiB frames {during} KiB, {refused} refused"
+    );
+    // 16 x 8 MiB sent; at most 2 x 16 MiB held at once (older frames
+    // also time out after 5 s), so the growth stays well under 128 MiB.
+    assert!(refused >= 1, "{refused} refused");
+    assert!(during < before + 64 * 1024, "{before} -> {during} KiB");
+    // lbctl still gets through, and the stop is bounded.
+    assert_eq!(ok(&sock, &["-Ln"]), HEADER);
+    stop_within_2s(&mut lbd, "16 half-sent frames", true);
 }

@@ -100,9 +100,10 @@ pub enum ApplyError {
     /// Scheduler flags or scheduler tables refused by `sched`.
     #[error("{0}")]
     Scheduler(SchedError),
-    /// No free service or real-server slot (ENOMEM).
-    #[error("Memory allocation problem")]
-    NoSpace,
+    /// No free service or real-server slot (ENOMEM): ipvsadm's words,
+    /// then the limit that was reached.
+    #[error("Memory allocation problem: {0}")]
+    NoSpace(&'static str),
     /// A value out of range or inconsistent (EINVAL); the text says which.
     #[error("{0}")]
     Invalid(String),
@@ -138,7 +139,7 @@ impl ApplyError {
             | ApplyError::SchedulerNotFound => ErrorKind::NotFound,
             ApplyError::Scheduler(_) | ApplyError::Invalid(_) => ErrorKind::Invalid,
             ApplyError::Unsupported(_) => ErrorKind::Unsupported,
-            ApplyError::NoSpace => ErrorKind::NoSpace,
+            ApplyError::NoSpace(_) => ErrorKind::NoSpace,
             ApplyError::InBatch { source, .. } => source.kind(),
             ApplyError::Internal(_) => ErrorKind::Internal,
         }
@@ -165,6 +166,30 @@ impl Changed {
         self.zero_services.extend(other.zero_services);
         self.zero_dests.extend(other.zero_dests);
     }
+}
+
+/// What [`ApplyError::NoSpace`] says when the service slots are used up.
+const SERVICES_FULL: &str = "rvs holds at most 1024 virtual services";
+/// What [`ApplyError::NoSpace`] says when the real-server slots are used up.
+const DESTS_FULL: &str = "rvs holds at most 8192 real servers over all services";
+const _: () = assert!(
+    MAX_SERVICES == 1024 && MAX_DESTS == 8192,
+    "update the messages"
+);
+
+/// `spec` as stored: each scheduler flag once, in the order first given
+/// (ipvsadm's flags are a bit set; a client may send one twice).
+fn normalized(spec: &ServiceSpec) -> ServiceSpec {
+    let mut spec = spec.clone();
+    let mut seen = Vec::with_capacity(spec.sched_flags.len());
+    spec.sched_flags.retain(|f| {
+        let first = !seen.contains(f);
+        if first {
+            seen.push(f.clone());
+        }
+        first
+    });
+    spec
 }
 
 /// The parts of the configuration that only the YAML file sets.
@@ -670,12 +695,13 @@ impl ControlState {
     }
 
     fn add_service(&mut self, spec: &ServiceSpec) -> Result<Changed, ApplyError> {
+        let spec = &normalized(spec);
         if self.service_index(&spec.key).is_some() {
             return Err(ApplyError::ServiceExists);
         }
         self.check_service_spec(spec)?;
         let mut slots = self.service_slots.clone();
-        let id = slots.alloc().ok_or(ApplyError::NoSpace)?;
+        let id = slots.alloc().ok_or(ApplyError::NoSpace(SERVICES_FULL))?;
         let service = ServiceEntry {
             id,
             spec: spec.clone(),
@@ -693,6 +719,7 @@ impl ControlState {
     }
 
     fn edit_service(&mut self, spec: &ServiceSpec) -> Result<Changed, ApplyError> {
+        let spec = &normalized(spec);
         let index = self
             .service_index(&spec.key)
             .ok_or(ApplyError::NoSuchService)?;
@@ -775,7 +802,7 @@ impl ControlState {
             return Err(ApplyError::DestExists);
         }
         let mut slots = self.dest_slots.clone();
-        let id = slots.alloc().ok_or(ApplyError::NoSpace)?;
+        let id = slots.alloc().ok_or(ApplyError::NoSpace(DESTS_FULL))?;
         let mut edited = self.services[index].clone();
         edited.dests.push(DestEntry {
             id,
@@ -893,6 +920,13 @@ impl ControlState {
             )));
         }
         if let Some(ifname) = &laddr.ifname {
+            // Whatever the client checked: the name ends up in listings.
+            crate::ctl::config::check_port_name(ifname).map_err(|e| {
+                ApplyError::Invalid(format!(
+                    "Invalid port name for local address {}: {e}",
+                    laddr.addr
+                ))
+            })?;
             if !self.topology.ports.is_empty()
                 && !self.topology.ports.iter().any(|p| &p.name == ifname)
             {
@@ -1360,7 +1394,10 @@ mod tests {
             add_svc(&mut s, k).expect("fits");
         }
         let err = add_svc(&mut s, web()).expect_err("full");
-        assert_eq!(err.to_string(), "Memory allocation problem");
+        assert_eq!(
+            err.to_string(),
+            "Memory allocation problem: rvs holds at most 1024 virtual services"
+        );
         assert_eq!(err.kind(), ErrorKind::NoSpace);
     }
 
@@ -1428,6 +1465,56 @@ mod tests {
             }
         );
         assert_eq!(s.services().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_batch_changes_nothing_and_keeps_the_generation() {
+        let mut s = ControlState::default();
+        add_svc(&mut s, web()).expect("add");
+        let changed = s
+            .apply(&Request::Batch { requests: vec![] })
+            .expect("empty batch");
+        assert!(!changed.config);
+        assert_eq!(s.generation(), 1);
+    }
+
+    #[test]
+    fn duplicate_scheduler_flags_are_stored_once() {
+        let mut s = ControlState::default();
+        let mut spec = ServiceSpec::new(web());
+        spec.scheduler = "sh".into();
+        spec.sched_flags = vec!["sh-port".into(), "sh-fallback".into(), "sh-port".into()];
+        s.apply(&Request::AddService {
+            service: spec.clone(),
+        })
+        .expect("add");
+        let stored = &s.service(&web()).expect("svc").spec.sched_flags;
+        assert_eq!(stored, &["sh-port", "sh-fallback"]);
+        spec.sched_flags = vec!["sh-fallback".into(), "sh-fallback".into()];
+        s.apply(&Request::EditService { service: spec })
+            .expect("edit");
+        let stored = &s.service(&web()).expect("svc").spec.sched_flags;
+        assert_eq!(stored, &["sh-fallback"]);
+    }
+
+    #[test]
+    fn local_address_port_names_are_checked_by_the_daemon() {
+        let mut s = ControlState::default();
+        add_svc(&mut s, web()).expect("add");
+        for bad in ["eth0\n-A -t 1.2.3.4:80", &"x".repeat(15 << 20), "", "a b"] {
+            let err = s
+                .apply(&Request::AddLaddr {
+                    laddr: LaddrSpec {
+                        service: web(),
+                        addr: ip("192.168.100.1"),
+                        ifname: Some(bad.to_string()),
+                    },
+                })
+                .expect_err("refused");
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+            assert!(err.to_string().contains("Invalid port name"), "{err}");
+        }
+        assert_eq!(s.generation(), 1);
     }
 
     #[test]

@@ -113,6 +113,81 @@ use crate::wire::EthernetAddress;
 /// Smallest and largest IP MTU accepted for a port.
 pub const MTU_RANGE: (u16, u16) = (68, 9216);
 
+/// Largest IP MTU the software drivers (mem, pcap, tap, af_packet) carry:
+/// their packet buffers hold 2048 bytes of frame, less an Ethernet header
+/// and a VLAN tag.
+pub const SOFTWARE_MTU_MAX: u16 = 2030;
+
+/// Longest `workers.idle_sleep_us`: a worker that takes `Stop` or a new
+/// snapshot sleeps at most this long before it does (10 ms).
+pub const IDLE_SLEEP_MAX_US: u64 = 10_000;
+
+/// Longest `workers.tx_flush_us` (10 ms).
+pub const TX_FLUSH_MAX_US: u64 = 10_000;
+
+/// Longest port name (names appear in listings, routes and logs).
+pub const PORT_NAME_MAX: usize = 32;
+
+/// Longest Linux interface name (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// Longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
+pub const SOCKET_PATH_MAX: usize = 107;
+
+/// Checks a port name: 1..=[`PORT_NAME_MAX`] letters, digits, `_`, `-`,
+/// `.`, `@` or `:` (no spaces, newlines or other control characters).
+pub fn check_port_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > PORT_NAME_MAX {
+        return Err(format!(
+            "{name:?}: a name has 1..={PORT_NAME_MAX} characters"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_-.@:".contains(*c)))
+    {
+        return Err(format!(
+            "{name:?}: {c:?} is not allowed (letters, digits, '_', '-', '.', '@', ':')"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a Linux interface name: 1..=15 printable characters, no `/`,
+/// `:` or spaces, not `.` or `..` (what the kernel's `dev_valid_name`
+/// accepts, minus the alias colon).
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= IFNAME_MAX
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?}: an interface name has 1..={IFNAME_MAX} printable characters, no '/', ':' or spaces"
+        ))
+    }
+}
+
+/// Checks a MAC a port or neighbour is given: not all zeros, not
+/// broadcast, not multicast (a frame from or to it would not be unicast).
+pub fn check_unicast_mac(mac: &EthernetAddress) -> Result<(), String> {
+    let b = mac.0;
+    if b == [0; 6] {
+        Err(format!("{mac}: the all-zero MAC is not an address"))
+    } else if b == [0xff; 6] {
+        Err(format!("{mac}: the broadcast MAC is not a unicast address"))
+    } else if b[0] & 1 == 1 {
+        Err(format!("{mac}: a multicast MAC is not a unicast address"))
+    } else {
+        Ok(())
+    }
+}
+
 /// Why a configuration is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -1172,18 +1247,63 @@ impl Config {
 
     /// `lbd --check-config`: everything lbd checks before opening devices.
     pub fn check(&self) -> Result<ControlState, ConfigError> {
+        self.check_cores()?;
         let topology = self.topology(self.worker_count(), &[])?;
         self.control_state(topology)
+    }
+
+    /// Checks that every configured core exists and is allowed to this
+    /// process (what the runtime checks at start, for `--check-config`).
+    pub fn check_cores(&self) -> Result<(), ConfigError> {
+        let allowed: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        for (i, c) in self.workers.cores.iter().enumerate() {
+            if !allowed.contains(c) {
+                return Err(ConfigError::Invalid(format!(
+                    "workers.cores[{i}]: core {c} does not exist or is not allowed to this process (allowed: {allowed:?})"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Cross-field checks (the parser checked each value).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         let workers = self.worker_count();
+        if let Some(path) = &self.socket {
+            let len = path.as_os_str().len();
+            if len == 0 || len > SOCKET_PATH_MAX {
+                return bad(format!(
+                    "socket: {} is {len} bytes; a Unix socket path has 1..={SOCKET_PATH_MAX}",
+                    path.display()
+                ));
+            }
+        }
+        if let Some(us) = self.workers.idle_sleep_us {
+            if us == 0 || us > IDLE_SLEEP_MAX_US {
+                return bad(format!(
+                    "workers.idle_sleep_us: {us} out of range 1..={IDLE_SLEEP_MAX_US}"
+                ));
+            }
+        }
+        if let Some(us) = self.workers.tx_flush_us {
+            if us > TX_FLUSH_MAX_US {
+                return bad(format!(
+                    "workers.tx_flush_us: {us} out of range 0..={TX_FLUSH_MAX_US}"
+                ));
+            }
+        }
         for (i, p) in self.ports.iter().enumerate() {
             let what = format!("ports[{i}] ({})", p.name);
             if p.name.is_empty() {
                 return bad(format!("ports[{i}].name: empty"));
+            }
+            if let Err(e) = check_port_name(&p.name) {
+                return bad(format!("ports[{i}].name: {e}"));
             }
             if self.ports[..i].iter().any(|q| q.name == p.name) {
                 return bad(format!("{what}: the name {:?} is used twice", p.name));
@@ -1193,6 +1313,47 @@ impl Config {
                     "{what}.mtu: {} out of range {}..={}",
                     p.mtu, MTU_RANGE.0, MTU_RANGE.1
                 ));
+            }
+            if let Some(mac) = &p.mac {
+                if let Err(e) = check_unicast_mac(&mac.0) {
+                    return bad(format!("{what}.mac: {e}"));
+                }
+            }
+            if matches!(p.driver, DriverKind::Tap | DriverKind::AfPacket) {
+                if let Err(e) = check_ifname(p.ifname()) {
+                    return bad(format!("{what}.ifname: {e}"));
+                }
+                if let Some(q) = self.ports[..i].iter().find(|q| {
+                    matches!(q.driver, DriverKind::Tap | DriverKind::AfPacket)
+                        && q.ifname() == p.ifname()
+                }) {
+                    return bad(format!(
+                        "{what}: interface {:?} is already port {:?} (one port per interface)",
+                        p.ifname(),
+                        q.name
+                    ));
+                }
+            }
+            if p.driver != DriverKind::Dpdk && p.mtu > SOFTWARE_MTU_MAX {
+                return bad(format!(
+                    "{what}.mtu: {} is more than the {} driver carries (at most {SOFTWARE_MTU_MAX}; jumbo frames need the dpdk driver)",
+                    p.mtu,
+                    p.driver.name()
+                ));
+            }
+            if let (
+                DriverKind::AfPacket,
+                PortSetup {
+                    device: Device::AfPacket { ifname, options },
+                    ..
+                },
+            ) = (p.driver, p.setup())
+            {
+                if let Err(e) =
+                    crate::dataplane::driver::af_packet::check_options(&ifname, &options)
+                {
+                    return bad(format!("{what}.af_packet: {e}"));
+                }
             }
             if let Some(q) = p.queues {
                 if q != workers {
@@ -1285,6 +1446,9 @@ impl Config {
                     n.port.0
                 ));
             }
+            if let Err(e) = check_unicast_mac(&n.mac.0) {
+                return bad(format!("neighbours[{i}].mac: {e}"));
+            }
         }
         Ok(())
     }
@@ -1312,7 +1476,7 @@ ports:
     pcap_tx: out.pcap
   - name: int
     driver: mem
-    mtu: 9000
+    mtu: 2000
     addrs: ["192.168.10.254/24"]
 routes:
   - {prefix: "0.0.0.0/0", via: 10.0.0.1, port: ext}
@@ -1386,7 +1550,7 @@ services:
         let snap = state.snapshot().expect("snapshot");
         assert_eq!(snap.ports.len(), 2);
         assert_eq!(snap.ports[0].mac, EthernetAddress([2, 0, 0, 0, 0, 1]));
-        assert_eq!(snap.ports[1].mtu, 9000);
+        assert_eq!(snap.ports[1].mtu, 2000);
         assert_eq!(snap.static_neigh.len(), 1);
         // 3 connected routes + the default route.
         assert_eq!(snap.routes.routes().len(), 4);
@@ -1524,6 +1688,51 @@ services:
             "services:\n  - proto: tcp\n    vip: 10.0.0.1\n    port: 80\n    persistent: 60\n    netmask: 255.255.0.0\n  - proto: tcp\n    vip: \"2001:db8::1\"\n    port: 80\n    persistent: 60\n    netmask: 255.255.0.0\n",
         );
         assert!(e.contains("services[1]") && e.contains("netmask"), "{e}");
+    }
+
+    #[test]
+    fn check_config_refuses_what_lbd_cannot_run() {
+        let long = "x".repeat(120);
+        let cases: Vec<(String, &str)> = vec![
+            ("ports:\n  - {name: a, driver: tap, mac: \"00:00:00:00:00:00\"}\n".into(), "all-zero"),
+            ("ports:\n  - {name: a, driver: tap, mac: \"ff:ff:ff:ff:ff:ff\"}\n".into(), "broadcast"),
+            ("ports:\n  - {name: a, driver: tap, mac: \"01:00:5e:00:00:01\"}\n".into(), "multicast"),
+            ("ports:\n  - {name: a, driver: mem}\nneighbours:\n  - {addr: 10.0.0.1, mac: \"ff:ff:ff:ff:ff:ff\", port: a}\n".into(), "neighbours[0].mac"),
+            ("ports:\n  - {name: a, driver: af_packet, af_packet: {block_size: 0}}\n".into(), "block_size"),
+            ("ports:\n  - {name: a, driver: af_packet, af_packet: {block_count: 0}}\n".into(), "block_count"),
+            ("ports:\n  - {name: a, driver: af_packet, af_packet: {frame_size: 0}}\n".into(), "frame_size"),
+            ("ports:\n  - {name: a, driver: af_packet, af_packet: {block_timeout_ms: 0}}\n".into(), "block_timeout_ms"),
+            ("ports:\n  - {name: a, driver: tap, ifname: sixteen-chars-xx}\n".into(), "interface name"),
+            ("ports:\n  - {name: a, driver: af_packet, ifname: \"a b\"}\n".into(), "interface name"),
+            ("ports:\n  - {name: a, driver: tap, ifname: e0}\n  - {name: b, driver: af_packet, ifname: e0}\n".into(), "one port per interface"),
+            ("ports:\n  - {name: a, driver: tap}\n  - {name: b, driver: tap, ifname: a}\n".into(), "one port per interface"),
+            ("ports:\n  - {name: \"a\\nb\", driver: mem}\n".into(), "not allowed"),
+            (format!("ports:\n  - {{name: {long}, driver: mem}}\n"), "1..=32"),
+            (format!("socket: /tmp/{long}\n"), "Unix socket path"),
+            ("ports:\n  - {name: a, driver: tap, mtu: 9000}\n".into(), "jumbo"),
+            ("ports:\n  - {name: a, driver: mem, mtu: 2031}\n".into(), "at most 2030"),
+            ("workers: {idle: backoff, idle_sleep_us: 20000000}\n".into(), "idle_sleep_us"),
+            ("workers: {tx_flush_us: 1000000000}\n".into(), "tx_flush_us"),
+        ];
+        for (yaml, want) in &cases {
+            let e = error_of(yaml);
+            assert!(e.contains(want), "{yaml:?}: {e}");
+        }
+        // Cores are checked against this machine by --check-config.
+        let config = Config::from_yaml(
+            "workers: {count: 1, cores: [100000]}\nports:\n  - {name: a, driver: mem}\n",
+        )
+        .expect("parses");
+        let Err(e) = config.check() else {
+            panic!("core 100000 accepted")
+        };
+        let e = e.to_string();
+        assert!(e.contains("core 100000 does not exist"), "{e}");
+        // What the software drivers carry is still accepted.
+        Config::from_yaml(
+            "ports:\n  - {name: a, driver: tap, mtu: 2030, mac: \"02:00:00:00:00:01\"}\n",
+        )
+        .expect("largest software MTU");
     }
 
     #[test]

@@ -493,11 +493,22 @@ pub fn bind_socket(path: &Path) -> Result<ListeningSocket, ServerError> {
 /// Listener settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
-    /// Most clients served at once.
+    /// Most clients served at once. When all slots are taken, a new client
+    /// takes the slot of the client that has waited longest without a
+    /// request being answered (idle, or still sending one); it is refused
+    /// only when every slot is busy answering.
     pub max_clients: usize,
     /// A client idle this long between requests is disconnected; also bounds
     /// each write.
     pub io_timeout: Duration,
+    /// Once a request's first byte arrived, the whole frame must arrive
+    /// within this time (a client that trickles bytes is disconnected).
+    pub request_timeout: Duration,
+    /// Most bytes of request frames held at once over all clients beyond
+    /// the first 64 KiB of each (which every client has, so ordinary
+    /// requests always get through); a request that would go beyond it is
+    /// refused and its client closed.
+    pub request_memory: usize,
 }
 
 impl Default for ServerOptions {
@@ -505,17 +516,70 @@ impl Default for ServerOptions {
         ServerOptions {
             max_clients: 64,
             io_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(5),
+            request_memory: 2 * MAX_FRAME_LEN,
         }
     }
 }
 
+/// A client's phase, for eviction: [`BUSY`] while its request is being
+/// answered, else the time (ms since the server started, at least 1) since
+/// which it has been idle or sending a request.
+const BUSY: u64 = 0;
+
+/// One served client, as the accept loop sees it.
+struct ClientSlot {
+    stream: UnixStream,
+    phase: Arc<AtomicU64>,
+}
+
 /// Clients being served, for the limit and for shutdown.
-#[derive(Default)]
 struct Clients {
     active: AtomicUsize,
     rejecting: AtomicUsize,
     next_id: AtomicU64,
-    streams: Mutex<HashMap<u64, UnixStream>>,
+    streams: Mutex<HashMap<u64, ClientSlot>>,
+    /// Bytes of request frames held now, over all clients.
+    request_bytes: AtomicUsize,
+    epoch: Instant,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients {
+            active: AtomicUsize::new(0),
+            rejecting: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            streams: Mutex::new(HashMap::new()),
+            request_bytes: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Clients {
+    fn now_ms(&self) -> u64 {
+        (self.epoch.elapsed().as_millis() as u64).max(1)
+    }
+
+    /// Disconnects the client that has waited longest without being
+    /// answered; false when every client is busy being answered.
+    fn evict_oldest_waiting(&self) -> bool {
+        let streams = lock(&self.streams);
+        let oldest = streams
+            .values()
+            .filter(|c| c.phase.load(Ordering::Acquire) != BUSY)
+            .min_by_key(|c| c.phase.load(Ordering::Acquire));
+        match oldest {
+            Some(c) => {
+                // Its thread sees the stream end and frees the slot.
+                c.phase.store(BUSY, Ordering::Release);
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// The running listener.
@@ -534,6 +598,8 @@ impl Server {
         options: ServerOptions,
     ) -> io::Result<Server> {
         let listener = socket.listener.try_clone()?;
+        // Polled, then accepted: never blocks in accept(2).
+        listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let clients = Arc::new(Clients::default());
         let accept = {
@@ -561,25 +627,29 @@ impl Server {
         self.clients.active.load(Ordering::Acquire)
     }
 
-    /// Stops accepting, disconnects the clients (waiting up to a second for
-    /// their threads) and removes the socket file.
+    /// Bytes of request frames held now, over all clients.
+    pub fn pending_request_bytes(&self) -> usize {
+        self.clients.request_bytes.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, disconnects the clients (waiting up to 0.3 s for
+    /// their threads) and removes the socket file. Needs neither the socket
+    /// file nor a connection: it returns within about 0.4 s.
     pub fn shutdown(mut self) {
         self.stop_now();
     }
 
     fn stop_now(&mut self) {
+        // The accept loop looks at the flag between bounded waits: no
+        // connection is needed to wake it (the socket file may be gone).
         self.stop.store(true, Ordering::Release);
-        if let Some(path) = self.path().map(Path::to_path_buf) {
-            // Wake the accept loop.
-            let _ = UnixStream::connect(&path);
-        }
         if let Some(handle) = self.accept.take() {
             let _ = handle.join();
         }
-        for stream in lock(&self.clients.streams).values() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        for client in lock(&self.clients.streams).values() {
+            let _ = client.stream.shutdown(std::net::Shutdown::Both);
         }
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + Duration::from_millis(300);
         while self.clients.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -602,25 +672,47 @@ fn accept_loop(
     stop: Arc<AtomicBool>,
     clients: Arc<Clients>,
 ) {
-    for conn in listener.incoming() {
+    loop {
         if stop.load(Ordering::Acquire) {
             return;
         }
-        let stream = match conn {
+        match crate::sys::wait_readable(&listener, ACCEPT_POLL) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                eprintln!("lbd: waiting on the control socket failed: {e}");
+                std::thread::sleep(ACCEPT_POLL);
+                continue;
+            }
+        }
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let stream = match listener.accept().map(|(s, _)| s) {
             Ok(stream) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 eprintln!("lbd: accept on the control socket failed: {e}");
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
-        if clients.active.load(Ordering::Acquire) >= options.max_clients {
+        if clients.active.load(Ordering::Acquire) >= options.max_clients
+            && !clients.evict_oldest_waiting()
+        {
             reject(stream, options.max_clients, &clients);
             continue;
         }
         let id = clients.next_id.fetch_add(1, Ordering::Relaxed);
+        let phase = Arc::new(AtomicU64::new(clients.now_ms()));
         if let Ok(clone) = stream.try_clone() {
-            lock(&clients.streams).insert(id, clone);
+            lock(&clients.streams).insert(
+                id,
+                ClientSlot {
+                    stream: clone,
+                    phase: phase.clone(),
+                },
+            );
         }
         clients.active.fetch_add(1, Ordering::AcqRel);
         let control = control.clone();
@@ -628,7 +720,7 @@ fn accept_loop(
         let spawned = std::thread::Builder::new()
             .name("rvs-ctl-client".to_string())
             .spawn(move || {
-                serve_client(stream, &control, options);
+                serve_bounded(stream, &control, options, &thread_clients, &phase);
                 lock(&thread_clients.streams).remove(&id);
                 thread_clients.active.fetch_sub(1, Ordering::AcqRel);
             });
@@ -639,6 +731,9 @@ fn accept_loop(
         }
     }
 }
+
+/// How often the accept loop looks at its stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// Most connections being turned away at once; beyond it they are closed
 /// without an answer.
@@ -659,7 +754,21 @@ fn reject(stream: UnixStream, limit: usize, clients: &Arc<Clients>) {
             let mut stream = stream;
             let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = protocol::read_frame(&mut stream);
+            // Read (at most a chunk of) the request without buffering it.
+            let mut sink = [0u8; 4096];
+            let mut left = READ_CHUNK;
+            while left > 0 {
+                match std::io::Read::read(&mut stream, &mut sink) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+                if stream
+                    .set_read_timeout(Some(Duration::from_millis(20)))
+                    .is_err()
+                {
+                    break;
+                }
+            }
             let _ = protocol::write_response(
                 &mut stream,
                 &Response::error(
@@ -692,12 +801,186 @@ fn send(stream: &mut UnixStream, response: &Response) -> bool {
 }
 
 /// Serves one client until it closes, errs, idles out or sends an
-/// oversized frame.
-pub fn serve_client(mut stream: UnixStream, control: &Control, options: ServerOptions) {
+/// oversized frame (no limits on time per request or memory: for callers
+/// that own the stream, e.g. tests; the listener uses the bounded form).
+pub fn serve_client(stream: UnixStream, control: &Control, options: ServerOptions) {
+    let clients = Clients::default();
+    let options = ServerOptions {
+        request_memory: usize::MAX,
+        request_timeout: Duration::MAX,
+        ..options
+    };
+    serve_bounded(stream, control, options, &clients, &AtomicU64::new(1));
+}
+
+/// Why a bounded read of a request frame ended.
+enum ReadEnd {
+    /// The frame's payload.
+    Frame(Vec<u8>),
+    /// A protocol error to answer (and, unless malformed, close).
+    Protocol(ProtocolError),
+    /// Over the memory budget: answer and close.
+    NoMemory(usize),
+}
+
+/// Holds `n` bytes of the shared request budget until dropped.
+struct Reservation<'a> {
+    total: &'a AtomicUsize,
+    n: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
+/// Reads granularity: a frame's buffer grows this much at a time, so a
+/// client that announces 16 MiB and sends nothing holds almost nothing.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads one request frame: waits up to `io_timeout` for its first byte,
+/// then up to `request_timeout` for all of it; the payload is taken from
+/// the shared budget as it arrives.
+fn read_frame_bounded(
+    stream: &mut UnixStream,
+    options: &ServerOptions,
+    budget: &AtomicUsize,
+) -> ReadEnd {
+    use std::io::Read;
+    let io = |e: io::Error| ReadEnd::Protocol(ProtocolError::Io(e));
+    let mut header = [0u8; 4];
+    let mut filled = 0;
     let _ = stream.set_read_timeout(Some(options.io_timeout));
+    let mut deadline = None;
+    // Sets the read timeout to what is left of the request's time.
+    let arm = |stream: &UnixStream, deadline: Instant| -> Result<(), io::Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request not received in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))
+    };
+    while filled < header.len() {
+        if let Some(d) = deadline {
+            if let Err(e) = arm(stream, d) {
+                return io(e);
+            }
+        }
+        match stream.read(&mut header[filled..]) {
+            Ok(0) if filled == 0 => return ReadEnd::Protocol(ProtocolError::Closed),
+            Ok(0) => {
+                return io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "stream ended inside a frame header",
+                ))
+            }
+            Ok(n) => {
+                filled += n;
+                if deadline.is_none() {
+                    deadline = Instant::now().checked_add(options.request_timeout);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return io(e),
+        }
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME_LEN {
+        return ReadEnd::Protocol(ProtocolError::TooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    if len == 0 {
+        return ReadEnd::Protocol(ProtocolError::Malformed("empty frame".to_string()));
+    }
+    let mut payload = Vec::new();
+    let mut held = Reservation {
+        total: budget,
+        n: 0,
+    };
+    while payload.len() < len {
+        let want = (len - payload.len()).min(READ_CHUNK);
+        if payload.len() + want > payload.capacity() {
+            // Grow by doubling (no quadratic copying), never beyond the
+            // frame, and charge what is allocated, not what is filled.
+            let cap = (payload.capacity() * 2).max(READ_CHUNK).min(len);
+            // The first chunk is every client's own (at most max_clients
+            // of them): an ordinary request always gets through, only
+            // the part of big frames beyond it is drawn from the budget.
+            let more = cap.saturating_sub(payload.capacity().max(READ_CHUNK));
+            if more > 0 {
+                let prev = budget.fetch_add(more, Ordering::AcqRel);
+                held.n += more;
+                if prev.saturating_add(more) > options.request_memory {
+                    return ReadEnd::NoMemory(len);
+                }
+            }
+            payload.reserve_exact(cap - payload.len());
+        }
+        let start = payload.len();
+        payload.resize(start + want, 0);
+        let mut got = 0;
+        while got < want {
+            if let Some(d) = deadline {
+                if let Err(e) = arm(stream, d) {
+                    return io(e);
+                }
+            }
+            match stream.read(&mut payload[start + got..start + want]) {
+                Ok(0) => {
+                    return io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "stream ended inside a frame",
+                    ))
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return io(e),
+            }
+        }
+    }
+    ReadEnd::Frame(payload)
+}
+
+/// Serves one client with the listener's bounds: time per request, memory
+/// over all clients; marks the client busy while its request is answered.
+fn serve_bounded(
+    mut stream: UnixStream,
+    control: &Control,
+    options: ServerOptions,
+    clients: &Clients,
+    phase: &AtomicU64,
+) {
     let _ = stream.set_write_timeout(Some(options.io_timeout));
     loop {
-        match protocol::read_request(&mut stream) {
+        let read = read_frame_bounded(&mut stream, &options, &clients.request_bytes);
+        if phase.swap(BUSY, Ordering::AcqRel) == BUSY {
+            // Evicted while waiting.
+            return;
+        }
+        let decoded = match read {
+            ReadEnd::Frame(payload) => protocol::decode_request(&payload),
+            ReadEnd::Protocol(err) => Err(err),
+            ReadEnd::NoMemory(len) => {
+                let _ = send(
+                    &mut stream,
+                    &Response::error(
+                        ErrorKind::NoSpace,
+                        format!(
+                            "lbd holds too many pending requests to take one of {len} bytes; \
+                             try again later"
+                        ),
+                    ),
+                );
+                return;
+            }
+        };
+        match decoded {
             Ok(request) => {
                 let response = control.handle(&request);
                 if !send(&mut stream, &response) {
@@ -721,6 +1004,13 @@ pub fn serve_client(mut stream: UnixStream, control: &Control, options: ServerOp
                 return;
             }
             Err(ProtocolError::Closed) | Err(ProtocolError::Io(_)) => return,
+        }
+        // Waiting again: evictable from now on, oldest first.
+        if phase
+            .compare_exchange(BUSY, clients.now_ms(), Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
         }
     }
 }
@@ -1239,47 +1529,139 @@ mod tests {
         server.shutdown();
     }
 
+    fn wait_clients(server: &Server, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.active_clients() != n {
+            assert!(
+                Instant::now() < deadline,
+                "{} clients, expected {n}",
+                server.active_clients()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Reads until the server closes the stream; false if it stays open
+    /// past `within`.
+    fn closed_within(stream: &mut UnixStream, within: Duration) -> bool {
+        stream.set_read_timeout(Some(within)).expect("timeout");
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     #[test]
-    fn clients_beyond_the_limit_are_told_and_closed() {
+    fn with_every_slot_taken_by_idle_clients_lbctl_still_gets_through() {
         let (_dir, path) = temp_socket();
         let server = start(
             &path,
             ServerOptions {
                 max_clients: 2,
-                io_timeout: Duration::from_secs(5),
+                ..ServerOptions::default()
             },
         );
-        let hold: Vec<UnixStream> = (0..2)
-            .map(|_| UnixStream::connect(&path).expect("connect"))
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while server.active_clients() < 2 {
-            assert!(Instant::now() < deadline, "clients never registered");
-            std::thread::sleep(Duration::from_millis(2));
+        let mut hold: Vec<UnixStream> = Vec::new();
+        for n in 1..=2 {
+            hold.push(UnixStream::connect(&path).expect("connect"));
+            wait_clients(&server, n);
         }
         let r =
             protocol::call_unix(&path, &Request::Version, Duration::from_secs(5)).expect("answer");
+        assert!(matches!(r, Response::Version { .. }), "{r:?}");
+        // The oldest idle client gave its slot; the younger one is kept.
         assert!(
-            matches!(
-                r,
-                Response::Error {
-                    kind: ErrorKind::NoSpace,
-                    ..
-                }
-            ),
-            "{r:?}"
+            closed_within(&mut hold[0], Duration::from_secs(2)),
+            "oldest idle client evicted"
         );
-        drop(hold);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let r = protocol::call_unix(&path, &Request::Version, Duration::from_secs(5))
-                .expect("answer");
-            if matches!(r, Response::Version { .. }) {
+        hold[1]
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let mut b = [0u8; 1];
+        assert!(
+            matches!(hold[1].read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "younger client kept"
+        );
+        server.shutdown();
+    }
+
+    #[test]
+    fn a_client_trickling_a_request_is_cut_off_at_the_request_timeout() {
+        let (_dir, path) = temp_socket();
+        let server = start(
+            &path,
+            ServerOptions {
+                request_timeout: Duration::from_millis(300),
+                ..ServerOptions::default()
+            },
+        );
+        let mut s = UnixStream::connect(&path).expect("connect");
+        let t0 = Instant::now();
+        // One byte of the header now, one more every 100 ms: each read is
+        // quick, the request as a whole is not.
+        let mut cut = false;
+        for b in [0u8, 0, 0, 20, b'{', b'"'] {
+            if s.write_all(&[b]).is_err() {
+                cut = true;
                 break;
             }
-            assert!(Instant::now() < deadline, "slots never freed");
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(100));
         }
+        assert!(cut || closed_within(&mut s, Duration::from_secs(2)));
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        wait_clients(&server, 0);
         server.shutdown();
+    }
+
+    #[test]
+    fn half_sent_frames_are_bounded_in_memory_over_all_clients() {
+        let (_dir, path) = temp_socket();
+        let server = start(
+            &path,
+            ServerOptions {
+                request_memory: 1 << 20,
+                ..ServerOptions::default()
+            },
+        );
+        let announce = ((MAX_FRAME_LEN) as u32).to_be_bytes();
+        let mut a = UnixStream::connect(&path).expect("connect");
+        a.write_all(&announce).expect("header");
+        a.write_all(&vec![b' '; 900 * 1024]).expect("payload");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.pending_request_bytes() < 900 * 1024 {
+            assert!(Instant::now() < deadline, "payload not taken");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(server.pending_request_bytes() <= 1 << 20);
+        let mut b = UnixStream::connect(&path).expect("connect");
+        b.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        b.write_all(&announce).expect("header");
+        let _ = b.write_all(&vec![b' '; 200 * 1024]);
+        match protocol::read_response(&mut b).expect("an answer") {
+            Response::Error { kind, .. } => assert_eq!(kind, ErrorKind::NoSpace),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(closed_within(&mut b, Duration::from_secs(2)));
+        drop(a);
+        wait_clients(&server, 0);
+        assert_eq!(server.pending_request_bytes(), 0, "all given back");
+        server.shutdown();
+    }
+
+    #[test]
+    fn shutdown_is_prompt_even_when_the_socket_file_was_removed() {
+        let (_dir, path) = temp_socket();
+        let server = start(&path, ServerOptions::default());
+        let _idle = UnixStream::connect(&path).expect("connect");
+        std::fs::remove_file(&path).expect("rm");
+        let t0 = Instant::now();
+        server.shutdown();
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     }
 }

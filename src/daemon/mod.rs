@@ -14,9 +14,10 @@
 //! listener, when `metrics.listen` or `--metrics-listen` asks for one)
 //! before it opens any device (a second `lbd` fails before touching a
 //! port), opens the ports, starts the workers with the first snapshot, and
-//! only then serves `lbctl` and scrapes. Stop stops the exporter, closes
-//! the socket (removing its file), stops the estimator and then the
-//! workers; the ports close when the last handle goes. Logging is one line
+//! only then serves `lbctl` and scrapes. Stop stops the workers first
+//! (bounded: a wedged worker is named, not waited for), then the exporter,
+//! the socket (removing its file) and the estimator; the ports close when
+//! the last handle goes. The whole stop takes under 2 s. Logging is one line
 //! per event on stderr, from control threads only.
 
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ use crate::ctl::server::{
 };
 use crate::ctl::stats::{spawn_estimator, EstimatorThread, ESTIMATOR_PERIOD};
 use crate::dataplane::ports::{PortError, PortSetup, Ports};
-use crate::dataplane::runtime::DataplaneHandle;
+use crate::dataplane::runtime::{DataplaneHandle, STOP_TIMEOUT};
 use crate::metrics::{Exporter, MetricsError, MetricsListener};
 use crate::sys::{signal_name, TermSignals};
 use crate::wire::EthernetAddress;
@@ -65,6 +66,10 @@ pub enum DaemonError {
     /// The first snapshot could not be built.
     #[error("cannot build the first snapshot: {0}")]
     Snapshot(String),
+    /// Workers did not stop within the stop timeout (left running as the
+    /// process exits).
+    #[error("workers {0:?} did not stop within {STOP_TIMEOUT:?}")]
+    Wedged(Vec<u16>),
 }
 
 /// What the daemon is started with besides its configuration.
@@ -171,8 +176,9 @@ impl Daemon {
         let signal = signals.wait();
         let name = signal.as_ref().map_or("signal", |s| signal_name(*s));
         eprintln!("lbd: {name}, stopping");
-        daemon.stop();
-        signal.map(|_| name).map_err(DaemonError::Signals)
+        let stopped = daemon.stop();
+        let name = signal.map(|_| name).map_err(DaemonError::Signals)?;
+        stopped.map(|()| name)
     }
 
     /// One line saying what runs (version, socket, workers, ports,
@@ -201,15 +207,24 @@ impl Daemon {
         &self.dataplane
     }
 
-    /// Closes the control socket (removing its file), stops the estimator
-    /// and the workers, and closes the ports.
-    pub fn stop(self) {
+    /// Stops the workers first (a busy-polling worker must not keep its
+    /// core while the rest shuts down), then closes the control socket
+    /// (removing its file) and stops the estimator; the ports close when
+    /// the last handle goes. Bounded: returns within about 2 s whatever
+    /// state the workers, the socket file or the clients are in, with
+    /// [`DaemonError::Wedged`] naming the workers that did not stop.
+    pub fn stop(self) -> Result<(), DaemonError> {
+        let wedged = self.dataplane.stop_within(STOP_TIMEOUT);
         if let Some(metrics) = self.metrics {
             metrics.stop();
         }
         self.server.shutdown();
         self.estimator.stop();
-        self.dataplane.stop();
+        if wedged.is_empty() {
+            Ok(())
+        } else {
+            Err(DaemonError::Wedged(wedged))
+        }
     }
 }
 
@@ -322,7 +337,7 @@ mod tests {
             }
             other => panic!("unexpected answer {other:?}"),
         }
-        daemon.stop();
+        daemon.stop().expect("stopped");
         assert!(!path.exists(), "stop removes the socket file");
     }
 
@@ -335,7 +350,7 @@ mod tests {
             .err()
             .expect("the socket is taken");
         assert!(matches!(err, DaemonError::Socket(_)), "{err}");
-        first.stop();
+        first.stop().expect("stopped");
     }
 
     #[test]
@@ -348,7 +363,7 @@ mod tests {
         };
         let daemon = Daemon::start(&config, options).expect("start");
         assert_eq!(daemon.dataplane().workers(), 0);
-        daemon.stop();
+        daemon.stop().expect("stopped");
     }
 
     /// `GET path` over plain HTTP/1.0; the whole answer (head and body).
@@ -396,7 +411,7 @@ mod tests {
             assert!(answer.contains(line), "no {line:?} in:\n{answer}");
         }
         assert_eq!(http_get(addr, "/").split_whitespace().nth(1), Some("404"));
-        daemon.stop();
+        daemon.stop().expect("stopped");
         assert!(
             std::net::TcpStream::connect(addr).is_err(),
             "stop closes the exporter's listener"
@@ -409,7 +424,7 @@ mod tests {
         let daemon =
             Daemon::start(&mem_config(dir.path()), DaemonOptions::default()).expect("start");
         let text = crate::metrics::render(daemon.control().clone()).expect("render");
-        daemon.stop();
+        daemon.stop().expect("stopped");
         let dashboard: serde_json::Value =
             serde_json::from_str(include_str!("../../conf/grafana-rvs.json")).expect("JSON");
         let mut exprs = Vec::new();

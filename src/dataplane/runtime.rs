@@ -65,6 +65,13 @@ pub trait DataplaneHandle: Send + Sync {
     }
     /// Stop the workers and wait for them.
     fn stop(&self);
+    /// Stop the workers, waiting at most `timeout` in all; returns the
+    /// workers that did not stop in time (they are left running).
+    fn stop_within(&self, timeout: Duration) -> Vec<u16> {
+        let _ = timeout;
+        self.stop();
+        Vec::new()
+    }
 }
 
 /// A dataplane with no workers (lbd without ports): snapshots are accepted
@@ -95,6 +102,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long a publish waits for acknowledgements.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long [`DataplaneHandle::stop`] waits for the workers: `lbd` must
+/// exit within 2 s of SIGTERM, whatever state the workers are in.
+pub const STOP_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Running workers over queues of type `Q`.
 pub struct Runtime<Q: PortQueue + 'static> {
@@ -247,25 +258,55 @@ impl<Q: PortQueue + 'static> Runtime<Q> {
     }
 
     /// Stop the workers and take them back (their queues, their tables).
+    /// Waits at most [`STOP_TIMEOUT`]; a worker that did not stop by then
+    /// is left running and missing from the result.
     pub fn join(&self) -> Vec<Worker<Q>> {
-        for w in 0..self.links.workers() {
-            let mut m = Msg::Stop;
-            for _ in 0..1000 {
-                match self.links.post(w, m) {
-                    Ok(()) => break,
-                    Err(back) => {
-                        m = back;
-                        std::thread::sleep(Duration::from_millis(1));
+        self.join_within(STOP_TIMEOUT).0
+    }
+
+    /// Posts `Stop` to every worker and takes back those that stop within
+    /// `timeout` (in all, not per worker); also returns the indexes of the
+    /// workers that did not (a full mailbox that never drains, a worker
+    /// wedged in a driver call). Never blocks longer than `timeout` plus a
+    /// few milliseconds.
+    pub fn join_within(&self, timeout: Duration) -> (Vec<Worker<Q>>, Vec<u16>) {
+        let deadline = Instant::now() + timeout;
+        let n = self.links.workers();
+        // A mailbox may be full (a wedged worker, a burst of publishes):
+        // keep offering Stop to the ones that did not take it yet.
+        let mut pending: Vec<(u16, Msg)> = (0..n).map(|w| (w, Msg::Stop)).collect();
+        let mut handles: Vec<Option<JoinHandle<Worker<Q>>>> = self
+            .threads
+            .lock()
+            .map(|mut t| t.drain(..).map(Some).collect())
+            .unwrap_or_default();
+        let mut done = Vec::new();
+        loop {
+            pending = pending
+                .into_iter()
+                .filter_map(|(w, m)| self.links.post(w, m).err().map(|m| (w, m)))
+                .collect();
+            for slot in handles.iter_mut() {
+                if slot.as_ref().is_some_and(|h| h.is_finished()) {
+                    if let Some(Ok(w)) = slot.take().map(|h| h.join()) {
+                        done.push(w);
                     }
                 }
             }
+            if handles.iter().all(Option::is_none) || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        let handles: Vec<_> = self
-            .threads
-            .lock()
-            .map(|mut t| t.drain(..).collect())
-            .unwrap_or_default();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        let wedged: Vec<u16> = handles
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.is_some())
+            .map(|(i, _)| i as u16)
+            .collect();
+        // Threads that did not stop stay detached: the process may exit
+        // over them, nothing waits for them again.
+        (done, wedged)
     }
 }
 
@@ -320,5 +361,93 @@ impl<Q: PortQueue + 'static> DataplaneHandle for Runtime<Q> {
 
     fn stop(&self) {
         let _ = self.join();
+    }
+
+    fn stop_within(&self, timeout: Duration) -> Vec<u16> {
+        self.join_within(timeout).1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::driver::heapbuf::HeapBuf;
+    use crate::dataplane::driver::Burst;
+    use std::sync::atomic::AtomicBool;
+
+    /// A queue that receives nothing; while `wedge` is set, a receive
+    /// blocks (a worker stuck in a driver call).
+    struct Wedgeable {
+        wedge: Arc<AtomicBool>,
+    }
+
+    impl PortQueue for Wedgeable {
+        type Buf = HeapBuf;
+        fn rx_burst(&mut self, _burst: &mut Burst<HeapBuf>) -> usize {
+            while self.wedge.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            0
+        }
+        fn tx_burst(&mut self, _burst: &mut Burst<HeapBuf>) -> usize {
+            0
+        }
+        fn alloc(&mut self) -> Option<HeapBuf> {
+            Some(HeapBuf::alloc())
+        }
+    }
+
+    fn start(wedges: &[Arc<AtomicBool>]) -> Runtime<Wedgeable> {
+        let queues = wedges
+            .iter()
+            .map(|w| vec![Wedgeable { wedge: w.clone() }])
+            .collect();
+        let n = wedges.len() as u16;
+        let cores = vec![None; wedges.len()];
+        Runtime::start(
+            queues,
+            WorkerConfig::default(),
+            &cores,
+            Arc::new(Snapshot::empty(n)),
+            |_| {},
+        )
+        .expect("runtime")
+    }
+
+    #[test]
+    fn a_wedged_worker_is_named_and_the_stop_is_bounded() {
+        let wedges: Vec<_> = (0..2).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let rt = start(&wedges);
+        wedges[1].store(true, Ordering::Release);
+        let t0 = Instant::now();
+        let (done, wedged) = rt.join_within(Duration::from_millis(300));
+        let took = t0.elapsed();
+        assert_eq!(wedged, [1], "worker 1 is stuck in rx_burst");
+        assert_eq!(done.len(), 1);
+        assert!(took < Duration::from_millis(600), "{took:?}");
+        // Let the stuck thread go (it takes Stop and ends).
+        wedges[1].store(false, Ordering::Release);
+    }
+
+    #[test]
+    fn stop_gets_through_a_full_mailbox() {
+        let wedges: Vec<_> = (0..1).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let rt = start(&wedges);
+        // Fill the mailbox while the worker is stuck, then free it: Stop
+        // must still be delivered, within the bound.
+        wedges[0].store(true, Ordering::Release);
+        let snap = Arc::new(Snapshot::empty(1));
+        while rt.links.post(0, Msg::Snapshot(snap.clone())).is_ok() {}
+        let release = {
+            let w = wedges[0].clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                w.store(false, Ordering::Release);
+            })
+        };
+        let (done, wedged) = rt.join_within(STOP_TIMEOUT);
+        assert!(wedged.is_empty(), "{wedged:?}");
+        assert_eq!(done.len(), 1);
+        release.join().expect("release");
     }
 }

@@ -62,6 +62,7 @@ mod tests;
 
 pub use cbpf::fanout_program;
 pub use rx::complete_partial_checksum;
+pub use socket::check_options;
 
 use super::heapbuf::{HeapBuf, BUF_SIZE, HEADROOM};
 use super::{Burst, Driver, DriverError, PacketBuf, PortCaps, PortQueue, PortStats, Steering};

@@ -108,6 +108,13 @@ pub(super) struct RingGeometry {
     pub(super) tx_ring: bool,
 }
 
+/// Checks ring options as [`super::AfPacketDriver::open`] would, without
+/// opening anything (for configuration checks): sizes of 0, misaligned
+/// frames, frames larger than blocks, rings over 2 GiB.
+pub fn check_options(ifname: &str, opts: &AfPacketOptions) -> Result<(), DriverError> {
+    RingGeometry::new(ifname, opts).map(|_| ())
+}
+
 impl RingGeometry {
     pub(super) fn new(ifname: &str, o: &AfPacketOptions) -> Result<RingGeometry, DriverError> {
         let page = page_size();
