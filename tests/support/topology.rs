@@ -99,6 +99,8 @@ pub struct Options {
     pub conn_capacity: Option<u32>,
     /// `settings.lport_range`.
     pub lport_range: Option<&'static str>,
+    /// Extra `routes:`/`neighbours:` YAML for lbd's configuration file.
+    pub tables: Option<String>,
 }
 
 impl Options {
@@ -110,6 +112,7 @@ impl Options {
             real_servers: 2,
             conn_capacity: None,
             lport_range: None,
+            tables: None,
         }
     }
 }
@@ -227,6 +230,9 @@ impl Topology {
             ..WorkersYaml::default()
         });
         y.lport_range = self.opts.lport_range.map(str::to_string);
+        if let Some(tables) = &self.opts.tables {
+            y.tables = tables.clone();
+        }
         if driver == Driver::DpdkTap {
             y.eal_args = Some(world::eal_args(
                 &world::unique("rvs_lbd_tap"),
