@@ -1,5 +1,6 @@
-//! End to end: IP fragments through `lbd` (two workers, TAP ports) in NAT
-//! and FULLNAT, in the shared namespace world (`tests/support`).
+//! End to end: IP fragments through `lbd` (two workers; TAP and AF_PACKET
+//! ports) in NAT and FULLNAT, in the shared namespace world
+//! (`tests/support`).
 //!
 //! * 4 KB UDP datagrams: the client's kernel fragments them for the
 //!   MTU-1500 link to the director; a python echo server on each real
@@ -125,13 +126,13 @@ struct World {
     _procs: Vec<Proc>,
 }
 
-fn world() -> World {
+fn world(driver: Driver) -> World {
     let mut t = Topology::build(Options {
         workers: 2,
         tables: Some(format!(
             "routes:\n  - {{prefix: \"10.9.0.0/24\", via: {ROUTER}, port: ext}}\n"
         )),
-        ..Options::new(Driver::Tap)
+        ..Options::new(driver)
     });
     t.server_mode(ServerMode::ViaDirector, &[]);
     // The client namespace becomes the director's client-side router too.
@@ -293,12 +294,12 @@ fn large_post_arrives_intact(w: &World, vip: &str) {
     );
 }
 
-fn run(test: &str, vip: &str, fwd: &str) {
+fn run(test: &str, driver: Driver, vip: &str, fwd: &str) {
     let _serial = support::serial();
     if !may_run(test) {
         return;
     }
-    let w = world();
+    let w = world(driver);
     add_services(&w.t, vip, fwd);
     let before = reasm_oks(&w);
     udp_datagrams_arrive_intact(&w, vip);
@@ -323,18 +324,42 @@ fn run(test: &str, vip: &str, fwd: &str) {
 }
 
 #[test]
-fn nat_forwards_fragmented_udp_and_a_fragmented_http_post_intact() {
+fn nat_forwards_fragmented_udp_and_a_fragmented_http_post_intact_over_tap() {
     run(
-        "nat_forwards_fragmented_udp_and_a_fragmented_http_post_intact",
+        "nat_forwards_fragmented_udp_and_a_fragmented_http_post_intact_over_tap",
+        Driver::Tap,
         VIP_NAT,
         "-m",
     );
 }
 
 #[test]
-fn fullnat_forwards_fragmented_udp_and_a_fragmented_http_post_intact() {
+fn fullnat_forwards_fragmented_udp_and_a_fragmented_http_post_intact_over_tap() {
     run(
-        "fullnat_forwards_fragmented_udp_and_a_fragmented_http_post_intact",
+        "fullnat_forwards_fragmented_udp_and_a_fragmented_http_post_intact_over_tap",
+        Driver::Tap,
+        VIP_FULLNAT,
+        "--fullnat",
+    );
+}
+
+/// AF_PACKET: the cBPF fanout program steers IPv4 fragments to their
+/// datagram's router (`steer::frag_owner`) in the kernel.
+#[test]
+fn nat_forwards_fragmented_udp_and_a_fragmented_http_post_intact_over_af_packet() {
+    run(
+        "nat_forwards_fragmented_udp_and_a_fragmented_http_post_intact_over_af_packet",
+        Driver::AfPacket,
+        VIP_NAT,
+        "-m",
+    );
+}
+
+#[test]
+fn fullnat_forwards_fragmented_udp_and_a_fragmented_http_post_intact_over_af_packet() {
+    run(
+        "fullnat_forwards_fragmented_udp_and_a_fragmented_http_post_intact_over_af_packet",
+        Driver::AfPacket,
         VIP_FULLNAT,
         "--fullnat",
     );

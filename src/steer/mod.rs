@@ -17,9 +17,10 @@
 //!   datagram (src, dst, protocol, identification) is handed in software to
 //!   one worker, [`frag_owner`], which learns the flow owner from the first
 //!   fragment (it has the ports) and passes the datagram's fragments on to
-//!   it, in order (`dataplane::worker::frag`). Devices need not agree: the
-//!   cBPF fanout program sends non-first fragments to worker 0 and first
-//!   fragments to the flow owner, and the receiving worker hands them over.
+//!   it, in order (`dataplane::worker::frag`). The AF_PACKET cBPF fanout
+//!   program computes [`frag_owner`] for IPv4 fragments too, so they arrive
+//!   at the router; IPv6 fragments (an extension header) reach queue 0 and
+//!   are handed over in software, as on devices that cannot steer them.
 //!
 //! A packet to a VIP belongs to the service of its exact port, else to the
 //! port-0 ("every port") service of that address ([`SteerPlan::service`],
@@ -89,8 +90,8 @@ pub fn frag_owner(src: &[u8], dst: &[u8], ident: u32, workers: u16) -> u16 {
     if workers <= 1 {
         return 0;
     }
-    let id = ident ^ (ident >> 16);
-    (owner_hash(fold_addr(src) ^ fold_addr(dst).rotate_left(16), id as u16) % workers as u32) as u16
+    let id = (ident ^ (ident >> 16)) as u16;
+    (owner_hash(fold_addr(src) ^ fold_addr(dst), id) % workers as u32) as u16
 }
 
 /// A worker's share of the local-port space as a device flow rule matches
