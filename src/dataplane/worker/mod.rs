@@ -46,7 +46,7 @@ use setup::SvcCore;
 use tx::{NhCache, TxBuffers};
 
 pub use crate::dataplane::local::IcmpErr;
-pub use frag::{FragKey, PENDING_NS, PENDING_SLOTS};
+pub use frag::{PENDING_NS, PENDING_SLOTS};
 pub use install::ConnEntry;
 pub use links::{Links, Msg, RING_SLOTS};
 
