@@ -11,7 +11,8 @@
 //! Every fragment of a datagram passes first through one worker,
 //! `steer::frag_owner(src, dst, ident)` — the *fragment router* — whatever
 //! queue it arrived on (the receiving worker hands it over like any packet
-//! it does not own). The router learns the flow owner from the first
+//! it does not own; the AF_PACKET cBPF fanout program already delivers
+//! IPv4 fragments to it, other devices anywhere). The router learns the flow owner from the first
 //! fragment (`steer::flow_owner` of its tuple, the same function every
 //! other packet of the flow is steered by), remembers it in its
 //! [`FragTable`], and passes the datagram's fragments to that owner through
