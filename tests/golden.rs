@@ -1357,26 +1357,26 @@ fn policy_drop_cases() -> Vec<Case> {
             )],
         ),
         case(
-            "ipv4_fragment_is_dropped",
+            "ipv4_fragment_of_icmp_is_dropped",
             vec![step(
                 EXT,
                 from_client()
                     .ipv4(v4(CIP), v4("10.0.0.1"))
                     .ipv4_fragment(0, true)
-                    .udp(5000, 53)
-                    .payload_fill(64)
+                    .raw_l4(ip_proto::ICMP, &[8, 0, 0xf7, 0xff, 0, 0, 0, 0])
                     .build(),
                 Expect::Drop(DropReason::Fragment),
             )],
         ),
         case(
-            "ipv6_fragment_is_dropped",
+            // RFC 1858: a TCP fragment at offset 8 could rewrite the flags.
+            "ipv6_tcp_fragment_at_offset_8_is_dropped",
             vec![step(
                 EXT,
                 from_client()
                     .ipv6(v6(CIP6), v6("2001:db8::1"))
-                    .ipv6_fragment(0, true, 9)
-                    .udp(5000, 53)
+                    .ipv6_fragment(8, true, 9)
+                    .tcp(40000, 80)
                     .payload_fill(64)
                     .build(),
                 Expect::Drop(DropReason::Fragment),

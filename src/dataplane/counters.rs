@@ -22,7 +22,8 @@ pub enum DropReason {
     NotForUs,
     /// Ethertype or IP protocol the director does not handle.
     UnsupportedProto,
-    /// IP fragment (rvs does not reassemble).
+    /// An IP fragment rvs cannot forward: not TCP/UDP, a first fragment
+    /// too short for its L4 header, or a TCP fragment at offset 8 (RFC 1858).
     Fragment,
     /// TCP/UDP to an address with no virtual service and no connection.
     NoService,
@@ -56,11 +57,19 @@ pub enum DropReason {
     DestDeleted,
     /// A new connection's tuple collides with an existing entry.
     Conflict,
+    /// A non-first fragment whose datagram has no connection (its first
+    /// fragment was dropped or its record aged out).
+    FragNoConn,
+    /// A fragment that arrived before its first fragment found the
+    /// per-worker waiting buffer full.
+    FragBufferFull,
+    /// A fragment waited for its first fragment longer than the limit.
+    FragTimeout,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::VlanStack,
@@ -83,6 +92,9 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::DestDeleted,
         DropReason::Conflict,
+        DropReason::FragNoConn,
+        DropReason::FragBufferFull,
+        DropReason::FragTimeout,
     ];
 
     /// snake_case name for listings and metrics.
@@ -110,6 +122,9 @@ impl DropReason {
             DropReason::NoBuffer => "no_buffer",
             DropReason::DestDeleted => "dest_deleted",
             DropReason::Conflict => "conflict",
+            DropReason::FragNoConn => "frag_no_conn",
+            DropReason::FragBufferFull => "frag_buffer_full",
+            DropReason::FragTimeout => "frag_timeout",
         }
     }
 }

@@ -12,6 +12,16 @@
 //!   `lport % workers` (each worker allocates local ports only from its
 //!   partition, see `conntrack::LaddrPool`).
 //!
+//! * IP fragments: non-first fragments carry no ports, so no device and no
+//!   worker can compute the flow owner from them. Every fragment of a
+//!   datagram (src, dst, protocol, identification) is handed in software to
+//!   one worker, [`frag_owner`], which learns the flow owner from the first
+//!   fragment (it has the ports) and passes the datagram's fragments on to
+//!   it, in order (`dataplane::worker::frag`). The AF_PACKET cBPF fanout
+//!   program computes [`frag_owner`] for IPv4 fragments too, so they arrive
+//!   at the router; IPv6 fragments (an extension header) reach queue 0 and
+//!   are handed over in software, as on devices that cannot steer them.
+//!
 //! A packet to a VIP belongs to the service of its exact port, else to the
 //! port-0 ("every port") service of that address ([`SteerPlan::service`],
 //! the lookup the worker's snapshot makes). [`flow_owner`] is the owner
@@ -69,6 +79,19 @@ pub fn lport_owner(lport: u16, workers: u16) -> u16 {
     } else {
         lport % workers
     }
+}
+
+/// The worker through which every fragment of one IP datagram passes
+/// (source, destination, identification; 0 when `workers` is 0 or 1): it
+/// alone sees all of the datagram's fragments, whatever queue they arrive
+/// on, and learns the flow owner from the first.
+#[inline]
+pub fn frag_owner(src: &[u8], dst: &[u8], ident: u32, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    let id = (ident ^ (ident >> 16)) as u16;
+    (owner_hash(fold_addr(src) ^ fold_addr(dst), id) % workers as u32) as u16
 }
 
 /// A worker's share of the local-port space as a device flow rule matches
@@ -240,6 +263,19 @@ mod tests {
             let reply = plan.owner(6, &[192, 168, 10, 1], 8080, &c, cport);
             assert_eq!(to_vip, reply);
         }
+    }
+
+    #[test]
+    fn fragments_of_one_datagram_have_one_owner_and_datagrams_spread() {
+        let (c, v) = ([203u8, 0, 113, 7], [10u8, 0, 0, 1]);
+        let mut seen = [0u32; 2];
+        for id in 0..4000u32 {
+            let o = frag_owner(&c, &v, id, 2);
+            assert_eq!(o, frag_owner(&c, &v, id, 2));
+            seen[o as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 1600), "{seen:?}");
+        assert_eq!(frag_owner(&c, &v, 7, 1), 0);
     }
 
     #[test]

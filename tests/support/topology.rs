@@ -101,6 +101,8 @@ pub struct Options {
     pub lport_range: Option<&'static str>,
     /// More arguments for lbd (e.g. `--metrics-listen ADDR:PORT`).
     pub lbd_args: Vec<String>,
+    /// Extra `routes:`/`neighbours:` YAML for lbd's configuration file.
+    pub tables: Option<String>,
 }
 
 impl Options {
@@ -113,6 +115,7 @@ impl Options {
             conn_capacity: None,
             lport_range: None,
             lbd_args: Vec::new(),
+            tables: None,
         }
     }
 }
@@ -230,6 +233,9 @@ impl Topology {
             ..WorkersYaml::default()
         });
         y.lport_range = self.opts.lport_range.map(str::to_string);
+        if let Some(tables) = &self.opts.tables {
+            y.tables = tables.clone();
+        }
         if driver == Driver::DpdkTap {
             y.eal_args = Some(world::eal_args(
                 &world::unique("rvs_lbd_tap"),

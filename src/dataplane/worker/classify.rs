@@ -4,13 +4,18 @@
 //! MAC, 20-byte header, TCP/UDP) takes one straight pass; everything else
 //! the general parser.
 //!
+//! IP fragments of TCP/UDP become [`Class::Frag`] with their datagram's
+//! key; the first also carries its tuple (`worker::frag` forwards them).
+//!
 //! Rules: reads only; never panics on any input; every verdict the general
 //! parser would give for a frame the fast path accepts is the same.
 
 use crate::conntrack::Tuple;
 use crate::dataplane::counters::DropReason;
 use crate::dataplane::snapshot::Snapshot;
-use crate::dataplane::xmit::{ip_end, Layout};
+use crate::dataplane::xmit::{ip_end, Layout, NO_L4};
+
+use super::frag::{FirstFrag, FragKey};
 use crate::wire::{self, ethertype, ip_proto, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet};
 
 /// A parsed packet: what the burst stages carry between them.
@@ -25,6 +30,13 @@ pub(super) enum Class {
     },
     Icmp {
         lay: Layout,
+    },
+    /// A TCP/UDP fragment: `first` for the one at offset 0 (its `lay` has
+    /// the L4 protocol); later ones have `lay.proto == NO_L4`.
+    Frag {
+        lay: Layout,
+        key: FragKey,
+        first: Option<FirstFrag>,
     },
     Drop(DropReason),
 }
@@ -135,14 +147,21 @@ fn classify_full(frame: &[u8], snap: &Snapshot, port: u16) -> Class {
             if !p.verify_checksum() {
                 return Class::Drop(DropReason::BadChecksum);
             }
-            if p.is_fragment() {
-                return Class::Drop(DropReason::Fragment);
-            }
             let l4 = l3 + p.header_len();
             let mut s = [0u8; 16];
             let mut d = [0u8; 16];
             s[..4].copy_from_slice(&p.src_addr().octets());
             d[..4].copy_from_slice(&p.dst_addr().octets());
+            if p.is_fragment() {
+                let lay = Layout {
+                    l3: l3 as u16,
+                    l4: l4 as u16,
+                    v6: false,
+                    proto: p.next_header(),
+                };
+                let key = FragKey::new(p.next_header(), false, s, d, u32::from(p.ident()));
+                return classify_frag(frame, lay, key, p.frag_offset());
+            }
             (
                 Layout {
                     l3: l3 as u16,
@@ -162,19 +181,23 @@ fn classify_full(frame: &[u8], snap: &Snapshot, port: u16) -> Class {
                 Ok(u) => u,
                 Err(_) => return Class::Drop(DropReason::Malformed),
             };
-            if up.fragment.is_some() {
-                return Class::Drop(DropReason::Fragment);
+            let lay = Layout {
+                l3: l3 as u16,
+                l4: (l3 + up.offset) as u16,
+                v6: true,
+                proto: up.proto,
+            };
+            let (s, d) = (p.src_addr().octets(), p.dst_addr().octets());
+            match up.fragment {
+                // An atomic fragment (offset 0, no more): a whole packet.
+                Some(f) if f.offset == 0 && !f.more => {}
+                Some(f) => {
+                    let key = FragKey::new(up.proto, true, s, d, f.ident);
+                    return classify_frag(frame, lay, key, f.offset);
+                }
+                None => {}
             }
-            (
-                Layout {
-                    l3: l3 as u16,
-                    l4: (l3 + up.offset) as u16,
-                    v6: true,
-                    proto: up.proto,
-                },
-                p.src_addr().octets(),
-                p.dst_addr().octets(),
-            )
+            (lay, s, d)
         }
         _ => return Class::Drop(DropReason::UnsupportedProto),
     };
@@ -218,5 +241,59 @@ fn classify_full(frame: &[u8], snap: &Snapshot, port: u16) -> Class {
             Class::Icmp { lay }
         }
         _ => Class::Drop(DropReason::UnsupportedProto),
+    }
+}
+
+/// A fragment of the datagram `key` at byte `offset`; `lay` is the
+/// fragment's layout with the datagram's L4 protocol.
+fn classify_frag(frame: &[u8], mut lay: Layout, key: FragKey, offset: u16) -> Class {
+    if lay.proto != ip_proto::TCP && lay.proto != ip_proto::UDP {
+        return Class::Drop(DropReason::Fragment);
+    }
+    let end = ip_end(frame, &lay);
+    let Some(l4) = frame.get(lay.l4 as usize..end) else {
+        return Class::Drop(DropReason::Malformed);
+    };
+    if offset != 0 {
+        // RFC 1858: a TCP fragment at offset 8 could overwrite the flags.
+        if lay.proto == ip_proto::TCP && offset == 8 {
+            return Class::Drop(DropReason::Fragment);
+        }
+        lay.proto = NO_L4;
+        return Class::Frag {
+            lay,
+            key,
+            first: None,
+        };
+    }
+    // The first fragment must hold the whole L4 header (RFC 1858: no tiny
+    // fragments), so ports, flags and the checksum field are all here.
+    let flags = match lay.proto {
+        ip_proto::TCP => {
+            let doff = l4.get(12).map_or(0, |b| (b >> 4) as usize * 4);
+            if doff < 20 || doff > l4.len() {
+                return Class::Drop(DropReason::Fragment);
+            }
+            l4[13]
+        }
+        _ => {
+            if l4.len() < 8 {
+                return Class::Drop(DropReason::Fragment);
+            }
+            0
+        }
+    };
+    let tuple = Tuple::new(
+        lay.proto,
+        lay.v6,
+        key.src,
+        u16::from_be_bytes([l4[0], l4[1]]),
+        key.dst,
+        u16::from_be_bytes([l4[2], l4[3]]),
+    );
+    Class::Frag {
+        lay,
+        key,
+        first: Some(FirstFrag { tuple, flags }),
     }
 }

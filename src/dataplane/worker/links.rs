@@ -135,6 +135,8 @@ impl<Q: PortQueue> Worker<Q> {
                 let t = quoted_tuple(b.data(), lay)?;
                 Some(flow_owner(&self.snap, &t.reversed(), n))
             }
+            // Every fragment of a datagram goes to its router (`frag`).
+            Class::Frag { key, .. } => Some(key.router(n)),
             _ => None,
         }
     }

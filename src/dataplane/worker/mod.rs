@@ -19,10 +19,13 @@
 //! owner, the shared rings and mailboxes), `setup` (connection lookup and
 //! new connections), `forward` (rewrite by mode, ICMP errors), `tx` (next
 //! hop and transmit buffers), `local_traffic` (ARP/ND/echo) and `install`
-//! (snapshot install, mailbox). This file holds the loop that runs them.
+//! (snapshot install, mailbox), `frag` (IP fragments: the fragment router,
+//! the per-worker fragment table and waiting buffer). This file holds the
+//! loop that runs them.
 
 mod classify;
 mod forward;
+mod frag;
 mod install;
 mod links;
 mod local_traffic;
@@ -43,6 +46,7 @@ use setup::SvcCore;
 use tx::{NhCache, TxBuffers};
 
 pub use crate::dataplane::local::IcmpErr;
+pub use frag::{PENDING_NS, PENDING_SLOTS};
 pub use install::ConnEntry;
 pub use links::{Links, Msg, RING_SLOTS};
 
@@ -125,6 +129,8 @@ pub struct Worker<Q: PortQueue> {
     stopped: bool,
     idle_passes: u32,
     nh: NhCache,
+    frags: frag::FragTable,
+    frag_pending: frag::FragPending<Q::Buf>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -157,6 +163,8 @@ impl<Q: PortQueue> Worker<Q> {
             stopped: false,
             idle_passes: 0,
             nh: NhCache::new(),
+            frags: frag::FragTable::new(),
+            frag_pending: frag::FragPending::new(),
         };
         w.install(snap);
         w
@@ -245,6 +253,7 @@ impl<Q: PortQueue> Worker<Q> {
         n += self.take_steered();
         self.flush_due();
         self.expire();
+        self.frag_expire();
         n
     }
 
@@ -296,6 +305,7 @@ impl<Q: PortQueue> Worker<Q> {
                 flags,
             } => self.l4(b, lay, tuple, hash, flags),
             Class::Icmp { lay } => self.icmp(port, b, lay),
+            Class::Frag { lay, key, first } => self.frag(port, b, lay, key, first),
         }
     }
 }

@@ -197,11 +197,36 @@ fn classify_drops_bad_header_checksum_and_fragments_with_their_reasons() {
         drop_reason(classify(&f, &snap, 0)),
         Some(DropReason::BadChecksum)
     );
+    // A TCP first fragment is classified with its tuple; one at offset 8
+    // (RFC 1858: could overwrite the flags) and a first fragment shorter
+    // than its TCP header are refused as `fragment`.
     let mut f = to_vip("10.0.0.1", 40000, TcpFlags::SYN);
     f[20] |= 0x20; // more fragments
     fix_ip_checksum(&mut f);
+    let Class::Frag {
+        lay,
+        first: Some(first),
+        ..
+    } = classify(&f, &snap, 0)
+    else {
+        panic!("a first fragment");
+    };
     assert_eq!(
-        drop_reason(classify(&f, &snap, 0)),
+        (lay.proto, first.tuple.sport, first.flags),
+        (6, 40000, TcpFlags::SYN.0)
+    );
+    let mut g = f.clone();
+    g[21] = 1; // offset 8 bytes
+    fix_ip_checksum(&mut g);
+    assert_eq!(
+        drop_reason(classify(&g, &snap, 0)),
+        Some(DropReason::Fragment)
+    );
+    let mut g = f.clone();
+    g[16..18].copy_from_slice(&36u16.to_be_bytes()); // 20 IP + 16 TCP bytes
+    fix_ip_checksum(&mut g);
+    assert_eq!(
+        drop_reason(classify(&g[..50], &snap, 0)),
         Some(DropReason::Fragment)
     );
 }

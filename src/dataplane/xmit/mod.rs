@@ -10,6 +10,13 @@
 //! [`fullnat`] — which says everything the mode changes, in forwarded
 //! packets and in the ICMP errors relayed about its connections ([`icmp`]
 //! holds what those relays share).
+//!
+//! IP fragments: the first fragment holds the L4 header and is rewritten
+//! like a whole packet — its L4 checksum covers the whole datagram, and the
+//! incremental update (pseudo-header addresses and ports) is exactly the
+//! datagram's delta. Later fragments have no L4 header: their layout says
+//! [`NO_L4`], and only the IP header (addresses, TTL, IPv4 header checksum)
+//! is rewritten.
 
 pub mod dr;
 pub mod fullnat;
@@ -35,6 +42,11 @@ pub struct Layout {
     /// Upper-layer protocol.
     pub proto: u8,
 }
+
+/// [`Layout::proto`] of a non-first fragment: the bytes at `l4` are the
+/// middle of a datagram, not an L4 header, so no port or L4 checksum is
+/// touched (IPv6's fragment-header number, never an upper-layer protocol).
+pub const NO_L4: u8 = ip_proto::FRAGMENT;
 
 /// Offsets of the fields touched here.
 mod field {

@@ -77,8 +77,10 @@ const M_T: u32 = 13; // temporary
 
 /// The classic-BPF `PACKET_FANOUT_CBPF` program for `plan`: returns
 /// exactly [`SteerPlan::owner`] for TCP and UDP over IPv4 and IPv6 (no
-/// extension headers), untagged or with an 802.1Q/802.1ad tag, and 0 for
-/// everything else (ARP, other protocols, non-first fragments, truncated
+/// extension headers), untagged or with an 802.1Q/802.1ad tag;
+/// [`steer::frag_owner`](crate::steer::frag_owner) for IPv4 fragments
+/// (first or not: the worker that routes a datagram's fragments); and 0 for
+/// everything else (ARP, other protocols, IPv6 fragments, truncated
 /// headers).
 ///
 /// The kernel runs fanout programs on received packets with the data
@@ -108,7 +110,7 @@ pub fn fanout_program(plan: &SteerPlan) -> Vec<libc::sock_filter> {
 
     for (label, base) in [(v4_0, 0u32), (v4_4, 4)] {
         a.place(label);
-        parse_ipv4(&mut a, base, match4, zero);
+        parse_ipv4(&mut a, base, match4, plan.workers, zero);
     }
     for (label, base) in [(v6_0, 0u32), (v6_4, 4)] {
         a.place(label);
@@ -136,12 +138,13 @@ pub fn fanout_program(plan: &SteerPlan) -> Vec<libc::sock_filter> {
     a.finish()
 }
 
-/// IPv4 header at `base`: store protocol, addresses and ports; TCP/UDP
-/// first fragments only.
-fn parse_ipv4(a: &mut Asm, base: u32, matcher: usize, zero: usize) {
-    let l4 = a.label();
+/// IPv4 header at `base`: store protocol, addresses and ports of TCP/UDP;
+/// a fragment (MF or an offset) returns `steer::frag_owner` of its
+/// addresses and identification among `workers`.
+fn parse_ipv4(a: &mut Asm, base: u32, matcher: usize, workers: u16, zero: usize) {
+    let (l4, frag) = (a.label(), a.label());
     a.op(BPF_LD | BPF_H | BPF_ABS, base + 6);
-    a.jump(BPF_JSET, 0x1fff, Some(zero), None); // fragment offset != 0
+    a.jump(BPF_JSET, 0x3fff, Some(frag), None); // MF or fragment offset
     a.op(BPF_LD | BPF_B | BPF_ABS, base + 9);
     a.jeq(6, Some(l4), None);
     a.jeq(17, None, Some(zero));
@@ -159,6 +162,22 @@ fn parse_ipv4(a: &mut Asm, base: u32, matcher: usize, zero: usize) {
     a.op(BPF_LD | BPF_H | BPF_IND, base + 2);
     a.op(BPF_ST, M_DPORT);
     a.ja(matcher);
+    // frag_owner: owner_hash(src ^ dst, ident) % workers.
+    a.place(frag);
+    a.op(BPF_LD | BPF_W | BPF_ABS, base + 12);
+    a.op(BPF_ST, M_T);
+    a.op(BPF_LD | BPF_W | BPF_ABS, base + 16);
+    a.op(BPF_LDX | BPF_W | BPF_MEM, M_T);
+    a.op(BPF_ALU | BPF_XOR | BPF_X, 0);
+    a.op(BPF_MISC | BPF_TAX, 0);
+    a.op(BPF_LD | BPF_H | BPF_ABS, base + 4);
+    // Inline (the kernel's memory check runs straight on past a RET, so a
+    // jump into the shared hash would taint the local-port block after it).
+    a.op(BPF_ALU | BPF_XOR | BPF_X, 0);
+    a.op(BPF_ALU | BPF_MUL | BPF_K, 0x9E37_79B1);
+    a.op(BPF_ALU | BPF_RSH | BPF_K, 16);
+    a.op(BPF_ALU | BPF_MOD | BPF_K, workers as u32);
+    a.op(BPF_RET | BPF_A, 0);
 }
 
 /// IPv6 header at `base`: TCP/UDP directly after the fixed header only.

@@ -30,10 +30,12 @@
 //!   ([`Steering::Owner`]). At open the program for an empty plan is
 //!   installed (owner = hash of the destination); the control plane installs
 //!   the real plan with [`AfPacketDriver::set_steering`] whenever it changes.
+//!   IPv4 fragments (first or not) land on the worker that routes their
+//!   datagram (`steer::frag_owner`, see `dataplane::worker::frag`).
 //!   Packets the program cannot classify exactly go to queue 0 and the
 //!   software ring takes them to their owner: non-IP (ARP), IP protocols
-//!   other than TCP/UDP, non-first IPv4 fragments, IPv6 with extension
-//!   headers before TCP/UDP, truncated headers.
+//!   other than TCP/UDP, IPv6 with extension headers before TCP/UDP (IPv6
+//!   fragments among them), truncated headers.
 //! * The interface is put in promiscuous mode (`PACKET_MR_PROMISC`) because
 //!   the director answers for MAC addresses of its own. Leave it without IP
 //!   addresses so the host stack ignores the traffic.

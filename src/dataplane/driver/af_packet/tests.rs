@@ -316,13 +316,31 @@ fn fanout_program_sends_what_it_cannot_classify_to_queue_0() {
     let mut icmp = good.clone();
     icmp[9] = 1;
     assert_eq!(zero(0x0800, &icmp), 0);
-    // A non-first fragment has no ports; a first fragment (MF) does.
-    let mut frag = good.clone();
-    frag[6..8].copy_from_slice(&0x0010u16.to_be_bytes());
-    assert_eq!(zero(0x0800, &frag), 0);
-    let mut first = good.clone();
-    first[6..8].copy_from_slice(&0x2000u16.to_be_bytes());
-    assert_eq!(zero(0x0800, &first), zero(0x0800, &good));
+    // IPv4 fragments, first or not, go to their datagram's router.
+    for (flags, ident) in [
+        (0x0010u16, 7u16),
+        (0x2000, 7),
+        (0x2010, 0x4242),
+        (0x0010, 9),
+    ] {
+        let mut frag = good.clone();
+        frag[4..6].copy_from_slice(&ident.to_be_bytes());
+        frag[6..8].copy_from_slice(&flags.to_be_bytes());
+        let want = crate::steer::frag_owner(&frag[12..16], &frag[16..20], ident.into(), 4);
+        assert_eq!(zero(0x0800, &frag), u32::from(want), "{flags:#x} {ident}");
+        let mut tagged = vec![0, 10, 0x08, 0x00];
+        tagged.extend_from_slice(&frag);
+        assert_eq!(zero(ETH_P_8021Q, &tagged), u32::from(want), "tagged");
+    }
+    let routers: std::collections::BTreeSet<u32> = (0..64u16)
+        .map(|id| {
+            let mut frag = good.clone();
+            frag[4..6].copy_from_slice(&id.to_be_bytes());
+            frag[6..8].copy_from_slice(&0x2000u16.to_be_bytes());
+            zero(0x0800, &frag)
+        })
+        .collect();
+    assert_eq!(routers.len(), 4, "datagrams spread over every worker");
     // Truncated before the ports.
     assert_eq!(zero(0x0800, &good[..22]), 0);
     // IPv6 with a hop-by-hop header first.
