@@ -30,7 +30,6 @@ use clap::{Arg, ArgAction, Command, CommandFactory};
 #[path = "../src/bin/lbd.rs"]
 mod lbd;
 
-
 /// A flag (no value) under `heading`.
 fn flag(id: &'static str, short: Option<char>, help: &'static str, heading: &'static str) -> Arg {
     let mut arg = Arg::new(id)

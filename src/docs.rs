@@ -45,7 +45,11 @@ pub fn write(cmd: Command, section: &str, dir: &Path) -> Result<PathBuf, DocsErr
         .map_err(at(&page))?;
     std::fs::write(&page, out).map_err(at(&page))?;
     let mut cmd = cmd;
-    for (shell, sub) in [(Shell::Bash, "bash"), (Shell::Zsh, "zsh"), (Shell::Fish, "fish")] {
+    for (shell, sub) in [
+        (Shell::Bash, "bash"),
+        (Shell::Zsh, "zsh"),
+        (Shell::Fish, "fish"),
+    ] {
         let out = dir.join("completions").join(sub);
         std::fs::create_dir_all(&out).map_err(at(&out))?;
         clap_complete::generate_to(shell, &mut cmd, &name, &out).map_err(at(&out))?;

@@ -148,7 +148,10 @@ fn sighup_under_traffic_applies_the_file_and_loses_no_packet_of_untouched_flows(
         lost_after.1,
         retransmits(&t) - before
     );
-    assert_eq!(lost_after, lost_before, "no packet lost through the director");
+    assert_eq!(
+        lost_after, lost_before,
+        "no packet lost through the director"
+    );
 
     // A broken file: refused with --check-config's message; table unchanged.
     let saved = t.lbctl(&["-S", "-n"]);

@@ -79,7 +79,10 @@ fn lbd_reports_ready_only_after_its_workers_run_then_reloading_and_stopping() {
     // Looked at at once: the workers exist when READY arrives, and the
     // control socket answers.
     let threads = thread_names(lbd.pid());
-    println!("after {:?}: {ready:?}, threads {threads:?}", started.elapsed());
+    println!(
+        "after {:?}: {ready:?}, threads {threads:?}",
+        started.elapsed()
+    );
     assert!(
         ready.lines().any(|l| l == "READY=1"),
         "first notification is READY=1: {ready:?}"
@@ -109,7 +112,9 @@ fn lbd_reports_ready_only_after_its_workers_run_then_reloading_and_stopping() {
     );
     let log = lbd.log_text();
     assert!(
-        log.contains("lbd: reload: edit real server 192.168.10.1:8080 of TCP 10.0.0.100:80 (weight 1 -> 5)"),
+        log.contains(
+            "lbd: reload: edit real server 192.168.10.1:8080 of TCP 10.0.0.100:80 (weight 1 -> 5)"
+        ),
         "{log}"
     );
 

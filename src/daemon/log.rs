@@ -76,10 +76,7 @@ mod tests {
             "<3>lbd: bad / file"
         );
         assert_eq!(format_line(Level::Notice, "up", false), "lbd: up");
-        assert_eq!(
-            format_line(Level::Warning, "x", false),
-            "lbd: warning: x"
-        );
+        assert_eq!(format_line(Level::Warning, "x", false), "lbd: warning: x");
         assert!(!format_line(Level::Error, "x", false).contains('\x1b'));
     }
 }

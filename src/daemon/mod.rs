@@ -29,18 +29,18 @@ use std::sync::Arc;
 use crate::ctl::apply::ControlState;
 use crate::ctl::config::{Config, ConfigError, DriverKind};
 use crate::ctl::protocol::DEFAULT_SOCKET_PATH;
+use crate::ctl::protocol::{Request, Response};
 use crate::ctl::server::{
     bind_socket, Control, ControlOptions, Server, ServerError, ServerOptions,
 };
 use crate::ctl::stats::{spawn_estimator, EstimatorThread, ESTIMATOR_PERIOD};
 use crate::dataplane::ports::{PortError, PortSetup, Ports};
 use crate::dataplane::runtime::DataplaneHandle;
-use crate::ctl::protocol::{Request, Response};
 use crate::sys::{signal_name, TermSignals};
+use crate::wire::EthernetAddress;
 use log::{log, Level};
 use reload::ConfigSource;
 use sd_notify::NotifyState;
-use crate::wire::EthernetAddress;
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +216,10 @@ impl Daemon {
             Response::Error { message, .. } => {
                 log(Level::Error, &format!("reload refused: {message}"));
             }
-            other => log(Level::Error, &format!("reload: unexpected answer {other:?}")),
+            other => log(
+                Level::Error,
+                &format!("reload: unexpected answer {other:?}"),
+            ),
         }
         answer
     }

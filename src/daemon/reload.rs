@@ -106,7 +106,9 @@ pub fn plan_tables(current: &ControlState, wanted: &ControlState) -> TablePlan {
         if wanted.service(&s.spec.key).is_none() {
             plan.push(
                 format!("delete service {}", s.spec.key),
-                Request::DeleteService { service: s.spec.key },
+                Request::DeleteService {
+                    service: s.spec.key,
+                },
             );
         }
     }
@@ -211,7 +213,10 @@ pub fn plan_tables(current: &ControlState, wanted: &ControlState) -> TablePlan {
     if current.timeouts() != wanted.timeouts() {
         let t = wanted.timeouts();
         plan.push(
-            format!("set timeouts tcp {} tcpfin {} udp {}", t.tcp, t.tcpfin, t.udp),
+            format!(
+                "set timeouts tcp {} tcpfin {} udp {}",
+                t.tcp, t.tcpfin, t.udp
+            ),
             Request::SetTimeouts { timeouts: t },
         );
     }
@@ -232,7 +237,10 @@ pub fn restart_only(running: &Config, next: &Config) -> Vec<String> {
         "workers (count)",
         running.worker_count() != next.worker_count(),
     );
-    differs("workers (cores)", running.workers.cores != next.workers.cores);
+    differs(
+        "workers (cores)",
+        running.workers.cores != next.workers.cores,
+    );
     differs(
         "workers (conn_capacity, idle, tx_flush_us)",
         running.workers.conn_capacity != next.workers.conn_capacity
@@ -278,10 +286,9 @@ pub fn reload(control: &Control, source: &ConfigSource, running: &Config) -> Res
             applied: lines,
             not_applied,
         },
-        Response::Error { kind, message } => Response::error(
-            kind,
-            format!("{}: {message}", source.path.display()),
-        ),
+        Response::Error { kind, message } => {
+            Response::error(kind, format!("{}: {message}", source.path.display()))
+        }
         other => other,
     }
 }
@@ -359,7 +366,11 @@ mod tests {
         assert!(not_applied.is_empty(), "{not_applied:?}");
         let after = daemon.control().state();
         let web = |s: &ControlState| s.services()[0].clone();
-        assert_eq!(web(&before).id, web(&after).id, "the service keeps its slot");
+        assert_eq!(
+            web(&before).id,
+            web(&after).id,
+            "the service keeps its slot"
+        );
         assert_eq!(
             web(&before).dests[0],
             web(&after).dests[0],
@@ -391,13 +402,20 @@ mod tests {
         let socket = daemon.socket_path().to_path_buf();
         let broken = WEB.replace("weight: 1 }\n    ", "weight: -4 }\n    ");
         assert_ne!(broken, WEB);
-        write(&file, &socket, &format!("{broken}  - proto: tcp\n    vip: 10.0.0.101\n    port: 80\n"));
+        write(
+            &file,
+            &socket,
+            &format!("{broken}  - proto: tcp\n    vip: 10.0.0.101\n    port: 80\n"),
+        );
         let source = ConfigSource {
             path: file.clone(),
             workers: None,
         };
-        let expected = source.check().err().expect("the file is invalid");
-        assert!(expected.starts_with(&format!("{}: ", file.display())), "{expected}");
+        let expected = source.check().expect_err("the file is invalid");
+        assert!(
+            expected.starts_with(&format!("{}: ", file.display())),
+            "{expected}"
+        );
         match daemon.reload() {
             Response::Error { kind, message } => {
                 assert_eq!(kind, ErrorKind::Invalid);
