@@ -53,7 +53,7 @@ fn retransmits(t: &Topology) -> u64 {
 }
 
 /// Packets lost on the way through the director: lbd's drops (every
-/// reason but `local`, every worker) and what the kernel could not hand to lbd's TAP
+/// reason but `local` and `unsupported_proto`, every worker) and what the kernel could not hand to lbd's TAP
 /// queues (`tx_dropped` of the kernel sides `cli:ext0` and `sw:int0`).
 fn losses(t: &Topology) -> (u64, u64) {
     let drops = match support::lbd::lbctl_json(&t.socket, &["--dataplane-stats"]) {
@@ -61,9 +61,10 @@ fn losses(t: &Topology) -> (u64, u64) {
             let drops: Vec<_> = workers
                 .iter()
                 .flat_map(|w| w.drops.iter().filter(|d| d.packets > 0))
-                // Packets for the director's own addresses are not the
-                // flows' (kernel chatter such as the hosts' probes).
-                .filter(|d| d.reason != "local")
+                // Packets for the director's own addresses and of other
+                // protocols (IGMP and the like) are not the flows' TCP:
+                // the hosts' kernel chatter, whenever it comes.
+                .filter(|d| d.reason != "local" && d.reason != "unsupported_proto")
                 .collect();
             println!("lbd drops: {drops:?}");
             drops.iter().map(|d| d.packets).sum()
