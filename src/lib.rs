@@ -12,6 +12,7 @@ pub mod conntrack;
 pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
+pub mod docs;
 pub mod metrics;
 pub mod sched;
 pub mod steer;

@@ -16,16 +16,16 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// The termination signals `lbd` waits for (SIGINT, SIGTERM), blocked in
-/// the thread that made this set and in every thread it starts afterwards,
-/// so no handler ever runs in a worker and only [`TermSignals::wait`]
-/// takes them.
+/// The signals `lbd` waits for — SIGINT and SIGTERM (stop), SIGHUP
+/// (reload) — blocked in the thread that made this set and in every thread
+/// it starts afterwards, so no handler ever runs in a worker and only
+/// [`TermSignals::wait`] takes them.
 pub struct TermSignals {
     set: libc::sigset_t,
 }
 
 impl TermSignals {
-    /// Blocks SIGINT and SIGTERM in the calling thread. Call it before any
+    /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread. Call it before any
     /// thread is started so that every thread inherits the mask.
     pub fn block() -> io::Result<TermSignals> {
         // SAFETY: sigset_t is a plain C struct for which all-zero is a valid
@@ -38,6 +38,7 @@ impl TermSignals {
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGINT);
             libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGHUP);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
         };
         if rc != 0 {
@@ -46,7 +47,7 @@ impl TermSignals {
         Ok(TermSignals { set })
     }
 
-    /// Waits for SIGINT or SIGTERM and returns its number.
+    /// Waits for SIGINT, SIGTERM or SIGHUP and returns its number.
     pub fn wait(&self) -> io::Result<i32> {
         loop {
             let mut signal: libc::c_int = 0;
@@ -62,7 +63,7 @@ impl TermSignals {
     }
 }
 
-/// The name of a termination signal number, for logs.
+/// The name of a signal [`TermSignals`] takes, for logs.
 pub fn signal_name(signal: i32) -> &'static str {
     match signal {
         libc::SIGINT => "SIGINT",

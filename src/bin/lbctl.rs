@@ -18,6 +18,10 @@
 //!   lbctl is ipvsadm 1.31: no `--socket` (the socket is `$LBCTL_SOCKET` or
 //!   the default path), no rvs-only option, and `-v`/`-h` print ipvsadm's
 //!   version line and usage.
+//! * `--reload` (an rvs extension, alone) asks lbd to re-read its
+//!   configuration file, as `SIGHUP` does; it prints each change applied,
+//!   and on stderr each difference that needs a restart. A refused file
+//!   exits 255 with lbd's message (the one `lbd --check-config` prints).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -95,6 +99,9 @@ fn run() -> anyhow::Result<u8> {
         Dialect::Lbctl => split_socket(args)?,
         Dialect::Ipvsadm => (None, args),
     };
+    if dialect == Dialect::Lbctl && args.len() == 1 && args[0] == "--reload" {
+        return reload(&socket_path(socket));
+    }
 
     let command = match ipvsadm::parse_args_as(&args, dialect) {
         Ok(command) => command,
@@ -159,6 +166,37 @@ fn run() -> anyhow::Result<u8> {
                     Ok(EXIT_LIST_FAILED)
                 }
             }
+        }
+    }
+}
+
+/// `--reload`: prints the changes lbd applied and, on stderr, what only a
+/// restart applies.
+fn reload(socket: &std::path::Path) -> anyhow::Result<u8> {
+    match call(socket, &Request::Reload)? {
+        Response::Reloaded {
+            applied,
+            not_applied,
+            ..
+        } => {
+            let mut text = String::new();
+            for line in &applied {
+                text.push_str(line);
+                text.push('\n');
+            }
+            print_out(&text)?;
+            for line in &not_applied {
+                eprintln!("lbctl: not applied: {line}");
+            }
+            Ok(0)
+        }
+        Response::Error { message, .. } => {
+            eprintln!("{message}");
+            Ok(EXIT_CHANGE_FAILED)
+        }
+        other => {
+            eprintln!("unexpected response from lbd: {other:?}");
+            Ok(EXIT_CHANGE_FAILED)
         }
     }
 }

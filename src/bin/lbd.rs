@@ -9,7 +9,10 @@
 //!
 //! * Without `--config` lbd runs the control plane only (no ports, no
 //!   workers): services can be added, listed, saved and restored.
-//! * With ports it runs a [`rvs::daemon::Daemon`] until SIGINT or SIGTERM.
+//! * With ports it runs a [`rvs::daemon::Daemon`] until SIGINT or SIGTERM;
+//!   SIGHUP (or `lbctl --reload`) re-reads `--config FILE` and applies the
+//!   difference (see `rvs::daemon::reload`). Under systemd (`Type=notify`)
+//!   it reports readiness once every worker runs.
 //! * `--check-config` validates a file (syntax, values, references, and
 //!   every service through the same rules as `lbctl`) and exits: 0 if valid,
 //!   1 with the error otherwise.
@@ -26,17 +29,19 @@ use anyhow::{anyhow, Context};
 use clap::Parser;
 
 use rvs::ctl::config::Config;
+use rvs::daemon::reload::ConfigSource;
 use rvs::daemon::{check_config, Daemon, DaemonOptions};
 use rvs::dataplane::replay;
 
-/// Command line.
+/// Command line (also read by `examples/gen_docs.rs` for the man page and
+/// shell completions).
 #[derive(Parser, Debug)]
 #[command(
     name = "lbd",
     version,
     about = "rvs load-balancer daemon (LVS/IPVS in user space)"
 )]
-struct Args {
+pub(crate) struct Args {
     /// YAML configuration file (see conf/README.md).
     #[arg(short = 'c', long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -121,6 +126,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let options = DaemonOptions {
         socket: args.socket.clone(),
         metrics_listen: args.metrics_listen,
+        source: args.config.as_ref().map(|path| ConfigSource {
+            path: path.clone(),
+            workers: args.workers,
+        }),
         ..DaemonOptions::default()
     };
     Daemon::run(&config, options)?;

@@ -372,6 +372,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Version => "version",
         Request::PortStats => "port_stats",
         Request::DataplaneStats => "dataplane_stats",
+        Request::Reload => "reload",
     }
 }
 
@@ -591,7 +592,8 @@ impl ControlState {
             | Request::GetLaddrs { .. }
             | Request::Version
             | Request::PortStats
-            | Request::DataplaneStats => Err(ApplyError::Invalid(format!(
+            | Request::DataplaneStats
+            | Request::Reload => Err(ApplyError::Invalid(format!(
                 "{} is a listing, not a change",
                 request_name(request)
             ))),

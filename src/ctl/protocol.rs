@@ -334,6 +334,9 @@ pub enum Request {
     PortStats,
     /// Per-worker data-plane counters, drops by reason included.
     DataplaneStats,
+    /// rvs extension (`lbctl --reload`, as `SIGHUP`): re-read lbd's
+    /// configuration file and apply the difference as one change.
+    Reload,
 }
 
 impl Request {
@@ -615,6 +618,18 @@ pub enum Response {
     DataplaneStats {
         /// One entry per worker, in worker order.
         workers: Vec<WorkerStatsInfo>,
+    },
+    /// Answer to [`Request::Reload`]: the file was valid and its table
+    /// difference is in force (all of it, as one generation).
+    Reloaded {
+        /// Configuration generation now in force (unchanged when the file
+        /// changed nothing that can change live).
+        generation: u64,
+        /// What changed, one line each (`-A -t 10.0.0.1:80 ...` style).
+        applied: Vec<String>,
+        /// Differences that only a restart applies (ports, workers, ...),
+        /// one line each; none of them was applied.
+        not_applied: Vec<String>,
     },
 }
 

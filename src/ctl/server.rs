@@ -40,7 +40,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -89,9 +89,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What answers [`Request::Reload`]: installed by the daemon, which knows
+/// its configuration file (see `daemon::reload`).
+pub type ReloadHook = Box<dyn Fn(&Control) -> Response + Send + Sync>;
+
 /// The request handler: configuration, data plane and statistics.
 pub struct Control {
     state: Mutex<ControlState>,
+    reload: OnceLock<ReloadHook>,
     stats: Arc<Mutex<StatsKeeper>>,
     dataplane: Arc<dyn DataplaneHandle>,
     counters: Vec<Arc<CoreCounters>>,
@@ -109,6 +114,7 @@ impl Control {
         let conn_table_size = u64::from(options.conn_capacity) * u64::from(dataplane.workers());
         Control {
             state: Mutex::new(state),
+            reload: OnceLock::new(),
             stats: Arc::new(Mutex::new(StatsKeeper::new())),
             dataplane,
             counters,
@@ -131,10 +137,41 @@ impl Control {
         lock(&self.state).clone()
     }
 
+    /// Installs what answers [`Request::Reload`] (once; false if one was
+    /// installed already). Without it a reload is refused.
+    pub fn set_reload(&self, hook: ReloadHook) -> bool {
+        self.reload.set(hook).is_ok()
+    }
+
+    /// Plans a change from the configuration in force and commits it as
+    /// one change, under one hold of the configuration lock (so no other
+    /// change slips in between the plan and its commit). `plan` answers
+    /// `Ok(None)` for nothing to do, `Err` to refuse (answered as is).
+    pub fn change_planned(
+        &self,
+        plan: impl FnOnce(&ControlState) -> Result<Option<Request>, Response>,
+    ) -> Response {
+        let mut state = lock(&self.state);
+        match plan(&state) {
+            Ok(Some(request)) => self.commit(&mut state, &request),
+            Ok(None) => Response::Ok {
+                generation: state.generation(),
+            },
+            Err(response) => response,
+        }
+    }
+
     /// Answers one request.
     pub fn handle(&self, request: &Request) -> Response {
         match request {
             r if r.is_change() || matches!(r, Request::Batch { .. }) => self.change(r),
+            Request::Reload => match self.reload.get() {
+                Some(hook) => hook(self),
+                None => Response::error(
+                    ErrorKind::Unsupported,
+                    "lbd runs without a configuration file: there is nothing to reload".to_string(),
+                ),
+            },
             Request::ListServices { service } => self.list_services(service.as_ref()),
             Request::ListConns => self.list_conns(),
             Request::GetTimeouts => Response::Timeouts {
@@ -181,7 +218,12 @@ impl Control {
     /// Validates, publishes and commits a change, or changes nothing.
     fn change(&self, request: &Request) -> Response {
         let mut state = lock(&self.state);
-        let mut next = state.clone();
+        self.commit(&mut state, request)
+    }
+
+    /// [`Control::change`] with the configuration lock held by the caller.
+    fn commit(&self, state: &mut MutexGuard<'_, ControlState>, request: &Request) -> Response {
+        let mut next = (**state).clone();
         let changed = match next.apply(request) {
             Ok(changed) => changed,
             Err(err) => return Self::apply_error(&err),
@@ -215,14 +257,13 @@ impl Control {
                 );
             }
         }
-        *state = next;
+        **state = next;
         let generation = state.generation();
         // Zero before answering, still under the configuration lock, so a
         // listing that follows the answer never shows a slot's old counts.
         if !changed.zero_services.is_empty() || !changed.zero_dests.is_empty() {
             lock(&self.stats).zero(&self.counters, &changed.zero_services, &changed.zero_dests);
         }
-        drop(state);
         Response::Ok { generation }
     }
 

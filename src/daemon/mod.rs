@@ -18,7 +18,13 @@
 //! (bounded: a wedged worker is named, not waited for), then the exporter,
 //! the socket (removing its file) and the estimator; the ports close when
 //! the last handle goes. The whole stop takes under 2 s. Logging is one line
-//! per event on stderr, from control threads only.
+//! per event on stderr, from control threads only
+//! ([`log`]). Under systemd (`Type=notify`) `READY=1` is sent once
+//! [`Daemon::start`] returned (every worker runs), `RELOADING=1`/`READY=1`
+//! around a reload (SIGHUP, [`reload`]) and `STOPPING=1` before stopping.
+
+pub mod log;
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +32,7 @@ use std::sync::Arc;
 use crate::ctl::apply::ControlState;
 use crate::ctl::config::{Config, ConfigError, DriverKind};
 use crate::ctl::protocol::DEFAULT_SOCKET_PATH;
+use crate::ctl::protocol::{Request, Response};
 use crate::ctl::server::{
     bind_socket, Control, ControlOptions, Server, ServerError, ServerOptions,
 };
@@ -35,6 +42,9 @@ use crate::dataplane::runtime::{DataplaneHandle, STOP_TIMEOUT};
 use crate::metrics::{Exporter, MetricsError, MetricsListener};
 use crate::sys::{signal_name, TermSignals};
 use crate::wire::EthernetAddress;
+use log::{log, Level};
+use reload::ConfigSource;
+use sd_notify::NotifyState;
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +93,9 @@ pub struct DaemonOptions {
     /// Prometheus exporter address (`None`: the file's `metrics.listen`,
     /// else no exporter).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The file the configuration was read from (and its command-line
+    /// override): what a reload re-reads. `None`: reload is refused.
+    pub source: Option<ConfigSource>,
 }
 
 /// A running `lbd`.
@@ -133,6 +146,12 @@ impl Daemon {
             what: "rate estimator",
             source,
         })?;
+        if let Some(source) = options.source.clone() {
+            let running = config.clone();
+            control.set_reload(Box::new(move |control| {
+                reload::reload(control, &source, &running)
+            }));
+        }
         let server = Server::start(socket, control.clone(), options.server).map_err(|source| {
             DaemonError::Thread {
                 what: "control socket",
@@ -166,19 +185,82 @@ impl Daemon {
         })
     }
 
-    /// Blocks SIGINT and SIGTERM (before any thread starts), starts the
-    /// daemon, serves until one of them arrives, then stops. Returns the
+    /// Blocks SIGINT, SIGTERM and SIGHUP (before any thread starts),
+    /// starts the daemon, tells systemd it is ready, reloads on each SIGHUP
+    /// and serves until SIGINT or SIGTERM arrives, then stops. Returns the
     /// signal's name.
     pub fn run(config: &Config, options: DaemonOptions) -> Result<&'static str, DaemonError> {
         let signals = TermSignals::block().map_err(DaemonError::Signals)?;
         let daemon = Daemon::start(config, options)?;
-        eprintln!("lbd: {}", daemon.summary());
-        let signal = signals.wait();
-        let name = signal.as_ref().map_or("signal", |s| signal_name(*s));
-        eprintln!("lbd: {name}, stopping");
+        log(Level::Notice, daemon.summary());
+        // Every worker runs (start returned): now, and only now, ready.
+        notify(&[NotifyState::Ready, NotifyState::Status(daemon.summary())]);
+        let result = loop {
+            match signals.wait() {
+                Ok(libc::SIGHUP) => {
+                    log(Level::Notice, "SIGHUP, reloading the configuration");
+                    daemon.reload_notified();
+                }
+                Ok(signal) => break Ok(signal_name(signal)),
+                Err(err) => break Err(DaemonError::Signals(err)),
+            }
+        };
+        let name = result.as_ref().map_or("signal", |n| *n);
+        log(Level::Notice, &format!("{name}, stopping"));
+        notify(&[NotifyState::Stopping]);
         let stopped = daemon.stop();
-        let name = signal.map(|_| name).map_err(DaemonError::Signals)?;
+        let name = result?;
         stopped.map(|()| name)
+    }
+
+    /// Re-reads the configuration file and applies it (as `lbctl
+    /// --reload`), logging what happened; returns the answer.
+    pub fn reload(&self) -> Response {
+        let answer = self.control.handle(&Request::Reload);
+        match &answer {
+            Response::Reloaded {
+                generation,
+                applied,
+                not_applied,
+            } => {
+                for line in applied {
+                    log(Level::Info, &format!("reload: {line}"));
+                }
+                for line in not_applied {
+                    log(Level::Warning, &format!("reload: {line} (not applied)"));
+                }
+                log(
+                    Level::Notice,
+                    &format!(
+                        "reloaded: {} changes, generation {generation}{}",
+                        applied.len(),
+                        if not_applied.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} differences need a restart", not_applied.len())
+                        }
+                    ),
+                );
+            }
+            Response::Error { message, .. } => {
+                log(Level::Error, &format!("reload refused: {message}"));
+            }
+            other => log(
+                Level::Error,
+                &format!("reload: unexpected answer {other:?}"),
+            ),
+        }
+        answer
+    }
+
+    /// [`Daemon::reload`] between systemd's `RELOADING=1` and `READY=1`.
+    fn reload_notified(&self) {
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => notify(&[NotifyState::Reloading, now]),
+            Err(_) => notify(&[NotifyState::Reloading]),
+        }
+        self.reload();
+        notify(&[NotifyState::Ready, NotifyState::Status(self.summary())]);
     }
 
     /// One line saying what runs (version, socket, workers, ports,
@@ -225,6 +307,14 @@ impl Daemon {
         } else {
             Err(DaemonError::Wedged(wedged))
         }
+    }
+}
+
+/// Tells the service manager (`$NOTIFY_SOCKET`, if set) about a state
+/// change; a failure is logged, never fatal.
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(err) = sd_notify::notify(false, states) {
+        log(Level::Warning, &format!("cannot notify systemd: {err}"));
     }
 }
 

@@ -624,6 +624,21 @@ http {{
         WrkResult::parse(&text)
     }
 
+    /// lbd's PID (to signal it).
+    pub fn lbd_pid(&self) -> u32 {
+        self.lbd.as_ref().expect("lbd runs").pid()
+    }
+
+    /// Rewrites the file lbd was started with (`lbd -c`): the same ports
+    /// and workers, then `tables` (services etc., as YAML); a reload reads it.
+    pub fn write_config(&self, tables: &str) -> PathBuf {
+        let path = self.path("lbd.yaml");
+        let text = format!("{}{tables}", self.yaml());
+        fs::write(&path, &text).expect("write lbd.yaml");
+        println!("lbd.yaml now:\n{text}");
+        path
+    }
+
     /// The lbd log so far.
     pub fn lbd_log(&self) -> String {
         fs::read_to_string(self.path("lbd.log")).unwrap_or_default()

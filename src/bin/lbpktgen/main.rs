@@ -945,6 +945,19 @@ fn summarize(
 }
 
 fn main() -> ExitCode {
+    // `lbpktgen --generate-docs DIR` (hidden; the package build): man page
+    // and completions from this definition (rvs::docs).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "--generate-docs" {
+        use clap::CommandFactory;
+        return match rvs::docs::write(Cli::command(), "1", std::path::Path::new(&args[2])) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lbpktgen: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     let plan = match Plan::from_cli(cli) {
         Ok(p) => p,

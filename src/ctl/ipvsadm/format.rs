@@ -127,6 +127,7 @@ fn response_type(response: &Response) -> &'static str {
         Response::Version { .. } => "version",
         Response::PortStats { .. } => "port_stats",
         Response::DataplaneStats { .. } => "dataplane_stats",
+        Response::Reloaded { .. } => "reloaded",
     }
 }
 
