@@ -102,6 +102,7 @@ use crate::ctl::protocol::{
     DestSpec, LaddrSpec, Netmask, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
 };
 use crate::dataplane::driver::af_packet::{AfPacketOptions, TxMode};
+use crate::dataplane::driver::check_ifname;
 use crate::dataplane::neigh::NeighUpdate;
 use crate::dataplane::ports::{Device, PortSetup};
 use crate::dataplane::route::Route;
@@ -128,9 +129,6 @@ pub const TX_FLUSH_MAX_US: u64 = 10_000;
 /// Longest port name (names appear in listings, routes and logs).
 pub const PORT_NAME_MAX: usize = 32;
 
-/// Longest Linux interface name (IFNAMSIZ - 1).
-pub const IFNAME_MAX: usize = 15;
-
 /// Longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
 pub const SOCKET_PATH_MAX: usize = 107;
 
@@ -151,26 +149,6 @@ pub fn check_port_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Checks a Linux interface name: 1..=15 printable characters, no `/`,
-/// `:` or spaces, not `.` or `..` (what the kernel's `dev_valid_name`
-/// accepts, minus the alias colon).
-pub fn check_ifname(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= IFNAME_MAX
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?}: an interface name has 1..={IFNAME_MAX} printable characters, no '/', ':' or spaces"
-        ))
-    }
 }
 
 /// Checks a MAC a port or neighbour is given: not all zeros, not

@@ -260,3 +260,26 @@ impl DriverError {
         }
     }
 }
+
+/// Longest Linux interface name (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// Checks a Linux interface name: 1..=15 printable characters, no `/`,
+/// `:` or spaces, not `.` or `..` (what the kernel's `dev_valid_name`
+/// accepts, minus the alias colon).
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= IFNAME_MAX
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?}: an interface name has 1..={IFNAME_MAX} printable characters, no '/', ':' or spaces"
+        ))
+    }
+}

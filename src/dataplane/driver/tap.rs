@@ -279,20 +279,8 @@ fn fmt_mac(m: &[u8; 6]) -> String {
 }
 
 fn validate_ifname(name: &str) -> Result<(), DriverError> {
-    let ok = !name.is_empty()
-        && name.len() < IFNAMSIZ
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
-    if ok {
-        Ok(())
-    } else {
-        Err(DriverError::Config(format!(
-            "tap: bad interface name {name:?} (1..=15 printable characters, no '/', ':' or spaces)"
-        )))
-    }
+    super::check_ifname(name)
+        .map_err(|e| DriverError::Config(format!("tap: bad interface name {e}")))
 }
 
 // ---------------------------------------------------------------------------
