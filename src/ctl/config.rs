@@ -605,6 +605,11 @@ pub struct PortSpec {
     /// AF_PACKET options.
     #[serde(default)]
     pub af_packet: Option<AfPacketConf>,
+    /// The kernel interface (TAP) `lbd` creates for this port: the
+    /// director's own traffic (ssh, BGP, health checks) goes through it
+    /// (`dataplane::kernel`). Absent: none.
+    #[serde(default)]
+    pub kernel_if: Option<String>,
 }
 
 impl PortSpec {
@@ -1207,6 +1212,25 @@ impl Config {
                     return bad(format!(
                         "{what}.{field}: not an option of the {} driver",
                         p.driver.name()
+                    ));
+                }
+            }
+            if let Some(k) = &p.kernel_if {
+                if let Err(e) = crate::dataplane::kernel::validate_ifname(k) {
+                    return bad(format!("{what}.kernel_if: {e}"));
+                }
+                if let Some(q) = self.ports[..i]
+                    .iter()
+                    .find(|q| q.kernel_if.as_deref() == Some(k.as_str()))
+                {
+                    return bad(format!(
+                        "{what}.kernel_if: {k:?} is also the kernel interface of port {}",
+                        q.name
+                    ));
+                }
+                if matches!(p.driver, DriverKind::Tap | DriverKind::AfPacket) && p.ifname() == k {
+                    return bad(format!(
+                        "{what}.kernel_if: {k:?} is the port's own interface"
                     ));
                 }
             }

@@ -551,6 +551,16 @@ pub struct WorkerStatsInfo {
     pub conns_expired: u64,
     /// Connections in the table now.
     pub conns_now: u64,
+    /// Frames handed to the port's kernel interface.
+    #[serde(default)]
+    pub to_kernel: u64,
+    /// Frames the kernel sent that this worker transmitted.
+    #[serde(default)]
+    pub from_kernel: u64,
+    /// Kernel-path frames lost (no free slot, ring full), by the worker
+    /// and by the kernel-path thread.
+    #[serde(default)]
+    pub kernel_drop: u64,
     /// Drops by reason: every reason the daemon knows, in its counter order
     /// (`DropReason::ALL`), zeros included.
     pub drops: Vec<DropCount>,

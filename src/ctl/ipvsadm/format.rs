@@ -552,7 +552,8 @@ pub fn render_port_stats(ports: &[PortStatsInfo], exact: bool) -> String {
 /// per worker (`worker<N>`, N as the daemon numbers it) and a `total`.
 ///
 /// Rows, in this order: `rx`, `tx`, `steered_in`, `steered_out`,
-/// `conns_created`, `conns_expired`, `conns_now`, then `drop:<reason>` for
+/// `conns_created`, `conns_expired`, `conns_now`, `to_kernel`,
+/// `from_kernel`, `kernel_drop` (the kernel path), then `drop:<reason>` for
 /// every reason whose total is not zero, in the daemon's order (JSON output
 /// lists every reason, zeros included). Numbers are scaled to K/M/G/T as
 /// ipvsadm's `print_largenum` scales them unless `--exact`, and
@@ -569,6 +570,9 @@ pub fn render_dataplane_stats(workers: &[WorkerStatsInfo], exact: bool) -> Strin
         ("conns_created".to_string(), per_worker(|w| w.conns_created)),
         ("conns_expired".to_string(), per_worker(|w| w.conns_expired)),
         ("conns_now".to_string(), per_worker(|w| w.conns_now)),
+        ("to_kernel".to_string(), per_worker(|w| w.to_kernel)),
+        ("from_kernel".to_string(), per_worker(|w| w.from_kernel)),
+        ("kernel_drop".to_string(), per_worker(|w| w.kernel_drop)),
     ];
     // Reasons in order of first appearance: the daemon lists the same ones
     // for every worker, but a reason missing somewhere counts as zero.

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use crate::conntrack::{secs_to_ticks, ConnTable, Tick, TICKS_PER_SEC};
 use crate::dataplane::counters::{bump, CoreCounters, DropReason, MAX_DESTS};
 use crate::dataplane::driver::{Burst, PacketBuf, PortQueue, BURST_SIZE};
+use crate::dataplane::kernel::KernelRings;
 use crate::dataplane::neigh::{NeighTable, Pending};
 use crate::dataplane::snapshot::Snapshot;
 
@@ -125,6 +126,7 @@ pub struct Worker<Q: PortQueue> {
     stopped: bool,
     idle_passes: u32,
     nh: NhCache,
+    kernel: Option<Arc<KernelRings>>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -157,7 +159,9 @@ impl<Q: PortQueue> Worker<Q> {
             stopped: false,
             idle_passes: 0,
             nh: NhCache::new(),
+            kernel: None,
         };
+        w.kernel = w.links.kernel.clone();
         w.install(snap);
         w
     }
@@ -243,6 +247,7 @@ impl<Q: PortQueue> Worker<Q> {
         }
         self.rx = Some(rx);
         n += self.take_steered();
+        n += self.take_kernel();
         self.flush_due();
         self.expire();
         n
@@ -277,6 +282,9 @@ impl<Q: PortQueue> Worker<Q> {
         // Stage 3: look up, schedule, rewrite, enqueue.
         for (i, b) in rx.drain().enumerate() {
             let class = self.classes[i];
+            let Some(b) = self.kernel_first(port, b, &class) else {
+                continue;
+            };
             let out = self.handle(port, b, class);
             if let Outcome::Drop(r) = out {
                 self.counters.count_drop(r);
