@@ -1001,6 +1001,9 @@ mod tests {
                         conns_created: 3,
                         conns_expired: 1,
                         conns_now: 2,
+                        to_kernel: 0,
+                        from_kernel: 0,
+                        kernel_drop: 0,
                         drops: vec![
                             DropCount {
                                 reason: "malformed".into(),
@@ -1021,6 +1024,9 @@ mod tests {
                         conns_created: 0,
                         conns_expired: 0,
                         conns_now: 0,
+                        to_kernel: 0,
+                        from_kernel: 0,
+                        kernel_drop: 0,
                         drops: Vec::new(),
                     },
                 ],
@@ -1207,6 +1213,9 @@ mod unknown_field_tests {
                 conns_created: 2,
                 conns_expired: 1,
                 conns_now: 1,
+                to_kernel: 0,
+                from_kernel: 0,
+                kernel_drop: 0,
                 drops: vec![DropCount {
                     reason: "no_service".into(),
                     packets: 3,
@@ -1220,6 +1229,7 @@ mod unknown_field_tests {
                 r#"{"version":1,"response":{"type":"dataplane_stats","workers":[{"worker":0,"#,
                 r#""rx_packets":5,"tx_packets":4,"steered_in":0,"steered_out":1,"#,
                 r#""conns_created":2,"conns_expired":1,"conns_now":1,"#,
+                r#""to_kernel":0,"from_kernel":0,"kernel_drop":0,"#,
                 r#""drops":[{"reason":"no_service","packets":3}]}]}}"#
             )
         );
