@@ -136,6 +136,8 @@ pub struct PortYaml {
     pub world_mac: bool,
     /// `pcap_rx:` (mem: the frames it replays forever).
     pub pcap_rx: Option<PathBuf>,
+    /// `kernel_if:` (the director's own traffic).
+    pub kernel_if: Option<String>,
 }
 
 impl PortYaml {
@@ -147,6 +149,7 @@ impl PortYaml {
             device: None,
             world_mac: true,
             pcap_rx: None,
+            kernel_if: None,
         }
     }
 
@@ -167,6 +170,7 @@ impl PortYaml {
             device: None,
             world_mac: false,
             pcap_rx: None,
+            kernel_if: None,
         }
     }
 
@@ -178,6 +182,7 @@ impl PortYaml {
             device: Some(device.to_string()),
             world_mac,
             pcap_rx: None,
+            kernel_if: None,
         }
     }
 }
@@ -261,6 +266,9 @@ impl LbdYaml {
             let _ = write!(y, ", addrs: [\"{addr}/24\"]");
             if let Some(rx) = &port.pcap_rx {
                 let _ = write!(y, ", pcap_rx: {}", rx.display());
+            }
+            if let Some(k) = &port.kernel_if {
+                let _ = write!(y, ", kernel_if: {k}");
             }
             y.push_str("}\n");
         }
