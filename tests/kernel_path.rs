@@ -328,13 +328,18 @@ fn af_packet_dip_flood_costs_vip_traffic_nothing_and_counts_kernel_drop() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("VIP exchanges during the flood: {text}");
     finish(flood, Duration::from_secs(120));
+    println!("{}", t.lbctl(&["--dataplane-stats"]));
+    println!("{}", t.lbctl(&["--port-stats"]));
+    println!(
+        "{}",
+        t.dir.sh("ip -s link show dev ext0; ip -s link show dev kext; nstat -az | grep -i -e drop -e backlog -e UdpRcvbuf || true")
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("ANSWERED 300 LOST 0"), "{text}");
-    println!("{}", t.lbctl(&["--dataplane-stats"]));
     let dropped = total(&t, |w| w.kernel_drop);
     let up = total(&t, |w| w.to_kernel);
     assert!(up > 0, "the flood reached the kernel path");

@@ -263,6 +263,7 @@ fn start_dataplane(config: &Config) -> Result<Started, DaemonError> {
                 name: p.kernel_if.clone()?,
                 mac: macs[i].0,
                 mtu: p.mtu,
+                rate: p.kernel_if_pps.unwrap_or(0),
                 addrs: topology
                     .ports
                     .get(i)

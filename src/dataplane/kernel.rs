@@ -131,6 +131,9 @@ impl Frame {
 /// What the workers and the kernel-path thread share.
 pub struct KernelRings {
     enabled: Vec<bool>,
+    /// Per port: most frames per second each worker hands up (0 = no
+    /// limit beyond the rings).
+    rate: Vec<u64>,
     up: Vec<ArrayQueue<Frame>>,
     down: Vec<ArrayQueue<Frame>>,
     up_free: ArrayQueue<Frame>,
@@ -141,6 +144,18 @@ impl KernelRings {
     /// Rings for `workers` workers over `ports` ports, of which those in
     /// `enabled` have a kernel interface, with slots of `slot_bytes`.
     pub fn new(workers: u16, ports: usize, enabled: &[u16], slot_bytes: usize) -> KernelRings {
+        Self::with_rates(workers, ports, enabled, &[], slot_bytes)
+    }
+
+    /// Like [`KernelRings::new`], with per-port rate limits `(port,
+    /// frames per second over all workers)`.
+    pub fn with_rates(
+        workers: u16,
+        ports: usize,
+        enabled: &[u16],
+        rates: &[(u16, u64)],
+        slot_bytes: usize,
+    ) -> KernelRings {
         let n = workers.max(1) as usize;
         let up_free = ArrayQueue::new(UP_SLOTS);
         for _ in 0..UP_SLOTS {
@@ -152,6 +167,14 @@ impl KernelRings {
         }
         KernelRings {
             enabled: (0..ports).map(|p| enabled.contains(&(p as u16))).collect(),
+            rate: (0..ports)
+                .map(|p| {
+                    rates
+                        .iter()
+                        .find(|r| r.0 as usize == p)
+                        .map_or(0, |r| r.1.div_ceil(n as u64))
+                })
+                .collect(),
             up: (0..n).map(|_| ArrayQueue::new(RING_SLOTS)).collect(),
             down: (0..n).map(|_| ArrayQueue::new(RING_SLOTS)).collect(),
             up_free,
@@ -163,6 +186,12 @@ impl KernelRings {
     #[inline]
     pub fn enabled(&self, port: u16) -> bool {
         self.enabled.get(port as usize).copied().unwrap_or(false)
+    }
+
+    /// Port `port`'s limit in frames per second per worker (0: none).
+    #[inline]
+    pub fn rate(&self, port: u16) -> u64 {
+        self.rate.get(port as usize).copied().unwrap_or(0)
     }
 
     /// Worker `worker` hands a copy of `frame` (received on `port`) up;
@@ -238,6 +267,41 @@ pub fn down_worker(frame: &[u8], workers: usize) -> usize {
     h as usize % workers
 }
 
+/// A worker's token bucket for one port's up direction: at most `rate`
+/// frames per second, bursts of `rate / 20 + 32` (50 ms worth). Plain
+/// integers, the worker's clock; no system call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpLimiter {
+    /// Tokens, in frame-nanoseconds (one frame costs 1e9).
+    tokens: u64,
+    last_ns: u64,
+}
+
+impl UpLimiter {
+    const FRAME: u64 = 1_000_000_000;
+
+    /// Whether one more frame may go up at `now_ns` under `rate`.
+    #[inline]
+    pub fn admit(&mut self, rate: u64, now_ns: u64) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let cap = (rate / 20 + 32).saturating_mul(Self::FRAME);
+        let elapsed = now_ns.saturating_sub(self.last_ns).min(Self::FRAME);
+        self.last_ns = now_ns;
+        self.tokens = self
+            .tokens
+            .saturating_add(elapsed.saturating_mul(rate))
+            .min(cap);
+        if self.tokens >= Self::FRAME {
+            self.tokens -= Self::FRAME;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// One kernel interface to create.
 #[derive(Debug, Clone)]
 pub struct KernelIfSpec {
@@ -251,6 +315,8 @@ pub struct KernelIfSpec {
     pub mtu: u16,
     /// The port's addresses.
     pub addrs: Vec<(IpAddr, u8)>,
+    /// Most frames per second handed up (all workers; 0 = no limit).
+    pub rate: u64,
 }
 
 /// The kernel interfaces, created and not yet served.
@@ -281,8 +347,11 @@ impl KernelPath {
         }
         let slot = specs.iter().map(|s| s.mtu as usize).max().unwrap_or(1500) + 14 + 4;
         let enabled: Vec<u16> = specs.iter().map(|s| s.port).collect();
+        let rates: Vec<(u16, u64)> = specs.iter().map(|s| (s.port, s.rate)).collect();
         Ok(Some(KernelPath {
-            rings: Arc::new(KernelRings::new(workers, ports, &enabled, slot)),
+            rings: Arc::new(KernelRings::with_rates(
+                workers, ports, &enabled, &rates, slot,
+            )),
             taps,
         }))
     }
@@ -443,6 +512,25 @@ mod tests {
         assert_eq!(r.up_free.len(), UP_SLOTS - RING_SLOTS);
         // An unknown worker is refused.
         assert!(!r.push_up(5, 1, &[1; 20]));
+    }
+
+    #[test]
+    fn the_up_limiter_admits_its_rate_and_a_bounded_burst() {
+        let mut l = UpLimiter::default();
+        assert!((0..10_000).all(|_| l.admit(0, 0)), "0 = no limit");
+        // 1000/s: the burst is 1000/20 + 32 = 82 frames after a long idle.
+        let t0 = 5_000_000_000;
+        let burst = (0..1000).filter(|_| l.admit(1000, t0)).count();
+        assert_eq!(burst, 82);
+        // Then one frame per millisecond.
+        let mut admitted = 0;
+        for i in 1..=2000u64 {
+            // Two offers per millisecond for two seconds.
+            if l.admit(1000, t0 + i * 500_000) {
+                admitted += 1;
+            }
+        }
+        assert!((999..=1001).contains(&admitted), "{admitted}");
     }
 
     #[test]

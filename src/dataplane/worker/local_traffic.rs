@@ -174,9 +174,13 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
-    fn to_kernel(&self, port: u16, frame: &[u8]) {
+    fn to_kernel(&mut self, port: u16, frame: &[u8]) {
         let Some(k) = &self.kernel else { return };
-        if k.push_up(self.cfg.index, port, frame) {
+        let admitted = match self.kernel_limit.get_mut(port as usize) {
+            Some(l) => l.admit(k.rate(port), self.now_ns),
+            None => true,
+        };
+        if admitted && k.push_up(self.cfg.index, port, frame) {
             bump(&self.counters.to_kernel, 1);
         } else {
             bump(&self.counters.kernel_drop, 1);

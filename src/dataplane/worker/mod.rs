@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::conntrack::{secs_to_ticks, ConnTable, Tick, TICKS_PER_SEC};
 use crate::dataplane::counters::{bump, CoreCounters, DropReason, MAX_DESTS};
 use crate::dataplane::driver::{Burst, PacketBuf, PortQueue, BURST_SIZE};
-use crate::dataplane::kernel::KernelRings;
+use crate::dataplane::kernel::{KernelRings, UpLimiter};
 use crate::dataplane::neigh::{NeighTable, Pending};
 use crate::dataplane::snapshot::Snapshot;
 
@@ -127,6 +127,7 @@ pub struct Worker<Q: PortQueue> {
     idle_passes: u32,
     nh: NhCache,
     kernel: Option<Arc<KernelRings>>,
+    kernel_limit: Vec<UpLimiter>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -160,6 +161,7 @@ impl<Q: PortQueue> Worker<Q> {
             idle_passes: 0,
             nh: NhCache::new(),
             kernel: None,
+            kernel_limit: vec![UpLimiter::default(); nports],
         };
         w.kernel = w.links.kernel.clone();
         w.install(snap);
