@@ -270,11 +270,21 @@ pub fn down_worker(frame: &[u8], workers: usize) -> usize {
 /// A worker's token bucket for one port's up direction: at most `rate`
 /// frames per second, bursts of `rate / 20 + 32` (50 ms worth). Plain
 /// integers, the worker's clock; no system call.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct UpLimiter {
     /// Tokens, in frame-nanoseconds (one frame costs 1e9).
     tokens: u64,
     last_ns: u64,
+}
+
+impl Default for UpLimiter {
+    /// A full bucket (it is capped at the first frame).
+    fn default() -> Self {
+        UpLimiter {
+            tokens: u64::MAX,
+            last_ns: 0,
+        }
+    }
 }
 
 impl UpLimiter {
@@ -518,7 +528,16 @@ mod tests {
     fn the_up_limiter_admits_its_rate_and_a_bounded_burst() {
         let mut l = UpLimiter::default();
         assert!((0..10_000).all(|_| l.admit(0, 0)), "0 = no limit");
-        // 1000/s: the burst is 1000/20 + 32 = 82 frames after a long idle.
+        // 1000/s: the burst is 1000/20 + 32 = 82 frames, from the start
+        // and after a long idle.
+        assert_eq!(
+            (0..1000)
+                .filter(|_| UpLimiter::default().admit(1000, 1))
+                .count(),
+            1000
+        );
+        let mut fresh = UpLimiter::default();
+        assert_eq!((0..1000).filter(|_| fresh.admit(1000, 1)).count(), 82);
         let t0 = 5_000_000_000;
         let burst = (0..1000).filter(|_| l.admit(1000, t0)).count();
         assert_eq!(burst, 82);

@@ -102,6 +102,8 @@ pub struct Options {
     /// `kernel_if` of ports `ext` and `int` (the director's own traffic
     /// then lives on these interfaces in `dir`).
     pub kernel_ifs: Option<(&'static str, &'static str)>,
+    /// `kernel_if_pps` of both ports.
+    pub kernel_if_pps: Option<u64>,
 }
 
 impl Options {
@@ -114,6 +116,7 @@ impl Options {
             conn_capacity: None,
             lport_range: None,
             kernel_ifs: None,
+            kernel_if_pps: None,
         }
     }
 }
@@ -238,6 +241,8 @@ impl Topology {
         if let Some((ext, int)) = self.opts.kernel_ifs {
             y.ext.kernel_if = Some(ext.to_string());
             y.int.kernel_if = Some(int.to_string());
+            y.ext.kernel_if_pps = self.opts.kernel_if_pps;
+            y.int.kernel_if_pps = self.opts.kernel_if_pps;
         }
         y.socket = Some(self.socket.clone());
         y.workers = Some(WorkersYaml {

@@ -138,6 +138,8 @@ pub struct PortYaml {
     pub pcap_rx: Option<PathBuf>,
     /// `kernel_if:` (the director's own traffic).
     pub kernel_if: Option<String>,
+    /// `kernel_if_pps:`.
+    pub kernel_if_pps: Option<u64>,
 }
 
 impl PortYaml {
@@ -150,6 +152,7 @@ impl PortYaml {
             world_mac: true,
             pcap_rx: None,
             kernel_if: None,
+            kernel_if_pps: None,
         }
     }
 
@@ -171,6 +174,7 @@ impl PortYaml {
             world_mac: false,
             pcap_rx: None,
             kernel_if: None,
+            kernel_if_pps: None,
         }
     }
 
@@ -183,6 +187,7 @@ impl PortYaml {
             world_mac,
             pcap_rx: None,
             kernel_if: None,
+            kernel_if_pps: None,
         }
     }
 }
@@ -269,6 +274,9 @@ impl LbdYaml {
             }
             if let Some(k) = &port.kernel_if {
                 let _ = write!(y, ", kernel_if: {k}");
+            }
+            if let Some(pps) = port.kernel_if_pps {
+                let _ = write!(y, ", kernel_if_pps: {pps}");
             }
             y.push_str("}\n");
         }
