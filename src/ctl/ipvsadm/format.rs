@@ -574,7 +574,8 @@ pub fn render_dataplane_stats(workers: &[WorkerStatsInfo], exact: bool) -> Strin
     ];
     // The kernel path's rows when it carried anything (a port has a
     // kernel interface).
-    let kernel: [(&str, fn(&WorkerStatsInfo) -> u64); 3] = [
+    type Get = fn(&WorkerStatsInfo) -> u64;
+    let kernel: [(&str, Get); 3] = [
         ("to_kernel", |w| w.to_kernel),
         ("from_kernel", |w| w.from_kernel),
         ("kernel_drop", |w| w.kernel_drop),

@@ -164,17 +164,17 @@ impl<Q: PortQueue> Worker<Q> {
         match self.kernel_verdict(port, b.data(), class) {
             KernelVerdict::Keep => Some(b),
             KernelVerdict::Up => {
-                self.to_kernel(port, b.data());
+                self.hand_up(port, b.data());
                 None
             }
             KernelVerdict::Both => {
-                self.to_kernel(port, b.data());
+                self.hand_up(port, b.data());
                 Some(b)
             }
         }
     }
 
-    fn to_kernel(&mut self, port: u16, frame: &[u8]) {
+    fn hand_up(&mut self, port: u16, frame: &[u8]) {
         let Some(k) = &self.kernel else { return };
         let admitted = match self.kernel_limit.get_mut(port as usize) {
             Some(l) => l.admit(k.rate(port), self.now_ns),
