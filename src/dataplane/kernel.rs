@@ -23,6 +23,11 @@
 //!   own address costs the workers one copy per frame at most and never
 //!   holds up forwarding. Up and down have separate slot pools: a flood in
 //!   one direction cannot starve the other.
+//! * `ports[].kernel_if_pps` bounds what each port hands up: every worker
+//!   keeps a token bucket per port ([`UpLimiter`], its share of the rate,
+//!   50 ms of burst) on its own clock; the excess is dropped and counted
+//!   as `kernel_drop` before any copy, so a flood to the DIP costs the
+//!   director's kernel at most that rate.
 //! * Counters (per core, `CoreCounters`): `to_kernel` and `kernel_drop`
 //!   written by the worker, `from_kernel` by the worker, and
 //!   `kernel_drop_path` (a worker's down ring full, a TAP write refused)
@@ -54,6 +59,11 @@
 //!   addresses, the kernel for its link-local one and learns).
 //!
 //! Everything the kernel writes to the TAP goes down, unchanged.
+//!
+//! With `af_packet` ports the kernel also receives the port's frames on
+//! the physical interface, and (weak host model) would answer for the DIP
+//! there too; operators drop them for the kernel after AF_PACKET took them
+//! (an nftables netdev ingress chain with `policy drop`; README).
 
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};

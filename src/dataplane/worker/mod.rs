@@ -18,7 +18,8 @@
 //! One file per stage: `classify` (parse), `links` (steering to the
 //! owner, the shared rings and mailboxes), `setup` (connection lookup and
 //! new connections), `forward` (rewrite by mode, ICMP errors), `tx` (next
-//! hop and transmit buffers), `local_traffic` (ARP/ND/echo) and `install`
+//! hop and transmit buffers), `local_traffic` (ARP/ND/echo and the kernel
+//! path's share: frames up to the kernel interface and down) and `install`
 //! (snapshot install, mailbox). This file holds the loop that runs them.
 
 mod classify;
