@@ -402,7 +402,12 @@ fn bench_kernel_path_vip_rate_with_and_without_dip_flood_and_tcp_throughput() {
     if !may_run("bench_kernel_path", &["iperf3"]) {
         return;
     }
-    let t = topology(Driver::AfPacket, 1);
+    // KERNEL_PATH_BENCH_PPS=N: the ports' kernel_if_pps (default: none).
+    let pps = std::env::var("KERNEL_PATH_BENCH_PPS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let t = topology_limited(Driver::AfPacket, 1, pps);
+    println!("kernel_if_pps: {pps:?}");
     let rounds = 3;
     let secs = 4;
     let url = format!("http://{VIP_NAT}/");
@@ -453,7 +458,7 @@ fn bench_kernel_path_vip_rate_with_and_without_dip_flood_and_tcp_throughput() {
 
     // The exception path's TCP throughput: iperf3 server bound to the DIP.
     let mut server = t.dir.cmd("iperf3");
-    server.args(["-s", "-1", "-B", DIP_EXT]);
+    server.args(["-s", "-1", "-B", DIP_EXT, "--forceflush"]);
     let _server = Proc::spawn_ready(
         "iperf3 server on the DIP",
         server,
