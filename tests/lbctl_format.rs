@@ -668,6 +668,9 @@ fn worker(worker: u16, v: [u64; 7], drops: &[(&str, u64)]) -> WorkerStatsInfo {
         conns_created: v[4],
         conns_expired: v[5],
         conns_now: v[6],
+        to_kernel: 0,
+        from_kernel: 0,
+        kernel_drop: 0,
         drops: drops
             .iter()
             .map(|&(reason, packets)| DropCount {
@@ -1112,3 +1115,36 @@ const DATAPLANE_IDLE: &str = concat!(
     "conns_expired        0        0\n",
     "conns_now            0        0\n",
 );
+
+#[test]
+fn dataplane_stats_show_the_kernel_path_rows_when_it_carried_frames() {
+    let mut w0 = worker(0, [10, 9, 0, 0, 0, 0, 0], &[("no_service", 0)]);
+    w0.to_kernel = 6;
+    w0.from_kernel = 5;
+    let mut w1 = worker(1, [3, 2, 0, 0, 0, 0, 0], &[("no_service", 0)]);
+    w1.kernel_drop = 1500;
+    let response = Response::DataplaneStats {
+        workers: vec![w0, w1],
+    };
+    let got = print("--dataplane-stats", &response);
+    let rows: Vec<&str> = got.lines().collect();
+    let last3: Vec<Vec<&str>> = rows[rows.len() - 3..]
+        .iter()
+        .map(|r| r.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        last3,
+        vec![
+            vec!["to_kernel", "6", "0", "6"],
+            vec!["from_kernel", "5", "0", "5"],
+            vec!["kernel_drop", "0", "1500", "1500"],
+        ],
+        "{got}"
+    );
+    let json = print("--dataplane-stats -o json", &response);
+    assert!(json.contains("\"kernel_drop\": 1500"), "{json}");
+    assert!(
+        !print("--dataplane-stats", &dataplane_response()).contains("kernel"),
+        "no kernel rows when the kernel path carried nothing"
+    );
+}

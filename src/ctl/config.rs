@@ -658,6 +658,16 @@ pub struct PortSpec {
     /// AF_PACKET options.
     #[serde(default)]
     pub af_packet: Option<AfPacketConf>,
+    /// The kernel interface (TAP) `lbd` creates for this port: the
+    /// director's own traffic (ssh, BGP, health checks) goes through it
+    /// (`dataplane::kernel`). Absent: none.
+    #[serde(default)]
+    pub kernel_if: Option<String>,
+    /// Most frames per second the port hands to its kernel interface (all
+    /// workers together); the excess is dropped and counted as
+    /// `kernel_drop`. Absent: only the rings bound it.
+    #[serde(default)]
+    pub kernel_if_pps: Option<u64>,
 }
 
 impl PortSpec {
@@ -1361,6 +1371,33 @@ impl Config {
                     ));
                 }
             }
+            if p.kernel_if_pps.is_some() && p.kernel_if.is_none() {
+                return bad(format!("{what}.kernel_if_pps: the port has no kernel_if"));
+            }
+            if p.kernel_if_pps == Some(0) {
+                return bad(format!(
+                    "{what}.kernel_if_pps: 0 (leave it out for no limit)"
+                ));
+            }
+            if let Some(k) = &p.kernel_if {
+                if let Err(e) = crate::dataplane::kernel::validate_ifname(k) {
+                    return bad(format!("{what}.kernel_if: {e}"));
+                }
+                if let Some(q) = self.ports[..i]
+                    .iter()
+                    .find(|q| q.kernel_if.as_deref() == Some(k.as_str()))
+                {
+                    return bad(format!(
+                        "{what}.kernel_if: {k:?} is also the kernel interface of port {}",
+                        q.name
+                    ));
+                }
+                if matches!(p.driver, DriverKind::Tap | DriverKind::AfPacket) && p.ifname() == k {
+                    return bad(format!(
+                        "{what}.kernel_if: {k:?} is the port's own interface"
+                    ));
+                }
+            }
             if p.driver == DriverKind::Pcap && workers > 1 {
                 return bad(format!(
                     "{what}: the pcap driver has one queue, so workers.count must be 1 (it is {workers})"
@@ -1486,6 +1523,57 @@ services:
     dests:
       - {addr: 192.168.10.3, fwd: fullnat, u_threshold: 100, l_threshold: 10}
 "#;
+
+    #[test]
+    fn kernel_if_is_a_checked_interface_name_and_its_rate_needs_it() {
+        let port = |extra: &str| {
+            format!(
+                "ports:\n  - {{name: ext, driver: tap, ifname: ext0, addrs: [10.0.0.254/24]{extra}}}\n  - {{name: int, driver: tap, ifname: int0{extra2}}}\n",
+                extra2 = if extra.contains("kext") { ", kernel_if: kint" } else { "" }
+            )
+        };
+        let ok =
+            Config::from_yaml(&port(", kernel_if: kext, kernel_if_pps: 5000")).expect("parses");
+        ok.validate().expect("valid");
+        assert_eq!(ok.ports[0].kernel_if.as_deref(), Some("kext"));
+        assert_eq!(ok.ports[0].kernel_if_pps, Some(5000));
+        for (extra, want) in [
+            (
+                ", kernel_if: \"a/b\"",
+                "ports[0] (ext).kernel_if: bad interface name",
+            ),
+            (
+                ", kernel_if: sixteen-chars-xx",
+                "ports[0] (ext).kernel_if: bad interface name",
+            ),
+            (
+                ", kernel_if: ext0",
+                "ports[0] (ext).kernel_if: \"ext0\" is the port's own interface",
+            ),
+            (
+                ", kernel_if_pps: 10",
+                "ports[0] (ext).kernel_if_pps: the port has no kernel_if",
+            ),
+            (
+                ", kernel_if: kx, kernel_if_pps: 0",
+                "ports[0] (ext).kernel_if_pps: 0",
+            ),
+        ] {
+            let err = Config::from_yaml(&port(extra))
+                .and_then(|c| c.validate().map(|_| c))
+                .expect_err(extra);
+            assert!(err.to_string().starts_with(want), "{extra}: {err}");
+        }
+        let twice = "ports:\n  - {name: a, driver: tap, kernel_if: k0}\n  - {name: b, driver: tap, kernel_if: k0}\n";
+        let err = Config::from_yaml(twice)
+            .and_then(|c| c.validate().map(|_| c))
+            .expect_err("twice");
+        assert!(
+            err.to_string()
+                .contains("also the kernel interface of port a"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_full_file_builds_the_state_lbctl_would_build() {

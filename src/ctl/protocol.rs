@@ -554,6 +554,16 @@ pub struct WorkerStatsInfo {
     pub conns_expired: u64,
     /// Connections in the table now.
     pub conns_now: u64,
+    /// Frames handed to the port's kernel interface.
+    #[serde(default)]
+    pub to_kernel: u64,
+    /// Frames the kernel sent that this worker transmitted.
+    #[serde(default)]
+    pub from_kernel: u64,
+    /// Kernel-path frames lost (no free slot, ring full), by the worker
+    /// and by the kernel-path thread.
+    #[serde(default)]
+    pub kernel_drop: u64,
     /// Drops by reason: every reason the daemon knows, in its counter order
     /// (`DropReason::ALL`), zeros included.
     pub drops: Vec<DropCount>,
@@ -1006,6 +1016,9 @@ mod tests {
                         conns_created: 3,
                         conns_expired: 1,
                         conns_now: 2,
+                        to_kernel: 0,
+                        from_kernel: 0,
+                        kernel_drop: 0,
                         drops: vec![
                             DropCount {
                                 reason: "malformed".into(),
@@ -1026,6 +1039,9 @@ mod tests {
                         conns_created: 0,
                         conns_expired: 0,
                         conns_now: 0,
+                        to_kernel: 0,
+                        from_kernel: 0,
+                        kernel_drop: 0,
                         drops: Vec::new(),
                     },
                 ],
@@ -1212,6 +1228,9 @@ mod unknown_field_tests {
                 conns_created: 2,
                 conns_expired: 1,
                 conns_now: 1,
+                to_kernel: 0,
+                from_kernel: 0,
+                kernel_drop: 0,
                 drops: vec![DropCount {
                     reason: "no_service".into(),
                     packets: 3,
@@ -1225,6 +1244,7 @@ mod unknown_field_tests {
                 r#"{"version":1,"response":{"type":"dataplane_stats","workers":[{"worker":0,"#,
                 r#""rx_packets":5,"tx_packets":4,"steered_in":0,"steered_out":1,"#,
                 r#""conns_created":2,"conns_expired":1,"conns_now":1,"#,
+                r#""to_kernel":0,"from_kernel":0,"kernel_drop":0,"#,
                 r#""drops":[{"reason":"no_service","packets":3}]}]}}"#
             )
         );

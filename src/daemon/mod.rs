@@ -1,9 +1,12 @@
 //! The daemon: what `lbd` is once its command line is read. A [`Daemon`]
 //! owns the data plane (the opened ports and the running workers), the
 //! control state, the rate estimator and the control socket; the services
-//! still to come (health checks, VRRP, connection sync, the kernel path,
-//! metrics, reload) hang off it too, each as a control thread that talks to
-//! workers only through snapshots and the runtime's rings.
+//! still to come (health checks, VRRP, connection sync, metrics, reload)
+//! hang off it too, each as a control thread that talks to workers only
+//! through snapshots and the runtime's rings. The kernel path
+//! (`dataplane::kernel`, the ports' `kernel_if` interfaces) is created
+//! before the workers start (they get its rings); its thread stops after
+//! them.
 //!
 //! Layering (DESIGN §2): `daemon` sits above `ctl` and `dataplane` and
 //! below the binaries; it is the only module that starts both halves, so a
@@ -37,6 +40,7 @@ use crate::ctl::server::{
     bind_socket, Control, ControlOptions, Server, ServerError, ServerOptions,
 };
 use crate::ctl::stats::{spawn_estimator, EstimatorThread, ESTIMATOR_PERIOD};
+use crate::dataplane::kernel::{KernelIfSpec, KernelPath, KernelThread};
 use crate::dataplane::ports::{PortError, PortSetup, Ports};
 use crate::dataplane::runtime::{DataplaneHandle, STOP_TIMEOUT};
 use crate::metrics::{Exporter, MetricsError, MetricsListener};
@@ -80,6 +84,8 @@ pub enum DaemonError {
     /// process exits).
     #[error("workers {0:?} did not stop within {STOP_TIMEOUT:?}")]
     Wedged(Vec<u16>),
+    #[error("kernel path: {0}")]
+    Kernel(#[from] crate::dataplane::kernel::KernelError),
 }
 
 /// What the daemon is started with besides its configuration.
@@ -104,6 +110,7 @@ pub struct Daemon {
     estimator: EstimatorThread,
     control: Arc<Control>,
     dataplane: Arc<dyn DataplaneHandle>,
+    kernel: Option<KernelThread>,
     socket_path: PathBuf,
     summary: String,
     metrics: Option<Exporter>,
@@ -127,7 +134,7 @@ impl Daemon {
             .or(config.metrics.listen)
             .map(MetricsListener::bind)
             .transpose()?;
-        let (state, dataplane) = start_dataplane(config)?;
+        let (state, dataplane, kernel) = start_dataplane(config)?;
         let generation = state.generation();
         let services = state.services().len();
         let control = Arc::new(Control::new(
@@ -179,6 +186,7 @@ impl Daemon {
             estimator,
             control,
             dataplane,
+            kernel,
             socket_path,
             summary,
             metrics,
@@ -302,6 +310,9 @@ impl Daemon {
         }
         self.server.shutdown();
         self.estimator.stop();
+        if let Some(k) = self.kernel {
+            k.stop();
+        }
         if wedged.is_empty() {
             Ok(())
         } else {
@@ -347,9 +358,9 @@ fn check_drivers(config: &Config) -> Result<(), DaemonError> {
 /// Opens the configured ports and starts the workers on the configured
 /// tables; without ports, a data plane with no workers that keeps the
 /// tables (services can be added and listed).
-fn start_dataplane(
-    config: &Config,
-) -> Result<(ControlState, Arc<dyn DataplaneHandle>), DaemonError> {
+type Started = (ControlState, Arc<dyn DataplaneHandle>, Option<KernelThread>);
+
+fn start_dataplane(config: &Config) -> Result<Started, DaemonError> {
     let workers = if config.ports.is_empty() {
         0
     } else {
@@ -361,7 +372,7 @@ fn start_dataplane(
         .as_ref()
         .map(|d| d.eal_args.clone())
         .unwrap_or_default();
-    let (ports, queues) = Ports::open(&setups, workers, &eal_args)?;
+    let (mut ports, queues) = Ports::open(&setups, workers, &eal_args)?;
     // The director's MAC on each port: the configured one, else the
     // device's.
     let macs: Vec<EthernetAddress> = config
@@ -376,6 +387,36 @@ fn start_dataplane(
     for (conf, rss) in topology.ports.iter_mut().zip(ports.rss()) {
         conf.rss = rss;
     }
+    // The kernel interfaces (the director's own traffic), created before
+    // the workers start so they get the rings.
+    let specs: Vec<KernelIfSpec> = config
+        .ports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            Some(KernelIfSpec {
+                port: i as u16,
+                name: p.kernel_if.clone()?,
+                mac: macs[i].0,
+                mtu: p.mtu,
+                rate: p.kernel_if_pps.unwrap_or(0),
+                addrs: topology
+                    .ports
+                    .get(i)
+                    .map(|c| c.addrs.clone())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    let kernel = if workers > 0 {
+        KernelPath::open(&specs, workers, config.ports.len())?
+    } else {
+        None
+    };
+    if let Some(k) = &kernel {
+        ports.set_kernel(k.rings());
+        eprintln!("lbd: kernel path on {}", k.names().join(", "));
+    }
     let state = config.control_state(topology)?;
     let snap = Arc::new(
         state
@@ -383,7 +424,11 @@ fn start_dataplane(
             .map_err(|e| DaemonError::Snapshot(e.to_string()))?,
     );
     let dataplane = ports.start(queues, config.worker_config(), &config.cores(), snap)?;
-    Ok((state, dataplane))
+    let kernel = match kernel {
+        Some(k) => Some(k.start(dataplane.counters())?),
+        None => None,
+    };
+    Ok((state, dataplane, kernel))
 }
 
 #[cfg(test)]

@@ -246,6 +246,17 @@ pub struct CoreCounters {
     pub dests: Vec<TrafficCounters>,
     /// Connection counts per real-server slot.
     pub dest_conns: Vec<ConnCounts>,
+    /// Frames handed to the kernel interface (`dataplane::kernel`).
+    pub to_kernel: AtomicU64,
+    /// Frames the kernel sent that this worker transmitted.
+    pub from_kernel: AtomicU64,
+    /// Frames for the kernel interface this worker dropped (no free slot,
+    /// ring full) or that the kernel sent and it had no buffer for.
+    pub kernel_drop: AtomicU64,
+    /// Kernel-path frames of this worker that the kernel-path thread lost
+    /// (this worker's down ring full, a TAP write refused); written only
+    /// by that thread.
+    pub kernel_drop_path: AtomicU64,
     /// The snapshot generation this worker runs.
     pub generation: AtomicU64,
     /// Set once the worker built its tables and entered its loop.
@@ -277,6 +288,10 @@ impl CoreCounters {
                 .collect(),
             dests: (0..MAX_DESTS).map(|_| TrafficCounters::default()).collect(),
             dest_conns: (0..MAX_DESTS).map(|_| ConnCounts::default()).collect(),
+            to_kernel: AtomicU64::new(0),
+            from_kernel: AtomicU64::new(0),
+            kernel_drop: AtomicU64::new(0),
+            kernel_drop_path: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             running: std::sync::atomic::AtomicBool::new(false),
         }

@@ -9,6 +9,7 @@
 pub mod counters;
 pub mod driver;
 pub mod fxhash;
+pub mod kernel;
 pub mod local;
 pub mod neigh;
 pub mod ports;

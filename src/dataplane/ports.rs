@@ -474,6 +474,8 @@ pub struct Ports {
     // cleans it up after the ports are closed.
     ports: Vec<Mutex<Port>>,
     names: Vec<String>,
+    /// The kernel path's rings, given to the workers (`dataplane::kernel`).
+    kernel: Option<Arc<crate::dataplane::kernel::KernelRings>>,
     _dpdk: DpdkEnv,
 }
 
@@ -534,10 +536,21 @@ impl Ports {
             Ports {
                 ports,
                 names: setups.iter().map(|s| s.name.clone()).collect(),
+                kernel: None,
                 _dpdk: dpdk,
             },
             queues,
         ))
+    }
+
+    /// Give the workers started on these ports the kernel path's rings.
+    pub fn set_kernel(&mut self, rings: Arc<crate::dataplane::kernel::KernelRings>) {
+        self.kernel = Some(rings);
+    }
+
+    /// The kernel path's rings, if any.
+    pub fn kernel(&self) -> Option<Arc<crate::dataplane::kernel::KernelRings>> {
+        self.kernel.clone()
     }
 
     /// Number of ports.

@@ -146,7 +146,8 @@ impl<Q: PortQueue + 'static> Runtime<Q> {
         if n == 0 {
             return Err(RuntimeError::Config("no workers".into()));
         }
-        let links: Arc<Links<Q::Buf>> = Links::new(n);
+        let links: Arc<Links<Q::Buf>> =
+            Links::with_kernel(n, ports.as_ref().and_then(|p| p.kernel()));
         let all_cores = core_affinity::get_core_ids().unwrap_or_default();
         for c in cores.iter().take(queues.len()).flatten() {
             if !all_cores.iter().any(|id| id.id == *c) {

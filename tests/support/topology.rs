@@ -103,6 +103,11 @@ pub struct Options {
     pub lbd_args: Vec<String>,
     /// Extra `routes:`/`neighbours:` YAML for lbd's configuration file.
     pub tables: Option<String>,
+    /// `kernel_if` of ports `ext` and `int` (the director's own traffic
+    /// then lives on these interfaces in `dir`).
+    pub kernel_ifs: Option<(&'static str, &'static str)>,
+    /// `kernel_if_pps` of both ports.
+    pub kernel_if_pps: Option<u64>,
 }
 
 impl Options {
@@ -116,6 +121,8 @@ impl Options {
             lport_range: None,
             lbd_args: Vec::new(),
             tables: None,
+            kernel_ifs: None,
+            kernel_if_pps: None,
         }
     }
 }
@@ -219,12 +226,30 @@ impl Topology {
             self.dir.sh("ip link set ext0 up\nip link set int0 up
                  ethtool -K ext0 tso off gso off gro off >/dev/null
                  ethtool -K int0 tso off gso off gro off >/dev/null");
+            if self.opts.kernel_ifs.is_some() {
+                // The director's kernel owns the DIPs (on the kernel
+                // interfaces): it must not also take the ports' frames
+                // (weak host model). AF_PACKET sees them before the
+                // netdev ingress hook drops them for the kernel.
+                self.dir.sh(
+                    "nft add table netdev rvs_ports
+                     for i in ext0 int0; do
+                       nft add chain netdev rvs_ports in_$i \"{ type filter hook ingress device $i priority 0; policy drop; }\"
+                     done",
+                );
+            }
         }
     }
 
     fn yaml(&self) -> String {
         let driver = self.opts.driver;
         let mut y = LbdYaml::new(driver.port("ext", "ext0"), driver.port("int", "int0"));
+        if let Some((ext, int)) = self.opts.kernel_ifs {
+            y.ext.kernel_if = Some(ext.to_string());
+            y.int.kernel_if = Some(int.to_string());
+            y.ext.kernel_if_pps = self.opts.kernel_if_pps;
+            y.int.kernel_if_pps = self.opts.kernel_if_pps;
+        }
         y.socket = Some(self.socket.clone());
         y.workers = Some(WorkersYaml {
             count: self.opts.workers,

@@ -136,6 +136,10 @@ pub struct PortYaml {
     pub world_mac: bool,
     /// `pcap_rx:` (mem: the frames it replays forever).
     pub pcap_rx: Option<PathBuf>,
+    /// `kernel_if:` (the director's own traffic).
+    pub kernel_if: Option<String>,
+    /// `kernel_if_pps:`.
+    pub kernel_if_pps: Option<u64>,
 }
 
 impl PortYaml {
@@ -147,6 +151,8 @@ impl PortYaml {
             device: None,
             world_mac: true,
             pcap_rx: None,
+            kernel_if: None,
+            kernel_if_pps: None,
         }
     }
 
@@ -167,6 +173,8 @@ impl PortYaml {
             device: None,
             world_mac: false,
             pcap_rx: None,
+            kernel_if: None,
+            kernel_if_pps: None,
         }
     }
 
@@ -178,6 +186,8 @@ impl PortYaml {
             device: Some(device.to_string()),
             world_mac,
             pcap_rx: None,
+            kernel_if: None,
+            kernel_if_pps: None,
         }
     }
 }
@@ -261,6 +271,12 @@ impl LbdYaml {
             let _ = write!(y, ", addrs: [\"{addr}/24\"]");
             if let Some(rx) = &port.pcap_rx {
                 let _ = write!(y, ", pcap_rx: {}", rx.display());
+            }
+            if let Some(k) = &port.kernel_if {
+                let _ = write!(y, ", kernel_if: {k}");
+            }
+            if let Some(pps) = port.kernel_if_pps {
+                let _ = write!(y, ", kernel_if_pps: {pps}");
             }
             y.push_str("}\n");
         }

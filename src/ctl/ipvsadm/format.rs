@@ -553,7 +553,9 @@ pub fn render_port_stats(ports: &[PortStatsInfo], exact: bool) -> String {
 /// per worker (`worker<N>`, N as the daemon numbers it) and a `total`.
 ///
 /// Rows, in this order: `rx`, `tx`, `steered_in`, `steered_out`,
-/// `conns_created`, `conns_expired`, `conns_now`, then `drop:<reason>` for
+/// `conns_created`, `conns_expired`, `conns_now`, then `to_kernel`,
+/// `from_kernel`, `kernel_drop` when any of them is not zero (the kernel
+/// path), then `drop:<reason>` for
 /// every reason whose total is not zero, in the daemon's order (JSON output
 /// lists every reason, zeros included). Numbers are scaled to K/M/G/T as
 /// ipvsadm's `print_largenum` scales them unless `--exact`, and
@@ -571,6 +573,22 @@ pub fn render_dataplane_stats(workers: &[WorkerStatsInfo], exact: bool) -> Strin
         ("conns_expired".to_string(), per_worker(|w| w.conns_expired)),
         ("conns_now".to_string(), per_worker(|w| w.conns_now)),
     ];
+    // The kernel path's rows when it carried anything (a port has a
+    // kernel interface).
+    type Get = fn(&WorkerStatsInfo) -> u64;
+    let kernel: [(&str, Get); 3] = [
+        ("to_kernel", |w| w.to_kernel),
+        ("from_kernel", |w| w.from_kernel),
+        ("kernel_drop", |w| w.kernel_drop),
+    ];
+    if workers
+        .iter()
+        .any(|w| kernel.iter().any(|(_, get)| get(w) != 0))
+    {
+        for (name, get) in kernel {
+            rows.push((name.to_string(), per_worker(get)));
+        }
+    }
     // Reasons in order of first appearance: the daemon lists the same ones
     // for every worker, but a reason missing somewhere counts as zero.
     let mut reasons: Vec<&str> = Vec::new();

@@ -278,7 +278,7 @@ fn fmt_mac(m: &[u8; 6]) -> String {
     )
 }
 
-fn validate_ifname(name: &str) -> Result<(), DriverError> {
+pub fn validate_ifname(name: &str) -> Result<(), DriverError> {
     super::check_ifname(name)
         .map_err(|e| DriverError::Config(format!("tap: bad interface name {e}")))
 }
@@ -459,6 +459,151 @@ fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     } else {
         Ok(r as usize)
     }
+}
+
+/// A kernel interface for the director's own traffic (`dataplane::kernel`):
+/// the TAP `name`, single queue, non-blocking, non-persistent, with the
+/// port's MAC (`SIOCSIFHWADDR`) and MTU, the port's addresses (IPv4 through
+/// `SIOCSIFADDR`/`SIOCSIFNETMASK`, further IPv4 addresses as `name:N`
+/// aliases; IPv6 through an `in6_ifreq`), and up. Unlike a TAP port, the
+/// kernel side *is* the director here: frames read from the fd are what the
+/// director's kernel sends out of the port, frames written to it are what
+/// the port received for the kernel. Returns the fd and the kernel's name.
+pub fn open_kernel_if(
+    name: &str,
+    mtu: u16,
+    mac: [u8; 6],
+    addrs: &[(std::net::IpAddr, u8)],
+) -> Result<(OwnedFd, String), DriverError> {
+    validate_ifname(name)?;
+    let (fd, ifname) = tun_attach(name)
+        .map_err(|e| DriverError::os(format!("kernel_if {name}: create (TUNSETIFF)"), e))?;
+    let ctl = CtlSocket::new()
+        .map_err(|e| DriverError::os(format!("kernel_if {ifname}: control socket"), e))?;
+    let label = ifname.clone();
+    let os = |what: String| {
+        let label = label.clone();
+        move |e| DriverError::os(format!("kernel_if {label}: {what}"), e)
+    };
+    let mut ifr = IfReq::new(&ifname);
+    ifr.data[..2].copy_from_slice(&1u16.to_ne_bytes()); // ARPHRD_ETHER
+    ifr.data[2..8].copy_from_slice(&mac);
+    ioctl_ifreq(ctl.0.as_raw_fd(), libc::SIOCSIFHWADDR, &mut ifr)
+        .map_err(os(format!("set MAC {}", fmt_mac(&mac))))?;
+    ctl.set_mtu(&ifname, mtu)
+        .map_err(os(format!("set MTU {mtu}")))?;
+    let mut v4 = 0;
+    for (a, len) in addrs {
+        match a {
+            std::net::IpAddr::V4(a4) => {
+                let label = if v4 == 0 {
+                    ifname.clone()
+                } else {
+                    format!("{ifname}:{v4}")
+                };
+                v4 += 1;
+                let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
+                for (req, ip) in [
+                    (libc::SIOCSIFADDR, a4.octets()),
+                    (libc::SIOCSIFNETMASK, mask.to_be_bytes()),
+                ] {
+                    let mut ifr = IfReq::new(&label);
+                    ifr.data[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+                    ifr.data[4..8].copy_from_slice(&ip);
+                    ioctl_ifreq(ctl.0.as_raw_fd(), req as libc::c_ulong, &mut ifr)
+                        .map_err(os(format!("add address {a}/{len}")))?;
+                }
+            }
+            std::net::IpAddr::V6(a6) => {
+                add_addr6(&ifname, a6, *len).map_err(os(format!("add address {a}/{len}")))?
+            }
+        }
+    }
+    ctl.set_up(&ifname)
+        .map_err(os("bring link up".to_string()))?;
+    Ok((fd, ifname))
+}
+
+/// `SIOCSIFADDR` with a `struct in6_ifreq` on an AF_INET6 socket.
+fn add_addr6(ifname: &str, a: &std::net::Ipv6Addr, len: u8) -> io::Result<()> {
+    #[repr(C)]
+    struct In6IfReq {
+        addr: [u8; 16],
+        prefixlen: u32,
+        ifindex: i32,
+    }
+    let cname = std::ffi::CString::new(ifname).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `cname` is a live NUL-terminated string; no other memory
+    // effects.
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: plain socket(2) call with constant arguments.
+    let raw = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh socket fd that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut req = In6IfReq {
+        addr: a.octets(),
+        prefixlen: u32::from(len),
+        ifindex: ifindex as i32,
+    };
+    // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads `sizeof(struct
+    // in6_ifreq)` bytes at the pointer, a live `In6IfReq` of that layout.
+    let r = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFADDR as _,
+            &mut req as *mut In6IfReq,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Wait until one of `fds` is readable or `timeout_ms` passes
+/// (`poll(2)`); `EINTR` counts as a timeout.
+pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<()> {
+    let mut p = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 16];
+    let n = fds.len().min(p.len());
+    for (slot, fd) in p.iter_mut().zip(fds) {
+        slot.fd = *fd;
+        slot.events = libc::POLLIN;
+    }
+    // SAFETY: `p` is a live array of at least `n` pollfd structures.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Read one frame from a kernel interface fd into `buf` (`Ok(None)`:
+/// nothing to read).
+pub fn read_frame(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match read_fd(fd, buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write one frame to a kernel interface fd.
+pub fn write_frame(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
+    write_fd(fd, frame)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use super::{Outcome, Worker};
 use crate::conntrack::{addr_to_ip, Tuple};
 use crate::dataplane::counters::{bump, CoreCounters, DropReason};
 use crate::dataplane::driver::{PacketBuf, PortQueue, BURST_SIZE};
+use crate::dataplane::kernel::KernelRings;
 use crate::dataplane::neigh::NeighUpdate;
 use crate::dataplane::snapshot::Snapshot;
 use crate::dataplane::xmit::icmp::quoted_tuple;
@@ -44,6 +45,8 @@ pub struct Links<B> {
     pub(super) mailbox: Vec<ArrayQueue<Msg>>,
     /// Per-worker counters.
     pub counters: Vec<Arc<CoreCounters>>,
+    /// The kernel path's rings, when a port has a kernel interface.
+    pub(super) kernel: Option<Arc<KernelRings>>,
 }
 
 /// Slots in each steering ring.
@@ -52,6 +55,11 @@ pub const RING_SLOTS: usize = 4096;
 impl<B> Links<B> {
     /// Links for `workers` workers.
     pub fn new(workers: u16) -> Arc<Self> {
+        Self::with_kernel(workers, None)
+    }
+
+    /// Links for `workers` workers that also reach the kernel path.
+    pub fn with_kernel(workers: u16, kernel: Option<Arc<KernelRings>>) -> Arc<Self> {
         let n = workers.max(1) as usize;
         Arc::new(Links {
             workers: n as u16,
@@ -59,6 +67,7 @@ impl<B> Links<B> {
             neigh: (0..n).map(|_| ArrayQueue::new(1024)).collect(),
             mailbox: (0..n).map(|_| ArrayQueue::new(64)).collect(),
             counters: (0..n).map(|_| Arc::new(CoreCounters::new())).collect(),
+            kernel,
         })
     }
 

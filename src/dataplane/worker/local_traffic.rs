@@ -4,18 +4,26 @@
 //! neighbours learned here or by other workers — which release the packets
 //! that waited for them.
 //!
+//! With a kernel interface on the port (`dataplane::kernel`), this stage
+//! also decides which received frames go up to the director's kernel (its
+//! module doc lists the cases), copies them into the kernel path's rings,
+//! and transmits what the kernel sent down.
+//!
 //! Rules: a learned neighbour is shared with every other worker through its
 //! bounded inbox; a full inbox loses the update (the neighbour is learned
 //! again from the next ARP/ND packet).
 
 use std::net::IpAddr;
 
+use super::classify::Class;
 use super::{Outcome, Worker};
-use crate::dataplane::counters::DropReason;
-use crate::dataplane::driver::{PacketBuf, PortQueue};
+use crate::conntrack::{addr_to_ip, Addr};
+use crate::dataplane::counters::{bump, DropReason};
+use crate::dataplane::driver::{PacketBuf, PortQueue, BURST_SIZE};
 use crate::dataplane::local;
 use crate::dataplane::neigh::NeighUpdate;
 use crate::dataplane::xmit::{self, Layout};
+use crate::wire;
 
 impl<Q: PortQueue> Worker<Q> {
     /// Learn what other workers learned.
@@ -133,5 +141,169 @@ impl<Q: PortQueue> Worker<Q> {
             local::IcmpKind::Other => Outcome::Drop(DropReason::Local),
             local::IcmpKind::Malformed => Outcome::Drop(DropReason::Malformed),
         }
+    }
+}
+
+/// Where a received frame goes on a port with a kernel interface
+/// (`dataplane::kernel` lists the cases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KernelVerdict {
+    /// The dataplane alone.
+    Keep,
+    /// The kernel alone.
+    Up,
+    /// A copy to the kernel, and the dataplane handles it too.
+    Both,
+}
+
+impl<Q: PortQueue> Worker<Q> {
+    /// The kernel path's share of a received frame: `None` when the frame
+    /// went to the kernel alone (copied up, or dropped and counted as
+    /// `kernel_drop`), else the frame for the dataplane.
+    pub(super) fn kernel_first(&mut self, port: u16, b: Q::Buf, class: &Class) -> Option<Q::Buf> {
+        match self.kernel_verdict(port, b.data(), class) {
+            KernelVerdict::Keep => Some(b),
+            KernelVerdict::Up => {
+                self.hand_up(port, b.data());
+                None
+            }
+            KernelVerdict::Both => {
+                self.hand_up(port, b.data());
+                Some(b)
+            }
+        }
+    }
+
+    fn hand_up(&mut self, port: u16, frame: &[u8]) {
+        let Some(k) = &self.kernel else { return };
+        let admitted = match self.kernel_limit.get_mut(port as usize) {
+            Some(l) => l.admit(k.rate(port), self.now_ns),
+            None => true,
+        };
+        if admitted && k.push_up(self.cfg.index, port, frame) {
+            bump(&self.counters.to_kernel, 1);
+        } else {
+            bump(&self.counters.kernel_drop, 1);
+        }
+    }
+
+    fn kernel_verdict(&self, port: u16, frame: &[u8], class: &Class) -> KernelVerdict {
+        let Some(k) = &self.kernel else {
+            return KernelVerdict::Keep;
+        };
+        if !k.enabled(port) {
+            return KernelVerdict::Keep;
+        }
+        let multicast = frame.first().is_some_and(|b| b & 1 != 0);
+        let up_if = |yes: bool| {
+            if yes {
+                KernelVerdict::Up
+            } else {
+                KernelVerdict::Keep
+            }
+        };
+        match class {
+            Class::Arp => {
+                // Replies to both; requests stay with lbd.
+                let reply = wire::parse_l2(frame).ok().is_some_and(|l2| {
+                    frame.get(l2.l3_offset + 6..l2.l3_offset + 8) == Some(&[0, 2][..])
+                });
+                if reply {
+                    KernelVerdict::Both
+                } else {
+                    KernelVerdict::Keep
+                }
+            }
+            Class::Drop(DropReason::UnsupportedProto) => KernelVerdict::Up,
+            // Fragments for the kernel's own addresses (not a VIP, not a
+            // local address) go up whole; the kernel reassembles them.
+            Class::Frag { key, .. } => {
+                let dst = addr_to_ip(&key.dst, key.v6);
+                up_if(
+                    self.kernel_owns(port, &key.dst, key.v6)
+                        && !self.snap.is_laddr(&dst)
+                        && !self.snap.services.iter().any(|s| s.vip == dst),
+                )
+            }
+            Class::Drop(_) => KernelVerdict::Keep,
+            Class::L4 { tuple, .. } => {
+                if multicast {
+                    return KernelVerdict::Up;
+                }
+                if !self.kernel_owns(port, &tuple.dst, tuple.v6) {
+                    return KernelVerdict::Keep;
+                }
+                let dst = addr_to_ip(&tuple.dst, tuple.v6);
+                up_if(
+                    self.snap
+                        .find_service(tuple.proto, &tuple.dst, tuple.dport)
+                        .is_none()
+                        && !self.snap.is_laddr(&dst),
+                )
+            }
+            Class::Icmp { lay } => match local::icmp_kind(frame, lay) {
+                local::IcmpKind::NeighborSolicit | local::IcmpKind::NeighborAdvert => {
+                    KernelVerdict::Both
+                }
+                local::IcmpKind::EchoRequest | local::IcmpKind::Other => {
+                    let l3 = lay.l3 as usize;
+                    let mut dst = [0u8; 16];
+                    let (at, n) = if lay.v6 { (l3 + 24, 16) } else { (l3 + 16, 4) };
+                    match frame.get(at..at + n) {
+                        Some(d) => dst[..n].copy_from_slice(d),
+                        None => return KernelVerdict::Keep,
+                    }
+                    up_if(multicast || self.kernel_owns(port, &dst, lay.v6))
+                }
+                _ => KernelVerdict::Keep,
+            },
+        }
+    }
+
+    /// Whether `dst` is one of `port`'s own addresses (or IPv6 link-local):
+    /// the kernel interface holds those.
+    #[inline]
+    fn kernel_owns(&self, port: u16, dst: &Addr, v6: bool) -> bool {
+        if v6 && dst[0] == 0xfe && dst[1] & 0xc0 == 0x80 {
+            return true;
+        }
+        let Some(pc) = self.snap.port(port) else {
+            return false;
+        };
+        pc.addrs.iter().any(|(a, _)| match a {
+            IpAddr::V4(a) => !v6 && a.octets() == dst[..4],
+            IpAddr::V6(a) => v6 && a.octets() == *dst,
+        })
+    }
+
+    /// Transmit up to a burst of frames the kernel sent, through this
+    /// worker's transmit path; returns how many.
+    pub(super) fn take_kernel(&mut self) -> usize {
+        let me = self.cfg.index;
+        let mut n = 0;
+        for _ in 0..BURST_SIZE {
+            let Some(f) = self.kernel.as_ref().and_then(|k| k.pop_down(me)) else {
+                break;
+            };
+            n += 1;
+            let port = f.port();
+            let data = f.data();
+            let buf = self.queues.get_mut(port as usize).and_then(|q| q.alloc());
+            match buf {
+                Some(mut b) => match b.append(data.len()) {
+                    Some(d) => {
+                        d.copy_from_slice(data);
+                        bump(&self.counters.from_kernel, 1);
+                        self.enqueue(port, b);
+                    }
+                    None => bump(&self.counters.kernel_drop, 1),
+                },
+                None => bump(&self.counters.kernel_drop, 1),
+            }
+            if let Some(k) = &self.kernel {
+                k.recycle_down(f);
+            }
+        }
+        n
     }
 }

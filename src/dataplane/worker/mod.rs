@@ -18,7 +18,8 @@
 //! One file per stage: `classify` (parse), `links` (steering to the
 //! owner, the shared rings and mailboxes), `setup` (connection lookup and
 //! new connections), `forward` (rewrite by mode, ICMP errors), `tx` (next
-//! hop and transmit buffers), `local_traffic` (ARP/ND/echo) and `install`
+//! hop and transmit buffers), `local_traffic` (ARP/ND/echo and the kernel
+//! path's share: frames up to the kernel interface and down) and `install`
 //! (snapshot install, mailbox), `frag` (IP fragments: the fragment router,
 //! the per-worker fragment table and waiting buffer). This file holds the
 //! loop that runs them.
@@ -38,6 +39,7 @@ use std::time::{Duration, Instant};
 use crate::conntrack::{secs_to_ticks, ConnTable, Tick, TICKS_PER_SEC};
 use crate::dataplane::counters::{bump, CoreCounters, DropReason, MAX_DESTS};
 use crate::dataplane::driver::{Burst, PacketBuf, PortQueue, BURST_SIZE};
+use crate::dataplane::kernel::{KernelRings, UpLimiter};
 use crate::dataplane::neigh::{NeighTable, Pending};
 use crate::dataplane::snapshot::Snapshot;
 
@@ -131,6 +133,8 @@ pub struct Worker<Q: PortQueue> {
     nh: NhCache,
     frags: frag::FragTable,
     frag_pending: frag::FragPending<Q::Buf>,
+    kernel: Option<Arc<KernelRings>>,
+    kernel_limit: Vec<UpLimiter>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -165,7 +169,10 @@ impl<Q: PortQueue> Worker<Q> {
             nh: NhCache::new(),
             frags: frag::FragTable::new(),
             frag_pending: frag::FragPending::new(),
+            kernel: None,
+            kernel_limit: vec![UpLimiter::default(); nports],
         };
+        w.kernel = w.links.kernel.clone();
         w.install(snap);
         w
     }
@@ -251,6 +258,7 @@ impl<Q: PortQueue> Worker<Q> {
         }
         self.rx = Some(rx);
         n += self.take_steered();
+        n += self.take_kernel();
         self.flush_due();
         self.expire();
         self.frag_expire();
@@ -286,6 +294,9 @@ impl<Q: PortQueue> Worker<Q> {
         // Stage 3: look up, schedule, rewrite, enqueue.
         for (i, b) in rx.drain().enumerate() {
             let class = self.classes[i];
+            let Some(b) = self.kernel_first(port, b, &class) else {
+                continue;
+            };
             let out = self.handle(port, b, class);
             if let Outcome::Drop(r) = out {
                 self.counters.count_drop(r);
