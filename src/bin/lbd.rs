@@ -29,6 +29,7 @@ use anyhow::{anyhow, Context};
 use clap::Parser;
 
 use rvs::ctl::config::Config;
+use rvs::daemon::log::causes_once;
 use rvs::daemon::reload::ConfigSource;
 use rvs::daemon::{check_config, Daemon, DaemonOptions};
 use rvs::dataplane::replay;
@@ -70,27 +71,10 @@ fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("lbd: {}", chain_once(&err));
+            eprintln!("lbd: {}", causes_once(err.chain().map(|c| c.to_string())));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes joined by ": ", leaving out a cause whose text
-/// the message already carries (errors that print their source), so each
-/// reason is said once.
-fn chain_once(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-    }
-    out
 }
 
 fn load_config(path: &Path, workers: Option<u16>) -> anyhow::Result<Config> {

@@ -64,6 +64,23 @@ pub fn log(level: Level, message: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// An error's text and its causes' texts joined by ": ", leaving out a
+/// cause whose text is already said (errors that print their source), so
+/// each reason appears once — how `lbd` reports an error, and the message a
+/// refused reload gives (the same as `lbd --check-config`'s).
+pub fn causes_once<I: IntoIterator<Item = String>>(texts: I) -> String {
+    let mut out = String::new();
+    for text in texts {
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

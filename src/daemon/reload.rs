@@ -64,17 +64,17 @@ impl ConfigSource {
     /// `PATH: error: cause: ...`, as lbd's command line reports a file
     /// error (the error and each of its sources, joined by `: `).
     fn message(&self, err: &(dyn Error + 'static), workers: Option<u16>) -> String {
-        let mut text = match workers {
+        let what = match workers {
             Some(n) => format!("{} with --workers {n}", self.path.display()),
             None => self.path.display().to_string(),
         };
+        let mut texts = vec![what];
         let mut cause: Option<&(dyn Error + 'static)> = Some(err);
         while let Some(e) = cause {
-            text.push_str(": ");
-            text.push_str(&e.to_string());
+            texts.push(e.to_string());
             cause = e.source();
         }
-        text
+        super::log::causes_once(texts)
     }
 }
 
