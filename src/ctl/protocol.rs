@@ -156,6 +156,11 @@ pub struct ServiceSpec {
     pub ops: bool,
     /// Persistence engine (`--pe`); rvs supports none, so always `None` from lbctl.
     pub pe: Option<String>,
+    /// SYN proxy (`--synproxy`, rvs/DPVS): answer the handshake with SYN
+    /// cookies and open the real server's side on a valid ACK. TCP, NAT
+    /// and FULLNAT only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synproxy: bool,
 }
 
 impl ServiceSpec {
@@ -170,6 +175,7 @@ impl ServiceSpec {
             netmask: Netmask::host_for(&key.addr),
             ops: false,
             pe: None,
+            synproxy: false,
         }
     }
 }

@@ -56,11 +56,17 @@ pub enum DropReason {
     DestDeleted,
     /// A new connection's tuple collides with an existing entry.
     Conflict,
+    /// SYN proxy: an ACK for a proxied service whose cookie is wrong or too
+    /// old (spoofed, or from a handshake minutes ago).
+    SynproxyBadAck,
+    /// SYN proxy: a client packet while the director's handshake with the
+    /// real server is still under way (the client retransmits it).
+    SynproxyPending,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::VlanStack,
@@ -83,6 +89,8 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::DestDeleted,
         DropReason::Conflict,
+        DropReason::SynproxyBadAck,
+        DropReason::SynproxyPending,
     ];
 
     /// snake_case name for listings and metrics.
@@ -110,6 +118,8 @@ impl DropReason {
             DropReason::NoBuffer => "no_buffer",
             DropReason::DestDeleted => "dest_deleted",
             DropReason::Conflict => "conflict",
+            DropReason::SynproxyBadAck => "synproxy_bad_ack",
+            DropReason::SynproxyPending => "synproxy_pending",
         }
     }
 }
@@ -228,6 +238,15 @@ pub struct CoreCounters {
     pub dests: Vec<TrafficCounters>,
     /// Connection counts per real-server slot.
     pub dest_conns: Vec<ConnCounts>,
+    /// SYN proxy: SYNs answered with a cookie SYN-ACK.
+    pub syn_cookies_sent: AtomicU64,
+    /// SYN proxy: ACKs whose cookie checked out (a connection was made).
+    pub synproxy_acks_valid: AtomicU64,
+    /// SYN proxy: ACKs whose cookie did not (also counted as the drop
+    /// `synproxy_bad_ack`).
+    pub synproxy_acks_invalid: AtomicU64,
+    /// SYN proxy: handshakes with the real server completed.
+    pub synproxy_established: AtomicU64,
     /// The snapshot generation this worker runs.
     pub generation: AtomicU64,
     /// Set once the worker built its tables and entered its loop.
@@ -258,6 +277,10 @@ impl CoreCounters {
                 .collect(),
             dests: (0..MAX_DESTS).map(|_| TrafficCounters::default()).collect(),
             dest_conns: (0..MAX_DESTS).map(|_| ConnCounts::default()).collect(),
+            syn_cookies_sent: AtomicU64::new(0),
+            synproxy_acks_valid: AtomicU64::new(0),
+            synproxy_acks_invalid: AtomicU64::new(0),
+            synproxy_established: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             running: std::sync::atomic::AtomicBool::new(false),
         }

@@ -397,6 +397,9 @@ pub fn render_rules(services: &[ServiceInfo]) -> String {
         if spec.ops {
             out.push_str(" -o");
         }
+        if spec.synproxy {
+            out.push_str(" --synproxy");
+        }
         if !spec.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", spec.sched_flags.join(","));
         }

@@ -19,7 +19,8 @@
 //! owner, the shared rings and mailboxes), `setup` (connection lookup and
 //! new connections), `forward` (rewrite by mode, ICMP errors), `tx` (next
 //! hop and transmit buffers), `local_traffic` (ARP/ND/echo) and `install`
-//! (snapshot install, mailbox). This file holds the loop that runs them.
+//! (snapshot install, mailbox), `synproxy` (SYN cookies and the
+//! sequence shift of proxied connections). This file holds the loop that runs them.
 
 mod classify;
 mod forward;
@@ -27,6 +28,7 @@ mod install;
 mod links;
 mod local_traffic;
 mod setup;
+mod synproxy;
 mod tx;
 
 use std::sync::Arc;
