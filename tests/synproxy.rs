@@ -415,3 +415,78 @@ fn invalid_acks_are_dropped_and_counted_and_make_no_connection() {
     assert_eq!(out[0].1.ws, None);
     assert_eq!(d.w.conns().len(), 1);
 }
+
+// ---- the switch: lbctl, the control state ---------------------------------
+
+mod switch {
+    use rvs::conntrack::{Fwd, Proto};
+    use rvs::ctl::apply::ControlState;
+    use rvs::ctl::ipvsadm::{parse_args, Command};
+    use rvs::ctl::protocol::{DestSpec, Request, ServiceKey};
+
+    fn apply_line(s: &mut ControlState, line: &str) -> Result<(), String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match parse_args(&words).map_err(|e| e.to_string())? {
+            Command::Apply(r) => s.apply(&r).map(|_| ()).map_err(|e| e.to_string()),
+            other => Err(format!("not a change: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn lbctl_synproxy_switches_the_proxy_on_add_and_edit_and_for_tcp_only() {
+        let words = ["-A", "-t", "10.0.0.1:80", "-s", "rr", "--synproxy"];
+        let Ok(Command::Apply(Request::AddService { service })) = parse_args(&words) else {
+            panic!("an add");
+        };
+        assert!(service.synproxy);
+        let words = ["-E", "-t", "10.0.0.1:80", "-s", "rr"];
+        let Ok(Command::Apply(Request::EditService { service })) = parse_args(&words) else {
+            panic!("an edit");
+        };
+        assert!(!service.synproxy, "-E without it switches it off");
+        let e = parse_args(&["-A", "-u", "10.0.0.1:53", "--synproxy"]).expect_err("udp");
+        assert!(e.to_string().contains("only for TCP"), "{e}");
+        let e = parse_args(&["-L", "-n", "--synproxy"]).expect_err("list");
+        assert!(e.to_string().contains("only for -A and -E"), "{e}");
+    }
+
+    #[test]
+    fn the_proxy_is_refused_with_dr_and_tun_real_servers_and_reaches_the_snapshot() {
+        let mut s = ControlState::default();
+        apply_line(&mut s, "-A -t 10.0.0.1:80 -s rr --synproxy").expect("add");
+        apply_line(&mut s, "-a -t 10.0.0.1:80 -r 192.168.10.1:8080 -m").expect("nat");
+        for fwd in ["-g", "-i"] {
+            let e = apply_line(&mut s, &format!("-a -t 10.0.0.1:80 -r 192.168.10.2 {fwd}"))
+                .expect_err("dr/tun refused");
+            assert!(e.contains("SYN proxy needs NAT or FULLNAT"), "{e}");
+        }
+        // A DR service cannot be switched to the proxy either.
+        apply_line(&mut s, "-A -t 10.0.0.2:80 -s rr").expect("add");
+        apply_line(&mut s, "-a -t 10.0.0.2:80 -r 192.168.10.2 -g").expect("dr");
+        let e = apply_line(&mut s, "-E -t 10.0.0.2:80 -s rr --synproxy").expect_err("edit");
+        assert!(e.contains("bypass the director"), "{e}");
+        let snap = s.snapshot().expect("snapshot");
+        let svc = |vip: &str| {
+            snap.services
+                .iter()
+                .find(|x| x.vip.to_string() == vip)
+                .expect("service")
+        };
+        assert!(svc("10.0.0.1").synproxy && svc("10.0.0.1").synproxy_capable);
+        assert!(!svc("10.0.0.2").synproxy && !svc("10.0.0.2").synproxy_capable);
+        // FULLNAT over IPv6 has no room for the shift: refused.
+        apply_line(&mut s, "-A -t [2001:db8::1]:80 -s rr --synproxy").expect("add v6");
+        let r = s.apply(&Request::AddDest {
+            service: ServiceKey {
+                proto: Proto::Tcp,
+                addr: "2001:db8::1".parse().expect("a"),
+                port: 80,
+            },
+            dest: DestSpec {
+                fwd: Fwd::FullNat,
+                ..DestSpec::new("2001:db8:10::1".parse().expect("a"), 80)
+            },
+        });
+        assert!(r.expect_err("v6 fullnat").to_string().contains("IPv4 only"));
+    }
+}
