@@ -490,3 +490,33 @@ mod switch {
         assert!(r.expect_err("v6 fullnat").to_string().contains("IPv4 only"));
     }
 }
+
+#[test]
+fn above_the_auto_occupancy_an_unproxied_service_answers_with_cookies() {
+    let mut t = topo();
+    t.settings.synproxy_auto_percent = 50;
+    let links = Links::new(1);
+    let counters = links.counters[0].clone();
+    let cfg = WorkerConfig {
+        conn_capacity: 10,
+        ..WorkerConfig::default()
+    };
+    let queues = vec![MemQueue::scripted(vec![]), MemQueue::scripted(vec![])];
+    let mut d = Director {
+        w: Worker::new(cfg, queues, links, t.snapshot(1)),
+        counters,
+    };
+    let mut forwarded = 0;
+    for i in 0..20u16 {
+        let out = d.send(EXT, client("10.0.0.5", 41000 + i, SYN, 7, 0, &[]));
+        assert_eq!(out.len(), 1);
+        if out[0].0 == INT {
+            forwarded += 1;
+        } else {
+            assert!(out[0].1.syn && out[0].1.ackf, "a cookie SYN-ACK");
+        }
+    }
+    assert_eq!(forwarded, 5, "plain scheduling below 50 % of 10");
+    assert_eq!(d.w.conns().len(), 5);
+    assert_eq!(d.counters.syn_cookies_sent.load(Relaxed), 15);
+}
