@@ -668,6 +668,7 @@ fn worker(worker: u16, v: [u64; 7], drops: &[(&str, u64)]) -> WorkerStatsInfo {
         conns_created: v[4],
         conns_expired: v[5],
         conns_now: v[6],
+        synproxy: Default::default(),
         drops: drops
             .iter()
             .map(|&(reason, packets)| DropCount {

@@ -537,6 +537,27 @@ pub struct DropCount {
     pub packets: u64,
 }
 
+/// One worker's SYN proxy counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynproxyStats {
+    /// SYNs answered with a cookie SYN-ACK.
+    pub syn_cookies_sent: u64,
+    /// ACKs with a valid cookie (connections made).
+    pub acks_valid: u64,
+    /// ACKs with an invalid cookie (dropped as `synproxy_bad_ack`).
+    pub acks_invalid: u64,
+    /// Handshakes with the real server completed.
+    pub established: u64,
+}
+
+impl SynproxyStats {
+    /// All zero.
+    pub fn is_zero(&self) -> bool {
+        *self == SynproxyStats::default()
+    }
+}
+
 /// Counters of one data-plane worker (`CoreCounters`), read relaxed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -557,6 +578,9 @@ pub struct WorkerStatsInfo {
     pub conns_expired: u64,
     /// Connections in the table now.
     pub conns_now: u64,
+    /// SYN proxy counters (left out of JSON while all zero).
+    #[serde(default, skip_serializing_if = "SynproxyStats::is_zero")]
+    pub synproxy: SynproxyStats,
     /// Drops by reason: every reason the daemon knows, in its counter order
     /// (`DropReason::ALL`), zeros included.
     pub drops: Vec<DropCount>,
@@ -997,6 +1021,7 @@ mod tests {
                         conns_created: 3,
                         conns_expired: 1,
                         conns_now: 2,
+                        synproxy: Default::default(),
                         drops: vec![
                             DropCount {
                                 reason: "malformed".into(),
@@ -1017,6 +1042,7 @@ mod tests {
                         conns_created: 0,
                         conns_expired: 0,
                         conns_now: 0,
+                        synproxy: Default::default(),
                         drops: Vec::new(),
                     },
                 ],
@@ -1203,6 +1229,7 @@ mod unknown_field_tests {
                 conns_created: 2,
                 conns_expired: 1,
                 conns_now: 1,
+                synproxy: Default::default(),
                 drops: vec![DropCount {
                     reason: "no_service".into(),
                     packets: 3,

@@ -323,6 +323,12 @@ pub fn worker_stats_info(worker: u16, core: &CoreCounters) -> WorkerStatsInfo {
         conns_created: core.conns_created.load(Ordering::Relaxed),
         conns_expired: core.conns_expired.load(Ordering::Relaxed),
         conns_now: core.conns_now.load(Ordering::Relaxed),
+        synproxy: crate::ctl::protocol::SynproxyStats {
+            syn_cookies_sent: core.syn_cookies_sent.load(Ordering::Relaxed),
+            acks_valid: core.synproxy_acks_valid.load(Ordering::Relaxed),
+            acks_invalid: core.synproxy_acks_invalid.load(Ordering::Relaxed),
+            established: core.synproxy_established.load(Ordering::Relaxed),
+        },
         drops: DropReason::ALL
             .iter()
             .map(|&reason| DropCount {

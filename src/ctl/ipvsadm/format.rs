@@ -573,6 +573,25 @@ pub fn render_dataplane_stats(workers: &[WorkerStatsInfo], exact: bool) -> Strin
         ("conns_expired".to_string(), per_worker(|w| w.conns_expired)),
         ("conns_now".to_string(), per_worker(|w| w.conns_now)),
     ];
+    // SYN proxy rows only where the proxy ran.
+    if workers.iter().any(|w| !w.synproxy.is_zero()) {
+        rows.push((
+            "syn_cookies_sent".to_string(),
+            per_worker(|w| w.synproxy.syn_cookies_sent),
+        ));
+        rows.push((
+            "synproxy_acks_valid".to_string(),
+            per_worker(|w| w.synproxy.acks_valid),
+        ));
+        rows.push((
+            "synproxy_acks_invalid".to_string(),
+            per_worker(|w| w.synproxy.acks_invalid),
+        ));
+        rows.push((
+            "synproxy_established".to_string(),
+            per_worker(|w| w.synproxy.established),
+        ));
+    }
     // Reasons in order of first appearance: the daemon lists the same ones
     // for every worker, but a reason missing somewhere counts as zero.
     let mut reasons: Vec<&str> = Vec::new();
