@@ -295,6 +295,13 @@ fn handshake_and_shift(vip: &str, rs: &str, rport: u16) -> (String, u16) {
     assert_eq!((a.seq, a.ack), (1001, rs_isn + 1));
     assert_eq!(a.ts, Some((5556, 777)));
     assert_eq!(d.counters.synproxy_established.load(Relaxed), 1);
+    let (_, c) = d.w.conns().iter().next().expect("the connection");
+    assert_eq!(c.state_name(), "ESTABLISHED");
+    let sum = |f: fn(&rvs::dataplane::counters::ConnCounts) -> u64| -> u64 {
+        d.counters.dest_conns.iter().map(f).sum()
+    };
+    assert_eq!(sum(|c| c.active.load(Relaxed)), 1, "counted active");
+    assert_eq!(sum(|c| c.inactive.load(Relaxed)), 0);
 
     // Client data with a SACK block (in the director's space) → shifted.
     let delta = rs_isn.wrapping_sub(cookie);

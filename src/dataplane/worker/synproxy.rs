@@ -454,13 +454,7 @@ impl<Q: PortQueue> Worker<Q> {
             self.remove_conn(id);
             return Outcome::Drop(DropReason::NoBuffer);
         }
-        self.conns.on_packet(
-            id,
-            Dir::Original,
-            tcp_flags::SYN,
-            self.tick,
-            &self.snap.timeouts,
-        );
+        self.proxy_state(id, Dir::Original, tcp_flags::SYN);
         self.send_to(b, &c.rip(), t.v6)
     }
 
@@ -523,8 +517,7 @@ impl<Q: PortQueue> Worker<Q> {
             cm.set_proxy_words(seq_delta, ts_delta);
             cm.set_flags(fl);
         }
-        self.conns
-            .on_packet(id, Dir::Reply, want, self.tick, &self.snap.timeouts);
+        self.proxy_state(id, Dir::Reply, want);
         let (src, sport) = server_side_source(&c);
         let opts = TcpOpts {
             ts: ack_ts,
@@ -544,15 +537,23 @@ impl<Q: PortQueue> Worker<Q> {
         if !build(&mut b, &lay, &seg) {
             return Outcome::Drop(DropReason::NoBuffer);
         }
-        self.conns.on_packet(
-            id,
-            Dir::Original,
-            tcp_flags::ACK,
-            self.tick,
-            &self.snap.timeouts,
-        );
+        self.proxy_state(id, Dir::Original, tcp_flags::ACK);
         bump(&self.counters.synproxy_established, 1);
         self.send_to(b, &c.rip(), c.v6())
+    }
+}
+
+impl<Q: PortQueue> Worker<Q> {
+    /// Run a packet the director made or consumed through the state
+    /// machine, with the active/inactive accounting `forward` does.
+    fn proxy_state(&mut self, id: ConnId, dir: Dir, flags: u8) {
+        let ch = self
+            .conns
+            .on_packet(id, dir, flags, self.tick, &self.snap.timeouts);
+        if ch.became_active || ch.became_inactive {
+            let dest = self.conns.get(id).dest();
+            self.account(dest, ch.became_active, ch.became_inactive);
+        }
     }
 }
 
