@@ -671,6 +671,7 @@ fn worker(worker: u16, v: [u64; 7], drops: &[(&str, u64)]) -> WorkerStatsInfo {
         to_kernel: 0,
         from_kernel: 0,
         kernel_drop: 0,
+        synproxy: Default::default(),
         drops: drops
             .iter()
             .map(|&(reason, packets)| DropCount {

@@ -202,9 +202,48 @@ impl Conn {
     pub fn rport(&self) -> u16 {
         self.rport
     }
-    /// FULLNAT local address.
+    /// FULLNAT local address (the zero address for other methods).
     pub fn lip(&self) -> Addr {
-        self.lip
+        self.lip_key()
+    }
+    /// The local address as indexed: the SYN proxy keeps its offsets in
+    /// bytes 8..16 of the `lip` field, which an IPv4 local address (bytes
+    /// 0..4) and NAT (no local address) leave unused.
+    #[inline(always)]
+    fn lip_key(&self) -> Addr {
+        if self.fwd() != Fwd::FullNat {
+            return ADDR_ZERO;
+        }
+        if self.v6() {
+            return self.lip;
+        }
+        let mut a = ADDR_ZERO;
+        a[..4].copy_from_slice(&self.lip[..4]);
+        a
+    }
+    /// Whether the SYN proxy can keep its offsets in this connection (every
+    /// method but FULLNAT over IPv6, whose local address fills the field).
+    pub fn has_proxy_room(&self) -> bool {
+        !(self.v6() && self.fwd() == Fwd::FullNat)
+    }
+    /// The SYN proxy's two 32-bit words (sequence and timestamp offsets, or
+    /// while the handshake with the real server runs, the cookie and the
+    /// director's timestamp). Zero unless set.
+    pub fn proxy_words(&self) -> (u32, u32) {
+        let l = &self.lip;
+        (
+            u32::from_ne_bytes([l[8], l[9], l[10], l[11]]),
+            u32::from_ne_bytes([l[12], l[13], l[14], l[15]]),
+        )
+    }
+    /// Sets the SYN proxy's words; ignored where [`Self::has_proxy_room`]
+    /// is false.
+    pub fn set_proxy_words(&mut self, a: u32, b: u32) {
+        if !self.has_proxy_room() {
+            return;
+        }
+        self.lip[8..12].copy_from_slice(&a.to_ne_bytes());
+        self.lip[12..16].copy_from_slice(&b.to_ne_bytes());
     }
     /// FULLNAT local port.
     pub fn lport(&self) -> u16 {
@@ -298,7 +337,7 @@ impl Conn {
         }
         let (dst, dport) = match self.fwd() {
             Fwd::Nat => (self.cip, self.cport),
-            Fwd::FullNat => (self.lip, self.lport),
+            Fwd::FullNat => (self.lip_key(), self.lport),
             Fwd::Dr | Fwd::Tun => return None,
         };
         Some(Tuple {
@@ -329,11 +368,11 @@ impl Conn {
             self.cport == t.sport && self.vport == t.dport && self.cip == t.src && self.vip == t.dst
         } else {
             let (dst, dport) = if self.fwd() == Fwd::FullNat {
-                (&self.lip, self.lport)
+                (self.lip_key(), self.lport)
             } else {
-                (&self.cip, self.cport)
+                (self.cip, self.cport)
             };
-            self.rport == t.sport && dport == t.dport && self.rip == t.src && *dst == t.dst
+            self.rport == t.sport && dport == t.dport && self.rip == t.src && dst == t.dst
         }
     }
 }

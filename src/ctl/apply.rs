@@ -404,6 +404,12 @@ impl ControlState {
                 settings.lport_range.0, settings.lport_range.1
             )));
         }
+        if settings.synproxy_auto_percent > 100 {
+            return Err(ApplyError::Invalid(format!(
+                "synproxy_auto_percent {} is above 100",
+                settings.synproxy_auto_percent
+            )));
+        }
         let mut routes = Vec::new();
         for (index, port) in topology.ports.iter().enumerate() {
             let port_index = u16::try_from(index)
@@ -620,6 +626,18 @@ impl ControlState {
                 key.addr
             )));
         }
+        if spec.synproxy {
+            if key.proto.number() != crate::wire::ip_proto::TCP {
+                return Err(ApplyError::Invalid(
+                    "--synproxy is for TCP services only".to_string(),
+                ));
+            }
+            if let Some(s) = self.service_index(key).map(|i| &self.services[i]) {
+                for d in &s.dests {
+                    synproxy_dest_ok(&s.spec, &d.spec)?;
+                }
+            }
+        }
         if key.port == 0 && spec.persistent.is_none() {
             return Err(ApplyError::Invalid(
                 "Zero port specified for non-persistent service".to_string(),
@@ -791,6 +809,9 @@ impl ControlState {
                 "lower threshold {} is higher than upper threshold {}",
                 dest.l_threshold, dest.u_threshold
             )));
+        }
+        if service.spec.synproxy {
+            synproxy_dest_ok(&service.spec, &dest)?;
         }
         Ok(dest)
     }
@@ -1053,6 +1074,8 @@ impl ControlState {
                     .collect(),
                 views,
                 laddrs: s.laddrs.iter().map(|l| l.addr).collect(),
+                synproxy: s.spec.synproxy,
+                synproxy_capable: false,
             });
         }
         Ok(Snapshot::new(
@@ -1065,6 +1088,22 @@ impl ControlState {
             self.timeouts,
             self.settings,
         ))
+    }
+}
+
+/// Whether real server `d` can sit behind the SYN proxy of service `s`:
+/// the proxy shifts sequence numbers on the return path, which DR and TUN
+/// replies bypass; FULLNAT over IPv6 has no room for the shift in the entry.
+fn synproxy_dest_ok(s: &ServiceSpec, d: &DestSpec) -> Result<(), ApplyError> {
+    match d.fwd {
+        Fwd::Dr | Fwd::Tun => Err(ApplyError::Unsupported(format!(
+            "the SYN proxy needs NAT or FULLNAT real servers: {} replies bypass the director, so their sequence numbers cannot be shifted",
+            d.fwd.name()
+        ))),
+        Fwd::FullNat if s.key.addr.is_ipv6() => Err(ApplyError::Unsupported(
+            "the SYN proxy supports FULLNAT over IPv4 only".to_string(),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -65,6 +65,7 @@
 //!   expire_nodest_conn: true
 //!   expire_quiescent_template: false
 //!   lport_range: "1025-65535"      # FULLNAT local ports
+//!   synproxy_auto_percent: 0       # table % above which TCP services use SYN cookies (0 = off)
 //! services:
 //!   - proto: tcp                   # required: tcp | udp
 //!     vip: 10.0.0.1                # required
@@ -74,6 +75,7 @@
 //!     persistent: 300              # seconds (ipvsadm -p)
 //!     netmask: 255.255.255.0       # -M: dotted quad, or a prefix length (IPv6: 1..=128)
 //!     ops: false                   # one-packet scheduling (UDP)
+//!     synproxy: false              # SYN proxy with cookies (TCP; NAT/FULLNAT servers)
 //!     laddrs:                      # FULLNAT local addresses
 //!       - 192.168.100.1
 //!       - {addr: 192.168.100.2, ifname: eth1}
@@ -820,6 +822,10 @@ pub struct SettingsConf {
     /// FULLNAT local port range (default 1025-65535).
     #[serde(default)]
     pub lport_range: Option<PortRange>,
+    /// Table occupancy in percent above which services that can be proxied
+    /// answer SYNs with cookies (default 0 = never).
+    #[serde(default)]
+    pub synproxy_auto_percent: Option<u8>,
 }
 
 fn default_scheduler() -> String {
@@ -878,6 +884,9 @@ pub struct ServiceConf {
     /// One-packet scheduling.
     #[serde(default)]
     pub ops: bool,
+    /// SYN proxy.
+    #[serde(default)]
+    pub synproxy: bool,
     /// FULLNAT local addresses.
     #[serde(default)]
     pub laddrs: Vec<LaddrConf>,
@@ -1036,6 +1045,10 @@ impl Config {
                 .lport_range
                 .map(|r| (r.0, r.1))
                 .unwrap_or(d.lport_range),
+            synproxy_auto_percent: self
+                .settings
+                .synproxy_auto_percent
+                .unwrap_or(d.synproxy_auto_percent),
         }
     }
 
@@ -1163,6 +1176,7 @@ impl Config {
                         netmask,
                         ops: s.ops,
                         pe: None,
+                        synproxy: s.synproxy,
                     },
                 },
             ));

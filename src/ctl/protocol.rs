@@ -156,6 +156,11 @@ pub struct ServiceSpec {
     pub ops: bool,
     /// Persistence engine (`--pe`); rvs supports none, so always `None` from lbctl.
     pub pe: Option<String>,
+    /// SYN proxy (`--synproxy`, rvs/DPVS): answer the handshake with SYN
+    /// cookies and open the real server's side on a valid ACK. TCP, NAT
+    /// and FULLNAT only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synproxy: bool,
 }
 
 impl ServiceSpec {
@@ -170,6 +175,7 @@ impl ServiceSpec {
             netmask: Netmask::host_for(&key.addr),
             ops: false,
             pe: None,
+            synproxy: false,
         }
     }
 }
@@ -534,6 +540,27 @@ pub struct DropCount {
     pub packets: u64,
 }
 
+/// One worker's SYN proxy counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynproxyStats {
+    /// SYNs answered with a cookie SYN-ACK.
+    pub syn_cookies_sent: u64,
+    /// ACKs with a valid cookie (connections made).
+    pub acks_valid: u64,
+    /// ACKs with an invalid cookie (dropped as `synproxy_bad_ack`).
+    pub acks_invalid: u64,
+    /// Handshakes with the real server completed.
+    pub established: u64,
+}
+
+impl SynproxyStats {
+    /// All zero.
+    pub fn is_zero(&self) -> bool {
+        *self == SynproxyStats::default()
+    }
+}
+
 /// Counters of one data-plane worker (`CoreCounters`), read relaxed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -564,6 +591,9 @@ pub struct WorkerStatsInfo {
     /// and by the kernel-path thread.
     #[serde(default)]
     pub kernel_drop: u64,
+    /// SYN proxy counters (left out of JSON while all zero).
+    #[serde(default, skip_serializing_if = "SynproxyStats::is_zero")]
+    pub synproxy: SynproxyStats,
     /// Drops by reason: every reason the daemon knows, in its counter order
     /// (`DropReason::ALL`), zeros included.
     pub drops: Vec<DropCount>,
@@ -1019,6 +1049,7 @@ mod tests {
                         to_kernel: 0,
                         from_kernel: 0,
                         kernel_drop: 0,
+                        synproxy: Default::default(),
                         drops: vec![
                             DropCount {
                                 reason: "malformed".into(),
@@ -1042,6 +1073,7 @@ mod tests {
                         to_kernel: 0,
                         from_kernel: 0,
                         kernel_drop: 0,
+                        synproxy: Default::default(),
                         drops: Vec::new(),
                     },
                 ],
@@ -1231,6 +1263,7 @@ mod unknown_field_tests {
                 to_kernel: 0,
                 from_kernel: 0,
                 kernel_drop: 0,
+                synproxy: Default::default(),
                 drops: vec![DropCount {
                     reason: "no_service".into(),
                     packets: 3,

@@ -370,6 +370,12 @@ pub fn worker_stats_info(worker: u16, core: &CoreCounters) -> WorkerStatsInfo {
             .kernel_drop
             .load(Ordering::Relaxed)
             .saturating_add(core.kernel_drop_path.load(Ordering::Relaxed)),
+        synproxy: crate::ctl::protocol::SynproxyStats {
+            syn_cookies_sent: core.syn_cookies_sent.load(Ordering::Relaxed),
+            acks_valid: core.synproxy_acks_valid.load(Ordering::Relaxed),
+            acks_invalid: core.synproxy_acks_invalid.load(Ordering::Relaxed),
+            established: core.synproxy_established.load(Ordering::Relaxed),
+        },
         drops: DropReason::ALL
             .iter()
             .map(|&reason| DropCount {

@@ -65,11 +65,17 @@ pub enum DropReason {
     FragBufferFull,
     /// A fragment waited for its first fragment longer than the limit.
     FragTimeout,
+    /// SYN proxy: an ACK for a proxied service whose cookie is wrong or too
+    /// old (spoofed, or from a handshake minutes ago).
+    SynproxyBadAck,
+    /// SYN proxy: a client packet while the director's handshake with the
+    /// real server is still under way (the client retransmits it).
+    SynproxyPending,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::VlanStack,
@@ -95,6 +101,8 @@ impl DropReason {
         DropReason::FragNoConn,
         DropReason::FragBufferFull,
         DropReason::FragTimeout,
+        DropReason::SynproxyBadAck,
+        DropReason::SynproxyPending,
     ];
 
     /// snake_case name for listings and metrics.
@@ -125,6 +133,8 @@ impl DropReason {
             DropReason::FragNoConn => "frag_no_conn",
             DropReason::FragBufferFull => "frag_buffer_full",
             DropReason::FragTimeout => "frag_timeout",
+            DropReason::SynproxyBadAck => "synproxy_bad_ack",
+            DropReason::SynproxyPending => "synproxy_pending",
         }
     }
 }
@@ -257,6 +267,15 @@ pub struct CoreCounters {
     /// (this worker's down ring full, a TAP write refused); written only
     /// by that thread.
     pub kernel_drop_path: AtomicU64,
+    /// SYN proxy: SYNs answered with a cookie SYN-ACK.
+    pub syn_cookies_sent: AtomicU64,
+    /// SYN proxy: ACKs whose cookie checked out (a connection was made).
+    pub synproxy_acks_valid: AtomicU64,
+    /// SYN proxy: ACKs whose cookie did not (also counted as the drop
+    /// `synproxy_bad_ack`).
+    pub synproxy_acks_invalid: AtomicU64,
+    /// SYN proxy: handshakes with the real server completed.
+    pub synproxy_established: AtomicU64,
     /// The snapshot generation this worker runs.
     pub generation: AtomicU64,
     /// Set once the worker built its tables and entered its loop.
@@ -292,6 +311,10 @@ impl CoreCounters {
             from_kernel: AtomicU64::new(0),
             kernel_drop: AtomicU64::new(0),
             kernel_drop_path: AtomicU64::new(0),
+            syn_cookies_sent: AtomicU64::new(0),
+            synproxy_acks_valid: AtomicU64::new(0),
+            synproxy_acks_invalid: AtomicU64::new(0),
+            synproxy_established: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             running: std::sync::atomic::AtomicBool::new(false),
         }

@@ -93,6 +93,11 @@ pub struct Service {
     pub views: Vec<DestView>,
     /// FULLNAT local addresses.
     pub laddrs: Vec<IpAddr>,
+    /// SYN proxy switched on (`--synproxy`, YAML `synproxy: true`).
+    pub synproxy: bool,
+    /// The service can be proxied: TCP, every real server NAT or FULLNAT
+    /// (and no FULLNAT over IPv6). Computed by [`Snapshot::new`].
+    pub synproxy_capable: bool,
 }
 
 impl Service {
@@ -113,6 +118,9 @@ pub struct Settings {
     pub expire_quiescent_template: bool,
     /// FULLNAT local port range (inclusive).
     pub lport_range: (u16, u16),
+    /// Table occupancy (percent of capacity) above which every service that
+    /// can be proxied answers new TCP flows with SYN cookies; 0 = never.
+    pub synproxy_auto_percent: u8,
 }
 
 impl Default for Settings {
@@ -121,6 +129,7 @@ impl Default for Settings {
             expire_nodest_conn: true,
             expire_quiescent_template: false,
             lport_range: (1025, 65535),
+            synproxy_auto_percent: 0,
         }
     }
 }
@@ -157,6 +166,9 @@ pub struct Snapshot {
     pub settings: Settings,
     /// Device-side steering plan.
     pub steer: SteerPlan,
+    /// The SYN cookie secret (keyed SipHash); the same in every snapshot
+    /// of this process unless the control plane rotates it.
+    pub synproxy_key: [u64; 2],
     svc_index: FxHashMap<SvcKey, u16>,
     local: FxHashSet<IpAddr>,
     laddrs: FxHashSet<IpAddr>,
@@ -170,12 +182,20 @@ impl Snapshot {
         generation: u64,
         workers: u16,
         ports: Vec<PortConf>,
-        services: Vec<Service>,
+        mut services: Vec<Service>,
         routes: RouteTable,
         static_neigh: Vec<NeighUpdate>,
         timeouts: Timeouts,
         settings: Settings,
     ) -> Snapshot {
+        for s in services.iter_mut() {
+            s.synproxy_capable = s.proto == crate::wire::ip_proto::TCP
+                && s.dests.iter().all(|d| match d.fwd {
+                    Fwd::Nat => true,
+                    Fwd::FullNat => s.vip.is_ipv4(),
+                    Fwd::Dr | Fwd::Tun => false,
+                });
+        }
         let mut svc_index = FxHashMap::default();
         let mut local = FxHashSet::default();
         let mut laddrs = FxHashSet::default();
@@ -232,11 +252,18 @@ impl Snapshot {
             timeouts,
             settings,
             steer,
+            synproxy_key: process_cookie_key(),
             svc_index,
             local,
             laddrs,
             max_dest_id,
         }
+    }
+
+    /// Replace the SYN cookie secret (the control plane's rotation).
+    pub fn with_synproxy_key(mut self, key: [u64; 2]) -> Snapshot {
+        self.synproxy_key = key;
+        self
     }
 
     /// An empty snapshot (no ports, no services).
@@ -292,4 +319,19 @@ impl Snapshot {
     pub fn port(&self, p: u16) -> Option<&PortConf> {
         self.ports.get(p as usize)
     }
+}
+
+/// The SYN cookie secret of this process: random, made once.
+fn process_cookie_key() -> [u64; 2] {
+    use std::hash::{BuildHasher, Hasher};
+    static KEY: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| {
+        // std's RandomState is seeded from the OS's random source.
+        let r = std::collections::hash_map::RandomState::new();
+        let mut a = r.build_hasher();
+        a.write_u64(0x5359_4e43_4f4f_4b31);
+        let mut b = r.build_hasher();
+        b.write_u64(0x5359_4e43_4f4f_4b32);
+        [a.finish(), b.finish()]
+    })
 }

@@ -66,6 +66,8 @@ pub struct SvcDef {
     pub mask_len: u8,
     pub dests: Vec<(IpAddr, u16, Fwd, u32)>,
     pub laddrs: Vec<IpAddr>,
+    /// SYN proxy on.
+    pub synproxy: bool,
 }
 
 /// The topology and its services.
@@ -144,6 +146,7 @@ impl Topo {
             mask_len: 128,
             dests: Vec::new(),
             laddrs: Vec::new(),
+            synproxy: false,
         });
         self.services.last_mut().expect("just pushed")
     }
@@ -292,6 +295,8 @@ impl Topo {
                     dests,
                     views,
                     laddrs: s.laddrs.clone(),
+                    synproxy: s.synproxy,
+                    synproxy_capable: false,
                 }
             })
             .collect();

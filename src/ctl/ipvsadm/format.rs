@@ -398,6 +398,9 @@ pub fn render_rules(services: &[ServiceInfo]) -> String {
         if spec.ops {
             out.push_str(" -o");
         }
+        if spec.synproxy {
+            out.push_str(" --synproxy");
+        }
         if !spec.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", spec.sched_flags.join(","));
         }
@@ -588,6 +591,25 @@ pub fn render_dataplane_stats(workers: &[WorkerStatsInfo], exact: bool) -> Strin
         for (name, get) in kernel {
             rows.push((name.to_string(), per_worker(get)));
         }
+    }
+    // SYN proxy rows only where the proxy ran.
+    if workers.iter().any(|w| !w.synproxy.is_zero()) {
+        rows.push((
+            "syn_cookies_sent".to_string(),
+            per_worker(|w| w.synproxy.syn_cookies_sent),
+        ));
+        rows.push((
+            "synproxy_acks_valid".to_string(),
+            per_worker(|w| w.synproxy.acks_valid),
+        ));
+        rows.push((
+            "synproxy_acks_invalid".to_string(),
+            per_worker(|w| w.synproxy.acks_invalid),
+        ));
+        rows.push((
+            "synproxy_established".to_string(),
+            per_worker(|w| w.synproxy.established),
+        ));
     }
     // Reasons in order of first appearance: the daemon lists the same ones
     // for every worker, but a reason missing somewhere counts as zero.

@@ -283,6 +283,7 @@ enum Tok {
     PersistentConn,
     NoSort,
     Sort,
+    Synproxy,
     Exact,
     Ipv6,
     Ops,
@@ -397,6 +398,7 @@ const OPTION_TABLE: &[OptSpec] = &[
     spec("persistent-conn", '\0', Arity::None, Tok::PersistentConn),
     spec("nosort", '\0', Arity::None, Tok::NoSort),
     spec("sort", '\0', Arity::None, Tok::Sort),
+    spec("synproxy", '\0', Arity::None, Tok::Synproxy),
     spec("exact", 'X', Arity::None, Tok::Exact),
     spec("ipv6", '6', Arity::None, Tok::Ipv6),
     spec("ops", 'o', Arity::None, Tok::Ops),
@@ -723,6 +725,7 @@ struct Collected {
     u_threshold: u32,
     l_threshold: u32,
     ops: bool,
+    synproxy: bool,
     sched_flags: Option<String>,
     laddr: Option<IpAddr>,
     ifname: Option<String>,
@@ -744,6 +747,7 @@ impl Collected {
             u_threshold: 0,
             l_threshold: 0,
             ops: false,
+            synproxy: false,
             sched_flags: None,
             laddr: None,
             ifname: None,
@@ -880,6 +884,7 @@ fn apply_option(c: &mut Collected, event: &Event) -> Result<(), ParseError> {
         Tok::PersistentConn => c.set(Opt::PersistentConn)?,
         Tok::NoSort => c.set(Opt::NoSort)?,
         Tok::Sort => {} // the default; a no-op kept for compatibility
+        Tok::Synproxy => c.synproxy = true,
         Tok::Exact => c.set(Opt::Exact)?,
         Tok::Ipv6 => return Err(fail("-6 used before -f")),
         Tok::Ops => {
@@ -1099,6 +1104,9 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
 
     generic_opt_check(cmd, c.options)?;
 
+    if c.synproxy && !matches!(cmd, Cmd::Add | Cmd::Edit) {
+        return Err(fail("--synproxy is only for -A and -E"));
+    }
     let key = c.service_key();
     // After generic_opt_check, commands whose matrix row makes the service
     // compulsory have one; this keeps that fact explicit without panicking.
@@ -1122,7 +1130,11 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
             if let Some(mask) = netmask {
                 spec.netmask = mask;
             }
+            if c.synproxy && key.proto != Proto::Tcp {
+                return Err(fail("--synproxy is only for TCP virtual services"));
+            }
             spec.ops = c.ops;
+            spec.synproxy = c.synproxy;
             Ok(Command::Apply(if cmd == Cmd::Add {
                 Request::AddService { service: spec }
             } else {

@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use super::{Outcome, Worker, NO_POS};
+use super::{synproxy, Outcome, Worker, NO_POS};
 use crate::conntrack::{addr_to_ip, Addr, ConnId, Dir, Fwd};
 use crate::dataplane::counters::DropReason;
 use crate::dataplane::driver::{PacketBuf, PortQueue};
@@ -27,7 +27,12 @@ impl<Q: PortQueue> Worker<Q> {
         lay: Layout,
         flags: u8,
     ) -> Outcome {
-        let dest_id = self.conns.get(id).dest();
+        let c = self.conns.get(id);
+        let dest_id = c.dest();
+        let proxy = c.flags();
+        if proxy & synproxy::SP_PENDING != 0 {
+            return self.synproxy_pending(id, dir, b, lay, flags);
+        }
         if self.snap.settings.expire_nodest_conn
             && self.dest_pos.get(dest_id as usize).copied() == Some(NO_POS)
         {
@@ -90,6 +95,9 @@ impl<Q: PortQueue> Worker<Q> {
                 return self.tunnel(b, lay, rip);
             }
         };
+        if proxy & synproxy::SP_ON != 0 {
+            synproxy::fix_up(frame, &lay, c, dir);
+        }
         self.send_to(b, &next, v6)
     }
 

@@ -21,8 +21,9 @@
 //! hop and transmit buffers), `local_traffic` (ARP/ND/echo and the kernel
 //! path's share: frames up to the kernel interface and down) and `install`
 //! (snapshot install, mailbox), `frag` (IP fragments: the fragment router,
-//! the per-worker fragment table and waiting buffer). This file holds the
-//! loop that runs them.
+//! the per-worker fragment table and waiting buffer), `synproxy` (SYN
+//! cookies and the sequence shift of proxied connections). This file holds
+//! the loop that runs them.
 
 mod classify;
 mod forward;
@@ -31,6 +32,7 @@ mod install;
 mod links;
 mod local_traffic;
 mod setup;
+mod synproxy;
 mod tx;
 
 use std::sync::Arc;

@@ -44,6 +44,9 @@ impl<Q: PortQueue> Worker<Q> {
         match self.conns.lookup(&t, hash) {
             Some((id, dir)) => self.forward(id, dir, b, lay, flags),
             None => match self.snap.find_service(t.proto, &t.dst, t.dport) {
+                Some(si) if t.proto == ip_proto::TCP && self.synproxy_on(si as usize) => {
+                    self.synproxy_new(si as usize, b, lay, t, flags)
+                }
                 Some(si) => match self.new_conn(si as usize, &t, flags) {
                     Ok(id) => self.forward(id, Dir::Original, b, lay, flags),
                     Err(r) => Outcome::Drop(r),
@@ -61,7 +64,12 @@ impl<Q: PortQueue> Worker<Q> {
     }
 
     /// Schedule a new connection for service position `si`.
-    fn new_conn(&mut self, si: usize, t: &Tuple, flags: u8) -> Result<ConnId, DropReason> {
+    pub(super) fn new_conn(
+        &mut self,
+        si: usize,
+        t: &Tuple,
+        flags: u8,
+    ) -> Result<ConnId, DropReason> {
         // Borrow the snapshot through its field (disjoint from the mutable
         // state below) instead of cloning the `Arc`: a clone is an atomic
         // increment on a cache line every worker shares.

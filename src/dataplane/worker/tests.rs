@@ -74,6 +74,8 @@ fn service(id: u16, vip: &str, vport: u16, fwd: Fwd, persistent: bool) -> Servic
         dests,
         views,
         laddrs,
+        synproxy: false,
+        synproxy_capable: false,
     }
 }
 

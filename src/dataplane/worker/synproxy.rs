@@ -1,0 +1,722 @@
+//! The SYN proxy (DPVS `--synproxy`, Linux syncookies): a service with the
+//! proxy on answers a client's SYN itself with a SYN-ACK whose sequence
+//! number is a cookie and creates no state; only an ACK carrying a valid
+//! cookie creates the connection, schedules, and opens the connection to
+//! the real server with the client's own SYN options. When the real
+//! server's SYN-ACK arrives the director acknowledges it for the client and
+//! from then on shifts sequence numbers (and SACK blocks, and timestamps)
+//! between the two handshakes in both directions.
+//!
+//! The cookie (Linux `__cookie_v4_init_sequence`): `H0(tuple) + client_isn +
+//! (minute << 24) + ((H1(tuple, minute) + mss_index) mod 2^24)`, with keyed
+//! SipHash over the tuple and the snapshot's secret; it is valid for the
+//! minute it was made and the next. Window scale and SACK are carried in
+//! the low 6 bits of the director's timestamp (as Linux does), so they
+//! survive only when the client uses timestamps.
+//!
+//! State kept per proxied connection, without growing the entry: the
+//! connection's flags byte ([`SP_PENDING`], [`SP_ON`], [`SP_TS`], the real
+//! server's window scale) and two words the conntrack keeps in the unused
+//! half of the local-address field ([`Conn::proxy_words`]): during the
+//! server handshake the cookie and the director's timestamp, afterwards the
+//! sequence and timestamp offsets.
+//!
+//! Rules: every SYN that reaches a proxied service is answered (counted in
+//! `syn_cookies_sent`) or dropped with a reason; every ACK is counted valid
+//! or invalid. Packets are rewritten in place in the buffer they came in
+//! (no allocation); handshake packets get a full L4 checksum, forwarded
+//! packets incremental updates. Data a client sends with (or right after)
+//! its ACK before the real server answered is dropped and counted
+//! (`synproxy_pending`): the client retransmits it. DR and TUN cannot
+//! shift sequence numbers on the return path (it bypasses the director):
+//! the control plane refuses the proxy for them.
+
+use std::hash::Hasher;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{Outcome, Worker};
+use crate::conntrack::{tcp_flags, Addr, Conn, ConnId, Dir, Fwd, Tuple, TICKS_PER_SEC};
+use crate::dataplane::counters::{bump, DropReason};
+use crate::dataplane::driver::{PacketBuf, PortQueue};
+use crate::dataplane::xmit::Layout;
+use crate::wire::checksum;
+
+/// The connection waits for the real server's SYN-ACK.
+pub const SP_PENDING: u8 = 1;
+/// The connection's sequence numbers are shifted.
+pub const SP_ON: u8 = 2;
+/// Timestamps are in use (shifted too).
+pub const SP_TS: u8 = 4;
+/// The client negotiated window scaling (the director announced
+/// [`OUR_WSCALE`]).
+pub const SP_WS: u8 = 8;
+/// Shift of the real server's window scale in the flags byte (4 bits).
+const SP_WS_SHIFT: u8 = 4;
+
+/// MSS values a cookie can carry (Linux `msstab`).
+pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
+/// The window scale the director announces to clients.
+pub const OUR_WSCALE: u8 = 7;
+/// The (unscaled) window of the director's SYN-ACK.
+const SYNACK_WINDOW: u16 = 65535;
+/// The window of the director's ACK to the real server (scaled by the
+/// client's shift; the client's next segment sets the real one).
+const SERVER_ACK_WINDOW: u16 = 8192;
+/// Cookie age limit in minutes (Linux `MAX_SYNCOOKIE_AGE`).
+const MAX_AGE: u32 = 2;
+/// Lowest 6 bits of the timestamp carry the options.
+const TS_OPT_MASK: u32 = 0x3f;
+/// "No window scale" in the timestamp bits.
+const WS_NONE: u32 = 0xf;
+/// TTL of the packets the director makes.
+const TTL: u8 = 64;
+
+/// TCP options of a segment, as far as the proxy cares.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TcpOpts {
+    /// Maximum segment size.
+    pub mss: Option<u16>,
+    /// Window scale shift.
+    pub wscale: Option<u8>,
+    /// SACK permitted.
+    pub sack_perm: bool,
+    /// Timestamps (TSval, TSecr).
+    pub ts: Option<(u32, u32)>,
+}
+
+/// Parse the options of the TCP header at `tcp` (whole header).
+pub fn parse_opts(tcp: &[u8]) -> TcpOpts {
+    let mut o = TcpOpts::default();
+    if tcp.len() < 20 {
+        return o;
+    }
+    let hl = ((tcp[12] >> 4) as usize * 4).clamp(20, tcp.len());
+    let opts = &tcp[20..hl];
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let Some(&len) = opts.get(i + 1) else { break };
+                let len = len as usize;
+                if len < 2 || i + len > opts.len() {
+                    break;
+                }
+                let v = &opts[i + 2..i + len];
+                match (kind, len) {
+                    (2, 4) => o.mss = Some(u16::from_be_bytes([v[0], v[1]])),
+                    (3, 3) => o.wscale = Some(v[0].min(14)),
+                    (4, 2) => o.sack_perm = true,
+                    (8, 10) => {
+                        o.ts = Some((
+                            u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                            u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
+                        ))
+                    }
+                    _ => {}
+                }
+                i += len;
+            }
+        }
+    }
+    o
+}
+
+/// Write SYN options into `out` (≤ 20 bytes, a multiple of 4); returns
+/// the length.
+fn write_opts(out: &mut [u8; 20], o: &TcpOpts) -> usize {
+    let mut n = 0;
+    if let Some(m) = o.mss {
+        out[..4].copy_from_slice(&[2, 4, (m >> 8) as u8, m as u8]);
+        n = 4;
+    }
+    match (o.sack_perm, o.ts) {
+        (true, Some((v, e))) => {
+            out[n..n + 2].copy_from_slice(&[4, 2]);
+            out[n + 2..n + 4].copy_from_slice(&[8, 10]);
+            out[n + 4..n + 8].copy_from_slice(&v.to_be_bytes());
+            out[n + 8..n + 12].copy_from_slice(&e.to_be_bytes());
+            n += 12;
+        }
+        (false, Some((v, e))) => {
+            out[n..n + 4].copy_from_slice(&[1, 1, 8, 10]);
+            out[n + 4..n + 8].copy_from_slice(&v.to_be_bytes());
+            out[n + 8..n + 12].copy_from_slice(&e.to_be_bytes());
+            n += 12;
+        }
+        (true, None) => {
+            out[n..n + 4].copy_from_slice(&[1, 1, 4, 2]);
+            n += 4;
+        }
+        (false, None) => {}
+    }
+    if let Some(w) = o.wscale {
+        out[n..n + 4].copy_from_slice(&[1, 3, 3, w]);
+        n += 4;
+    }
+    n
+}
+
+/// Keyed hash of a tuple (SipHash-2-4 with the snapshot's secret).
+fn tuple_hash(key: &[u64; 2], which: u64, t: &Tuple, count: u32) -> u32 {
+    // std's SipHasher is deprecated only in favour of crates; it is the
+    // keyed PRF the cookie needs and allocates nothing.
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new_with_keys(key[0] ^ which, key[1]);
+    h.write(&t.src);
+    h.write(&t.dst);
+    h.write_u16(t.sport);
+    h.write_u16(t.dport);
+    h.write_u32(count);
+    h.finish() as u32
+}
+
+/// The cookie for a SYN of `t` (client → VIP) with initial sequence
+/// `isn`, made in minute `count`, carrying MSS index `mss_idx`.
+pub fn make_cookie(key: &[u64; 2], t: &Tuple, isn: u32, count: u32, mss_idx: u8) -> u32 {
+    tuple_hash(key, 0, t, 0)
+        .wrapping_add(isn)
+        .wrapping_add(count << 24)
+        .wrapping_add(tuple_hash(key, 1, t, count).wrapping_add(mss_idx as u32) & 0xff_ffff)
+}
+
+/// The MSS index a cookie carries if it is valid in minute `count`
+/// (made then or in the minute before).
+pub fn check_cookie(key: &[u64; 2], t: &Tuple, isn: u32, cookie: u32, count: u32) -> Option<u8> {
+    let c = cookie
+        .wrapping_sub(tuple_hash(key, 0, t, 0))
+        .wrapping_sub(isn);
+    let made = c >> 24;
+    let diff = (count & 0xff).wrapping_sub(made) & 0xff;
+    if diff >= MAX_AGE {
+        return None;
+    }
+    let made_count = count.wrapping_sub(diff);
+    let idx = (c.wrapping_sub(tuple_hash(key, 1, t, made_count))) & 0xff_ffff;
+    if (idx as usize) < MSS_TABLE.len() {
+        Some(idx as u8)
+    } else {
+        None
+    }
+}
+
+/// The largest table MSS not above the client's (536 when it sent none).
+pub fn mss_index(mss: Option<u16>) -> u8 {
+    let m = mss.unwrap_or(536);
+    MSS_TABLE.iter().rposition(|&x| x <= m).unwrap_or(0) as u8
+}
+
+/// Read a big-endian u32.
+#[inline]
+fn rd32(b: &[u8], o: usize) -> u32 {
+    u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+#[inline]
+fn wr32(b: &mut [u8], o: usize, v: u32) {
+    b[o..o + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// One TCP segment to build in place.
+struct Seg<'a> {
+    src: &'a Addr,
+    sport: u16,
+    dst: &'a Addr,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    opts: &'a TcpOpts,
+}
+
+/// Turn the packet in `b` (IP at `lay.l3`, L4 at `lay.l4`) into the TCP
+/// segment `s` with no payload: IP header fields, fresh TTL, full checksums.
+fn build<B: PacketBuf>(b: &mut B, lay: &Layout, s: &Seg) -> bool {
+    let mut ob = [0u8; 20];
+    let olen = write_opts(&mut ob, s.opts);
+    let l4 = lay.l4 as usize;
+    let tcp_len = 20 + olen;
+    let want = l4 + tcp_len;
+    let have = b.len();
+    if have > want {
+        if !b.trim(have - want) {
+            return false;
+        }
+    } else if have < want && b.append(want - have).is_none() {
+        return false;
+    }
+    let f = b.data_mut();
+    let l3 = lay.l3 as usize;
+    let t = &mut f[l4..want];
+    t[0..2].copy_from_slice(&s.sport.to_be_bytes());
+    t[2..4].copy_from_slice(&s.dport.to_be_bytes());
+    wr32(t, 4, s.seq);
+    wr32(t, 8, s.ack);
+    t[12] = ((tcp_len / 4) as u8) << 4;
+    t[13] = s.flags;
+    t[14..16].copy_from_slice(&s.window.to_be_bytes());
+    t[16..20].fill(0);
+    t[20..].copy_from_slice(&ob[..olen]);
+    let pseudo = if lay.v6 {
+        let (sa, da) = (Ipv6Addr::from(*s.src), Ipv6Addr::from(*s.dst));
+        let ip = &mut f[l3..];
+        let plen = (l4 - l3 - 40 + tcp_len) as u16;
+        ip[4..6].copy_from_slice(&plen.to_be_bytes());
+        ip[7] = TTL;
+        ip[8..24].copy_from_slice(s.src);
+        ip[24..40].copy_from_slice(s.dst);
+        checksum::pseudo_header_v6(&sa, &da, 6, tcp_len as u32)
+    } else {
+        let sa = Ipv4Addr::new(s.src[0], s.src[1], s.src[2], s.src[3]);
+        let da = Ipv4Addr::new(s.dst[0], s.dst[1], s.dst[2], s.dst[3]);
+        let ihl = l4 - l3;
+        let ip = &mut f[l3..l4];
+        ip[2..4].copy_from_slice(&((ihl + tcp_len) as u16).to_be_bytes());
+        ip[6..8].copy_from_slice(&[0x40, 0]); // DF, not a fragment
+        ip[8] = TTL;
+        ip[10..12].fill(0);
+        ip[12..16].copy_from_slice(&s.src[..4]);
+        ip[16..20].copy_from_slice(&s.dst[..4]);
+        let c = checksum::checksum(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        checksum::pseudo_header_v4(&sa, &da, 6, tcp_len as u32)
+    };
+    let t = &mut f[l4..want];
+    let c = !checksum::fold(checksum::combine(pseudo, checksum::sum(t)));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// Write `new` at `o` and update the TCP checksum `csum` for it.
+#[inline]
+fn set32(f: &mut [u8], o: usize, new: u32, csum: &mut u16) {
+    let old = rd32(f, o);
+    *csum = checksum::update32(*csum, old, new);
+    wr32(f, o, new);
+}
+
+/// The minute counter cookies are made with.
+#[inline]
+fn minute(tick: u32) -> u32 {
+    tick / (60 * TICKS_PER_SEC)
+}
+
+/// The director's timestamp clock (milliseconds).
+#[inline]
+fn ts_now(now_ns: u64) -> u32 {
+    (now_ns / 1_000_000) as u32
+}
+
+impl<Q: PortQueue> Worker<Q> {
+    /// Whether a new TCP flow of service position `si` goes through the
+    /// proxy now: switched on for the service, or the table is fuller than
+    /// `settings.synproxy_auto_percent` and the service can be proxied.
+    #[inline]
+    pub(super) fn synproxy_on(&self, si: usize) -> bool {
+        let svc = &self.snap.services[si];
+        if !svc.synproxy_capable {
+            return false;
+        }
+        if svc.synproxy {
+            return true;
+        }
+        let auto = self.snap.settings.synproxy_auto_percent as u64;
+        auto > 0 && self.conns.len() as u64 * 100 >= self.conns.capacity() as u64 * auto
+    }
+
+    /// A TCP packet with no connection for proxied service `si`: answer a
+    /// SYN with a cookie, open the server side on a valid ACK.
+    pub(super) fn synproxy_new(
+        &mut self,
+        si: usize,
+        b: Q::Buf,
+        lay: Layout,
+        t: Tuple,
+        flags: u8,
+    ) -> Outcome {
+        let syn = flags & tcp_flags::SYN != 0;
+        let ack = flags & tcp_flags::ACK != 0;
+        let rst = flags & tcp_flags::RST != 0;
+        if syn && !ack && !rst {
+            self.synproxy_syn(b, lay, t)
+        } else if ack && !syn && !rst {
+            self.synproxy_ack(si, b, lay, t)
+        } else {
+            Outcome::Drop(DropReason::NotSyn)
+        }
+    }
+
+    /// Client SYN → cookie SYN-ACK from the VIP, in the same buffer.
+    fn synproxy_syn(&mut self, mut b: Q::Buf, lay: Layout, t: Tuple) -> Outcome {
+        let l4 = lay.l4 as usize;
+        let d = b.data();
+        if d.len() < l4 + 20 {
+            return Outcome::Drop(DropReason::Malformed);
+        }
+        let isn = rd32(d, l4 + 4);
+        let co = parse_opts(&d[l4..]);
+        let idx = mss_index(co.mss);
+        let cookie = make_cookie(&self.snap.synproxy_key, &t, isn, minute(self.tick), idx);
+        let ts = co.ts.map(|(tsval, _)| {
+            let ws = co.wscale.map_or(WS_NONE, |w| w as u32);
+            let bits = ws | (co.sack_perm as u32) << 4;
+            ((ts_now(self.now_ns) & !TS_OPT_MASK) | bits, tsval)
+        });
+        let opts = TcpOpts {
+            mss: Some(MSS_TABLE[idx as usize]),
+            wscale: co.wscale.and(ts).map(|_| OUR_WSCALE),
+            sack_perm: co.sack_perm && ts.is_some(),
+            ts,
+        };
+        let seg = Seg {
+            src: &t.dst,
+            sport: t.dport,
+            dst: &t.src,
+            dport: t.sport,
+            seq: cookie,
+            ack: isn.wrapping_add(1),
+            flags: tcp_flags::SYN | tcp_flags::ACK,
+            window: SYNACK_WINDOW,
+            opts: &opts,
+        };
+        if !build(&mut b, &lay, &seg) {
+            return Outcome::Drop(DropReason::NoBuffer);
+        }
+        let out = self.send_to(b, &t.src, t.v6);
+        if let Outcome::Done = out {
+            bump(&self.counters.syn_cookies_sent, 1);
+        }
+        out
+    }
+
+    /// Client ACK with no connection: check the cookie; if good, make the
+    /// connection and turn the ACK into the SYN to the real server.
+    fn synproxy_ack(&mut self, si: usize, mut b: Q::Buf, lay: Layout, t: Tuple) -> Outcome {
+        let l4 = lay.l4 as usize;
+        let d = b.data();
+        if d.len() < l4 + 20 {
+            return Outcome::Drop(DropReason::Malformed);
+        }
+        let seq = rd32(d, l4 + 4);
+        let cookie = rd32(d, l4 + 8).wrapping_sub(1);
+        let isn = seq.wrapping_sub(1);
+        let window = u16::from_be_bytes([d[l4 + 14], d[l4 + 15]]);
+        let co = parse_opts(&d[l4..]);
+        let key = self.snap.synproxy_key;
+        let Some(idx) = check_cookie(&key, &t, isn, cookie, minute(self.tick)) else {
+            bump(&self.counters.synproxy_acks_invalid, 1);
+            return Outcome::Drop(DropReason::SynproxyBadAck);
+        };
+        bump(&self.counters.synproxy_acks_valid, 1);
+        // Options the client sent in its SYN, from our timestamp's low bits.
+        let (wscale, sack, ts) = match co.ts {
+            Some((tsval, tsecr)) => {
+                let ws = tsecr & 0xf;
+                let ws = (ws != WS_NONE).then_some(ws.min(14) as u8);
+                (ws, tsecr & 0x10 != 0, Some((tsval, tsecr)))
+            }
+            None => (None, false, None),
+        };
+        let id = match self.new_conn(si, &t, tcp_flags::SYN) {
+            Ok(id) => id,
+            Err(r) => return Outcome::Drop(r),
+        };
+        let c = self.conns.get_mut(id);
+        if !c.has_proxy_room() {
+            self.remove_conn(id);
+            return Outcome::Drop(DropReason::Conflict);
+        }
+        c.set_proxy_words(cookie, ts.map_or(0, |(_, e)| e));
+        let ws_bit = if wscale.is_some() { SP_WS } else { 0 };
+        c.set_flags(SP_PENDING | ws_bit | if ts.is_some() { SP_TS } else { 0 });
+        let c = *c;
+        let (src, sport) = server_side_source(&c);
+        let opts = TcpOpts {
+            mss: Some(MSS_TABLE[idx as usize]),
+            wscale,
+            sack_perm: sack,
+            ts: ts.map(|(v, _)| (v, 0)),
+        };
+        let seg = Seg {
+            src: &src,
+            sport,
+            dst: &c.rip(),
+            dport: c.rport(),
+            seq: isn,
+            ack: 0,
+            flags: tcp_flags::SYN,
+            window,
+            opts: &opts,
+        };
+        if !build(&mut b, &lay, &seg) {
+            self.remove_conn(id);
+            return Outcome::Drop(DropReason::NoBuffer);
+        }
+        self.proxy_state(id, Dir::Original, tcp_flags::SYN);
+        self.send_to(b, &c.rip(), t.v6)
+    }
+
+    /// A packet of a connection whose server handshake runs: the server's
+    /// SYN-ACK completes it (acknowledged for the client, not forwarded);
+    /// anything else is dropped.
+    pub(super) fn synproxy_pending(
+        &mut self,
+        id: ConnId,
+        dir: Dir,
+        mut b: Q::Buf,
+        lay: Layout,
+        flags: u8,
+    ) -> Outcome {
+        if dir == Dir::Original {
+            return Outcome::Drop(DropReason::SynproxyPending);
+        }
+        if flags & tcp_flags::RST != 0 {
+            // The server refused: forget the connection (the client's
+            // retransmissions then fail the cookie check or time out).
+            self.remove_conn(id);
+            return Outcome::Drop(DropReason::SynproxyPending);
+        }
+        let want = tcp_flags::SYN | tcp_flags::ACK;
+        if flags & want != want {
+            return Outcome::Drop(DropReason::SynproxyPending);
+        }
+        let l4 = lay.l4 as usize;
+        let d = b.data();
+        if d.len() < l4 + 20 {
+            return Outcome::Drop(DropReason::Malformed);
+        }
+        let c = *self.conns.get(id);
+        let (cookie, our_ts) = c.proxy_words();
+        let rs_isn = rd32(d, l4 + 4);
+        let ack = rd32(d, l4 + 8);
+        let so = parse_opts(&d[l4..]);
+        // The client's sequence numbers pass unchanged: the server must
+        // acknowledge the client's ISN + 1 (cookie ISN + 1 - 1 + ...).
+        let uses_ts = c.flags() & SP_TS != 0;
+        let (ts_delta, ack_ts) = match (uses_ts, so.ts) {
+            (true, Some((v, e))) => (v.wrapping_sub(our_ts), Some((e, v))),
+            _ => (0, None),
+        };
+        let seq_delta = rs_isn.wrapping_sub(cookie);
+        let client_next = ack;
+        // Window scaling holds only if both sides offered it.
+        let ws_on = c.flags() & SP_WS != 0;
+        let ws = if ws_on {
+            so.wscale.unwrap_or(0).min(14)
+        } else {
+            0
+        };
+        let mut fl = SP_ON | (ws << SP_WS_SHIFT) | (c.flags() & SP_WS);
+        if ack_ts.is_some() {
+            fl |= SP_TS;
+        }
+        {
+            let cm = self.conns.get_mut(id);
+            cm.set_proxy_words(seq_delta, ts_delta);
+            cm.set_flags(fl);
+        }
+        self.proxy_state(id, Dir::Reply, want);
+        let (src, sport) = server_side_source(&c);
+        let opts = TcpOpts {
+            ts: ack_ts,
+            ..TcpOpts::default()
+        };
+        let seg = Seg {
+            src: &src,
+            sport,
+            dst: &c.rip(),
+            dport: c.rport(),
+            seq: client_next,
+            ack: rs_isn.wrapping_add(1),
+            flags: tcp_flags::ACK,
+            window: SERVER_ACK_WINDOW,
+            opts: &opts,
+        };
+        if !build(&mut b, &lay, &seg) {
+            return Outcome::Drop(DropReason::NoBuffer);
+        }
+        self.proxy_state(id, Dir::Original, tcp_flags::ACK);
+        bump(&self.counters.synproxy_established, 1);
+        self.send_to(b, &c.rip(), c.v6())
+    }
+}
+
+impl<Q: PortQueue> Worker<Q> {
+    /// Run a packet the director made or consumed through the state
+    /// machine, with the active/inactive accounting `forward` does.
+    fn proxy_state(&mut self, id: ConnId, dir: Dir, flags: u8) {
+        let ch = self
+            .conns
+            .on_packet(id, dir, flags, self.tick, &self.snap.timeouts);
+        if ch.became_active || ch.became_inactive {
+            let dest = self.conns.get(id).dest();
+            self.account(dest, ch.became_active, ch.became_inactive);
+        }
+    }
+}
+
+/// The source the real server sees: the client (NAT) or the local address.
+fn server_side_source(c: &Conn) -> (Addr, u16) {
+    if c.fwd() == Fwd::FullNat {
+        (c.lip(), c.lport())
+    } else {
+        (c.cip(), c.cport())
+    }
+}
+
+/// Shift a forwarded segment of a proxied connection (after the mode's
+/// rewrite): client → server acknowledgements, SACK blocks and echoed
+/// timestamps move into the server's spaces; server → client sequence
+/// numbers and timestamps into the director's, and the window into the
+/// scale the director announced.
+pub fn fix_up(frame: &mut [u8], lay: &Layout, c: &Conn, dir: Dir) {
+    let l4 = lay.l4 as usize;
+    if frame.len() < l4 + 20 {
+        return;
+    }
+    let (seq_d, ts_d) = c.proxy_words();
+    let fl = c.flags();
+    let mut csum = u16::from_be_bytes([frame[l4 + 16], frame[l4 + 17]]);
+    match dir {
+        Dir::Original => {
+            if frame[l4 + 13] & tcp_flags::ACK != 0 {
+                let a = rd32(frame, l4 + 8);
+                set32(frame, l4 + 8, a.wrapping_add(seq_d), &mut csum);
+            }
+        }
+        Dir::Reply => {
+            let s = rd32(frame, l4 + 4);
+            set32(frame, l4 + 4, s.wrapping_sub(seq_d), &mut csum);
+            let rs_ws = (fl >> SP_WS_SHIFT) as u32;
+            let ours = if fl & SP_WS != 0 {
+                OUR_WSCALE as u32
+            } else {
+                0
+            };
+            if rs_ws != ours {
+                let w = u16::from_be_bytes([frame[l4 + 14], frame[l4 + 15]]) as u64;
+                let nw = ((w << rs_ws) >> ours).min(0xffff) as u16;
+                let old = u16::from_be_bytes([frame[l4 + 14], frame[l4 + 15]]);
+                csum = checksum::update16(csum, old, nw);
+                frame[l4 + 14..l4 + 16].copy_from_slice(&nw.to_be_bytes());
+            }
+        }
+    }
+    // Options: SACK blocks (client → server only) and timestamps.
+    let hl = ((frame[l4 + 12] >> 4) as usize * 4).clamp(20, frame.len() - l4);
+    let mut i = l4 + 20;
+    let end = l4 + hl;
+    while i < end {
+        match frame[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                if i + 1 >= end {
+                    break;
+                }
+                let len = frame[i + 1] as usize;
+                if len < 2 || i + len > end {
+                    break;
+                }
+                // Checksum words are 16-bit aligned relative to the TCP
+                // header: an option value at an odd offset cannot be updated
+                // word-wise, so only even offsets are shifted (every
+                // common stack pads options to align them).
+                let v = i + 2;
+                let aligned = (v - l4) % 2 == 0;
+                match (kind, dir) {
+                    (5, Dir::Original) if aligned && (len - 2) % 8 == 0 => {
+                        let mut o = v;
+                        while o + 8 <= i + len {
+                            let l = rd32(frame, o);
+                            set32(frame, o, l.wrapping_add(seq_d), &mut csum);
+                            let r = rd32(frame, o + 4);
+                            set32(frame, o + 4, r.wrapping_add(seq_d), &mut csum);
+                            o += 8;
+                        }
+                    }
+                    (8, Dir::Original) if len == 10 && aligned && fl & SP_TS != 0 => {
+                        let e = rd32(frame, v + 4);
+                        set32(frame, v + 4, e.wrapping_add(ts_d), &mut csum);
+                    }
+                    (8, Dir::Reply) if len == 10 && aligned && fl & SP_TS != 0 => {
+                        let tv = rd32(frame, v);
+                        set32(frame, v, tv.wrapping_sub(ts_d), &mut csum);
+                    }
+                    _ => {}
+                }
+                i += len;
+            }
+        }
+    }
+    frame[l4 + 16..l4 + 18].copy_from_slice(&csum.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple() -> Tuple {
+        let mut s = [0u8; 16];
+        s[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let mut d = [0u8; 16];
+        d[..4].copy_from_slice(&[10, 0, 1, 1]);
+        Tuple::new(6, false, s, 40000, d, 80)
+    }
+
+    #[test]
+    fn a_cookie_checks_out_in_its_minute_and_the_next_only() {
+        let key = [0x1234, 0x5678];
+        let t = tuple();
+        for idx in 0..4u8 {
+            let c = make_cookie(&key, &t, 1000, 77, idx);
+            assert_eq!(check_cookie(&key, &t, 1000, c, 77), Some(idx));
+            assert_eq!(check_cookie(&key, &t, 1000, c, 78), Some(idx));
+            assert_eq!(check_cookie(&key, &t, 1000, c, 79), None);
+            // (A client ISN off by less than 4 shifts the MSS index, as
+            // in Linux; further off, the check fails.)
+            assert_eq!(check_cookie(&key, &t, 1100, c, 77), None);
+            assert_eq!(check_cookie(&[1, 2], &t, 1000, c, 77), None);
+            let mut other = t;
+            other.sport += 1;
+            assert_eq!(check_cookie(&key, &other, 1000, c, 77), None);
+        }
+    }
+
+    #[test]
+    fn random_acks_almost_never_pass() {
+        let key = [7, 9];
+        let t = tuple();
+        let mut x: u32 = 12345;
+        let mut ok = 0;
+        for _ in 0..100_000 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            if check_cookie(&key, &t, 5, x, 10).is_some() {
+                ok += 1;
+            }
+        }
+        // 2 minutes × 4 MSS values of 2^32: expect ~0.0002 per try.
+        assert!(ok < 20, "{ok} random cookies passed");
+    }
+
+    #[test]
+    fn options_round_trip() {
+        let o = TcpOpts {
+            mss: Some(1460),
+            wscale: Some(7),
+            sack_perm: true,
+            ts: Some((11, 22)),
+        };
+        let mut b = [0u8; 20];
+        let n = write_opts(&mut b, &o);
+        let mut hdr = [0u8; 40];
+        hdr[12] = (((20 + n) / 4) as u8) << 4;
+        hdr[20..20 + n].copy_from_slice(&b[..n]);
+        assert_eq!(parse_opts(&hdr[..20 + n]), o);
+        assert_eq!(mss_index(Some(1400)), 1);
+        assert_eq!(mss_index(Some(9000)), 3);
+        assert_eq!(mss_index(None), 0);
+    }
+}
