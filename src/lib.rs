@@ -16,3 +16,6 @@ pub mod sched;
 pub mod steer;
 pub mod sys;
 pub mod wire;
+
+#[doc(hidden)]
+pub mod fuzz_targets;
