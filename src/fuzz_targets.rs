@@ -41,8 +41,11 @@ use crate::wire::{
     NdpRepr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 
+/// A target body.
+pub type Target = fn(&[u8]);
+
 /// Every target: (harness and corpus name, body).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("wire", wire),
     ("worker_burst", worker_burst),
     ("ipvsadm", ipvsadm),
@@ -71,7 +74,10 @@ pub fn wire(data: &[u8]) {
     ipv4(data);
     ipv6(data);
     arp(data);
-    let (a, b) = (IpAddr::from([192, 0, 2, 1]), IpAddr::from([198, 51, 100, 2]));
+    let (a, b) = (
+        IpAddr::from([192, 0, 2, 1]),
+        IpAddr::from([198, 51, 100, 2]),
+    );
     l4(ip_proto::TCP, data, a, b);
     l4(ip_proto::UDP, data, a, b);
     l4(ip_proto::ICMP, data, a, b);
@@ -399,7 +405,11 @@ fn observable(state: &ControlState) -> impl PartialEq + std::fmt::Debug {
 fn apply_checked(state: &mut ControlState, request: &Request) {
     let before = observable(state);
     if state.apply(request).is_err() {
-        assert_eq!(observable(state), before, "a refused change changed nothing");
+        assert_eq!(
+            observable(state),
+            before,
+            "a refused change changed nothing"
+        );
     }
 }
 
