@@ -284,11 +284,16 @@ services:
   - {proto: tcp, vip: "2001:db8::4", port: 80, scheduler: rr, laddrs: ["2001:db8:10::100"], dests: [{addr: "2001:db8:10::1", port: 8080, fwd: fullnat}]}
 "#;
 
-/// The control state of [`BASE_CONFIG`].
+/// The control state of [`BASE_CONFIG`] (parsed once, cloned per input).
 pub fn base_state() -> ControlState {
-    Config::from_yaml(BASE_CONFIG)
-        .and_then(|c| c.check())
-        .expect("the fuzz base configuration is valid")
+    static STATE: OnceLock<ControlState> = OnceLock::new();
+    STATE
+        .get_or_init(|| {
+            Config::from_yaml(BASE_CONFIG)
+                .and_then(|c| c.check())
+                .expect("the fuzz base configuration is valid")
+        })
+        .clone()
 }
 
 fn base_snapshot() -> Arc<Snapshot> {
