@@ -289,6 +289,9 @@ impl<Q: PortQueue> Worker<Q> {
     fn handle_owned(&mut self, port: u16, mut b: Q::Buf, class: Class) -> Outcome {
         if let Class::L4 { lay, .. } | Class::Icmp { lay } = class {
             trim_to_ip(&mut b, &lay);
+        } else if let (Class::Arp, Ok(l2)) = (class, crate::wire::parse_l2(b.data())) {
+            // An ARP reply is written over the request: without its trailer.
+            trim_to(&mut b, l2.l3_offset + MIN_ETH_PAYLOAD);
         }
         match class {
             Class::Drop(r) => Outcome::Drop(r),
@@ -323,10 +326,15 @@ fn trim_to_ip<B: PacketBuf>(b: &mut B, lay: &Layout) {
         d.get(l3 + 2..l3 + 4)
             .map(|f| usize::from(u16::from_be_bytes([f[0], f[1]])))
     };
-    if let Some(end) = ip_len.map(|n| (l3 + n).max(l3 + MIN_ETH_PAYLOAD)) {
-        if b.len() > end {
-            b.trim(b.len() - end);
-        }
+    if let Some(n) = ip_len {
+        trim_to(b, l3 + n.max(MIN_ETH_PAYLOAD));
+    }
+}
+
+/// Shorten `b` to `end` bytes if it is longer.
+fn trim_to<B: PacketBuf>(b: &mut B, end: usize) {
+    if b.len() > end {
+        b.trim(b.len() - end);
     }
 }
 
