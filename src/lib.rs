@@ -18,3 +18,6 @@ pub mod sched;
 pub mod steer;
 pub mod sys;
 pub mod wire;
+
+#[doc(hidden)]
+pub mod fuzz_targets;

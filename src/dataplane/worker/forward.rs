@@ -68,6 +68,16 @@ impl<Q: PortQueue> Worker<Q> {
         if rewrites && xmit::ttl_expires(b.data(), &lay) {
             return self.time_exceeded(b, lay);
         }
+        if fwd != Fwd::Tun {
+            let to = match (fwd, dir) {
+                (Fwd::Nat | Fwd::FullNat, Dir::Reply) => addr_to_ip(&c.cip(), v6),
+                _ => addr_to_ip(&c.rip(), v6),
+            };
+            if let Some(out) = self.too_big(&b, &lay, &to) {
+                return out;
+            }
+        }
+        let c = self.conns.get(id);
         let frame = b.data_mut();
         let next: Addr = match (fwd, dir) {
             (Fwd::Nat, Dir::Original) => {
@@ -99,6 +109,24 @@ impl<Q: PortQueue> Worker<Q> {
             synproxy::fix_up(frame, &lay, c, dir);
         }
         self.send_to(b, &next, v6)
+    }
+
+    /// IPVS's `ensure_mtu_is_adequate` for NAT, DR and FULLNAT: a packet
+    /// larger than the egress port's MTU is dropped as `too_big`, with
+    /// fragmentation-needed (IPv4 with DF) or packet-too-big (IPv6) to its
+    /// sender; rvs does not fragment.
+    fn too_big(&mut self, b: &Q::Buf, lay: &Layout, to: &IpAddr) -> Option<Outcome> {
+        let hop = self.snap.routes.lookup(to)?;
+        let mtu = self.snap.port(hop.port)?.mtu;
+        let l3 = usize::from(lay.l3);
+        if b.len().saturating_sub(l3) <= usize::from(mtu) {
+            return None;
+        }
+        let df = lay.v6 || b.data().get(l3 + 6).is_some_and(|f| f & 0x40 != 0);
+        if df {
+            self.icmp_error_back(b, lay, IcmpErr::TooBig(mtu));
+        }
+        Some(Outcome::Drop(DropReason::TooBig))
     }
 
     fn tunnel(&mut self, mut b: Q::Buf, lay: Layout, rip: IpAddr) -> Outcome {

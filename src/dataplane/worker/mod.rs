@@ -44,6 +44,7 @@ use crate::dataplane::driver::{Burst, PacketBuf, PortQueue, BURST_SIZE};
 use crate::dataplane::kernel::{KernelRings, UpLimiter};
 use crate::dataplane::neigh::{NeighTable, Pending};
 use crate::dataplane::snapshot::Snapshot;
+use crate::dataplane::xmit::Layout;
 
 use classify::{classify, Class};
 use setup::SvcCore;
@@ -307,7 +308,13 @@ impl<Q: PortQueue> Worker<Q> {
     }
 
     /// Process a packet this worker owns.
-    fn handle_owned(&mut self, port: u16, b: Q::Buf, class: Class) -> Outcome {
+    fn handle_owned(&mut self, port: u16, mut b: Q::Buf, class: Class) -> Outcome {
+        if let Class::L4 { lay, .. } | Class::Icmp { lay } = class {
+            trim_to_ip(&mut b, &lay);
+        } else if let (Class::Arp, Ok(l2)) = (class, crate::wire::parse_l2(b.data())) {
+            // An ARP reply is written over the request: without its trailer.
+            trim_to(&mut b, l2.l3_offset + MIN_ETH_PAYLOAD);
+        }
         match class {
             Class::Drop(r) => Outcome::Drop(r),
             Class::Arp => self.arp(port, b),
@@ -320,6 +327,37 @@ impl<Q: PortQueue> Worker<Q> {
             Class::Icmp { lay } => self.icmp(port, b, lay),
             Class::Frag { lay, key, first } => self.frag(port, b, lay, key, first),
         }
+    }
+}
+
+/// Bytes after the link header of a minimum Ethernet frame (60 bytes).
+const MIN_ETH_PAYLOAD: usize = 46;
+
+/// Drop the bytes after the IP packet beyond the Ethernet minimum frame,
+/// as the kernel's `ip_rcv` trims to the IP length: a trailer of any length
+/// would otherwise be forwarded and could carry a packet past the egress
+/// MTU. Padding up to the 60-byte minimum (64 with a VLAN tag) stays, so
+/// padded frames are forwarded as they came. `classify` checked that the IP
+/// length fits in the frame.
+fn trim_to_ip<B: PacketBuf>(b: &mut B, lay: &Layout) {
+    let d = b.data();
+    let l3 = usize::from(lay.l3);
+    let ip_len = if lay.v6 {
+        d.get(l3 + 4..l3 + 6)
+            .map(|f| 40 + usize::from(u16::from_be_bytes([f[0], f[1]])))
+    } else {
+        d.get(l3 + 2..l3 + 4)
+            .map(|f| usize::from(u16::from_be_bytes([f[0], f[1]])))
+    };
+    if let Some(n) = ip_len {
+        trim_to(b, l3 + n.max(MIN_ETH_PAYLOAD));
+    }
+}
+
+/// Shorten `b` to `end` bytes if it is longer.
+fn trim_to<B: PacketBuf>(b: &mut B, end: usize) {
+    if b.len() > end {
+        b.trim(b.len() - end);
     }
 }
 
