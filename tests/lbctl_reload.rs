@@ -8,38 +8,18 @@ mod support;
 use std::process::Command;
 
 use support::lbd::{lbctl, lbctl_output, Lbd, LBD};
-
-fn write(dir: &std::path::Path, count: u16, weight: &str) -> std::path::PathBuf {
-    let path = dir.join("lbd.yaml");
-    let text = format!(
-        "socket: {}\n\
-         workers: {{ count: {count} }}\n\
-         ports:\n\
-         \x20 - {{ name: ext, driver: mem, addrs: [10.0.0.2/24] }}\n\
-         \x20 - {{ name: int, driver: mem, addrs: [192.168.10.254/24] }}\n\
-         services:\n\
-         \x20 - proto: tcp\n\
-         \x20   vip: 10.0.0.100\n\
-         \x20   port: 80\n\
-         \x20   scheduler: wrr\n\
-         \x20   dests:\n\
-         \x20     - {{ addr: 192.168.10.1, port: 8080, fwd: masq, weight: {weight} }}\n",
-        dir.join("lbd.sock").display()
-    );
-    std::fs::write(&path, text).expect("write lbd.yaml");
-    path
-}
+use support::world::write_mem_daemon_config;
 
 #[test]
 fn lbctl_reload_prints_the_changes_and_refuses_a_broken_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write(dir.path(), 2, "1");
+    let config = write_mem_daemon_config(dir.path(), "count: 2", "1");
     let socket = dir.path().join("lbd.sock");
     let mut cmd = Command::new(LBD);
     cmd.arg("-c").arg(&config);
     let lbd = Lbd::start("lbd", cmd, &socket, &dir.path().join("lbd.log"));
 
-    write(dir.path(), 1, "4");
+    write_mem_daemon_config(dir.path(), "count: 1", "4");
     let out = lbctl_output(&socket, &["--reload"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -59,7 +39,7 @@ fn lbctl_reload_prints_the_changes_and_refuses_a_broken_file() {
     );
 
     let saved = lbctl(&socket, &["-S", "-n"]);
-    let broken = write(dir.path(), 1, "-1");
+    let broken = write_mem_daemon_config(dir.path(), "count: 1", "-1");
     let check = Command::new(LBD)
         .arg("--check-config")
         .arg(&broken)

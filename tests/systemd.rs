@@ -8,13 +8,13 @@
 mod support;
 
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::lbd::LBD;
 use support::process::{on_path, Proc};
 use support::under_ci;
+use support::world::write_mem_daemon_config;
 
 const UNIT: &str = include_str!("../pkg/lbd.service");
 
@@ -40,33 +40,12 @@ fn thread_names(pid: u32) -> Vec<String> {
     names
 }
 
-fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
-    let path = dir.join("lbd.yaml");
-    let text = format!(
-        "socket: {}\n\
-         workers: {{ count: 2, conn_capacity: 262144 }}\n\
-         ports:\n\
-         \x20 - {{ name: ext, driver: mem, addrs: [10.0.0.2/24] }}\n\
-         \x20 - {{ name: int, driver: mem, addrs: [192.168.10.254/24] }}\n\
-         services:\n\
-         \x20 - proto: tcp\n\
-         \x20   vip: 10.0.0.100\n\
-         \x20   port: 80\n\
-         \x20   scheduler: wrr\n\
-         \x20   dests:\n\
-         \x20     - {{ addr: 192.168.10.1, port: 8080, fwd: masq, weight: {body} }}\n",
-        dir.join("lbd.sock").display()
-    );
-    std::fs::write(&path, text).expect("write lbd.yaml");
-    path
-}
-
 #[test]
 fn lbd_reports_ready_only_after_its_workers_run_then_reloading_and_stopping() {
     let dir = tempfile::tempdir().expect("tempdir");
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
-    let config = write_config(dir.path(), "1");
+    let config = write_mem_daemon_config(dir.path(), "count: 2, conn_capacity: 262144", "1");
     let mut cmd = Command::new(LBD);
     cmd.arg("--config")
         .arg(&config)
@@ -97,7 +76,7 @@ fn lbd_reports_ready_only_after_its_workers_run_then_reloading_and_stopping() {
     assert!(dir.path().join("lbd.sock").exists());
 
     // Reload: RELOADING=1 with the monotonic clock, then READY=1.
-    write_config(dir.path(), "5");
+    write_mem_daemon_config(dir.path(), "count: 2, conn_capacity: 262144", "5");
     support::process::signal(lbd.pid() as libc::pid_t, libc::SIGHUP);
     let reloading = next_message(&notify, Duration::from_secs(10)).expect("RELOADING=1");
     assert!(

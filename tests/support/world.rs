@@ -292,3 +292,29 @@ impl LbdYaml {
         y
     }
 }
+
+/// Writes `DIR/lbd.yaml` for an `lbd` with two `mem` ports (no devices, no
+/// root), its socket at `DIR/lbd.sock`, workers `{WORKERS}` (a YAML flow
+/// map's inside, e.g. `count: 2`) and one wrr NAT service 10.0.0.100:80
+/// with one real server of weight `weight` (given as text, so a test can
+/// write a bad value); returns the file's path.
+pub fn write_mem_daemon_config(dir: &std::path::Path, workers: &str, weight: &str) -> PathBuf {
+    let path = dir.join("lbd.yaml");
+    let text = format!(
+        "socket: {}\n\
+         workers: {{ {workers} }}\n\
+         ports:\n\
+         \x20 - {{ name: ext, driver: mem, addrs: [10.0.0.2/24] }}\n\
+         \x20 - {{ name: int, driver: mem, addrs: [192.168.10.254/24] }}\n\
+         services:\n\
+         \x20 - proto: tcp\n\
+         \x20   vip: 10.0.0.100\n\
+         \x20   port: 80\n\
+         \x20   scheduler: wrr\n\
+         \x20   dests:\n\
+         \x20     - {{ addr: 192.168.10.1, port: 8080, fwd: masq, weight: {weight} }}\n",
+        dir.join("lbd.sock").display()
+    );
+    std::fs::write(&path, text).expect("write lbd.yaml");
+    path
+}
