@@ -1,5 +1,6 @@
 //! Packet views: Ethernet, 802.1Q VLAN, ARP, IPv4, IPv6 (with its extension
-//! header chain), TCP, UDP, ICMPv4, ICMPv6/NDP, IP-in-IP encapsulation, and the
+//! header chain), TCP, UDP, ICMPv4, ICMPv6/NDP, IP-in-IP encapsulation, VRRP
+//! adverts (v2 and v3), and the
 //! Internet checksum (RFC 1071 full, RFC 1624 incremental).
 //!
 //! Rules of this module (the smoltcp manner):
@@ -39,6 +40,7 @@ pub mod ipv6;
 pub mod quoted;
 pub mod tcp;
 pub mod udp;
+pub mod vrrp;
 
 #[cfg(test)]
 mod proptests;
@@ -56,6 +58,7 @@ pub use ipv6::{ipv6_upper_layer, Ipv6Frag, Ipv6Packet, Ipv6Repr, Ipv6Upper};
 pub use quoted::{icmp_quoted, IpFamily, QuotedPacket};
 pub use tcp::{TcpFlags, TcpPacket, TcpRepr};
 pub use udp::{UdpPacket, UdpRepr};
+pub use vrrp::{VrrpAuth, VrrpPacket, VrrpRepr};
 
 /// Why a buffer could not be read as (or written into) a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +133,8 @@ pub mod ip_proto {
     pub const NONE: u8 = 59;
     /// IPv6 destination options.
     pub const DSTOPTS: u8 = 60;
+    /// VRRP (RFC 3768 / RFC 5798).
+    pub const VRRP: u8 = 112;
     /// SCTP (ports at the same place as TCP/UDP).
     pub const SCTP: u8 = 132;
     /// UDP-Lite (ports at the same place as UDP).
