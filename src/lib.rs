@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod sched;
 pub mod steer;
 pub mod sys;
+pub mod vrrp;
 pub mod wire;
 
 #[doc(hidden)]

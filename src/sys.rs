@@ -11,6 +11,8 @@
 //! `unsafe_code` and come here instead. Nothing here allocates on a call
 //! the hot path makes ([`prefetch_line`]).
 
+pub mod vrrp_sockets;
+
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;

@@ -300,6 +300,8 @@ pub struct ControlState {
     service_slots: SlotAllocator,
     dest_slots: SlotAllocator,
     build: BuildOptions,
+    /// VIPs on standby (VRRP instances not MASTER), sorted.
+    standby: Vec<IpAddr>,
 }
 
 impl Default for ControlState {
@@ -315,6 +317,7 @@ impl Default for ControlState {
             service_slots: SlotAllocator::new(MAX_SERVICES),
             dest_slots: SlotAllocator::new(MAX_DESTS),
             build: BuildOptions::default(),
+            standby: Vec::new(),
         }
     }
 }
@@ -457,6 +460,25 @@ impl ControlState {
     pub fn bump_generation(&mut self) -> u64 {
         self.generation += 1;
         self.generation
+    }
+
+    /// Puts exactly `vips` on standby (VRRP: the instances this director
+    /// is not MASTER of); bumps the generation if that changed anything.
+    /// Returns whether it did.
+    pub fn set_standby(&mut self, mut vips: Vec<IpAddr>) -> bool {
+        vips.sort();
+        vips.dedup();
+        if vips == self.standby {
+            return false;
+        }
+        self.standby = vips;
+        self.bump_generation();
+        true
+    }
+
+    /// The VIPs on standby.
+    pub fn standby(&self) -> &[IpAddr] {
+        &self.standby
     }
 
     /// Number of workers snapshots are built for.
@@ -1087,7 +1109,8 @@ impl ControlState {
             self.topology.neighbours.clone(),
             self.timeouts,
             self.settings,
-        ))
+        )
+        .with_standby(&self.standby))
     }
 }
 

@@ -940,6 +940,9 @@ pub struct Config {
     /// Prometheus exporter.
     #[serde(default)]
     pub metrics: MetricsConf,
+    /// VRRP instances (keepalived's `vrrp_instance` keywords).
+    #[serde(default)]
+    pub vrrp: crate::vrrp::conf::VrrpConf,
 }
 
 /// A locally administered MAC derived from a port name (FNV-1a), for ports
@@ -1479,7 +1482,24 @@ impl Config {
                 return bad(format!("neighbours[{i}].mac: {e}"));
             }
         }
+        self.vrrp_instances()?;
         Ok(())
+    }
+
+    /// The VRRP instances, checked against the ports and resolved.
+    pub fn vrrp_instances(&self) -> Result<Vec<crate::vrrp::conf::InstanceSpec>, ConfigError> {
+        let ports: Vec<crate::vrrp::conf::PortInfo> = self
+            .ports
+            .iter()
+            .map(|p| crate::vrrp::conf::PortInfo {
+                name: p.name.clone(),
+                kernel_if: p.kernel_if.clone(),
+                addrs: p.addrs.iter().map(|c| c.addr).collect(),
+            })
+            .collect();
+        self.vrrp
+            .resolve(&ports)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 }
 

@@ -161,6 +161,39 @@ impl Control {
         }
     }
 
+    /// Puts exactly `vips` on standby (VRRP) and publishes the snapshot
+    /// when that changed anything; answers when every worker runs it.
+    pub fn set_standby(&self, vips: Vec<std::net::IpAddr>) -> Response {
+        let mut state = lock(&self.state);
+        let mut next = (*state).clone();
+        if !next.set_standby(vips) {
+            return Response::Ok {
+                generation: state.generation(),
+            };
+        }
+        let published = next.snapshot().map_err(|e| e.to_string()).and_then(|snap| {
+            self.dataplane
+                .publish(Arc::new(snap))
+                .map_err(|e| e.to_string())
+        });
+        match published {
+            Ok(()) => {
+                *state = next;
+                Response::Ok {
+                    generation: state.generation(),
+                }
+            }
+            Err(err) => {
+                // A generation some workers may have seen is never reused.
+                state.skip_generation_to(next.generation());
+                Response::error(
+                    ErrorKind::Internal,
+                    format!("the data plane did not take the VRRP standby change ({err})"),
+                )
+            }
+        }
+    }
+
     /// Answers one request.
     pub fn handle(&self, request: &Request) -> Response {
         match request {

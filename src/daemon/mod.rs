@@ -84,6 +84,9 @@ pub enum DaemonError {
     /// process exits).
     #[error("workers {0:?} did not stop within {STOP_TIMEOUT:?}")]
     Wedged(Vec<u16>),
+    /// The VRRP service could not start.
+    #[error("{0}")]
+    Vrrp(String),
     #[error("kernel path: {0}")]
     Kernel(#[from] crate::dataplane::kernel::KernelError),
 }
@@ -114,6 +117,7 @@ pub struct Daemon {
     socket_path: PathBuf,
     summary: String,
     metrics: Option<Exporter>,
+    vrrp: Option<crate::vrrp::service::VrrpService>,
 }
 
 impl Daemon {
@@ -168,6 +172,7 @@ impl Daemon {
         let metrics = metrics
             .map(|listener| listener.serve(control.clone()))
             .transpose()?;
+        let vrrp = start_vrrp(config, &control, dataplane.workers())?;
         let metrics_note = metrics
             .as_ref()
             .map(|m| format!(", metrics on http://{}/metrics", m.local_addr()))
@@ -190,6 +195,7 @@ impl Daemon {
             socket_path,
             summary,
             metrics,
+            vrrp,
         })
     }
 
@@ -304,6 +310,10 @@ impl Daemon {
     /// state the workers, the socket file or the clients are in, with
     /// [`DaemonError::Wedged`] naming the workers that did not stop.
     pub fn stop(self) -> Result<(), DaemonError> {
+        // VRRP first: its priority-0 adverts leave through the workers.
+        if let Some(v) = self.vrrp {
+            stop_vrrp(v, &self.control);
+        }
         let wedged = self.dataplane.stop_within(STOP_TIMEOUT);
         if let Some(metrics) = self.metrics {
             metrics.stop();
@@ -417,7 +427,11 @@ fn start_dataplane(config: &Config) -> Result<Started, DaemonError> {
         ports.set_kernel(k.rings());
         eprintln!("lbd: kernel path on {}", k.names().join(", "));
     }
-    let state = config.control_state(topology)?;
+    let mut state = config.control_state(topology)?;
+    // Every VRRP VIP waits on standby until its instance is MASTER.
+    state.set_standby(crate::vrrp::service::standby_at_start(
+        &config.vrrp_instances()?,
+    ));
     let snap = Arc::new(
         state
             .snapshot()
@@ -429,6 +443,47 @@ fn start_dataplane(config: &Config) -> Result<Started, DaemonError> {
         None => None,
     };
     Ok((state, dataplane, kernel))
+}
+
+/// Starts the VRRP service when instances are configured (they need the
+/// ports' kernel interfaces, hence workers).
+fn start_vrrp(
+    config: &Config,
+    control: &Arc<Control>,
+    workers: u16,
+) -> Result<Option<crate::vrrp::service::VrrpService>, DaemonError> {
+    let specs = config.vrrp_instances()?;
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    if workers == 0 {
+        return Err(DaemonError::Config(ConfigError::Invalid(
+            "vrrp: instances need ports (their kernel_if)".into(),
+        )));
+    }
+    let macs: Vec<EthernetAddress> = control.state().ports().iter().map(|p| p.mac).collect();
+    crate::vrrp::service::VrrpService::start(specs, &macs, control.clone())
+        .map(Some)
+        .map_err(|e| DaemonError::Vrrp(e.to_string()))
+}
+
+/// Stops VRRP (priority-0 adverts from every MASTER) and waits, bounded,
+/// until the workers sent what the kernel wrote meanwhile.
+fn stop_vrrp(v: crate::vrrp::service::VrrpService, control: &Control) {
+    let from_kernel = || -> u64 {
+        control
+            .counters()
+            .iter()
+            .map(|c| c.from_kernel.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    };
+    let before = from_kernel();
+    let masters = v.status().iter().filter(|s| s.state == "MASTER").count() as u64;
+    v.stop();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    while from_kernel() < before + masters && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 #[cfg(test)]

@@ -71,11 +71,14 @@ pub enum DropReason {
     /// SYN proxy: a client packet while the director's handshake with the
     /// real server is still under way (the client retransmits it).
     SynproxyPending,
+    /// Traffic to a VIP of a VRRP instance this director is not MASTER of
+    /// (a BACKUP never forwards VIP traffic).
+    VrrpBackup,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::VlanStack,
@@ -103,6 +106,7 @@ impl DropReason {
         DropReason::FragTimeout,
         DropReason::SynproxyBadAck,
         DropReason::SynproxyPending,
+        DropReason::VrrpBackup,
     ];
 
     /// snake_case name for listings and metrics.
@@ -135,6 +139,7 @@ impl DropReason {
             DropReason::FragTimeout => "frag_timeout",
             DropReason::SynproxyBadAck => "synproxy_bad_ack",
             DropReason::SynproxyPending => "synproxy_pending",
+            DropReason::VrrpBackup => "vrrp_backup",
         }
     }
 }

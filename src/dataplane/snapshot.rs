@@ -171,6 +171,12 @@ pub struct Snapshot {
     pub synproxy_key: [u64; 2],
     svc_index: FxHashMap<SvcKey, u16>,
     local: FxHashSet<IpAddr>,
+    /// VIPs of VRRP instances this director is not MASTER of: not in
+    /// `local` (no ARP/ND/echo answer) and their services not forwarded.
+    standby: FxHashSet<IpAddr>,
+    /// By service slot id: the service's VIP is on standby (empty when no
+    /// VIP is).
+    standby_ids: Vec<bool>,
     laddrs: FxHashSet<IpAddr>,
     max_dest_id: u16,
 }
@@ -255,6 +261,8 @@ impl Snapshot {
             synproxy_key: process_cookie_key(),
             svc_index,
             local,
+            standby: FxHashSet::default(),
+            standby_ids: Vec::new(),
             laddrs,
             max_dest_id,
         }
@@ -264,6 +272,39 @@ impl Snapshot {
     pub fn with_synproxy_key(mut self, key: [u64; 2]) -> Snapshot {
         self.synproxy_key = key;
         self
+    }
+
+    /// The same snapshot with `vips` on standby (VRRP BACKUP): the
+    /// director neither answers ARP/ND/echo for them nor forwards traffic
+    /// of their services, new or established.
+    pub fn with_standby(mut self, vips: &[IpAddr]) -> Snapshot {
+        self.standby = vips.iter().copied().collect();
+        for v in vips {
+            self.local.remove(v);
+        }
+        self.standby_ids.clear();
+        for s in &self.services {
+            if self.standby.contains(&s.vip) {
+                let i = usize::from(s.id);
+                if self.standby_ids.len() <= i {
+                    self.standby_ids.resize(i + 1, false);
+                }
+                self.standby_ids[i] = true;
+            }
+        }
+        self
+    }
+
+    /// Whether `a` is a VIP on standby (VRRP BACKUP).
+    pub fn is_standby(&self, a: &IpAddr) -> bool {
+        self.standby.contains(a)
+    }
+
+    /// Whether the service with slot id `id` has its VIP on standby: one
+    /// branch when no VIP is.
+    #[inline]
+    pub fn is_standby_service(&self, id: u16) -> bool {
+        !self.standby_ids.is_empty() && self.standby_ids.get(usize::from(id)) == Some(&true)
     }
 
     /// An empty snapshot (no ports, no services).

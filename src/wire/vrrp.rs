@@ -482,7 +482,10 @@ mod tests {
         let bytes = hex(KEEPALIVED_V2);
         let ip = Ipv4Packet::new_checked(&bytes[..]).unwrap();
         assert!(ip.verify_checksum());
-        assert_eq!((ip.ttl(), ip.dscp_ecn(), ip.next_header()), (255, 0xc0, 112));
+        assert_eq!(
+            (ip.ttl(), ip.dscp_ecn(), ip.next_header()),
+            (255, 0xc0, 112)
+        );
         let p = VrrpPacket::new_checked(ip.payload(), IpFamily::V4).unwrap();
         assert!(p.verify_checksum_v2());
         let r = VrrpRepr::parse(&p).unwrap();

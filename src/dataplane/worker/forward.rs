@@ -28,6 +28,10 @@ impl<Q: PortQueue> Worker<Q> {
         flags: u8,
     ) -> Outcome {
         let c = self.conns.get(id);
+        if self.snap.is_standby_service(c.svc()) {
+            // VRRP BACKUP: established flows stop at once too.
+            return Outcome::Drop(DropReason::VrrpBackup);
+        }
         let dest_id = c.dest();
         let proxy = c.flags();
         if proxy & synproxy::SP_PENDING != 0 {

@@ -44,6 +44,13 @@ impl<Q: PortQueue> Worker<Q> {
         match self.conns.lookup(&t, hash) {
             Some((id, dir)) => self.forward(id, dir, b, lay, flags),
             None => match self.snap.find_service(t.proto, &t.dst, t.dport) {
+                Some(si)
+                    if self
+                        .snap
+                        .is_standby_service(self.snap.services[si as usize].id) =>
+                {
+                    Outcome::Drop(DropReason::VrrpBackup)
+                }
                 Some(si) if t.proto == ip_proto::TCP && self.synproxy_on(si as usize) => {
                     self.synproxy_new(si as usize, b, lay, t, flags)
                 }

@@ -1,0 +1,586 @@
+//! The VRRP control thread: runs every configured instance's state machine
+//! ([`super::state`]) on the real clock and does its I/O on the ports'
+//! kernel interfaces (`dataplane::kernel`): adverts through a raw IPv4
+//! socket for protocol 112 bound to the kernel interface and joined to
+//! 224.0.0.18 (the kernel path carries them between the TAP and the port),
+//! gratuitous ARPs through an AF_PACKET socket on it, mastership to the
+//! workers through [`Control::set_standby`] (the snapshot's standby set).
+//!
+//! Rules:
+//! * The daemon starts with every VRRP VIP on standby (see
+//!   [`standby_at_start`]); a VIP is answered for and forwarded only after
+//!   its instance became MASTER here, and put back on standby before
+//!   anything else when it stops being MASTER.
+//! * keepalived's order on becoming MASTER: the advert, then the VIPs,
+//!   then `garp_master_repeat` GARPs per VIP, and as many again after
+//!   `garp_master_delay` seconds (and every `garp_master_refresh` s).
+//! * Notify scripts run with keepalived's arguments (`notify` gets
+//!   `INSTANCE name STATE priority`), are never waited for, and are reaped.
+//! * [`VrrpService::stop`] sends priority-0 adverts for every MASTER
+//!   instance and returns within [`STOP_BUDGET`]: the thread waits on its
+//!   sockets at most [`MAX_WAIT`] at a time and looks at the stop flag
+//!   between waits.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::advert_ipv4;
+use super::conf::InstanceSpec;
+use super::garp;
+use super::state::{Action, Instance, Received, Reject, VrrpState};
+use crate::ctl::protocol::Response;
+use crate::ctl::server::Control;
+use crate::daemon::log::{log, Level};
+use crate::sys::vrrp_sockets::{ifindex, FrameSocket, VrrpSocket};
+use crate::sys::wait_readable;
+use crate::wire::vrrp::MCAST_V4;
+use crate::wire::EthernetAddress;
+
+/// Longest wait on the sockets between looks at the stop flag.
+pub const MAX_WAIT: Duration = Duration::from_millis(50);
+/// What [`VrrpService::stop`] may take.
+pub const STOP_BUDGET: Duration = Duration::from_millis(500);
+/// Notify scripts running at once (more are refused and logged).
+const MAX_CHILDREN: usize = 64;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum VrrpError {
+    /// A socket on a kernel interface could not be opened.
+    #[error("VRRP on {ifname}: {source}")]
+    Socket {
+        /// The kernel interface.
+        ifname: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thread could not be started.
+    #[error("cannot start the VRRP thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// One instance as `lbctl --vrrp` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// Name.
+    pub name: String,
+    /// Port's kernel interface.
+    pub interface: String,
+    /// VRID.
+    pub vrid: u8,
+    /// `MASTER`, `BACKUP`, ...
+    pub state: String,
+    /// Configured priority.
+    pub priority: u8,
+    /// Effective priority (no trackers yet: the configured one).
+    pub effective_priority: u8,
+    /// The master as last seen (this director when MASTER).
+    pub master: Option<IpAddr>,
+    /// Advert interval in centiseconds.
+    pub advert_int_cs: u16,
+    /// VRRP version.
+    pub version: u8,
+    /// The VIPs.
+    pub vips: Vec<IpAddr>,
+    /// Transitions: (Unix time in ms, state entered), oldest first.
+    pub transitions: Vec<(u64, String)>,
+    /// Rejected adverts by reason (every reason, zeros included).
+    pub rejects: Vec<(String, u64)>,
+    /// Dual-master alarms.
+    pub dual_master_alarms: u64,
+    /// Adverts sent.
+    pub adverts_sent: u64,
+    /// Valid adverts received.
+    pub adverts_received: u64,
+}
+
+/// The VIPs the daemon starts with on standby: every instance's.
+pub fn standby_at_start(specs: &[InstanceSpec]) -> Vec<IpAddr> {
+    specs.iter().flat_map(|s| s.vips.iter().copied()).collect()
+}
+
+/// The running service.
+pub struct VrrpService {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    status: Arc<Mutex<Vec<InstanceStatus>>>,
+}
+
+/// A kernel interface with its two sockets.
+struct Iface {
+    name: String,
+    sock: VrrpSocket,
+    frames: FrameSocket,
+    mac: EthernetAddress,
+}
+
+/// What the thread runs on.
+struct Runner {
+    control: Arc<Control>,
+    ifaces: Vec<Iface>,
+    /// Instances with the index of their interface.
+    instances: Vec<(Instance, usize)>,
+    /// (when, instance) GARP bursts still to send.
+    garps: Vec<(u64, usize)>,
+    ident: u16,
+    epoch: Instant,
+    wall_epoch_ms: u64,
+    /// The standby set last published (None: publish now).
+    published: Option<Vec<IpAddr>>,
+    children: Vec<Child>,
+    status: Arc<Mutex<Vec<InstanceStatus>>>,
+}
+
+impl VrrpService {
+    /// Opens the sockets on every instance's kernel interface (whose MAC
+    /// is `macs[port]`) and starts the thread.
+    pub fn start(
+        specs: Vec<InstanceSpec>,
+        macs: &[EthernetAddress],
+        control: Arc<Control>,
+    ) -> Result<VrrpService, VrrpError> {
+        let mut ifaces: Vec<Iface> = Vec::new();
+        let mut instances = Vec::new();
+        for spec in specs {
+            for n in &spec.notes {
+                log(Level::Warning, &format!("VRRP {}: {n}", spec.name));
+            }
+            let at = match ifaces.iter().position(|i| i.name == spec.kernel_if) {
+                Some(at) => at,
+                None => {
+                    let err = |source| VrrpError::Socket {
+                        ifname: spec.kernel_if.clone(),
+                        source,
+                    };
+                    let index = ifindex(&spec.kernel_if).map_err(err)?;
+                    ifaces.push(Iface {
+                        name: spec.kernel_if.clone(),
+                        sock: VrrpSocket::open(&spec.kernel_if, index).map_err(err)?,
+                        frames: FrameSocket::open(index).map_err(err)?,
+                        mac: macs
+                            .get(usize::from(spec.port))
+                            .copied()
+                            .unwrap_or(EthernetAddress([0; 6])),
+                    });
+                    ifaces.len() - 1
+                }
+            };
+            instances.push((Instance::new(spec), at));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(Mutex::new(Vec::new()));
+        let wall_epoch_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut runner = Runner {
+            control,
+            ifaces,
+            instances,
+            garps: Vec::new(),
+            ident: 0,
+            epoch: Instant::now(),
+            wall_epoch_ms,
+            published: None,
+            children: Vec::new(),
+            status: status.clone(),
+        };
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vrrp".into())
+            .spawn(move || runner.run(&flag))
+            .map_err(VrrpError::Thread)?;
+        Ok(VrrpService {
+            stop,
+            thread: Some(thread),
+            status,
+        })
+    }
+
+    /// The instances' status (as of the thread's last turn).
+    pub fn status(&self) -> Vec<InstanceStatus> {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A shared handle on the status (for the control socket).
+    pub fn status_handle(&self) -> Arc<Mutex<Vec<InstanceStatus>>> {
+        self.status.clone()
+    }
+
+    /// Clean stop: priority-0 adverts for every MASTER, then the thread
+    /// ends (bounded by [`STOP_BUDGET`]; a thread that does not end in time
+    /// is left behind and logged).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let deadline = Instant::now() + STOP_BUDGET;
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                log(Level::Error, "VRRP thread did not stop in time");
+            }
+        }
+    }
+}
+
+impl Drop for VrrpService {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl Runner {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        let now = self.now();
+        for i in 0..self.instances.len() {
+            let actions = self.instances[i].0.start(now);
+            self.act(i, actions, VrrpState::Init);
+        }
+        self.publish();
+        self.report();
+        let mut buf = vec![0u8; 2048];
+        while !stop.load(Ordering::Acquire) {
+            let now = self.now();
+            let next = self
+                .instances
+                .iter()
+                .filter_map(|(i, _)| i.next_deadline())
+                .chain(self.garps.iter().map(|g| g.0))
+                .min();
+            let wait = next.map_or(MAX_WAIT, |t| {
+                Duration::from_micros(t.saturating_sub(now)).min(MAX_WAIT)
+            });
+            let wait = if self.ifaces.len() > 1 {
+                wait.min(Duration::from_millis(5))
+            } else {
+                wait
+            };
+            if let Some(first) = self.ifaces.first() {
+                if let Err(e) = wait_readable(&first.sock, wait) {
+                    log(Level::Error, &format!("VRRP: poll: {e}"));
+                    std::thread::sleep(wait);
+                }
+            } else {
+                std::thread::sleep(wait);
+            }
+            self.receive_all(&mut buf);
+            let now = self.now();
+            for i in 0..self.instances.len() {
+                let before = self.instances[i].0.state();
+                let actions = self.instances[i].0.on_timer(now);
+                self.act(i, actions, before);
+            }
+            self.garp_due(now);
+            self.publish();
+            self.reap();
+            self.report();
+        }
+        // Clean stop: priority 0 from every MASTER.
+        let now = self.now();
+        for i in 0..self.instances.len() {
+            let before = self.instances[i].0.state();
+            let actions = self.instances[i].0.stop(now);
+            self.act(i, actions, before);
+        }
+        self.publish();
+        self.report();
+    }
+
+    fn receive_all(&mut self, buf: &mut [u8]) {
+        for f in 0..self.ifaces.len() {
+            // Bounded: at most 64 packets per interface per turn.
+            for _ in 0..64 {
+                let n = match self.ifaces[f].sock.recv(buf) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(e) => {
+                        log(
+                            Level::Error,
+                            &format!("VRRP: receive on {}: {e}", self.ifaces[f].name),
+                        );
+                        break;
+                    }
+                };
+                let now = self.now();
+                for i in 0..self.instances.len() {
+                    if self.instances[i].1 != f {
+                        continue;
+                    }
+                    let before = self.instances[i].0.state();
+                    match self.instances[i].0.receive(now, &buf[..n]) {
+                        Received::Advert(actions) => self.act(i, actions, before),
+                        Received::Rejected(reason) => self.rejected(i, reason, &buf[..n]),
+                        Received::OtherVrid => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn rejected(&self, i: usize, reason: Reject, packet: &[u8]) {
+        let inst = &self.instances[i].0;
+        let from = packet
+            .get(12..16)
+            .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]).to_string())
+            .unwrap_or_else(|| "?".into());
+        log(
+            Level::Warning,
+            &format!(
+                "VRRP {}: advert from {from} rejected ({})",
+                inst.spec().name,
+                reason.name()
+            ),
+        );
+        if inst.state() == VrrpState::Master {
+            log(
+                Level::Error,
+                &format!(
+                    "VRRP {}: dual-master alarm: {from} sends adverts we reject while we are MASTER",
+                    inst.spec().name
+                ),
+            );
+        }
+    }
+
+    /// Carries out `actions` of instance `i` (in order), then what its
+    /// state change asks (log, notify).
+    fn act(&mut self, i: usize, actions: Vec<Action>, before: VrrpState) {
+        for a in actions {
+            match a {
+                Action::Send { priority } => self.send_advert(i, priority),
+                Action::BecomeMaster => {
+                    // The VIPs first, then the GARPs.
+                    self.published = None;
+                    self.publish();
+                    let now = self.now();
+                    self.garp_burst(i);
+                    let spec = self.instances[i].0.spec();
+                    if spec.garp_delay_s > 0 {
+                        let at = now + u64::from(spec.garp_delay_s) * 1_000_000;
+                        self.garps.push((at, i));
+                    }
+                }
+                Action::BecomeBackup => {
+                    self.published = None;
+                    self.publish();
+                    self.garps.retain(|g| g.1 != i);
+                }
+            }
+        }
+        let after = self.instances[i].0.state();
+        if after != before {
+            let inst = &self.instances[i].0;
+            log(
+                Level::Notice,
+                &format!(
+                    "VRRP {}: entering {} state{}",
+                    inst.spec().name,
+                    after.name(),
+                    inst.master()
+                        .filter(|_| after == VrrpState::Backup)
+                        .map(|m| format!(" (master {m})"))
+                        .unwrap_or_default()
+                ),
+            );
+            self.notify(i, after);
+        }
+    }
+
+    fn send_advert(&mut self, i: usize, priority: u8) {
+        let (inst, f) = &self.instances[*&i];
+        let spec = inst.spec();
+        let iface = &self.ifaces[*f];
+        let dsts: Vec<Ipv4Addr> = if spec.unicast_peers.is_empty() {
+            vec![MCAST_V4]
+        } else {
+            spec.unicast_peers
+                .iter()
+                .filter_map(|p| match p {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect()
+        };
+        for dst in dsts {
+            self.ident = self.ident.wrapping_add(1);
+            let packet = advert_ipv4(spec, priority, self.ident, dst);
+            if let Err(e) = iface.sock.send_to(&packet, dst) {
+                log(
+                    Level::Error,
+                    &format!("VRRP {}: advert to {dst} on {}: {e}", spec.name, iface.name),
+                );
+            }
+        }
+    }
+
+    fn garp_burst(&self, i: usize) {
+        let (inst, f) = &self.instances[i];
+        let spec = inst.spec();
+        let iface = &self.ifaces[*f];
+        for _ in 0..spec.garp_repeat {
+            for vip in &spec.vips {
+                if let IpAddr::V4(v) = vip {
+                    if let Err(e) = iface.frames.send(&garp(iface.mac, *v)) {
+                        log(
+                            Level::Error,
+                            &format!("VRRP {}: GARP on {}: {e}", spec.name, iface.name),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn garp_due(&mut self, now: u64) {
+        let due: Vec<usize> = self
+            .garps
+            .iter()
+            .filter(|g| g.0 <= now)
+            .map(|g| g.1)
+            .collect();
+        self.garps.retain(|g| g.0 > now);
+        for i in due {
+            if self.instances[i].0.state() != VrrpState::Master {
+                continue;
+            }
+            self.garp_burst(i);
+            let refresh = self.instances[i].0.spec().garp_refresh_s;
+            if refresh > 0 {
+                self.garps.push((now + u64::from(refresh) * 1_000_000, i));
+            }
+        }
+    }
+
+    /// Publishes the standby set if it changed (or was invalidated).
+    fn publish(&mut self) {
+        let standby: Vec<IpAddr> = self
+            .instances
+            .iter()
+            .filter(|(i, _)| i.state() != VrrpState::Master)
+            .flat_map(|(i, _)| i.spec().vips.iter().copied())
+            .filter(|v| {
+                // A VIP shared with a MASTER instance stays live.
+                !self
+                    .instances
+                    .iter()
+                    .any(|(o, _)| o.state() == VrrpState::Master && o.spec().vips.contains(v))
+            })
+            .collect();
+        if self.published.as_ref() == Some(&standby) {
+            return;
+        }
+        match self.control.set_standby(standby.clone()) {
+            Response::Ok { .. } => self.published = Some(standby),
+            other => {
+                log(
+                    Level::Error,
+                    &format!("VRRP: cannot publish the standby VIPs: {other:?}"),
+                );
+                self.published = None;
+            }
+        }
+    }
+
+    fn notify(&mut self, i: usize, state: VrrpState) {
+        let spec = self.instances[i].0.spec();
+        let specific = match state {
+            VrrpState::Master => spec.notify_master.clone(),
+            VrrpState::Backup => spec.notify_backup.clone(),
+            VrrpState::Fault => spec.notify_fault.clone(),
+            VrrpState::Init => None,
+        };
+        let mut runs: Vec<Vec<String>> = Vec::new();
+        if let Some(s) = specific {
+            runs.push(s.split_whitespace().map(String::from).collect());
+        }
+        if state != VrrpState::Init {
+            if let Some(s) = &spec.notify {
+                let mut argv: Vec<String> = s.split_whitespace().map(String::from).collect();
+                argv.extend([
+                    "INSTANCE".to_string(),
+                    spec.name.clone(),
+                    state.name().to_string(),
+                    spec.priority.to_string(),
+                ]);
+                runs.push(argv);
+            }
+        }
+        for argv in runs {
+            let Some((program, args)) = argv.split_first() else {
+                continue;
+            };
+            if self.children.len() >= MAX_CHILDREN {
+                log(
+                    Level::Warning,
+                    &format!(
+                        "VRRP: {program} not run: {MAX_CHILDREN} notify scripts still running"
+                    ),
+                );
+                continue;
+            }
+            match Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .spawn()
+            {
+                Ok(child) => self.children.push(child),
+                Err(e) => log(Level::Error, &format!("VRRP: cannot run {program}: {e}")),
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        self.children
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+    }
+
+    fn report(&self) {
+        let list = self
+            .instances
+            .iter()
+            .map(|(inst, f)| {
+                let spec = inst.spec();
+                InstanceStatus {
+                    name: spec.name.clone(),
+                    interface: self.ifaces[*f].name.clone(),
+                    vrid: spec.vrid,
+                    state: inst.state().name().to_string(),
+                    priority: spec.priority,
+                    effective_priority: spec.priority,
+                    master: inst.master(),
+                    advert_int_cs: spec.interval_cs,
+                    version: spec.version,
+                    vips: spec.vips.clone(),
+                    transitions: inst
+                        .history()
+                        .map(|t| (self.wall_epoch_ms + t.at / 1000, t.to.name().to_string()))
+                        .collect(),
+                    rejects: Reject::ALL
+                        .iter()
+                        .map(|r| (r.name().to_string(), inst.rejected(*r)))
+                        .collect(),
+                    dual_master_alarms: inst.dual_master_alarms(),
+                    adverts_sent: inst.sent(),
+                    adverts_received: inst.received(),
+                }
+            })
+            .collect();
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = list;
+    }
+}
