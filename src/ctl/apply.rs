@@ -375,6 +375,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Version => "version",
         Request::PortStats => "port_stats",
         Request::DataplaneStats => "dataplane_stats",
+        Request::Vrrp => "vrrp",
         Request::Reload => "reload",
     }
 }
@@ -621,6 +622,7 @@ impl ControlState {
             | Request::Version
             | Request::PortStats
             | Request::DataplaneStats
+            | Request::Vrrp
             | Request::Reload => Err(ApplyError::Invalid(format!(
                 "{} is a listing, not a change",
                 request_name(request)

@@ -340,6 +340,8 @@ pub enum Request {
     PortStats,
     /// Per-worker data-plane counters, drops by reason included.
     DataplaneStats,
+    /// rvs extension (`lbctl --vrrp`): the VRRP instances.
+    Vrrp,
     /// rvs extension (`lbctl --reload`, as `SIGHUP`): re-read lbd's
     /// configuration file and apply the difference as one change.
     Reload,
@@ -658,6 +660,11 @@ pub enum Response {
     DataplaneStats {
         /// One entry per worker, in worker order.
         workers: Vec<WorkerStatsInfo>,
+    },
+    /// Answer to [`Request::Vrrp`].
+    Vrrp {
+        /// One entry per configured instance.
+        instances: Vec<crate::vrrp::service::InstanceStatus>,
     },
     /// Answer to [`Request::Reload`]: the file was valid and its table
     /// difference is in force (all of it, as one generation).

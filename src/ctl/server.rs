@@ -93,10 +93,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// its configuration file (see `daemon::reload`).
 pub type ReloadHook = Box<dyn Fn(&Control) -> Response + Send + Sync>;
 
+/// What answers [`Request::Vrrp`]: installed by the daemon's VRRP service.
+pub type VrrpStatusHook = Box<dyn Fn() -> Vec<crate::vrrp::service::InstanceStatus> + Send + Sync>;
+
 /// The request handler: configuration, data plane and statistics.
 pub struct Control {
     state: Mutex<ControlState>,
     reload: OnceLock<ReloadHook>,
+    vrrp: OnceLock<VrrpStatusHook>,
     stats: Arc<Mutex<StatsKeeper>>,
     dataplane: Arc<dyn DataplaneHandle>,
     counters: Vec<Arc<CoreCounters>>,
@@ -115,6 +119,7 @@ impl Control {
         Control {
             state: Mutex::new(state),
             reload: OnceLock::new(),
+            vrrp: OnceLock::new(),
             stats: Arc::new(Mutex::new(StatsKeeper::new())),
             dataplane,
             counters,
@@ -159,6 +164,12 @@ impl Control {
             },
             Err(response) => response,
         }
+    }
+
+    /// Installs what answers [`Request::Vrrp`] (once; false if one was
+    /// installed already). Without it the answer lists no instance.
+    pub fn set_vrrp_status(&self, hook: VrrpStatusHook) -> bool {
+        self.vrrp.set(hook).is_ok()
     }
 
     /// Puts exactly `vips` on standby (VRRP) and publishes the snapshot
@@ -235,6 +246,9 @@ impl Control {
                         worker_stats_info(u16::try_from(index).unwrap_or(u16::MAX), core)
                     })
                     .collect(),
+            },
+            Request::Vrrp => Response::Vrrp {
+                instances: self.vrrp.get().map(|f| f()).unwrap_or_default(),
             },
             // Every change was handled by the first arm.
             other => Response::error(

@@ -462,9 +462,16 @@ fn start_vrrp(
         )));
     }
     let macs: Vec<EthernetAddress> = control.state().ports().iter().map(|p| p.mac).collect();
-    crate::vrrp::service::VrrpService::start(specs, &macs, control.clone())
-        .map(Some)
-        .map_err(|e| DaemonError::Vrrp(e.to_string()))
+    let service = crate::vrrp::service::VrrpService::start(specs, &macs, control.clone())
+        .map_err(|e| DaemonError::Vrrp(e.to_string()))?;
+    let status = service.status_handle();
+    control.set_vrrp_status(Box::new(move || {
+        status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }));
+    Ok(Some(service))
 }
 
 /// Stops VRRP (priority-0 adverts from every MASTER) and waits, bounded,

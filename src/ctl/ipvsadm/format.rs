@@ -101,6 +101,7 @@ pub fn render(cmd: &ListCommand, response: &Response) -> Result<String, RenderEr
         (ListWhat::DataplaneStats, Response::DataplaneStats { workers }) => {
             render_dataplane_stats(workers, options.exact)
         }
+        (ListWhat::Vrrp, Response::Vrrp { instances }) => render_vrrp(instances),
         _ => return Err(RenderError::Unexpected { expected, got }),
     })
 }
@@ -113,6 +114,7 @@ fn expected_response(what: &ListWhat) -> &'static str {
         ListWhat::Laddrs(_) => "laddrs",
         ListWhat::PortStats => "port_stats",
         ListWhat::DataplaneStats => "dataplane_stats",
+        ListWhat::Vrrp => "vrrp",
     }
 }
 
@@ -128,7 +130,47 @@ fn response_type(response: &Response) -> &'static str {
         Response::PortStats { .. } => "port_stats",
         Response::DataplaneStats { .. } => "dataplane_stats",
         Response::Reloaded { .. } => "reloaded",
+        Response::Vrrp { .. } => "vrrp",
     }
+}
+
+/// `lbctl --vrrp`: one block per instance (state, priority, master,
+/// interval, transitions with time, rejects by reason).
+fn render_vrrp(instances: &[crate::vrrp::service::InstanceStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if instances.is_empty() {
+        out.push_str("no VRRP instance\n");
+    }
+    for i in instances {
+        let vips: Vec<String> = i.vips.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "VRRP instance {} (VRID {}, v{}, {}): {}",
+            i.name, i.vrid, i.version, i.interface, i.state
+        );
+        let _ = writeln!(
+            out,
+            "  priority {} (effective {}), advert_int {}.{:02} s, master {}",
+            i.priority,
+            i.effective_priority,
+            i.advert_int_cs / 100,
+            i.advert_int_cs % 100,
+            i.master.map_or_else(|| "-".to_string(), |m| m.to_string())
+        );
+        let _ = writeln!(out, "  virtual_ipaddress {}", vips.join(" "));
+        let _ = writeln!(
+            out,
+            "  adverts sent {}, received {}, dual-master alarms {}",
+            i.adverts_sent, i.adverts_received, i.dual_master_alarms
+        );
+        let rejects: Vec<String> = i.rejects.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = writeln!(out, "  rejected: {}", rejects.join(", "));
+        for (ms, state) in &i.transitions {
+            let _ = writeln!(out, "  {}.{:03} {state}", ms / 1000, ms % 1000);
+        }
+    }
+    out
 }
 
 /// The response as pretty-printed JSON, newline-terminated.

@@ -96,6 +96,8 @@ pub enum ListWhat {
     PortStats,
     /// `--dataplane-stats`: per-worker counters, drops by reason.
     DataplaneStats,
+    /// `--vrrp`: VRRP instances.
+    Vrrp,
 }
 
 /// Print options of a listing (ipvsadm's `FMT_*` flags).
@@ -144,6 +146,7 @@ impl ListCommand {
             ListWhat::Laddrs(service) => Request::GetLaddrs { service: *service },
             ListWhat::PortStats => Request::PortStats,
             ListWhat::DataplaneStats => Request::DataplaneStats,
+            ListWhat::Vrrp => Request::Vrrp,
         }
     }
 }

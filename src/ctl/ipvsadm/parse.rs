@@ -107,9 +107,10 @@ enum Cmd {
     GetLaddr,
     PortStats,
     DataplaneStats,
+    Vrrp,
 }
 
-const N_CMDS: usize = 19;
+const N_CMDS: usize = 20;
 
 /// ipvsadm's `cmdnames`, then DPVS's and rvs's.
 const CMD_NAMES: [&str; N_CMDS] = [
@@ -132,6 +133,7 @@ const CMD_NAMES: [&str; N_CMDS] = [
     "get-laddr",
     "port-stats",
     "dataplane-stats",
+    "vrrp",
 ];
 
 /// ipvsadm's option columns (`OPTC_*`), then rvs's.
@@ -248,6 +250,7 @@ const COMMANDS_V_OPTIONS: [&[u8; N_OPTS]; N_CMDS] = [
     /* GETLADDR */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
     /* PORTSTAT */ b"xxxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx ",
     /* DPSTATS  */ b"xxxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx ",
+    /* VRRP     */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
 ];
 
 /// Every option spelling lbctl knows.
@@ -366,6 +369,7 @@ const OPTION_TABLE: &[OptSpec] = &[
         Arity::None,
         Tok::Cmd(Cmd::DataplaneStats),
     ),
+    spec("vrrp", '\0', Arity::None, Tok::Cmd(Cmd::Vrrp)),
     spec("tcp-service", 't', Arity::Required, Tok::Tcp),
     spec("udp-service", 'u', Arity::Required, Tok::Udp),
     spec("sctp-service", '\0', Arity::Required, Tok::Sctp),
@@ -436,7 +440,12 @@ fn rvs_only(tok: Tok) -> bool {
     matches!(
         tok,
         Tok::Cmd(
-            Cmd::AddLaddr | Cmd::DelLaddr | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats
+            Cmd::AddLaddr
+                | Cmd::DelLaddr
+                | Cmd::GetLaddr
+                | Cmd::PortStats
+                | Cmd::DataplaneStats
+                | Cmd::Vrrp
         ) | Tok::FullNat
             | Tok::Laddr
             | Tok::Ifname
@@ -1053,7 +1062,7 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
     let o_takes_format = dialect == Dialect::Lbctl
         && matches!(
             cmd,
-            Cmd::List | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats
+            Cmd::List | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats | Cmd::Vrrp
         );
 
     let mut c = Collected::new();
@@ -1257,6 +1266,10 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
         })),
         Cmd::DataplaneStats => Ok(Command::List(ListCommand {
             what: ListWhat::DataplaneStats,
+            options: list_options(&c),
+        })),
+        Cmd::Vrrp => Ok(Command::List(ListCommand {
+            what: ListWhat::Vrrp,
             options: list_options(&c),
         })),
         Cmd::StartDaemon => Err(refuse_daemon("--start-daemon")),
