@@ -106,10 +106,8 @@ impl Sniffer {
         let thread = std::thread::spawn(move || {
             let file = std::fs::File::open(&path).expect("netns");
             // SAFETY: setns on a valid namespace fd; this thread only.
-            assert_eq!(
-                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns");
             // SAFETY: socket(2); the result is checked.
             let raw = unsafe {
                 libc::socket(
@@ -213,8 +211,7 @@ impl Sniffer {
     fn last_advert_before(&self, src: Ipv4Addr, before: Instant) -> (Instant, u8) {
         self.adverts_from(src)
             .into_iter()
-            .filter(|(t, _)| *t < before)
-            .next_back()
+            .rfind(|(t, _)| *t < before)
             .unwrap_or_else(|| panic!("no advert from {src} before"))
     }
 

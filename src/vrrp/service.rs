@@ -403,7 +403,7 @@ impl Runner {
     }
 
     fn send_advert(&mut self, i: usize, priority: u8) {
-        let (inst, f) = &self.instances[*&i];
+        let (inst, f) = &self.instances[i];
         let spec = inst.spec();
         let iface = &self.ifaces[*f];
         let dsts: Vec<Ipv4Addr> = if spec.unicast_peers.is_empty() {

@@ -432,7 +432,7 @@ impl Instance {
             // v3: a different interval is only logged; the backup adopts it.
             u64::from(v.max_adver_int().max(1)) * 10_000
         };
-        if multicast == !spec.unicast_peers.is_empty() {
+        if multicast != spec.unicast_peers.is_empty() {
             return Err(Reject::Destination);
         }
         if usize::from(count) != spec.vips.len() {
