@@ -426,3 +426,56 @@ fn flow_owner_agrees_with_the_steering_plan_on_random_tuples() {
         }
     }
 }
+
+/// VRRP gating (issue #13): while a VIP is on standby (this director is
+/// BACKUP) it is neither answered for (ARP) nor forwarded — new and
+/// established flows alike, counted as `vrrp_backup` — and both come back
+/// with the snapshot that takes it off standby.
+#[test]
+fn vrrp_standby_vip_is_neither_answered_for_nor_forwarded_until_master() {
+    // The router (10.0.0.9 here) asks for the VIP 10.0.0.1.
+    let arp = PacketBuilder::ethernet(ROUTER_MAC, EthernetAddress::BROADCAST)
+        .arp_request(
+            ROUTER_MAC,
+            "10.0.0.9".parse().expect("a"),
+            "10.0.0.1".parse().expect("a"),
+        )
+        .build();
+    let mut w = nat_worker(vec![to_vip("10.0.0.1", 40000, TcpFlags::SYN)]);
+    w.poll_once();
+    w.flush_all();
+    assert_eq!(w.queues_mut()[1].take_sent().len(), 1, "MASTER forwards");
+
+    let standby = |generation| {
+        Arc::new(
+            Snapshot::clone(&snapshot(generation, 1, RS_MAC_A)).with_standby(&[ip("10.0.0.1")]),
+        )
+    };
+    w.install(standby(2));
+    assert!(w.snapshot().is_standby(&ip("10.0.0.1")));
+    assert!(!w.snapshot().is_local(&ip("10.0.0.1")));
+    w.queues_mut()[0].inject(to_vip("10.0.0.1", 40000, TcpFlags::ACK));
+    w.queues_mut()[0].inject(to_vip("10.0.0.1", 40001, TcpFlags::SYN));
+    w.queues_mut()[0].inject(arp.clone());
+    // Another VIP, not covered by VRRP, behaves as before.
+    w.queues_mut()[0].inject(to_vip("10.0.0.2", 40002, TcpFlags::SYN));
+    w.poll_once();
+    w.flush_all();
+    assert_eq!(w.counters().drops_of(DropReason::VrrpBackup), 2);
+    assert!(
+        w.queues_mut()[0].take_sent().is_empty(),
+        "no ARP answer for a standby VIP"
+    );
+    assert_eq!(w.queues_mut()[1].take_sent().len(), 1, "10.0.0.2 forwarded");
+
+    w.install(snapshot(3, 1, RS_MAC_A));
+    w.queues_mut()[0].inject(to_vip("10.0.0.1", 40000, TcpFlags::ACK));
+    w.queues_mut()[0].inject(arp);
+    w.poll_once();
+    w.flush_all();
+    assert_eq!(w.queues_mut()[1].take_sent().len(), 1, "the flow resumes");
+    let replies = w.queues_mut()[0].take_sent();
+    assert_eq!(replies.len(), 1, "ARP answered again");
+    assert_eq!(&replies[0][20..22], &[0, 2]);
+    assert_eq!(w.counters().drops_of(DropReason::VrrpBackup), 2);
+}
