@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rvs::wire::vrrp::MCAST_V4;
+use rvs::wire::{IpFamily, Ipv4Packet, Ipv4Repr, VrrpAuth, VrrpPacket, VrrpRepr};
 use support::lbd::{lbctl, Lbd, LBD};
 use support::netns::Netns;
 use support::process::{poll_until, signal, Proc};
@@ -349,6 +351,55 @@ impl Pair {
     }
 }
 
+/// An advert frame from a foreign host (10.99.0.77, priority 200: were it
+/// accepted, a MASTER would yield) to 224.0.0.18, its IP packet edited by
+/// `edit` (which fixes what it wants fixed).
+fn foreign_advert(auth: VrrpAuth, edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+    let repr = VrrpRepr {
+        version: 2,
+        vrid: 51,
+        priority: 200,
+        interval: 1,
+        auth,
+        addrs: vec![VIP.into()],
+    };
+    let src = Ipv4Addr::new(10, 99, 0, 77);
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: MCAST_V4,
+        next_header: 112,
+        payload_len: repr.buffer_len(),
+        ttl: 255,
+        dscp_ecn: 0xc0,
+        ident: 7,
+        dont_frag: false,
+    };
+    let mut packet = vec![0u8; 20 + repr.buffer_len()];
+    let mut p = Ipv4Packet::new_unchecked(&mut packet[..]);
+    ip.emit(&mut p);
+    repr.emit(
+        &mut VrrpPacket::new_unchecked(p.payload_mut(), IpFamily::V4),
+        &src.into(),
+        &MCAST_V4.into(),
+    );
+    edit(&mut packet);
+    let mut frame = vec![1, 0, 0x5e, 0, 0, 0x12, 2, 0x99, 0, 0, 0, 2, 0x08, 0x00];
+    frame.extend_from_slice(&packet);
+    frame
+}
+
+/// Recomputes the IPv4 header checksum after an edit.
+fn fix_ip(packet: &mut [u8]) {
+    Ipv4Packet::new_unchecked(packet).fill_checksum();
+}
+
+/// Recomputes the (v2-style) VRRP checksum after an edit.
+fn fix_vrrp(packet: &mut [u8]) {
+    packet[26..28].copy_from_slice(&[0, 0]);
+    let c = rvs::wire::checksum::checksum(&packet[20..]);
+    packet[26..28].copy_from_slice(&c.to_be_bytes());
+}
+
 /// `lbctl --vrrp -o json` instance 0's state.
 fn lbd_state(lbd: &Lbd) -> String {
     let out = lbctl(lbd.socket(), &["--vrrp", "-o", "json"]);
@@ -450,10 +501,56 @@ fn lbd_master_keepalived_backup_is_stable_then_keepalived_takes_over_on_crash_an
         &[0x21, 51, 100, 1, 1, 1, 0x0c, 0xdf, 10, 99, 0, 38, b'1', b'1', b'1', b'1', 0, 0, 0, 0],
         "VRRP message (v2, VRID 51, prio 100, PASS 1111)"
     );
-    // lbd's VRRP counters: every advert accepted, no alarms.
+    // Malformed adverts claiming priority 200 (truncated, bad checksum,
+    // wrong version, auth type mismatch): each rejected and counted by
+    // reason, no state change, and the dual-master alarm raised.
+    let pass = VrrpAuth::pass("1111");
+    let malformed = [
+        (
+            foreign_advert(pass, |p| {
+                p.truncate(p.len() - 4);
+                let n = p.len() as u16;
+                p[2..4].copy_from_slice(&n.to_be_bytes());
+                fix_ip(p);
+            }),
+            "length",
+        ),
+        (foreign_advert(pass, |p| p[27] ^= 0xff), "checksum"),
+        (
+            foreign_advert(pass, |p| {
+                p[20] = 0x31;
+                fix_vrrp(p);
+            }),
+            "version",
+        ),
+        (foreign_advert(VrrpAuth::None, |_| {}), "auth_type"),
+    ];
+    for (frame, _) in &malformed {
+        pair.sniffer.send(frame);
+    }
+    let counted = poll_until(Duration::from_secs(2), Duration::from_millis(50), || {
+        let out = lbctl(lbd.socket(), &["--vrrp", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let rejects = v["instances"][0]["rejects"].as_array()?.clone();
+        let count = |name: &str| {
+            rejects
+                .iter()
+                .find(|r| r[0] == name)
+                .and_then(|r| r[1].as_u64())
+                .unwrap_or(0)
+        };
+        malformed
+            .iter()
+            .all(|(_, reason)| count(reason) == 1)
+            .then_some(v)
+    })
+    .expect("each malformed advert counted by its reason");
+    assert_eq!(counted["instances"][0]["state"], "MASTER");
+    assert!(counted["instances"][0]["dual_master_alarms"].as_u64() >= Some(4));
+    assert!(lbd.log_text().contains("rejected (auth_type)"));
     let status = lbctl(lbd.socket(), &["--vrrp"]);
     println!("{status}");
-    assert!(status.contains("MASTER"), "{status}");
+    assert!(status.contains(": MASTER"), "{status}");
 
     // V2: SIGKILL lbd → keepalived MASTER 3.648 s after the last advert.
     let kill = Instant::now();
