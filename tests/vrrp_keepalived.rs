@@ -248,6 +248,35 @@ impl Drop for Sniffer {
     }
 }
 
+/// The protocol variants both sides are configured alike with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// VRRPv2, advert 1 s, PASS 1111, multicast.
+    V2,
+    /// VRRPv3, advert 0.5 s, multicast.
+    V3HalfSecond,
+    /// VRRPv2, advert 1 s, PASS 1111, unicast between 10.99.0.11 and .12.
+    V2Unicast,
+}
+
+impl Variant {
+    fn lbd_yaml(self) -> &'static str {
+        match self {
+            Variant::V2 => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n",
+            Variant::V3HalfSecond => "      version: 3\n      advert_int: 0.5\n",
+            Variant::V2Unicast => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n      unicast_peer: [10.99.0.12]\n",
+        }
+    }
+
+    fn keepalived_conf(self) -> &'static str {
+        match self {
+            Variant::V2 => "  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n",
+            Variant::V3HalfSecond => "  version 3\n  advert_int 0.5\n",
+            Variant::V2Unicast => "  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n  unicast_src_ip 10.99.0.12\n  unicast_peer {\n    10.99.0.11\n  }\n",
+        }
+    }
+}
+
 /// Both namespaces on one veth pair, a scratch directory, the sniffer.
 struct Pair {
     lb1: Netns,
@@ -284,8 +313,13 @@ impl Pair {
         self.dir.path().join(name)
     }
 
-    /// lbd in `lb1` with the VRRP instance at `priority`.
+    /// lbd in `lb1` with the VRRP instance at `priority` (v2, 1 s, PASS).
     fn start_lbd(&self, priority: u8, tag: &str) -> Lbd {
+        self.start_lbd_with(priority, tag, Variant::V2)
+    }
+
+    /// lbd in `lb1` with the VRRP instance at `priority`, as `variant`.
+    fn start_lbd_with(&self, priority: u8, tag: &str, variant: Variant) -> Lbd {
         let socket = self.path(&format!("lbd-{tag}.sock"));
         let yaml = format!(
             "socket: {}\n\
@@ -301,10 +335,9 @@ impl Pair {
              \x20     interface: ext\n\
              \x20     virtual_router_id: 51\n\
              \x20     priority: {priority}\n\
-             \x20     advert_int: 1\n\
-             \x20     authentication: {{auth_type: PASS, auth_pass: \"1111\"}}\n\
-             \x20     virtual_ipaddress: [{VIP}]\n",
-            socket.display()
+             \x20     virtual_ipaddress: [{VIP}]\n{}",
+            socket.display(),
+            variant.lbd_yaml()
         );
         let conf = self.path(&format!("lbd-{tag}.yaml"));
         std::fs::write(&conf, yaml).expect("config");
@@ -318,14 +351,25 @@ impl Pair {
         )
     }
 
-    /// keepalived (VRRP only) in `lb2` at `priority`.
+    /// keepalived (VRRP only) in `lb2` at `priority` (v2, 1 s, PASS).
     fn start_keepalived(&self, priority: u8, tag: &str) -> (Proc, std::path::PathBuf) {
+        self.start_keepalived_with(priority, tag, Variant::V2)
+    }
+
+    /// keepalived (VRRP only) in `lb2` at `priority`, as `variant`.
+    fn start_keepalived_with(
+        &self,
+        priority: u8,
+        tag: &str,
+        variant: Variant,
+    ) -> (Proc, std::path::PathBuf) {
         let conf = self.path(&format!("ka-{tag}.conf"));
         std::fs::write(
             &conf,
             format!(
                 "global_defs {{\n  router_id lb2\n}}\n\
-                 vrrp_instance VI_1 {{\n  state BACKUP\n  interface e0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n  authentication {{\n    auth_type PASS\n    auth_pass 1111\n  }}\n  virtual_ipaddress {{\n    {VIP}\n  }}\n}}\n"
+                 vrrp_instance VI_1 {{\n  state BACKUP\n  interface e0\n  virtual_router_id 51\n  priority {priority}\n{}  virtual_ipaddress {{\n    {VIP}\n  }}\n}}\n",
+                variant.keepalived_conf()
             ),
         )
         .expect("keepalived.conf");
@@ -709,4 +753,111 @@ fn keepalived_master_lbd_backup_lbd_takes_over_on_crash_and_clean_stop_with_garp
         CLEAN_TAKEOVER_90,
     );
     lbd.stop_cleanly();
+}
+
+#[test]
+fn v3_half_second_and_unicast_variants_interoperate_with_keepalived() {
+    if !may_run("v3_and_unicast") {
+        return;
+    }
+    let _serial = support::serial();
+    let pair = Pair::new();
+
+    // V7a: VRRPv3, advert 0.5 s: keepalived MASTER 100, lbd BACKUP 90
+    // accepts keepalived's pseudo-header checksum; crash → lbd MASTER
+    // 1.5 + 166 × 0.5 / 256 = 1.824 s after the last advert.
+    let (ka, pids) = pair.start_keepalived_with(100, "v3", Variant::V3HalfSecond);
+    wait_log(&ka, "Entering MASTER STATE", Duration::from_secs(4));
+    let lbd = pair.start_lbd_with(90, "v3", Variant::V3HalfSecond);
+    wait_lbd_state(&lbd, "BACKUP", Duration::from_secs(3));
+    let received = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        let out = lbctl(lbd.socket(), &["--vrrp", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        (v["instances"][0]["adverts_received"].as_u64() >= Some(2)).then_some(v)
+    })
+    .expect("lbd accepts keepalived's v3 adverts");
+    assert_eq!(received["instances"][0]["master"], "10.99.0.12");
+    let ka_v3 = pair
+        .sniffer
+        .frames()
+        .iter()
+        .find_map(|f| {
+            let (src, _, v) = f.advert()?;
+            (src == KA_ADDR).then(|| v.to_vec())
+        })
+        .expect("a keepalived advert");
+    assert_eq!(&ka_v3[..6], &[0x31, 51, 100, 1, 0, 50], "v3, 50 cs");
+    let vrrp_pid: i32 = std::fs::read_to_string(pids.join("vrrp.pid"))
+        .expect("vrrp.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let kill = Instant::now();
+    signal(vrrp_pid, libc::SIGKILL);
+    let first = pair
+        .sniffer
+        .first_advert_after(LBD_ADDR, kill, Duration::from_secs(5));
+    let (last, _) = pair.sniffer.last_advert_before(KA_ADDR, first);
+    assert_near(
+        "lbd after keepalived SIGKILL, v3 0.5 s",
+        secs(last, first),
+        1.5 + 166.0 * 0.5 / 256.0,
+    );
+    let frames = pair.sniffer.frames();
+    let ours = frames
+        .iter()
+        .find(|f| f.at >= first && f.advert().is_some_and(|(s, _, _)| s == LBD_ADDR))
+        .expect("lbd's first v3 advert");
+    let (_, _, v) = ours.advert().expect("advert");
+    assert_eq!(&v[..6], &[0x31, 51, 90, 1, 0, 50], "lbd's v3 advert");
+    let msg = VrrpPacket::new_checked(v, IpFamily::V4).expect("v3 message");
+    assert!(
+        msg.verify_checksum_v3(&LBD_ADDR.into(), &MCAST_V4.into()),
+        "v3 checksum with the IPv4 pseudo-header"
+    );
+    drop(ka);
+    lbd.stop_cleanly();
+
+    // V7b: unicast (v2): lbd MASTER 100 sends to the peer only, TTL 255;
+    // keepalived BACKUP 90 stays BACKUP; crash → keepalived MASTER 3.648 s.
+    let lbd = pair.start_lbd_with(100, "uc", Variant::V2Unicast);
+    wait_lbd_state(&lbd, "MASTER", Duration::from_secs(6));
+    let (ka, _pids) = pair.start_keepalived_with(90, "uc", Variant::V2Unicast);
+    wait_log(&ka, "Entering BACKUP STATE", Duration::from_secs(4));
+    let since = Instant::now();
+    let seen = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        let n = pair
+            .sniffer
+            .frames()
+            .iter()
+            .filter(|f| {
+                f.at > since
+                    && f.advert().is_some_and(|(s, _, _)| s == LBD_ADDR)
+                    && f.data[30..34] == [10, 99, 0, 12]
+                    && f.data[22] == 255
+            })
+            .count();
+        (n >= 2).then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "no unicast adverts to 10.99.0.12 with TTL 255"
+    );
+    assert!(
+        !ka.log_text().contains("Entering MASTER STATE"),
+        "{}",
+        ka.log_text()
+    );
+    let kill = Instant::now();
+    signal(lbd.pid() as i32, libc::SIGKILL);
+    let first = pair
+        .sniffer
+        .first_advert_after(KA_ADDR, kill, Duration::from_secs(8));
+    let (last, _) = pair.sniffer.last_advert_before(LBD_ADDR, first);
+    assert_near(
+        "keepalived after lbd SIGKILL, unicast",
+        secs(last, first),
+        CRASH_TAKEOVER_90,
+    );
+    drop(ka);
 }
