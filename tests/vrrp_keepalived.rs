@@ -300,10 +300,23 @@ impl Pair {
             lbd_mac[i] = u8::from_str_radix(b, 16).expect("mac");
         }
         let sniffer = Sniffer::start(&lb2, "e0");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // lbd's `notify` script: one line per transition.
+        let script = dir.path().join("notify.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {}\n",
+                dir.path().join("notify.log").display()
+            ),
+        )
+        .expect("notify script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
         Pair {
             lb1,
             lb2,
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
             sniffer,
             lbd_mac,
         }
@@ -335,8 +348,10 @@ impl Pair {
              \x20     interface: ext\n\
              \x20     virtual_router_id: 51\n\
              \x20     priority: {priority}\n\
-             \x20     virtual_ipaddress: [{VIP}]\n{}",
+             \x20     virtual_ipaddress: [{VIP}]\n\
+             \x20     notify: {}\n{}",
             socket.display(),
+            self.path("notify.sh").display(),
             variant.lbd_yaml()
         );
         let conf = self.path(&format!("lbd-{tag}.yaml"));
@@ -730,6 +745,13 @@ fn keepalived_master_lbd_backup_lbd_takes_over_on_crash_and_clean_stop_with_garp
         lbd_answers(Instant::now(), Duration::from_secs(2)),
         "lbd (MASTER) does not answer ARP for the VIP"
     );
+    // The notify script ran with keepalived's arguments.
+    let notified = poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
+        let log = std::fs::read_to_string(pair.path("notify.log")).unwrap_or_default();
+        log.contains("INSTANCE VI_1 MASTER 90").then_some(log)
+    });
+    let log = notified.expect("notify ran for MASTER");
+    assert!(log.starts_with("INSTANCE VI_1 BACKUP 90\n"), "{log}");
     drop(ka);
 
     // Clean stop: keepalived (priority 100) comes back and preempts, then

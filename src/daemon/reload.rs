@@ -254,6 +254,7 @@ pub fn restart_only(running: &Config, next: &Config) -> Vec<String> {
     differs("routes", running.routes != next.routes);
     differs("neighbours", running.neighbours != next.neighbours);
     differs("settings", running.settings != next.settings);
+    differs("vrrp", running.vrrp != next.vrrp);
     out
 }
 
