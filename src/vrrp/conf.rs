@@ -38,7 +38,7 @@ pub struct VrrpConf {
     /// `vrrp_instance` blocks.
     #[serde(default)]
     pub instances: Vec<InstanceConf>,
-    /// `vrrp_sync_group` blocks (refused for now).
+    /// `vrrp_sync_group` blocks: members move together.
     #[serde(default)]
     pub sync_groups: Vec<SyncGroupConf>,
 }
@@ -223,6 +223,8 @@ pub struct InstanceSpec {
     pub garp_repeat: u32,
     /// Refresh period (s), 0 = none.
     pub garp_refresh_s: u32,
+    /// The `vrrp_sync_group` it belongs to.
+    pub sync_group: Option<String>,
     /// What keepalived would have warned about.
     pub notes: Vec<String>,
 }
@@ -230,13 +232,6 @@ pub struct InstanceSpec {
 impl VrrpConf {
     /// Checks every instance against `ports` and resolves it.
     pub fn resolve(&self, ports: &[PortInfo]) -> Result<Vec<InstanceSpec>, VrrpConfError> {
-        if let Some(g) = self.sync_groups.first() {
-            return Err(VrrpConfError {
-                index: 0,
-                name: g.name.clone(),
-                message: "vrrp.sync_groups: sync groups are not supported yet".into(),
-            });
-        }
         let mut out: Vec<InstanceSpec> = Vec::new();
         for (index, i) in self.instances.iter().enumerate() {
             let spec = i.resolve(ports).map_err(|message| VrrpConfError {
@@ -261,6 +256,29 @@ impl VrrpConf {
                 });
             }
             out.push(spec);
+        }
+        for (index, g) in self.sync_groups.iter().enumerate() {
+            let bad = |message: String| VrrpConfError {
+                index,
+                name: g.name.clone(),
+                message,
+            };
+            if g.group.len() < 2 {
+                return Err(bad(
+                    "vrrp.sync_groups: a group needs at least two instances".into(),
+                ));
+            }
+            for member in &g.group {
+                let spec = out.iter_mut().find(|s| &s.name == member).ok_or_else(|| {
+                    bad(format!("vrrp.sync_groups: no instance named {member:?}"))
+                })?;
+                if let Some(other) = &spec.sync_group {
+                    return Err(bad(format!(
+                        "vrrp.sync_groups: instance {member:?} is already in group {other:?}"
+                    )));
+                }
+                spec.sync_group = Some(g.name.clone());
+            }
         }
         Ok(out)
     }
@@ -412,6 +430,7 @@ impl InstanceConf {
             garp_delay_s: self.garp_master_delay,
             garp_repeat: self.garp_master_repeat,
             garp_refresh_s: self.garp_master_refresh,
+            sync_group: None,
             notes,
         })
     }
@@ -502,6 +521,28 @@ mod tests {
             assert!(e.to_string().contains(needle), "{extra}: {e}");
         }
         let v3 = conf(&format!("{BASE}    version: 3\n    advert_int: 0.5\n"));
+        let groups = |g: &str| {
+            conf(&format!(
+                "{BASE}  - name: VI_2\n    interface: ext\n    virtual_router_id: 52\n    virtual_ipaddress: [10.99.0.39]\nsync_groups:\n{g}"
+            ))
+            .resolve(&ports())
+        };
+        let specs = groups("  - {name: G1, group: [VI_1, VI_2]}\n").unwrap();
+        assert!(specs.iter().all(|s| s.sync_group.as_deref() == Some("G1")));
+        for (g, needle) in [
+            (
+                "  - {name: G1, group: [VI_1, VI_9]}\n",
+                "no instance named \"VI_9\"",
+            ),
+            ("  - {name: G1, group: [VI_1]}\n", "at least two"),
+            (
+                "  - {name: G1, group: [VI_1, VI_2]}\n  - {name: G2, group: [VI_2, VI_1]}\n",
+                "already in group",
+            ),
+        ] {
+            let e = groups(g).unwrap_err().to_string();
+            assert!(e.contains(needle), "{g}: {e}");
+        }
         assert_eq!(v3.resolve(&ports()).unwrap()[0].interval_cs, 50);
         assert!(serde_yaml_ng::from_str::<VrrpConf>(&format!("{BASE}    bogus: 1\n")).is_err());
     }

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::advert_ipv4;
 use super::conf::InstanceSpec;
 use super::garp;
-use super::state::{Action, Instance, Received, Reject, VrrpState};
+use super::state::{follow_sync_group, Action, Instance, Received, Reject, VrrpState};
 use crate::ctl::protocol::Response;
 use crate::ctl::server::Control;
 use crate::daemon::log::{log, Level};
@@ -125,8 +125,10 @@ struct Iface {
 struct Runner {
     control: Arc<Control>,
     ifaces: Vec<Iface>,
-    /// Instances with the index of their interface.
-    instances: Vec<(Instance, usize)>,
+    /// The instances.
+    instances: Vec<Instance>,
+    /// The index in `ifaces` of each instance's interface.
+    iface_of: Vec<usize>,
     /// (when, instance) GARP bursts still to send.
     garps: Vec<(u64, usize)>,
     ident: u16,
@@ -148,6 +150,7 @@ impl VrrpService {
     ) -> Result<VrrpService, VrrpError> {
         let mut ifaces: Vec<Iface> = Vec::new();
         let mut instances = Vec::new();
+        let mut iface_of = Vec::new();
         for spec in specs {
             for n in &spec.notes {
                 log(Level::Warning, &format!("VRRP {}: {n}", spec.name));
@@ -172,7 +175,8 @@ impl VrrpService {
                     ifaces.len() - 1
                 }
             };
-            instances.push((Instance::new(spec), at));
+            instances.push(Instance::new(spec));
+            iface_of.push(at);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Mutex::new(Vec::new()));
@@ -183,6 +187,7 @@ impl VrrpService {
             control,
             ifaces,
             instances,
+            iface_of,
             garps: Vec::new(),
             ident: 0,
             epoch: Instant::now(),
@@ -249,7 +254,7 @@ impl Runner {
     fn run(&mut self, stop: &AtomicBool) {
         let now = self.now();
         for i in 0..self.instances.len() {
-            let actions = self.instances[i].0.start(now);
+            let actions = self.instances[i].start(now);
             self.act(i, actions, VrrpState::Init);
         }
         self.publish();
@@ -260,7 +265,7 @@ impl Runner {
             let next = self
                 .instances
                 .iter()
-                .filter_map(|(i, _)| i.next_deadline())
+                .filter_map(Instance::next_deadline)
                 .chain(self.garps.iter().map(|g| g.0))
                 .min();
             let wait = next.map_or(MAX_WAIT, |t| {
@@ -282,8 +287,8 @@ impl Runner {
             self.receive_all(&mut buf);
             let now = self.now();
             for i in 0..self.instances.len() {
-                let before = self.instances[i].0.state();
-                let actions = self.instances[i].0.on_timer(now);
+                let before = self.instances[i].state();
+                let actions = self.instances[i].on_timer(now);
                 self.act(i, actions, before);
             }
             self.garp_due(now);
@@ -294,8 +299,8 @@ impl Runner {
         // Clean stop: priority 0 from every MASTER.
         let now = self.now();
         for i in 0..self.instances.len() {
-            let before = self.instances[i].0.state();
-            let actions = self.instances[i].0.stop(now);
+            let before = self.instances[i].state();
+            let actions = self.instances[i].stop(now);
             self.act(i, actions, before);
         }
         self.publish();
@@ -319,11 +324,11 @@ impl Runner {
                 };
                 let now = self.now();
                 for i in 0..self.instances.len() {
-                    if self.instances[i].1 != f {
+                    if self.iface_of[i] != f {
                         continue;
                     }
-                    let before = self.instances[i].0.state();
-                    match self.instances[i].0.receive(now, &buf[..n]) {
+                    let before = self.instances[i].state();
+                    match self.instances[i].receive(now, &buf[..n]) {
                         Received::Advert(actions) => self.act(i, actions, before),
                         Received::Rejected(reason) => self.rejected(i, reason, &buf[..n]),
                         Received::OtherVrid => {}
@@ -334,7 +339,7 @@ impl Runner {
     }
 
     fn rejected(&self, i: usize, reason: Reject, packet: &[u8]) {
-        let inst = &self.instances[i].0;
+        let inst = &self.instances[i];
         let from = packet
             .get(12..16)
             .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]).to_string())
@@ -370,7 +375,7 @@ impl Runner {
                     self.publish();
                     let now = self.now();
                     self.garp_burst(i);
-                    let spec = self.instances[i].0.spec();
+                    let spec = self.instances[i].spec();
                     if spec.garp_delay_s > 0 {
                         let at = now + u64::from(spec.garp_delay_s) * 1_000_000;
                         self.garps.push((at, i));
@@ -383,9 +388,9 @@ impl Runner {
                 }
             }
         }
-        let after = self.instances[i].0.state();
+        let after = self.instances[i].state();
         if after != before {
-            let inst = &self.instances[i].0;
+            let inst = &self.instances[i];
             log(
                 Level::Notice,
                 &format!(
@@ -399,11 +404,21 @@ impl Runner {
                 ),
             );
             self.notify(i, after);
+            // vrrp_sync_group: the other members follow.
+            let now = self.now();
+            for (j, actions) in follow_sync_group(&mut self.instances, i, now) {
+                let before = if after == VrrpState::Master {
+                    VrrpState::Backup
+                } else {
+                    VrrpState::Master
+                };
+                self.act(j, actions, before);
+            }
         }
     }
 
     fn send_advert(&mut self, i: usize, priority: u8) {
-        let (inst, f) = &self.instances[i];
+        let (inst, f) = (&self.instances[i], &self.iface_of[i]);
         let spec = inst.spec();
         let iface = &self.ifaces[*f];
         let dsts: Vec<Ipv4Addr> = if spec.unicast_peers.is_empty() {
@@ -430,7 +445,7 @@ impl Runner {
     }
 
     fn garp_burst(&self, i: usize) {
-        let (inst, f) = &self.instances[i];
+        let (inst, f) = (&self.instances[i], &self.iface_of[i]);
         let spec = inst.spec();
         let iface = &self.ifaces[*f];
         for _ in 0..spec.garp_repeat {
@@ -456,11 +471,11 @@ impl Runner {
             .collect();
         self.garps.retain(|g| g.0 > now);
         for i in due {
-            if self.instances[i].0.state() != VrrpState::Master {
+            if self.instances[i].state() != VrrpState::Master {
                 continue;
             }
             self.garp_burst(i);
-            let refresh = self.instances[i].0.spec().garp_refresh_s;
+            let refresh = self.instances[i].spec().garp_refresh_s;
             if refresh > 0 {
                 self.garps.push((now + u64::from(refresh) * 1_000_000, i));
             }
@@ -472,14 +487,14 @@ impl Runner {
         let standby: Vec<IpAddr> = self
             .instances
             .iter()
-            .filter(|(i, _)| i.state() != VrrpState::Master)
-            .flat_map(|(i, _)| i.spec().vips.iter().copied())
+            .filter(|i| i.state() != VrrpState::Master)
+            .flat_map(|i| i.spec().vips.iter().copied())
             .filter(|v| {
                 // A VIP shared with a MASTER instance stays live.
                 !self
                     .instances
                     .iter()
-                    .any(|(o, _)| o.state() == VrrpState::Master && o.spec().vips.contains(v))
+                    .any(|o| o.state() == VrrpState::Master && o.spec().vips.contains(v))
             })
             .collect();
         if self.published.as_ref() == Some(&standby) {
@@ -498,7 +513,7 @@ impl Runner {
     }
 
     fn notify(&mut self, i: usize, state: VrrpState) {
-        let spec = self.instances[i].0.spec();
+        let spec = self.instances[i].spec();
         let specific = match state {
             VrrpState::Master => spec.notify_master.clone(),
             VrrpState::Backup => spec.notify_backup.clone(),
@@ -554,6 +569,7 @@ impl Runner {
         let list = self
             .instances
             .iter()
+            .zip(&self.iface_of)
             .map(|(inst, f)| {
                 let spec = inst.spec();
                 InstanceStatus {

@@ -486,6 +486,44 @@ impl Instance {
     }
 }
 
+/// keepalived's `vrrp_sync_group`: after instance `leader` changed state,
+/// the other members of its group follow — all go MASTER when it went
+/// MASTER, all leave MASTER when it left. Returns each follower's actions
+/// (to carry out like the leader's).
+pub fn follow_sync_group(
+    instances: &mut [Instance],
+    leader: usize,
+    now: u64,
+) -> Vec<(usize, Vec<Action>)> {
+    let Some(group) = instances
+        .get(leader)
+        .and_then(|l| l.spec.sync_group.clone())
+    else {
+        return Vec::new();
+    };
+    let master = instances[leader].state == VrrpState::Master;
+    let mut out = Vec::new();
+    for (i, inst) in instances.iter_mut().enumerate() {
+        if i == leader || inst.spec.sync_group.as_ref() != Some(&group) {
+            continue;
+        }
+        let mut actions = Vec::new();
+        match (master, inst.state) {
+            (true, VrrpState::Backup) => {
+                inst.master = None;
+                inst.become_master(now, &mut actions);
+            }
+            (false, VrrpState::Master) => {
+                inst.master = None;
+                inst.become_backup(now, &mut actions);
+            }
+            _ => continue,
+        }
+        out.push((i, actions));
+    }
+    out
+}
+
 /// `a > b` as addresses compare in VRRP (network byte order).
 fn addr_gt(a: &IpAddr, b: &IpAddr) -> bool {
     match (a, b) {

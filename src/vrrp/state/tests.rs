@@ -30,6 +30,7 @@ fn spec(priority: u8, src: [u8; 4]) -> InstanceSpec {
         garp_delay_s: 5,
         garp_repeat: 5,
         garp_refresh_s: 0,
+        sync_group: None,
         notes: vec![],
     }
 }
@@ -341,4 +342,47 @@ fn a_rejected_advert_while_master_raises_the_dual_master_alarm() {
     assert_eq!(r, Received::Rejected(Reject::AuthPass));
     assert_eq!(i.dual_master_alarms(), 1);
     assert_eq!(i.state(), VrrpState::Master);
+}
+
+#[test]
+fn sync_group_members_move_together() {
+    let member = |name: &str, vrid, group: Option<&str>| {
+        let mut s = spec(100, [10, 99, 0, 11]);
+        s.name = name.into();
+        s.vrid = vrid;
+        s.sync_group = group.map(String::from);
+        let mut i = Instance::new(s);
+        i.start(0);
+        i
+    };
+    let mut all = vec![
+        member("VI_1", 51, Some("G")),
+        member("VI_2", 52, Some("G")),
+        member("VI_3", 53, None),
+    ];
+    // VI_1 hears nothing from its peer and takes over first.
+    assert!(all[0].on_timer(4_000 * MS).contains(&Action::BecomeMaster));
+    let followers = follow_sync_group(&mut all, 0, 4_000 * MS);
+    assert_eq!(
+        followers,
+        vec![(
+            1,
+            vec![Action::Send { priority: 100 }, Action::BecomeMaster]
+        )]
+    );
+    assert_eq!(all[1].state(), VrrpState::Master);
+    assert_eq!(all[2].state(), VrrpState::Backup, "not in the group");
+    // VI_2 yields to a higher priority: VI_1 leaves MASTER with it.
+    let peer = spec(200, [10, 99, 0, 12]);
+    let mut p2 = peer.clone();
+    p2.vrid = 52;
+    assert_eq!(
+        all[1].receive(5_000 * MS, &peer_advert(&p2, 200)),
+        Received::Advert(vec![Action::BecomeBackup])
+    );
+    let followers = follow_sync_group(&mut all, 1, 5_000 * MS);
+    assert_eq!(followers, vec![(0, vec![Action::BecomeBackup])]);
+    assert_eq!(all[0].state(), VrrpState::Backup);
+    // Nothing more moves.
+    assert!(follow_sync_group(&mut all, 0, 5_000 * MS).is_empty());
 }
