@@ -34,6 +34,7 @@ use rvs::wire::{IpFamily, Ipv4Packet, Ipv4Repr, VrrpAuth, VrrpPacket, VrrpRepr};
 use support::lbd::{lbctl, Lbd, LBD};
 use support::netns::Netns;
 use support::process::{poll_until, signal, Proc};
+use support::vrrp::{vrrp_state, wait_vrrp_state};
 
 /// V1's stability window. The issue asks 20 s; CI keeps it short.
 const STABLE_WINDOW: Duration = Duration::from_secs(8);
@@ -459,27 +460,6 @@ fn fix_vrrp(packet: &mut [u8]) {
     packet[26..28].copy_from_slice(&c.to_be_bytes());
 }
 
-/// `lbctl --vrrp -o json` instance 0's state.
-fn lbd_state(lbd: &Lbd) -> String {
-    let out = lbctl(lbd.socket(), &["--vrrp", "-o", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    v["instances"][0]["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn wait_lbd_state(lbd: &Lbd, state: &str, limit: Duration) {
-    let ok = poll_until(limit, Duration::from_millis(50), || {
-        (lbd_state(lbd) == state).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "lbd not {state} within {limit:?}:\n{}",
-        lbd.log_text()
-    );
-}
-
 fn wait_log(proc: &Proc, text: &str, limit: Duration) {
     let ok = poll_until(limit, Duration::from_millis(20), || {
         proc.log_text().contains(text).then_some(())
@@ -512,7 +492,7 @@ fn lbd_master_keepalived_backup_is_stable_then_keepalived_takes_over_on_crash_an
     let _serial = support::serial();
     let pair = Pair::new();
     let mut lbd = pair.start_lbd(100, "a");
-    wait_lbd_state(&lbd, "MASTER", Duration::from_secs(6));
+    wait_vrrp_state(&lbd, "MASTER", Duration::from_secs(6));
     let (ka, _pids) = pair.start_keepalived(90, "a");
     wait_log(&ka, "Entering BACKUP STATE", Duration::from_secs(5));
 
@@ -535,7 +515,7 @@ fn lbd_master_keepalived_backup_is_stable_then_keepalived_takes_over_on_crash_an
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(!ka.log_text().contains("Entering MASTER STATE"));
-    assert_eq!(lbd_state(&lbd), "MASTER");
+    assert_eq!(vrrp_state(&lbd), "MASTER");
     // lbd's adverts, field for field as keepalived builds them.
     let frames = pair.sniffer.frames();
     let ours: Vec<&Frame> = frames
@@ -630,7 +610,7 @@ fn lbd_master_keepalived_backup_is_stable_then_keepalived_takes_over_on_crash_an
     // V4: lbd restarts with priority 100 and preempts.
     let restart = Instant::now();
     let lbd = pair.start_lbd(100, "b");
-    wait_lbd_state(&lbd, "MASTER", Duration::from_secs(8));
+    wait_vrrp_state(&lbd, "MASTER", Duration::from_secs(8));
     let took = pair
         .sniffer
         .first_advert_after(LBD_ADDR, restart, Duration::from_secs(1));
@@ -673,7 +653,7 @@ fn keepalived_master_lbd_backup_lbd_takes_over_on_crash_and_clean_stop_with_garp
     let (ka, pids) = pair.start_keepalived(100, "a");
     wait_log(&ka, "Entering MASTER STATE", Duration::from_secs(6));
     let lbd = pair.start_lbd(90, "a");
-    wait_lbd_state(&lbd, "BACKUP", Duration::from_secs(3));
+    wait_vrrp_state(&lbd, "BACKUP", Duration::from_secs(3));
 
     // A BACKUP does not answer ARP for the VIP: ask from a foreign host.
     let probe_mac = [2, 0x99, 0, 0, 0, 1];
@@ -723,7 +703,7 @@ fn keepalived_master_lbd_backup_lbd_takes_over_on_crash_and_clean_stop_with_garp
         secs(last, first),
         CRASH_TAKEOVER_90,
     );
-    wait_lbd_state(&lbd, "MASTER", Duration::from_secs(1));
+    wait_vrrp_state(&lbd, "MASTER", Duration::from_secs(1));
     let garps = poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
         let n = pair
             .sniffer
@@ -758,7 +738,7 @@ fn keepalived_master_lbd_backup_lbd_takes_over_on_crash_and_clean_stop_with_garp
     // stops with priority 0 → lbd MASTER 0.648 s later.
     let (ka, _pids) = pair.start_keepalived(100, "b");
     wait_log(&ka, "Entering MASTER STATE", Duration::from_secs(6));
-    wait_lbd_state(&lbd, "BACKUP", Duration::from_secs(2));
+    wait_vrrp_state(&lbd, "BACKUP", Duration::from_secs(2));
     let stop = Instant::now();
     signal(ka.pid() as i32, libc::SIGTERM);
     let first = pair
@@ -791,7 +771,7 @@ fn v3_half_second_and_unicast_variants_interoperate_with_keepalived() {
     let (ka, pids) = pair.start_keepalived_with(100, "v3", Variant::V3HalfSecond);
     wait_log(&ka, "Entering MASTER STATE", Duration::from_secs(4));
     let lbd = pair.start_lbd_with(90, "v3", Variant::V3HalfSecond);
-    wait_lbd_state(&lbd, "BACKUP", Duration::from_secs(3));
+    wait_vrrp_state(&lbd, "BACKUP", Duration::from_secs(3));
     let received = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
         let out = lbctl(lbd.socket(), &["--vrrp", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -843,7 +823,7 @@ fn v3_half_second_and_unicast_variants_interoperate_with_keepalived() {
     // V7b: unicast (v2): lbd MASTER 100 sends to the peer only, TTL 255;
     // keepalived BACKUP 90 stays BACKUP; crash → keepalived MASTER 3.648 s.
     let lbd = pair.start_lbd_with(100, "uc", Variant::V2Unicast);
-    wait_lbd_state(&lbd, "MASTER", Duration::from_secs(6));
+    wait_vrrp_state(&lbd, "MASTER", Duration::from_secs(6));
     let (ka, _pids) = pair.start_keepalived_with(90, "uc", Variant::V2Unicast);
     wait_log(&ka, "Entering BACKUP STATE", Duration::from_secs(4));
     let since = Instant::now();

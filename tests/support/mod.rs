@@ -35,6 +35,7 @@ pub mod lbd;
 pub mod netns;
 pub mod process;
 pub mod topology;
+pub mod vrrp;
 pub mod world;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
