@@ -258,6 +258,8 @@ enum Variant {
     V3HalfSecond,
     /// VRRPv2, advert 1 s, PASS 1111, unicast between 10.99.0.11 and .12.
     V2Unicast,
+    /// VRRPv2 as `V2`; lbd tracks its port `int`.
+    V2Tracked,
 }
 
 impl Variant {
@@ -266,12 +268,13 @@ impl Variant {
             Variant::V2 => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n",
             Variant::V3HalfSecond => "      version: 3\n      advert_int: 0.5\n",
             Variant::V2Unicast => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n      unicast_peer: [10.99.0.12]\n",
+            Variant::V2Tracked => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n      track_interface: [int]\n",
         }
     }
 
     fn keepalived_conf(self) -> &'static str {
         match self {
-            Variant::V2 => "  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n",
+            Variant::V2 | Variant::V2Tracked => "  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n",
             Variant::V3HalfSecond => "  version 3\n  advert_int 0.5\n",
             Variant::V2Unicast => "  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n  unicast_src_ip 10.99.0.12\n  unicast_peer {\n    10.99.0.11\n  }\n",
         }
@@ -293,6 +296,11 @@ impl Pair {
         let lb2 = Netns::ipv4_host("vr-lb2");
         lb1.add_veth("p0", &lb2, "e0");
         lb1.ip(&["link", "set", "p0", "up"]);
+        // A second lbd port (`int`, t0 ↔ t1) whose link a tracking test
+        // takes down from lb2's side.
+        lb1.add_veth("t0", &lb2, "t1");
+        lb1.ip(&["link", "set", "t0", "up"]);
+        lb2.ip(&["link", "set", "t1", "up"]);
         lb2.ip(&["addr", "add", "10.99.0.12/24", "dev", "e0"]);
         lb2.ip(&["link", "set", "e0", "up"]);
         let mac_text = lb1.sh("cat /sys/class/net/p0/address");
@@ -340,6 +348,7 @@ impl Pair {
              workers: {{count: 1, idle: backoff}}\n\
              ports:\n\
              \x20 - {{name: ext, driver: af_packet, ifname: p0, addrs: [\"10.99.0.11/24\"], kernel_if: kvr}}\n\
+             \x20 - {{name: int, driver: af_packet, ifname: t0, addrs: [\"10.98.0.11/24\"]}}\n\
              services:\n\
              \x20 - {{proto: tcp, vip: {VIP}, port: 80, scheduler: rr, dests: [{{addr: 10.99.0.50, port: 80, fwd: masq}}]}}\n\
              vrrp:\n\
@@ -862,4 +871,55 @@ fn v3_half_second_and_unicast_variants_interoperate_with_keepalived() {
         CRASH_TAKEOVER_90,
     );
     drop(ka);
+}
+
+#[test]
+fn a_tracked_port_going_down_hands_the_vip_to_keepalived_and_back() {
+    if !may_run("tracked_port") {
+        return;
+    }
+    let _serial = support::serial();
+    let pair = Pair::new();
+    let lbd = pair.start_lbd_with(100, "tr", Variant::V2Tracked);
+    wait_vrrp_state(&lbd, "MASTER", Duration::from_secs(6));
+    let (ka, _pids) = pair.start_keepalived(90, "tr");
+    wait_log(&ka, "Entering BACKUP STATE", Duration::from_secs(4));
+
+    // The tracked port's link goes down: FAULT, priority 0, keepalived
+    // MASTER 0.648 s later.
+    let down = Instant::now();
+    pair.lb2.ip(&["link", "set", "t1", "down"]);
+    wait_vrrp_state(&lbd, "FAULT", Duration::from_secs(2));
+    let first = pair
+        .sniffer
+        .first_advert_after(KA_ADDR, down, Duration::from_secs(3));
+    let (last, prio) = pair.sniffer.last_advert_before(LBD_ADDR, first);
+    assert_eq!(prio, 0, "FAULT from MASTER sends priority 0");
+    assert_near(
+        "keepalived after lbd's tracked port went down",
+        secs(last, first),
+        CLEAN_TAKEOVER_90,
+    );
+    // The link comes back: BACKUP, then it preempts keepalived (100 > 90).
+    let up = Instant::now();
+    pair.lb2.ip(&["link", "set", "t1", "up"]);
+    wait_vrrp_state(&lbd, "BACKUP", Duration::from_secs(3));
+    wait_vrrp_state(&lbd, "MASTER", Duration::from_secs(6));
+    let yielded = poll_until(Duration::from_secs(3), Duration::from_millis(20), || {
+        (ka.log_text().matches("Entering BACKUP STATE").count() >= 2).then_some(())
+    });
+    assert!(
+        yielded.is_some(),
+        "keepalived did not yield:\n{}",
+        ka.log_text()
+    );
+    assert!(
+        pair.sniffer
+            .adverts_from(LBD_ADDR)
+            .iter()
+            .all(|(t, _)| *t <= last || *t > up),
+        "lbd advertised in FAULT"
+    );
+    drop(ka);
+    lbd.stop_cleanly();
 }

@@ -1495,6 +1495,8 @@ impl Config {
                 name: p.name.clone(),
                 kernel_if: p.kernel_if.clone(),
                 addrs: p.addrs.iter().map(|c| c.addr).collect(),
+                linux_if: matches!(p.driver, DriverKind::AfPacket | DriverKind::Tap)
+                    .then(|| p.ifname().to_string()),
             })
             .collect();
         self.vrrp

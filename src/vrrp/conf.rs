@@ -65,6 +65,22 @@ pub enum InitialState {
     Backup,
 }
 
+/// One `track_interface` entry: a port name, or `{interface, weight}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum TrackConf {
+    /// Unweighted: down → FAULT.
+    Port(String),
+    /// Weighted: a positive weight is added while up, a negative one
+    /// while down (-253..=253; 0 = unweighted).
+    Weighted {
+        /// The port.
+        interface: String,
+        /// The weight.
+        weight: i32,
+    },
+}
+
 /// `auth_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum AuthType {
@@ -126,9 +142,10 @@ pub struct InstanceConf {
     /// Seconds 0..1000 to delay preemption after start.
     #[serde(default)]
     pub preempt_delay: f64,
-    /// Tracked interfaces (refused for now).
+    /// Tracked ports (their Linux interfaces): down → FAULT, or with a
+    /// weight, priority ± weight.
     #[serde(default)]
-    pub track_interface: Vec<String>,
+    pub track_interface: Vec<TrackConf>,
     /// Run on becoming MASTER.
     #[serde(default)]
     pub notify_master: Option<String>,
@@ -178,6 +195,9 @@ pub struct PortInfo {
     pub kernel_if: Option<String>,
     /// Its own addresses.
     pub addrs: Vec<IpAddr>,
+    /// The Linux interface whose link state `track_interface` reads
+    /// (af_packet, tap ports), if any.
+    pub linux_if: Option<String>,
 }
 
 /// An instance ready to run.
@@ -225,6 +245,8 @@ pub struct InstanceSpec {
     pub garp_refresh_s: u32,
     /// The `vrrp_sync_group` it belongs to.
     pub sync_group: Option<String>,
+    /// Tracked Linux interfaces with their weights (0 = down → FAULT).
+    pub track: Vec<(String, i32)>,
     /// What keepalived would have warned about.
     pub notes: Vec<String>,
 }
@@ -394,8 +416,27 @@ impl InstanceConf {
         {
             return Err("unicast_peer: not of the VIPs' family".into());
         }
-        if !self.track_interface.is_empty() {
-            return Err("track_interface: not supported yet".into());
+        let mut track = Vec::new();
+        for t in &self.track_interface {
+            let (name, weight) = match t {
+                TrackConf::Port(name) => (name, 0),
+                TrackConf::Weighted { interface, weight } => (interface, *weight),
+            };
+            if !(-253..=253).contains(&weight) {
+                return Err(format!(
+                    "track_interface: weight {weight} out of range -253..=253"
+                ));
+            }
+            let p = ports
+                .iter()
+                .find(|p| &p.name == name)
+                .ok_or_else(|| format!("track_interface: no port named {name:?}"))?;
+            let linux_if = p.linux_if.clone().ok_or_else(|| {
+                format!(
+                    "track_interface: port {name:?} has no Linux interface whose link lbd can read (af_packet and tap ports have one)"
+                )
+            })?;
+            track.push((linux_if, weight));
         }
         if !(0.0..=1000.0).contains(&self.preempt_delay) {
             return Err(format!(
@@ -431,6 +472,7 @@ impl InstanceConf {
             garp_repeat: self.garp_master_repeat,
             garp_refresh_s: self.garp_master_refresh,
             sync_group: None,
+            track,
             notes,
         })
     }
@@ -446,11 +488,13 @@ mod tests {
                 name: "ext".into(),
                 kernel_if: Some("kext".into()),
                 addrs: vec!["10.99.0.11".parse().unwrap()],
+                linux_if: Some("eth0".into()),
             },
             PortInfo {
                 name: "int".into(),
                 kernel_if: None,
                 addrs: vec!["192.168.0.1".parse().unwrap()],
+                linux_if: None,
             },
         ]
     }
@@ -509,7 +553,12 @@ mod tests {
             ("    version: 4\n", "version"),
             ("    advert_int: 0.2\n", "advert_int"),
             ("    priority: 0\n", "priority"),
-            ("    track_interface: [eth0]\n", "track_interface"),
+            ("    track_interface: [eth0]\n", "no port named \"eth0\""),
+            ("    track_interface: [int]\n", "no Linux interface"),
+            (
+                "    track_interface: [{interface: ext, weight: 300}]\n",
+                "out of range",
+            ),
             (
                 "    authentication: { auth_type: AH, auth_pass: x }\n",
                 "AH",
@@ -520,6 +569,13 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains(needle), "{extra}: {e}");
         }
+        let tracked = conf(&format!(
+            "{BASE}    track_interface: [ext, {{interface: ext, weight: -20}}]\n"
+        ));
+        assert_eq!(
+            tracked.resolve(&ports()).unwrap()[0].track,
+            vec![("eth0".to_string(), 0), ("eth0".to_string(), -20)]
+        );
         let v3 = conf(&format!("{BASE}    version: 3\n    advert_int: 0.5\n"));
         let groups = |g: &str| {
             conf(&format!(

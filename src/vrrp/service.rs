@@ -79,7 +79,7 @@ pub struct InstanceStatus {
     pub state: String,
     /// Configured priority.
     pub priority: u8,
-    /// Effective priority (no trackers yet: the configured one).
+    /// Effective priority (moved by weighted tracked interfaces).
     pub effective_priority: u8,
     /// The master as last seen (this director when MASTER).
     pub master: Option<IpAddr>,
@@ -99,6 +99,15 @@ pub struct InstanceStatus {
     pub adverts_sent: u64,
     /// Valid adverts received.
     pub adverts_received: u64,
+}
+
+/// Whether Linux interface `ifname` is up (`operstate` `up`, or `unknown`
+/// as TAP devices report it); a missing interface is down.
+fn link_up(ifname: &str) -> bool {
+    match std::fs::read_to_string(format!("/sys/class/net/{ifname}/operstate")) {
+        Ok(s) => matches!(s.trim(), "up" | "unknown"),
+        Err(_) => false,
+    }
 }
 
 /// The VIPs the daemon starts with on standby: every instance's.
@@ -252,6 +261,7 @@ impl Runner {
     }
 
     fn run(&mut self, stop: &AtomicBool) {
+        self.track();
         let now = self.now();
         for i in 0..self.instances.len() {
             let actions = self.instances[i].start(now);
@@ -285,6 +295,7 @@ impl Runner {
                 std::thread::sleep(wait);
             }
             self.receive_all(&mut buf);
+            self.track();
             let now = self.now();
             for i in 0..self.instances.len() {
                 let before = self.instances[i].state();
@@ -305,6 +316,30 @@ impl Runner {
         }
         self.publish();
         self.report();
+    }
+
+    /// Reads the tracked interfaces' links and hands each instance its
+    /// trackers' verdict.
+    fn track(&mut self) {
+        for i in 0..self.instances.len() {
+            if self.instances[i].spec().track.is_empty() {
+                continue;
+            }
+            let (mut fault, mut weight) = (false, 0);
+            for (ifname, w) in &self.instances[i].spec().track {
+                let up = link_up(ifname);
+                match (*w, up) {
+                    (0, false) => fault = true,
+                    (w, true) if w > 0 => weight += w,
+                    (w, false) if w < 0 => weight += w,
+                    _ => {}
+                }
+            }
+            let before = self.instances[i].state();
+            let now = self.now();
+            let actions = self.instances[i].set_trackers(now, fault, weight);
+            self.act(i, actions, before);
+        }
     }
 
     fn receive_all(&mut self, buf: &mut [u8]) {
@@ -531,7 +566,7 @@ impl Runner {
                     "INSTANCE".to_string(),
                     spec.name.clone(),
                     state.name().to_string(),
-                    spec.priority.to_string(),
+                    self.instances[i].effective_priority().to_string(),
                 ]);
                 runs.push(argv);
             }
@@ -578,7 +613,7 @@ impl Runner {
                     vrid: spec.vrid,
                     state: inst.state().name().to_string(),
                     priority: spec.priority,
-                    effective_priority: spec.priority,
+                    effective_priority: inst.effective_priority(),
                     master: inst.master(),
                     advert_int_cs: spec.interval_cs,
                     version: spec.version,

@@ -29,8 +29,8 @@ const SEC: u64 = 1_000_000;
 /// Transitions kept for `lbctl --vrrp`.
 const HISTORY: usize = 16;
 
-/// The RFC states (keepalived's FAULT is entered only through trackers,
-/// which rvs does not have yet).
+/// The RFC states, and keepalived's FAULT (an unweighted tracked
+/// interface is down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum VrrpState {
     /// Not started, or stopped.
@@ -167,6 +167,11 @@ pub struct Instance {
     preempt_at: u64,
     rejects: [u64; Reject::ALL.len()],
     dual_master: u64,
+    /// Sum of the weights of the failed weighted trackers (negative
+    /// weights) and the working positive ones.
+    weight: i32,
+    /// An unweighted tracker failed.
+    fault: bool,
     sent: u64,
     received: u64,
     history: VecDeque<Transition>,
@@ -186,6 +191,8 @@ impl Instance {
             preempt_at: 0,
             rejects: [0; Reject::ALL.len()],
             dual_master: 0,
+            weight: 0,
+            fault: false,
             sent: 0,
             received: 0,
             history: VecDeque::new(),
@@ -245,9 +252,55 @@ impl Instance {
         self.master_interval
     }
 
+    /// The priority advertised and compared: the configured one moved by
+    /// the trackers' weights, clamped to 1..=254; 255 never changes
+    /// (keepalived, `priority` in keepalived.conf(5)).
+    pub fn effective_priority(&self) -> u8 {
+        let base = self.spec.priority;
+        if base == 255 {
+            return 255;
+        }
+        (i32::from(base) + self.weight).clamp(1, 254) as u8
+    }
+
+    /// The trackers' verdict: `fault` (an unweighted tracker failed) and
+    /// the summed `weight` of the weighted ones. Entering FAULT from MASTER
+    /// sends priority 0 and releases the VIPs; FAULT sends nothing; leaving
+    /// it starts as BACKUP. A weight change takes effect with the next
+    /// advert.
+    pub fn set_trackers(&mut self, now: u64, fault: bool, weight: i32) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.weight = weight;
+        if fault == self.fault {
+            return out;
+        }
+        self.fault = fault;
+        match (fault, self.state) {
+            (true, VrrpState::Master) => {
+                self.send(&mut out, 0);
+                out.push(Action::BecomeBackup);
+                self.enter_fault(now);
+            }
+            (true, VrrpState::Backup) => self.enter_fault(now),
+            (false, VrrpState::Fault) => {
+                self.master = None;
+                self.become_backup(now, &mut out);
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn enter_fault(&mut self, now: u64) {
+        self.enter(now, VrrpState::Fault);
+        self.down_at = None;
+        self.advert_at = None;
+        self.master = None;
+    }
+
     /// Skew_Time in µs for our priority.
     pub fn skew_us(&self) -> u64 {
-        let p = 256 - u64::from(self.spec.priority);
+        let p = 256 - u64::from(self.effective_priority());
         if self.spec.version == 2 {
             p * SEC / 256
         } else {
@@ -284,7 +337,7 @@ impl Instance {
 
     fn become_master(&mut self, now: u64, out: &mut Vec<Action>) {
         // keepalived: the advert first, then the VIPs, then the GARPs.
-        self.send(out, self.spec.priority);
+        self.send(out, self.effective_priority());
         self.enter(now, VrrpState::Master);
         self.down_at = None;
         self.master_interval = u64::from(self.spec.interval_cs) * 10_000;
@@ -308,7 +361,9 @@ impl Instance {
     pub fn start(&mut self, now: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.preempt_at = now + u64::from(self.spec.preempt_delay_cs) * 10_000;
-        if self.spec.priority == 255 {
+        if self.fault {
+            self.enter_fault(now);
+        } else if self.spec.priority == 255 {
             self.become_master(now, &mut out);
         } else {
             self.become_backup(now, &mut out);
@@ -338,7 +393,7 @@ impl Instance {
                 self.become_master(now, &mut out);
             }
             VrrpState::Master if self.advert_at.is_some_and(|t| now >= t) => {
-                self.send(&mut out, self.spec.priority);
+                self.send(&mut out, self.effective_priority());
                 self.advert_at = Some(now + self.master_interval);
             }
             _ => {}
@@ -447,7 +502,7 @@ impl Instance {
     /// A valid advert from `src`.
     fn on_advert(&mut self, now: u64, src: IpAddr, priority: u8, interval: u64) -> Vec<Action> {
         let mut out = Vec::new();
-        let own = self.spec.priority;
+        let own = self.effective_priority();
         match self.state {
             VrrpState::Backup => {
                 if priority == 0 {

@@ -31,6 +31,7 @@ fn spec(priority: u8, src: [u8; 4]) -> InstanceSpec {
         garp_repeat: 5,
         garp_refresh_s: 0,
         sync_group: None,
+        track: vec![],
         notes: vec![],
     }
 }
@@ -385,4 +386,59 @@ fn sync_group_members_move_together() {
     assert_eq!(all[0].state(), VrrpState::Backup);
     // Nothing more moves.
     assert!(follow_sync_group(&mut all, 0, 5_000 * MS).is_empty());
+}
+
+#[test]
+fn a_failed_tracked_interface_puts_a_master_in_fault_with_priority_zero() {
+    let mut i = started(100);
+    takeover_time(&mut i, 10_000 * MS).expect("master");
+    assert_eq!(
+        i.set_trackers(5_000 * MS, true, 0),
+        vec![Action::Send { priority: 0 }, Action::BecomeBackup]
+    );
+    assert_eq!(i.state(), VrrpState::Fault);
+    assert_eq!(i.next_deadline(), None, "FAULT sends nothing");
+    // Adverts change nothing in FAULT.
+    let peer = spec(50, [10, 99, 0, 12]);
+    assert_eq!(
+        i.receive(5_500 * MS, &peer_advert(&peer, 50)),
+        Received::Advert(vec![])
+    );
+    assert_eq!(i.state(), VrrpState::Fault);
+    // The link comes back: BACKUP for a Master_Down_Interval.
+    assert!(i.set_trackers(6_000 * MS, false, 0).is_empty());
+    assert_eq!(i.state(), VrrpState::Backup);
+    assert_eq!(
+        i.next_deadline(),
+        Some(6_000 * MS + i.master_down_interval_us())
+    );
+    // A backup in FAULT does not send priority 0.
+    let mut b = started(90);
+    assert!(b.set_trackers(MS, true, 0).is_empty());
+    assert_eq!(b.state(), VrrpState::Fault);
+}
+
+#[test]
+fn weighted_tracking_moves_the_effective_priority_within_1_to_254() {
+    let mut i = started(100);
+    takeover_time(&mut i, 10_000 * MS).expect("master");
+    assert!(i.set_trackers(5_000 * MS, false, -20).is_empty());
+    assert_eq!(i.effective_priority(), 80);
+    // The next advert carries 80, and a peer at 90 now wins.
+    assert_eq!(
+        i.on_timer(i.next_deadline().expect("advert timer")),
+        vec![Action::Send { priority: 80 }]
+    );
+    let peer = spec(90, [10, 99, 0, 5]);
+    assert_eq!(
+        i.receive(6_000 * MS, &peer_advert(&peer, 90)),
+        Received::Advert(vec![Action::BecomeBackup])
+    );
+    i.set_trackers(6_000 * MS, false, 300);
+    assert_eq!(i.effective_priority(), 254);
+    i.set_trackers(6_000 * MS, false, -300);
+    assert_eq!(i.effective_priority(), 1);
+    let mut owner = Instance::new(spec(255, [10, 99, 0, 11]));
+    owner.set_trackers(0, false, -50);
+    assert_eq!(owner.effective_priority(), 255, "255 never changes");
 }
