@@ -200,6 +200,29 @@ pub struct PortInfo {
     pub linux_if: Option<String>,
 }
 
+/// The EUI-64 link-local address the kernel gives an interface with `mac`
+/// (`addr_gen_mode` 0, the default): what an IPv6 instance sends from.
+pub fn link_local(mac: [u8; 6]) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ])
+}
+
 /// An instance ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceSpec {
@@ -221,7 +244,9 @@ pub struct InstanceSpec {
     pub auth: VrrpAuth,
     /// VIPs.
     pub vips: Vec<IpAddr>,
-    /// Source address of the adverts (the tie-breaker).
+    /// Source address of the adverts (the tie-breaker). IPv6 without
+    /// `unicast_src_ip`: `::` here, the kernel interface's link-local
+    /// address once the service knows the port's MAC ([`link_local`]).
     pub src: IpAddr,
     /// Unicast peers (empty: multicast).
     pub unicast_peers: Vec<IpAddr>,
@@ -390,14 +415,14 @@ impl InstanceConf {
         if first.is_ipv6() && self.version == 2 {
             return Err("virtual_ipaddress: IPv6 needs version 3".into());
         }
-        if first.is_ipv6() {
-            return Err("virtual_ipaddress: IPv6 instances are not supported yet".into());
-        }
         let src = match self.unicast_src_ip {
             Some(a) if a.is_ipv4() != first.is_ipv4() => {
                 return Err("unicast_src_ip: not of the VIPs' family".into())
             }
             Some(a) => a,
+            // IPv6: the kernel interface's link-local address (RFC 5798
+            // §5.1.2.1), known once the port's MAC is (the service).
+            None if first.is_ipv6() => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             None => *info
                 .addrs
                 .iter()
@@ -569,6 +594,16 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains(needle), "{extra}: {e}");
         }
+        let v6 = conf(&format!(
+            "{}    version: 3\n",
+            BASE.replace("[10.99.0.38]", "[\"2001:db8::38\"]")
+        ));
+        let s6 = &v6.resolve(&ports()).unwrap()[0];
+        assert_eq!(s6.src, IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+        assert_eq!(
+            link_local([0x02, 0, 0, 0, 0, 1]),
+            "fe80::ff:fe00:1".parse::<std::net::Ipv6Addr>().unwrap()
+        );
         let tracked = conf(&format!(
             "{BASE}    track_interface: [ext, {{interface: ext, weight: -20}}]\n"
         ));

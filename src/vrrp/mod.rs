@@ -19,7 +19,7 @@ pub mod conf;
 pub mod service;
 pub mod state;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::wire::vrrp::{self, VrrpRepr};
 use crate::wire::{
@@ -71,6 +71,34 @@ pub fn advert_ipv4(spec: &InstanceSpec, priority: u8, ident: u16, dst: Ipv4Addr)
     buf
 }
 
+/// The VRRPv3 message of an IPv6 instance `spec` with `priority` from
+/// `src` to `dst` (the kernel adds the IPv6 header: hop limit 255, traffic
+/// class 0xc0); checksummed with the IPv6 pseudo-header.
+pub fn advert_v6(spec: &InstanceSpec, priority: u8, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+    let repr = VrrpRepr {
+        version: 3,
+        vrid: spec.vrid,
+        priority,
+        interval: spec.interval_cs,
+        auth: crate::wire::VrrpAuth::None,
+        addrs: spec.vips.clone(),
+    };
+    let mut buf = vec![0u8; repr.buffer_len()];
+    let mut v = VrrpPacket::new_unchecked(&mut buf[..], IpFamily::V6);
+    repr.emit(&mut v, &IpAddr::V6(src), &IpAddr::V6(dst));
+    buf
+}
+
+/// An unsolicited neighbour advertisement for `vip` from `mac` (keepalived
+/// `vrrp_ndisc.c`): to ff02::1 from the VIP, hop limit 255, Override set,
+/// with the target link-layer address option.
+pub fn unsolicited_na(mac: EthernetAddress, vip: Ipv6Addr) -> Vec<u8> {
+    crate::wire::PacketBuilder::ethernet(mac, EthernetAddress([0x33, 0x33, 0, 0, 0, 1]))
+        .ipv6(vip, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1))
+        .ndp_advert(crate::wire::NdpFlags::OVERRIDE, vip, Some(mac))
+        .build()
+}
+
 /// A gratuitous ARP for `vip` from `mac` as keepalived sends it: a
 /// broadcast request with sender = target = the VIP and target MAC
 /// ff:ff:ff:ff:ff:ff.
@@ -111,5 +139,41 @@ mod tests {
         assert_eq!(&f[28..32], &[10, 99, 0, 38], "spa");
         assert_eq!(&f[32..38], &[0xff; 6], "tha");
         assert_eq!(&f[38..42], &[10, 99, 0, 38], "tpa");
+    }
+
+    #[test]
+    fn unsolicited_na_overrides_for_the_vip_with_its_mac() {
+        use crate::wire::{Icmpv6Packet, Ipv6Packet, NdpRepr};
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        let vip: Ipv6Addr = "2001:db8::38".parse().unwrap();
+        let f = unsolicited_na(mac, vip);
+        assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        let ip = Ipv6Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(ip.hop_limit(), 255);
+        assert_eq!(ip.src_addr(), vip);
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
+        assert_eq!(
+            NdpRepr::parse(&icmp).unwrap(),
+            NdpRepr::NeighborAdvert {
+                flags: crate::wire::NdpFlags::OVERRIDE,
+                target: vip,
+                target_lladdr: Some(mac),
+            }
+        );
+    }
+
+    #[test]
+    fn v6_advert_is_checksummed_with_the_ipv6_pseudo_header() {
+        let mut spec = crate::vrrp::state::tests::spec(90, [10, 99, 0, 11]);
+        spec.version = 3;
+        spec.vips = vec!["2001:db8::38".parse().unwrap()];
+        let src: Ipv6Addr = "fe80::1".parse().unwrap();
+        let dst = crate::wire::vrrp::MCAST_V6;
+        let msg = advert_v6(&spec, 90, src, dst);
+        assert_eq!(msg.len(), 24);
+        let p = VrrpPacket::new_checked(&msg[..], IpFamily::V6).unwrap();
+        assert!(p.verify_checksum_v3(&IpAddr::V6(src), &IpAddr::V6(dst)));
+        assert_eq!((p.version(), p.priority(), p.max_adver_int()), (3, 90, 100));
     }
 }

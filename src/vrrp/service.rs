@@ -21,7 +21,8 @@
 //!   sockets at most [`MAX_WAIT`] at a time and looks at the stop flag
 //!   between waits.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,16 +31,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::advert_ipv4;
 use super::conf::InstanceSpec;
 use super::garp;
 use super::state::{follow_sync_group, Action, Instance, Received, Reject, VrrpState};
+use super::{advert_ipv4, advert_v6, unsolicited_na};
 use crate::ctl::protocol::Response;
 use crate::ctl::server::Control;
 use crate::daemon::log::{log, Level};
-use crate::sys::vrrp_sockets::{ifindex, FrameSocket, VrrpSocket};
-use crate::sys::wait_readable;
-use crate::wire::vrrp::MCAST_V4;
+use crate::sys::vrrp_sockets::{ifindex, wait_any_readable, FrameSocket, VrrpSocket, VrrpSocket6};
+use crate::wire::vrrp::{MCAST_V4, MCAST_V6};
 use crate::wire::EthernetAddress;
 
 /// Longest wait on the sockets between looks at the stop flag.
@@ -128,6 +128,9 @@ struct Iface {
     sock: VrrpSocket,
     frames: FrameSocket,
     mac: EthernetAddress,
+    index: u32,
+    /// The IPv6 socket, when an IPv6 instance uses the interface.
+    sock6: Option<VrrpSocket6>,
 }
 
 /// What the thread runs on.
@@ -160,7 +163,14 @@ impl VrrpService {
         let mut ifaces: Vec<Iface> = Vec::new();
         let mut instances = Vec::new();
         let mut iface_of = Vec::new();
-        for spec in specs {
+        for mut spec in specs {
+            let mac = macs
+                .get(usize::from(spec.port))
+                .copied()
+                .unwrap_or(EthernetAddress([0; 6]));
+            if spec.src == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+                spec.src = IpAddr::V6(super::conf::link_local(mac.0));
+            }
             for n in &spec.notes {
                 log(Level::Warning, &format!("VRRP {}: {n}", spec.name));
             }
@@ -176,14 +186,23 @@ impl VrrpService {
                         name: spec.kernel_if.clone(),
                         sock: VrrpSocket::open(&spec.kernel_if, index).map_err(err)?,
                         frames: FrameSocket::open(index).map_err(err)?,
-                        mac: macs
-                            .get(usize::from(spec.port))
-                            .copied()
-                            .unwrap_or(EthernetAddress([0; 6])),
+                        mac,
+                        index,
+                        sock6: None,
                     });
                     ifaces.len() - 1
                 }
             };
+            if spec.src.is_ipv6() && ifaces[at].sock6.is_none() {
+                let sock6 =
+                    VrrpSocket6::open(&spec.kernel_if, ifaces[at].index).map_err(|source| {
+                        VrrpError::Socket {
+                            ifname: spec.kernel_if.clone(),
+                            source,
+                        }
+                    })?;
+                ifaces[at].sock6 = Some(sock6);
+            }
             instances.push(Instance::new(spec));
             iface_of.push(at);
         }
@@ -281,19 +300,18 @@ impl Runner {
             let wait = next.map_or(MAX_WAIT, |t| {
                 Duration::from_micros(t.saturating_sub(now)).min(MAX_WAIT)
             });
-            let wait = if self.ifaces.len() > 1 {
-                wait.min(Duration::from_millis(5))
-            } else {
-                wait
-            };
-            if let Some(first) = self.ifaces.first() {
-                if let Err(e) = wait_readable(&first.sock, wait) {
-                    log(Level::Error, &format!("VRRP: poll: {e}"));
-                    std::thread::sleep(wait);
-                }
-            } else {
+            let fds: Vec<BorrowedFd<'_>> = self
+                .ifaces
+                .iter()
+                .flat_map(|i| {
+                    std::iter::once(i.sock.as_fd()).chain(i.sock6.as_ref().map(AsFd::as_fd))
+                })
+                .collect();
+            if let Err(e) = wait_any_readable(&fds, wait) {
+                log(Level::Error, &format!("VRRP: poll: {e}"));
                 std::thread::sleep(wait);
             }
+            drop(fds);
             self.receive_all(&mut buf);
             self.track();
             let now = self.now();
@@ -344,6 +362,7 @@ impl Runner {
 
     fn receive_all(&mut self, buf: &mut [u8]) {
         for f in 0..self.ifaces.len() {
+            self.receive_v6(f, buf);
             // Bounded: at most 64 packets per interface per turn.
             for _ in 0..64 {
                 let n = match self.ifaces[f].sock.recv(buf) {
@@ -359,13 +378,19 @@ impl Runner {
                 };
                 let now = self.now();
                 for i in 0..self.instances.len() {
-                    if self.iface_of[i] != f {
+                    if self.iface_of[i] != f || !self.instances[i].spec().src.is_ipv4() {
                         continue;
                     }
                     let before = self.instances[i].state();
                     match self.instances[i].receive(now, &buf[..n]) {
                         Received::Advert(actions) => self.act(i, actions, before),
-                        Received::Rejected(reason) => self.rejected(i, reason, &buf[..n]),
+                        Received::Rejected(reason) => {
+                            let from = buf
+                                .get(12..16)
+                                .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]).to_string())
+                                .unwrap_or_else(|| "?".into());
+                            self.rejected(i, reason, &from);
+                        }
                         Received::OtherVrid => {}
                     }
                 }
@@ -373,12 +398,41 @@ impl Runner {
         }
     }
 
-    fn rejected(&self, i: usize, reason: Reject, packet: &[u8]) {
+    /// Drains the IPv6 socket of interface `f` (bounded).
+    fn receive_v6(&mut self, f: usize, buf: &mut [u8]) {
+        for _ in 0..64 {
+            let Some(sock) = self.ifaces[f].sock6.as_ref() else {
+                return;
+            };
+            let got = match sock.recv(buf) {
+                Ok(Some(got)) => got,
+                Ok(None) => break,
+                Err(e) => {
+                    log(
+                        Level::Error,
+                        &format!("VRRP: receive on {} (IPv6): {e}", self.ifaces[f].name),
+                    );
+                    break;
+                }
+            };
+            let now = self.now();
+            for i in 0..self.instances.len() {
+                if self.iface_of[i] != f || !self.instances[i].spec().src.is_ipv6() {
+                    continue;
+                }
+                let before = self.instances[i].state();
+                let msg = &buf[..got.len];
+                match self.instances[i].receive_v6(now, got.src, got.dst, got.hop_limit, msg) {
+                    Received::Advert(actions) => self.act(i, actions, before),
+                    Received::Rejected(reason) => self.rejected(i, reason, &got.src.to_string()),
+                    Received::OtherVrid => {}
+                }
+            }
+        }
+    }
+
+    fn rejected(&self, i: usize, reason: Reject, from: &str) {
         let inst = &self.instances[i];
-        let from = packet
-            .get(12..16)
-            .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]).to_string())
-            .unwrap_or_else(|| "?".into());
         log(
             Level::Warning,
             &format!(
@@ -456,6 +510,33 @@ impl Runner {
         let (inst, f) = (&self.instances[i], &self.iface_of[i]);
         let spec = inst.spec();
         let iface = &self.ifaces[*f];
+        if let IpAddr::V6(src) = spec.src {
+            let dsts: Vec<Ipv6Addr> = if spec.unicast_peers.is_empty() {
+                vec![MCAST_V6]
+            } else {
+                spec.unicast_peers
+                    .iter()
+                    .filter_map(|p| match p {
+                        IpAddr::V6(a) => Some(*a),
+                        IpAddr::V4(_) => None,
+                    })
+                    .collect()
+            };
+            for dst in dsts {
+                let msg = advert_v6(spec, priority, src, dst);
+                let sent = match &iface.sock6 {
+                    Some(s) => s.send_to(&msg, dst, iface.index),
+                    None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
+                };
+                if let Err(e) = sent {
+                    log(
+                        Level::Error,
+                        &format!("VRRP {}: advert to {dst} on {}: {e}", spec.name, iface.name),
+                    );
+                }
+            }
+            return;
+        }
         let dsts: Vec<Ipv4Addr> = if spec.unicast_peers.is_empty() {
             vec![MCAST_V4]
         } else {
@@ -485,8 +566,12 @@ impl Runner {
         let iface = &self.ifaces[*f];
         for _ in 0..spec.garp_repeat {
             for vip in &spec.vips {
-                if let IpAddr::V4(v) = vip {
-                    if let Err(e) = iface.frames.send(&garp(iface.mac, *v)) {
+                let frame = match vip {
+                    IpAddr::V4(v) => garp(iface.mac, *v),
+                    IpAddr::V6(v) => unsolicited_na(iface.mac, *v),
+                };
+                {
+                    if let Err(e) = iface.frames.send(&frame) {
                         log(
                             Level::Error,
                             &format!("VRRP {}: GARP on {}: {e}", spec.name, iface.name),

@@ -404,7 +404,16 @@ impl Instance {
     /// A received IPv4 packet (IP header included, as a raw socket returns
     /// it): keepalived's checks, then the state machine.
     pub fn receive(&mut self, now: u64, ip: &[u8]) -> Received {
-        match self.check(ip) {
+        let checked = self.check(ip);
+        self.received_checked(now, checked)
+    }
+
+    fn received_checked(
+        &mut self,
+        now: u64,
+        checked: Result<Option<(IpAddr, u8, u64)>, Reject>,
+    ) -> Received {
+        match checked {
             Ok(Some((src, priority, interval))) => {
                 self.received += 1;
                 Received::Advert(self.on_advert(now, src, priority, interval))
@@ -425,7 +434,6 @@ impl Instance {
     /// keepalived's `vrrp_check_packet()`: `Ok(None)` for another VRID,
     /// else the sender, its priority and interval (µs).
     fn check(&self, ip: &[u8]) -> Result<Option<(IpAddr, u8, u64)>, Reject> {
-        let spec = &self.spec;
         let p = Ipv4Packet::new_checked(ip).map_err(|_| Reject::Length)?;
         if !p.verify_checksum() {
             return Err(Reject::Checksum);
@@ -435,7 +443,43 @@ impl Instance {
             // Only Ethernet padding may follow the datagram.
             return Err(Reject::Length);
         }
-        let msg = p.payload();
+        let src = IpAddr::V4(p.src_addr());
+        let dst = IpAddr::V4(p.dst_addr());
+        self.check_message(src, dst, p.ttl(), p.payload())
+    }
+
+    /// A VRRP message received over IPv6 (a raw socket gives the message,
+    /// with the source, destination and hop limit from the ancillary
+    /// data): the same checks and state machine as [`Instance::receive`].
+    pub fn receive_v6(
+        &mut self,
+        now: u64,
+        src: std::net::Ipv6Addr,
+        dst: std::net::Ipv6Addr,
+        hop_limit: u8,
+        msg: &[u8],
+    ) -> Received {
+        let checked = self.check_message(IpAddr::V6(src), IpAddr::V6(dst), hop_limit, msg);
+        self.received_checked(now, checked)
+    }
+
+    /// The checks after the IP layer, for either family.
+    fn check_message(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        msg: &[u8],
+    ) -> Result<Option<(IpAddr, u8, u64)>, Reject> {
+        let spec = &self.spec;
+        let family = if src.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        };
+        if src.is_ipv4() != spec.src.is_ipv4() {
+            return Ok(None);
+        }
         if msg.len() < vrrp::HEADER_LEN {
             return Err(Reject::Length);
         }
@@ -448,14 +492,12 @@ impl Instance {
                 Ok(None)
             };
         }
-        if msg.len() != message_len(version, IpFamily::V4, count) {
+        if msg.len() != message_len(version, family, count) {
             return Err(Reject::Length);
         }
-        let v = VrrpPacket::new_checked(msg, IpFamily::V4).map_err(|_| Reject::Length)?;
-        let dst = IpAddr::V4(p.dst_addr());
-        let src = IpAddr::V4(p.src_addr());
-        let multicast = p.dst_addr().is_multicast();
-        if multicast && p.ttl() != vrrp::TTL {
+        let v = VrrpPacket::new_checked(msg, family).map_err(|_| Reject::Length)?;
+        let multicast = dst.is_multicast();
+        if multicast && ttl != vrrp::TTL {
             return Err(Reject::Ttl);
         }
         if v.kind() != TYPE_ADVERT {
@@ -594,4 +636,4 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 const MS: u64 = 1_000;
 
-fn spec(priority: u8, src: [u8; 4]) -> InstanceSpec {
+pub(crate) fn spec(priority: u8, src: [u8; 4]) -> InstanceSpec {
     InstanceSpec {
         name: "VI_1".into(),
         port: 0,
