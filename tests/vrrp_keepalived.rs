@@ -22,19 +22,19 @@
 
 mod support;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rvs::wire::vrrp::MCAST_V4;
+use rvs::wire::vrrp::{MCAST_V4, MCAST_V6};
 use rvs::wire::{IpFamily, Ipv4Packet, Ipv4Repr, VrrpAuth, VrrpPacket, VrrpRepr};
 use support::lbd::{lbctl, Lbd, LBD};
 use support::netns::Netns;
 use support::process::{poll_until, signal, Proc};
-use support::vrrp::{vrrp_state, wait_vrrp_state};
+use support::vrrp::{vrrp_json, vrrp_state, wait_vrrp_state};
 
 /// V1's stability window. The issue asks 20 s; CI keeps it short.
 const STABLE_WINDOW: Duration = Duration::from_secs(8);
@@ -61,16 +61,37 @@ struct Frame {
 }
 
 impl Frame {
-    /// (source, priority, VRRP message) if this is an IPv4 VRRP advert.
-    fn advert(&self) -> Option<(Ipv4Addr, u8, &[u8])> {
+    /// (source, priority, VRRP message) if this is a VRRP advert (IPv4,
+    /// or IPv6 without extension headers).
+    fn advert(&self) -> Option<(IpAddr, u8, &[u8])> {
         let f = &self.data;
+        if f.len() >= 54 && f[12..14] == [0x86, 0xdd] && f[20] == 112 {
+            let mut src = [0u8; 16];
+            src.copy_from_slice(&f[22..38]);
+            let v = &f[54..];
+            return Some((Ipv6Addr::from(src).into(), *v.get(2)?, v));
+        }
         if f.len() < 34 || f[12..14] != [0x08, 0x00] || f[23] != 112 {
             return None;
         }
         let ihl = usize::from(f[14] & 0x0f) * 4;
         let v = f.get(14 + ihl..)?;
         let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
-        Some((src, *v.get(2)?, v))
+        Some((src.into(), *v.get(2)?, v))
+    }
+
+    /// (source MAC, target) if this is an IPv6 neighbour advertisement
+    /// (no extension headers).
+    fn neighbour_advert(&self) -> Option<([u8; 6], Ipv6Addr)> {
+        let d = &self.data;
+        if d.len() < 78 || d[12..14] != [0x86, 0xdd] || d[20] != 58 || d[54] != 136 {
+            return None;
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&d[6..12]);
+        let mut target = [0u8; 16];
+        target.copy_from_slice(&d[62..78]);
+        Some((mac, Ipv6Addr::from(target)))
     }
 
     /// (operation, sender MAC, sender IP) if this is an ARP frame.
@@ -167,7 +188,7 @@ impl Sniffer {
                     at: Instant::now(),
                     data: buf[..n as usize].to_vec(),
                 };
-                if f.advert().is_some() || f.arp().is_some() {
+                if f.advert().is_some() || f.arp().is_some() || f.neighbour_advert().is_some() {
                     frames2.lock().expect("frames").push(f);
                 }
             }
@@ -189,7 +210,8 @@ impl Sniffer {
     }
 
     /// Adverts from `src` (time, priority).
-    fn adverts_from(&self, src: Ipv4Addr) -> Vec<(Instant, u8)> {
+    fn adverts_from(&self, src: impl Into<IpAddr>) -> Vec<(Instant, u8)> {
+        let src = src.into();
         self.frames()
             .iter()
             .filter_map(|f| {
@@ -200,7 +222,13 @@ impl Sniffer {
     }
 
     /// Waits (bounded) for the first advert from `src` after `after`.
-    fn first_advert_after(&self, src: Ipv4Addr, after: Instant, limit: Duration) -> Instant {
+    fn first_advert_after(
+        &self,
+        src: impl Into<IpAddr>,
+        after: Instant,
+        limit: Duration,
+    ) -> Instant {
+        let src = src.into();
         poll_until(limit, Duration::from_millis(10), || {
             self.adverts_from(src)
                 .into_iter()
@@ -211,7 +239,8 @@ impl Sniffer {
     }
 
     /// The last advert from `src` before `before`.
-    fn last_advert_before(&self, src: Ipv4Addr, before: Instant) -> (Instant, u8) {
+    fn last_advert_before(&self, src: impl Into<IpAddr>, before: Instant) -> (Instant, u8) {
+        let src = src.into();
         self.adverts_from(src)
             .into_iter()
             .rfind(|(t, _)| *t < before)
@@ -260,15 +289,34 @@ enum Variant {
     V2Unicast,
     /// VRRPv2 as `V2`; lbd tracks its port `int`.
     V2Tracked,
+    /// VRRPv3 over IPv6, advert 1 s, VIP 2001:db8::38.
+    V3Ipv6,
 }
 
 impl Variant {
+    /// The VIP as lbd's YAML writes it.
+    fn vip(self) -> &'static str {
+        match self {
+            Variant::V3Ipv6 => "\"2001:db8::38\"",
+            _ => "10.99.0.38",
+        }
+    }
+
+    /// More addresses of lbd's port `ext` (YAML list items).
+    fn extra_addr(self) -> &'static str {
+        match self {
+            Variant::V3Ipv6 => ", \"2001:db8::11/64\"",
+            _ => "",
+        }
+    }
+
     fn lbd_yaml(self) -> &'static str {
         match self {
             Variant::V2 => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n",
             Variant::V3HalfSecond => "      version: 3\n      advert_int: 0.5\n",
             Variant::V2Unicast => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n      unicast_peer: [10.99.0.12]\n",
             Variant::V2Tracked => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n      track_interface: [int]\n",
+            Variant::V3Ipv6 => "      version: 3\n      advert_int: 1\n",
         }
     }
 
@@ -276,6 +324,7 @@ impl Variant {
         match self {
             Variant::V2 | Variant::V2Tracked => "  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n",
             Variant::V3HalfSecond => "  version 3\n  advert_int 0.5\n",
+            Variant::V3Ipv6 => "  version 3\n  advert_int 1\n",
             Variant::V2Unicast => "  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n  unicast_src_ip 10.99.0.12\n  unicast_peer {\n    10.99.0.11\n  }\n",
         }
     }
@@ -292,8 +341,26 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
-        let lb1 = Netns::ipv4_host("vr-lb1");
-        let lb2 = Netns::ipv4_host("vr-lb2");
+        Pair::with_hosts(Netns::ipv4_host("vr-lb1"), Netns::ipv4_host("vr-lb2"))
+    }
+
+    /// Both namespaces with IPv6 on (no DAD: addresses usable at once), and
+    /// 2001:db8::12/64 on keepalived's side; lbd's p0 without IPv6 (its
+    /// kernel interface holds the port's link-local address).
+    fn new_v6() -> Pair {
+        let hosts = [Netns::new("vr6-lb1"), Netns::new("vr6-lb2")];
+        for ns in &hosts {
+            ns.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+        }
+        let [lb1, lb2] = hosts;
+        let pair = Pair::with_hosts(lb1, lb2);
+        pair.lb1.sysctl("net.ipv6.conf.p0.disable_ipv6", "1");
+        pair.lb2
+            .ip(&["addr", "add", "2001:db8::12/64", "dev", "e0", "nodad"]);
+        pair
+    }
+
+    fn with_hosts(lb1: Netns, lb2: Netns) -> Pair {
         lb1.add_veth("p0", &lb2, "e0");
         lb1.ip(&["link", "set", "p0", "up"]);
         // A second lbd port (`int`, t0 ↔ t1) whose link a tracking test
@@ -347,7 +414,7 @@ impl Pair {
             "socket: {}\n\
              workers: {{count: 1, idle: backoff}}\n\
              ports:\n\
-             \x20 - {{name: ext, driver: af_packet, ifname: p0, addrs: [\"10.99.0.11/24\"], kernel_if: kvr}}\n\
+             \x20 - {{name: ext, driver: af_packet, ifname: p0, addrs: [\"10.99.0.11/24\"{}], kernel_if: kvr}}\n\
              \x20 - {{name: int, driver: af_packet, ifname: t0, addrs: [\"10.98.0.11/24\"]}}\n\
              services:\n\
              \x20 - {{proto: tcp, vip: {VIP}, port: 80, scheduler: rr, dests: [{{addr: 10.99.0.50, port: 80, fwd: masq}}]}}\n\
@@ -358,9 +425,11 @@ impl Pair {
              \x20     interface: ext\n\
              \x20     virtual_router_id: 51\n\
              \x20     priority: {priority}\n\
-             \x20     virtual_ipaddress: [{VIP}]\n\
+             \x20     virtual_ipaddress: [{}]\n\
              \x20     notify: {}\n{}",
             socket.display(),
+            variant.extra_addr(),
+            variant.vip(),
             self.path("notify.sh").display(),
             variant.lbd_yaml()
         );
@@ -393,8 +462,9 @@ impl Pair {
             &conf,
             format!(
                 "global_defs {{\n  router_id lb2\n}}\n\
-                 vrrp_instance VI_1 {{\n  state BACKUP\n  interface e0\n  virtual_router_id 51\n  priority {priority}\n{}  virtual_ipaddress {{\n    {VIP}\n  }}\n}}\n",
-                variant.keepalived_conf()
+                 vrrp_instance VI_1 {{\n  state BACKUP\n  interface e0\n  virtual_router_id 51\n  priority {priority}\n{}  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
+                variant.keepalived_conf(),
+                variant.vip().trim_matches('"')
             ),
         )
         .expect("keepalived.conf");
@@ -943,6 +1013,82 @@ fn a_tracked_port_going_down_hands_the_vip_to_keepalived_and_back() {
             .all(|(t, _)| *t <= last || *t > up),
         "lbd advertised in FAULT"
     );
+    drop(ka);
+    lbd.stop_cleanly();
+}
+
+#[test]
+fn v3_over_ipv6_lbd_backup_takes_over_from_keepalived_and_sends_unsolicited_na() {
+    if !may_run("v3_ipv6") {
+        return;
+    }
+    let _serial = support::serial();
+    let pair = Pair::new_v6();
+    let lbd_ll = rvs::vrrp::conf::link_local(pair.lbd_mac);
+    let (ka, pids) = pair.start_keepalived_with(100, "v6", Variant::V3Ipv6);
+    wait_log(&ka, "Entering MASTER STATE", Duration::from_secs(6));
+    let ka_src = pair
+        .sniffer
+        .frames()
+        .iter()
+        .find_map(|f| {
+            let (src, _, _) = f.advert()?;
+            src.is_ipv6().then_some(src)
+        })
+        .expect("keepalived's IPv6 advert");
+    let lbd = pair.start_lbd_with(90, "v6", Variant::V3Ipv6);
+    wait_vrrp_state(&lbd, "BACKUP", Duration::from_secs(3));
+    let accepted = poll_until(Duration::from_secs(4), Duration::from_millis(50), || {
+        let v = vrrp_json(&lbd);
+        (v["instances"][0]["adverts_received"].as_u64() >= Some(2)).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("lbd accepts no IPv6 advert:\n{}", vrrp_json(&lbd)));
+    assert_eq!(accepted["instances"][0]["master"], ka_src.to_string());
+
+    let vrrp_pid: i32 = std::fs::read_to_string(pids.join("vrrp.pid"))
+        .expect("vrrp.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let kill = Instant::now();
+    signal(vrrp_pid, libc::SIGKILL);
+    let first = pair
+        .sniffer
+        .first_advert_after(lbd_ll, kill, Duration::from_secs(8));
+    let (last, _) = pair.sniffer.last_advert_before(ka_src, first);
+    assert_near(
+        "lbd after keepalived SIGKILL, v3 IPv6",
+        secs(last, first),
+        CRASH_TAKEOVER_90,
+    );
+    wait_vrrp_state(&lbd, "MASTER", Duration::from_secs(1));
+    // lbd's advert: to ff02::12, hop limit 255, traffic class 0xc0, the
+    // IPv6 pseudo-header checksum.
+    let frames = pair.sniffer.frames();
+    let f = frames
+        .iter()
+        .find(|f| f.at >= first && f.advert().is_some_and(|(s, _, _)| s == IpAddr::V6(lbd_ll)))
+        .expect("lbd's advert");
+    let d = &f.data;
+    assert_eq!(&d[0..6], &[0x33, 0x33, 0, 0, 0, 0x12]);
+    assert_eq!(d[21], 255, "hop limit");
+    assert_eq!(((d[14] & 0x0f) << 4) | (d[15] >> 4), 0xc0, "traffic class");
+    let (_, prio, v) = f.advert().expect("advert");
+    assert_eq!(prio, 90);
+    let msg = VrrpPacket::new_checked(v, IpFamily::V6).expect("message");
+    assert!(msg.verify_checksum_v3(&IpAddr::V6(lbd_ll), &MCAST_V6.into()));
+    // Unsolicited NAs for the VIP from lbd's MAC.
+    let vip6: Ipv6Addr = "2001:db8::38".parse().expect("vip");
+    let nas = poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
+        let n = pair
+            .sniffer
+            .frames()
+            .iter()
+            .filter(|f| f.at >= first && f.neighbour_advert() == Some((pair.lbd_mac, vip6)))
+            .count();
+        (n >= 5).then_some(n)
+    });
+    assert!(nas.is_some(), "no burst of unsolicited NAs for the VIP");
     drop(ka);
     lbd.stop_cleanly();
 }
