@@ -302,6 +302,9 @@ pub struct ControlState {
     build: BuildOptions,
     /// VIPs on standby (VRRP instances not MASTER), sorted.
     standby: Vec<IpAddr>,
+    /// Every VRRP instance's VIPs: answered for (ARP/ND/ping) while not on
+    /// standby, with or without a service.
+    vrrp_vips: Vec<IpAddr>,
 }
 
 impl Default for ControlState {
@@ -318,6 +321,7 @@ impl Default for ControlState {
             dest_slots: SlotAllocator::new(MAX_DESTS),
             build: BuildOptions::default(),
             standby: Vec::new(),
+            vrrp_vips: Vec::new(),
         }
     }
 }
@@ -480,6 +484,13 @@ impl ControlState {
     /// The VIPs on standby.
     pub fn standby(&self) -> &[IpAddr] {
         &self.standby
+    }
+
+    /// Declares every VRRP instance's VIPs (set once, at start): the
+    /// director answers for them while they are not on standby, as
+    /// keepalived's MASTER holds them on its interface.
+    pub fn set_vrrp_vips(&mut self, vips: Vec<IpAddr>) {
+        self.vrrp_vips = vips;
     }
 
     /// Number of workers snapshots are built for.
@@ -1112,7 +1123,7 @@ impl ControlState {
             self.timeouts,
             self.settings,
         )
-        .with_standby(&self.standby))
+        .with_vrrp(&self.vrrp_vips, &self.standby))
     }
 }
 

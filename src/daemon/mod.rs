@@ -429,9 +429,9 @@ fn start_dataplane(config: &Config) -> Result<Started, DaemonError> {
     }
     let mut state = config.control_state(topology)?;
     // Every VRRP VIP waits on standby until its instance is MASTER.
-    state.set_standby(crate::vrrp::service::standby_at_start(
-        &config.vrrp_instances()?,
-    ));
+    let vrrp_vips = crate::vrrp::service::standby_at_start(&config.vrrp_instances()?);
+    state.set_vrrp_vips(vrrp_vips.clone());
+    state.set_standby(vrrp_vips);
     let snap = Arc::new(
         state
             .snapshot()

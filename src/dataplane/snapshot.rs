@@ -274,12 +274,14 @@ impl Snapshot {
         self
     }
 
-    /// The same snapshot with `vips` on standby (VRRP BACKUP): the
-    /// director neither answers ARP/ND/echo for them nor forwards traffic
-    /// of their services, new or established.
-    pub fn with_standby(mut self, vips: &[IpAddr]) -> Snapshot {
-        self.standby = vips.iter().copied().collect();
-        for v in vips {
+    /// The same snapshot with VRRP's view: the instances' VIPs `all` are
+    /// the director's own (answered for) except those on `standby` (VRRP
+    /// BACKUP), for which it neither answers ARP/ND/echo nor forwards
+    /// traffic of their services, new or established.
+    pub fn with_vrrp(mut self, all: &[IpAddr], standby: &[IpAddr]) -> Snapshot {
+        self.local.extend(all.iter().copied());
+        self.standby = standby.iter().copied().collect();
+        for v in standby {
             self.local.remove(v);
         }
         self.standby_ids.clear();

@@ -448,7 +448,8 @@ fn vrrp_standby_vip_is_neither_answered_for_nor_forwarded_until_master() {
 
     let standby = |generation| {
         Arc::new(
-            Snapshot::clone(&snapshot(generation, 1, RS_MAC_A)).with_standby(&[ip("10.0.0.1")]),
+            Snapshot::clone(&snapshot(generation, 1, RS_MAC_A))
+                .with_vrrp(&[ip("10.0.0.1")], &[ip("10.0.0.1")]),
         )
     };
     w.install(standby(2));
@@ -478,4 +479,11 @@ fn vrrp_standby_vip_is_neither_answered_for_nor_forwarded_until_master() {
     assert_eq!(replies.len(), 1, "ARP answered again");
     assert_eq!(&replies[0][20..22], &[0, 2]);
     assert_eq!(w.counters().drops_of(DropReason::VrrpBackup), 2);
+    // A VRRP VIP without a service is the director's own while MASTER
+    // (ARP answered), like keepalived's VIP on its interface.
+    let snap = Snapshot::clone(&snapshot(4, 1, RS_MAC_A));
+    let master = snap.clone().with_vrrp(&[ip("10.0.0.77")], &[]);
+    assert!(master.is_local(&ip("10.0.0.77")));
+    let backup = snap.with_vrrp(&[ip("10.0.0.77")], &[ip("10.0.0.77")]);
+    assert!(!backup.is_local(&ip("10.0.0.77")));
 }
