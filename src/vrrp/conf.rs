@@ -129,6 +129,11 @@ pub struct InstanceConf {
     pub authentication: Option<AuthConf>,
     /// The virtual addresses carried in the adverts.
     pub virtual_ipaddress: Vec<IpAddr>,
+    /// Addresses that move with the instance but are not carried in the
+    /// adverts (either family): FULLNAT local addresses, the inside
+    /// gateway address of LVS-NAT real servers.
+    #[serde(default)]
+    pub virtual_ipaddress_excluded: Vec<IpAddr>,
     /// Source address of the adverts (default: the port's first address
     /// of the VIPs' family).
     #[serde(default)]
@@ -200,6 +205,14 @@ pub struct PortInfo {
     pub linux_if: Option<String>,
 }
 
+impl InstanceSpec {
+    /// Every address the instance owns while MASTER: its VIPs, then the
+    /// excluded ones.
+    pub fn owned(&self) -> impl Iterator<Item = &IpAddr> {
+        self.vips.iter().chain(&self.excluded)
+    }
+}
+
 /// The EUI-64 link-local address the kernel gives an interface with `mac`
 /// (`addr_gen_mode` 0, the default): what an IPv6 instance sends from.
 pub fn link_local(mac: [u8; 6]) -> std::net::Ipv6Addr {
@@ -244,6 +257,9 @@ pub struct InstanceSpec {
     pub auth: VrrpAuth,
     /// VIPs.
     pub vips: Vec<IpAddr>,
+    /// `virtual_ipaddress_excluded`: gated and announced like the VIPs,
+    /// not carried in adverts.
+    pub excluded: Vec<IpAddr>,
     /// Source address of the adverts (the tie-breaker). IPv6 without
     /// `unicast_src_ip`: `::` here, the kernel interface's link-local
     /// address once the service knows the port's MAC ([`link_local`]).
@@ -485,6 +501,7 @@ impl InstanceConf {
             interval_cs,
             auth,
             vips: self.virtual_ipaddress.clone(),
+            excluded: self.virtual_ipaddress_excluded.clone(),
             src,
             unicast_peers: self.unicast_peer.clone(),
             nopreempt,
@@ -533,6 +550,7 @@ mod tests {
     #[test]
     fn keepalived_defaults_apply() {
         let s = &conf(BASE).resolve(&ports()).unwrap()[0];
+        assert!(s.excluded.is_empty());
         assert_eq!(
             (s.priority, s.version, s.interval_cs, s.auth, s.nopreempt),
             (100, 2, 100, VrrpAuth::None, false)
@@ -604,6 +622,11 @@ mod tests {
             link_local([0x02, 0, 0, 0, 0, 1]),
             "fe80::ff:fe00:1".parse::<std::net::Ipv6Addr>().unwrap()
         );
+        let ex = conf(&format!(
+            "{BASE}    virtual_ipaddress_excluded: [192.168.10.254, \"2001:db8::1\"]\n"
+        ));
+        let ex = &ex.resolve(&ports()).unwrap()[0];
+        assert_eq!(ex.owned().count(), 3);
         let tracked = conf(&format!(
             "{BASE}    track_interface: [ext, {{interface: ext, weight: -20}}]\n"
         ));

@@ -110,9 +110,10 @@ fn link_up(ifname: &str) -> bool {
     }
 }
 
-/// The VIPs the daemon starts with on standby: every instance's.
+/// The addresses the daemon starts with on standby: every instance's VIPs
+/// and excluded addresses.
 pub fn standby_at_start(specs: &[InstanceSpec]) -> Vec<IpAddr> {
-    specs.iter().flat_map(|s| s.vips.iter().copied()).collect()
+    specs.iter().flat_map(|s| s.owned().copied()).collect()
 }
 
 /// The running service.
@@ -565,7 +566,7 @@ impl Runner {
         let spec = inst.spec();
         let iface = &self.ifaces[*f];
         for _ in 0..spec.garp_repeat {
-            for vip in &spec.vips {
+            for vip in spec.owned() {
                 let frame = match vip {
                     IpAddr::V4(v) => garp(iface.mac, *v),
                     IpAddr::V6(v) => unsolicited_na(iface.mac, *v),
@@ -608,13 +609,13 @@ impl Runner {
             .instances
             .iter()
             .filter(|i| i.state() != VrrpState::Master)
-            .flat_map(|i| i.spec().vips.iter().copied())
+            .flat_map(|i| i.spec().owned().copied())
             .filter(|v| {
                 // A VIP shared with a MASTER instance stays live.
                 !self
                     .instances
                     .iter()
-                    .any(|o| o.state() == VrrpState::Master && o.spec().vips.contains(v))
+                    .any(|o| o.state() == VrrpState::Master && o.spec().owned().any(|a| a == v))
             })
             .collect();
         if self.published.as_ref() == Some(&standby) {

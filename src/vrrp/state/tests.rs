@@ -19,6 +19,7 @@ pub(crate) fn spec(priority: u8, src: [u8; 4]) -> InstanceSpec {
         interval_cs: 100,
         auth: VrrpAuth::pass("1111"),
         vips: vec!["10.99.0.38".parse().unwrap()],
+        excluded: vec![],
         src: IpAddr::V4(Ipv4Addr::from(src)),
         unicast_peers: vec![],
         nopreempt: false,
