@@ -8,7 +8,8 @@
 //! must be served again by `d2` within the VRRP bound (Master_Down_Interval
 //! 3.648 s, plus the client's 1 s request timeout and its retry), found by
 //! the GARPs `d2` sends. Established connections are not synced yet (new
-//! ones succeed); the test reports the longest gap between answers.
+//! ones succeed); the test reports the longest gap between answers. An
+//! address tied to the instance (`virtual_ipaddress_excluded`) moves too.
 
 mod support;
 
@@ -20,6 +21,9 @@ use support::process::{signal, Proc};
 use support::vrrp::{vrrp_json, wait_vrrp_state};
 
 const VIP: &str = "10.99.0.38";
+/// An address tied to the instance but not carried in adverts (as a
+/// FULLNAT local address or an inside gateway would be).
+const EXCLUDED: &str = "10.99.0.39";
 /// Master_Down_Interval of the priority-90 backup.
 const MDI_90: f64 = 3.0 + 166.0 / 256.0;
 /// The client's per-request timeout (curl `-m`).
@@ -110,7 +114,8 @@ impl World {
              vrrp:\n\
              \x20 instances:\n\
              \x20   - {{name: VI_1, interface: ext, virtual_router_id: 51, priority: {priority}, advert_int: 1, \
-             authentication: {{auth_type: PASS, auth_pass: \"1111\"}}, virtual_ipaddress: [{VIP}]}}\n",
+             authentication: {{auth_type: PASS, auth_pass: \"1111\"}}, virtual_ipaddress: [{VIP}], \
+             virtual_ipaddress_excluded: [{EXCLUDED}]}}\n",
             socket.display()
         );
         let conf = self.path(&format!("{name}.yaml"));
@@ -118,6 +123,26 @@ impl World {
         let mut cmd = ns.cmd(LBD);
         cmd.arg("--config").arg(&conf);
         Lbd::start(name, cmd, &socket, &self.path(&format!("{name}.log")))
+    }
+
+    /// The client's ARP entry's MAC for `addr` after one bounded ping
+    /// (None: no answer).
+    fn pinged_mac(&self, addr: &str) -> Option<String> {
+        let ping = self.cl.output("ping", &["-c", "1", "-W", "1", addr]);
+        if !ping.status.success() {
+            return None;
+        }
+        let neigh = self.cl.sh(&format!("ip neigh show {addr}"));
+        neigh
+            .split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .map(String::from)
+    }
+
+    /// lbd's port MAC in `ns`.
+    fn port_mac(ns: &Netns) -> String {
+        ns.sh("cat /sys/class/net/p0/address").trim().to_string()
     }
 
     /// One bounded request to the VIP: whether it was answered by the page.
@@ -158,6 +183,12 @@ fn killing_the_master_lbd_moves_the_vip_to_the_backup_lbd_within_the_vrrp_bound(
         assert!(w.fetch(), "a request through the master failed");
         last_ok = Instant::now();
     }
+    // The excluded address answers through the master too.
+    assert_eq!(
+        w.pinged_mac(EXCLUDED),
+        Some(World::port_mac(&w.d1)),
+        "the excluded address is not d1's"
+    );
     let before = lbctl(d2.socket(), &["-Ln", "--stats"]);
     println!("{before}");
 
@@ -197,6 +228,12 @@ fn killing_the_master_lbd_moves_the_vip_to_the_backup_lbd_within_the_vrrp_bound(
     for _ in 0..3 {
         assert!(w.fetch(), "a request through the new master failed");
     }
+    // The excluded address moved with the VIP (d2's GARPs).
+    assert_eq!(
+        w.pinged_mac(EXCLUDED),
+        Some(World::port_mac(&w.d2)),
+        "the excluded address did not move to d2"
+    );
     let after = lbctl(d2.socket(), &["-Ln", "--stats"]);
     println!("{after}");
     let conns = |text: &str| -> u64 {
