@@ -462,7 +462,11 @@ fn start_vrrp(
         )));
     }
     let macs: Vec<EthernetAddress> = control.state().ports().iter().map(|p| p.mac).collect();
-    let service = crate::vrrp::service::VrrpService::start(specs, &macs, control.clone())
+    let scripts = config
+        .vrrp
+        .script_specs()
+        .map_err(|e| DaemonError::Config(ConfigError::Invalid(e.to_string())))?;
+    let service = crate::vrrp::service::VrrpService::start(specs, scripts, &macs, control.clone())
         .map_err(|e| DaemonError::Vrrp(e.to_string()))?;
     let status = service.status_handle();
     control.set_vrrp_status(Box::new(move || {

@@ -41,6 +41,107 @@ pub struct VrrpConf {
     /// `vrrp_sync_group` blocks: members move together.
     #[serde(default)]
     pub sync_groups: Vec<SyncGroupConf>,
+    /// `vrrp_script` blocks: checks instances track.
+    #[serde(default)]
+    pub scripts: Vec<ScriptConf>,
+}
+
+/// `vrrp_script NAME { script; interval; timeout; weight; rise; fall }`
+/// (reference §1.3).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptConf {
+    /// Name (`track_script` refers to it).
+    pub name: String,
+    /// `PROGRAM ARGS...` (no shell); exit 0 = OK.
+    pub script: String,
+    /// Seconds between runs (default 1).
+    #[serde(default = "default_advert_int")]
+    pub interval: f64,
+    /// Seconds a run may take (default: the interval); longer = KO.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// -253..=253: 0 (default) = KO puts the instance in FAULT; > 0 added
+    /// while OK; < 0 added while KO.
+    #[serde(default)]
+    pub weight: i32,
+    /// Consecutive OK runs to become OK (default 1).
+    #[serde(default = "default_one")]
+    pub rise: u32,
+    /// Consecutive KO runs to become KO (default 1).
+    #[serde(default = "default_one")]
+    pub fall: u32,
+}
+
+impl Eq for ScriptConf {}
+
+fn default_one() -> u32 {
+    1
+}
+
+/// A checked `vrrp_script`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptSpec {
+    /// Name.
+    pub name: String,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Run period, ms.
+    pub interval_ms: u64,
+    /// Run limit, ms.
+    pub timeout_ms: u64,
+    /// Consecutive results to change state.
+    pub rise: u32,
+    /// Consecutive results to change state.
+    pub fall: u32,
+}
+
+impl VrrpConf {
+    /// The scripts, checked.
+    pub fn script_specs(&self) -> Result<Vec<ScriptSpec>, VrrpConfError> {
+        let mut out: Vec<ScriptSpec> = Vec::new();
+        for (index, s) in self.scripts.iter().enumerate() {
+            let bad = |message: String| VrrpConfError {
+                index,
+                name: s.name.clone(),
+                message: format!("vrrp.scripts: {message}"),
+            };
+            let argv: Vec<String> = s.script.split_whitespace().map(String::from).collect();
+            if argv.is_empty() {
+                return Err(bad("script: empty".into()));
+            }
+            if !(0.01..=3600.0).contains(&s.interval) {
+                return Err(bad(format!(
+                    "interval: {} out of range 0.01..=3600 s",
+                    s.interval
+                )));
+            }
+            let timeout = s.timeout.unwrap_or(s.interval);
+            if !(0.01..=3600.0).contains(&timeout) {
+                return Err(bad(format!(
+                    "timeout: {timeout} out of range 0.01..=3600 s"
+                )));
+            }
+            if !(-253..=253).contains(&s.weight) {
+                return Err(bad(format!("weight: {} out of range -253..=253", s.weight)));
+            }
+            if s.rise == 0 || s.fall == 0 {
+                return Err(bad("rise and fall: at least 1".into()));
+            }
+            if out.iter().any(|o| o.name == s.name) {
+                return Err(bad("name used twice".into()));
+            }
+            out.push(ScriptSpec {
+                name: s.name.clone(),
+                argv,
+                interval_ms: (s.interval * 1000.0).round() as u64,
+                timeout_ms: (timeout * 1000.0).round() as u64,
+                rise: s.rise,
+                fall: s.fall,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// `vrrp_sync_group NAME { group { ... } }`.
@@ -74,7 +175,9 @@ pub enum TrackConf {
     /// Weighted: a positive weight is added while up, a negative one
     /// while down (-253..=253; 0 = unweighted).
     Weighted {
-        /// The port.
+        /// The port (or, in `track_script`, the script; `name` is an
+        /// alias).
+        #[serde(alias = "name")]
         interface: String,
         /// The weight.
         weight: i32,
@@ -151,6 +254,10 @@ pub struct InstanceConf {
     /// weight, priority ± weight.
     #[serde(default)]
     pub track_interface: Vec<TrackConf>,
+    /// Tracked `vrrp.scripts` by name, or `{interface: NAME, weight}` to
+    /// override the script's weight.
+    #[serde(default)]
+    pub track_script: Vec<TrackConf>,
     /// Run on becoming MASTER.
     #[serde(default)]
     pub notify_master: Option<String>,
@@ -288,6 +395,9 @@ pub struct InstanceSpec {
     pub sync_group: Option<String>,
     /// Tracked Linux interfaces with their weights (0 = down → FAULT).
     pub track: Vec<(String, i32)>,
+    /// Tracked scripts (index in [`VrrpConf::script_specs`]) with their
+    /// weights (0 = KO → FAULT).
+    pub track_scripts: Vec<(usize, i32)>,
     /// What keepalived would have warned about.
     pub notes: Vec<String>,
 }
@@ -295,13 +405,16 @@ pub struct InstanceSpec {
 impl VrrpConf {
     /// Checks every instance against `ports` and resolves it.
     pub fn resolve(&self, ports: &[PortInfo]) -> Result<Vec<InstanceSpec>, VrrpConfError> {
+        self.script_specs()?;
         let mut out: Vec<InstanceSpec> = Vec::new();
         for (index, i) in self.instances.iter().enumerate() {
-            let spec = i.resolve(ports).map_err(|message| VrrpConfError {
-                index,
-                name: i.name.clone(),
-                message,
-            })?;
+            let spec = i
+                .resolve(ports, &self.scripts)
+                .map_err(|message| VrrpConfError {
+                    index,
+                    name: i.name.clone(),
+                    message,
+                })?;
             let clash = out.iter().find(|o| {
                 o.name == spec.name
                     || (o.port == spec.port
@@ -348,7 +461,7 @@ impl VrrpConf {
 }
 
 impl InstanceConf {
-    fn resolve(&self, ports: &[PortInfo]) -> Result<InstanceSpec, String> {
+    fn resolve(&self, ports: &[PortInfo], scripts: &[ScriptConf]) -> Result<InstanceSpec, String> {
         let mut notes = Vec::new();
         let (port, info) = ports
             .iter()
@@ -479,6 +592,25 @@ impl InstanceConf {
             })?;
             track.push((linux_if, weight));
         }
+        let mut track_scripts = Vec::new();
+        for t in &self.track_script {
+            let (name, weight) = match t {
+                TrackConf::Port(name) => (name, None),
+                TrackConf::Weighted { interface, weight } => (interface, Some(*weight)),
+            };
+            let (at, script) = scripts
+                .iter()
+                .enumerate()
+                .find(|(_, s)| &s.name == name)
+                .ok_or_else(|| format!("track_script: no vrrp.scripts entry named {name:?}"))?;
+            let weight = weight.unwrap_or(script.weight);
+            if !(-253..=253).contains(&weight) {
+                return Err(format!(
+                    "track_script: weight {weight} out of range -253..=253"
+                ));
+            }
+            track_scripts.push((at, weight));
+        }
         if !(0.0..=1000.0).contains(&self.preempt_delay) {
             return Err(format!(
                 "preempt_delay: {} out of range 0..=1000 s",
@@ -515,6 +647,7 @@ impl InstanceConf {
             garp_refresh_s: self.garp_master_refresh,
             sync_group: None,
             track,
+            track_scripts,
             notes,
         })
     }
@@ -627,6 +760,35 @@ mod tests {
         ));
         let ex = &ex.resolve(&ports()).unwrap()[0];
         assert_eq!(ex.owned().count(), 3);
+        let scripted = conf(&format!(
+            "{BASE}    track_script: [chk, {{name: chk, weight: 5}}]\nscripts:\n  - {{name: chk, script: \"test -f /x\", interval: 0.5, weight: -10, fall: 2}}\n"
+        ));
+        let sp = &scripted.resolve(&ports()).unwrap()[0];
+        assert_eq!(sp.track_scripts, vec![(0, -10), (0, 5)]);
+        let ss = scripted.script_specs().unwrap();
+        assert_eq!(
+            (
+                ss[0].argv.len(),
+                ss[0].interval_ms,
+                ss[0].timeout_ms,
+                ss[0].fall
+            ),
+            (3, 500, 500, 2)
+        );
+        let e = conf(&format!("{BASE}    track_script: [nope]\n"))
+            .resolve(&ports())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no vrrp.scripts entry named \"nope\""),
+            "{e}"
+        );
+        let e = conf(&format!(
+            "{BASE}scripts:\n  - {{name: chk, script: \"true\", rise: 0}}\n"
+        ))
+        .resolve(&ports())
+        .unwrap_err();
+        assert!(e.to_string().contains("rise and fall"), "{e}");
         let tracked = conf(&format!(
             "{BASE}    track_interface: [ext, {{interface: ext, weight: -20}}]\n"
         ));

@@ -31,9 +31,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::conf::InstanceSpec;
+use super::conf::{InstanceSpec, ScriptSpec};
 use super::garp;
-use super::state::{follow_sync_group, Action, Instance, Received, Reject, VrrpState};
+use super::state::{follow_sync_group, Action, Instance, Received, Reject, ScriptState, VrrpState};
 use super::{advert_ipv4, advert_v6, unsolicited_na};
 use crate::ctl::protocol::Response;
 use crate::ctl::server::Control;
@@ -134,6 +134,15 @@ struct Iface {
     sock6: Option<VrrpSocket6>,
 }
 
+/// A tracked script: its verdict, next run, and the run under way (with
+/// its start).
+struct ScriptRun {
+    spec: ScriptSpec,
+    state: ScriptState,
+    next_at: u64,
+    child: Option<(Child, u64)>,
+}
+
 /// What the thread runs on.
 struct Runner {
     control: Arc<Control>,
@@ -142,6 +151,8 @@ struct Runner {
     instances: Vec<Instance>,
     /// The index in `ifaces` of each instance's interface.
     iface_of: Vec<usize>,
+    /// `vrrp_script`s.
+    scripts: Vec<ScriptRun>,
     /// (when, instance) GARP bursts still to send.
     garps: Vec<(u64, usize)>,
     ident: u16,
@@ -158,6 +169,7 @@ impl VrrpService {
     /// is `macs[port]`) and starts the thread.
     pub fn start(
         specs: Vec<InstanceSpec>,
+        scripts: Vec<ScriptSpec>,
         macs: &[EthernetAddress],
         control: Arc<Control>,
     ) -> Result<VrrpService, VrrpError> {
@@ -217,6 +229,15 @@ impl VrrpService {
             ifaces,
             instances,
             iface_of,
+            scripts: scripts
+                .into_iter()
+                .map(|spec| ScriptRun {
+                    state: ScriptState::new(spec.rise, spec.fall),
+                    spec,
+                    next_at: 0,
+                    child: None,
+                })
+                .collect(),
             garps: Vec::new(),
             ident: 0,
             epoch: Instant::now(),
@@ -335,19 +356,83 @@ impl Runner {
         }
         self.publish();
         self.report();
+        for s in &mut self.scripts {
+            if let Some((mut child, _)) = s.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 
-    /// Reads the tracked interfaces' links and hands each instance its
-    /// trackers' verdict.
+    /// Runs the due scripts and collects the finished ones (bounded by
+    /// their timeouts: a run over time is killed and counts as KO).
+    fn run_scripts(&mut self) {
+        let now = self.now();
+        for s in &mut self.scripts {
+            let finished = match &mut s.child {
+                Some((child, started)) => match child.try_wait() {
+                    Ok(Some(status)) => Some(status.success()),
+                    Ok(None) if now.saturating_sub(*started) > s.spec.timeout_ms * 1000 => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        Some(false)
+                    }
+                    Ok(None) => None,
+                    Err(_) => Some(false),
+                },
+                None => None,
+            };
+            if let Some(success) = finished {
+                s.child = None;
+                if s.state.result(success) {
+                    log(
+                        Level::Notice,
+                        &format!(
+                            "VRRP script {} now {}",
+                            s.spec.name,
+                            if s.state.ok() { "OK" } else { "KO" }
+                        ),
+                    );
+                }
+            }
+            if s.child.is_none() && now >= s.next_at {
+                s.next_at = now + s.spec.interval_ms * 1000;
+                let Some((program, args)) = s.spec.argv.split_first() else {
+                    continue;
+                };
+                match Command::new(program)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                {
+                    Ok(child) => s.child = Some((child, now)),
+                    Err(_) => {
+                        s.state.result(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the tracked interfaces' links and the tracked scripts'
+    /// verdicts, and hands each instance the result.
     fn track(&mut self) {
+        self.run_scripts();
         for i in 0..self.instances.len() {
-            if self.instances[i].spec().track.is_empty() {
+            let spec = self.instances[i].spec();
+            if spec.track.is_empty() && spec.track_scripts.is_empty() {
                 continue;
             }
             let (mut fault, mut weight) = (false, 0);
-            for (ifname, w) in &self.instances[i].spec().track {
-                let up = link_up(ifname);
-                match (*w, up) {
+            let links = spec.track.iter().map(|(ifname, w)| (*w, link_up(ifname)));
+            let scripts = spec
+                .track_scripts
+                .iter()
+                .map(|(at, w)| (*w, self.scripts.get(*at).is_some_and(|s| s.state.ok())));
+            for (w, up) in links.chain(scripts) {
+                match (w, up) {
                     (0, false) => fault = true,
                     (w, true) if w > 0 => weight += w,
                     (w, false) if w < 0 => weight += w,

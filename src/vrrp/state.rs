@@ -583,6 +583,51 @@ impl Instance {
     }
 }
 
+/// A tracked script's verdict with keepalived's `rise` / `fall`
+/// hysteresis: it starts OK; `fall` consecutive failures make it KO,
+/// `rise` consecutive successes OK again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptState {
+    ok: bool,
+    streak: u32,
+    rise: u32,
+    fall: u32,
+}
+
+impl ScriptState {
+    /// OK, with these thresholds (at least 1 each).
+    pub fn new(rise: u32, fall: u32) -> ScriptState {
+        ScriptState {
+            ok: true,
+            streak: 0,
+            rise: rise.max(1),
+            fall: fall.max(1),
+        }
+    }
+
+    /// The verdict.
+    pub fn ok(&self) -> bool {
+        self.ok
+    }
+
+    /// One run's result; returns whether the verdict changed.
+    pub fn result(&mut self, success: bool) -> bool {
+        if success == self.ok {
+            self.streak = 0;
+            return false;
+        }
+        self.streak += 1;
+        let need = if success { self.rise } else { self.fall };
+        if self.streak >= need {
+            self.ok = success;
+            self.streak = 0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// keepalived's `vrrp_sync_group`: after instance `leader` changed state,
 /// the other members of its group follow — all go MASTER when it went
 /// MASTER, all leave MASTER when it left. Returns each follower's actions

@@ -33,6 +33,7 @@ pub(crate) fn spec(priority: u8, src: [u8; 4]) -> InstanceSpec {
         garp_refresh_s: 0,
         sync_group: None,
         track: vec![],
+        track_scripts: vec![],
         notes: vec![],
     }
 }
@@ -442,4 +443,20 @@ fn weighted_tracking_moves_the_effective_priority_within_1_to_254() {
     let mut owner = Instance::new(spec(255, [10, 99, 0, 11]));
     owner.set_trackers(0, false, -50);
     assert_eq!(owner.effective_priority(), 255, "255 never changes");
+}
+
+#[test]
+fn a_tracked_script_changes_verdict_after_fall_failures_and_rise_successes() {
+    let mut s = ScriptState::new(2, 3);
+    assert!(s.ok(), "starts OK");
+    assert!(!s.result(false));
+    assert!(!s.result(false));
+    assert!(!s.result(true), "a success resets the streak");
+    assert!(!s.result(false));
+    assert!(!s.result(false));
+    assert!(s.result(false), "third consecutive failure");
+    assert!(!s.ok());
+    assert!(!s.result(true));
+    assert!(s.result(true), "second consecutive success");
+    assert!(s.ok());
 }
