@@ -14,16 +14,25 @@
 //!   keepalived MASTER 3.648 s ± 0.2 s after lbd's last advert; V4 lbd
 //!   restarts and preempts; V3 lbd stops cleanly → priority 0 →
 //!   keepalived MASTER 0.648 s ± 0.2 s later.
+//! * `a_tracked_port_or_script_failing_*`: a tracked port's link or a tracked
+//!   script fails → FAULT, priority 0, keepalived MASTER 0.648 s later.
 //! * `keepalived_master_lbd_backup_*`: V5 keepalived MASTER 100, lbd
 //!   BACKUP 90 does not answer ARP for the VIP and shows BACKUP in `lbctl
 //!   --vrrp`; keepalived's VRRP process killed → lbd MASTER 3.648 s ± 0.2 s
 //!   after the last advert, its GARPs on the wire; keepalived back and
 //!   stopped cleanly → lbd MASTER 0.648 s ± 0.2 s after the priority 0.
+//!   Malformed and mismatched adverts injected on the wire are counted by
+//!   reason (in `lbd_master_*`).
+//! * `v3_half_second_and_unicast_*` (V7): VRRPv3 0.5 s → 1.824 s; unicast
+//!   (peer only, TTL 255).
+//! * `v3_over_ipv6_*`: VRRPv3 over IPv6 (ff02::12, link-local source,
+//!   unsolicited NAs).
 
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -302,6 +311,18 @@ impl Variant {
         }
     }
 
+    /// `vrrp.scripts` of lbd's configuration: `V2Tracked` checks that
+    /// file `ok` exists.
+    fn scripts_yaml(self, ok: &Path) -> String {
+        match self {
+            Variant::V2Tracked => format!(
+                "  scripts:\n    - {{name: chk, script: \"test -f {}\", interval: 0.2}}\n",
+                ok.display()
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// More addresses of lbd's port `ext` (YAML list items).
     fn extra_addr(self) -> &'static str {
         match self {
@@ -315,7 +336,7 @@ impl Variant {
             Variant::V2 => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n",
             Variant::V3HalfSecond => "      version: 3\n      advert_int: 0.5\n",
             Variant::V2Unicast => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n      unicast_peer: [10.99.0.12]\n",
-            Variant::V2Tracked => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n      track_interface: [int]\n",
+            Variant::V2Tracked => "      advert_int: 1\n      authentication: {auth_type: PASS, auth_pass: \"1111\"}\n      track_interface: [int]\n      track_script: [chk]\n",
             Variant::V3Ipv6 => "      version: 3\n      advert_int: 1\n",
         }
     }
@@ -426,12 +447,13 @@ impl Pair {
              \x20     virtual_router_id: 51\n\
              \x20     priority: {priority}\n\
              \x20     virtual_ipaddress: [{}]\n\
-             \x20     notify: {}\n{}",
+             \x20     notify: {}\n{}{}",
             socket.display(),
             variant.extra_addr(),
             variant.vip(),
             self.path("notify.sh").display(),
-            variant.lbd_yaml()
+            variant.lbd_yaml(),
+            variant.scripts_yaml(&self.path("ok"))
         );
         let conf = self.path(&format!("lbd-{tag}.yaml"));
         std::fs::write(&conf, yaml).expect("config");
@@ -967,12 +989,13 @@ fn v3_half_second_and_unicast_variants_interoperate_with_keepalived() {
 }
 
 #[test]
-fn a_tracked_port_going_down_hands_the_vip_to_keepalived_and_back() {
+fn a_tracked_port_or_script_failing_hands_the_vip_to_keepalived() {
     if !may_run("tracked_port") {
         return;
     }
     let _serial = support::serial();
     let pair = Pair::new();
+    std::fs::write(pair.path("ok"), "").expect("ok file");
     let lbd = pair.start_lbd_with(100, "tr", Variant::V2Tracked);
     wait_vrrp_state(&lbd, "MASTER", Duration::from_secs(6));
     let (ka, _pids) = pair.start_keepalived(90, "tr");
@@ -1012,6 +1035,22 @@ fn a_tracked_port_going_down_hands_the_vip_to_keepalived_and_back() {
             .iter()
             .all(|(t, _)| *t <= last || *t > up),
         "lbd advertised in FAULT"
+    );
+
+    // The tracked script fails (its file is gone): FAULT again, priority 0,
+    // keepalived MASTER 0.648 s later.
+    let failed = Instant::now();
+    std::fs::remove_file(pair.path("ok")).expect("rm ok");
+    wait_vrrp_state(&lbd, "FAULT", Duration::from_secs(2));
+    let first = pair
+        .sniffer
+        .first_advert_after(KA_ADDR, failed, Duration::from_secs(3));
+    let (last, prio) = pair.sniffer.last_advert_before(LBD_ADDR, first);
+    assert_eq!(prio, 0, "FAULT from MASTER sends priority 0");
+    assert_near(
+        "keepalived after lbd's tracked script failed",
+        secs(last, first),
+        CLEAN_TAKEOVER_90,
     );
     drop(ka);
     lbd.stop_cleanly();
