@@ -2,7 +2,8 @@
 //! that the standard library does not offer: blocking and waiting for
 //! termination signals, the file-mode creation mask, a Unix-socket connect
 //! with a bounded wait, a bounded wait for a readable socket, a
-//! transparent-huge-page hint, and a cache prefetch.
+//! transparent-huge-page hint, and a cache prefetch; [`vrrp_sockets`]: the
+//! VRRP service's raw IP and AF_PACKET sockets.
 //!
 //! Rules: this is the only module outside `dataplane::driver` with `unsafe`
 //! code; every function here is safe to call, states its contract, and

@@ -751,9 +751,19 @@ fn lbd_master_keepalived_backup_is_stable_then_keepalived_takes_over_on_crash_an
         ka.log_text()
     );
 
-    // V3: clean stop → priority 0 → keepalived MASTER 0.648 s later.
+    // V3: clean stop → priority 0 → keepalived MASTER 0.648 s later; lbd
+    // itself is gone within its 2 s stop budget.
     let stop = Instant::now();
     lbd.stop_cleanly();
+    let stopped = stop.elapsed();
+    println!(
+        "lbd (MASTER, VRRP) stopped {:.3} s after SIGTERM",
+        stopped.as_secs_f64()
+    );
+    assert!(
+        stopped < Duration::from_secs(2),
+        "lbd took {stopped:?} to stop"
+    );
     let first = pair
         .sniffer
         .first_advert_after(KA_ADDR, stop, Duration::from_secs(4));
