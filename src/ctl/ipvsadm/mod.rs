@@ -292,6 +292,7 @@ pub fn usage() -> String {
   {program} -G [virtual-service] [-o json]
   {program} --port-stats [-o json]
   {program} --dataplane-stats [-o json]
+  {program} --vrrp [-o json]
   {program} -h
 
 "
@@ -316,6 +317,7 @@ Either long or short options are allowed.
   --get-laddr       -G        list FULLNAT local addresses (rvs)
   --port-stats                list NIC port counters (rvs)
   --dataplane-stats           list per-worker counters and drops by reason (rvs)
+  --vrrp                      list VRRP instances: state, priority, master, rejects (rvs)
   --help            -h        display this help message
   --version         -v        display the version
 
@@ -354,7 +356,7 @@ Options:
   --sort                              does nothing, for backwards compatibility
   --numeric      -n                   numeric output (always on in lbctl)
   --output       -o json|text         output format of -L, -G, --port-stats,
-                                      --dataplane-stats (rvs)
+                                      --dataplane-stats, --vrrp (rvs)
 
 Not supported by rvs (refused): --fwmark-service/-f, --ipv6/-6, --sctp-service,
   --start-daemon, --stop-daemon, --daemon, --pe (other than none),
