@@ -106,6 +106,7 @@ impl World {
         let socket = self.path(&format!("{name}.sock"));
         let yaml = format!(
             "socket: {}\n\
+             metrics: {{listen: \"127.0.0.1:9100\"}}\n\
              workers: {{count: 1, idle: backoff}}\n\
              ports:\n\
              \x20 - {{name: ext, driver: af_packet, ifname: p0, addrs: [\"{addr}/24\"], kernel_if: kvr}}\n\
@@ -138,6 +139,16 @@ impl World {
             .skip_while(|w| *w != "lladdr")
             .nth(1)
             .map(String::from)
+    }
+
+    /// The VRRP mastership lbd in `ns` exports (`rvs_vrrp_master`).
+    fn exported_master(ns: &Netns) -> String {
+        let text = ns.sh("curl -s -m 2 http://127.0.0.1:9100/metrics");
+        text.lines()
+            .find(|l| l.starts_with("rvs_vrrp_master{instance=\"VI_1\"}"))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("no rvs_vrrp_master in:\n{text}"))
+            .to_string()
     }
 
     /// lbd's port MAC in `ns`.
@@ -189,6 +200,8 @@ fn killing_the_master_lbd_moves_the_vip_to_the_backup_lbd_within_the_vrrp_bound(
         Some(World::port_mac(&w.d1)),
         "the excluded address is not d1's"
     );
+    assert_eq!(World::exported_master(&w.d1), "1");
+    assert_eq!(World::exported_master(&w.d2), "0");
     let before = lbctl(d2.socket(), &["-Ln", "--stats"]);
     println!("{before}");
 
@@ -234,6 +247,7 @@ fn killing_the_master_lbd_moves_the_vip_to_the_backup_lbd_within_the_vrrp_bound(
         Some(World::port_mac(&w.d2)),
         "the excluded address did not move to d2"
     );
+    assert_eq!(World::exported_master(&w.d2), "1", "the metric follows");
     let after = lbctl(d2.socket(), &["-Ln", "--stats"]);
     println!("{after}");
     let conns = |text: &str| -> u64 {

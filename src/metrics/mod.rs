@@ -269,8 +269,81 @@ impl Collector for RvsCollector {
             .map(|c| c.fullnat_ports_in_use.load(Ordering::Relaxed))
             .collect();
         encode_workers(&mut encoder, &workers, per_worker, &pool_use)?;
-        encode_ports(&mut encoder, &ports)
+        encode_ports(&mut encoder, &ports)?;
+        match self.control.handle(&Request::Vrrp) {
+            Response::Vrrp { instances } if !instances.is_empty() => {
+                encode_vrrp(&mut encoder, &instances)
+            }
+            _ => Ok(()),
+        }
     }
+}
+
+/// Per VRRP instance (`lbctl --vrrp`): mastership, effective priority,
+/// adverts sent / received / rejected by reason, dual-master alarms.
+fn encode_vrrp(
+    enc: &mut DescriptorEncoder,
+    instances: &[crate::vrrp::service::InstanceStatus],
+) -> fmt::Result {
+    let rows = |f: fn(&crate::vrrp::service::InstanceStatus) -> u64| -> Vec<(Labels, u64)> {
+        instances
+            .iter()
+            .map(|i| (vec![("instance", i.name.clone())], f(i)))
+            .collect()
+    };
+    gauge(
+        enc,
+        "rvs_vrrp_master",
+        "1 while this director is MASTER of the VRRP instance",
+        None,
+        &rows(|i| u64::from(i.state == "MASTER")),
+    )?;
+    gauge(
+        enc,
+        "rvs_vrrp_priority",
+        "Effective VRRP priority",
+        None,
+        &rows(|i| u64::from(i.effective_priority)),
+    )?;
+    counter(
+        enc,
+        "rvs_vrrp_adverts_sent",
+        "VRRP adverts sent",
+        None,
+        &rows(|i| i.adverts_sent),
+    )?;
+    counter(
+        enc,
+        "rvs_vrrp_adverts_received",
+        "Valid VRRP adverts received",
+        None,
+        &rows(|i| i.adverts_received),
+    )?;
+    counter(
+        enc,
+        "rvs_vrrp_dual_master_alarms",
+        "Dual-master alarms (another live master, or its adverts rejected while MASTER)",
+        None,
+        &rows(|i| i.dual_master_alarms),
+    )?;
+    let rejected: Vec<(Labels, u64)> = instances
+        .iter()
+        .flat_map(|i| {
+            i.rejects.iter().map(|(reason, n)| {
+                (
+                    vec![("instance", i.name.clone()), ("reason", reason.clone())],
+                    *n,
+                )
+            })
+        })
+        .collect();
+    counter(
+        enc,
+        "rvs_vrrp_adverts_rejected",
+        "VRRP adverts rejected, by keepalived's receive check that failed",
+        None,
+        &rejected,
+    )
 }
 
 /// Label set: label names with their values.
