@@ -9,8 +9,9 @@
 //! Rules:
 //! * The hot path never touches the metrics library. Nothing is registered
 //!   or updated while packets flow: on each scrape the collector asks the
-//!   [`Control`] the same three questions `lbctl` asks (`-Ln --stats
-//!   --exact`, `--dataplane-stats`, `--port-stats`), which sum the per-core
+//!   [`Control`] the same questions `lbctl` asks (`-Ln --stats --exact`,
+//!   `--dataplane-stats`, `--port-stats`, and `--vrrp` when VRRP instances
+//!   run), which sum the per-core
 //!   counters with relaxed reads, and encodes the answers; the workers'
 //!   FULLNAT pool use is read from the per-core counters the same way.
 //! * The exposition is written by the `prometheus-client` crate (OpenMetrics
