@@ -563,6 +563,42 @@ impl SynproxyStats {
     }
 }
 
+/// One VRRP instance as `lbctl --vrrp` shows it (rvs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpInstanceInfo {
+    /// Name.
+    pub name: String,
+    /// Port's kernel interface.
+    pub interface: String,
+    /// VRID.
+    pub vrid: u8,
+    /// `MASTER`, `BACKUP`, ...
+    pub state: String,
+    /// Configured priority.
+    pub priority: u8,
+    /// Effective priority (moved by weighted tracked interfaces).
+    pub effective_priority: u8,
+    /// The master as last seen (this director when MASTER).
+    pub master: Option<IpAddr>,
+    /// Advert interval in centiseconds.
+    pub advert_int_cs: u16,
+    /// VRRP version.
+    pub version: u8,
+    /// The VIPs.
+    pub vips: Vec<IpAddr>,
+    /// Transitions: (Unix time in ms, state entered), oldest first.
+    pub transitions: Vec<(u64, String)>,
+    /// Rejected adverts by reason (every reason, zeros included).
+    pub rejects: Vec<(String, u64)>,
+    /// Dual-master alarms.
+    pub dual_master_alarms: u64,
+    /// Adverts sent.
+    pub adverts_sent: u64,
+    /// Valid adverts received.
+    pub adverts_received: u64,
+}
+
 /// Counters of one data-plane worker (`CoreCounters`), read relaxed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -664,7 +700,7 @@ pub enum Response {
     /// Answer to [`Request::Vrrp`].
     Vrrp {
         /// One entry per configured instance.
-        instances: Vec<crate::vrrp::service::InstanceStatus>,
+        instances: Vec<VrrpInstanceInfo>,
     },
     /// Answer to [`Request::Reload`]: the file was valid and its table
     /// difference is in force (all of it, as one generation).
@@ -981,6 +1017,7 @@ mod tests {
             Request::Version,
             Request::PortStats,
             Request::DataplaneStats,
+            Request::Vrrp,
         ]);
         all
     }
@@ -1087,6 +1124,25 @@ mod tests {
             },
             Response::DataplaneStats {
                 workers: Vec::new(),
+            },
+            Response::Vrrp {
+                instances: vec![VrrpInstanceInfo {
+                    name: "VI_1".into(),
+                    interface: "kext".into(),
+                    vrid: 51,
+                    state: "MASTER".into(),
+                    priority: 100,
+                    effective_priority: 80,
+                    master: Some("10.99.0.11".parse().expect("addr")),
+                    advert_int_cs: 100,
+                    version: 2,
+                    vips: vec!["10.99.0.38".parse().expect("addr")],
+                    transitions: vec![(1_796_600_000_000, "MASTER".into())],
+                    rejects: vec![("ttl".into(), 3)],
+                    dual_master_alarms: 1,
+                    adverts_sent: 9,
+                    adverts_received: 2,
+                }],
             },
         ];
         for response in responses {

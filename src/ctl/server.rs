@@ -94,7 +94,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub type ReloadHook = Box<dyn Fn(&Control) -> Response + Send + Sync>;
 
 /// What answers [`Request::Vrrp`]: installed by the daemon's VRRP service.
-pub type VrrpStatusHook = Box<dyn Fn() -> Vec<crate::vrrp::service::InstanceStatus> + Send + Sync>;
+pub type VrrpStatusHook =
+    Box<dyn Fn() -> Vec<crate::ctl::protocol::VrrpInstanceInfo> + Send + Sync>;
 
 /// The request handler: configuration, data plane and statistics.
 pub struct Control {

@@ -284,9 +284,9 @@ impl Collector for RvsCollector {
 /// adverts sent / received / rejected by reason, dual-master alarms.
 fn encode_vrrp(
     enc: &mut DescriptorEncoder,
-    instances: &[crate::vrrp::service::InstanceStatus],
+    instances: &[crate::ctl::protocol::VrrpInstanceInfo],
 ) -> fmt::Result {
-    let rows = |f: fn(&crate::vrrp::service::InstanceStatus) -> u64| -> Vec<(Labels, u64)> {
+    let rows = |f: fn(&crate::ctl::protocol::VrrpInstanceInfo) -> u64| -> Vec<(Labels, u64)> {
         instances
             .iter()
             .map(|i| (vec![("instance", i.name.clone())], f(i)))

@@ -14,6 +14,10 @@
 //!
 //! Rules: nothing here runs on a worker; the workers see VRRP only through
 //! snapshots. Building packets here is pure ([`advert_ipv4`], [`garp`]).
+//! Layering: [`conf`] and [`state`] depend only on `wire` (`ctl::config`
+//! embeds [`conf::VrrpConf`]); [`service`] sits at the daemon's layer (it
+//! uses `ctl::server::Control` and `daemon::log`, and only `daemon` starts
+//! it); `lbctl --vrrp`'s answer type lives in `ctl::protocol`.
 
 pub mod conf;
 pub mod service;

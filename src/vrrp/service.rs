@@ -29,13 +29,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use super::conf::{InstanceSpec, ScriptSpec};
 use super::garp;
 use super::state::{follow_sync_group, Action, Instance, Received, Reject, ScriptState, VrrpState};
 use super::{advert_ipv4, advert_v6, unsolicited_na};
-use crate::ctl::protocol::Response;
+use crate::ctl::protocol::{Response, VrrpInstanceInfo};
 use crate::ctl::server::Control;
 use crate::daemon::log::{log, Level};
 use crate::sys::vrrp_sockets::{ifindex, wait_any_readable, FrameSocket, VrrpSocket, VrrpSocket6};
@@ -66,41 +64,6 @@ pub enum VrrpError {
     Thread(#[source] std::io::Error),
 }
 
-/// One instance as `lbctl --vrrp` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstanceStatus {
-    /// Name.
-    pub name: String,
-    /// Port's kernel interface.
-    pub interface: String,
-    /// VRID.
-    pub vrid: u8,
-    /// `MASTER`, `BACKUP`, ...
-    pub state: String,
-    /// Configured priority.
-    pub priority: u8,
-    /// Effective priority (moved by weighted tracked interfaces).
-    pub effective_priority: u8,
-    /// The master as last seen (this director when MASTER).
-    pub master: Option<IpAddr>,
-    /// Advert interval in centiseconds.
-    pub advert_int_cs: u16,
-    /// VRRP version.
-    pub version: u8,
-    /// The VIPs.
-    pub vips: Vec<IpAddr>,
-    /// Transitions: (Unix time in ms, state entered), oldest first.
-    pub transitions: Vec<(u64, String)>,
-    /// Rejected adverts by reason (every reason, zeros included).
-    pub rejects: Vec<(String, u64)>,
-    /// Dual-master alarms.
-    pub dual_master_alarms: u64,
-    /// Adverts sent.
-    pub adverts_sent: u64,
-    /// Valid adverts received.
-    pub adverts_received: u64,
-}
-
 /// Whether Linux interface `ifname` is up (`operstate` `up`, or `unknown`
 /// as TAP devices report it); a missing interface is down.
 fn link_up(ifname: &str) -> bool {
@@ -120,7 +83,7 @@ pub fn standby_at_start(specs: &[InstanceSpec]) -> Vec<IpAddr> {
 pub struct VrrpService {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    status: Arc<Mutex<Vec<InstanceStatus>>>,
+    status: Arc<Mutex<Vec<VrrpInstanceInfo>>>,
 }
 
 /// A kernel interface with its two sockets.
@@ -161,7 +124,7 @@ struct Runner {
     /// The standby set last published (None: publish now).
     published: Option<Vec<IpAddr>>,
     children: Vec<Child>,
-    status: Arc<Mutex<Vec<InstanceStatus>>>,
+    status: Arc<Mutex<Vec<VrrpInstanceInfo>>>,
 }
 
 impl VrrpService {
@@ -259,7 +222,7 @@ impl VrrpService {
     }
 
     /// The instances' status (as of the thread's last turn).
-    pub fn status(&self) -> Vec<InstanceStatus> {
+    pub fn status(&self) -> Vec<VrrpInstanceInfo> {
         self.status
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -267,7 +230,7 @@ impl VrrpService {
     }
 
     /// A shared handle on the status (for the control socket).
-    pub fn status_handle(&self) -> Arc<Mutex<Vec<InstanceStatus>>> {
+    pub fn status_handle(&self) -> Arc<Mutex<Vec<VrrpInstanceInfo>>> {
         self.status.clone()
     }
 
@@ -778,7 +741,7 @@ impl Runner {
             .zip(&self.iface_of)
             .map(|(inst, f)| {
                 let spec = inst.spec();
-                InstanceStatus {
+                VrrpInstanceInfo {
                     name: spec.name.clone(),
                     interface: self.ifaces[*f].name.clone(),
                     vrid: spec.vrid,

@@ -136,7 +136,7 @@ fn response_type(response: &Response) -> &'static str {
 
 /// `lbctl --vrrp`: one block per instance (state, priority, master,
 /// interval, transitions with time, rejects by reason).
-fn render_vrrp(instances: &[crate::vrrp::service::InstanceStatus]) -> String {
+fn render_vrrp(instances: &[crate::ctl::protocol::VrrpInstanceInfo]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     if instances.is_empty() {
