@@ -1,10 +1,12 @@
 //! The VRRP control thread: runs every configured instance's state machine
 //! ([`super::state`]) on the real clock and does its I/O on the ports'
-//! kernel interfaces (`dataplane::kernel`): adverts through a raw IPv4
-//! socket for protocol 112 bound to the kernel interface and joined to
-//! 224.0.0.18 (the kernel path carries them between the TAP and the port),
-//! gratuitous ARPs through an AF_PACKET socket on it, mastership to the
-//! workers through [`Control::set_standby`] (the snapshot's standby set).
+//! kernel interfaces (`dataplane::kernel`): adverts through raw IP sockets
+//! for protocol 112 bound to the kernel interface and joined to 224.0.0.18
+//! / ff02::12 (the kernel path carries them between the TAP and the port),
+//! gratuitous ARPs and unsolicited NAs through an AF_PACKET socket on it,
+//! mastership to the workers through [`Control::set_standby`] (the
+//! snapshot's standby set). It also reads the tracked interfaces' links,
+//! runs the tracked scripts (`vrrp.scripts`) and makes sync groups follow.
 //!
 //! Rules:
 //! * The daemon starts with every VRRP VIP on standby (see
@@ -619,13 +621,11 @@ impl Runner {
                     IpAddr::V4(v) => garp(iface.mac, *v),
                     IpAddr::V6(v) => unsolicited_na(iface.mac, *v),
                 };
-                {
-                    if let Err(e) = iface.frames.send(&frame) {
-                        log(
-                            Level::Error,
-                            &format!("VRRP {}: GARP on {}: {e}", spec.name, iface.name),
-                        );
-                    }
+                if let Err(e) = iface.frames.send(&frame) {
+                    log(
+                        Level::Error,
+                        &format!("VRRP {}: GARP/NA on {}: {e}", spec.name, iface.name),
+                    );
                 }
             }
         }
