@@ -46,8 +46,17 @@ use support::netns::Netns;
 use support::process::{poll_until, signal, Proc};
 use support::vrrp::{vrrp_json, vrrp_state, wait_vrrp_state};
 
-/// V1's stability window. The issue asks 20 s; CI keeps it short.
+/// V1's stability window. The issue asks 20 s; CI keeps it short
+/// (`RVS_VRRP_STABLE_SECS=20` runs the issue's window).
 const STABLE_WINDOW: Duration = Duration::from_secs(8);
+
+/// [`STABLE_WINDOW`], or `RVS_VRRP_STABLE_SECS` seconds (at most 60).
+fn stable_window() -> Duration {
+    std::env::var("RVS_VRRP_STABLE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(STABLE_WINDOW, |s| Duration::from_secs(s.min(60)))
+}
 /// Allowed deviation from keepalived's takeover times.
 const TOLERANCE: f64 = 0.2;
 /// Crash takeover for priority 90, advert 1 s: 3 + 166/256 s.
@@ -608,7 +617,8 @@ fn lbd_master_keepalived_backup_is_stable_then_keepalived_takes_over_on_crash_an
         "the VIP does not answer through lbd (MASTER): {}",
         String::from_utf8_lossy(&ping.stdout)
     );
-    while t0.elapsed() < STABLE_WINDOW {
+    let window = stable_window();
+    while t0.elapsed() < window {
         assert!(
             !ka.log_text().contains("Entering MASTER STATE"),
             "keepalived became MASTER while lbd is:\n{}",
