@@ -859,6 +859,21 @@ fn default_fwd() -> Fwd {
     Fwd::Dr
 }
 
+/// The YAML defaults, with the unspecified address (callers that build a
+/// dest in code set `addr` and use `..DestConf::default()` for the rest).
+impl Default for DestConf {
+    fn default() -> Self {
+        DestConf {
+            addr: Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port: None,
+            fwd: default_fwd(),
+            weight: Weight::default(),
+            u_threshold: Threshold::default(),
+            l_threshold: Threshold::default(),
+        }
+    }
+}
+
 /// `services[]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -893,6 +908,26 @@ pub struct ServiceConf {
     /// Real servers.
     #[serde(default)]
     pub dests: Vec<DestConf>,
+}
+
+/// The YAML defaults, TCP on the unspecified address port 0 (callers that
+/// build a service in code set those and use `..ServiceConf::default()`).
+impl Default for ServiceConf {
+    fn default() -> Self {
+        ServiceConf {
+            proto: Proto::Tcp,
+            vip: Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port: 0,
+            scheduler: default_scheduler(),
+            sched_flags: Vec::new(),
+            persistent: None,
+            netmask: None,
+            ops: false,
+            synproxy: false,
+            laddrs: Vec::new(),
+            dests: Vec::new(),
+        }
+    }
 }
 
 impl ServiceConf {
