@@ -31,6 +31,10 @@ impl fmt::Display for Loc {
     }
 }
 
+/// `keepalived -t`'s code when the configuration cannot run (also lbd's
+/// for a `--config` YAML it cannot use with `--keepalived`).
+pub const EXIT_CANNOT_RUN: u8 = 4;
+
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -136,7 +140,7 @@ impl Diags {
     pub fn exit_code(&self) -> u8 {
         let worst = |s: Severity| self.0.iter().any(|d| d.severity == s);
         if worst(Severity::Fatal) {
-            4
+            EXIT_CANNOT_RUN
         } else if worst(Severity::StrictInclude) || worst(Severity::Security) {
             6
         } else if worst(Severity::Error) {

@@ -219,7 +219,14 @@ impl Lexer<'_> {
             let Some(text) = self.conditional(text.trim()) else {
                 continue;
             };
-            let tokens = match tokenize(&text) {
+            // `include PATTERN`: the rest of the line is the pattern (its
+            // braces are brace expansion, not blocks).
+            let (first, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+            if let Some(kind) = IncludeKind::from_keyword(first) {
+                self.include(kind, &unquote_pattern(rest.trim()), &loc, path);
+                continue;
+            }
+            let tokens = match tokenize(text) {
                 Ok(t) => t,
                 Err(msg) => {
                     self.diags.push(Severity::Fatal, &loc, msg);
@@ -228,12 +235,6 @@ impl Lexer<'_> {
             };
             if tokens.is_empty() {
                 continue;
-            }
-            if let Some(Token::Word(kw)) = tokens.first() {
-                if let Some(kind) = IncludeKind::from_keyword(kw) {
-                    self.include(kind, &tokens[1..], &loc, path);
-                    continue;
-                }
             }
             self.lines.push(Line { loc, tokens });
         }
@@ -319,18 +320,15 @@ impl Lexer<'_> {
         Ok(out)
     }
 
-    fn include(&mut self, kind: IncludeKind, args: &[Token], loc: &Loc, including: &Path) {
-        let pattern = match args {
-            [Token::Word(p)] => p.clone(),
-            _ => {
-                self.diags.push(
-                    Severity::Fatal,
-                    loc,
-                    format!("{} takes exactly one file name or pattern", kind.keyword()),
-                );
-                return;
-            }
-        };
+    fn include(&mut self, kind: IncludeKind, pattern: &str, loc: &Loc, including: &Path) {
+        if pattern.is_empty() || pattern.contains(char::is_whitespace) {
+            self.diags.push(
+                Severity::Fatal,
+                loc,
+                format!("{}: expected one file name or pattern, got '{pattern}'", kind.keyword()),
+            );
+            return;
+        }
         if self.reading.len() >= MAX_INCLUDE_DEPTH {
             self.diags.push(
                 Severity::Fatal,
@@ -340,7 +338,7 @@ impl Lexer<'_> {
             return;
         }
         let base = including.parent().unwrap_or(Path::new(""));
-        let alternatives = match brace_expand(&pattern) {
+        let alternatives = match brace_expand(pattern) {
             Ok(a) => a,
             Err(msg) => {
                 self.diags.push(Severity::Fatal, loc, msg);
@@ -476,6 +474,16 @@ impl IncludeKind {
     fn strict_readable(self) -> bool {
         matches!(self, IncludeKind::Readable | IncludeKind::All)
     }
+}
+
+/// An include pattern without its quotes, if it has them.
+fn unquote_pattern(text: &str) -> String {
+    for q in ['"', '\''] {
+        if let Some(inner) = text.strip_prefix(q).and_then(|t| t.strip_suffix(q)) {
+            return inner.to_string();
+        }
+    }
+    text.to_string()
 }
 
 fn is_param_name(name: &str) -> bool {

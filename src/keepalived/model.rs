@@ -934,7 +934,10 @@ impl Cx<'_> {
             .then(|| (n.args[0].clone(), n.args.get(1).cloned()))
     }
 
-    /// A keyword that must not open a block.
+    /// A keyword that must not open a block: the block is reported and
+    /// skipped, the keyword itself still read (as keepalived does; its
+    /// arguments are checked, so `state MASTER interface eth0 ... {` on one
+    /// line is refused for its extra words). Always true.
     fn no_block(&mut self, n: &Node) -> bool {
         if n.block.is_some() {
             self.d.push(
@@ -942,7 +945,6 @@ impl Cx<'_> {
                 &n.loc,
                 format!("{}: unexpected '{{' - ignoring the block", n.keyword),
             );
-            return false;
         }
         true
     }
@@ -1542,10 +1544,12 @@ impl Cx<'_> {
             match (&mut kind, ckw) {
                 (CheckerKind::Http(h) | CheckerKind::Ssl(h), _) => match ckw {
                     "nb_get_retry" => {
+                        // keepalived 2.2.7 honours it here, and `-t` counts
+                        // the deprecation as a configuration error (exit 5).
                         self.d.push(
-                            Severity::Warning,
+                            Severity::Error,
                             &c.loc,
-                            "nb_get_retry is deprecated - please use 'retry'",
+                            "nb_get_retry is deprecated - please use 'retry' (honoured as retry)",
                         );
                         timing.retry = self.u32_in(c, 0, u32::MAX).or(timing.retry);
                     }
@@ -2195,8 +2199,12 @@ impl Cx<'_> {
                 "auth_pass" => {
                     if let Some(w) = self.word(c) {
                         if w.len() > 8 {
-                            self.d
-                                .push(Severity::Warning, &c.loc, "Truncating auth_pass to 8 characters");
+                            // keepalived 2.2.7's `-t` counts it as an error (exit 5).
+                            self.d.push(
+                                Severity::Error,
+                                &c.loc,
+                                "Truncating auth_pass to 8 characters",
+                            );
                         }
                         let mut b = [0u8; 8];
                         for (d, s) in b.iter_mut().zip(w.bytes()) {
