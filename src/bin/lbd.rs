@@ -108,8 +108,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(check) = &args.check_config {
         let path = match (check, &args.config) {
             (Some(path), None) => path,
-            (Some(_), Some(_)) => return Err(anyhow!("--check-config FILE and --config FILE: give one")),
-            (None, _) => return Err(anyhow!("--check-config needs a FILE (or --keepalived FILE)")),
+            (Some(_), Some(_)) => {
+                return Err(anyhow!("--check-config FILE and --config FILE: give one"))
+            }
+            (None, _) => {
+                return Err(anyhow!(
+                    "--check-config needs a FILE (or --keepalived FILE)"
+                ))
+            }
         };
         let config = load_config(path, args.workers)?;
         let summary = check_config(&config).with_context(|| format!("{}", path.display()))?;
@@ -170,7 +176,10 @@ fn run_keepalived(args: Args) -> ExitCode {
     eprint!("{}", import.diags);
     let code = import.diags.exit_code();
     let Some(config) = import.config else {
-        eprintln!("lbd: {}: refused (exit {code}); nothing started", file.display());
+        eprintln!(
+            "lbd: {}: refused (exit {code}); nothing started",
+            file.display()
+        );
         return ExitCode::from(code);
     };
     if args.check_config.is_some() {

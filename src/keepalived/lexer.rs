@@ -159,8 +159,10 @@ impl Lexer<'_> {
             .parent()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        self.params
-            .insert("_PWD".to_string(), Param::Line(if pwd.is_empty() { ".".into() } else { pwd }));
+        self.params.insert(
+            "_PWD".to_string(),
+            Param::Line(if pwd.is_empty() { ".".into() } else { pwd }),
+        );
         while let Some((raw, loc)) = queue.pop_front() {
             if self.lines.len() >= MAX_LINES {
                 self.diags.push(
@@ -177,7 +179,7 @@ impl Lexer<'_> {
             if text.is_empty() {
                 continue;
             }
-            if let Some((name, value)) = param_definition(&text) {
+            if let Some((name, value)) = param_definition(text) {
                 if value.trim() == "\\" {
                     let mut body = Vec::new();
                     while let Some((next, _)) = queue.pop_front() {
@@ -198,13 +200,13 @@ impl Lexer<'_> {
                 continue;
             }
             // A line that is only a multi-line parameter becomes its lines.
-            if let Some(Param::Lines(body)) = whole_param(&text).and_then(|n| self.params.get(n)) {
+            if let Some(Param::Lines(body)) = whole_param(text).and_then(|n| self.params.get(n)) {
                 for l in body.iter().rev() {
                     queue.push_front((l.clone(), loc.clone()));
                 }
                 continue;
             }
-            let text = match self.substitute(&text, 0) {
+            let text = match self.substitute(text, 0) {
                 Ok(t) => t,
                 Err(name) => {
                     self.diags.push(
@@ -253,9 +255,7 @@ impl Lexer<'_> {
         let Some(rest) = text.strip_prefix('@') else {
             return Some(text);
         };
-        let (id, line) = rest
-            .split_once(char::is_whitespace)
-            .unwrap_or((rest, ""));
+        let (id, line) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
         let (negate, id) = match id.strip_prefix('^') {
             Some(id) => (true, id),
             None => (false, id),
@@ -283,10 +283,7 @@ impl Lexer<'_> {
                 let end = after
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                     .unwrap_or(after.len());
-                let followed_ok = after[end..]
-                    .chars()
-                    .next()
-                    .is_none_or(char::is_whitespace);
+                let followed_ok = after[end..].chars().next().map_or(true, char::is_whitespace);
                 if end > 0 && followed_ok && is_param_name(&after[..end]) {
                     (&after[..end], end)
                 } else {
@@ -325,7 +322,10 @@ impl Lexer<'_> {
             self.diags.push(
                 Severity::Fatal,
                 loc,
-                format!("{}: expected one file name or pattern, got '{pattern}'", kind.keyword()),
+                format!(
+                    "{}: expected one file name or pattern, got '{pattern}'",
+                    kind.keyword()
+                ),
             );
             return;
         }
@@ -356,7 +356,10 @@ impl Lexer<'_> {
             };
             let text = full.display().to_string();
             let mut files: Vec<PathBuf> = match glob::glob(&text) {
-                Ok(paths) => paths.filter_map(Result::ok).filter(|p| !p.is_dir()).collect(),
+                Ok(paths) => paths
+                    .filter_map(Result::ok)
+                    .filter(|p| !p.is_dir())
+                    .collect(),
                 Err(e) => {
                     self.diags.push(
                         Severity::Fatal,
@@ -398,7 +401,10 @@ impl Lexer<'_> {
                         self.diags.push(
                             sev,
                             loc,
-                            format!("Configuration file '{}' open problem ({e}) - skipping", f.display()),
+                            format!(
+                                "Configuration file '{}' open problem ({e}) - skipping",
+                                f.display()
+                            ),
                         );
                     }
                 }
@@ -424,9 +430,13 @@ impl Lexer<'_> {
                 format!("Config files missing '{pattern}'.")
             }
         } else {
-            format!("Some config files missing: \"{pattern}\" ({})", missing.join(", "))
+            format!(
+                "Some config files missing: \"{pattern}\" ({})",
+                missing.join(", ")
+            )
         };
-        self.diags.push(sev, loc, format!("{}: {message}", kind.keyword()));
+        self.diags
+            .push(sev, loc, format!("{}: {message}", kind.keyword()));
     }
 }
 

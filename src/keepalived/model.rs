@@ -714,9 +714,19 @@ pub fn read(tree: &[Node], diags: &mut Diags) -> KeepalivedConf {
                     conf.vrrp_scripts.push(s);
                 }
             }
-            "static_ipaddress" | "static_routes" | "static_rules" | "linkbeat_interfaces"
-            | "garp_group" | "deny_address_group" | "allow_address_group" | "tunnel_group"
-            | "SSL" | "bfd_instance" | "track_file" | "track_process" | "vrrp_track_file"
+            "static_ipaddress"
+            | "static_routes"
+            | "static_rules"
+            | "linkbeat_interfaces"
+            | "garp_group"
+            | "deny_address_group"
+            | "allow_address_group"
+            | "tunnel_group"
+            | "SSL"
+            | "bfd_instance"
+            | "track_file"
+            | "track_process"
+            | "vrrp_track_file"
             | "vrrp_track_process" => cx.ignored(n),
             _ => cx.unknown(n),
         }
@@ -772,15 +782,21 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn unknown(&mut self, n: &Node) {
-        self.d
-            .push(Severity::Error, &n.loc, format!("Unknown keyword '{}'", n.keyword));
+        self.d.push(
+            Severity::Error,
+            &n.loc,
+            format!("Unknown keyword '{}'", n.keyword),
+        );
     }
 
     fn ignored(&mut self, n: &Node) {
         self.d.push_rvs(
             Severity::Warning,
             &n.loc,
-            format!("'{}' is keepalived's but rvs does not act on it: ignored", n.keyword),
+            format!(
+                "'{}' is keepalived's but rvs does not act on it: ignored",
+                n.keyword
+            ),
         );
     }
 
@@ -791,7 +807,10 @@ impl Cx<'_> {
             self.d.push(
                 Severity::Error,
                 &n.loc,
-                format!("{}: missing argument ({} needed) - ignoring", n.keyword, min),
+                format!(
+                    "{}: missing argument ({} needed) - ignoring",
+                    n.keyword, min
+                ),
             );
             return false;
         }
@@ -824,8 +843,11 @@ impl Cx<'_> {
         let v = match w.parse::<i64>() {
             Ok(v) => v,
             Err(_) => {
-                self.d
-                    .push(Severity::Error, &n.loc, format!("{}: invalid number '{w}'", n.keyword));
+                self.d.push(
+                    Severity::Error,
+                    &n.loc,
+                    format!("{}: invalid number '{w}'", n.keyword),
+                );
                 return None;
             }
         };
@@ -833,7 +855,10 @@ impl Cx<'_> {
             self.d.push(
                 Severity::Error,
                 &n.loc,
-                format!("{}: number '{w}' outside range [{min}, {max}] - ignoring", n.keyword),
+                format!(
+                    "{}: number '{w}' outside range [{min}, {max}] - ignoring",
+                    n.keyword
+                ),
             );
             return None;
         }
@@ -855,7 +880,10 @@ impl Cx<'_> {
                 self.d.push(
                     Severity::Error,
                     &n.loc,
-                    format!("{}: '{w}' outside range [0, {MAX_TIMER_SECS}] seconds - ignoring", n.keyword),
+                    format!(
+                        "{}: '{w}' outside range [0, {MAX_TIMER_SECS}] seconds - ignoring",
+                        n.keyword
+                    ),
                 );
                 None
             }
@@ -998,8 +1026,7 @@ impl Cx<'_> {
                         self.u32_in(c, 0, 255).unwrap_or(g.vrrp_garp_master_repeat)
                 }
                 "vrrp_garp_master_refresh" => {
-                    g.vrrp_garp_master_refresh =
-                        self.timer(c).unwrap_or(g.vrrp_garp_master_refresh)
+                    g.vrrp_garp_master_refresh = self.timer(c).unwrap_or(g.vrrp_garp_master_refresh)
                 }
                 "vrrp_garp_master_refresh_repeat" => {
                     g.vrrp_garp_master_refresh_repeat = self
@@ -1310,7 +1337,8 @@ impl Cx<'_> {
             }
         }
         for raw in raw_rs {
-            vs.real_servers.push(self.finish_rs(raw, &timing, vs.inhibit_on_failure));
+            vs.real_servers
+                .push(self.finish_rs(raw, &timing, vs.inhibit_on_failure));
         }
         if vs.real_servers.is_empty() {
             self.d.push_rvs(
@@ -1367,8 +1395,7 @@ impl Cx<'_> {
         for c in children {
             let kw = c.keyword.as_str();
             match kw {
-                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "UDP_CHECK"
-                | "DNS_CHECK" => {
+                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
                     if let Some(ch) = self.checker(c) {
                         raw.checkers.push(ch);
                     }
@@ -1702,7 +1729,8 @@ impl Cx<'_> {
             }
         }
         if url.path.is_empty() {
-            self.d.push_rvs(Severity::Error, &n.loc, "url without path - ignoring");
+            self.d
+                .push_rvs(Severity::Error, &n.loc, "url without path - ignoring");
             return None;
         }
         if url.status_codes.is_empty() {
@@ -1799,7 +1827,10 @@ impl Cx<'_> {
                 None => self.d.push(
                     Severity::Error,
                     &c.loc,
-                    format!("virtual server group {}: invalid address '{}' - ignoring", g.name, c.keyword),
+                    format!(
+                        "virtual server group {}: invalid address '{}' - ignoring",
+                        g.name, c.keyword
+                    ),
                 ),
             }
         }
@@ -1822,7 +1853,10 @@ impl Cx<'_> {
                 self.d.push(
                     Severity::Error,
                     &c.loc,
-                    format!("local_address_group {}: invalid address '{}' - ignoring", g.name, c.keyword),
+                    format!(
+                        "local_address_group {}: invalid address '{}' - ignoring",
+                        g.name, c.keyword
+                    ),
                 );
                 continue;
             };
@@ -1834,7 +1868,10 @@ impl Cx<'_> {
                 None => self.d.push_rvs(
                     Severity::Fatal,
                     &c.loc,
-                    format!("local_address_group {}: range '{}' has more than 256 addresses", g.name, c.keyword),
+                    format!(
+                        "local_address_group {}: range '{}' has more than 256 addresses",
+                        g.name, c.keyword
+                    ),
                 ),
             }
         }
@@ -1966,7 +2003,11 @@ impl Cx<'_> {
                         &c.loc,
                         format!(
                             "{} '{}': expected 'NAME [weight W [reverse]]', one per line",
-                            if script { "track_script" } else { "track_interface" },
+                            if script {
+                                "track_script"
+                            } else {
+                                "track_interface"
+                            },
                             c.keyword
                         ),
                     );
@@ -2073,7 +2114,10 @@ impl Cx<'_> {
                             _ => self.d.push(
                                 Severity::Error,
                                 &c.loc,
-                                format!("(VI: {}) unknown state '{w}', defaulting to BACKUP", i.name),
+                                format!(
+                                    "(VI: {}) unknown state '{w}', defaulting to BACKUP",
+                                    i.name
+                                ),
                             ),
                         }
                     }
@@ -2151,7 +2195,10 @@ impl Cx<'_> {
                 self.d.push_rvs(
                     Severity::Warning,
                     &loc,
-                    format!("({}) nopreempt is cleared: the initial state is MASTER", i.name),
+                    format!(
+                        "({}) nopreempt is cleared: the initial state is MASTER",
+                        i.name
+                    ),
                 );
             }
         }
@@ -2160,7 +2207,10 @@ impl Cx<'_> {
             self.d.push_rvs(
                 Severity::Warning,
                 &i.loc,
-                format!("({}) VRRPv2 advert_int is whole seconds: rounded to {secs}", i.name),
+                format!(
+                    "({}) VRRPv2 advert_int is whole seconds: rounded to {secs}",
+                    i.name
+                ),
             );
             i.advert_int = Duration::from_secs_f64(secs);
         }
@@ -2168,7 +2218,10 @@ impl Cx<'_> {
             self.d.push_rvs(
                 Severity::Error,
                 &n.loc,
-                format!("({}) the virtual router id must be set - the instance is ignored", i.name),
+                format!(
+                    "({}) the virtual router id must be set - the instance is ignored",
+                    i.name
+                ),
             );
             return None;
         }
@@ -2256,8 +2309,13 @@ impl Cx<'_> {
                 "notify_backup" => g.notify_backup = self.script(c).or(g.notify_backup.take()),
                 "notify_fault" => g.notify_fault = self.script(c).or(g.notify_fault.take()),
                 "notify" => g.notify = self.script(c).or(g.notify.take()),
-                "smtp_alert" | "global_tracking" | "sync_group_tracking_weight"
-                | "notify_stop" | "track_file" | "track_process" | "track_bfd" => self.ignored(c),
+                "smtp_alert"
+                | "global_tracking"
+                | "sync_group_tracking_weight"
+                | "notify_stop"
+                | "track_file"
+                | "track_process"
+                | "track_bfd" => self.ignored(c),
                 _ => self.unknown(c),
             }
         }
@@ -2349,9 +2407,15 @@ impl Cx<'_> {
             })
             .chain(conf.vrrp_scripts.iter().filter_map(|s| s.script.as_ref()))
             .chain(conf.vrrp_instances.iter().flat_map(|i| {
-                [&i.notify_master, &i.notify_backup, &i.notify_fault, &i.notify_stop, &i.notify]
-                    .into_iter()
-                    .flatten()
+                [
+                    &i.notify_master,
+                    &i.notify_backup,
+                    &i.notify_fault,
+                    &i.notify_stop,
+                    &i.notify,
+                ]
+                .into_iter()
+                .flatten()
             }))
             .next();
         if let Some(s) = first {
@@ -2374,18 +2438,16 @@ pub fn addr_range(text: &str) -> Option<(IpAddr, IpAddr)> {
             IpAddr::V4(v4) if len <= 32 => {
                 let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
                 let base = u32::from(v4) & mask;
-                Some((
-                    IpAddr::V4(base.into()),
-                    IpAddr::V4((base | !mask).into()),
-                ))
+                Some((IpAddr::V4(base.into()), IpAddr::V4((base | !mask).into())))
             }
             IpAddr::V6(v6) if len <= 128 => {
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
                 let base = u128::from(v6) & mask;
-                Some((
-                    IpAddr::V6(base.into()),
-                    IpAddr::V6((base | !mask).into()),
-                ))
+                Some((IpAddr::V6(base.into()), IpAddr::V6((base | !mask).into())))
             }
             _ => None,
         };
@@ -2396,12 +2458,7 @@ pub fn addr_range(text: &str) -> Option<(IpAddr, IpAddr)> {
             IpAddr::V4(v4) => {
                 let last: u8 = last.parse().ok()?;
                 let o = v4.octets();
-                (last >= o[3]).then(|| {
-                    (
-                        addr,
-                        IpAddr::V4([o[0], o[1], o[2], last].into()),
-                    )
-                })
+                (last >= o[3]).then(|| (addr, IpAddr::V4([o[0], o[1], o[2], last].into())))
             }
             IpAddr::V6(v6) => {
                 let last = u16::from_str_radix(last, 16).ok()?;

@@ -25,10 +25,18 @@ use crate::ctl::config::{
 /// Most services one `virtual_server group` entry may expand to.
 pub const MAX_GROUP_EXPANSION: usize = 256;
 
+// `..Default::default()` on DestConf/ServiceConf is deliberate: a field
+// added to them later (with its serde default) must not break this file.
+#[allow(clippy::needless_update)]
 /// Converts `conf` onto `base` (the `--config` YAML, or an empty one).
 /// Problems are pushed as fatal diagnostics; the result is meaningful only
 /// when `diags.can_start()`.
-pub fn to_config(conf: &KeepalivedConf, base: Config, check_ports: bool, diags: &mut Diags) -> Config {
+pub fn to_config(
+    conf: &KeepalivedConf,
+    base: Config,
+    check_ports: bool,
+    diags: &mut Diags,
+) -> Config {
     let mut config = base;
     if !config.services.is_empty() {
         diags.0.push(Diag {
@@ -73,12 +81,20 @@ pub fn to_config(conf: &KeepalivedConf, base: Config, check_ports: bool, diags: 
         let addrs: Vec<(IpAddr, u16)> = match &vs.addr {
             VsAddr::Ip { addr, port } => vec![(*addr, *port)],
             VsAddr::Fwmark(m) => {
-                fatal(diags, format!("virtual_server fwmark {m}: rvs has no firewall-mark services"));
+                fatal(
+                    diags,
+                    format!("virtual_server fwmark {m}: rvs has no firewall-mark services"),
+                );
                 continue;
             }
             VsAddr::Group(name) => {
                 let Some(g) = conf.virtual_server_groups.iter().find(|g| &g.name == name) else {
-                    fatal(diags, format!("virtual_server group {name}: no virtual_server_group of that name"));
+                    fatal(
+                        diags,
+                        format!(
+                            "virtual_server group {name}: no virtual_server_group of that name"
+                        ),
+                    );
                     continue;
                 };
                 let mut out = Vec::new();
@@ -145,19 +161,24 @@ pub fn to_config(conf: &KeepalivedConf, base: Config, check_ports: bool, diags: 
                         });
                     }
                 }
-                None => fatal(diags, format!("laddr_group_name {name}: no local_address_group of that name")),
+                None => fatal(
+                    diags,
+                    format!("laddr_group_name {name}: no local_address_group of that name"),
+                ),
             }
         }
         let netmask = match vs.persistence_granularity.as_deref() {
             None => None,
-            Some(g) => match (g.parse::<std::net::Ipv4Addr>(), g.parse::<u8>()) {
-                (Ok(m), _) => Some(NetmaskConf::Dotted(m)),
-                (_, Ok(p)) => Some(NetmaskConf::Prefix(p)),
-                _ => {
-                    fatal(diags, format!("persistence_granularity '{g}': expected a netmask or a prefix length"));
-                    continue;
+            Some(g) => {
+                match (g.parse::<std::net::Ipv4Addr>(), g.parse::<u8>()) {
+                    (Ok(m), _) => Some(NetmaskConf::Dotted(m)),
+                    (_, Ok(p)) => Some(NetmaskConf::Prefix(p)),
+                    _ => {
+                        fatal(diags, format!("persistence_granularity '{g}': expected a netmask or a prefix length"));
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let mut dests = Vec::new();
         for rs in &vs.real_servers {
@@ -172,7 +193,11 @@ pub fn to_config(conf: &KeepalivedConf, base: Config, check_ports: bool, diags: 
                 diags.push_rvs(
                     Severity::Fatal,
                     &rs.loc,
-                    format!("weight {} is above rvs's largest weight {}", rs.weight, crate::sched::MAX_WEIGHT),
+                    format!(
+                        "weight {} is above rvs's largest weight {}",
+                        rs.weight,
+                        crate::sched::MAX_WEIGHT
+                    ),
                 );
                 continue;
             }
