@@ -283,7 +283,10 @@ impl Lexer<'_> {
                 let end = after
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                     .unwrap_or(after.len());
-                let followed_ok = after[end..].chars().next().map_or(true, char::is_whitespace);
+                let followed_ok = after[end..]
+                    .chars()
+                    .next()
+                    .map_or(true, char::is_whitespace);
                 if end > 0 && followed_ok && is_param_name(&after[..end]) {
                     (&after[..end], end)
                 } else {
