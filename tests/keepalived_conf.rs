@@ -34,6 +34,7 @@ fn data(name: &str) -> PathBuf {
 fn opts() -> LexOptions {
     LexOptions {
         config_id: "main".to_string(),
+        includes: true,
     }
 }
 
@@ -319,6 +320,7 @@ fn conditional_lines_match_the_config_id_and_caret_negates() {
     assert_eq!(conf.vrrp_instances[0].priority, 150);
     let other = LexOptions {
         config_id: "backup".to_string(),
+        includes: true,
     };
     let (conf, _) = load(&data("params.conf"), &other);
     assert_eq!(conf.vrrp_instances[0].priority, 50);
@@ -798,5 +800,30 @@ fn keepalived_t_diagnoses_the_same_lines_with_the_same_exit_code() {
             ka_lines,
             "{file}: diagnosed lines\nkeepalived:\n{stderr}\nrvs:\n{diags}"
         );
+    }
+}
+
+// ----------------------------------------------------------- robustness
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 200, ..Default::default() })]
+
+    /// Text made of keepalived's own words, braces, quotes, comments,
+    /// parameters and conditionals in any order never panics the reader,
+    /// and every invariant of the `keepalived` fuzz target holds.
+    #[test]
+    fn any_arrangement_of_keepalived_words_is_read_without_panic(
+        words in proptest::collection::vec(
+            "(global_defs|virtual_server|virtual_server_group|real_server|vrrp_instance|vrrp_script|\
+              TCP_CHECK|HTTP_GET|MISC_CHECK|url|path|status_code|retry|nb_get_retry|weight|\
+              persistence_timeout|protocol|TCP|UDP|lb_kind|DR|FNAT|lb_algo|rr|state|MASTER|priority|\
+              virtual_router_id|virtual_ipaddress|authentication|auth_pass|include|\\{|\\}|\"|'|#|!|\\\\|\
+              \\$A=|\\$A|\\$\\{A\\}|\\$B= \\\\|@main|@\\^main|10\\.0\\.0\\.1|10\\.0\\.0\\.1-3|80|0|-1|\
+              4294967296|1\\.5|\n| )",
+            0..80,
+        )
+    ) {
+        let text: String = words.concat();
+        rvs::fuzz_targets::keepalived(text.as_bytes());
     }
 }

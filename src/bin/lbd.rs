@@ -171,6 +171,7 @@ fn run_keepalived(args: Args) -> ExitCode {
             .config_id
             .clone()
             .unwrap_or_else(rvs::keepalived::lexer::default_config_id),
+        includes: true,
     };
     let import = rvs::keepalived::import(&file, &opts, ports);
     eprint!("{}", import.diags);

@@ -68,12 +68,16 @@ pub struct Line {
 pub struct LexOptions {
     /// keepalived's config id (`-i`), compared with `@ID` lines.
     pub config_id: String,
+    /// Whether `include` lines are followed (false: each is fatal; for
+    /// reading untrusted text, e.g. fuzzing).
+    pub includes: bool,
 }
 
 impl Default for LexOptions {
     fn default() -> Self {
         LexOptions {
             config_id: default_config_id(),
+            includes: true,
         }
     }
 }
@@ -112,7 +116,14 @@ pub fn read(path: &Path, opts: &LexOptions, diags: &mut Diags) -> Vec<Line> {
         reading: Vec::new(),
         lines: Vec::new(),
     };
-    match std::fs::read(path) {
+    let regular = std::fs::metadata(path).map(|m| m.is_file());
+    match regular.and_then(|is_file| {
+        if is_file {
+            std::fs::read(path)
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    }) {
         Ok(bytes) => lexer.file(path, &bytes),
         Err(e) => lexer.diags.0.push(super::diag::Diag {
             severity: Severity::Fatal,
@@ -321,6 +332,14 @@ impl Lexer<'_> {
     }
 
     fn include(&mut self, kind: IncludeKind, pattern: &str, loc: &Loc, including: &Path) {
+        if !self.opts.includes {
+            self.diags.push_rvs(
+                Severity::Fatal,
+                loc,
+                format!("{}: includes are disabled here", kind.keyword()),
+            );
+            return;
+        }
         if pattern.is_empty() || pattern.contains(char::is_whitespace) {
             self.diags.push(
                 Severity::Fatal,
@@ -390,6 +409,15 @@ impl Lexer<'_> {
                         Severity::Fatal,
                         loc,
                         format!("include loop: {} ({})", f.display(), chain.join(" -> ")),
+                    );
+                    continue;
+                }
+                if !f.is_file() {
+                    // A device or FIFO (`include /dev/zero`) would never end.
+                    self.diags.push_rvs(
+                        Severity::Fatal,
+                        loc,
+                        format!("{}: {} is not a regular file", kind.keyword(), f.display()),
                     );
                     continue;
                 }

@@ -144,6 +144,7 @@ mod tests {
         let mut diags = Diags::default();
         let opts = LexOptions {
             config_id: "main".into(),
+            includes: true,
         };
         let lines = read_text(Path::new("t.conf"), text, &opts, &mut diags);
         (build(&lines, &mut diags), diags)
