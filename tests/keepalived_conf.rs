@@ -628,7 +628,7 @@ fn lbd_check_config_keepalived_exits_with_keepalived_codes_and_names_file_and_li
         (
             "bad_value.conf",
             5,
-            "bad_value.conf:7: error: Real server weight -3",
+            "bad_value.conf:7: error: weight: number '-3' outside range",
         ),
         (
             "include_loop_a.conf",

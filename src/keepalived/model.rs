@@ -1420,20 +1420,7 @@ impl Cx<'_> {
             }
             let rs = &mut raw.rs;
             match kw {
-                "weight" => {
-                    if let Some(w) = c.args.first() {
-                        if let Some(v) = w.strip_prefix('-').filter(|_| c.args.len() == 1) {
-                            let _ = v;
-                            self.d.push(
-                                Severity::Error,
-                                &c.loc,
-                                format!("Real server weight {w} is outside range 0-2147483647"),
-                            );
-                            continue;
-                        }
-                    }
-                    rs.weight = self.u32_in(c, 0, i32::MAX as u32).unwrap_or(rs.weight)
-                }
+                "weight" => rs.weight = self.u32_in(c, 0, i32::MAX as u32).unwrap_or(rs.weight),
                 "lvs_method" | "lb_kind" => rs.lb_kind = self.lb_kind(c).or(rs.lb_kind.take()),
                 "inhibit_on_failure" => raw.inhibit = self.boolean(c).or(raw.inhibit),
                 "notify_up" => rs.notify_up = self.script(c).or(rs.notify_up.take()),
