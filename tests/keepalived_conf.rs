@@ -220,6 +220,166 @@ fn vrrp_guide_state_master_without_priority_is_255_and_auth_pass_keeps_8_bytes()
 }
 
 #[test]
+fn vrrp_blocks_are_typed_with_keepalived_defaults_and_its_consistency_rules() {
+    let (conf, d) = fixture("vrrp_full.conf");
+    // keepalived 2.2.7 -t: the duplicate at line 53, plus four errors it
+    // prints without a line; exit 5.
+    assert_eq!(lines(&d, Severity::Error), vec![53, 32, 49, 65, 52], "{d}");
+    assert_eq!(d.exit_code(), 5);
+    assert_eq!(conf.global.vrrp_garp_master_delay, secs(10));
+    let s = &conf.vrrp_scripts[0];
+    assert_eq!(s.script.as_ref().unwrap().command, "/usr/bin/pgrep -x lbd");
+    assert_eq!(
+        (s.interval, s.timeout, s.weight, s.rise, s.fall),
+        (secs(2), secs(2), -20, 2, 3)
+    );
+    let g = &conf.vrrp_sync_groups[0];
+    assert_eq!(g.group, vec!["VI_EXT", "VI_INT"]);
+    let ext = &conf.vrrp_instances[0];
+    assert_eq!(
+        (ext.state, ext.priority, ext.nopreempt),
+        (VrrpState::Backup, 90, true)
+    );
+    assert_eq!(ext.preempt_delay, Duration::ZERO, "reset: nopreempt");
+    assert_eq!(ext.src_ip, Some(ip("10.0.0.12")));
+    assert_eq!(ext.unicast_peer, vec![ip("10.0.0.11")]);
+    assert_eq!(ext.auth, Some(Auth::Pass(*b"1111\0\0\0\0")));
+    assert_eq!(
+        (ext.garp_master_delay, ext.garp_master_repeat),
+        (secs(10), 3),
+        "from global_defs"
+    );
+    assert_eq!(ext.garp_master_refresh, secs(60));
+    assert_eq!(ext.virtual_ipaddress_excluded[0].addr, ip("2001:db8::38"));
+    assert_eq!(ext.virtual_ipaddress_excluded[0].prefix, 64);
+    assert!(
+        ext.track_interface.is_empty(),
+        "own interface is not tracked"
+    );
+    assert!(
+        ext.track_script.is_empty(),
+        "weighted trackers of sync group members are ignored"
+    );
+    assert_eq!(
+        ext.notify.as_ref().unwrap().command,
+        "/usr/local/bin/notify.sh"
+    );
+    let int = &conf.vrrp_instances[1];
+    assert_eq!(
+        (int.state, int.priority, int.nopreempt),
+        (VrrpState::Master, 255, false)
+    );
+    assert_eq!(
+        (int.version, int.advert_int),
+        (3, Duration::from_millis(500))
+    );
+    assert_eq!(int.virtual_ipaddress[0].label.as_deref(), Some("eth0:gw"));
+    // Track weights: the tracker's own weight overrides the script's.
+    let (conf, d) = text(
+        "vrrp_script s {\n script /bin/true\n weight 5\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 1\n \
+         track_script {\n  s weight -10 reverse\n }\n track_interface {\n  eth1\n  eth2 weight 7\n }\n}\n",
+    );
+    assert!(d.at_least(Severity::Error).next().is_none(), "{d}");
+    let a = &conf.vrrp_instances[0];
+    assert_eq!(
+        (a.track_script[0].weight, a.track_script[0].reverse),
+        (Some(-10), true)
+    );
+    let ifs: Vec<_> = a
+        .track_interface
+        .iter()
+        .map(|t| (t.name.as_str(), t.weight))
+        .collect();
+    assert_eq!(ifs, vec![("eth1", None), ("eth2", Some(7))]);
+    assert_eq!(
+        (a.state, a.priority),
+        (VrrpState::Backup, 100),
+        "BACKUP without priority is 100"
+    );
+}
+
+#[test]
+fn every_checker_keeps_its_own_keywords_and_the_shared_ones() {
+    let (conf, d) = fixture("checkers.conf");
+    assert_eq!(d.exit_code(), 0, "{d}");
+    let vs = &conf.virtual_servers[0];
+    assert_eq!(vs.sched_flags, vec!["sh-port"]);
+    assert!(vs.alpha && vs.omega && vs.inhibit_on_failure);
+    assert_eq!((vs.quorum, vs.hysteresis), (2, 1));
+    assert_eq!(vs.sorry_server, Some((ip("192.168.10.100"), Some(8443))));
+    assert_eq!(
+        vs.persistence_timeout,
+        Some(360),
+        "granularity implies 360 s"
+    );
+    let rs = &vs.real_servers[0];
+    assert!(!rs.inhibit_on_failure, "the real server overrides");
+    assert_eq!((rs.uthreshold, rs.lthreshold), (100, 10));
+    let ssl = &rs.checkers[0];
+    let CheckerKind::Ssl(h) = &ssl.kind else {
+        panic!("{:?}", ssl.kind)
+    };
+    assert!(h.enable_sni);
+    assert_eq!(h.urls[0].status_codes, vec![(200, 200)]);
+    let c = &ssl.common;
+    assert_eq!(
+        (c.connect_ip, c.connect_port),
+        (Some(ip("192.168.10.11")), Some(9443))
+    );
+    assert_eq!(
+        (c.bindto, c.bind_port),
+        (Some(ip("192.168.10.254")), Some(40000))
+    );
+    assert_eq!((c.connect_timeout, c.retry), (secs(2), 2));
+    assert_eq!(
+        (c.delay_before_retry, c.warmup, c.delay_loop),
+        (Duration::from_millis(1500), secs(4), secs(10))
+    );
+    assert!(c.alpha, "alpha is inherited from the virtual server");
+    let CheckerKind::Misc(m) = &rs.checkers[1].kind else {
+        panic!()
+    };
+    assert_eq!((m.timeout, m.dynamic), (secs(5), true));
+    let dns_vs = &conf.virtual_servers[1];
+    let checks = &dns_vs.real_servers[0].checkers;
+    let CheckerKind::Udp(u) = &checks[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            u.payload.clone(),
+            u.require_reply.clone(),
+            u.min_reply_length,
+            u.max_reply_length
+        ),
+        (Some(vec![0, 1]), Some(vec![0, 2]), 2, 255)
+    );
+    assert_eq!(
+        (checks[0].common.retry, checks[0].common.delay_loop),
+        (2, secs(5)),
+        "from the virtual server"
+    );
+    let CheckerKind::Dns(dns) = &checks[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (dns.qtype.as_str(), dns.name.as_str()),
+        ("AAAA", "www.example.org")
+    );
+    assert_eq!(
+        (
+            checks[1].common.delay_loop,
+            checks[1].common.delay_before_retry
+        ),
+        (secs(7), secs(7))
+    );
+    assert_eq!(
+        checks[1].common.retry, 2,
+        "the virtual server's retry overrides DNS_CHECK's 3"
+    );
+}
+
+#[test]
 fn one_line_form_is_refused_with_file_and_line_and_nothing_is_converted() {
     let imp = import(&data("oneline.conf"), &opts(), Some(ports()));
     let fatal: Vec<String> = imp
@@ -779,6 +939,8 @@ fn keepalived_t_diagnoses_the_same_lines_with_the_same_exit_code() {
         "include_glob.conf",
         "includem_missing.conf",
         "params.conf",
+        "vrrp_full.conf",
+        "checkers.conf",
     ];
     for file in parity {
         let out = Command::new(KEEPALIVED)

@@ -109,13 +109,7 @@ struct Lexer<'a> {
 /// Reads `path` and everything it includes into logical lines. A main file
 /// that cannot be read is a fatal diagnostic and gives no lines.
 pub fn read(path: &Path, opts: &LexOptions, diags: &mut Diags) -> Vec<Line> {
-    let mut lexer = Lexer {
-        opts,
-        diags,
-        params: HashMap::new(),
-        reading: Vec::new(),
-        lines: Vec::new(),
-    };
+    let mut lexer = Lexer::new(opts, diags);
     let regular = std::fs::metadata(path).map(|m| m.is_file());
     match regular.and_then(|is_file| {
         if is_file {
@@ -138,18 +132,22 @@ pub fn read(path: &Path, opts: &LexOptions, diags: &mut Diags) -> Vec<Line> {
 /// Reads a text as if it were the file `name` (tests, and files already
 /// in memory). Includes are relative to `name`'s directory.
 pub fn read_text(name: &Path, text: &str, opts: &LexOptions, diags: &mut Diags) -> Vec<Line> {
-    let mut lexer = Lexer {
-        opts,
-        diags,
-        params: HashMap::new(),
-        reading: Vec::new(),
-        lines: Vec::new(),
-    };
+    let mut lexer = Lexer::new(opts, diags);
     lexer.file(name, text.as_bytes());
     lexer.lines
 }
 
-impl Lexer<'_> {
+impl<'a> Lexer<'a> {
+    fn new(opts: &'a LexOptions, diags: &'a mut Diags) -> Lexer<'a> {
+        Lexer {
+            opts,
+            diags,
+            params: HashMap::new(),
+            reading: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
     fn file(&mut self, path: &Path, bytes: &[u8]) {
         let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         self.reading.push(canon);

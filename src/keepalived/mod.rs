@@ -40,7 +40,12 @@ pub struct Import {
 pub fn load(path: &Path, opts: &LexOptions) -> (KeepalivedConf, Diags) {
     let mut diags = Diags::default();
     let lines = lexer::read(path, opts, &mut diags);
-    let tree = parse::build(&lines, &mut diags);
+    typed(&lines, diags)
+}
+
+/// Lines → tree → model.
+fn typed(lines: &[lexer::Line], mut diags: Diags) -> (KeepalivedConf, Diags) {
+    let tree = parse::build(lines, &mut diags);
     let conf = model::read(&tree, &mut diags);
     (conf, diags)
 }
@@ -49,9 +54,7 @@ pub fn load(path: &Path, opts: &LexOptions) -> (KeepalivedConf, Diags) {
 pub fn load_text(name: &Path, text: &str, opts: &LexOptions) -> (KeepalivedConf, Diags) {
     let mut diags = Diags::default();
     let lines = lexer::read_text(name, text, opts, &mut diags);
-    let tree = parse::build(&lines, &mut diags);
-    let conf = model::read(&tree, &mut diags);
-    (conf, diags)
+    typed(&lines, diags)
 }
 
 /// Reads `path` and converts it onto `ports` (the `--config` YAML: ports,

@@ -509,6 +509,8 @@ pub struct VrrpSyncGroup {
     pub notify_fault: Option<Script>,
     /// `notify`.
     pub notify: Option<Script>,
+    /// `sync_group_tracking_weight`: members keep their weighted trackers.
+    pub sync_group_tracking_weight: bool,
     /// Where.
     pub loc: Loc,
 }
@@ -731,6 +733,7 @@ pub fn read(tree: &[Node], diags: &mut Diags) -> KeepalivedConf {
             _ => cx.unknown(n),
         }
     }
+    cx.sync_groups(&mut conf);
     cx.script_security(&conf);
     conf
 }
@@ -2001,6 +2004,22 @@ impl Cx<'_> {
                     continue;
                 }
             }
+            if out.iter().any(|o: &Track| o.name == t.name) {
+                self.d.push(
+                    Severity::Error,
+                    &c.loc,
+                    format!(
+                        "duplicate {} {} - ignoring",
+                        if script {
+                            "track_script"
+                        } else {
+                            "track_interface"
+                        },
+                        t.name
+                    ),
+                );
+                continue;
+            }
             out.push(t);
         }
         out
@@ -2176,14 +2195,51 @@ impl Cx<'_> {
             VrrpState::Master => 255,
             VrrpState::Backup => 100,
         });
+        // keepalived 2.2.7 `vrrp_complete_instance()`: each of these is a
+        // configuration error (`-t` exit 5), reported without a line.
+        let at = nopreempt_loc.unwrap_or_else(|| i.loc.clone());
         if i.state == VrrpState::Master {
-            if let Some(loc) = nopreempt_loc {
+            if i.nopreempt {
                 i.nopreempt = false;
-                self.d.push_rvs(
-                    Severity::Warning,
-                    &loc,
+                let m = if i.priority == 255 {
                     format!(
-                        "({}) nopreempt is cleared: the initial state is MASTER",
+                        "({}) nopreempt is incompatible with priority 255. resetting nopreempt",
+                        i.name
+                    )
+                } else {
+                    format!("({}) Warning - nopreempt will not work with initial state MASTER - clearing", i.name)
+                };
+                self.d.push_rvs(Severity::Error, &at, m);
+            }
+            if !i.preempt_delay.is_zero() {
+                i.preempt_delay = Duration::ZERO;
+                self.d.push_rvs(
+                    Severity::Error,
+                    &at,
+                    format!("({}) Warning - preempt delay will not work with initial state MASTER - clearing", i.name),
+                );
+            }
+        } else if i.nopreempt && !i.preempt_delay.is_zero() {
+            i.preempt_delay = Duration::ZERO;
+            self.d.push_rvs(
+                Severity::Error,
+                &at,
+                format!(
+                    "({}) preempt_delay is incompatible with nopreempt mode - resetting",
+                    i.name
+                ),
+            );
+        }
+        if let Some(own) = i.interface.clone() {
+            let (own_tracks, others): (Vec<Track>, Vec<Track>) =
+                i.track_interface.drain(..).partition(|t| t.name == own);
+            i.track_interface = others;
+            for t in own_tracks {
+                self.d.push_rvs(
+                    Severity::Error,
+                    &t.loc,
+                    format!(
+                        "({}) Ignoring track_interface {own} since own interface",
                         i.name
                     ),
                 );
@@ -2271,10 +2327,14 @@ impl Cx<'_> {
             notify_backup: None,
             notify_fault: None,
             notify: None,
+            sync_group_tracking_weight: false,
             loc: n.loc.clone(),
         };
         for c in children {
             match c.keyword.as_str() {
+                "sync_group_tracking_weight" => {
+                    g.sync_group_tracking_weight = self.flag(c) || g.sync_group_tracking_weight
+                }
                 "group" => {
                     if let Some(b) = self.block(c) {
                         for m in b {
@@ -2296,13 +2356,8 @@ impl Cx<'_> {
                 "notify_backup" => g.notify_backup = self.script(c).or(g.notify_backup.take()),
                 "notify_fault" => g.notify_fault = self.script(c).or(g.notify_fault.take()),
                 "notify" => g.notify = self.script(c).or(g.notify.take()),
-                "smtp_alert"
-                | "global_tracking"
-                | "sync_group_tracking_weight"
-                | "notify_stop"
-                | "track_file"
-                | "track_process"
-                | "track_bfd" => self.ignored(c),
+                "smtp_alert" | "global_tracking" | "notify_stop" | "track_file"
+                | "track_process" | "track_bfd" => self.ignored(c),
                 _ => self.unknown(c),
             }
         }
@@ -2368,6 +2423,63 @@ impl Cx<'_> {
             return None;
         }
         Some(s)
+    }
+
+    /// keepalived 2.2.7's checks of sync groups (errors without a line):
+    /// a group of one instance, and weighted trackers of members, which are
+    /// ignored unless `sync_group_tracking_weight`.
+    fn sync_groups(&mut self, conf: &mut KeepalivedConf) {
+        let script_weights: Vec<(String, i32)> = conf
+            .vrrp_scripts
+            .iter()
+            .map(|s| (s.name.clone(), s.weight))
+            .collect();
+        for g in &conf.vrrp_sync_groups {
+            if g.group.len() == 1 {
+                self.d.push_rvs(
+                    Severity::Error,
+                    &g.loc,
+                    format!("Sync group {} has only 1 virtual router(s) - this probably isn't what you want", g.name),
+                );
+            }
+            if g.sync_group_tracking_weight {
+                continue;
+            }
+            for i in conf
+                .vrrp_instances
+                .iter_mut()
+                .filter(|i| g.group.contains(&i.name))
+            {
+                for (tracks, what) in [
+                    (&mut i.track_script, "script"),
+                    (&mut i.track_interface, "interface"),
+                ] {
+                    // A tracked script without its own weight has the
+                    // vrrp_script's.
+                    let weight = |t: &Track| match (t.weight, what) {
+                        (Some(w), _) => w,
+                        (None, "script") => script_weights
+                            .iter()
+                            .find(|(n, _)| *n == t.name)
+                            .map_or(0, |(_, w)| *w),
+                        (None, _) => 0,
+                    };
+                    let (weighted, kept): (Vec<Track>, Vec<Track>) =
+                        tracks.drain(..).partition(|t| weight(t) != 0);
+                    *tracks = kept;
+                    for t in weighted {
+                        self.d.push_rvs(
+                            Severity::Error,
+                            &t.loc,
+                            format!(
+                                "({}) ignoring tracked {what} {} with weights due to SYNC group",
+                                i.name, t.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// keepalived 2.2.7 `-t` exits 6 when scripts are configured and
