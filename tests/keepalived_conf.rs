@@ -277,7 +277,8 @@ fn vrrp_blocks_are_typed_with_keepalived_defaults_and_its_consistency_rules() {
     // Track weights: the tracker's own weight overrides the script's.
     let (conf, d) = text(
         "vrrp_script s {\n script /bin/true\n weight 5\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 1\n \
-         track_script {\n  s weight -10 reverse\n }\n track_interface {\n  eth1\n  eth2 weight 7\n }\n}\n",
+         track_script {\n  s weight -10 reverse\n }\n track_interface {\n  eth1\n  eth2 weight 7\n }\n \
+         virtual_ipaddress {\n  10.0.0.38\n }\n}\n",
     );
     assert!(d.at_least(Severity::Error).next().is_none(), "{d}");
     let a = &conf.vrrp_instances[0];
@@ -407,7 +408,7 @@ fn comments_start_at_hash_or_bang_outside_quotes_and_backslash_escapes_them() {
     let (conf, d) = text(
         "global_defs { # comment\n router_id a\\#b ! comment\n}\n\
          virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n \
-         quorum_up \"/bin/echo #1 !2\"\n}\n",
+         quorum_up \"/bin/echo #1 !2\"\n real_server 10.0.0.2 80 {\n }\n}\n",
     );
     assert!(d.at_least(Severity::Error).next().is_none(), "{d}");
     assert_eq!(conf.global.router_id.as_deref(), Some("a#b"));
@@ -435,11 +436,12 @@ fn quoted_strings_take_c_escapes_and_keep_spaces() {
 fn a_trailing_backslash_is_not_a_continuation_outside_parameter_definitions() {
     // keepalived 2.2.7: `delay_loop 3\` is "invalid number '3\'".
     let (conf, d) = text(
-        "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n delay_loop 3\\\n}\n",
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n delay_loop 3\\\n real_server 10.0.0.2 80 {\n }\n}\n",
     );
     assert_eq!(lines(&d, Severity::Error), vec![5], "{d}");
     assert!(d.0[0].message.contains("invalid number '3\\'"), "{d}");
-    assert!(conf.virtual_servers[0].real_servers.is_empty());
+    let c = &conf.virtual_servers[0].real_servers[0];
+    assert!(c.checkers.is_empty());
 }
 
 #[test]
@@ -575,8 +577,19 @@ fn a_virtual_server_without_protocol_scheduler_or_method_gets_udp_wlc_nat_with_w
         (Protocol::Udp, "wlc", &LbKind::Nat)
     );
     assert_eq!(d.at_least(Severity::Warning).count(), 3, "{d}");
-    assert_eq!(d.exit_code(), 0, "keepalived only warns");
-    let (conf, _) = text("virtual_server 10.0.0.1 0 {\n protocol TCP\n}\nvirtual_server 10.0.0.1 1 {\n protocol TCP\n persistence_timeout\n}\n");
+    assert_eq!(
+        d.exit_code(),
+        5,
+        "keepalived -t counts each default as an error"
+    );
+    assert!(d.can_start(), "and runs with the defaults");
+    let (conf, _) = text("virtual_server 10.0.0.1 0 {\n protocol TCP\n real_server 10.0.0.2 {\n }\n}\nvirtual_server 10.0.0.1 1 {\n protocol TCP\n persistence_timeout\n real_server 10.0.0.2 {\n }\n}\n");
+    let (_, d) = text("virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n}\n");
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert!(
+        d.0[0].message.contains("has no real servers - ignoring"),
+        "{d}"
+    );
     assert_eq!(
         conf.virtual_servers[0].persistence_timeout,
         Some(360),
@@ -646,7 +659,11 @@ fn unknown_keywords_and_bad_values_are_errors_at_their_lines_and_defaults_stay()
     assert_eq!(lines(&d, Severity::Error), vec![3, 9], "{d}");
     assert_eq!(d.exit_code(), 5);
     let (conf, d) = fixture("bad_value.conf");
-    assert_eq!(lines(&d, Severity::Error), vec![3, 4, 5, 7], "{d}");
+    assert_eq!(
+        lines(&d, Severity::Error),
+        vec![3, 4, 5, 7, 1, 1],
+        "the defaults count as errors: {d}"
+    );
     let vs = &conf.virtual_servers[0];
     assert_eq!((vs.lb_algo.as_str(), &vs.lb_kind), ("wlc", &LbKind::Nat));
     assert_eq!(vs.real_servers[0].weight, 1);
@@ -714,8 +731,8 @@ fn what_rvs_cannot_carry_is_refused_at_its_line() {
     let f = dir.path().join("x.conf");
     std::fs::write(
         &f,
-        "virtual_server fwmark 1 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n}\n\
-         virtual_server 10.0.0.1 80 {\n protocol SCTP\n lb_algo rr\n lb_kind DR\n}\n\
+        "virtual_server fwmark 1 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n real_server 10.0.0.5 {\n }\n}\n\
+         virtual_server 10.0.0.1 80 {\n protocol SCTP\n lb_algo rr\n lb_kind DR\n real_server 10.0.0.5 {\n }\n}\n\
          vrrp_instance V {\n interface eth9\n virtual_router_id 9\n}\n\
          virtual_server 10.0.0.2 80 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n real_server 10.0.0.3 80 {\n  weight 70000\n  SMTP_CHECK {\n  }\n }\n}\n",
     )
@@ -723,7 +740,7 @@ fn what_rvs_cannot_carry_is_refused_at_its_line() {
     let imp = import(&f, &opts(), Some(ports()));
     assert_eq!(
         lines(&imp.diags, Severity::Fatal),
-        vec![21, 11, 1, 6, 19],
+        vec![25, 15, 1, 8, 23],
         "{}",
         imp.diags
     );
@@ -942,16 +959,36 @@ fn keepalived_t_diagnoses_the_same_lines_with_the_same_exit_code() {
         "vrrp_full.conf",
         "checkers.conf",
     ];
-    for file in parity {
+    // And small files, one keepalived default or check each.
+    let snippets = [
+        "virtual_server 10.0.0.1 53 {\n real_server 10.0.0.2 53 {\n }\n}\n",
+        "virtual_server 10.0.0.1 53 {\n protocol UDP\n lb_algo rr\n lb_kind NAT\n}\n",
+        "virtual_server 10.0.0.1 0 {\n protocol TCP\n lb_algo rr\n lb_kind NAT\n real_server 10.0.0.2 {\n }\n}\n",
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n persistence_timeout\n real_server 10.0.0.2 80 {\n  weight 0\n }\n}\n",
+        "vrrp_instance V {\n virtual_router_id 256\n priority 0\n}\n",
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 3\n advert_int 1.5\n virtual_ipaddress {\n 10.1.1.1\n }\n}\n",
+        "vrrp_instance V {\n state MASTER\n interface eth0\n virtual_router_id 3\n priority 100\n nopreempt\n virtual_ipaddress {\n 10.1.1.1/24 dev eth0\n }\n}\n",
+        "global_defs {\n router_id a\n}\nglobal_defs {\n router_id b\n bogus\n}\n",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, PathBuf)> =
+        parity.iter().map(|f| (f.to_string(), data(""))).collect();
+    for (i, body) in snippets.iter().enumerate() {
+        let name = format!("snippet{i}.conf");
+        std::fs::write(dir.path().join(&name), body).unwrap();
+        files.push((name, dir.path().to_path_buf()));
+    }
+    for (file, cwd) in &files {
+        let file = file.as_str();
         let out = Command::new(KEEPALIVED)
             .args(["-t", "-n", "-l", "-P", "-i", "main", "-f", file])
-            .current_dir(data(""))
+            .current_dir(cwd)
             .output()
             .expect("run keepalived -t");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let ka_code = out.status.code().unwrap_or(-1);
         let ka_lines = keepalived_lines(&stderr, file);
-        let (_, diags) = fixture(file);
+        let (_, diags) = load(&cwd.join(file), &opts());
         assert_eq!(
             i32::from(diags.exit_code()),
             ka_code,

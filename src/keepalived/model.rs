@@ -1304,7 +1304,7 @@ impl Cx<'_> {
         let name = self.vs_name(&vs.addr, protocol);
         vs.protocol = protocol.unwrap_or_else(|| {
             self.d.push_rvs(
-                Severity::Warning,
+                Severity::Error,
                 &n.loc,
                 format!("Virtual server {name}: no protocol set - defaulting to UDP"),
             );
@@ -1312,7 +1312,7 @@ impl Cx<'_> {
         });
         vs.lb_algo = lb_algo.unwrap_or_else(|| {
             self.d.push_rvs(
-                Severity::Warning,
+                Severity::Error,
                 &n.loc,
                 format!("Virtual server {name}: no scheduler set, setting default 'wlc'"),
             );
@@ -1320,7 +1320,7 @@ impl Cx<'_> {
         });
         vs.lb_kind = lb_kind.unwrap_or_else(|| {
             self.d.push_rvs(
-                Severity::Warning,
+                Severity::Error,
                 &n.loc,
                 format!("Virtual server {name}: no forwarding method set, setting default NAT"),
             );
@@ -1333,9 +1333,9 @@ impl Cx<'_> {
             } else if matches!(vs.addr, VsAddr::Ip { port: 0, .. }) {
                 vs.persistence_timeout = Some(DEFAULT_PERSISTENCE);
                 self.d.push_rvs(
-                    Severity::Warning,
+                    Severity::Error,
                     &n.loc,
-                    format!("Virtual server {name}: a port-0 service needs persistence: persistence_timeout {DEFAULT_PERSISTENCE}"),
+                    format!("Virtual server {name}: zero port only valid for persistent services - setting persistence_timeout {DEFAULT_PERSISTENCE}"),
                 );
             }
         }
@@ -1343,12 +1343,39 @@ impl Cx<'_> {
             vs.real_servers
                 .push(self.finish_rs(raw, &timing, vs.inhibit_on_failure));
         }
-        if vs.real_servers.is_empty() {
+        // keepalived 2.2.7 `check_data.c`: the quorum cannot exceed the
+        // total weight, and the hysteresis must stay below the quorum.
+        let total: u64 = vs.real_servers.iter().map(|r| u64::from(r.weight)).sum();
+        if !vs.real_servers.is_empty() && u64::from(vs.quorum) > total {
             self.d.push_rvs(
-                Severity::Warning,
+                Severity::Error,
                 &n.loc,
-                format!("Virtual server {name} has no real servers"),
+                format!("Warning - quorum {} for {name} exceeds total weight of real servers {total}, reducing quorum to {total}", vs.quorum),
             );
+            vs.quorum = total as u32;
+        }
+        if !vs.real_servers.is_empty() && vs.hysteresis >= vs.quorum {
+            // keepalived sets quorum - 1, which wraps to 4294967295 for a
+            // quorum of 0; rvs keeps 0.
+            let h = vs.quorum.saturating_sub(1);
+            self.d.push_rvs(
+                Severity::Error,
+                &n.loc,
+                format!(
+                    "Virtual server {name}: hysteresis {} >= quorum {}; setting hysteresis to {h}",
+                    vs.hysteresis, vs.quorum
+                ),
+            );
+            vs.hysteresis = h;
+        }
+        if vs.real_servers.is_empty() {
+            // keepalived 2.2.7 drops such a virtual server.
+            self.d.push_rvs(
+                Severity::Error,
+                &n.loc,
+                format!("Virtual server {name} has no real servers - ignoring"),
+            );
+            return None;
         }
         Some(vs)
     }
@@ -2248,7 +2275,7 @@ impl Cx<'_> {
         if i.version == 2 && i.advert_int.subsec_micros() != 0 {
             let secs = i.advert_int.as_secs_f64().round().max(1.0);
             self.d.push_rvs(
-                Severity::Warning,
+                Severity::Error,
                 &i.loc,
                 format!(
                     "({}) VRRPv2 advert_int is whole seconds: rounded to {secs}",
@@ -2267,6 +2294,13 @@ impl Cx<'_> {
                 ),
             );
             return None;
+        }
+        if i.virtual_ipaddress.is_empty() {
+            self.d.push_rvs(
+                Severity::Error,
+                &i.loc,
+                format!("({}) No VIP specified; at least one is sensible", i.name),
+            );
         }
         Some(i)
     }
