@@ -2609,17 +2609,43 @@ pub fn addr_range(text: &str) -> Option<(IpAddr, IpAddr)> {
 
 /// The addresses `first..=last` if there are at most `max`.
 pub fn expand_range(first: IpAddr, last: IpAddr, max: usize) -> Option<Vec<IpAddr>> {
-    match (first, last) {
+    let (f, l, v4) = match (first, last) {
         (IpAddr::V4(f), IpAddr::V4(l)) => {
-            let (f, l) = (u32::from(f), u32::from(l));
-            let n = usize::try_from(l.checked_sub(f)?).ok()? + 1;
-            (n <= max).then(|| (f..=l).map(|a| IpAddr::V4(a.into())).collect())
+            (u128::from(u32::from(f)), u128::from(u32::from(l)), true)
         }
-        (IpAddr::V6(f), IpAddr::V6(l)) => {
-            let (f, l) = (u128::from(f), u128::from(l));
-            let n = usize::try_from(l.checked_sub(f)?).ok()? + 1;
-            (n <= max).then(|| (f..=l).map(|a| IpAddr::V6(a.into())).collect())
-        }
-        _ => None,
+        (IpAddr::V6(f), IpAddr::V6(l)) => (u128::from(f), u128::from(l), false),
+        _ => return None,
+    };
+    // Counted before anything is added: a /0 is never enumerated.
+    if l.checked_sub(f)? >= max as u128 {
+        return None;
+    }
+    Some(
+        (f..=l)
+            .map(|a| match v4 {
+                true => IpAddr::V4((a as u32).into()),
+                false => IpAddr::V6(a.into()),
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_ranges_are_inclusive_and_bounded_before_enumeration() {
+        let (f, l) = addr_range("10.0.0.1-3").unwrap();
+        assert_eq!(expand_range(f, l, 256).unwrap().len(), 3);
+        let (f, l) = addr_range("10.0.1.0/31").unwrap();
+        assert_eq!(expand_range(f, l, 256).unwrap().len(), 2);
+        let (f, l) = addr_range("::/0").unwrap();
+        assert_eq!(expand_range(f, l, 256), None);
+        let (f, l) = addr_range("10.0.0.0/0").unwrap();
+        assert_eq!(expand_range(f, l, 256), None);
+        assert_eq!(addr_range("10.0.0.5-3"), None, "a range runs upwards");
+        let (f, l) = addr_range("2001:db8::1-ff").unwrap();
+        assert_eq!(expand_range(f, l, 256).unwrap().len(), 255);
     }
 }
