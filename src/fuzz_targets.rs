@@ -548,8 +548,8 @@ pub fn config(data: &[u8]) {
 /// lexer → tree → model → conversion. Invariants: reading is
 /// deterministic; every diagnostic names a line of the input; the exit
 /// code agrees with whether lbd would start; a file lbd would start from
-/// converts without a refusal and its configuration checks or is refused
-/// with an error (never a panic).
+/// converts (or is refused with diagnostics), and what converts checks or
+/// is refused with an error (never a panic).
 pub fn keepalived(data: &[u8]) {
     use crate::keepalived::{diag::Severity, lexer::LexOptions, load_text, to_config};
     let Ok(text) = std::str::from_utf8(data) else {

@@ -159,6 +159,12 @@ fn run_keepalived(args: Args) -> ExitCode {
         eprintln!("lbd: {}", causes_once(err.chain().map(|c| c.to_string())));
         ExitCode::from(rvs::keepalived::diag::EXIT_CANNOT_RUN)
     };
+    if let Some(Some(other)) = &args.check_config {
+        return fail(anyhow!(
+            "--check-config {} with --keepalived: give the file once (--check-config --keepalived FILE)",
+            other.display()
+        ));
+    }
     let ports = match &args.config {
         Some(path) => match load_config(path, args.workers) {
             Ok(c) => Some(c),
