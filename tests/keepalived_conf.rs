@@ -235,6 +235,8 @@ fn vrrp_blocks_are_typed_with_keepalived_defaults_and_its_consistency_rules() {
     );
     let g = &conf.vrrp_sync_groups[0];
     assert_eq!(g.group, vec!["VI_EXT", "VI_INT"]);
+    let master = g.notify.master.as_ref().unwrap();
+    assert_eq!(master.command, "/usr/local/bin/notify.sh master");
     let ext = &conf.vrrp_instances[0];
     assert_eq!(
         (ext.state, ext.priority, ext.nopreempt),
@@ -261,7 +263,7 @@ fn vrrp_blocks_are_typed_with_keepalived_defaults_and_its_consistency_rules() {
         "weighted trackers of sync group members are ignored"
     );
     assert_eq!(
-        ext.notify.as_ref().unwrap().command,
+        ext.notify.any.as_ref().unwrap().command,
         "/usr/local/bin/notify.sh"
     );
     let int = &conf.vrrp_instances[1];

@@ -427,6 +427,37 @@ pub struct Track {
     pub loc: Loc,
 }
 
+/// The notify scripts of a VRRP instance or sync group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notify {
+    /// `notify_master`.
+    pub master: Option<Script>,
+    /// `notify_backup`.
+    pub backup: Option<Script>,
+    /// `notify_fault`.
+    pub fault: Option<Script>,
+    /// `notify_stop`.
+    pub stop: Option<Script>,
+    /// `notify`: run after the specific one with `INSTANCE|GROUP NAME
+    /// STATE PRIORITY`.
+    pub any: Option<Script>,
+}
+
+impl Notify {
+    /// The configured scripts.
+    pub fn scripts(&self) -> impl Iterator<Item = &Script> {
+        [
+            &self.master,
+            &self.backup,
+            &self.fault,
+            &self.stop,
+            &self.any,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// `vrrp_instance NAME { ... }` (reference §1.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VrrpInstance {
@@ -464,16 +495,8 @@ pub struct VrrpInstance {
     pub track_interface: Vec<Track>,
     /// `track_script`.
     pub track_script: Vec<Track>,
-    /// `notify_master`.
-    pub notify_master: Option<Script>,
-    /// `notify_backup`.
-    pub notify_backup: Option<Script>,
-    /// `notify_fault`.
-    pub notify_fault: Option<Script>,
-    /// `notify_stop`.
-    pub notify_stop: Option<Script>,
-    /// `notify`.
-    pub notify: Option<Script>,
+    /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`, `notify`.
+    pub notify: Notify,
     /// `garp_master_delay` (default: global).
     pub garp_master_delay: Duration,
     /// `garp_master_repeat` (default: global).
@@ -501,14 +524,8 @@ pub struct VrrpSyncGroup {
     pub track_interface: Vec<Track>,
     /// `track_script`.
     pub track_script: Vec<Track>,
-    /// `notify_master`.
-    pub notify_master: Option<Script>,
-    /// `notify_backup`.
-    pub notify_backup: Option<Script>,
-    /// `notify_fault`.
-    pub notify_fault: Option<Script>,
-    /// `notify`.
-    pub notify: Option<Script>,
+    /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`, `notify`.
+    pub notify: Notify,
     /// `sync_group_tracking_weight`: members keep their weighted trackers.
     pub sync_group_tracking_weight: bool,
     /// Where.
@@ -958,6 +975,20 @@ impl Cx<'_> {
             group: n.args.get(2).cloned(),
             loc: n.loc.clone(),
         })
+    }
+
+    /// One of the notify keywords of an instance or sync group.
+    fn notify(&mut self, n: &Node, notify: &mut Notify) {
+        let slot = match n.keyword.as_str() {
+            "notify_master" => &mut notify.master,
+            "notify_backup" => &mut notify.backup,
+            "notify_fault" => &mut notify.fault,
+            "notify_stop" => &mut notify.stop,
+            _ => &mut notify.any,
+        };
+        if let Some(script) = self.script(n) {
+            *slot = Some(script);
+        }
     }
 
     fn user(&mut self, n: &Node) -> Option<(String, Option<String>)> {
@@ -2073,11 +2104,7 @@ impl Cx<'_> {
             preempt_delay: Duration::ZERO,
             track_interface: Vec::new(),
             track_script: Vec::new(),
-            notify_master: None,
-            notify_backup: None,
-            notify_fault: None,
-            notify_stop: None,
-            notify: None,
+            notify: Notify::default(),
             garp_master_delay: g.vrrp_garp_master_delay,
             garp_master_repeat: g.vrrp_garp_master_repeat,
             garp_master_refresh: g.vrrp_garp_master_refresh,
@@ -2190,11 +2217,9 @@ impl Cx<'_> {
                         }
                     }
                 }
-                "notify_master" => i.notify_master = self.script(c).or(i.notify_master.take()),
-                "notify_backup" => i.notify_backup = self.script(c).or(i.notify_backup.take()),
-                "notify_fault" => i.notify_fault = self.script(c).or(i.notify_fault.take()),
-                "notify_stop" => i.notify_stop = self.script(c).or(i.notify_stop.take()),
-                "notify" => i.notify = self.script(c).or(i.notify.take()),
+                "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
+                    self.notify(c, &mut i.notify)
+                }
                 "garp_master_delay" => {
                     i.garp_master_delay = self.timer(c).unwrap_or(i.garp_master_delay)
                 }
@@ -2357,10 +2382,7 @@ impl Cx<'_> {
             group: Vec::new(),
             track_interface: Vec::new(),
             track_script: Vec::new(),
-            notify_master: None,
-            notify_backup: None,
-            notify_fault: None,
-            notify: None,
+            notify: Notify::default(),
             sync_group_tracking_weight: false,
             loc: n.loc.clone(),
         };
@@ -2386,12 +2408,12 @@ impl Cx<'_> {
                     let v = self.tracks(c, true);
                     g.track_script.extend(v);
                 }
-                "notify_master" => g.notify_master = self.script(c).or(g.notify_master.take()),
-                "notify_backup" => g.notify_backup = self.script(c).or(g.notify_backup.take()),
-                "notify_fault" => g.notify_fault = self.script(c).or(g.notify_fault.take()),
-                "notify" => g.notify = self.script(c).or(g.notify.take()),
-                "smtp_alert" | "global_tracking" | "notify_stop" | "track_file"
-                | "track_process" | "track_bfd" => self.ignored(c),
+                "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
+                    self.notify(c, &mut g.notify)
+                }
+                "smtp_alert" | "global_tracking" | "track_file" | "track_process" | "track_bfd" => {
+                    self.ignored(c)
+                }
                 _ => self.unknown(c),
             }
         }
@@ -2539,17 +2561,12 @@ impl Cx<'_> {
                     .chain(rs_scripts)
             })
             .chain(conf.vrrp_scripts.iter().filter_map(|s| s.script.as_ref()))
-            .chain(conf.vrrp_instances.iter().flat_map(|i| {
-                [
-                    &i.notify_master,
-                    &i.notify_backup,
-                    &i.notify_fault,
-                    &i.notify_stop,
-                    &i.notify,
-                ]
-                .into_iter()
-                .flatten()
-            }))
+            .chain(conf.vrrp_instances.iter().flat_map(|i| i.notify.scripts()))
+            .chain(
+                conf.vrrp_sync_groups
+                    .iter()
+                    .flat_map(|g| g.notify.scripts()),
+            )
             .next();
         if let Some(s) = first {
             self.d.push_rvs(
