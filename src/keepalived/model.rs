@@ -1645,7 +1645,7 @@ impl Cx<'_> {
                     "fast_recovery" => h.fast_recovery = self.boolean(c).unwrap_or(true),
                     "enable_sni" => h.enable_sni = self.boolean(c).unwrap_or(true),
                     "sni_name" => h.sni_name = self.word(c).or(h.sni_name.take()),
-                    "tls_compliant" | "warmup" => self.ignored(c),
+                    "tls_compliant" => self.ignored(c),
                     _ => self.unknown(c),
                 },
                 (CheckerKind::Misc(m), "misc_path") => m.path = self.script(c).or(m.path.take()),
