@@ -747,6 +747,24 @@ fn what_rvs_cannot_carry_is_refused_at_its_line() {
         imp.diags
     );
     assert!(imp.config.is_none());
+    // Every interface name of an instance is a port: its addresses' `dev`
+    // and its tracked interfaces too.
+    std::fs::write(
+        &f,
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  10.0.0.38 dev eth7\n  10.0.0.39 dev eth0\n }\n track_interface {\n  eth8\n }\n}\n",
+    )
+    .unwrap();
+    let imp = import(&f, &opts(), Some(ports()));
+    assert_eq!(
+        lines(&imp.diags, Severity::Fatal),
+        vec![5, 9],
+        "{}",
+        imp.diags
+    );
+    assert!(imp
+        .diags
+        .to_string()
+        .contains("interface 'eth7' is not a port"));
     // A YAML with services of its own is refused (one source per fact).
     let mut with_services = ports();
     with_services.services.push(Default::default());

@@ -58,11 +58,25 @@ pub fn to_config(
         });
     }
     for i in &conf.vrrp_instances {
-        if let Some(ifname) = i.dpdk_interface.as_ref().or(i.interface.as_ref()) {
+        // The instance's interface, its addresses' `dev` and its tracked
+        // interfaces all name ports.
+        let main = i.dpdk_interface.as_ref().or(i.interface.as_ref());
+        let vips = i
+            .virtual_ipaddress
+            .iter()
+            .chain(&i.virtual_ipaddress_excluded)
+            .filter_map(|v| v.dev.as_ref().map(|d| (d, &v.loc)));
+        let tracked = i.track_interface.iter().map(|t| (&t.name, &t.loc));
+        for (ifname, loc) in main
+            .map(|m| (m, &i.loc))
+            .into_iter()
+            .chain(vips)
+            .chain(tracked)
+        {
             if !port_ok(ifname) {
                 diags.push_rvs(
                     Severity::Fatal,
-                    &i.loc,
+                    loc,
                     format!("vrrp_instance {}: interface '{ifname}' is not a port of the --config YAML (ports: {})", i.name, ports.join(", ")),
                 );
             }
