@@ -17,5 +17,6 @@
 //! health flag and stops its checks; a reload keeps the health state of the
 //! real servers it does not change.
 
+pub mod checker;
 pub mod conf;
 pub mod state;
