@@ -1152,9 +1152,7 @@ impl ControlState {
         let mut zero_dests = Vec::new();
         match (sorry, next.sorry.get(&service_id)) {
             (None, None) => return Ok(Changed::default()),
-            (Some(spec), Some(current)) if current.spec == *spec => {
-                return Ok(Changed::default())
-            }
+            (Some(spec), Some(current)) if current.spec == *spec => return Ok(Changed::default()),
             (sorry, _) => {
                 if let Some(old) = next.sorry.remove(&service_id) {
                     next.dest_slots.free(old.id);

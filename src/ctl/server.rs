@@ -181,7 +181,11 @@ impl Control {
             Request::ListServices { service } => self.list_services(service.as_ref()),
             Request::ListConns => self.list_conns(),
             Request::Health => Response::Health {
-                servers: self.health_view.get().map(|view| view()).unwrap_or_default(),
+                servers: self
+                    .health_view
+                    .get()
+                    .map(|view| view())
+                    .unwrap_or_default(),
             },
             Request::GetTimeouts => Response::Timeouts {
                 timeouts: lock(&self.state).timeouts(),

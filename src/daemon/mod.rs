@@ -43,6 +43,7 @@ use crate::ctl::stats::{spawn_estimator, EstimatorThread, ESTIMATOR_PERIOD};
 use crate::dataplane::kernel::{KernelIfSpec, KernelPath, KernelThread};
 use crate::dataplane::ports::{PortError, PortSetup, Ports};
 use crate::dataplane::runtime::{DataplaneHandle, STOP_TIMEOUT};
+use crate::health::service::{initial_health, HealthService, ServicePlan};
 use crate::metrics::{Exporter, MetricsError, MetricsListener};
 use crate::sys::{signal_name, TermSignals};
 use crate::wire::EthernetAddress;
@@ -86,6 +87,9 @@ pub enum DaemonError {
     Wedged(Vec<u16>),
     #[error("kernel path: {0}")]
     Kernel(#[from] crate::dataplane::kernel::KernelError),
+    /// The health checks cannot be set up.
+    #[error("health checks: {0}")]
+    Health(#[from] crate::health::conf::HealthConfError),
 }
 
 /// What the daemon is started with besides its configuration.
@@ -114,6 +118,7 @@ pub struct Daemon {
     socket_path: PathBuf,
     summary: String,
     metrics: Option<Exporter>,
+    health: Option<HealthService>,
 }
 
 impl Daemon {
@@ -134,7 +139,8 @@ impl Daemon {
             .or(config.metrics.listen)
             .map(MetricsListener::bind)
             .transpose()?;
-        let (state, dataplane, kernel) = start_dataplane(config)?;
+        let plans = health_plan(config)?;
+        let (state, dataplane, kernel) = start_dataplane(config, &plans)?;
         let generation = state.generation();
         let services = state.services().len();
         let control = Arc::new(Control::new(
@@ -168,6 +174,19 @@ impl Daemon {
         let metrics = metrics
             .map(|listener| listener.serve(control.clone()))
             .transpose()?;
+        // The checker runs when any real server has checks.
+        let health = if plans.is_empty() {
+            None
+        } else {
+            Some(
+                HealthService::start(control.clone(), plans).map_err(|source| {
+                    DaemonError::Thread {
+                        what: "health checker",
+                        source,
+                    }
+                })?,
+            )
+        };
         let metrics_note = metrics
             .as_ref()
             .map(|m| format!(", metrics on http://{}/metrics", m.local_addr()))
@@ -190,6 +209,7 @@ impl Daemon {
             socket_path,
             summary,
             metrics,
+            health,
         })
     }
 
@@ -304,6 +324,11 @@ impl Daemon {
     /// state the workers, the socket file or the clients are in, with
     /// [`DaemonError::Wedged`] naming the workers that did not stop.
     pub fn stop(self) -> Result<(), DaemonError> {
+        // The checker first: its verdicts publish snapshots, which need
+        // running workers.
+        if let Some(health) = self.health {
+            health.stop();
+        }
         let wedged = self.dataplane.stop_within(STOP_TIMEOUT);
         if let Some(metrics) = self.metrics {
             metrics.stop();
@@ -334,6 +359,7 @@ fn notify(states: &[NotifyState<'_>]) {
 pub fn check_config(config: &Config) -> Result<String, DaemonError> {
     check_drivers(config)?;
     let state = config.check()?;
+    health_plan(config)?;
     let dests: usize = state.services().iter().map(|s| s.dests.len()).sum();
     Ok(format!(
         "configuration OK ({} ports, {} workers, {} services, {} real servers)",
@@ -360,7 +386,12 @@ fn check_drivers(config: &Config) -> Result<(), DaemonError> {
 /// tables (services can be added and listed).
 type Started = (ControlState, Arc<dyn DataplaneHandle>, Option<KernelThread>);
 
-fn start_dataplane(config: &Config) -> Result<Started, DaemonError> {
+/// The checked services of `config`, resolved.
+fn health_plan(config: &Config) -> Result<Vec<ServicePlan>, DaemonError> {
+    Ok(crate::health::service::plan(config)?)
+}
+
+fn start_dataplane(config: &Config, plans: &[ServicePlan]) -> Result<Started, DaemonError> {
     let workers = if config.ports.is_empty() {
         0
     } else {
@@ -417,7 +448,9 @@ fn start_dataplane(config: &Config) -> Result<Started, DaemonError> {
         ports.set_kernel(k.rings());
         eprintln!("lbd: kernel path on {}", k.names().join(", "));
     }
-    let state = config.control_state(topology)?;
+    let mut state = config.control_state(topology)?;
+    // alpha servers are out of the pool before the first snapshot.
+    initial_health(plans, &mut state);
     let snap = Arc::new(
         state
             .snapshot()

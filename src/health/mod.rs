@@ -19,4 +19,5 @@
 
 pub mod checker;
 pub mod conf;
+pub mod service;
 pub mod state;

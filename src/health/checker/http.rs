@@ -50,7 +50,10 @@ pub fn judge(reply: &[u8], url: &Url) -> Outcome {
     let Some(head_end) = reply.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Outcome::fail("no end of header");
     };
-    let status_line = reply[..head_end].split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let status_line = reply[..head_end]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or(&[]);
     let status = std::str::from_utf8(status_line)
         .ok()
         .and_then(|l| l.split_whitespace().nth(1))
@@ -222,7 +225,13 @@ mod tests {
         let bad = b"HTTP/1.1 503 Service Unavailable\r\n\r\nbusy";
         assert!(judge(ok, &url(vec![], None)).ok);
         assert_eq!(judge(bad, &url(vec![], None)), Outcome::fail("status 503"));
-        assert!(judge(bad, &url(vec![StatusCode(200, 200), StatusCode(500, 599)], None)).ok);
+        assert!(
+            judge(
+                bad,
+                &url(vec![StatusCode(200, 200), StatusCode(500, 599)], None)
+            )
+            .ok
+        );
         assert!(!judge(ok, &url(vec![StatusCode(200, 200)], None)).ok);
         assert_eq!(judge(b"", &url(vec![], None)), Outcome::fail("empty reply"));
     }
@@ -231,9 +240,21 @@ mod tests {
     fn digest_is_md5_of_the_body_after_the_header() {
         // md5("hello\n") = b1946ac92492d2347c6235b4d2611184
         let reply = b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n";
-        assert!(judge(reply, &url(vec![], Some("b1946ac92492d2347c6235b4d2611184"))).ok);
-        let other = judge(reply, &url(vec![], Some("00000000000000000000000000000000")));
-        assert_eq!(other, Outcome::fail("digest b1946ac92492d2347c6235b4d2611184"));
+        assert!(
+            judge(
+                reply,
+                &url(vec![], Some("b1946ac92492d2347c6235b4d2611184"))
+            )
+            .ok
+        );
+        let other = judge(
+            reply,
+            &url(vec![], Some("00000000000000000000000000000000")),
+        );
+        assert_eq!(
+            other,
+            Outcome::fail("digest b1946ac92492d2347c6235b4d2611184")
+        );
     }
 
     #[test]

@@ -162,10 +162,9 @@ impl Check {
                         digest: u.digest.as_ref().map(|d| d.to_ascii_lowercase()),
                     })
                     .collect(),
-                host: b
-                    .virtualhost
-                    .clone()
-                    .unwrap_or_else(|| crate::ctl::ipvsadm::format::addr_port(&connect.ip(), connect.port())),
+                host: b.virtualhost.clone().unwrap_or_else(|| {
+                    crate::ctl::ipvsadm::format::addr_port(&connect.ip(), connect.port())
+                }),
             },
             CheckKind::Misc => Probe::Misc {
                 argv: split_command(b.misc_path.as_deref().unwrap_or_default())?,
@@ -336,7 +335,10 @@ mod tests {
             split_command(r#"/bin/sh -c "exit 12""#).unwrap(),
             vec!["/bin/sh", "-c", "exit 12"]
         );
-        assert_eq!(split_command("a  'b c' \"\"").unwrap(), vec!["a", "b c", ""]);
+        assert_eq!(
+            split_command("a  'b c' \"\"").unwrap(),
+            vec!["a", "b c", ""]
+        );
         assert!(split_command("\"open").is_err());
         assert!(split_command("   ").is_err());
     }

@@ -14,9 +14,9 @@ use super::{io_reason, random_u64, Check, Outcome};
 
 /// A connected UDP socket from the check's source to its target.
 async fn socket(check: &Check) -> Result<UdpSocket, String> {
-    let from = check.bind.unwrap_or_else(|| {
-        std::net::SocketAddr::new(super::unspecified(&check.connect.ip()), 0)
-    });
+    let from = check
+        .bind
+        .unwrap_or_else(|| std::net::SocketAddr::new(super::unspecified(&check.connect.ip()), 0));
     let sock = UdpSocket::bind(from).await.map_err(|e| io_reason(&e))?;
     sock.connect(check.connect)
         .await
@@ -64,7 +64,11 @@ pub fn dns_query(id: u16, qtype: u16, name: &str) -> Result<Vec<u8>, String> {
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&0x0100u16.to_be_bytes()); // RD
     q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // QD 1, AN/NS/AR 0
-    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
         let len = u8::try_from(label.len())
             .ok()
             .filter(|&n| n <= 63)
