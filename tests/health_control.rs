@@ -1,0 +1,193 @@
+//! The health checker's verdicts in the control state: what the data plane
+//! and the listings see, and the ownership rule between the checker
+//! (alive) and the operator (weight, set of real servers).
+
+use std::net::IpAddr;
+
+use rvs::conntrack::{Fwd, Proto};
+use rvs::ctl::apply::{ApplyError, ControlState, DestHealth};
+use rvs::ctl::protocol::{DestSpec, Request, ServiceKey, ServiceSpec};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+
+fn web() -> ServiceKey {
+    ServiceKey {
+        proto: Proto::Tcp,
+        addr: ip("10.0.0.100"),
+        port: 80,
+    }
+}
+
+fn dest(addr: &str, weight: u32) -> DestSpec {
+    DestSpec {
+        fwd: Fwd::Nat,
+        weight,
+        ..DestSpec::new(ip(addr), 80)
+    }
+}
+
+/// A service with rs1 (weight 3) and rs2 (weight 1).
+fn two_servers() -> ControlState {
+    let mut s = ControlState::default();
+    s.apply(&Request::AddService {
+        service: ServiceSpec::new(web()),
+    })
+    .expect("service");
+    for (a, w) in [("192.168.10.1", 3), ("192.168.10.2", 1)] {
+        s.apply(&Request::AddDest {
+            service: web(),
+            dest: dest(a, w),
+        })
+        .expect("dest");
+    }
+    s
+}
+
+/// (address, weight) of the service's real servers in the snapshot.
+fn snapshot_dests(s: &ControlState) -> Vec<(IpAddr, u32)> {
+    let snap = s.snapshot().expect("snapshot");
+    snap.services[0]
+        .dests
+        .iter()
+        .map(|d| (d.addr, d.weight))
+        .collect()
+}
+
+/// The same as listed.
+fn listed_dests(s: &ControlState) -> Vec<(IpAddr, u32)> {
+    let svc = s.service(&web()).expect("service");
+    s.effective_service(svc)
+        .dests
+        .iter()
+        .map(|d| (d.spec.addr, d.spec.weight))
+        .collect()
+}
+
+const DEAD: DestHealth = DestHealth {
+    alive: false,
+    inhibit: false,
+    weight: None,
+};
+
+#[test]
+fn dead_real_server_is_left_out_of_the_snapshot_and_the_listing() {
+    let mut s = two_servers();
+    let before = s.generation();
+    let changed = s
+        .set_health(&web(), &ip("192.168.10.1"), 80, Some(DEAD))
+        .expect("verdict");
+    assert!(changed.config);
+    assert_eq!(s.generation(), before + 1);
+    assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.2"), 1)]);
+    assert_eq!(listed_dests(&s), vec![(ip("192.168.10.2"), 1)]);
+    // The operator's configuration still has it.
+    assert_eq!(s.service(&web()).expect("service").dests.len(), 2);
+    // The same verdict again changes nothing.
+    let again = s
+        .set_health(&web(), &ip("192.168.10.1"), 80, Some(DEAD))
+        .expect("verdict");
+    assert!(!again.config);
+    assert_eq!(s.generation(), before + 1);
+    // Alive again: back with its weight.
+    s.set_health(&web(), &ip("192.168.10.1"), 80, None)
+        .expect("verdict");
+    assert_eq!(
+        snapshot_dests(&s),
+        vec![(ip("192.168.10.1"), 3), (ip("192.168.10.2"), 1)]
+    );
+}
+
+#[test]
+fn inhibit_on_failure_keeps_a_dead_server_at_weight_zero() {
+    let mut s = two_servers();
+    s.set_health(
+        &web(),
+        &ip("192.168.10.1"),
+        80,
+        Some(DestHealth {
+            inhibit: true,
+            ..DEAD
+        }),
+    )
+    .expect("verdict");
+    assert_eq!(
+        snapshot_dests(&s),
+        vec![(ip("192.168.10.1"), 0), (ip("192.168.10.2"), 1)]
+    );
+    assert_eq!(listed_dests(&s)[0], (ip("192.168.10.1"), 0));
+}
+
+#[test]
+fn operator_weight_edit_on_a_dead_server_takes_effect_when_it_comes_back() {
+    let mut s = two_servers();
+    s.set_health(&web(), &ip("192.168.10.1"), 80, Some(DEAD))
+        .expect("verdict");
+    s.apply(&Request::EditDest {
+        service: web(),
+        dest: dest("192.168.10.1", 7),
+    })
+    .expect("-e on a dead server is the operator's");
+    assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.2"), 1)], "still dead");
+    s.set_health(&web(), &ip("192.168.10.1"), 80, None)
+        .expect("verdict");
+    assert_eq!(snapshot_dests(&s)[0], (ip("192.168.10.1"), 7));
+}
+
+#[test]
+fn misc_dynamic_weight_applies_while_alive_and_the_operator_weight_is_kept() {
+    let mut s = two_servers();
+    s.set_health(
+        &web(),
+        &ip("192.168.10.1"),
+        80,
+        Some(DestHealth {
+            alive: true,
+            inhibit: false,
+            weight: Some(10),
+        }),
+    )
+    .expect("verdict");
+    assert_eq!(snapshot_dests(&s)[0], (ip("192.168.10.1"), 10));
+    let configured = s.service(&web()).expect("service").dests[0].spec.weight;
+    assert_eq!(configured, 3);
+}
+
+#[test]
+fn deleting_a_checked_server_drops_its_verdict_and_refuses_the_next() {
+    let mut s = two_servers();
+    s.set_health(&web(), &ip("192.168.10.1"), 80, Some(DEAD))
+        .expect("verdict");
+    s.apply(&Request::DeleteDest {
+        service: web(),
+        addr: ip("192.168.10.1"),
+        port: 80,
+    })
+    .expect("-d");
+    assert_eq!(
+        s.set_health(&web(), &ip("192.168.10.1"), 80, Some(DEAD)),
+        Err(ApplyError::NoSuchDest)
+    );
+    // Re-added by the operator: in the pool, no stale verdict.
+    s.apply(&Request::AddDest {
+        service: web(),
+        dest: dest("192.168.10.1", 3),
+    })
+    .expect("-a");
+    assert_eq!(snapshot_dests(&s).len(), 2);
+}
+
+#[test]
+fn sorry_server_replaces_the_real_servers_while_in_force() {
+    let mut s = two_servers();
+    let sorry = dest("192.168.10.9", 1);
+    s.set_sorry(&web(), Some(&sorry)).expect("sorry in");
+    assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.9"), 1)]);
+    // Verdicts are recorded meanwhile.
+    s.set_health(&web(), &ip("192.168.10.2"), 80, Some(DEAD))
+        .expect("verdict");
+    assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.9"), 1)]);
+    s.set_sorry(&web(), None).expect("sorry out");
+    assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.1"), 3)]);
+}
