@@ -129,7 +129,11 @@ fn operator_weight_edit_on_a_dead_server_takes_effect_when_it_comes_back() {
         dest: dest("192.168.10.1", 7),
     })
     .expect("-e on a dead server is the operator's");
-    assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.2"), 1)], "still dead");
+    assert_eq!(
+        snapshot_dests(&s),
+        vec![(ip("192.168.10.2"), 1)],
+        "still dead"
+    );
     s.set_health(&web(), &ip("192.168.10.1"), 80, None)
         .expect("verdict");
     assert_eq!(snapshot_dests(&s)[0], (ip("192.168.10.1"), 7));
