@@ -332,4 +332,7 @@ fn health_checks_take_failed_real_servers_out_and_back_with_keepalived_timing() 
     let back = seconds_until(L + C + 3.0, Instant::now(), || has_rs1(&t, 80));
     assert!(back.is_some(), "rs1 did not come back after the black hole");
     println!("{}", t.lbctl(&["--health"]));
+    // lbd stops within its budget with the checker running.
+    let mut t = t;
+    t.stop_lbd_cleanly();
 }
