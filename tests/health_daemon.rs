@@ -261,3 +261,56 @@ fn lost_quorum_puts_the_sorry_server_in_and_runs_quorum_scripts() {
     });
     d.stop().expect("stops");
 }
+
+#[test]
+fn reload_keeps_the_state_of_unchanged_checkers_and_withdraws_dropped_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p1 = free_port("127.0.0.10");
+    let path = dir.path().join("lbd.yaml");
+    let write = |dests: &[String]| {
+        let yaml = format!(
+            "socket: {}\n\
+             workers: {{ count: 1, idle: backoff }}\n\
+             ports:\n\
+             \x20 - {{ name: ext, driver: mem, addrs: [10.0.0.2/24] }}\n\
+             \x20 - {{ name: int, driver: mem, addrs: [192.168.10.254/24] }}\n\
+             services:\n\
+             \x20 - {{ proto: tcp, vip: 10.0.0.100, port: 80, scheduler: wrr, {TIMERS}, dests: [{}] }}\n",
+            dir.path().join("lbd.sock").display(),
+            dests.join(", ")
+        );
+        std::fs::write(&path, yaml).expect("write");
+    };
+    let checked = rs("127.0.0.10", p1, ", checks: [{TCP_CHECK: {}}]");
+    write(&[checked.clone()]);
+    let config = Config::load(&path).expect("config");
+    let d = Daemon::start(
+        &config,
+        DaemonOptions {
+            source: Some(rvs::daemon::reload::ConfigSource {
+                path: path.clone(),
+                workers: None,
+            }),
+            ..DaemonOptions::default()
+        },
+    )
+    .expect("lbd starts");
+    within(Duration::from_secs(4), "refusing rs1 removed", || {
+        listed(&d).is_empty()
+    });
+    // A reload that adds another real server: rs1's checker keeps its
+    // state (still down, its flap kept) instead of starting over in the pool.
+    write(&[checked, rs("127.0.0.11", 80, "")]);
+    assert!(matches!(d.reload(), Response::Reloaded { .. }));
+    assert_eq!(listed(&d), vec![(sock("127.0.0.11", 80), 1)]);
+    let h = health(&d);
+    assert_eq!(h.len(), 1);
+    assert!(!h[0].alive);
+    assert_eq!(h[0].flaps, 1, "state kept across the reload");
+    // A reload that drops rs1's checks: its verdict is withdrawn.
+    write(&[rs("127.0.0.10", p1, ""), rs("127.0.0.11", 80, "")]);
+    assert!(matches!(d.reload(), Response::Reloaded { .. }));
+    assert_eq!(listed(&d).len(), 2);
+    assert!(health(&d).is_empty());
+    d.stop().expect("stops");
+}

@@ -101,7 +101,7 @@ pub type HealthHook = Box<dyn Fn() -> Vec<protocol::HealthInfo> + Send + Sync>;
 pub struct Control {
     state: Mutex<ControlState>,
     reload: OnceLock<ReloadHook>,
-    health_view: OnceLock<HealthHook>,
+    health_view: Mutex<Option<HealthHook>>,
     stats: Arc<Mutex<StatsKeeper>>,
     dataplane: Arc<dyn DataplaneHandle>,
     counters: Vec<Arc<CoreCounters>>,
@@ -120,7 +120,7 @@ impl Control {
         Control {
             state: Mutex::new(state),
             reload: OnceLock::new(),
-            health_view: OnceLock::new(),
+            health_view: Mutex::new(None),
             stats: Arc::new(Mutex::new(StatsKeeper::new())),
             dataplane,
             counters,
@@ -181,9 +181,8 @@ impl Control {
             Request::ListServices { service } => self.list_services(service.as_ref()),
             Request::ListConns => self.list_conns(),
             Request::Health => Response::Health {
-                servers: self
-                    .health_view
-                    .get()
+                servers: lock(&self.health_view)
+                    .as_ref()
                     .map(|view| view())
                     .unwrap_or_default(),
             },
@@ -260,10 +259,11 @@ impl Control {
         self.commit_with(&mut state, |next| next.set_sorry(key, sorry))
     }
 
-    /// Installs what answers [`Request::Health`] (once; false if one was
-    /// installed already). Without it the listing is empty.
-    pub fn set_health_view(&self, hook: HealthHook) -> bool {
-        self.health_view.set(hook).is_ok()
+    /// Installs what answers [`Request::Health`], replacing the previous
+    /// one (the checker restarts on reload). Without it the listing is
+    /// empty.
+    pub fn set_health_view(&self, hook: HealthHook) {
+        *lock(&self.health_view) = Some(hook);
     }
 
     /// [`Control::change`] with the configuration lock held by the caller.

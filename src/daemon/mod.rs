@@ -30,7 +30,7 @@ pub mod log;
 pub mod reload;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::ctl::apply::ControlState;
 use crate::ctl::config::{Config, ConfigError, DriverKind};
@@ -118,7 +118,9 @@ pub struct Daemon {
     socket_path: PathBuf,
     summary: String,
     metrics: Option<Exporter>,
-    health: Option<HealthService>,
+    /// The health checker (none while no real server has checks); the
+    /// reload hook restarts it with the new file's checks.
+    health: Arc<Mutex<Option<HealthService>>>,
 }
 
 impl Daemon {
@@ -159,10 +161,17 @@ impl Daemon {
             what: "rate estimator",
             source,
         })?;
+        let health: Arc<Mutex<Option<HealthService>>> = Arc::new(Mutex::new(None));
         if let Some(source) = options.source.clone() {
             let running = config.clone();
+            let slot = health.clone();
+            let weak = Arc::downgrade(&control);
             control.set_reload(Box::new(move |control| {
-                reload::reload(control, &source, &running)
+                let answer = reload::reload(control, &source, &running);
+                if let (Response::Reloaded { .. }, Some(control)) = (&answer, weak.upgrade()) {
+                    restart_health(control, &source, &slot);
+                }
+                answer
             }));
         }
         let server = Server::start(socket, control.clone(), options.server).map_err(|source| {
@@ -175,18 +184,15 @@ impl Daemon {
             .map(|listener| listener.serve(control.clone()))
             .transpose()?;
         // The checker runs when any real server has checks.
-        let health = if plans.is_empty() {
-            None
-        } else {
-            Some(
-                HealthService::start(control.clone(), plans).map_err(|source| {
-                    DaemonError::Thread {
-                        what: "health checker",
-                        source,
-                    }
-                })?,
-            )
-        };
+        if !plans.is_empty() {
+            let service = HealthService::start(control.clone(), plans).map_err(|source| {
+                DaemonError::Thread {
+                    what: "health checker",
+                    source,
+                }
+            })?;
+            *lock_health(&health) = Some(service);
+        }
         let metrics_note = metrics
             .as_ref()
             .map(|m| format!(", metrics on http://{}/metrics", m.local_addr()))
@@ -326,7 +332,7 @@ impl Daemon {
     pub fn stop(self) -> Result<(), DaemonError> {
         // The checker first: its verdicts publish snapshots, which need
         // running workers.
-        if let Some(health) = self.health {
+        if let Some(health) = lock_health(&self.health).take() {
             health.stop();
         }
         let wedged = self.dataplane.stop_within(STOP_TIMEOUT);
@@ -385,6 +391,44 @@ fn check_drivers(config: &Config) -> Result<(), DaemonError> {
 /// tables; without ports, a data plane with no workers that keeps the
 /// tables (services can be added and listed).
 type Started = (ControlState, Arc<dyn DataplaneHandle>, Option<KernelThread>);
+
+fn lock_health(
+    slot: &Mutex<Option<HealthService>>,
+) -> std::sync::MutexGuard<'_, Option<HealthService>> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// After a reload: the checker again, with the file's checks; servers whose
+/// checks did not change keep their state.
+fn restart_health(
+    control: Arc<Control>,
+    source: &ConfigSource,
+    slot: &Mutex<Option<HealthService>>,
+) {
+    let plans = match source.load().map(|c| crate::health::service::plan(&c)) {
+        Ok(Ok(plans)) => plans,
+        Ok(Err(e)) => return log(Level::Error, &format!("reload: health checks: {e}")),
+        Err(e) => return log(Level::Error, &format!("reload: health checks: {e}")),
+    };
+    let mut slot = lock_health(slot);
+    let kept = slot
+        .take()
+        .map(HealthService::stop_keeping_state)
+        .unwrap_or_default();
+    if plans.is_empty() {
+        HealthService::withdraw(&control, &kept);
+        control.set_health_view(Box::new(Vec::new));
+        return;
+    }
+    match HealthService::start_keeping(control, plans, kept) {
+        Ok(service) => *slot = Some(service),
+        Err(e) => log(
+            Level::Error,
+            &format!("reload: cannot restart the health checker: {e}"),
+        ),
+    }
+}
 
 /// The checked services of `config`, resolved.
 fn health_plan(config: &Config) -> Result<Vec<ServicePlan>, DaemonError> {

@@ -65,6 +65,9 @@ pub struct ServerPlan {
     pub damping: Damping,
     /// Its checkers and their timing.
     pub checks: Vec<(Check, Timing)>,
+    /// Everything above that the checkers' state depends on: a reload
+    /// keeps the state of a server whose fingerprint did not change.
+    pub fingerprint: String,
 }
 
 /// A virtual service with at least one checked real server.
@@ -143,18 +146,22 @@ pub fn plan(config: &Config) -> Result<Vec<ServicePlan>, HealthConfError> {
                     Check::new(&c, SocketAddr::new(d.addr.0, port), timing.connect_timeout)?;
                 checks.push((check, timing));
             }
+            let inhibit = d.inhibit_on_failure.unwrap_or(svc.inhibit_on_failure);
+            let alpha = d.alpha.unwrap_or(svc.alpha);
+            let damping = Damping {
+                rise: d.rise.unwrap_or(1),
+                fall: d.fall.unwrap_or(0),
+            };
             servers.push(ServerPlan {
+                fingerprint: format!("{:?}", (&checks, inhibit, alpha, damping)),
                 addr: d.addr.0,
                 port,
                 weight: d.weight.0,
-                inhibit: d.inhibit_on_failure.unwrap_or(svc.inhibit_on_failure),
-                alpha: d.alpha.unwrap_or(svc.alpha),
+                inhibit,
+                alpha,
                 notify_up: command(&d.notify_up)?,
                 notify_down: command(&d.notify_down)?,
-                damping: Damping {
-                    rise: d.rise.unwrap_or(1),
-                    fall: d.fall.unwrap_or(0),
-                },
+                damping,
                 checks,
             });
         }
@@ -205,6 +212,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Live state of one checker.
+#[derive(Debug, Clone)]
 struct CheckRt {
     state: CheckState,
     last_ok: Option<bool>,
@@ -215,6 +223,7 @@ struct CheckRt {
 }
 
 /// Live state of one server.
+#[derive(Debug, Clone)]
 struct ServerRt {
     service: usize,
     checks: Vec<CheckRt>,
@@ -275,9 +284,22 @@ impl Shared {
     }
 }
 
+/// A server's checker state kept across a reload (see
+/// [`HealthService::stop_keeping_state`]).
+#[derive(Debug, Clone)]
+pub struct Kept {
+    key: ServiceKey,
+    addr: IpAddr,
+    port: u16,
+    fingerprint: String,
+    rt: ServerRt,
+}
+
 /// The running health checker.
 pub struct HealthService {
     stop: Arc<AtomicBool>,
+    keep: Arc<AtomicBool>,
+    shared: Arc<Mutex<Shared>>,
     stop_tx: tokio::sync::watch::Sender<bool>,
     runtime: Option<JoinHandle<()>>,
     manager: Option<JoinHandle<()>>,
@@ -292,10 +314,35 @@ impl HealthService {
     /// Starts checking `plans`, publishing through `control`, and installs
     /// the live view (`lbctl --health`).
     pub fn start(control: Arc<Control>, plans: Vec<ServicePlan>) -> std::io::Result<HealthService> {
+        Self::start_keeping(control, plans, Vec::new())
+    }
+
+    /// [`HealthService::start`] after a reload: servers whose checkers did
+    /// not change continue with their state (up/down, retries, flaps, next
+    /// check time); verdicts of servers no longer checked are withdrawn.
+    pub fn start_keeping(
+        control: Arc<Control>,
+        plans: Vec<ServicePlan>,
+        mut kept: Vec<Kept>,
+    ) -> std::io::Result<HealthService> {
         let mut servers = Vec::new();
         let mut index = Vec::new();
         for (si, p) in plans.iter().enumerate() {
             for (ri, s) in p.servers.iter().enumerate() {
+                let found = kept.iter().position(|k| {
+                    k.key == p.key
+                        && k.addr == s.addr
+                        && k.port == s.port
+                        && k.fingerprint == s.fingerprint
+                });
+                if let Some(k) = found {
+                    let mut rt = kept.swap_remove(k).rt;
+                    rt.service = si;
+                    rt.removed = false;
+                    servers.push(rt);
+                    index.push((si, ri));
+                    continue;
+                }
                 let published = initial(s);
                 servers.push(ServerRt {
                     service: si,
@@ -319,6 +366,7 @@ impl HealthService {
                 index.push((si, ri));
             }
         }
+        Self::withdraw(&control, &kept);
         let shared = Arc::new(Mutex::new(Shared {
             plans,
             servers,
@@ -339,27 +387,44 @@ impl HealthService {
             .spawn(move || {
                 let mut stop_rx = stop_rx;
                 rt.block_on(async move {
-                    let jobs: Vec<(usize, usize, Check, Timing, Damping)> = {
+                    type Job = (usize, usize, Check, Timing, Damping, Duration);
+                    let jobs: Vec<Job> = {
                         let s = lock(&tasks);
+                        let now = Instant::now();
                         (0..s.servers.len())
                             .flat_map(|id| {
                                 let p = s.plan(id);
+                                let rt = &s.servers[id];
                                 p.checks
                                     .iter()
                                     .enumerate()
-                                    .map(|(ci, (c, t))| (id, ci, c.clone(), *t, p.damping))
+                                    .map(|(ci, (c, t))| {
+                                        // A kept checker resumes its schedule.
+                                        let first = match &rt.checks[ci] {
+                                            c if c.last_ok.is_some() => {
+                                                c.next_at.map_or(Duration::ZERO, |at| {
+                                                    at.saturating_duration_since(now)
+                                                })
+                                            }
+                                            _ => state::first_delay(t, random01()),
+                                        };
+                                        (id, ci, c.clone(), *t, p.damping, first)
+                                    })
                                     .collect::<Vec<_>>()
                             })
                             .collect()
                     };
-                    for (id, ci, check, timing, damping) in jobs {
+                    for (id, ci, check, timing, damping, first) in jobs {
                         tokio::spawn(run_check(
                             tasks.clone(),
-                            id,
-                            ci,
-                            check,
-                            timing,
-                            damping,
+                            Checker {
+                                id,
+                                ci,
+                                check,
+                                timing,
+                                damping,
+                                first,
+                            },
                             events_tx.clone(),
                         ));
                     }
@@ -371,6 +436,9 @@ impl HealthService {
                 drop(rt);
             })?;
         let manager_stop = stop.clone();
+        let keep = Arc::new(AtomicBool::new(false));
+        let manager_keep = keep.clone();
+        let kept_shared = shared.clone();
         let manager = std::thread::Builder::new()
             .name("lbd-health-mgr".to_string())
             .spawn(move || {
@@ -380,7 +448,7 @@ impl HealthService {
                     children: Vec::new(),
                     quorum: Vec::new(),
                 }
-                .run(events_rx, &manager_stop)
+                .run(events_rx, &manager_stop, &manager_keep)
             });
         let manager = match manager {
             Ok(m) => m,
@@ -392,6 +460,8 @@ impl HealthService {
         };
         Ok(HealthService {
             stop,
+            keep,
+            shared: kept_shared,
             stop_tx,
             runtime: Some(runtime),
             manager: Some(manager),
@@ -402,6 +472,39 @@ impl HealthService {
     /// 100 ms, the runtime drops its tasks at once).
     pub fn stop(mut self) {
         self.shutdown();
+    }
+
+    /// Withdraws the verdicts on servers no longer checked (or checked
+    /// differently): they count as configured until new checkers decide.
+    pub fn withdraw(control: &Control, stale: &[Kept]) {
+        for k in stale.iter().filter(|k| k.rt.published.is_some()) {
+            // A server the reload deleted has no verdict left to withdraw.
+            let _ = control.set_health(&k.key, &k.addr, k.port, None);
+        }
+    }
+
+    /// Stops, returning every server's state for
+    /// [`HealthService::start_keeping`] (a reload). `omega` scripts do not
+    /// run: the service goes on.
+    pub fn stop_keeping_state(mut self) -> Vec<Kept> {
+        self.keep.store(true, Ordering::Relaxed);
+        self.shutdown();
+        let s = lock(&self.shared);
+        s.servers
+            .iter()
+            .enumerate()
+            .filter(|(_, rt)| !rt.removed)
+            .map(|(id, rt)| {
+                let p = s.plan(id);
+                Kept {
+                    key: s.plans[rt.service].key,
+                    addr: p.addr,
+                    port: p.port,
+                    fingerprint: p.fingerprint.clone(),
+                    rt: rt.clone(),
+                }
+            })
+            .collect()
     }
 
     fn shutdown(&mut self) {
@@ -432,16 +535,26 @@ fn random01() -> f64 {
 /// One checker's loop: wait, check, feed the state machine, tell the
 /// manager about changes, wait the returned delay (counted from the end of
 /// the check).
-async fn run_check(
-    shared: Arc<Mutex<Shared>>,
+/// One checker task's parameters.
+struct Checker {
     id: usize,
     ci: usize,
     check: Check,
     timing: Timing,
     damping: Damping,
-    events: mpsc::Sender<usize>,
-) {
-    let mut delay = state::first_delay(&timing, random01());
+    first: Duration,
+}
+
+async fn run_check(shared: Arc<Mutex<Shared>>, c: Checker, events: mpsc::Sender<usize>) {
+    let Checker {
+        id,
+        ci,
+        check,
+        timing,
+        damping,
+        first,
+    } = c;
+    let mut delay = first;
     loop {
         {
             let mut s = lock(&shared);
@@ -490,7 +603,7 @@ struct Manager {
 }
 
 impl Manager {
-    fn run(mut self, events: mpsc::Receiver<usize>, stop: &AtomicBool) {
+    fn run(mut self, events: mpsc::Receiver<usize>, stop: &AtomicBool, keep: &AtomicBool) {
         let services = lock(&self.shared).plans.len();
         self.quorum = {
             let s = lock(&self.shared);
@@ -521,7 +634,9 @@ impl Manager {
             self.children
                 .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
         }
-        self.omega();
+        if !keep.load(Ordering::Relaxed) {
+            self.omega();
+        }
     }
 
     /// Marks servers the operator deleted as removed (their checks stop).
