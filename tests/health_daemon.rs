@@ -282,7 +282,7 @@ fn reload_keeps_the_state_of_unchanged_checkers_and_withdraws_dropped_ones() {
         std::fs::write(&path, yaml).expect("write");
     };
     let checked = rs("127.0.0.10", p1, ", checks: [{TCP_CHECK: {}}]");
-    write(&[checked.clone()]);
+    write(std::slice::from_ref(&checked));
     let config = Config::load(&path).expect("config");
     let d = Daemon::start(
         &config,
