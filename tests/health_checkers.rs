@@ -337,3 +337,39 @@ fn dns_check_is_up_on_rcode_0_and_down_on_nxdomain() {
         "root, SOA by default"
     );
 }
+
+/// lbd's threads block SIGINT, SIGTERM and SIGHUP; scripts (MISC_CHECK,
+/// notify_*) must not inherit that mask. std's `Command` resets it in the
+/// child (and tokio's is built on it): this keeps that property checked.
+#[test]
+fn scripts_start_with_no_signal_blocked_even_from_lbd_s_masked_threads() {
+    let mask = thread::spawn(|| {
+        // SAFETY: a zeroed sigset_t initialised by sigemptyset; valid
+        // signal numbers; the old-set pointer may be null.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGHUP);
+            assert_eq!(
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
+                0
+            );
+        }
+        let out = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(
+                tokio::process::Command::new("/bin/sh")
+                    .args(["-c", "grep SigBlk /proc/self/status"])
+                    .output(),
+            )
+            .expect("sh runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(mask, "SigBlk:\t0000000000000000");
+}
