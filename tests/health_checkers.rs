@@ -361,11 +361,12 @@ fn scripts_start_with_no_signal_blocked_even_from_lbd_s_masked_threads() {
             .enable_all()
             .build()
             .expect("runtime")
-            .block_on(
+            .block_on(async {
                 tokio::process::Command::new("/bin/sh")
                     .args(["-c", "grep SigBlk /proc/self/status"])
-                    .output(),
-            )
+                    .output()
+                    .await
+            })
             .expect("sh runs");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     })
