@@ -195,3 +195,74 @@ fn sorry_server_replaces_the_real_servers_while_in_force() {
     s.set_sorry(&web(), None).expect("sorry out");
     assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.1"), 3)]);
 }
+
+#[test]
+fn lbctl_health_prints_one_line_per_checker_and_json_round_trips() {
+    use rvs::ctl::ipvsadm::{parse_args, render, Command};
+    use rvs::ctl::protocol::{CheckerInfo, HealthInfo, Response};
+    let response = Response::Health {
+        servers: vec![HealthInfo {
+            service: web(),
+            addr: ip("192.168.10.1"),
+            port: 80,
+            alive: false,
+            flaps: 3,
+            checkers: vec![
+                CheckerInfo {
+                    checker: "HTTP_GET".to_string(),
+                    target: "192.168.10.1:80".to_string(),
+                    up: false,
+                    last_ok: Some(false),
+                    reason: "status 503".to_string(),
+                    latency_us: Some(4200),
+                    next_check_ms: 750,
+                    flaps: 3,
+                },
+                CheckerInfo {
+                    checker: "TCP_CHECK".to_string(),
+                    target: "192.168.10.1:22".to_string(),
+                    up: true,
+                    last_ok: None,
+                    reason: "not checked yet".to_string(),
+                    latency_us: None,
+                    next_check_ms: 0,
+                    flaps: 0,
+                },
+            ],
+        }],
+    };
+    let Ok(Command::List(list)) = parse_args(&["--health"]) else {
+        panic!("--health is a listing");
+    };
+    assert_eq!(list.request(), Request::Health);
+    let text = render(&list, &response).expect("renders");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("Prot LocalAddress:Port"), "{text}");
+    for want in [
+        "TCP",
+        "10.0.0.100:80",
+        "192.168.10.1:80",
+        "DOWN",
+        "HTTP_GET",
+        "fail",
+        "status 503",
+        "4.2ms",
+        "0.8s",
+    ] {
+        assert!(lines[1].contains(want), "{want} missing: {}", lines[1]);
+    }
+    assert!(
+        lines[2].contains("TCP_CHECK") && lines[2].contains("not checked yet"),
+        "{}",
+        lines[2]
+    );
+    let json = serde_json::to_string(&response).expect("json");
+    let back: Response = serde_json::from_str(&json).expect("decodes");
+    assert_eq!(back, response);
+    assert!(parse_args(&["--health", "-o", "json"]).is_ok());
+    assert!(
+        parse_args(&["--health", "-t", "10.0.0.100:80"]).is_err(),
+        "no service filter"
+    );
+}
