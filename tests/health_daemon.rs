@@ -27,10 +27,10 @@ fn listen(ip: &str, port: u16) -> TcpListener {
 const TIMERS: &str =
     "delay_loop: 0.2, connect_timeout: 0.5, retry: 1, delay_before_retry: 0.2, warmup: 0";
 
-/// Starts an in-process lbd with one NAT service 10.0.0.100:80 whose
-/// fields and real servers are `service` and `dests` (YAML flow items).
-fn start(dir: &Path, service: &str, dests: &[String]) -> Daemon {
-    let yaml = format!(
+/// lbd's YAML: mem ports and one NAT service 10.0.0.100:80 whose fields
+/// and real servers are `service` and `dests` (YAML flow items).
+fn yaml(dir: &Path, service: &str, dests: &[String]) -> String {
+    format!(
         "socket: {}\n\
          workers: {{ count: 1, idle: backoff }}\n\
          ports:\n\
@@ -40,7 +40,12 @@ fn start(dir: &Path, service: &str, dests: &[String]) -> Daemon {
          \x20 - {{ proto: tcp, vip: 10.0.0.100, port: 80, scheduler: wrr, {TIMERS}{service}, dests: [{}] }}\n",
         dir.join("lbd.sock").display(),
         dests.join(", ")
-    );
+    )
+}
+
+/// Starts an in-process lbd on [`yaml`].
+fn start(dir: &Path, service: &str, dests: &[String]) -> Daemon {
+    let yaml = yaml(dir, service, dests);
     let config = Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     Daemon::start(&config, DaemonOptions::default()).expect("lbd starts")
 }
@@ -267,20 +272,8 @@ fn reload_keeps_the_state_of_unchanged_checkers_and_withdraws_dropped_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p1 = free_port("127.0.0.10");
     let path = dir.path().join("lbd.yaml");
-    let write = |dests: &[String]| {
-        let yaml = format!(
-            "socket: {}\n\
-             workers: {{ count: 1, idle: backoff }}\n\
-             ports:\n\
-             \x20 - {{ name: ext, driver: mem, addrs: [10.0.0.2/24] }}\n\
-             \x20 - {{ name: int, driver: mem, addrs: [192.168.10.254/24] }}\n\
-             services:\n\
-             \x20 - {{ proto: tcp, vip: 10.0.0.100, port: 80, scheduler: wrr, {TIMERS}, dests: [{}] }}\n",
-            dir.path().join("lbd.sock").display(),
-            dests.join(", ")
-        );
-        std::fs::write(&path, yaml).expect("write");
-    };
+    let write =
+        |dests: &[String]| std::fs::write(&path, yaml(dir.path(), "", dests)).expect("write");
     let checked = rs("127.0.0.10", p1, ", checks: [{TCP_CHECK: {}}]");
     write(std::slice::from_ref(&checked));
     let config = Config::load(&path).expect("config");

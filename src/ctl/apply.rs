@@ -1125,15 +1125,7 @@ impl ControlState {
             Some(h) => next.health.insert(id, h),
             None => next.health.remove(&id),
         };
-        let service = next.services[index].clone();
-        let sched = next.check_scheduler(&service)?;
-        next.commit_service(Some(index), service, sched);
-        next.generation += 1;
-        *self = next;
-        Ok(Changed {
-            config: true,
-            ..Changed::default()
-        })
+        self.commit_overlay(next, index, Vec::new())
     }
 
     /// Puts a sorry server in force for a service (quorum lost), replacing
@@ -1175,6 +1167,18 @@ impl ControlState {
                 }
             }
         }
+        self.commit_overlay(next, index, zero_dests)
+    }
+
+    /// Ends a health or sorry-server change made on `next`: rebuilds the
+    /// scheduler of service `index` over its effective real servers, bumps
+    /// the generation and takes `next` as the state.
+    fn commit_overlay(
+        &mut self,
+        mut next: ControlState,
+        index: usize,
+        zero_dests: Vec<u16>,
+    ) -> Result<Changed, ApplyError> {
         let service = next.services[index].clone();
         let sched = next.check_scheduler(&service)?;
         next.commit_service(Some(index), service, sched);

@@ -247,38 +247,42 @@ impl Shared {
         &self.plans[s].servers[r]
     }
 
-    fn view(&self) -> Vec<HealthInfo> {
-        let now = Instant::now();
+    /// The servers still checked: (id, live state, plan, service key).
+    fn live(&self) -> impl Iterator<Item = (usize, &ServerRt, &ServerPlan, ServiceKey)> {
         self.servers
             .iter()
             .enumerate()
-            .filter(|(id, rt)| !rt.removed && !self.plan(*id).checks.is_empty())
-            .map(|(id, rt)| {
-                let plan = self.plan(id);
-                HealthInfo {
-                    service: self.plans[rt.service].key,
-                    addr: plan.addr,
-                    port: plan.port,
-                    alive: rt.alive,
-                    flaps: rt.flaps,
-                    checkers: rt
-                        .checks
-                        .iter()
-                        .zip(&plan.checks)
-                        .map(|(c, (check, _))| CheckerInfo {
-                            checker: check.kind.keyword().to_string(),
-                            target: check.target(),
-                            up: c.state.is_up(),
-                            last_ok: c.last_ok,
-                            reason: c.reason.clone(),
-                            latency_us: c.latency.map(|l| l.as_micros() as u64),
-                            next_check_ms: c
-                                .next_at
-                                .map_or(0, |t| t.saturating_duration_since(now).as_millis() as u64),
-                            flaps: c.state.flaps(),
-                        })
-                        .collect(),
-                }
+            .filter(|(_, rt)| !rt.removed)
+            .map(|(id, rt)| (id, rt, self.plan(id), self.plans[rt.service].key))
+    }
+
+    fn view(&self) -> Vec<HealthInfo> {
+        let now = Instant::now();
+        self.live()
+            .filter(|(_, _, plan, _)| !plan.checks.is_empty())
+            .map(|(_, rt, plan, key)| HealthInfo {
+                service: key,
+                addr: plan.addr,
+                port: plan.port,
+                alive: rt.alive,
+                flaps: rt.flaps,
+                checkers: rt
+                    .checks
+                    .iter()
+                    .zip(&plan.checks)
+                    .map(|(c, (check, _))| CheckerInfo {
+                        checker: check.kind.keyword().to_string(),
+                        target: check.target(),
+                        up: c.state.is_up(),
+                        last_ok: c.last_ok,
+                        reason: c.reason.clone(),
+                        latency_us: c.latency.map(|l| l.as_micros() as u64),
+                        next_check_ms: c
+                            .next_at
+                            .map_or(0, |t| t.saturating_duration_since(now).as_millis() as u64),
+                        flaps: c.state.flaps(),
+                    })
+                    .collect(),
             })
             .collect()
     }
@@ -490,19 +494,13 @@ impl HealthService {
         self.keep.store(true, Ordering::Relaxed);
         self.shutdown();
         let s = lock(&self.shared);
-        s.servers
-            .iter()
-            .enumerate()
-            .filter(|(_, rt)| !rt.removed)
-            .map(|(id, rt)| {
-                let p = s.plan(id);
-                Kept {
-                    key: s.plans[rt.service].key,
-                    addr: p.addr,
-                    port: p.port,
-                    fingerprint: p.fingerprint.clone(),
-                    rt: rt.clone(),
-                }
+        s.live()
+            .map(|(_, rt, p, key)| Kept {
+                key,
+                addr: p.addr,
+                port: p.port,
+                fingerprint: p.fingerprint.clone(),
+                rt: rt.clone(),
             })
             .collect()
     }
