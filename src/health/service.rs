@@ -391,8 +391,7 @@ impl HealthService {
             .spawn(move || {
                 let mut stop_rx = stop_rx;
                 rt.block_on(async move {
-                    type Job = (usize, usize, Check, Timing, Damping, Duration);
-                    let jobs: Vec<Job> = {
+                    let jobs: Vec<Checker> = {
                         let s = lock(&tasks);
                         let now = Instant::now();
                         (0..s.servers.len())
@@ -412,25 +411,21 @@ impl HealthService {
                                             }
                                             _ => state::first_delay(t, random01()),
                                         };
-                                        (id, ci, c.clone(), *t, p.damping, first)
+                                        Checker {
+                                            id,
+                                            ci,
+                                            check: c.clone(),
+                                            timing: *t,
+                                            damping: p.damping,
+                                            first,
+                                        }
                                     })
                                     .collect::<Vec<_>>()
                             })
                             .collect()
                     };
-                    for (id, ci, check, timing, damping, first) in jobs {
-                        tokio::spawn(run_check(
-                            tasks.clone(),
-                            Checker {
-                                id,
-                                ci,
-                                check,
-                                timing,
-                                damping,
-                                first,
-                            },
-                            events_tx.clone(),
-                        ));
+                    for job in jobs {
+                        tokio::spawn(run_check(tasks.clone(), job, events_tx.clone()));
                     }
                     drop(events_tx);
                     let _ = stop_rx.wait_for(|stop| *stop).await;
