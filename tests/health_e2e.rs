@@ -17,6 +17,11 @@
 //!   for rs1 → rs1 is removed; rs2 (path `/`) stays (H5).
 //! * :82  the same with `inhibit_on_failure` → rs1 stays at weight 0 (H4).
 //!
+//! * A second topology (`inhibit_on_failure_*`): MISC_CHECK scripts that
+//!   fail while a flag file exists, with `inhibit_on_failure` — a running
+//!   download from the failed server completes while new connections avoid
+//!   it (H4, H6's exit 1).
+//!
 //! Measured detection times are printed (`--nocapture`) for the report.
 
 mod support;
@@ -335,5 +340,77 @@ fn health_checks_take_failed_real_servers_out_and_back_with_keepalived_timing() 
     println!("{}", t.lbctl(&["--health"]));
     // lbd stops within its budget with the checker running.
     let mut t = t;
+    t.stop_lbd_cleanly();
+}
+
+#[test]
+fn inhibit_on_failure_keeps_a_running_download_while_new_connections_avoid_the_failed_server() {
+    if !support::needs_root(
+        "inhibit_on_failure_keeps_a_running_download_while_new_connections_avoid_the_failed_server",
+        &TOOLS,
+    ) {
+        return;
+    }
+    let _serial = support::serial();
+    let flags = tempfile::tempdir().expect("flag directory");
+    let flag = |i: usize| flags.path().join(format!("{}.down", rs_name(i)));
+    let mut y = format!(
+        "services:\n  - {{proto: tcp, vip: {VIP_NAT}, port: 80, scheduler: rr, \
+         delay_loop: 0.5, inhibit_on_failure: true, dests: [\n"
+    );
+    for i in 0..2 {
+        y.push_str(&format!(
+            "      {{addr: {}, port: 80, fwd: masq, checks: [{{MISC_CHECK: {{misc_path: \"/bin/sh -c 'test ! -e {}'\"}}}}]}},\n",
+            rip(i),
+            flag(i).display()
+        ));
+    }
+    y.push_str("    ]}\n");
+    let mut t = Topology::build(Options {
+        kernel_ifs: Some(("kext", "kint")),
+        tables: Some(y),
+        ..Options::new(Driver::AfPacket)
+    });
+    t.server_mode(ServerMode::ViaDirector, &[]);
+    // Both checked and up.
+    let both_ok = seconds_until(5.0, Instant::now(), || {
+        let Response::Health { servers } = lbctl_json(&t.socket, &["--health"]) else {
+            return false;
+        };
+        servers.len() == 2
+            && servers
+                .iter()
+                .all(|s| s.alive && s.checkers[0].last_ok == Some(true))
+    });
+    assert!(both_ok.is_some(), "{}", t.lbctl(&["--health"]));
+    // A slow download (512 KiB at 128 KiB/s), then its server fails.
+    let mut slow = t.start_slow_download(&format!("http://{VIP_NAT}/slow/big.bin"), "inhibit");
+    let conn = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        t.conns()
+            .into_iter()
+            .find(|c| c.state == "ESTABLISHED" && c.vaddr.port() == 80)
+    })
+    .expect("the download's connection");
+    let busy = (0..2)
+        .find(|&i| conn.daddr.ip().to_string() == rip(i))
+        .expect("a real server");
+    std::fs::write(flag(busy), b"").expect("flag");
+    let failed_at = Instant::now();
+    let zero = seconds_until(4.0, failed_at, || listed(&t, 80).contains(&(rip(busy), 0)));
+    let zero =
+        zero.unwrap_or_else(|| panic!("{} not at weight 0: {:?}", rs_name(busy), listed(&t, 80)));
+    println!("MISC_CHECK exit 1 with inhibit_on_failure: weight 0 after {zero:.2} s");
+    // New connections avoid it; the download goes on to the end.
+    let names = t.fetch_names(&format!("http://{VIP_NAT}/"), 6);
+    assert!(names.iter().all(|n| *n != rs_name(busy)), "{names:?}");
+    let status = slow.wait_for(Duration::from_secs(15));
+    assert!(status.success(), "download: {}", slow.log_text());
+    assert_eq!(slow.log_text().trim(), format!("200 {BIG_LEN}"));
+    // The flag goes: back at its weight.
+    std::fs::remove_file(flag(busy)).expect("unflag");
+    let back = seconds_until(3.0, Instant::now(), || {
+        listed(&t, 80).contains(&(rip(busy), 1))
+    });
+    assert!(back.is_some(), "{:?}", listed(&t, 80));
     t.stop_lbd_cleanly();
 }
