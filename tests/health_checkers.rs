@@ -374,3 +374,19 @@ fn scripts_start_with_no_signal_blocked_even_from_lbd_s_masked_threads() {
     .expect("thread");
     assert_eq!(mask, "SigBlk:\t0000000000000000");
 }
+
+#[test]
+fn connect_ip_connect_port_and_bindto_choose_where_the_check_goes_and_leaves_from() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    // The real server's own port is closed; the check goes to connect_port.
+    let yaml = format!(
+        "- TCP_CHECK: {{connect_ip: 127.0.0.1, connect_port: {port}, bindto: 127.0.0.2}}\n"
+    );
+    let c = check(&yaml, closed_port(), Duration::from_secs(1));
+    let accept = thread::spawn(move || l.accept().map(|(_, peer)| peer));
+    let out = run(&c);
+    assert!(out.ok, "{out:?}");
+    let peer = accept.join().expect("accept").expect("accepted");
+    assert_eq!(peer.ip().to_string(), "127.0.0.2", "bindto is the source");
+}

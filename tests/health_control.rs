@@ -266,3 +266,33 @@ fn lbctl_health_prints_one_line_per_checker_and_json_round_trips() {
         "no service filter"
     );
 }
+
+#[test]
+fn bad_checker_keywords_are_refused_with_their_place_in_the_file() {
+    let yaml = |check: &str| {
+        format!(
+            "services:\n  - {{proto: tcp, vip: 10.0.0.100, port: 80, dests: [{{addr: 192.168.10.1, checks: [{check}]}}]}}\n"
+        )
+    };
+    let err = rvs::ctl::config::Config::from_yaml(&yaml("{TCP_CHECK: {nb_get_retry: 3}}"))
+        .expect_err("nb_get_retry is not TCP_CHECK's");
+    assert_eq!(
+        err.to_string(),
+        "services[0].dests[0].checks[0]: nb_get_retry is not a TCP_CHECK keyword"
+    );
+    let err = rvs::ctl::config::Config::from_yaml(&yaml(
+        "{HTTP_GET: {url: [{path: /}], conect_timeout: 1}}",
+    ))
+    .expect_err("typo");
+    assert!(err.to_string().contains("conect_timeout"), "{err}");
+    let ok = rvs::ctl::config::Config::from_yaml(&yaml(
+        "{HTTP_GET: {url: [{path: /}], nb_get_retry: 3}}",
+    ))
+    .expect("nb_get_retry counts in HTTP_GET");
+    let plans = rvs::health::service::plan(&ok).expect("plan");
+    assert_eq!(plans[0].servers[0].checks[0].1.retry, 3);
+    assert_eq!(
+        plans[0].servers[0].checks[0].1.delay_before_retry,
+        std::time::Duration::from_secs(3)
+    );
+}

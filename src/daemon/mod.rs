@@ -3,7 +3,11 @@
 //! control state, the rate estimator and the control socket; the services
 //! still to come (health checks, VRRP, connection sync, metrics, reload)
 //! hang off it too, each as a control thread that talks to workers only
-//! through snapshots and the runtime's rings. The kernel path
+//! through snapshots and the runtime's rings. The health checker
+//! (`crate::health`) runs when any real server has checks: `alpha` verdicts
+//! are in the first snapshot, a reload restarts it with the file's checks
+//! (unchanged checkers keep their state), and it stops first on stop (its
+//! verdicts publish snapshots, which need running workers). The kernel path
 //! (`dataplane::kernel`, the ports' `kernel_if` interfaces) is created
 //! before the workers start (they get its rings); its thread stops after
 //! them.
