@@ -296,3 +296,16 @@ fn bad_checker_keywords_are_refused_with_their_place_in_the_file() {
         std::time::Duration::from_secs(3)
     );
 }
+
+#[test]
+fn a_zero_delay_loop_is_refused() {
+    let yaml = "services:\n  - {proto: tcp, vip: 10.0.0.100, port: 80, delay_loop: 0, dests: [{addr: 192.168.10.1, checks: [{TCP_CHECK: {}}]}]}\n";
+    let config = rvs::ctl::config::Config::from_yaml(yaml).expect("parses");
+    let err = rvs::health::service::plan(&config).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "TCP 10.0.0.100:80 192.168.10.1:80: TCP_CHECK delay_loop and connect_timeout must be above 0"
+    );
+    let err = rvs::daemon::check_config(&config).expect_err("--check-config refuses it");
+    assert!(err.to_string().contains("must be above 0"), "{err}");
+}

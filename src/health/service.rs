@@ -142,6 +142,13 @@ pub fn plan(config: &Config) -> Result<Vec<ServicePlan>, HealthConfError> {
                     }
                 }
                 let timing = c.timing(rs_timing);
+                if timing.delay_loop.is_zero() || timing.connect_timeout.is_zero() {
+                    return Err(HealthConfError::Invalid(format!(
+                        "{key} {}: {} delay_loop and connect_timeout must be above 0",
+                        crate::ctl::ipvsadm::format::addr_port(&d.addr.0, port),
+                        c.kind().keyword()
+                    )));
+                }
                 let check =
                     Check::new(&c, SocketAddr::new(d.addr.0, port), timing.connect_timeout)?;
                 checks.push((check, timing));
