@@ -22,6 +22,10 @@
 //!   download from the failed server completes while new connections avoid
 //!   it (H4, H6's exit 1).
 //!
+//! * A third (`quorum_*`, H8): `quorum 2` with rs3 as `sorry_server`: stop
+//!   nginx on rs1 and rs2 → rs3 answers and `quorum_down` ran; start them →
+//!   rs1 and rs2 answer again and `quorum_up` ran.
+//!
 //! Measured detection times are printed (`--nocapture`) for the report.
 
 mod support;
@@ -413,4 +417,96 @@ fn inhibit_on_failure_keeps_a_running_download_while_new_connections_avoid_the_f
     });
     assert!(back.is_some(), "{:?}", listed(&t, 80));
     t.stop_lbd_cleanly();
+}
+
+#[test]
+fn quorum_lost_hands_the_service_to_the_sorry_server_and_back() {
+    if !support::needs_root(
+        "quorum_lost_hands_the_service_to_the_sorry_server_and_back",
+        &TOOLS,
+    ) {
+        return;
+    }
+    let _serial = support::serial();
+    let scripts = tempfile::tempdir().expect("script directory");
+    let log = scripts.path().join("quorum.log");
+    let timers = "delay_loop: 1, connect_timeout: 1, retry: 1, delay_before_retry: 1";
+    let mut y = format!(
+        "services:\n  - {{proto: tcp, vip: {VIP_NAT}, port: 80, scheduler: rr, {timers}, quorum: 2, \
+         sorry_server: {{addr: {}, port: 80, fwd: masq}}, \
+         quorum_up: \"/bin/sh -c 'echo up >> {1}'\", quorum_down: \"/bin/sh -c 'echo down >> {1}'\", dests: [\n",
+        rip(2),
+        log.display()
+    );
+    for i in 0..2 {
+        y.push_str(&format!(
+            "      {{addr: {}, port: 80, fwd: masq, checks: [{{TCP_CHECK: {{}}}}]}},\n",
+            rip(i)
+        ));
+    }
+    y.push_str("    ]}\n");
+    let mut t = Topology::build(Options {
+        kernel_ifs: Some(("kext", "kint")),
+        tables: Some(y),
+        real_servers: 3,
+        ..Options::new(Driver::AfPacket)
+    });
+    t.server_mode(ServerMode::ViaDirector, &[]);
+    let url = format!("http://{VIP_NAT}/");
+    let names = t.fetch_names(&url, 4);
+    assert_eq!(tally(&names).keys().collect::<Vec<_>>(), ["rs1", "rs2"]);
+    for i in 0..2 {
+        t.rs[i].sh(&format!("nginx -c {} -s stop", nginx_conf(&t, i)));
+    }
+    let lost = seconds_until(L + R * B + 3.0, Instant::now(), || {
+        listed(&t, 80) == vec![(rip(2), 1)]
+    });
+    assert!(
+        lost.is_some(),
+        "the sorry server did not take over: {:?}",
+        listed(&t, 80)
+    );
+    println!(
+        "quorum lost: sorry server in after {:.2} s",
+        lost.unwrap_or_default()
+    );
+    let names = t.fetch_names(&url, 3);
+    assert!(names.iter().all(|n| n == "rs3"), "{names:?}");
+    let ran = seconds_until(2.0, Instant::now(), || {
+        std::fs::read_to_string(&log).unwrap_or_default() == "down\n"
+    });
+    assert!(
+        ran.is_some(),
+        "quorum_down: {:?}",
+        std::fs::read_to_string(&log)
+    );
+    let mut restarted = Vec::new();
+    for i in 0..2 {
+        let mut cmd = t.rs[i].cmd("nginx");
+        cmd.arg("-c").arg(nginx_conf(&t, i));
+        let out = t.path(&format!("{}-nginx-again.out", rs_name(i)));
+        restarted.push(Proc::spawn(
+            &format!("nginx {} (restarted)", rs_name(i)),
+            cmd,
+            &out,
+        ));
+    }
+    let gained = seconds_until(L + 3.0, Instant::now(), || listed(&t, 80).len() == 2);
+    assert!(
+        gained.is_some(),
+        "the real servers did not come back: {:?}",
+        listed(&t, 80)
+    );
+    let names = t.fetch_names(&url, 4);
+    assert_eq!(tally(&names).keys().collect::<Vec<_>>(), ["rs1", "rs2"]);
+    let ran = seconds_until(2.0, Instant::now(), || {
+        std::fs::read_to_string(&log).unwrap_or_default() == "down\nup\n"
+    });
+    assert!(
+        ran.is_some(),
+        "quorum_up: {:?}",
+        std::fs::read_to_string(&log)
+    );
+    t.stop_lbd_cleanly();
+    drop(restarted);
 }
