@@ -237,6 +237,13 @@ fn health_checks_take_failed_real_servers_out_and_back_with_keepalived_timing() 
             && l.contains("status 503")),
         "{health}"
     );
+    // The checks came from the director's own address (through kint).
+    let from_dip = format!("{DIP_INT} {} /unavailable 503", rip(0));
+    assert!(
+        t.access_log(0).iter().any(|l| l.starts_with(&from_dip)),
+        "no check from {DIP_INT} in rs1's log: {:?}",
+        t.access_log(0)
+    );
     // Only rs2 answers on :81.
     let names = t.fetch_names(&format!("http://{VIP_NAT}:81/"), 4);
     assert!(names.iter().all(|n| n == "rs2"), "{names:?}");
