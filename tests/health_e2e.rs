@@ -349,9 +349,13 @@ fn health_checks_take_failed_real_servers_out_and_back_with_keepalived_timing() 
     let back = seconds_until(L + C + 3.0, Instant::now(), || has_rs1(&t, 80));
     assert!(back.is_some(), "rs1 did not come back after the black hole");
     println!("{}", t.lbctl(&["--health"]));
-    // lbd stops within its budget with the checker running.
+    // lbd stops within its 2 s budget with the checker running.
     let mut t = t;
+    let stopping = Instant::now();
     t.stop_lbd_cleanly();
+    let took = stopping.elapsed();
+    println!("lbd stopped {took:?} after SIGTERM");
+    assert!(took < Duration::from_secs(2), "lbd took {took:?} to stop");
 }
 
 #[test]

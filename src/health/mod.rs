@@ -5,6 +5,11 @@
 //!   their resolution; a leaf that `ctl::config` embeds.
 //! * [`state`] — keepalived's checker state machine, pure (virtual time in
 //!   tests), plus quorum/hysteresis and rvs's rise/fall damping.
+//! * [`checker`] — one check of each type as an async function (what
+//!   "alive" means per checker).
+//! * [`service`] — the checker thread (a current-thread tokio runtime with
+//!   a task per checker) and the manager thread that publishes verdicts,
+//!   quorum and sorry servers through the Control and runs the scripts.
 //!
 //! Ownership rule between the checker and the operator: the checker owns
 //! "alive" — a per-real-server health flag kept in the
