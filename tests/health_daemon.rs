@@ -307,3 +307,49 @@ fn reload_keeps_the_state_of_unchanged_checkers_and_withdraws_dropped_ones() {
     assert!(health(&d).is_empty());
     d.stop().expect("stops");
 }
+
+#[test]
+fn metrics_export_rvs_real_server_up_for_checked_servers() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (p1, p2) = (free_port("127.0.0.12"), free_port("127.0.0.13"));
+    let _rs2 = listen("127.0.0.13", p2);
+    let yaml = yaml(
+        dir.path(),
+        "",
+        &[
+            rs("127.0.0.12", p1, ", checks: [{TCP_CHECK: {}}]"),
+            rs("127.0.0.13", p2, ", checks: [{TCP_CHECK: {}}]"),
+        ],
+    );
+    let config = Config::from_yaml(&yaml).expect("config");
+    let d = Daemon::start(
+        &config,
+        DaemonOptions {
+            metrics_listen: Some("127.0.0.1:0".parse().expect("addr")),
+            ..DaemonOptions::default()
+        },
+    )
+    .expect("lbd starts");
+    let addr = d.metrics_addr().expect("exporter runs");
+    let scrape = || {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    };
+    let down = format!(
+        "rvs_real_server_up{{proto=\"tcp\",vip=\"10.0.0.100:80\",rip=\"127.0.0.12:{p1}\"}} 0"
+    );
+    let up = format!(
+        "rvs_real_server_up{{proto=\"tcp\",vip=\"10.0.0.100:80\",rip=\"127.0.0.13:{p2}\"}} 1"
+    );
+    within(Duration::from_secs(4), "rs1 exported as down", || {
+        let text = scrape();
+        text.contains(&down) && text.contains(&up)
+    });
+    d.stop().expect("stops");
+}
