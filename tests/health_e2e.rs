@@ -16,6 +16,8 @@
 //! * :81  HTTP_GET `status_code 200` on `/unavailable` (nginx answers 503)
 //!   for rs1 → rs1 is removed; rs2 (path `/`) stays (H5).
 //! * :82  the same with `inhibit_on_failure` → rs1 stays at weight 0 (H4).
+//! * :83  HTTP_GET with `digest` of rs2's page → rs1 (another page) is
+//!   removed (H5).
 //!
 //! * A second topology (`inhibit_on_failure_*`): MISC_CHECK scripts that
 //!   fail while a flag file exists, with `inhibit_on_failure` — a running
@@ -80,8 +82,22 @@ fn services() -> String {
         }
         y.push_str("    ]}\n");
     }
+    // :83 HTTP_GET with the digest of rs2's page ("rs2\n"): rs1's differs.
+    y.push_str(&format!(
+        "  - {{proto: tcp, vip: {VIP_NAT}, port: 83, scheduler: rr, {timers}, dests: [\n"
+    ));
+    for i in 0..2 {
+        y.push_str(&format!(
+            "      {{addr: {}, port: 80, fwd: masq, checks: [{{HTTP_GET: {{url: [{{path: /, digest: {RS2_MD5}}}]}}}}]}},\n",
+            rip(i)
+        ));
+    }
+    y.push_str("    ]}\n");
     y
 }
+
+/// MD5 of rs2's index page, `rs2\n` (`md5sum`).
+const RS2_MD5: &str = "f1743bfe5e2cd7630e74f90e32d8f651";
 
 fn topology() -> Topology {
     let mut t = Topology::build(Options {
@@ -236,6 +252,12 @@ fn health_checks_take_failed_real_servers_out_and_back_with_keepalived_timing() 
             && l.contains("DOWN")
             && l.contains("status 503")),
         "{health}"
+    );
+    let digest = seconds_until(4.0, since, || listed(&t, 83) == vec![(rip(1), 1)]);
+    assert!(
+        digest.is_some(),
+        "digest mismatch kept rs1 in :83: {:?}",
+        listed(&t, 83)
     );
     // The checks came from the director's own address (through kint).
     let from_dip = format!("{DIP_INT} {} /unavailable 503", rip(0));
