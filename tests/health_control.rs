@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use rvs::conntrack::{Fwd, Proto};
-use rvs::ctl::apply::{ApplyError, ControlState, DestHealth};
+use rvs::ctl::apply::{ApplyError, Changed, ControlState, DestHealth};
 use rvs::ctl::protocol::{DestSpec, Request, ServiceKey, ServiceSpec};
 
 fn ip(s: &str) -> IpAddr {
@@ -65,6 +65,12 @@ fn listed_dests(s: &ControlState) -> Vec<(IpAddr, u32)> {
         .collect()
 }
 
+/// The checker's verdict on real server `addr`:80 of the service.
+fn verdict(s: &mut ControlState, addr: &str, health: Option<DestHealth>) -> Changed {
+    s.set_health(&web(), &ip(addr), 80, health)
+        .expect("verdict")
+}
+
 const DEAD: DestHealth = DestHealth {
     alive: false,
     inhibit: false,
@@ -91,8 +97,7 @@ fn dead_real_server_is_left_out_of_the_snapshot_and_the_listing() {
     assert!(!again.config);
     assert_eq!(s.generation(), before + 1);
     // Alive again: back with its weight.
-    s.set_health(&web(), &ip("192.168.10.1"), 80, None)
-        .expect("verdict");
+    verdict(&mut s, "192.168.10.1", None);
     assert_eq!(
         snapshot_dests(&s),
         vec![(ip("192.168.10.1"), 3), (ip("192.168.10.2"), 1)]
@@ -102,16 +107,14 @@ fn dead_real_server_is_left_out_of_the_snapshot_and_the_listing() {
 #[test]
 fn inhibit_on_failure_keeps_a_dead_server_at_weight_zero() {
     let mut s = two_servers();
-    s.set_health(
-        &web(),
-        &ip("192.168.10.1"),
-        80,
+    verdict(
+        &mut s,
+        "192.168.10.1",
         Some(DestHealth {
             inhibit: true,
             ..DEAD
         }),
-    )
-    .expect("verdict");
+    );
     assert_eq!(
         snapshot_dests(&s),
         vec![(ip("192.168.10.1"), 0), (ip("192.168.10.2"), 1)]
@@ -122,8 +125,7 @@ fn inhibit_on_failure_keeps_a_dead_server_at_weight_zero() {
 #[test]
 fn operator_weight_edit_on_a_dead_server_takes_effect_when_it_comes_back() {
     let mut s = two_servers();
-    s.set_health(&web(), &ip("192.168.10.1"), 80, Some(DEAD))
-        .expect("verdict");
+    verdict(&mut s, "192.168.10.1", Some(DEAD));
     s.apply(&Request::EditDest {
         service: web(),
         dest: dest("192.168.10.1", 7),
@@ -134,25 +136,22 @@ fn operator_weight_edit_on_a_dead_server_takes_effect_when_it_comes_back() {
         vec![(ip("192.168.10.2"), 1)],
         "still dead"
     );
-    s.set_health(&web(), &ip("192.168.10.1"), 80, None)
-        .expect("verdict");
+    verdict(&mut s, "192.168.10.1", None);
     assert_eq!(snapshot_dests(&s)[0], (ip("192.168.10.1"), 7));
 }
 
 #[test]
 fn misc_dynamic_weight_applies_while_alive_and_the_operator_weight_is_kept() {
     let mut s = two_servers();
-    s.set_health(
-        &web(),
-        &ip("192.168.10.1"),
-        80,
+    verdict(
+        &mut s,
+        "192.168.10.1",
         Some(DestHealth {
             alive: true,
             inhibit: false,
             weight: Some(10),
         }),
-    )
-    .expect("verdict");
+    );
     assert_eq!(snapshot_dests(&s)[0], (ip("192.168.10.1"), 10));
     let configured = s.service(&web()).expect("service").dests[0].spec.weight;
     assert_eq!(configured, 3);
@@ -161,8 +160,7 @@ fn misc_dynamic_weight_applies_while_alive_and_the_operator_weight_is_kept() {
 #[test]
 fn deleting_a_checked_server_drops_its_verdict_and_refuses_the_next() {
     let mut s = two_servers();
-    s.set_health(&web(), &ip("192.168.10.1"), 80, Some(DEAD))
-        .expect("verdict");
+    verdict(&mut s, "192.168.10.1", Some(DEAD));
     s.apply(&Request::DeleteDest {
         service: web(),
         addr: ip("192.168.10.1"),
@@ -189,8 +187,7 @@ fn sorry_server_replaces_the_real_servers_while_in_force() {
     s.set_sorry(&web(), Some(&sorry)).expect("sorry in");
     assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.9"), 1)]);
     // Verdicts are recorded meanwhile.
-    s.set_health(&web(), &ip("192.168.10.2"), 80, Some(DEAD))
-        .expect("verdict");
+    verdict(&mut s, "192.168.10.2", Some(DEAD));
     assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.9"), 1)]);
     s.set_sorry(&web(), None).expect("sorry out");
     assert_eq!(snapshot_dests(&s), vec![(ip("192.168.10.1"), 3)]);
