@@ -96,6 +96,8 @@ pub enum ListWhat {
     PortStats,
     /// `--dataplane-stats`: per-worker counters, drops by reason.
     DataplaneStats,
+    /// `--health`: every checked real server and its checkers (rvs).
+    Health,
 }
 
 /// Print options of a listing (ipvsadm's `FMT_*` flags).
@@ -144,6 +146,7 @@ impl ListCommand {
             ListWhat::Laddrs(service) => Request::GetLaddrs { service: *service },
             ListWhat::PortStats => Request::PortStats,
             ListWhat::DataplaneStats => Request::DataplaneStats,
+            ListWhat::Health => Request::Health,
         }
     }
 }
@@ -289,6 +292,7 @@ pub fn usage() -> String {
   {program} -G [virtual-service] [-o json]
   {program} --port-stats [-o json]
   {program} --dataplane-stats [-o json]
+  {program} --health [-n] [-o json]
   {program} -h
 
 "
@@ -313,6 +317,8 @@ Either long or short options are allowed.
   --get-laddr       -G        list FULLNAT local addresses (rvs)
   --port-stats                list NIC port counters (rvs)
   --dataplane-stats           list per-worker counters and drops by reason (rvs)
+  --health                    list checked real servers: state, checker, last
+                              result and reason, latency, flaps, next check (rvs)
   --help            -h        display this help message
   --version         -v        display the version
 
@@ -351,7 +357,7 @@ Options:
   --sort                              does nothing, for backwards compatibility
   --numeric      -n                   numeric output (always on in lbctl)
   --output       -o json|text         output format of -L, -G, --port-stats,
-                                      --dataplane-stats (rvs)
+                                      --dataplane-stats, --health (rvs)
 
 Not supported by rvs (refused): --fwmark-service/-f, --ipv6/-6, --sctp-service,
   --start-daemon, --stop-daemon, --daemon, --pe (other than none),

@@ -107,9 +107,10 @@ enum Cmd {
     GetLaddr,
     PortStats,
     DataplaneStats,
+    Health,
 }
 
-const N_CMDS: usize = 19;
+const N_CMDS: usize = 20;
 
 /// ipvsadm's `cmdnames`, then DPVS's and rvs's.
 const CMD_NAMES: [&str; N_CMDS] = [
@@ -132,6 +133,7 @@ const CMD_NAMES: [&str; N_CMDS] = [
     "get-laddr",
     "port-stats",
     "dataplane-stats",
+    "health",
 ];
 
 /// ipvsadm's option columns (`OPTC_*`), then rvs's.
@@ -248,6 +250,7 @@ const COMMANDS_V_OPTIONS: [&[u8; N_OPTS]; N_CMDS] = [
     /* GETLADDR */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
     /* PORTSTAT */ b"xxxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx ",
     /* DPSTATS  */ b"xxxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx ",
+    /* HEALTH   */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
 ];
 
 /// Every option spelling lbctl knows.
@@ -366,6 +369,7 @@ const OPTION_TABLE: &[OptSpec] = &[
         Arity::None,
         Tok::Cmd(Cmd::DataplaneStats),
     ),
+    spec("health", '\0', Arity::None, Tok::Cmd(Cmd::Health)),
     spec("tcp-service", 't', Arity::Required, Tok::Tcp),
     spec("udp-service", 'u', Arity::Required, Tok::Udp),
     spec("sctp-service", '\0', Arity::Required, Tok::Sctp),
@@ -436,7 +440,12 @@ fn rvs_only(tok: Tok) -> bool {
     matches!(
         tok,
         Tok::Cmd(
-            Cmd::AddLaddr | Cmd::DelLaddr | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats
+            Cmd::AddLaddr
+                | Cmd::DelLaddr
+                | Cmd::GetLaddr
+                | Cmd::PortStats
+                | Cmd::DataplaneStats
+                | Cmd::Health
         ) | Tok::FullNat
             | Tok::Laddr
             | Tok::Ifname
@@ -1053,7 +1062,7 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
     let o_takes_format = dialect == Dialect::Lbctl
         && matches!(
             cmd,
-            Cmd::List | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats
+            Cmd::List | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats | Cmd::Health
         );
 
     let mut c = Collected::new();
@@ -1259,6 +1268,10 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
             what: ListWhat::DataplaneStats,
             options: list_options(&c),
         })),
+        Cmd::Health => Ok(Command::List(ListCommand {
+            what: ListWhat::Health,
+            options: list_options(&c),
+        })),
         Cmd::StartDaemon => Err(refuse_daemon("--start-daemon")),
         Cmd::StopDaemon => Err(refuse_daemon("--stop-daemon")),
     }
@@ -1347,6 +1360,8 @@ mod tests {
             ][..],
             &["--port-stats"],
             &["--dataplane-stats"],
+            &["--health"],
+            &["--health", "-o", "json"],
             &["-G"],
             &["-P", "-t", "10.0.0.1:80", "-z", "192.168.10.100"],
             &["-Ln", "--output", "json"],
