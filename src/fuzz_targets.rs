@@ -51,6 +51,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ipvsadm", ipvsadm),
     ("protocol", protocol),
     ("config", config),
+    ("keepalived", keepalived),
 ];
 
 // ------------------------------------------------------------------ wire
@@ -538,5 +539,58 @@ pub fn config(data: &[u8]) {
     };
     if let Err(e) = state.snapshot() {
         panic!("a configuration that checks has no snapshot: {e}");
+    }
+}
+
+// ------------------------------------------------------------ keepalived
+
+/// keepalived.conf text (includes disabled: the input names no files):
+/// lexer → tree → model → conversion. Invariants: reading is
+/// deterministic; every diagnostic names a line of the input; the exit
+/// code agrees with whether lbd would start; a file lbd would start from
+/// converts (or is refused with diagnostics), and what converts checks or
+/// is refused with an error (never a panic).
+pub fn keepalived(data: &[u8]) {
+    use crate::keepalived::{diag::Severity, lexer::LexOptions, load_text, to_config};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let opts = LexOptions {
+        config_id: "main".to_string(),
+        includes: false,
+    };
+    let name = std::path::Path::new("/nonexistent/keepalived.conf");
+    let (conf, diags) = load_text(name, text, &opts);
+    assert_eq!(
+        load_text(name, text, &opts),
+        (conf.clone(), diags.clone()),
+        "reading is deterministic"
+    );
+    let lines = u32::try_from(text.lines().count()).unwrap_or(u32::MAX);
+    for d in &diags.0 {
+        let loc = d
+            .loc
+            .as_ref()
+            .expect("every diagnostic of a text has a line");
+        assert!(
+            (1..=lines.max(1)).contains(&loc.line),
+            "{d}: line outside the input"
+        );
+    }
+    let start = diags.can_start();
+    assert_eq!(
+        start,
+        !diags
+            .0
+            .iter()
+            .any(|d| matches!(d.severity, Severity::Fatal | Severity::StrictInclude)),
+    );
+    assert!(!start || [0, 5, 6].contains(&diags.exit_code()));
+    if start {
+        let mut diags = diags;
+        let config = to_config::to_config(&conf, Config::default(), false, &mut diags);
+        if diags.can_start() {
+            let _ = config.check();
+        }
     }
 }

@@ -13,6 +13,8 @@ pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
 pub mod docs;
+pub mod health;
+pub mod keepalived;
 pub mod metrics;
 pub mod sched;
 pub mod steer;

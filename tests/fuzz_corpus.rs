@@ -87,3 +87,8 @@ fn protocol_corpus_replays() {
 fn config_corpus_replays() {
     replay("config");
 }
+
+#[test]
+fn keepalived_corpus_replays() {
+    replay("keepalived");
+}

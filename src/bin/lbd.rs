@@ -4,6 +4,8 @@
 //! ```text
 //! lbd [-c|--config FILE] [--socket PATH] [--workers N] [--metrics-listen ADDR:PORT]
 //! lbd --check-config FILE
+//! lbd --keepalived KEEPALIVED.CONF [-c PORTS.yaml] [--config-id ID]
+//! lbd --check-config --keepalived KEEPALIVED.CONF [-c PORTS.yaml]
 //! lbd -c FILE --replay PORT=IN.pcap [--replay PORT=IN.pcap ...] --capture-dir DIR
 //! ```
 //!
@@ -16,6 +18,11 @@
 //! * `--check-config` validates a file (syntax, values, references, and
 //!   every service through the same rules as `lbctl`) and exits: 0 if valid,
 //!   1 with the error otherwise.
+//! * `--keepalived` takes the services from an operator's keepalived.conf
+//!   (`rvs::keepalived`); `-c` then gives only ports, workers and routes.
+//!   Each diagnostic is printed with its file and line; `--check-config`
+//!   exits with `keepalived -t`'s code (0, 4, 5 or 6), and lbd starts only
+//!   on what keepalived would run with.
 //! * `--replay` pushes captures through one worker running the configured
 //!   tables, writing what each port sends to `DIR/PORT.pcap`.
 //!
@@ -49,9 +56,15 @@ pub(crate) struct Args {
     /// Control socket path (overrides the file's `socket`).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Validate FILE and exit.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "replay"])]
-    check_config: Option<PathBuf>,
+    /// Validate FILE (or, with --keepalived, the keepalived file) and exit.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, conflicts_with = "replay")]
+    check_config: Option<Option<PathBuf>>,
+    /// Take the services from a keepalived.conf (ports come from --config).
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    keepalived: Option<PathBuf>,
+    /// keepalived's config id (-i) for `@ID` lines (default: short host name).
+    #[arg(long, value_name = "ID", requires = "keepalived")]
+    config_id: Option<String>,
     /// Replay a capture into a port: PORT=FILE (repeatable); needs --capture-dir.
     #[arg(long, value_name = "PORT=FILE", requires = "capture_dir")]
     replay: Vec<String>,
@@ -68,7 +81,11 @@ pub(crate) struct Args {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if args.keepalived.is_some() {
+        return run_keepalived(args);
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("lbd: {}", causes_once(err.chain().map(|c| c.to_string())));
@@ -88,7 +105,18 @@ fn load_config(path: &Path, workers: Option<u16>) -> anyhow::Result<Config> {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(path) = &args.check_config {
+    if let Some(check) = &args.check_config {
+        let path = match (check, &args.config) {
+            (Some(path), None) => path,
+            (Some(_), Some(_)) => {
+                return Err(anyhow!("--check-config FILE and --config FILE: give one"))
+            }
+            (None, _) => {
+                return Err(anyhow!(
+                    "--check-config needs a FILE (or --keepalived FILE)"
+                ))
+            }
+        };
         let config = load_config(path, args.workers)?;
         let summary = check_config(&config).with_context(|| format!("{}", path.display()))?;
         println!("{}: {summary}", path.display());
@@ -118,6 +146,67 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     Daemon::run(&config, options)?;
     Ok(())
+}
+
+/// `--keepalived FILE`: prints the reader's diagnostics; with
+/// `--check-config` exits with keepalived's `-t` code, else runs the daemon
+/// on the converted configuration unless the file is refused.
+fn run_keepalived(args: Args) -> ExitCode {
+    let Some(file) = args.keepalived.clone() else {
+        return ExitCode::FAILURE;
+    };
+    let fail = |err: anyhow::Error| {
+        eprintln!("lbd: {}", causes_once(err.chain().map(|c| c.to_string())));
+        ExitCode::from(rvs::keepalived::diag::EXIT_CANNOT_RUN)
+    };
+    if let Some(Some(other)) = &args.check_config {
+        return fail(anyhow!(
+            "--check-config {} with --keepalived: give the file once (--check-config --keepalived FILE)",
+            other.display()
+        ));
+    }
+    let ports = match &args.config {
+        Some(path) => match load_config(path, args.workers) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    let opts = rvs::keepalived::lexer::LexOptions {
+        config_id: args
+            .config_id
+            .clone()
+            .unwrap_or_else(rvs::keepalived::lexer::default_config_id),
+        includes: true,
+    };
+    let import = rvs::keepalived::import(&file, &opts, ports);
+    eprint!("{}", import.diags);
+    let code = import.diags.exit_code();
+    let Some(config) = import.config else {
+        eprintln!(
+            "lbd: {}: refused (exit {code}); nothing started",
+            file.display()
+        );
+        return ExitCode::from(code);
+    };
+    if args.check_config.is_some() {
+        return match check_config(&config) {
+            Ok(summary) => {
+                println!("{}: {summary}", file.display());
+                ExitCode::from(code)
+            }
+            Err(e) => fail(anyhow::Error::new(e).context(file.display().to_string())),
+        };
+    }
+    let options = DaemonOptions {
+        socket: args.socket.clone(),
+        metrics_listen: args.metrics_listen,
+        ..DaemonOptions::default()
+    };
+    match Daemon::run(&config, options) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(e.into()),
+    }
 }
 
 /// `--replay PORT=FILE ... --capture-dir DIR`.

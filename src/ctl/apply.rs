@@ -205,6 +205,21 @@ pub struct Topology {
     pub neighbours: Vec<NeighUpdate>,
 }
 
+/// The health checker's verdict on a real server (see `crate::health`:
+/// the checker owns "alive", the operator owns the weight and the set of
+/// real servers). Kept by slot id beside the configuration, never in it:
+/// listings, the snapshot and the schedulers see the effective server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestHealth {
+    /// The checkers find it alive.
+    pub alive: bool,
+    /// When dead: kept at weight 0 instead of removed (`inhibit_on_failure`).
+    pub inhibit: bool,
+    /// When alive: the weight a `misc_dynamic` MISC_CHECK set (`None`: the
+    /// operator's).
+    pub weight: Option<u32>,
+}
+
 /// A real server as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestEntry {
@@ -297,6 +312,11 @@ pub struct ControlState {
     /// its real servers change (so unchanged services keep their per-worker
     /// scheduler state, e.g. the wrr position, across snapshots).
     schedulers: HashMap<u16, Arc<Scheduler>>,
+    /// Health verdicts by real-server slot (absent: alive, as configured).
+    health: HashMap<u16, DestHealth>,
+    /// Sorry servers in force by service slot (quorum lost): they replace
+    /// the service's real servers in the snapshot and listings.
+    sorry: HashMap<u16, DestEntry>,
     service_slots: SlotAllocator,
     dest_slots: SlotAllocator,
     build: BuildOptions,
@@ -317,6 +337,8 @@ impl Default for ControlState {
             settings: Settings::default(),
             services: Vec::new(),
             schedulers: HashMap::new(),
+            health: HashMap::new(),
+            sorry: HashMap::new(),
             service_slots: SlotAllocator::new(MAX_SERVICES),
             dest_slots: SlotAllocator::new(MAX_DESTS),
             build: BuildOptions::default(),
@@ -381,6 +403,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::DataplaneStats => "dataplane_stats",
         Request::Vrrp => "vrrp",
         Request::Reload => "reload",
+        Request::Health => "health",
     }
 }
 
@@ -634,7 +657,8 @@ impl ControlState {
             | Request::PortStats
             | Request::DataplaneStats
             | Request::Vrrp
-            | Request::Reload => Err(ApplyError::Invalid(format!(
+            | Request::Reload
+            | Request::Health => Err(ApplyError::Invalid(format!(
                 "{} is a listing, not a change",
                 request_name(request)
             ))),
@@ -648,6 +672,10 @@ impl ControlState {
     fn free_service_slots(&mut self, service: &ServiceEntry) {
         for d in &service.dests {
             self.dest_slots.free(d.id);
+            self.health.remove(&d.id);
+        }
+        if let Some(sorry) = self.sorry.remove(&service.id) {
+            self.dest_slots.free(sorry.id);
         }
         self.service_slots.free(service.id);
     }
@@ -919,6 +947,7 @@ impl ControlState {
         let removed = edited.dests.remove(pos);
         let sched = self.check_scheduler(&edited)?;
         self.dest_slots.free(removed.id);
+        self.health.remove(&removed.id);
         self.commit_service(Some(index), edited, sched);
         Ok(Changed {
             config: true,
@@ -1030,8 +1059,7 @@ impl ControlState {
     /// The scheduler's view of a service's real servers, in insertion order.
     fn dest_views(&self, service: &ServiceEntry) -> Vec<DestView> {
         let workers = u32::from(self.topology.workers);
-        service
-            .dests
+        self.effective_dests(service)
             .iter()
             .map(|d| DestView {
                 weight: d.spec.weight,
@@ -1059,6 +1087,142 @@ impl ControlState {
                 SchedError::UnknownScheduler(_) => ApplyError::SchedulerNotFound,
                 other => ApplyError::Scheduler(other),
             }
+        })
+    }
+
+    /// The real servers of `service` as the data plane and the listings see
+    /// them: the sorry server alone while it is in force; else the
+    /// configured ones without the dead (or at weight 0 with
+    /// `inhibit_on_failure`), with a `misc_dynamic` weight where one is set.
+    pub fn effective_dests(&self, service: &ServiceEntry) -> Vec<DestEntry> {
+        if let Some(sorry) = self.sorry.get(&service.id) {
+            return vec![sorry.clone()];
+        }
+        service
+            .dests
+            .iter()
+            .filter_map(|d| {
+                let weight = match self.health.get(&d.id) {
+                    None => d.spec.weight,
+                    Some(h) if h.alive => h.weight.unwrap_or(d.spec.weight),
+                    Some(h) if h.inhibit => 0,
+                    Some(_) => return None,
+                };
+                let mut d = d.clone();
+                d.spec.weight = weight;
+                Some(d)
+            })
+            .collect()
+    }
+
+    /// `service` as listed: its effective real servers.
+    pub fn effective_service(&self, service: &ServiceEntry) -> ServiceEntry {
+        ServiceEntry {
+            dests: self.effective_dests(service),
+            ..service.clone()
+        }
+    }
+
+    /// The health verdict on a real-server slot (`None`: none recorded).
+    pub fn dest_health(&self, id: u16) -> Option<DestHealth> {
+        self.health.get(&id).copied()
+    }
+
+    /// Records the checker's verdict on a real server (`None`: forget it,
+    /// the server counts as configured). Refused for a server that is not
+    /// configured. The generation goes up when the effective tables change.
+    pub fn set_health(
+        &mut self,
+        key: &ServiceKey,
+        addr: &IpAddr,
+        port: u16,
+        health: Option<DestHealth>,
+    ) -> Result<Changed, ApplyError> {
+        let index = self
+            .service_index(key)
+            .ok_or(ApplyError::ServiceNotDefined)?;
+        let id = self.services[index]
+            .dest(addr, port)
+            .ok_or(ApplyError::NoSuchDest)?
+            .id;
+        if self.health.get(&id).copied() == health {
+            return Ok(Changed::default());
+        }
+        if let Some(weight) = health.and_then(|h| h.weight) {
+            if weight > MAX_WEIGHT {
+                return Err(ApplyError::Invalid(format!(
+                    "Invalid weight {weight}: must be 0..={MAX_WEIGHT}"
+                )));
+            }
+        }
+        let mut next = self.clone();
+        match health {
+            Some(h) => next.health.insert(id, h),
+            None => next.health.remove(&id),
+        };
+        self.commit_overlay(next, index, Vec::new())
+    }
+
+    /// Puts a sorry server in force for a service (quorum lost), replacing
+    /// its real servers, or takes it out (`None`). The generation goes up
+    /// when something changed.
+    pub fn set_sorry(
+        &mut self,
+        key: &ServiceKey,
+        sorry: Option<&DestSpec>,
+    ) -> Result<Changed, ApplyError> {
+        let index = self
+            .service_index(key)
+            .ok_or(ApplyError::ServiceNotDefined)?;
+        let service_id = self.services[index].id;
+        let mut next = self.clone();
+        let mut zero_dests = Vec::new();
+        match (sorry, next.sorry.get(&service_id)) {
+            (None, None) => return Ok(Changed::default()),
+            (Some(spec), Some(current)) if current.spec == *spec => return Ok(Changed::default()),
+            (sorry, _) => {
+                if let Some(old) = next.sorry.remove(&service_id) {
+                    next.dest_slots.free(old.id);
+                }
+                if let Some(spec) = sorry {
+                    let spec = Self::normalise_dest(&next.services[index], spec)?;
+                    let id = next
+                        .dest_slots
+                        .alloc()
+                        .ok_or(ApplyError::NoSpace(DESTS_FULL))?;
+                    zero_dests.push(id);
+                    next.sorry.insert(
+                        service_id,
+                        DestEntry {
+                            id,
+                            last_weight: spec.weight,
+                            spec,
+                        },
+                    );
+                }
+            }
+        }
+        self.commit_overlay(next, index, zero_dests)
+    }
+
+    /// Ends a health or sorry-server change made on `next`: rebuilds the
+    /// scheduler of service `index` over its effective real servers, bumps
+    /// the generation and takes `next` as the state.
+    fn commit_overlay(
+        &mut self,
+        mut next: ControlState,
+        index: usize,
+        zero_dests: Vec<u16>,
+    ) -> Result<Changed, ApplyError> {
+        let service = next.services[index].clone();
+        let sched = next.check_scheduler(&service)?;
+        next.commit_service(Some(index), service, sched);
+        next.generation += 1;
+        *self = next;
+        Ok(Changed {
+            config: true,
+            zero_services: Vec::new(),
+            zero_dests,
         })
     }
 
@@ -1094,8 +1258,8 @@ impl ControlState {
                 persistent: s.spec.persistent,
                 netmask,
                 ops: s.spec.ops,
-                dests: s
-                    .dests
+                dests: self
+                    .effective_dests(s)
                     .iter()
                     .map(|d| Dest {
                         id: d.id,

@@ -853,10 +853,78 @@ pub struct DestConf {
     /// Lower threshold.
     #[serde(default)]
     pub l_threshold: Threshold,
+    /// Health checkers (keepalived's `real_server` checkers; see
+    /// `crate::health::conf`), and the real server's checker keywords.
+    #[serde(default)]
+    pub checks: Vec<crate::health::conf::CheckConf>,
+    /// Dead: weight 0 instead of removal (overrides the service's).
+    #[serde(default)]
+    pub inhibit_on_failure: Option<bool>,
+    /// Run when the server comes up.
+    #[serde(default)]
+    pub notify_up: Option<String>,
+    /// Run when the server goes down.
+    #[serde(default)]
+    pub notify_down: Option<String>,
+    /// Start down until the first success (overrides the service's).
+    #[serde(default)]
+    pub alpha: Option<bool>,
+    /// Checker timing overrides.
+    #[serde(default)]
+    pub delay_loop: Option<crate::health::conf::Secs>,
+    /// Checker timing overrides.
+    #[serde(default)]
+    pub connect_timeout: Option<crate::health::conf::Secs>,
+    /// Checker timing overrides.
+    #[serde(default)]
+    pub retry: Option<u32>,
+    /// Checker timing overrides.
+    #[serde(default)]
+    pub delay_before_retry: Option<crate::health::conf::Secs>,
+    /// Checker timing overrides.
+    #[serde(default)]
+    pub warmup: Option<crate::health::conf::Secs>,
+    /// HTTP `Host:` for its checkers.
+    #[serde(default)]
+    pub virtualhost: Option<String>,
+    /// rvs flap damping: consecutive successes to come up (default 1).
+    #[serde(default)]
+    pub rise: Option<u32>,
+    /// rvs flap damping: consecutive failures to go down (at least retry + 1).
+    #[serde(default)]
+    pub fall: Option<u32>,
 }
 
 fn default_fwd() -> Fwd {
     Fwd::Dr
+}
+
+/// The YAML defaults, with the unspecified address (callers that build a
+/// dest in code set `addr` and use `..DestConf::default()` for the rest).
+impl Default for DestConf {
+    fn default() -> Self {
+        DestConf {
+            addr: Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port: None,
+            fwd: default_fwd(),
+            weight: Weight::default(),
+            u_threshold: Threshold::default(),
+            l_threshold: Threshold::default(),
+            checks: Vec::new(),
+            inhibit_on_failure: None,
+            notify_up: None,
+            notify_down: None,
+            alpha: None,
+            delay_loop: None,
+            connect_timeout: None,
+            retry: None,
+            delay_before_retry: None,
+            warmup: None,
+            virtualhost: None,
+            rise: None,
+            fall: None,
+        }
+    }
 }
 
 /// `services[]`.
@@ -893,6 +961,96 @@ pub struct ServiceConf {
     /// Real servers.
     #[serde(default)]
     pub dests: Vec<DestConf>,
+    /// keepalived's virtual_server checker defaults (see `crate::health::conf`).
+    #[serde(default)]
+    pub delay_loop: Option<crate::health::conf::Secs>,
+    /// Checker default.
+    #[serde(default)]
+    pub connect_timeout: Option<crate::health::conf::Secs>,
+    /// Checker default.
+    #[serde(default)]
+    pub retry: Option<u32>,
+    /// Checker default.
+    #[serde(default)]
+    pub delay_before_retry: Option<crate::health::conf::Secs>,
+    /// Checker default.
+    #[serde(default)]
+    pub warmup: Option<crate::health::conf::Secs>,
+    /// HTTP `Host:` for its checkers.
+    #[serde(default)]
+    pub virtualhost: Option<String>,
+    /// Real servers start down until their first success.
+    #[serde(default)]
+    pub alpha: bool,
+    /// Run `quorum_down` and `notify_down` on shutdown.
+    #[serde(default)]
+    pub omega: bool,
+    /// Dead real servers get weight 0 instead of removal.
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
+    /// Weight sum of alive real servers needed (default 1).
+    #[serde(default)]
+    pub quorum: Option<u32>,
+    /// Hysteresis around the quorum (default 0).
+    #[serde(default)]
+    pub hysteresis: Option<u32>,
+    /// Run when the quorum is gained.
+    #[serde(default)]
+    pub quorum_up: Option<String>,
+    /// Run when the quorum is lost.
+    #[serde(default)]
+    pub quorum_down: Option<String>,
+    /// Takes the service while the quorum is lost.
+    #[serde(default)]
+    pub sorry_server: Option<SorryConf>,
+}
+
+/// `services[].sorry_server` (keepalived's `sorry_server IP [PORT]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SorryConf {
+    /// Address.
+    pub addr: Ip,
+    /// Port (default: the service port).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Forwarding method (keepalived's `sorry_server_lvs_method`).
+    #[serde(default = "default_fwd")]
+    pub fwd: Fwd,
+}
+
+/// The YAML defaults, TCP on the unspecified address port 0 (callers that
+/// build a service in code set those and use `..ServiceConf::default()`).
+impl Default for ServiceConf {
+    fn default() -> Self {
+        ServiceConf {
+            proto: Proto::Tcp,
+            vip: Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port: 0,
+            scheduler: default_scheduler(),
+            sched_flags: Vec::new(),
+            persistent: None,
+            netmask: None,
+            ops: false,
+            synproxy: false,
+            laddrs: Vec::new(),
+            dests: Vec::new(),
+            delay_loop: None,
+            connect_timeout: None,
+            retry: None,
+            delay_before_retry: None,
+            warmup: None,
+            virtualhost: None,
+            alpha: false,
+            omega: false,
+            inhibit_on_failure: false,
+            quorum: None,
+            hysteresis: None,
+            quorum_up: None,
+            quorum_down: None,
+            sorry_server: None,
+        }
+    }
 }
 
 impl ServiceConf {
@@ -1483,6 +1641,15 @@ impl Config {
             }
         }
         self.vrrp_instances()?;
+        for (i, svc) in self.services.iter().enumerate() {
+            for (j, d) in svc.dests.iter().enumerate() {
+                for (k, c) in d.checks.iter().enumerate() {
+                    if let Err(e) = c.validate() {
+                        return bad(format!("services[{i}].dests[{j}].checks[{k}]: {e}"));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

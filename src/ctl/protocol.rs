@@ -345,6 +345,9 @@ pub enum Request {
     /// rvs extension (`lbctl --reload`, as `SIGHUP`): re-read lbd's
     /// configuration file and apply the difference as one change.
     Reload,
+    /// rvs extension (`lbctl --health`): every checked real server with
+    /// its checkers' live state.
+    Health,
 }
 
 impl Request {
@@ -637,6 +640,46 @@ pub struct WorkerStatsInfo {
     pub drops: Vec<DropCount>,
 }
 
+/// One checker of a real server as `lbctl --health` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckerInfo {
+    /// keepalived's keyword (`TCP_CHECK`, `HTTP_GET`, ...).
+    pub checker: String,
+    /// What it checks (`ip:port`, or the MISC_CHECK command).
+    pub target: String,
+    /// Whether this checker finds the server up.
+    pub up: bool,
+    /// The last check's result (`None`: none ran yet).
+    pub last_ok: Option<bool>,
+    /// Why the last check failed or passed, e.g. `connection refused`.
+    pub reason: String,
+    /// Duration of the last check in microseconds.
+    pub latency_us: Option<u64>,
+    /// Milliseconds to the next check (0: running now).
+    pub next_check_ms: u64,
+    /// State changes of this checker since start.
+    pub flaps: u32,
+}
+
+/// One checked real server as `lbctl --health` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthInfo {
+    /// The virtual service.
+    pub service: ServiceKey,
+    /// The real server's address.
+    pub addr: IpAddr,
+    /// The real server's port.
+    pub port: u16,
+    /// Alive: every checker up.
+    pub alive: bool,
+    /// Changes of the alive state since start.
+    pub flaps: u32,
+    /// Its checkers, in configuration order.
+    pub checkers: Vec<CheckerInfo>,
+}
+
 /// The closed set of responses lbd sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -701,6 +744,11 @@ pub enum Response {
     Vrrp {
         /// One entry per configured instance.
         instances: Vec<VrrpInstanceInfo>,
+    },
+    /// Answer to [`Request::Health`].
+    Health {
+        /// The checked real servers, in configuration order.
+        servers: Vec<HealthInfo>,
     },
     /// Answer to [`Request::Reload`]: the file was valid and its table
     /// difference is in force (all of it, as one generation).

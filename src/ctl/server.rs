@@ -45,7 +45,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::conntrack::Proto;
-use crate::ctl::apply::{ApplyError, ControlState};
+use crate::ctl::apply::{ApplyError, ControlState, DestHealth};
 use crate::ctl::ipvsadm::IPVS_VERSION;
 use crate::ctl::protocol::{
     self, ConnInfo, DestInfo, DropCount, ErrorKind, LaddrInfo, PortStatsInfo, ProtocolError,
@@ -96,12 +96,16 @@ pub type ReloadHook = Box<dyn Fn(&Control) -> Response + Send + Sync>;
 /// What answers [`Request::Vrrp`]: installed by the daemon's VRRP service.
 pub type VrrpStatusHook =
     Box<dyn Fn() -> Vec<crate::ctl::protocol::VrrpInstanceInfo> + Send + Sync>;
+/// What answers [`Request::Health`]: installed by the daemon's health
+/// checker (`crate::health`), which keeps the live view.
+pub type HealthHook = Box<dyn Fn() -> Vec<protocol::HealthInfo> + Send + Sync>;
 
 /// The request handler: configuration, data plane and statistics.
 pub struct Control {
     state: Mutex<ControlState>,
     reload: OnceLock<ReloadHook>,
     vrrp: OnceLock<VrrpStatusHook>,
+    health_view: Mutex<Option<HealthHook>>,
     stats: Arc<Mutex<StatsKeeper>>,
     dataplane: Arc<dyn DataplaneHandle>,
     counters: Vec<Arc<CoreCounters>>,
@@ -121,6 +125,7 @@ impl Control {
             state: Mutex::new(state),
             reload: OnceLock::new(),
             vrrp: OnceLock::new(),
+            health_view: Mutex::new(None),
             stats: Arc::new(Mutex::new(StatsKeeper::new())),
             dataplane,
             counters,
@@ -219,6 +224,12 @@ impl Control {
             },
             Request::ListServices { service } => self.list_services(service.as_ref()),
             Request::ListConns => self.list_conns(),
+            Request::Health => Response::Health {
+                servers: lock(&self.health_view)
+                    .as_ref()
+                    .map(|view| view())
+                    .unwrap_or_default(),
+            },
             Request::GetTimeouts => Response::Timeouts {
                 timeouts: lock(&self.state).timeouts(),
             },
@@ -269,10 +280,53 @@ impl Control {
         self.commit(&mut state, request)
     }
 
+    /// Records the health checker's verdict on a real server and publishes
+    /// the effective tables (see [`ControlState::set_health`]); answers as a
+    /// change does. Refused (`NotFound`) once the server is no longer
+    /// configured (the operator deleted it: its checks stop).
+    pub fn set_health(
+        &self,
+        key: &protocol::ServiceKey,
+        addr: &std::net::IpAddr,
+        port: u16,
+        health: Option<DestHealth>,
+    ) -> Response {
+        let mut state = lock(&self.state);
+        self.commit_with(&mut state, |next| next.set_health(key, addr, port, health))
+    }
+
+    /// Puts a service's sorry server in force or takes it out (quorum),
+    /// publishing the effective tables (see [`ControlState::set_sorry`]).
+    pub fn set_sorry(
+        &self,
+        key: &protocol::ServiceKey,
+        sorry: Option<&protocol::DestSpec>,
+    ) -> Response {
+        let mut state = lock(&self.state);
+        self.commit_with(&mut state, |next| next.set_sorry(key, sorry))
+    }
+
+    /// Installs what answers [`Request::Health`], replacing the previous
+    /// one (the checker restarts on reload). Without it the listing is
+    /// empty.
+    pub fn set_health_view(&self, hook: HealthHook) {
+        *lock(&self.health_view) = Some(hook);
+    }
+
     /// [`Control::change`] with the configuration lock held by the caller.
     fn commit(&self, state: &mut MutexGuard<'_, ControlState>, request: &Request) -> Response {
+        self.commit_with(state, |next| next.apply(request))
+    }
+
+    /// Applies `change` to a copy of the state, publishes and commits it, or
+    /// changes nothing.
+    fn commit_with(
+        &self,
+        state: &mut MutexGuard<'_, ControlState>,
+        change: impl FnOnce(&mut ControlState) -> Result<crate::ctl::apply::Changed, ApplyError>,
+    ) -> Response {
         let mut next = (**state).clone();
-        let changed = match next.apply(request) {
+        let changed = match change(&mut next) {
             Ok(changed) => changed,
             Err(err) => return Self::apply_error(&err),
         };
@@ -320,10 +374,14 @@ impl Control {
             let state = lock(&self.state);
             match key {
                 Some(key) => match state.service(key) {
-                    Some(s) => vec![s.clone()],
+                    Some(s) => vec![state.effective_service(s)],
                     None => return Self::apply_error(&ApplyError::NoSuchService),
                 },
-                None => state.services().to_vec(),
+                None => state
+                    .services()
+                    .iter()
+                    .map(|s| state.effective_service(s))
+                    .collect(),
             }
         };
         let keeper = lock(&self.stats);

@@ -3,7 +3,11 @@
 //! control state, the rate estimator and the control socket; the services
 //! still to come (health checks, VRRP, connection sync, metrics, reload)
 //! hang off it too, each as a control thread that talks to workers only
-//! through snapshots and the runtime's rings. The kernel path
+//! through snapshots and the runtime's rings. The health checker
+//! (`crate::health`) runs when any real server has checks: `alpha` verdicts
+//! are in the first snapshot, a reload restarts it with the file's checks
+//! (unchanged checkers keep their state), and it stops first on stop (its
+//! verdicts publish snapshots, which need running workers). The kernel path
 //! (`dataplane::kernel`, the ports' `kernel_if` interfaces) is created
 //! before the workers start (they get its rings); its thread stops after
 //! them.
@@ -30,7 +34,7 @@ pub mod log;
 pub mod reload;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::ctl::apply::ControlState;
 use crate::ctl::config::{Config, ConfigError, DriverKind};
@@ -43,6 +47,7 @@ use crate::ctl::stats::{spawn_estimator, EstimatorThread, ESTIMATOR_PERIOD};
 use crate::dataplane::kernel::{KernelIfSpec, KernelPath, KernelThread};
 use crate::dataplane::ports::{PortError, PortSetup, Ports};
 use crate::dataplane::runtime::{DataplaneHandle, STOP_TIMEOUT};
+use crate::health::service::{initial_health, HealthService, ServicePlan};
 use crate::metrics::{Exporter, MetricsError, MetricsListener};
 use crate::sys::{signal_name, TermSignals};
 use crate::wire::EthernetAddress;
@@ -89,6 +94,9 @@ pub enum DaemonError {
     Vrrp(String),
     #[error("kernel path: {0}")]
     Kernel(#[from] crate::dataplane::kernel::KernelError),
+    /// The health checks cannot be set up.
+    #[error("health checks: {0}")]
+    Health(#[from] crate::health::conf::HealthConfError),
 }
 
 /// What the daemon is started with besides its configuration.
@@ -118,6 +126,9 @@ pub struct Daemon {
     summary: String,
     metrics: Option<Exporter>,
     vrrp: Option<crate::vrrp::service::VrrpService>,
+    /// The health checker (none while no real server has checks); the
+    /// reload hook restarts it with the new file's checks.
+    health: Arc<Mutex<Option<HealthService>>>,
 }
 
 impl Daemon {
@@ -138,7 +149,8 @@ impl Daemon {
             .or(config.metrics.listen)
             .map(MetricsListener::bind)
             .transpose()?;
-        let (state, dataplane, kernel) = start_dataplane(config)?;
+        let plans = health_plan(config)?;
+        let (state, dataplane, kernel) = start_dataplane(config, &plans)?;
         let generation = state.generation();
         let services = state.services().len();
         let control = Arc::new(Control::new(
@@ -157,10 +169,17 @@ impl Daemon {
             what: "rate estimator",
             source,
         })?;
+        let health: Arc<Mutex<Option<HealthService>>> = Arc::new(Mutex::new(None));
         if let Some(source) = options.source.clone() {
             let running = config.clone();
+            let slot = health.clone();
+            let weak = Arc::downgrade(&control);
             control.set_reload(Box::new(move |control| {
-                reload::reload(control, &source, &running)
+                let answer = reload::reload(control, &source, &running);
+                if let (Response::Reloaded { .. }, Some(control)) = (&answer, weak.upgrade()) {
+                    restart_health(control, &source, &slot);
+                }
+                answer
             }));
         }
         let server = Server::start(socket, control.clone(), options.server).map_err(|source| {
@@ -173,6 +192,16 @@ impl Daemon {
             .map(|listener| listener.serve(control.clone()))
             .transpose()?;
         let vrrp = start_vrrp(config, &control, dataplane.workers())?;
+        // The checker runs when any real server has checks.
+        if !plans.is_empty() {
+            let service = HealthService::start(control.clone(), plans).map_err(|source| {
+                DaemonError::Thread {
+                    what: "health checker",
+                    source,
+                }
+            })?;
+            *lock_health(&health) = Some(service);
+        }
         let metrics_note = metrics
             .as_ref()
             .map(|m| format!(", metrics on http://{}/metrics", m.local_addr()))
@@ -196,6 +225,7 @@ impl Daemon {
             summary,
             metrics,
             vrrp,
+            health,
         })
     }
 
@@ -314,6 +344,11 @@ impl Daemon {
         if let Some(v) = self.vrrp {
             stop_vrrp(v, &self.control);
         }
+        // Then the checker: its verdicts publish snapshots, which need
+        // running workers.
+        if let Some(health) = lock_health(&self.health).take() {
+            health.stop();
+        }
         let wedged = self.dataplane.stop_within(STOP_TIMEOUT);
         if let Some(metrics) = self.metrics {
             metrics.stop();
@@ -344,6 +379,7 @@ fn notify(states: &[NotifyState<'_>]) {
 pub fn check_config(config: &Config) -> Result<String, DaemonError> {
     check_drivers(config)?;
     let state = config.check()?;
+    health_plan(config)?;
     let dests: usize = state.services().iter().map(|s| s.dests.len()).sum();
     Ok(format!(
         "configuration OK ({} ports, {} workers, {} services, {} real servers)",
@@ -370,7 +406,50 @@ fn check_drivers(config: &Config) -> Result<(), DaemonError> {
 /// tables (services can be added and listed).
 type Started = (ControlState, Arc<dyn DataplaneHandle>, Option<KernelThread>);
 
-fn start_dataplane(config: &Config) -> Result<Started, DaemonError> {
+fn lock_health(
+    slot: &Mutex<Option<HealthService>>,
+) -> std::sync::MutexGuard<'_, Option<HealthService>> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// After a reload: the checker again, with the file's checks; servers whose
+/// checks did not change keep their state.
+fn restart_health(
+    control: Arc<Control>,
+    source: &ConfigSource,
+    slot: &Mutex<Option<HealthService>>,
+) {
+    let plans = match source.load().map(|c| crate::health::service::plan(&c)) {
+        Ok(Ok(plans)) => plans,
+        Ok(Err(e)) => return log(Level::Error, &format!("reload: health checks: {e}")),
+        Err(e) => return log(Level::Error, &format!("reload: health checks: {e}")),
+    };
+    let mut slot = lock_health(slot);
+    let kept = slot
+        .take()
+        .map(HealthService::stop_keeping_state)
+        .unwrap_or_default();
+    if plans.is_empty() {
+        HealthService::withdraw(&control, &kept);
+        control.set_health_view(Box::new(Vec::new));
+        return;
+    }
+    match HealthService::start_keeping(control, plans, kept) {
+        Ok(service) => *slot = Some(service),
+        Err(e) => log(
+            Level::Error,
+            &format!("reload: cannot restart the health checker: {e}"),
+        ),
+    }
+}
+
+/// The checked services of `config`, resolved.
+fn health_plan(config: &Config) -> Result<Vec<ServicePlan>, DaemonError> {
+    Ok(crate::health::service::plan(config)?)
+}
+
+fn start_dataplane(config: &Config, plans: &[ServicePlan]) -> Result<Started, DaemonError> {
     let workers = if config.ports.is_empty() {
         0
     } else {
@@ -432,6 +511,8 @@ fn start_dataplane(config: &Config) -> Result<Started, DaemonError> {
     let vrrp_vips = crate::vrrp::service::standby_at_start(&config.vrrp_instances()?);
     state.set_vrrp_vips(vrrp_vips.clone());
     state.set_standby(vrrp_vips);
+    // alpha servers are out of the pool before the first snapshot.
+    initial_health(plans, &mut state);
     let snap = Arc::new(
         state
             .snapshot()

@@ -262,6 +262,9 @@ impl Collector for RvsCollector {
         )?;
         encode_services(&mut encoder, &services)?;
         encode_real_servers(&mut encoder, &services)?;
+        if let Response::Health { servers } = self.control.handle(&Request::Health) {
+            encode_health(&mut encoder, &servers)?;
+        }
         let per_worker = table_size.checked_div(workers.len() as u64).unwrap_or(0);
         let pool_use: Vec<u64> = self
             .control
@@ -517,7 +520,34 @@ fn encode_real_servers(enc: &mut DescriptorEncoder, services: &[ServiceInfo]) ->
         None,
         &rows(|d| u64::from(d.spec.weight)),
     )
-    // The checker's health state (rvs_real_server_up) belongs here.
+}
+
+/// Per checked real server: the health checker's verdict (1 alive, 0
+/// dead; a dead server without `inhibit_on_failure` is absent from the
+/// other real-server families, as from `-Ln`).
+fn encode_health(
+    enc: &mut DescriptorEncoder,
+    servers: &[crate::ctl::protocol::HealthInfo],
+) -> fmt::Result {
+    let rows: Vec<(Labels, u64)> = servers
+        .iter()
+        .map(|h| {
+            let key = h.service;
+            let labels = vec![
+                ("proto", key.proto.name().to_ascii_lowercase()),
+                ("vip", SocketAddr::new(key.addr, key.port).to_string()),
+                ("rip", SocketAddr::new(h.addr, h.port).to_string()),
+            ];
+            (labels, u64::from(h.alive))
+        })
+        .collect();
+    gauge(
+        enc,
+        "rvs_real_server_up",
+        "Health checker verdict: 1 alive (every checker up), 0 dead",
+        None,
+        &rows,
+    )
 }
 
 /// Per worker: rx/tx, steering, connections, table occupancy, FULLNAT

@@ -389,6 +389,7 @@ http {{
         listen 80 backlog=4096;
         root {d}/www;
         location /slow/ {{ limit_rate 128k; }}
+        location = /unavailable {{ return 503; }}
     }}
 }}
 "

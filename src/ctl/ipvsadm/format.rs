@@ -102,6 +102,7 @@ pub fn render(cmd: &ListCommand, response: &Response) -> Result<String, RenderEr
             render_dataplane_stats(workers, options.exact)
         }
         (ListWhat::Vrrp, Response::Vrrp { instances }) => render_vrrp(instances),
+        (ListWhat::Health, Response::Health { servers }) => render_health(servers),
         _ => return Err(RenderError::Unexpected { expected, got }),
     })
 }
@@ -115,6 +116,7 @@ fn expected_response(what: &ListWhat) -> &'static str {
         ListWhat::PortStats => "port_stats",
         ListWhat::DataplaneStats => "dataplane_stats",
         ListWhat::Vrrp => "vrrp",
+        ListWhat::Health => "health",
     }
 }
 
@@ -129,6 +131,7 @@ fn response_type(response: &Response) -> &'static str {
         Response::Version { .. } => "version",
         Response::PortStats { .. } => "port_stats",
         Response::DataplaneStats { .. } => "dataplane_stats",
+        Response::Health { .. } => "health",
         Response::Reloaded { .. } => "reloaded",
         Response::Vrrp { .. } => "vrrp",
     }
@@ -717,6 +720,54 @@ pub fn render_dataplane_stats(workers: &[WorkerStatsInfo], exact: bool) -> Strin
             let _ = write!(out, " {text:>width$}");
         }
         out.push('\n');
+    }
+    out
+}
+
+/// `lbctl --health`: one line per checker of every checked real server
+/// (rvs; no ipvsadm counterpart). Times: latency of the last check, time to
+/// the next one.
+pub fn render_health(servers: &[crate::ctl::protocol::HealthInfo]) -> String {
+    let mut out = format!(
+        "{:<4} {:<22} {:<22} {:<5} {:<10} {:<22} {:<4} {:<28} {:>9} {:>5} {:>7}\n",
+        "Prot",
+        "LocalAddress:Port",
+        "RemoteAddress:Port",
+        "State",
+        "Checker",
+        "Target",
+        "Last",
+        "Reason",
+        "Latency",
+        "Flaps",
+        "Next"
+    );
+    for s in servers {
+        for c in &s.checkers {
+            let last = match c.last_ok {
+                None => "-",
+                Some(true) => "ok",
+                Some(false) => "fail",
+            };
+            let latency = c
+                .latency_us
+                .map_or("-".to_string(), |us| format!("{:.1}ms", us as f64 / 1000.0));
+            let _ = writeln!(
+                out,
+                "{:<4} {:<22} {:<22} {:<5} {:<10} {:<22} {:<4} {:<28} {:>9} {:>5} {:>6.1}s",
+                s.service.proto.name(),
+                addr_port(&s.service.addr, s.service.port),
+                addr_port(&s.addr, s.port),
+                if s.alive { "UP" } else { "DOWN" },
+                c.checker,
+                c.target,
+                last,
+                c.reason,
+                latency,
+                c.flaps,
+                c.next_check_ms as f64 / 1000.0
+            );
+        }
     }
     out
 }

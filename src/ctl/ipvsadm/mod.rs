@@ -98,6 +98,8 @@ pub enum ListWhat {
     DataplaneStats,
     /// `--vrrp`: VRRP instances.
     Vrrp,
+    /// `--health`: every checked real server and its checkers (rvs).
+    Health,
 }
 
 /// Print options of a listing (ipvsadm's `FMT_*` flags).
@@ -147,6 +149,7 @@ impl ListCommand {
             ListWhat::PortStats => Request::PortStats,
             ListWhat::DataplaneStats => Request::DataplaneStats,
             ListWhat::Vrrp => Request::Vrrp,
+            ListWhat::Health => Request::Health,
         }
     }
 }
@@ -293,6 +296,7 @@ pub fn usage() -> String {
   {program} --port-stats [-o json]
   {program} --dataplane-stats [-o json]
   {program} --vrrp [-o json]
+  {program} --health [-n] [-o json]
   {program} -h
 
 "
@@ -318,6 +322,8 @@ Either long or short options are allowed.
   --port-stats                list NIC port counters (rvs)
   --dataplane-stats           list per-worker counters and drops by reason (rvs)
   --vrrp                      list VRRP instances: state, priority, master, rejects (rvs)
+  --health                    list checked real servers: state, checker, last
+                              result and reason, latency, flaps, next check (rvs)
   --help            -h        display this help message
   --version         -v        display the version
 
@@ -356,7 +362,7 @@ Options:
   --sort                              does nothing, for backwards compatibility
   --numeric      -n                   numeric output (always on in lbctl)
   --output       -o json|text         output format of -L, -G, --port-stats,
-                                      --dataplane-stats, --vrrp (rvs)
+                                      --dataplane-stats, --health, --vrrp (rvs)
 
 Not supported by rvs (refused): --fwmark-service/-f, --ipv6/-6, --sctp-service,
   --start-daemon, --stop-daemon, --daemon, --pe (other than none),

@@ -108,9 +108,10 @@ enum Cmd {
     PortStats,
     DataplaneStats,
     Vrrp,
+    Health,
 }
 
-const N_CMDS: usize = 20;
+const N_CMDS: usize = 21;
 
 /// ipvsadm's `cmdnames`, then DPVS's and rvs's.
 const CMD_NAMES: [&str; N_CMDS] = [
@@ -134,6 +135,7 @@ const CMD_NAMES: [&str; N_CMDS] = [
     "port-stats",
     "dataplane-stats",
     "vrrp",
+    "health",
 ];
 
 /// ipvsadm's option columns (`OPTC_*`), then rvs's.
@@ -251,6 +253,7 @@ const COMMANDS_V_OPTIONS: [&[u8; N_OPTS]; N_CMDS] = [
     /* PORTSTAT */ b"xxxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx ",
     /* DPSTATS  */ b"xxxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx ",
     /* VRRP     */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
+    /* HEALTH   */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
 ];
 
 /// Every option spelling lbctl knows.
@@ -370,6 +373,7 @@ const OPTION_TABLE: &[OptSpec] = &[
         Tok::Cmd(Cmd::DataplaneStats),
     ),
     spec("vrrp", '\0', Arity::None, Tok::Cmd(Cmd::Vrrp)),
+    spec("health", '\0', Arity::None, Tok::Cmd(Cmd::Health)),
     spec("tcp-service", 't', Arity::Required, Tok::Tcp),
     spec("udp-service", 'u', Arity::Required, Tok::Udp),
     spec("sctp-service", '\0', Arity::Required, Tok::Sctp),
@@ -446,6 +450,7 @@ fn rvs_only(tok: Tok) -> bool {
                 | Cmd::PortStats
                 | Cmd::DataplaneStats
                 | Cmd::Vrrp
+                | Cmd::Health
         ) | Tok::FullNat
             | Tok::Laddr
             | Tok::Ifname
@@ -1062,7 +1067,12 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
     let o_takes_format = dialect == Dialect::Lbctl
         && matches!(
             cmd,
-            Cmd::List | Cmd::GetLaddr | Cmd::PortStats | Cmd::DataplaneStats | Cmd::Vrrp
+            Cmd::List
+                | Cmd::GetLaddr
+                | Cmd::PortStats
+                | Cmd::DataplaneStats
+                | Cmd::Vrrp
+                | Cmd::Health
         );
 
     let mut c = Collected::new();
@@ -1272,6 +1282,10 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
             what: ListWhat::Vrrp,
             options: list_options(&c),
         })),
+        Cmd::Health => Ok(Command::List(ListCommand {
+            what: ListWhat::Health,
+            options: list_options(&c),
+        })),
         Cmd::StartDaemon => Err(refuse_daemon("--start-daemon")),
         Cmd::StopDaemon => Err(refuse_daemon("--stop-daemon")),
     }
@@ -1360,6 +1374,8 @@ mod tests {
             ][..],
             &["--port-stats"],
             &["--dataplane-stats"],
+            &["--health"],
+            &["--health", "-o", "json"],
             &["-G"],
             &["-P", "-t", "10.0.0.1:80", "-z", "192.168.10.100"],
             &["-Ln", "--output", "json"],
