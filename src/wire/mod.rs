@@ -34,6 +34,7 @@ pub mod ethernet;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipip;
+pub mod ipvs_sync;
 pub mod ipv4;
 pub mod ipv6;
 pub mod quoted;
