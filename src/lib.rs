@@ -16,6 +16,7 @@ pub mod docs;
 pub mod metrics;
 pub mod sched;
 pub mod steer;
+pub mod sync;
 pub mod sys;
 pub mod wire;
 

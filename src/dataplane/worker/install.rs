@@ -57,6 +57,7 @@ impl<Q: PortQueue> Worker<Q> {
                     let _ = tx.send(self.dump_conns());
                 }
                 Msg::Stop => self.stopped = true,
+                Msg::SyncExport(on) => self.sync_export = on,
             }
         }
     }

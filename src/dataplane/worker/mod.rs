@@ -32,6 +32,7 @@ mod install;
 mod links;
 mod local_traffic;
 mod setup;
+mod sync;
 mod synproxy;
 mod tx;
 
@@ -53,7 +54,7 @@ use tx::{NhCache, TxBuffers};
 pub use crate::dataplane::local::IcmpErr;
 pub use frag::{PENDING_NS, PENDING_SLOTS};
 pub use install::ConnEntry;
-pub use links::{Links, Msg, RING_SLOTS};
+pub use links::{flow_owner, Links, Msg, RING_SLOTS};
 
 /// How an idle worker waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +139,8 @@ pub struct Worker<Q: PortQueue> {
     frag_pending: frag::FragPending<Q::Buf>,
     kernel: Option<Arc<KernelRings>>,
     kernel_limit: Vec<UpLimiter>,
+    /// A master sync daemon runs: export connection events.
+    sync_export: bool,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -174,6 +177,7 @@ impl<Q: PortQueue> Worker<Q> {
             frag_pending: frag::FragPending::new(),
             kernel: None,
             kernel_limit: vec![UpLimiter::default(); nports],
+            sync_export: false,
         };
         w.kernel = w.links.kernel.clone();
         w.install(snap);
@@ -262,6 +266,7 @@ impl<Q: PortQueue> Worker<Q> {
         self.rx = Some(rx);
         n += self.take_steered();
         n += self.take_kernel();
+        n += self.take_synced();
         self.flush_due();
         self.expire();
         self.frag_expire();
