@@ -278,3 +278,41 @@ mod tests {
         assert!(v.iter().copied().eq(0..1000));
     }
 }
+
+/// The IPv4 address of network interface `name` (`SIOCGIFADDR`): the
+/// source a sync master binds to, the interface a backup joins its group
+/// on. Errors name the interface.
+pub fn interface_ipv4(name: &str) -> io::Result<std::net::Ipv4Addr> {
+    use std::os::fd::AsRawFd;
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not an interface name"),
+        ));
+    }
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    // SAFETY: `ifreq` is a plain C struct (a name and a union of plain
+    // data) for which all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFADDR reads the NUL-terminated name (the buffer is
+    // zeroed beyond it) and writes a sockaddr into `req`, which lives
+    // across the call; the fd is an open socket.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFADDR, &mut req) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("no IPv4 address on interface {name}: {err}"),
+        ));
+    }
+    // SAFETY: after a successful SIOCGIFADDR the union holds `ifru_addr`,
+    // an AF_INET sockaddr: port in sa_data[0..2], address in [2..6].
+    let d = unsafe { req.ifr_ifru.ifru_addr }.sa_data;
+    Ok(std::net::Ipv4Addr::new(
+        d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8,
+    ))
+}

@@ -373,6 +373,9 @@ fn request_name(request: &Request) -> &'static str {
         Request::PortStats => "port_stats",
         Request::DataplaneStats => "dataplane_stats",
         Request::Reload => "reload",
+        Request::StartDaemon { .. } => "start_daemon",
+        Request::StopDaemon { .. } => "stop_daemon",
+        Request::ListDaemon => "list_daemon",
     }
 }
 
@@ -599,6 +602,9 @@ impl ControlState {
             | Request::Version
             | Request::PortStats
             | Request::DataplaneStats
+            | Request::StartDaemon { .. }
+            | Request::StopDaemon { .. }
+            | Request::ListDaemon
             | Request::Reload => Err(ApplyError::Invalid(format!(
                 "{} is a listing, not a change",
                 request_name(request)

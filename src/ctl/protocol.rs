@@ -343,6 +343,18 @@ pub enum Request {
     /// rvs extension (`lbctl --reload`, as `SIGHUP`): re-read lbd's
     /// configuration file and apply the difference as one change.
     Reload,
+    /// `--start-daemon master|backup`: start a connection sync daemon.
+    StartDaemon {
+        /// Its settings.
+        daemon: crate::sync::conf::SyncConf,
+    },
+    /// `--stop-daemon master|backup`.
+    StopDaemon {
+        /// Which one.
+        role: crate::sync::conf::SyncRole,
+    },
+    /// `-L --daemon`: the sync daemons and their counters.
+    ListDaemon,
 }
 
 impl Request {
@@ -653,6 +665,11 @@ pub enum Response {
     PortStats {
         /// One entry per port.
         ports: Vec<PortStatsInfo>,
+    },
+    /// Answer to [`Request::ListDaemon`].
+    Daemon {
+        /// The running sync daemons and the counters.
+        status: crate::sync::service::SyncStatus,
     },
     /// Answer to [`Request::DataplaneStats`].
     DataplaneStats {

@@ -44,6 +44,7 @@ use crate::dataplane::kernel::{KernelIfSpec, KernelPath, KernelThread};
 use crate::dataplane::ports::{PortError, PortSetup, Ports};
 use crate::dataplane::runtime::{DataplaneHandle, STOP_TIMEOUT};
 use crate::metrics::{Exporter, MetricsError, MetricsListener};
+use crate::sync::service::SyncService;
 use crate::sys::{signal_name, TermSignals};
 use crate::wire::EthernetAddress;
 use log::{log, Level};
@@ -86,6 +87,9 @@ pub enum DaemonError {
     Wedged(Vec<u16>),
     #[error("kernel path: {0}")]
     Kernel(#[from] crate::dataplane::kernel::KernelError),
+    /// A configured sync daemon could not start.
+    #[error(transparent)]
+    Sync(#[from] crate::sync::service::SyncError),
 }
 
 /// What the daemon is started with besides its configuration.
@@ -114,6 +118,7 @@ pub struct Daemon {
     socket_path: PathBuf,
     summary: String,
     metrics: Option<Exporter>,
+    sync: Arc<SyncService>,
 }
 
 impl Daemon {
@@ -159,6 +164,18 @@ impl Daemon {
                 reload::reload(control, &source, &running)
             }));
         }
+        let sync = Arc::new(SyncService::new(dataplane.clone(), {
+            let control = control.clone();
+            Box::new(move || control.state().snapshot().ok().map(Arc::new))
+        }));
+        for conf in &config.sync {
+            if let Err(e) = sync.start(conf) {
+                sync.shutdown();
+                let _ = dataplane.stop_within(STOP_TIMEOUT);
+                return Err(e.into());
+            }
+        }
+        control.set_sync(sync.clone());
         let server = Server::start(socket, control.clone(), options.server).map_err(|source| {
             DaemonError::Thread {
                 what: "control socket",
@@ -190,6 +207,7 @@ impl Daemon {
             socket_path,
             summary,
             metrics,
+            sync,
         })
     }
 
@@ -304,6 +322,9 @@ impl Daemon {
     /// state the workers, the socket file or the clients are in, with
     /// [`DaemonError::Wedged`] naming the workers that did not stop.
     pub fn stop(self) -> Result<(), DaemonError> {
+        // The sync threads first: each stops within 100 ms, and the master
+        // tells the workers to stop exporting while they still run.
+        self.sync.shutdown();
         let wedged = self.dataplane.stop_within(STOP_TIMEOUT);
         if let Some(metrics) = self.metrics {
             metrics.stop();

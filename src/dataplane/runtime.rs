@@ -63,6 +63,16 @@ pub trait DataplaneHandle: Send + Sync {
     fn port_stats(&self) -> Vec<(String, PortStats)> {
         Vec::new()
     }
+    /// The connection sync rings (`crate::sync`), when there are workers.
+    fn sync_rings(&self) -> Option<Arc<crate::sync::export::SyncRings>> {
+        None
+    }
+    /// Tells every worker to export connection events to the sync thread
+    /// (a master sync daemon runs) or to stop doing so. Best effort within
+    /// 100 ms per worker (a worker that does not take it keeps its mode).
+    fn set_sync_export(&self, on: bool) {
+        let _ = on;
+    }
     /// Stop the workers and wait for them.
     fn stop(&self);
     /// Stop the workers, waiting at most `timeout` in all; returns the
@@ -362,6 +372,21 @@ impl<Q: PortQueue + 'static> DataplaneHandle for Runtime<Q> {
 
     fn stop(&self) {
         let _ = self.join();
+    }
+
+    fn sync_rings(&self) -> Option<Arc<crate::sync::export::SyncRings>> {
+        Some(self.links.sync().clone())
+    }
+
+    fn set_sync_export(&self, on: bool) {
+        for w in 0..self.links.workers() {
+            let t0 = Instant::now();
+            while self.links.post(w, Msg::SyncExport(on)).is_err()
+                && t0.elapsed() < Duration::from_millis(100)
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
     }
 
     fn stop_within(&self, timeout: Duration) -> Vec<u16> {

@@ -101,6 +101,7 @@ pub fn render(cmd: &ListCommand, response: &Response) -> Result<String, RenderEr
         (ListWhat::DataplaneStats, Response::DataplaneStats { workers }) => {
             render_dataplane_stats(workers, options.exact)
         }
+        (ListWhat::Daemon, Response::Daemon { status }) => render_daemon(status, options.exact),
         _ => return Err(RenderError::Unexpected { expected, got }),
     })
 }
@@ -113,6 +114,7 @@ fn expected_response(what: &ListWhat) -> &'static str {
         ListWhat::Laddrs(_) => "laddrs",
         ListWhat::PortStats => "port_stats",
         ListWhat::DataplaneStats => "dataplane_stats",
+        ListWhat::Daemon => "daemon",
     }
 }
 
@@ -127,8 +129,25 @@ fn response_type(response: &Response) -> &'static str {
         Response::Version { .. } => "version",
         Response::PortStats { .. } => "port_stats",
         Response::DataplaneStats { .. } => "dataplane_stats",
+        Response::Daemon { .. } => "daemon",
         Response::Reloaded { .. } => "reloaded",
     }
+}
+
+/// `-L --daemon`: ipvsadm's line per running sync daemon; with
+/// `--exact` (rvs) the counters follow, one `name value` line each.
+fn render_daemon(status: &crate::sync::service::SyncStatus, stats: bool) -> String {
+    let mut out = String::new();
+    for d in &status.daemons {
+        out.push_str(&d.listing());
+        out.push('\n');
+    }
+    if stats {
+        for c in &status.counters {
+            out.push_str(&format!("{:<22} {}\n", c.name, c.value));
+        }
+    }
+    out
 }
 
 /// The response as pretty-printed JSON, newline-terminated.
