@@ -186,7 +186,10 @@ mod tests {
             ..SyncConf::new(SyncRole::Master)
         };
         assert_eq!(c.validate(), Err(SyncConfError::Maxlen(20)));
-        let two = [SyncConf::new(SyncRole::Master), SyncConf::new(SyncRole::Master)];
+        let two = [
+            SyncConf::new(SyncRole::Master),
+            SyncConf::new(SyncRole::Master),
+        ];
         assert_eq!(validate_all(&two), Err(SyncConfError::Twice("master")));
     }
 }

@@ -260,8 +260,10 @@ impl SyncRings {
     /// Worker `w` exports `e` (worker side; a full ring drops and counts).
     #[inline]
     pub fn export(&self, w: u16, e: SyncEntry) {
-        let (Some(q), Some(c)) = (self.export.get(usize::from(w)), self.counters.get(usize::from(w)))
-        else {
+        let (Some(q), Some(c)) = (
+            self.export.get(usize::from(w)),
+            self.counters.get(usize::from(w)),
+        ) else {
             return;
         };
         match q.push(e) {
@@ -278,8 +280,10 @@ impl SyncRings {
     /// Hands `e` to worker `w` for installation (sync thread side); false
     /// (and counted) when its ring is full.
     pub fn install(&self, w: u16, e: SyncEntry) -> bool {
-        let (Some(q), Some(c)) = (self.install.get(usize::from(w)), self.counters.get(usize::from(w)))
-        else {
+        let (Some(q), Some(c)) = (
+            self.install.get(usize::from(w)),
+            self.counters.get(usize::from(w)),
+        ) else {
             return false;
         };
         match q.push(e) {

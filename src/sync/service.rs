@@ -301,10 +301,7 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinH
 }
 
 fn master_socket(conf: &SyncConf, iface: Option<Ipv4Addr>) -> std::io::Result<UdpSocket> {
-    let sock = UdpSocket::bind(SocketAddrV4::new(
-        iface.unwrap_or(Ipv4Addr::UNSPECIFIED),
-        0,
-    ))?;
+    let sock = UdpSocket::bind(SocketAddrV4::new(iface.unwrap_or(Ipv4Addr::UNSPECIFIED), 0))?;
     sock.set_multicast_ttl_v4(u32::from(conf.ttl))?;
     sock.set_multicast_loop_v4(false)?;
     sock.set_nonblocking(true)?;
@@ -354,7 +351,9 @@ impl Master {
                     if b.len + need > maxlen || b.n == u8::MAX {
                         self.send(&mut b, dst);
                     }
-                    r.emit(&mut SyncConn::new_unchecked(&mut b.buf[b.len..b.len + need]));
+                    r.emit(&mut SyncConn::new_unchecked(
+                        &mut b.buf[b.len..b.len + need],
+                    ));
                     b.len += need;
                     b.n += 1;
                     b.since.get_or_insert_with(Instant::now);

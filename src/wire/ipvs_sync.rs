@@ -139,7 +139,9 @@ impl<T: AsRef<[u8]>> SyncMessage<T> {
             return Err(Error::Truncated);
         }
         if size != b.len() {
-            return Err(Error::Malformed("sync message size differs from the datagram"));
+            return Err(Error::Malformed(
+                "sync message size differs from the datagram",
+            ));
         }
         Ok(())
     }
@@ -274,7 +276,9 @@ impl<T: AsRef<[u8]>> SyncConn<T> {
         }
         let len = self.len();
         if len < self.fixed_len() {
-            return Err(Error::Malformed("sync entry shorter than its address family"));
+            return Err(Error::Malformed(
+                "sync entry shorter than its address family",
+            ));
         }
         if len > b.len() {
             return Err(Error::Truncated);
@@ -693,7 +697,10 @@ mod tests {
         assert_eq!(SyncConnRepr::parse(&c).unwrap(), nat_v4());
         buf[36] = 0x11;
         let c = SyncConn::new_checked(&buf[..]).unwrap();
-        assert!(matches!(SyncConnRepr::parse(&c), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            SyncConnRepr::parse(&c),
+            Err(Error::Unsupported(_))
+        ));
         buf[36] = 0x41;
         buf[37] = 7; // runs past the entry
         let c = SyncConn::new_checked(&buf[..]).unwrap();

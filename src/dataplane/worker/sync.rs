@@ -26,8 +26,8 @@
 
 use super::setup::add_persist;
 use super::Worker;
-use crate::conntrack::{ConnId, Fwd, NewConn, Proto, StateChange, TcpState, Tick, Tuple};
 use crate::conntrack::{addr_to_ip, TICKS_PER_SEC};
+use crate::conntrack::{ConnId, Fwd, NewConn, Proto, StateChange, TcpState, Tick, Tuple};
 use crate::dataplane::counters::bump as bump_core;
 use crate::dataplane::driver::PortQueue;
 use crate::sync::export::{bump, SyncEntry};
@@ -107,9 +107,10 @@ impl<Q: PortQueue> Worker<Q> {
         let si = snap.find_service(e.proto, &e.vip, e.vport)? as usize;
         let svc = &snap.services[si];
         let rip = addr_to_ip(&e.rip, e.v6);
-        let di = svc.dests.iter().position(|d| {
-            d.addr == rip && (d.port == e.rport || d.port == 0 || svc.vport == 0)
-        })?;
+        let di = svc
+            .dests
+            .iter()
+            .position(|d| d.addr == rip && (d.port == e.rport || d.port == 0 || svc.vport == 0))?;
         let d = &svc.dests[di];
         let state = e.tcp_state();
         if e.template {
