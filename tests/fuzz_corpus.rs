@@ -87,3 +87,8 @@ fn protocol_corpus_replays() {
 fn config_corpus_replays() {
     replay("config");
 }
+
+#[test]
+fn ipvs_sync_corpus_replays() {
+    replay("ipvs_sync");
+}

@@ -1,0 +1,150 @@
+//! Connection sync in the worker, in process (`mem` driver): what a master
+//! worker exports and when (reference §3.3/§3.7), and a backup worker that
+//! installs the entries — carried through the IPVS v1 wire format — and
+//! then forwards the flow's next packet exactly as the master would, for
+//! NAT, DR and FULLNAT. Without the install the backup drops it.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use rvs::conntrack::TcpState;
+use rvs::dataplane::driver::heapbuf::HeapBuf;
+use rvs::dataplane::driver::mem::MemQueue;
+use rvs::dataplane::worker::{Links, Msg, Worker, WorkerConfig};
+use rvs::sync::export::SyncEntry;
+use rvs::wire::builder::PacketBuilder;
+use rvs::wire::ipvs_sync::{SyncConn, SyncConnRepr};
+use rvs::wire::TcpFlags;
+
+fn director(topo: &Topo, export: bool) -> (Worker<MemQueue>, Arc<Links<HeapBuf>>) {
+    let links = Links::new(1);
+    let mut w = Worker::new(
+        WorkerConfig {
+            conn_capacity: 1024,
+            ..WorkerConfig::default()
+        },
+        vec![
+            MemQueue::scripted(Vec::new()),
+            MemQueue::scripted(Vec::new()),
+        ],
+        links.clone(),
+        topo.snapshot(1),
+    );
+    if links.post(0, Msg::SyncExport(export)).is_err() {
+        panic!("mailbox full");
+    }
+    w.poll_once();
+    (w, links)
+}
+
+fn client(vip: &str, flags: u8, payload: usize) -> Vec<u8> {
+    PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
+        .ipv4(v4(CIP), v4(vip))
+        .tcp(40000, 80)
+        .flags(TcpFlags(flags))
+        .payload_fill(payload)
+        .build()
+}
+
+/// Feeds `frame` to the worker's client-side port; what it sent on each port.
+fn feed(w: &mut Worker<MemQueue>, frame: Vec<u8>) -> Vec<Vec<u8>> {
+    w.queues_mut()[0].inject(frame);
+    w.poll_once();
+    w.poll_once();
+    let mut out = w.queues_mut()[0].take_sent();
+    out.extend(w.queues_mut()[1].take_sent());
+    out
+}
+
+fn exported(links: &Links<HeapBuf>) -> Vec<SyncEntry> {
+    std::iter::from_fn(|| links.sync().take_export(0)).collect()
+}
+
+/// An entry through the wire: emit as IPVS v1, parse back.
+fn over_the_wire(e: &SyncEntry) -> SyncEntry {
+    let r = e.to_repr();
+    let mut buf = vec![0u8; r.padded_len()];
+    r.emit(&mut SyncConn::new_unchecked(&mut buf[..]));
+    let back =
+        SyncConnRepr::parse(&SyncConn::new_checked(&buf[..]).expect("entry")).expect("parses");
+    SyncEntry::from_repr(&back).expect("installable")
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN_ACK: u8 = 0x11;
+
+#[test]
+fn a_connection_is_exported_when_established_and_when_it_closes_not_before() {
+    let topo = Topo::standard();
+    let (mut a, links) = director(&topo, true);
+    feed(&mut a, client("10.0.0.1", SYN, 0));
+    assert!(exported(&links).is_empty(), "SYN_RECV is not synced");
+    feed(&mut a, client("10.0.0.1", ACK, 0));
+    let got = exported(&links);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].tcp_state(), TcpState::Established);
+    assert_eq!(got[0].timeout_s, 900);
+    feed(&mut a, client("10.0.0.1", ACK, 10));
+    assert!(exported(&links).is_empty(), "no refresh within the window");
+    feed(&mut a, client("10.0.0.1", FIN_ACK, 0));
+    let got = exported(&links);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].tcp_state(), TcpState::CloseWait);
+}
+
+#[test]
+fn without_a_master_sync_daemon_nothing_is_exported() {
+    let topo = Topo::standard();
+    let (mut a, links) = director(&topo, false);
+    feed(&mut a, client("10.0.0.1", SYN, 0));
+    feed(&mut a, client("10.0.0.1", ACK, 0));
+    assert!(exported(&links).is_empty());
+    assert_eq!(links.sync().total(|c| &c.exported), 0);
+}
+
+#[test]
+fn a_synced_connection_forwards_on_the_backup_exactly_as_on_the_master() {
+    let topo = Topo::standard();
+    for (mode, vip) in [
+        ("nat", "10.0.0.1"),
+        ("dr", "10.0.0.2"),
+        ("fullnat", "10.0.0.4"),
+    ] {
+        let (mut a, la) = director(&topo, true);
+        let (mut b, lb) = director(&topo, false);
+        feed(&mut a, client(vip, SYN, 0));
+        feed(&mut a, client(vip, ACK, 0));
+        let entries = exported(&la);
+        assert_eq!(entries.len(), 1, "{mode}: {entries:?}");
+        // Before the install the backup drops the mid-flow segment.
+        let data = client(vip, ACK, 100);
+        assert!(
+            feed(&mut b, data.clone()).is_empty(),
+            "{mode}: backup forwards blind"
+        );
+        assert!(lb.sync().install(0, over_the_wire(&entries[0])));
+        b.poll_once();
+        assert_eq!(lb.sync().total(|c| &c.installed), 1, "{mode}");
+        let (_, bc) = b.conns().iter().next().expect("installed");
+        let (_, ac) = a.conns().iter().next().expect("master's");
+        assert!(bc.is_synced() && !ac.is_synced(), "{mode}");
+        assert_eq!(bc.state(), TcpState::Established, "{mode}");
+        assert!(bc.is_active(), "{mode}");
+        assert_eq!(
+            (bc.rip(), bc.rport(), bc.lip(), bc.lport(), bc.fwd()),
+            (ac.rip(), ac.rport(), ac.lip(), ac.lport(), ac.fwd()),
+            "{mode}"
+        );
+        let from_a = feed(&mut a, data.clone());
+        let from_b = feed(&mut b, data);
+        assert_eq!(from_a.len(), 1, "{mode}: master forwards");
+        assert_eq!(
+            from_b, from_a,
+            "{mode}: the backup rewrites as the master does"
+        );
+    }
+}
