@@ -24,6 +24,7 @@ fn director(topo: &Topo, export: bool) -> (Worker<MemQueue>, Arc<Links<HeapBuf>>
     let mut w = Worker::new(
         WorkerConfig {
             conn_capacity: 1024,
+            tx_flush: std::time::Duration::ZERO,
             ..WorkerConfig::default()
         },
         vec![
