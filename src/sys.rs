@@ -241,44 +241,6 @@ pub fn prefetch_line<T>(p: *const T) {
     let _ = p;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connect_unix_refuses_bad_paths_and_reaches_a_listener() {
-        assert_eq!(
-            connect_unix(Path::new(""), Duration::from_millis(10))
-                .unwrap_err()
-                .kind(),
-            io::ErrorKind::InvalidInput
-        );
-        let long = "x".repeat(200);
-        assert_eq!(
-            connect_unix(Path::new(&long), Duration::from_millis(10))
-                .unwrap_err()
-                .kind(),
-            io::ErrorKind::InvalidInput
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let _client = connect_unix(&path, Duration::from_secs(1)).unwrap();
-        assert!(listener.accept().is_ok());
-        drop(listener);
-        std::fs::remove_file(&path).unwrap();
-        assert!(connect_unix(&path, Duration::from_millis(10)).is_err());
-    }
-
-    #[test]
-    fn huge_page_hint_keeps_contents() {
-        let mut v: Vec<u64> = Vec::with_capacity(1 << 20);
-        v.extend(0..1000);
-        advise_huge_pages(&mut v);
-        assert!(v.iter().copied().eq(0..1000));
-    }
-}
-
 /// The IPv4 address of network interface `name` (`SIOCGIFADDR`): the
 /// source a sync master binds to, the interface a backup joins its group
 /// on. Errors name the interface.
@@ -315,4 +277,42 @@ pub fn interface_ipv4(name: &str) -> io::Result<std::net::Ipv4Addr> {
     Ok(std::net::Ipv4Addr::new(
         d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_unix_refuses_bad_paths_and_reaches_a_listener() {
+        assert_eq!(
+            connect_unix(Path::new(""), Duration::from_millis(10))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let long = "x".repeat(200);
+        assert_eq!(
+            connect_unix(Path::new(&long), Duration::from_millis(10))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let _client = connect_unix(&path, Duration::from_secs(1)).unwrap();
+        assert!(listener.accept().is_ok());
+        drop(listener);
+        std::fs::remove_file(&path).unwrap();
+        assert!(connect_unix(&path, Duration::from_millis(10)).is_err());
+    }
+
+    #[test]
+    fn huge_page_hint_keeps_contents() {
+        let mut v: Vec<u64> = Vec::with_capacity(1 << 20);
+        v.extend(0..1000);
+        advise_huge_pages(&mut v);
+        assert!(v.iter().copied().eq(0..1000));
+    }
 }

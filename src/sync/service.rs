@@ -120,6 +120,9 @@ pub struct SyncStatus {
     pub counters: Vec<SyncCounter>,
 }
 
+/// Chooses one of a worker's sync counters.
+type PickCounter = fn(&WorkerSyncCounters) -> &AtomicU64;
+
 struct Running {
     conf: SyncConf,
     stop: Arc<AtomicBool>,
@@ -271,7 +274,7 @@ impl SyncService {
             ("entries_no_service", get(&s.entries_no_service)),
         ];
         if let Some(r) = &self.rings {
-            let worker: [(&str, fn(&WorkerSyncCounters) -> &AtomicU64); 6] = [
+            let worker: [(&str, PickCounter); 6] = [
                 ("exported", |c| &c.exported),
                 ("export_ring_full", |c| &c.export_ring_full),
                 ("installed", |c| &c.installed),

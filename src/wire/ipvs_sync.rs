@@ -689,7 +689,7 @@ mod tests {
 
     #[test]
     fn unknown_optional_options_are_skipped_and_mandatory_ones_refused() {
-        let mut buf = vec![0u8; 44];
+        let mut buf = [0u8; 44];
         nat_v4().emit(&mut SyncConn::new_unchecked(&mut buf[..]));
         buf[2..4].copy_from_slice(&44u16.to_be_bytes());
         buf[36..44].copy_from_slice(&[0x41, 6, 1, 2, 3, 4, 5, 6]);
