@@ -14,10 +14,13 @@
 //!                          sync0 (10.9.0.1 ↔ 10.9.0.2)
 //! ```
 //!
-//! With sync every download completes with the right size and the
-//! keep-alive client sees no error; the same run without sync breaks them
-//! (the baseline proving the test can fail). Both directors run the same
-//! services (`lbctl`), as IPVS requires of a backup.
+//! For NAT, DR (the real server answers the client over its own link)
+//! and FULLNAT (one local address shared by the pair; the real server's
+//! neighbour for it moves): with sync every download completes with the
+//! right size and the keep-alive client sees no error; the same run
+//! without sync breaks them (the baseline proving the test can fail). Both
+//! directors run the same services (`lbctl`), as IPVS requires of a
+//! backup.
 
 mod support;
 
@@ -42,6 +45,20 @@ const MAC_A_EXT: &str = "02:0a:00:00:00:01";
 const MAC_A_INT: &str = "02:0a:00:00:01:01";
 const MAC_B_EXT: &str = "02:0b:00:00:00:01";
 const MAC_B_INT: &str = "02:0b:00:00:01:01";
+/// The FULLNAT local address both directors share (it moves with them).
+const LIP: &str = "192.168.10.100";
+
+/// The forwarding method under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// NAT: the real server's gateway is the director.
+    Nat,
+    /// DR: the VIP on the real server's `lo`, replies straight to the
+    /// client over a link of their own.
+    Dr,
+    /// FULLNAT with one local address shared by the pair.
+    FullNat,
+}
 
 /// The pair of directors, the client, the switch and the real server.
 struct Pair {
@@ -55,10 +72,11 @@ struct Pair {
     sw: Netns,
     rs: Netns,
     tmp: tempfile::TempDir,
+    mode: Mode,
 }
 
 impl Pair {
-    fn build(sync: bool) -> Pair {
+    fn build(sync: bool, mode: Mode) -> Pair {
         let tmp = tempfile::Builder::new()
             .prefix("rvs-sync-")
             .tempdir()
@@ -73,24 +91,27 @@ impl Pair {
             sw: Netns::ipv4_host("ssw"),
             rs: Netns::ipv4_host("srs"),
             tmp,
+            mode,
         };
         p.links();
         p.start_nginx();
         p.a = Some(p.start_lbd("a", &p.lba, sync.then_some("master")));
         p.b = Some(p.start_lbd("b", &p.lbb, sync.then_some("backup")));
+        let method = match mode {
+            Mode::Nat => "-m",
+            Mode::Dr => "-g",
+            Mode::FullNat => "--fullnat",
+        };
         for lb in [&p.a, &p.b] {
             let socket = lb.as_ref().expect("lbd").socket();
-            lbd::lbctl(socket, &["-A", "-t", &format!("{VIP}:80"), "-s", "rr"]);
+            let svc = format!("{VIP}:80");
+            lbd::lbctl(socket, &["-A", "-t", &svc, "-s", "rr"]);
+            if mode == Mode::FullNat {
+                lbd::lbctl(socket, &["-P", "-t", &svc, "-z", LIP]);
+            }
             lbd::lbctl(
                 socket,
-                &[
-                    "-a",
-                    "-t",
-                    &format!("{VIP}:80"),
-                    "-r",
-                    &format!("{RIP}:80"),
-                    "-m",
-                ],
+                &["-a", "-t", &svc, "-r", &format!("{RIP}:80"), method],
             );
         }
         p
@@ -139,10 +160,24 @@ impl Pair {
         ));
         self.rs.sh(&format!(
             "ip addr add {RIP}/24 dev eth0\nip link set eth0 up\n{}
-             ip neigh replace {DIP_INT} lladdr {MAC_A_INT} dev eth0 nud permanent
+             ip neigh replace {} lladdr {MAC_A_INT} dev eth0 nud permanent
              ip route add default via {DIP_INT}",
-            offload(&["eth0"])
+            offload(&["eth0"]),
+            self.rs_next_hop()
         ));
+        if self.mode == Mode::Dr {
+            // The real server answers the client over a link of its own.
+            self.cli.add_veth("r0", &self.rs, "c0");
+            self.cli
+                .sh(&format!("ip link set r0 up\n{}", offload(&["r0"])));
+            self.rs.sh(&format!(
+                "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+                 ip addr add {VIP}/32 dev lo
+                 ip link set c0 up\n{}
+                 ip route add {CIP}/32 dev c0",
+                offload(&["c0"])
+            ));
+        }
     }
 
     fn start_nginx(&mut self) {
@@ -270,13 +305,25 @@ ports:
         (downloads, ka)
     }
 
+    /// The address whose MAC the real server's replies go to: the
+    /// director's (NAT gateway) or the shared local address (FULLNAT).
+    fn rs_next_hop(&self) -> &'static str {
+        if self.mode == Mode::FullNat {
+            LIP
+        } else {
+            DIP_INT
+        }
+    }
+
     /// Moves the traffic to B: the client's route to the VIP, the real
-    /// server's gateway neighbour; then A dies (SIGKILL).
+    /// server's neighbour for the director or the local address (what
+    /// VRRP's gratuitous ARP would do); then A dies (SIGKILL).
     fn move_to_b(&mut self) {
         self.cli
             .sh(&format!("ip route replace {VIP}/32 dev b0 src {CIP}"));
         self.rs.sh(&format!(
-            "ip neigh replace {DIP_INT} lladdr {MAC_B_INT} dev eth0 nud permanent"
+            "ip neigh replace {} lladdr {MAC_B_INT} dev eth0 nud permanent",
+            self.rs_next_hop()
         ));
         let a = self.a.as_mut().expect("lbd A");
         signal(a.pid() as libc::pid_t, libc::SIGKILL);
@@ -317,8 +364,8 @@ struct Outcome {
     ka_worst: f64,
 }
 
-fn run(sync: bool) -> Outcome {
-    let mut p = Pair::build(sync);
+fn run(sync: bool, mode: Mode) -> Outcome {
+    let mut p = Pair::build(sync, mode);
     // Warm-up through A (neighbours resolved, the path proven).
     let out = p.cli.output(
         "curl",
@@ -384,43 +431,92 @@ fn run(sync: bool) -> Outcome {
         ka_errors: w[3].parse().expect("error count"),
         ka_worst: w[5].parse().expect("worst"),
     };
-    println!("sync={sync}: downloads {:?}", outcome.downloads);
-    println!("sync={sync}: {outcome:?}");
+    println!("{mode:?} sync={sync}: downloads {:?}", outcome.downloads);
+    println!("{mode:?} sync={sync}: {outcome:?}");
     if let Some(b) = p.b.take() {
         b.stop_cleanly();
     }
     outcome
 }
 
+/// The flows survive: every download complete, no keep-alive error, the
+/// longest wait the move itself plus a TCP retransmission.
+fn assert_survived(o: &Outcome) {
+    assert_eq!(o.complete, DOWNLOADS, "every download completes: {o:?}");
+    assert_eq!(o.ka_errors, 0, "no keep-alive request fails: {o:?}");
+    assert!(o.ka_ok > 100, "the keep-alive client kept going: {o:?}");
+    assert!(o.ka_worst < 3.0, "longest keep-alive wait {}", o.ka_worst);
+}
+
+/// The baseline: without sync the backup knows none of the flows.
+fn assert_broken(o: &Outcome) {
+    assert_eq!(o.complete, 0, "no download survives without sync: {o:?}");
+    assert!(o.ka_errors > 0, "the keep-alive client sees errors: {o:?}");
+}
+
+const TOOLS: &[&str] = &["ip", "nginx", "curl", "python3", "ethtool"];
+
 #[test]
 fn nat_flows_survive_moving_from_master_to_backup_with_sync() {
     if !support::needs_root(
         "nat_flows_survive_moving_from_master_to_backup_with_sync",
-        &["ip", "nginx", "curl", "python3", "ethtool"],
+        TOOLS,
     ) {
         return;
     }
     let _serial = support::serial();
-    let o = run(true);
-    assert_eq!(o.complete, DOWNLOADS, "every download completes: {o:?}");
-    assert_eq!(o.ka_errors, 0, "no keep-alive request fails: {o:?}");
-    assert!(o.ka_ok > 100, "the keep-alive client kept going: {o:?}");
-    // The longest stall: the move itself plus a TCP retransmission.
-    assert!(o.ka_worst < 3.0, "longest keep-alive wait {}", o.ka_worst);
+    assert_survived(&run(true, Mode::Nat));
 }
 
 #[test]
-fn without_sync_the_same_move_breaks_the_flows() {
+fn without_sync_the_same_nat_move_breaks_the_flows() {
+    if !support::needs_root("without_sync_the_same_nat_move_breaks_the_flows", TOOLS) {
+        return;
+    }
+    let _serial = support::serial();
+    assert_broken(&run(false, Mode::Nat));
+}
+
+#[test]
+fn dr_flows_survive_moving_from_master_to_backup_with_sync() {
     if !support::needs_root(
-        "without_sync_the_same_move_breaks_the_flows",
-        &["ip", "nginx", "curl", "python3", "ethtool"],
+        "dr_flows_survive_moving_from_master_to_backup_with_sync",
+        TOOLS,
     ) {
         return;
     }
     let _serial = support::serial();
-    let o = run(false);
-    assert_eq!(o.complete, 0, "no download survives without sync: {o:?}");
-    assert!(o.ka_errors > 0, "the keep-alive client sees errors: {o:?}");
+    assert_survived(&run(true, Mode::Dr));
+}
+
+#[test]
+fn without_sync_the_same_dr_move_breaks_the_flows() {
+    if !support::needs_root("without_sync_the_same_dr_move_breaks_the_flows", TOOLS) {
+        return;
+    }
+    let _serial = support::serial();
+    assert_broken(&run(false, Mode::Dr));
+}
+
+#[test]
+fn fullnat_flows_with_a_shared_local_address_survive_with_sync() {
+    if !support::needs_root(
+        "fullnat_flows_with_a_shared_local_address_survive_with_sync",
+        TOOLS,
+    ) {
+        return;
+    }
+    let _serial = support::serial();
+    assert_survived(&run(true, Mode::FullNat));
+}
+
+#[test]
+fn without_sync_the_same_fullnat_move_breaks_the_flows() {
+    if !support::needs_root("without_sync_the_same_fullnat_move_breaks_the_flows", TOOLS) {
+        return;
+    }
+    let _serial = support::serial();
+    assert_broken(&run(false, Mode::FullNat));
 }
 
 /// Keep-alive HTTP client: `n` connections opened at start, one GET on
