@@ -149,3 +149,43 @@ fn a_synced_connection_forwards_on_the_backup_exactly_as_on_the_master() {
         );
     }
 }
+
+fn server(flags: u8, payload: usize) -> Vec<u8> {
+    PacketBuilder::ethernet(RS1_MAC, INT_MAC)
+        .ipv4(v4(RS1), v4(CIP))
+        .tcp(8080, 40000)
+        .flags(TcpFlags(flags))
+        .payload_fill(payload)
+        .build()
+}
+
+/// Feeds a frame from the real server side.
+fn feed_int(w: &mut Worker<MemQueue>, frame: Vec<u8>) {
+    w.queues_mut()[1].inject(frame);
+    w.poll_once();
+    w.poll_once();
+}
+
+/// The sync cost of one short NAT connection (the figure the bandwidth
+/// per 1,000 connections/s is computed from): a request, an answer, the
+/// server closing first (HTTP `Connection: close`).
+#[test]
+fn a_short_nat_connection_is_exported_at_established_and_at_each_closing_state() {
+    let topo = Topo::standard();
+    let (mut a, links) = director(&topo, true);
+    feed(&mut a, client("10.0.0.1", SYN, 0));
+    feed_int(&mut a, server(SYN | ACK, 0));
+    feed(&mut a, client("10.0.0.1", ACK, 0));
+    feed(&mut a, client("10.0.0.1", ACK | 0x08, 100));
+    feed_int(&mut a, server(ACK | 0x08, 500));
+    feed_int(&mut a, server(FIN_ACK, 0));
+    feed(&mut a, client("10.0.0.1", ACK, 0));
+    feed(&mut a, client("10.0.0.1", FIN_ACK, 0));
+    feed_int(&mut a, server(ACK, 0));
+    let states: Vec<TcpState> = exported(&links).iter().map(SyncEntry::tcp_state).collect();
+    println!("exported states: {states:?}");
+    assert_eq!(
+        states,
+        [TcpState::Established, TcpState::FinWait, TcpState::TimeWait]
+    );
+}

@@ -235,5 +235,32 @@ sync:
         .map(|w| w.worker)
         .collect();
     assert_eq!(holders, [owner], "{workers:?}");
+
+    // ipvsadm's words on the running daemon: a master joins the backup,
+    // a second master is refused, and it stops again.
+    lbd.lbctl(&[
+        "--start-daemon",
+        "master",
+        "--mcast-interface",
+        "sync0",
+        "--syncid",
+        "14",
+        "--mcast-ttl",
+        "2",
+    ]);
+    assert_eq!(
+        lbd.lbctl(&["-L", "--daemon"]),
+        "master sync daemon (mcast=sync0, syncid=14, maxlen=1472, group=224.0.0.81, port=8848, ttl=2)\n\
+         backup sync daemon (mcast=sync0, syncid=14, maxlen=1472, group=224.0.0.81, port=8848)\n"
+    );
+    let (_, err) = lbd::lbctl_fails(&socket, &["--start-daemon", "master"]);
+    assert!(
+        err.contains("a master sync daemon is already running"),
+        "{err}"
+    );
+    lbd.lbctl(&["--stop-daemon", "master"]);
+    let (_, err) = lbd::lbctl_fails(&socket, &["--stop-daemon", "master"]);
+    assert!(err.contains("no master sync daemon is running"), "{err}");
+    assert!(!lbd.lbctl(&["-L", "--daemon"]).contains("master"));
     lbd.stop_cleanly();
 }
