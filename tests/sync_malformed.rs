@@ -4,6 +4,8 @@
 //! entries it cannot install, are each counted under their reason and
 //! change nothing; then one well-formed message installs its connection
 //! in the table of the worker that owns the flow (the positive control).
+//! Then `lbctl --start-daemon`, `-L --daemon` and `--stop-daemon` on the
+//! running daemon, and a stop within lbd's 2 s budget.
 
 mod support;
 
@@ -262,5 +264,9 @@ sync:
     let (_, err) = lbd::lbctl_fails(&socket, &["--stop-daemon", "master"]);
     assert!(err.contains("no master sync daemon is running"), "{err}");
     assert!(!lbd.lbctl(&["-L", "--daemon"]).contains("master"));
+    // lbd stops within its 2 s budget with the backup thread running.
+    let t0 = std::time::Instant::now();
     lbd.stop_cleanly();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(2), "stop took {took:?}");
 }
