@@ -17,8 +17,7 @@ use rvs::conntrack::{addr_from_ip, Tuple};
 use rvs::ctl::protocol::Response;
 use rvs::steer::{self, Destination};
 use rvs::wire::ipvs_sync::{
-    flags, SyncConn, SyncConnRepr, SyncHeaderRepr, SyncMessage, DEFAULT_GROUP, DEFAULT_PORT,
-    HEADER_LEN,
+    self, flags, message_len, SyncConnRepr, DEFAULT_GROUP, DEFAULT_PORT, HEADER_LEN,
 };
 use support::lbd::{self, Lbd, LBD};
 use support::netns::Netns;
@@ -45,20 +44,8 @@ fn entry(cport: u16, vip: &str) -> SyncConnRepr {
 
 /// A v1 message holding `entries`, syncid `syncid`.
 fn message(syncid: u8, entries: &[SyncConnRepr]) -> Vec<u8> {
-    let len = HEADER_LEN + entries.iter().map(SyncConnRepr::padded_len).sum::<usize>();
-    let mut buf = vec![0u8; len];
-    let mut at = HEADER_LEN;
-    for e in entries {
-        let n = e.padded_len();
-        e.emit(&mut SyncConn::new_unchecked(&mut buf[at..at + n]));
-        at += n;
-    }
-    SyncHeaderRepr {
-        syncid,
-        nr_conns: entries.len() as u8,
-        size: len as u16,
-    }
-    .emit(&mut SyncMessage::new_unchecked(&mut buf[..]));
+    let mut buf = vec![0u8; message_len(entries)];
+    ipvs_sync::emit_message(&mut buf, syncid, entries);
     buf
 }
 

@@ -9,26 +9,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 use rvs::sync::export::SyncEntry;
 use rvs::wire::ipvs_sync::{
-    flags, SyncConn, SyncConnRepr, SyncHeaderRepr, SyncMessage, CONN_V4_LEN, CONN_V6_LEN,
+    self, flags, message_len, SyncConn, SyncConnRepr, SyncMessage, CONN_V4_LEN, CONN_V6_LEN,
     HEADER_LEN, OPT_RVS_LOCAL,
 };
 use rvs::wire::Error;
 
+/// A v1 message holding `entries`, syncid `syncid`.
 fn emit_message(syncid: u8, entries: &[SyncConnRepr]) -> Vec<u8> {
-    let len = HEADER_LEN + entries.iter().map(SyncConnRepr::padded_len).sum::<usize>();
-    let mut buf = vec![0xa5u8; len];
-    let mut at = HEADER_LEN;
-    for e in entries {
-        let n = e.padded_len();
-        e.emit(&mut SyncConn::new_unchecked(&mut buf[at..at + n]));
-        at += n;
-    }
-    SyncHeaderRepr {
-        syncid,
-        nr_conns: entries.len() as u8,
-        size: len as u16,
-    }
-    .emit(&mut SyncMessage::new_unchecked(&mut buf[..]));
+    let mut buf = vec![0xa5u8; message_len(entries)];
+    ipvs_sync::emit_message(&mut buf, syncid, entries);
     buf
 }
 

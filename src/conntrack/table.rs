@@ -373,6 +373,22 @@ impl Conn {
         self.bits & B_IN_USE != 0
     }
 
+    /// Moves a TCP connection to state `new`, flipping INACTIVE as the
+    /// state's activity says and noting it in `sc`.
+    #[inline(always)]
+    fn enter_state(&mut self, new: TcpState, sc: &mut StateChange) {
+        let inactive = self.bits & B_INACTIVE != 0;
+        if !inactive && !new.is_active() {
+            self.bits |= B_INACTIVE;
+            sc.became_inactive = true;
+        } else if inactive && new.is_active() {
+            self.bits &= !B_INACTIVE;
+            sc.became_active = true;
+        }
+        self.state = (self.state & !S_STATE_MASK) | new as u8;
+        sc.new = new;
+    }
+
     /// Whether index key `dir` of this entry is `t` (and the entry is of the
     /// wanted kind).
     #[inline(always)]
@@ -870,16 +886,7 @@ impl ConnTable {
                 }
                 let new = next_tcp_state(tdir, tcp_flags, old);
                 if new != old {
-                    let inactive = e.bits & B_INACTIVE != 0;
-                    if !inactive && !new.is_active() {
-                        e.bits |= B_INACTIVE;
-                        sc.became_inactive = true;
-                    } else if inactive && new.is_active() {
-                        e.bits &= !B_INACTIVE;
-                        sc.became_active = true;
-                    }
-                    e.state = (e.state & !S_STATE_MASK) | new as u8;
-                    sc.new = new;
+                    e.enter_state(new, &mut sc);
                 }
                 e.timeout = secs_to_ticks(t.tcp(new));
             } else {
@@ -913,16 +920,7 @@ impl ConnTable {
             ..StateChange::default()
         };
         if e.bits & B_TEMPLATE == 0 && e.proto == TCP {
-            let inactive = e.bits & B_INACTIVE != 0;
-            if !inactive && !state.is_active() {
-                e.bits |= B_INACTIVE;
-                sc.became_inactive = true;
-            } else if inactive && state.is_active() {
-                e.bits &= !B_INACTIVE;
-                sc.became_active = true;
-            }
-            e.state = (e.state & !S_STATE_MASK) | state as u8;
-            sc.new = state;
+            e.enter_state(state, &mut sc);
         }
         e.state |= S_SYNCED;
         e.timeout = secs_to_ticks(timeout_s.clamp(1, super::timer::MAX_TIMEOUT_SECS));

@@ -471,6 +471,32 @@ impl SyncHeaderRepr {
     }
 }
 
+/// Length of a message holding `entries`: the header and each entry
+/// padded to 4 bytes.
+pub fn message_len(entries: &[SyncConnRepr]) -> usize {
+    HEADER_LEN + entries.iter().map(SyncConnRepr::padded_len).sum::<usize>()
+}
+
+/// Writes a whole v1 message — header (`syncid`) and `entries` — into the
+/// first [`message_len`] bytes of `buf` (which must hold them); returns
+/// that length.
+pub fn emit_message(buf: &mut [u8], syncid: u8, entries: &[SyncConnRepr]) -> usize {
+    let len = message_len(entries);
+    let mut at = HEADER_LEN;
+    for e in entries {
+        let n = e.padded_len();
+        e.emit(&mut SyncConn::new_unchecked(&mut buf[at..at + n]));
+        at += n;
+    }
+    SyncHeaderRepr {
+        syncid,
+        nr_conns: entries.len() as u8,
+        size: len as u16,
+    }
+    .emit(&mut SyncMessage::new_unchecked(&mut buf[..HEADER_LEN]));
+    len
+}
+
 /// One synchronised connection (or persistence template).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncConnRepr {
