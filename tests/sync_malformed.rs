@@ -196,8 +196,15 @@ sync:
     assert_eq!(c.client.to_string(), "10.0.0.7:40000");
     assert_eq!(c.daddr.to_string(), "192.168.10.1:8080");
     assert!(c.expires_ms > 890_000, "full ESTABLISHED timeout: {c:?}");
+    assert!(c.synced, "marked as synced: {c:?}");
     let text = lbd.lbctl(&["-Lnc"]);
     assert!(text.contains("ESTABLISHED"), "{text}");
+    assert!(
+        !text.contains("synced"),
+        "ipvsadm's format by default: {text}"
+    );
+    let text = lbd.lbctl(&["-Lnc", "--persistent-conn"]);
+    assert!(text.contains(" synced\n"), "{text}");
     let t = Tuple::new(
         6,
         false,

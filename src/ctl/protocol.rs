@@ -514,6 +514,9 @@ pub struct ConnInfo {
     pub pe_name: Option<String>,
     /// Persistence engine data, if any.
     pub pe_data: Option<String>,
+    /// Installed from a peer director's sync message (IPVS's SYNC flag).
+    #[serde(default)]
+    pub synced: bool,
 }
 
 /// Counters of one NIC port, named like DPDK's `rte_eth_stats`.
@@ -1044,6 +1047,7 @@ mod tests {
                     template: false,
                     pe_name: None,
                     pe_data: None,
+                    synced: false,
                 }],
                 truncated: false,
             },

@@ -448,6 +448,7 @@ pub fn conn_info(e: &ConnEntry) -> Option<ConnInfo> {
         template: e.template,
         pe_name: None,
         pe_data: None,
+        synced: e.synced,
     })
 }
 
@@ -1441,6 +1442,7 @@ mod tests {
             template: false,
             fwd: crate::conntrack::Fwd::Nat,
             worker: 0,
+            synced: false,
         }
     }
 

@@ -474,7 +474,15 @@ pub fn render_conns(conns: &[ConnInfo], options: &ListOptions) -> String {
         let client = addr_port(&conn.client.ip(), conn.client.port());
         let virt = addr_port(&conn.vaddr.ip(), conn.vaddr.port());
         let dest = addr_port(&conn.daddr.ip(), conn.daddr.port());
-        match (&conn.pe_name, &conn.pe_data, options.persistent_conn) {
+        // rvs: with --persistent-conn a synced connection without a
+        // persistence engine says so in the pe columns ("-", "synced").
+        let synced = (conn.synced && conn.pe_name.is_none())
+            .then(|| ("-".to_string(), "synced".to_string()));
+        let pe = match &synced {
+            Some((n, d)) => (Some(n), Some(d)),
+            None => (conn.pe_name.as_ref(), conn.pe_data.as_ref()),
+        };
+        match (pe.0, pe.1, options.persistent_conn) {
             (Some(pe_name), Some(pe_data), true) => {
                 // "%-3s %-6s %-11s %-18s %-18s %-16s %-18s %s\n"
                 let _ = writeln!(

@@ -44,6 +44,8 @@ pub struct ConnEntry {
     pub fwd: Fwd,
     /// Owning worker.
     pub worker: u16,
+    /// Installed from a peer director's sync message.
+    pub synced: bool,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -165,6 +167,7 @@ impl<Q: PortQueue> Worker<Q> {
                     template: c.is_template(),
                     fwd: c.fwd(),
                     worker: self.cfg.index,
+                    synced: c.is_synced(),
                 }
             })
             .collect()
