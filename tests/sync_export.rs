@@ -189,3 +189,54 @@ fn a_short_nat_connection_is_exported_at_established_and_at_each_closing_state()
         [TcpState::Established, TcpState::FinWait, TcpState::TimeWait]
     );
 }
+
+fn client_from(cip: &str, cport: u16, vip: &str, flags: u8) -> Vec<u8> {
+    PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
+        .ipv4(v4(cip), v4(vip))
+        .tcp(cport, 80)
+        .flags(TcpFlags(flags))
+        .build()
+}
+
+/// The real server a frame the director sent goes to (its IPv4 destination).
+fn sent_to(frames: &[Vec<u8>]) -> Vec<std::net::Ipv4Addr> {
+    frames
+        .iter()
+        .map(|f| std::net::Ipv4Addr::new(f[30], f[31], f[32], f[33]))
+        .collect()
+}
+
+/// Persistence (`-p`): the template travels with its connection (first),
+/// so a new connection of the same client on the backup goes to the real
+/// server the master chose — not to the backup's own scheduler pick.
+#[test]
+fn a_persistent_client_keeps_its_real_server_on_the_backup() {
+    let mut topo = Topo::empty();
+    topo.svc(6, "10.0.0.7", 80, "rr")
+        .persistent(300, 32)
+        .dest(RS1, 8080, rvs::conntrack::Fwd::Nat, 1)
+        .dest(RS2, 8080, rvs::conntrack::Fwd::Nat, 1);
+    let (mut a, la) = director(&topo, true);
+    let (mut b, lb) = director(&topo, false);
+    // Client X takes the master's first rr pick, client Y the second.
+    feed(&mut a, client_from("203.0.113.7", 1000, "10.0.0.7", SYN));
+    let y = "203.0.113.8";
+    let first = feed(&mut a, client_from(y, 2000, "10.0.0.7", SYN));
+    let y_rs = sent_to(&first);
+    feed(&mut a, client_from(y, 2000, "10.0.0.7", ACK));
+    let entries = exported(&la);
+    assert_eq!(entries.len(), 2, "template, then connection: {entries:?}");
+    assert!(entries[0].template && !entries[1].template, "{entries:?}");
+    for e in &entries {
+        assert!(lb.sync().install(0, over_the_wire(e)));
+    }
+    b.poll_once();
+    assert_eq!(lb.sync().total(|c| &c.installed), 2);
+    // A new connection of Y on the backup.
+    let out = feed(&mut b, client_from(y, 2001, "10.0.0.7", SYN));
+    assert_eq!(sent_to(&out), y_rs, "the template's real server");
+    // Without the template the backup's own first pick is the other one.
+    let (mut c, _) = director(&topo, false);
+    let out = feed(&mut c, client_from(y, 2001, "10.0.0.7", SYN));
+    assert_ne!(sent_to(&out), y_rs, "the test bites");
+}
