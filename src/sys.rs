@@ -241,6 +241,56 @@ pub fn prefetch_line<T>(p: *const T) {
     let _ = p;
 }
 
+/// A UDP socket bound to `addr` with `SO_REUSEADDR`, so that several
+/// sockets of one host (a sync master's and a backup's) can all bind the
+/// sync group's address and port and each receive its messages.
+pub fn udp_bind_reuse(addr: std::net::SocketAddrV4) -> io::Result<std::net::UdpSocket> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: socket(2) with constant arguments; the result is checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: SO_REUSEADDR reads one c_int from `one`, which outlives the
+    // call; the fd is open.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: bind(2) reads a sockaddr_in of the given length from `sin`,
+    // which outlives the call; the fd is open.
+    let rc = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::net::UdpSocket::from(socket))
+}
+
 /// The IPv4 address of network interface `name` (`SIOCGIFADDR`): the
 /// source a sync master binds to, the interface a backup joins its group
 /// on. Errors name the interface.

@@ -240,3 +240,25 @@ fn a_persistent_client_keeps_its_real_server_on_the_backup() {
     let out = feed(&mut c, client_from(y, 2001, "10.0.0.7", SYN));
     assert_ne!(sent_to(&out), y_rs, "the test bites");
 }
+
+/// A full resynchronisation: connections established before any master
+/// sync daemon ran are exported when the table is dumped.
+#[test]
+fn a_full_resync_exports_connections_made_before_sync_started() {
+    let topo = Topo::standard();
+    let (mut a, links) = director(&topo, false);
+    for port in [1000, 1001, 1002] {
+        feed(&mut a, client_from(CIP, port, "10.0.0.1", SYN));
+        feed(&mut a, client_from(CIP, port, "10.0.0.1", ACK));
+    }
+    feed(&mut a, client_from(CIP, 1003, "10.0.0.1", SYN));
+    assert!(exported(&links).is_empty());
+    for m in [Msg::SyncExport(true), Msg::SyncDump] {
+        assert!(links.post(0, m).is_ok());
+    }
+    a.poll_once();
+    a.poll_once();
+    let mut ports: Vec<u16> = exported(&links).iter().map(|e| e.cport).collect();
+    ports.sort_unstable();
+    assert_eq!(ports, [1000, 1001, 1002], "ESTABLISHED ones, not SYN_RECV");
+}

@@ -5,7 +5,8 @@
 //! change nothing; then one well-formed message installs its connection
 //! in the table of the worker that owns the flow (the positive control).
 //! Then `lbctl --start-daemon`, `-L --daemon` and `--stop-daemon` on the
-//! running daemon, and a stop within lbd's 2 s budget.
+//! running daemon, a full resynchronisation on request (the master sends
+//! its table), and a stop within lbd's 2 s budget.
 
 mod support;
 
@@ -248,6 +249,39 @@ sync:
         lbd.lbctl(&["-L", "--daemon"]),
         "master sync daemon (mcast=sync0, syncid=14, maxlen=1472, group=224.0.0.81, port=8848, ttl=2)\n\
          backup sync daemon (mcast=sync0, syncid=14, maxlen=1472, group=224.0.0.81, port=8848)\n"
+    );
+    // A full resynchronisation (rvs): a backup's request makes the master
+    // send its whole table — here the one connection installed above.
+    let got = inj.run(|| {
+        let group = UdpSocket::bind(SocketAddrV4::new(DEFAULT_GROUP, DEFAULT_PORT))
+            .expect("bind the group");
+        group
+            .join_multicast_v4(&DEFAULT_GROUP, &"10.9.0.9".parse().unwrap())
+            .expect("join");
+        group
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let s = UdpSocket::bind("10.9.0.9:0").expect("bind the injector");
+        let mut req = [0u8; ipvs_sync::RESYNC_REQUEST_LEN];
+        let n = ipvs_sync::emit_resync_request(&mut req, SYNCID);
+        s.send_to(&req[..n], SocketAddrV4::new(DEFAULT_GROUP, DEFAULT_PORT))
+            .expect("send");
+        poll_until(Duration::from_secs(5), Duration::from_millis(1), || {
+            let mut buf = [0u8; 2048];
+            let n = group.recv(&mut buf).ok()?;
+            let m = ipvs_sync::SyncMessage::new_checked(&buf[..n]).ok()?;
+            let conns: Vec<SyncConnRepr> = m.conns().flatten().collect();
+            conns.iter().any(|c| c.cport == 40000).then_some(conns)
+        })
+    });
+    let got = got.expect("the master sent its table after the request");
+    assert_eq!(got[0].dport, 8080, "{got:?}");
+    let c = counters(&socket);
+    assert_eq!(counter(&c, "resync_requests_served"), 1, "{c:?}");
+    assert_eq!(
+        counter(&c, "resync_requests_sent"),
+        1,
+        "the backup asked at start"
     );
     let (_, err) = lbd::lbctl_fails(&socket, &["--start-daemon", "master"]);
     assert!(

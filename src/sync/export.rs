@@ -272,6 +272,12 @@ impl SyncRings {
         }
     }
 
+    /// Entries waiting in worker `w`'s export ring.
+    #[inline]
+    pub fn export_len(&self, w: u16) -> usize {
+        self.export.get(usize::from(w)).map_or(0, ArrayQueue::len)
+    }
+
     /// The next exported entry of worker `w` (sync thread side).
     pub fn take_export(&self, w: u16) -> Option<SyncEntry> {
         self.export.get(usize::from(w))?.pop()

@@ -39,7 +39,10 @@ use crate::conntrack::Tuple;
 use crate::dataplane::runtime::DataplaneHandle;
 use crate::dataplane::snapshot::Snapshot;
 use crate::dataplane::worker::flow_owner;
-use crate::wire::ipvs_sync::{SyncConn, SyncHeaderRepr, SyncMessage, HEADER_LEN};
+use crate::wire::ipvs_sync::{
+    emit_resync_request, is_resync_request, SyncConn, SyncHeaderRepr, SyncMessage, HEADER_LEN,
+    RESYNC_REQUEST_LEN,
+};
 use crate::wire::Error as WireError;
 
 /// Longest an exported entry waits for more to share its message.
@@ -100,6 +103,8 @@ pub struct SyncStats {
     drop_malformed: AtomicU64,
     entries_refused: AtomicU64,
     entries_no_service: AtomicU64,
+    resync_requests_sent: AtomicU64,
+    resync_requests_served: AtomicU64,
 }
 
 /// One counter as listed.
@@ -184,18 +189,35 @@ impl SyncService {
         let thread = match conf.role {
             SyncRole::Master => {
                 let sock = master_socket(conf, iface).map_err(sock_err)?;
+                let listen = group_socket(conf, iface).map_err(sock_err)?;
+                listen.set_nonblocking(true).map_err(sock_err)?;
                 let m = Master {
                     conf: conf.clone(),
                     sock,
+                    listen,
                     rings,
                     stats,
                     stop: stop.clone(),
+                    dataplane: self.dataplane.clone(),
                 };
                 self.dataplane.set_sync_export(true);
                 spawn("rvs-sync-master", move || m.run())
             }
             SyncRole::Backup => {
-                let sock = backup_socket(conf, iface).map_err(sock_err)?;
+                let sock = group_socket(conf, iface).map_err(sock_err)?;
+                sock.set_read_timeout(Some(RECV_TIMEOUT))
+                    .map_err(sock_err)?;
+                // Ask the masters for their whole tables (rvs): a backup
+                // that (re)joins is ready before it takes over.
+                let ask = master_socket(conf, iface).map_err(sock_err)?;
+                let mut req = [0u8; RESYNC_REQUEST_LEN];
+                let n = emit_resync_request(&mut req, conf.syncid);
+                if ask
+                    .send_to(&req[..n], SocketAddrV4::new(conf.group, conf.port))
+                    .is_ok()
+                {
+                    bump(&self.stats.resync_requests_sent, 1);
+                }
                 let b = Backup {
                     conf: conf.clone(),
                     sock,
@@ -272,6 +294,8 @@ impl SyncService {
             ("dropped_malformed", get(&s.drop_malformed)),
             ("entries_refused", get(&s.entries_refused)),
             ("entries_no_service", get(&s.entries_no_service)),
+            ("resync_requests_sent", get(&s.resync_requests_sent)),
+            ("resync_requests_served", get(&s.resync_requests_served)),
         ];
         if let Some(r) = &self.rings {
             let worker: [(&str, PickCounter); 6] = [
@@ -311,19 +335,23 @@ fn master_socket(conf: &SyncConf, iface: Option<Ipv4Addr>) -> std::io::Result<Ud
     Ok(sock)
 }
 
-fn backup_socket(conf: &SyncConf, iface: Option<Ipv4Addr>) -> std::io::Result<UdpSocket> {
-    let sock = UdpSocket::bind(SocketAddrV4::new(conf.group, conf.port))?;
+/// A socket receiving the group (the backup's messages, the master's
+/// resynchronisation requests): bound to group:port with SO_REUSEADDR (a
+/// master and a backup of one host both bind it), joined on the interface.
+fn group_socket(conf: &SyncConf, iface: Option<Ipv4Addr>) -> std::io::Result<UdpSocket> {
+    let sock = crate::sys::udp_bind_reuse(SocketAddrV4::new(conf.group, conf.port))?;
     sock.join_multicast_v4(&conf.group, &iface.unwrap_or(Ipv4Addr::UNSPECIFIED))?;
-    sock.set_read_timeout(Some(RECV_TIMEOUT))?;
     Ok(sock)
 }
 
 struct Master {
     conf: SyncConf,
     sock: UdpSocket,
+    listen: UdpSocket,
     rings: Arc<SyncRings>,
     stats: Arc<SyncStats>,
     stop: Arc<AtomicBool>,
+    dataplane: Arc<dyn DataplaneHandle>,
 }
 
 /// A message being filled.
@@ -365,11 +393,27 @@ impl Master {
             if b.since.is_some_and(|t| t.elapsed() >= FLUSH_DELAY) {
                 self.send(&mut b, dst);
             }
+            self.take_requests();
             if !got {
                 std::thread::sleep(POLL);
             }
         }
         self.send(&mut b, dst);
+    }
+
+    /// Serves resynchronisation requests of our syncid (or 0): every
+    /// worker walks its table into its export ring.
+    fn take_requests(&self) {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = self.listen.recv(&mut buf) {
+            let Ok(m) = SyncMessage::new_checked(&buf[..n]) else {
+                continue;
+            };
+            if is_resync_request(&m) && (m.syncid() == 0 || m.syncid() == self.conf.syncid) {
+                bump(&self.stats.resync_requests_served, 1);
+                self.dataplane.sync_full();
+            }
+        }
     }
 
     fn send(&self, b: &mut Batch, dst: SocketAddrV4) {
@@ -452,6 +496,10 @@ impl Backup {
         };
         if self.conf.syncid != 0 && msg.syncid() != self.conf.syncid {
             return bump(&s.drop_syncid, 1);
+        }
+        if is_resync_request(&msg) {
+            // Another backup asking the masters: not for us.
+            return;
         }
         // The whole message parses, or none of it is used.
         let mut entries = Vec::with_capacity(usize::from(msg.nr_conns()));

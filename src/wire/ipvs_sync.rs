@@ -74,6 +74,12 @@ pub const OPT_F_PARAM: u8 = 0x40;
 /// rvs option (optional, type 72): FULLNAT local address (4 or 16 bytes)
 /// then local port (2 bytes).
 pub const OPT_RVS_LOCAL: u8 = 72;
+/// rvs option (optional, type 73, 2 bytes of zeros) on an entry of
+/// protocol 0: a backup asks the masters for a full resynchronisation. A
+/// kernel IPVS backup drops the entry (no protocol 0).
+pub const OPT_RVS_RESYNC: u8 = 73;
+/// Length of a resynchronisation request ([`emit_resync_request`]).
+pub const RESYNC_REQUEST_LEN: usize = HEADER_LEN + CONN_V4_LEN + 4;
 
 /// Connection flags (`include/uapi/linux/ip_vs.h`).
 pub mod flags {
@@ -497,6 +503,34 @@ pub fn emit_message(buf: &mut [u8], syncid: u8, entries: &[SyncConnRepr]) -> usi
     len
 }
 
+/// Writes a full-resynchronisation request (rvs): a v1 message with one
+/// IPv4 entry of protocol 0 carrying [`OPT_RVS_RESYNC`], into the first
+/// [`RESYNC_REQUEST_LEN`] bytes of `buf`; returns that length.
+pub fn emit_resync_request(buf: &mut [u8], syncid: u8) -> usize {
+    let b = &mut buf[..RESYNC_REQUEST_LEN];
+    b.fill(0);
+    let mut c = SyncConn::new_unchecked(&mut b[HEADER_LEN..]);
+    c.set_len((CONN_V4_LEN + 4) as u16);
+    b[HEADER_LEN + CONN_V4_LEN] = OPT_RVS_RESYNC;
+    b[HEADER_LEN + CONN_V4_LEN + 1] = 2;
+    SyncHeaderRepr {
+        syncid,
+        nr_conns: 1,
+        size: RESYNC_REQUEST_LEN as u16,
+    }
+    .emit(&mut SyncMessage::new_unchecked(b));
+    RESYNC_REQUEST_LEN
+}
+
+/// Whether a checked message is a full-resynchronisation request.
+pub fn is_resync_request<T: AsRef<[u8]>>(m: &SyncMessage<T>) -> bool {
+    let e = m.entries();
+    m.nr_conns() == 1
+        && e.len() == CONN_V4_LEN + 4
+        && e[field::PROTOCOL] == 0
+        && e[CONN_V4_LEN] == OPT_RVS_RESYNC
+}
+
 /// One synchronised connection (or persistence template).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncConnRepr {
@@ -673,6 +707,31 @@ mod tests {
         assert_eq!(buf, expect);
         let c = SyncConn::new_checked(&buf[..]).unwrap();
         assert_eq!(SyncConnRepr::parse(&c).unwrap(), r);
+    }
+
+    #[test]
+    fn a_resync_request_is_a_protocol_0_entry_with_option_73() {
+        let mut buf = [0xa5u8; RESYNC_REQUEST_LEN];
+        assert_eq!(emit_resync_request(&mut buf, 5), 48);
+        assert_eq!(&buf[..8], &[0, 5, 0, 48, 1, 1, 0, 0]);
+        assert_eq!(&buf[8..12], &[0, 0, 0, 40]);
+        assert_eq!(&buf[44..], &[73, 2, 0, 0]);
+        let m = SyncMessage::new_checked(&buf[..]).unwrap();
+        assert!(is_resync_request(&m));
+        let e: Vec<_> = m.conns().collect();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].unwrap().protocol, 0, "an optional option: parses");
+        let mut other = [0u8; 44];
+        nat_v4().emit(&mut SyncConn::new_unchecked(&mut other[8..]));
+        SyncHeaderRepr {
+            syncid: 5,
+            nr_conns: 1,
+            size: 44,
+        }
+        .emit(&mut SyncMessage::new_unchecked(&mut other[..]));
+        assert!(!is_resync_request(
+            &SyncMessage::new_checked(&other[..]).unwrap()
+        ));
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl<Q: PortQueue> Worker<Q> {
                 }
                 Msg::Stop => self.stopped = true,
                 Msg::SyncExport(on) => self.sync_export = on,
+                Msg::SyncDump => self.sync_dump = Some(0),
             }
         }
     }

@@ -38,6 +38,8 @@ pub enum Msg {
     /// Export connection events to the sync thread (a master sync daemon
     /// runs) or not.
     SyncExport(bool),
+    /// Export the whole connection table once (a full resynchronisation).
+    SyncDump,
 }
 
 /// What workers share: the steering rings, neighbour inboxes, mailboxes

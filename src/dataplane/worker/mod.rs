@@ -141,6 +141,8 @@ pub struct Worker<Q: PortQueue> {
     kernel_limit: Vec<UpLimiter>,
     /// A master sync daemon runs: export connection events.
     sync_export: bool,
+    /// A full resynchronisation in progress: the next table slot to export.
+    sync_dump: Option<u32>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -178,6 +180,7 @@ impl<Q: PortQueue> Worker<Q> {
             kernel: None,
             kernel_limit: vec![UpLimiter::default(); nports],
             sync_export: false,
+            sync_dump: None,
         };
         w.kernel = w.links.kernel.clone();
         w.install(snap);
@@ -267,6 +270,9 @@ impl<Q: PortQueue> Worker<Q> {
         n += self.take_steered();
         n += self.take_kernel();
         n += self.take_synced();
+        if self.sync_dump.is_some() {
+            self.sync_dump_step();
+        }
         self.flush_due();
         self.expire();
         self.frag_expire();

@@ -13,6 +13,10 @@
 //! connection controlled by a persistence template exports the template
 //! first.
 //!
+//! A full resynchronisation (`Msg::SyncDump`, a backup asked for it)
+//! walks the table a bounded number of slots per pass and exports what a
+//! live event would have ([`DUMP_BUDGET`], ring kept half free).
+//!
 //! Installing: the service and real server are found in the running
 //! snapshot (the backup must have the same services, as with IPVS); an
 //! existing entry with the same real server takes the new state and
@@ -30,11 +34,13 @@ use crate::conntrack::{addr_to_ip, TICKS_PER_SEC};
 use crate::conntrack::{ConnId, Fwd, NewConn, Proto, StateChange, TcpState, Tick, Tuple};
 use crate::dataplane::counters::bump as bump_core;
 use crate::dataplane::driver::PortQueue;
-use crate::sync::export::{bump, SyncEntry};
+use crate::sync::export::{bump, SyncEntry, SYNC_RING_SLOTS};
 use crate::wire::ip_proto;
 
 /// Entries installed at most per pass of the loop.
 pub const INSTALL_BUDGET: usize = 64;
+/// Table slots a full resynchronisation walks at most per pass.
+pub const DUMP_BUDGET: u32 = 1024;
 
 /// Whether `now` falls in a later refresh window than `last` for a
 /// connection whose state's timeout is `timeout` ticks.
@@ -77,6 +83,47 @@ impl<Q: PortQueue> Worker<Q> {
         let c = self.conns.get_mut(id);
         c.set_sync_sent();
         self.links.sync.export(me, SyncEntry::from_conn(c));
+    }
+
+    /// One step of a full resynchronisation: walks up to
+    /// [`DUMP_BUDGET`] table slots, exporting every connection a live
+    /// event would have exported (ESTABLISHED or closing TCP, UDP) with
+    /// its template first, while the export ring is at most half full (so
+    /// live events keep room); the walk resumes at the next pass.
+    pub(super) fn sync_dump_step(&mut self) {
+        let Some(start) = self.sync_dump else {
+            return;
+        };
+        let me = self.cfg.index;
+        let cap = self.conns.capacity();
+        let end = start.saturating_add(DUMP_BUDGET).min(cap);
+        let mut slot = start;
+        while slot < end {
+            if self.links.sync.export_len(me) >= SYNC_RING_SLOTS / 2 {
+                break;
+            }
+            if let Some(c) = self.conns.try_get(ConnId(slot)) {
+                let wanted = !c.is_template()
+                    && (c.proto() != ip_proto::TCP
+                        || matches!(
+                            c.state(),
+                            TcpState::Established
+                                | TcpState::FinWait
+                                | TcpState::TimeWait
+                                | TcpState::Close
+                                | TcpState::CloseWait
+                                | TcpState::LastAck
+                        ));
+                if wanted {
+                    if let Some(t) = c.template().and_then(|t| self.conns.try_get(t)) {
+                        self.links.sync.export(me, SyncEntry::from_conn(t));
+                    }
+                    self.links.sync.export(me, SyncEntry::from_conn(c));
+                }
+            }
+            slot += 1;
+        }
+        self.sync_dump = (slot < cap).then_some(slot);
     }
 
     /// Installs up to [`INSTALL_BUDGET`] entries the sync thread handed
