@@ -7,6 +7,9 @@
 //! the sync thread does on another core), so the figure includes the
 //! pops. ns per connection = time / 32.
 //!
+//! `export_one_entry` isolates the added work: the record taken from a
+//! connection and pushed to the ring (plus the pop, in the same thread).
+//!
 //! `cargo bench --bench sync`
 
 #[path = "../tests/common/mod.rs"]
@@ -17,9 +20,11 @@ use std::time::Duration;
 
 use common::*;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rvs::conntrack::{addr_from_ip, ConnTable, Fwd, NewConn, Proto, Timeouts};
 use rvs::dataplane::driver::heapbuf;
 use rvs::dataplane::driver::mem::{FlowGen, MemQueue};
 use rvs::dataplane::worker::{Links, Msg, Worker, WorkerConfig};
+use rvs::sync::export::{SyncEntry, SyncRings};
 use rvs::wire::builder::PacketBuilder;
 
 fn worker(links: &std::sync::Arc<Links<heapbuf::HeapBuf>>) -> Worker<MemQueue> {
@@ -81,12 +86,45 @@ fn bench_export(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_export_one(c: &mut Criterion) {
+    let mut t = ConnTable::new(16);
+    let nc = NewConn {
+        proto: Proto::Tcp,
+        v6: false,
+        fwd: Fwd::Nat,
+        cip: addr_from_ip(&ip("203.0.113.7")),
+        cport: 40000,
+        vip: addr_from_ip(&ip("10.0.0.1")),
+        vport: 80,
+        rip: addr_from_ip(&ip("192.168.10.1")),
+        rport: 8080,
+        lip: [0; 16],
+        lport: 0,
+        svc: 0,
+        dest: 0,
+        template: None,
+        flags: 0,
+    };
+    let id = t.insert(&nc, 0, &Timeouts::default()).expect("insert");
+    let conn = *t.get(id);
+    let rings = SyncRings::new(1);
+    let mut g = c.benchmark_group("sync_export");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("export_one_entry", |b| {
+        b.iter(|| {
+            rings.export(0, SyncEntry::from_conn(black_box(&conn)));
+            black_box(rings.take_export(0))
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_export
+    targets = bench_export_one, bench_export
 }
 criterion_main!(benches);
