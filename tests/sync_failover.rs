@@ -392,6 +392,17 @@ fn run(sync: bool, mode: Mode) -> Outcome {
         println!("{}", lbd::lbctl(&b_sock, &["-L", "--daemon", "--exact"]));
         println!("{}", lbd::lbctl(&a_sock, &["-L", "--daemon", "--exact"]));
         assert!(got.is_some(), "B did not install {want} synced connections");
+        match lbd::lbctl_json(&b_sock, &["-L", "--daemon"]) {
+            Response::Daemon { status } => assert!(
+                status
+                    .peers
+                    .iter()
+                    .any(|p| p.addr.to_string() == "10.9.0.1" && p.conns >= want as u64),
+                "B lists A as its peer: {:?}",
+                status.peers
+            ),
+            other => panic!("unexpected answer {other:?}"),
+        }
         assert!(established(&b_sock) >= want, "B lists the synced flows");
     } else {
         assert_eq!(established(&b_sock), 0);

@@ -25,7 +25,7 @@
 //! the operator. Every thread waits at most 100 ms at a time and stops
 //! promptly ([`SyncService::shutdown`] within the daemon's stop budget).
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -105,6 +105,30 @@ pub struct SyncStats {
     entries_no_service: AtomicU64,
     resync_requests_sent: AtomicU64,
     resync_requests_served: AtomicU64,
+    /// Masters heard from (backup thread writes; listings read).
+    peers: Mutex<Vec<Peer>>,
+}
+
+/// A master a backup heard from.
+#[derive(Debug, Clone)]
+struct Peer {
+    addr: IpAddr,
+    messages: u64,
+    conns: u64,
+    last: Instant,
+}
+
+/// A master as `lbctl -L --daemon --exact` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPeer {
+    /// Its address (the messages' source).
+    pub addr: IpAddr,
+    /// Messages accepted from it.
+    pub messages: u64,
+    /// Entries in them.
+    pub conns: u64,
+    /// Milliseconds since its last message (how stale the copy may be).
+    pub last_ms_ago: u64,
 }
 
 /// One counter as listed.
@@ -123,6 +147,9 @@ pub struct SyncStatus {
     pub daemons: Vec<SyncConf>,
     /// Counters: the sync threads' and the workers' sums.
     pub counters: Vec<SyncCounter>,
+    /// The masters the backup heard from.
+    #[serde(default)]
+    pub peers: Vec<SyncPeer>,
 }
 
 /// Chooses one of a worker's sync counters.
@@ -310,8 +337,18 @@ impl SyncService {
                 counters.push((name, r.total(pick)));
             }
         }
+        let peers = lock(&s.peers)
+            .iter()
+            .map(|p| SyncPeer {
+                addr: p.addr,
+                messages: p.messages,
+                conns: p.conns,
+                last_ms_ago: p.last.elapsed().as_millis() as u64,
+            })
+            .collect();
         SyncStatus {
             daemons,
+            peers,
             counters: counters
                 .into_iter()
                 .map(|(name, value)| SyncCounter {
@@ -457,8 +494,12 @@ impl Backup {
     fn run(mut self) {
         let mut buf = vec![0u8; 65536];
         while !self.stop.load(Ordering::Acquire) {
-            match self.sock.recv(&mut buf) {
-                Ok(n) => self.message(&buf[..n]),
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    if let Some(conns) = self.message(&buf[..n]) {
+                        self.heard(from.ip(), conns);
+                    }
+                }
                 Err(_) => continue,
             }
         }
@@ -479,27 +520,56 @@ impl Backup {
         }
     }
 
-    /// Validates one datagram and hands its entries to their owners.
-    fn message(&mut self, data: &[u8]) {
+    /// Notes a good message of `conns` entries from master `addr`.
+    fn heard(&self, addr: IpAddr, conns: u64) {
+        let mut peers = lock(&self.stats.peers);
+        if let Some(p) = peers.iter_mut().find(|p| p.addr == addr) {
+            p.messages += 1;
+            p.conns += conns;
+            p.last = Instant::now();
+        } else if peers.len() < 64 {
+            // A bounded list: the masters of one sync group.
+            peers.push(Peer {
+                addr,
+                messages: 1,
+                conns,
+                last: Instant::now(),
+            });
+        }
+    }
+
+    /// Validates one datagram and hands its entries to their owners;
+    /// the number of entries of an accepted message.
+    fn message(&mut self, data: &[u8]) -> Option<u64> {
         let s = self.stats.clone();
         bump(&s.messages_received, 1);
         bump(&s.bytes_received, data.len() as u64);
         if data.len() > usize::from(self.conf.maxlen) {
             bump(&s.drop_oversized, 1);
-            return;
+            return None;
         }
         let msg = match SyncMessage::new_checked(data) {
             Ok(m) => m,
-            Err(WireError::Truncated) => return bump(&s.drop_truncated, 1),
-            Err(WireError::Unsupported(_)) => return bump(&s.drop_version, 1),
-            Err(_) => return bump(&s.drop_size, 1),
+            Err(WireError::Truncated) => {
+                bump(&s.drop_truncated, 1);
+                return None;
+            }
+            Err(WireError::Unsupported(_)) => {
+                bump(&s.drop_version, 1);
+                return None;
+            }
+            Err(_) => {
+                bump(&s.drop_size, 1);
+                return None;
+            }
         };
         if self.conf.syncid != 0 && msg.syncid() != self.conf.syncid {
-            return bump(&s.drop_syncid, 1);
+            bump(&s.drop_syncid, 1);
+            return None;
         }
         if is_resync_request(&msg) {
             // Another backup asking the masters: not for us.
-            return;
+            return None;
         }
         // The whole message parses, or none of it is used.
         let mut entries = Vec::with_capacity(usize::from(msg.nr_conns()));
@@ -507,13 +577,15 @@ impl Backup {
             match r {
                 Ok(r) => entries.push(Some(r)),
                 Err(WireError::Unsupported(_)) => entries.push(None),
-                Err(_) => return bump(&s.drop_malformed, 1),
+                Err(_) => {
+                    bump(&s.drop_malformed, 1);
+                    return None;
+                }
             }
         }
         self.refresh_snapshot();
-        let Some(snap) = self.snap.clone() else {
-            return;
-        };
+        let snap = self.snap.clone()?;
+        let n = entries.len() as u64;
         let workers = self.rings.workers();
         for r in entries {
             bump(&s.conns_received, 1);
@@ -529,5 +601,6 @@ impl Backup {
             let owner = flow_owner(&snap, &t, workers);
             self.rings.install(owner, e);
         }
+        Some(n)
     }
 }

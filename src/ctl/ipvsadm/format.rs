@@ -146,6 +146,12 @@ fn render_daemon(status: &crate::sync::service::SyncStatus, stats: bool) -> Stri
         for c in &status.counters {
             out.push_str(&format!("{:<22} {}\n", c.name, c.value));
         }
+        for p in &status.peers {
+            out.push_str(&format!(
+                "peer {} messages {} conns {} last {} ms ago\n",
+                p.addr, p.messages, p.conns, p.last_ms_ago
+            ));
+        }
     }
     out
 }
