@@ -177,6 +177,26 @@ mod tests {
     }
 
     #[test]
+    fn the_yaml_sync_list_is_read_and_checked_with_the_configuration() {
+        use crate::ctl::config::Config;
+        let c = Config::from_yaml(
+            "sync:\n  - {role: master, interface: sync0, syncid: 14}\n  - {role: backup}\n",
+        )
+        .expect("valid");
+        assert_eq!(c.sync.len(), 2);
+        assert_eq!(c.sync[0].interface.as_deref(), Some("sync0"));
+        assert_eq!(c.sync[1], SyncConf::new(SyncRole::Backup));
+        let err = Config::from_yaml("sync:\n  - {role: master, maxlen: 20}\n").expect_err("maxlen");
+        assert_eq!(
+            err.to_string(),
+            "sync: sync-maxlen 20 out of range 80..=65507"
+        );
+        let err =
+            Config::from_yaml("sync:\n  - {role: master, colour: red}\n").expect_err("unknown key");
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
     fn bad_values_are_refused_by_name() {
         let mut c = SyncConf::new(SyncRole::Backup);
         c.group = "10.0.0.1".parse().unwrap();
