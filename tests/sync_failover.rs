@@ -16,7 +16,7 @@
 //!
 //! For NAT, DR (the real server answers the client over its own link)
 //! and FULLNAT (one local address shared by the pair; the real server's
-//! neighbour for it moves): with sync every download completes with the
+//! neighbour for it moves; the pair signs its messages with a shared key): with sync every download completes with the
 //! right size and the keep-alive client sees no error; the same run
 //! without sync breaks them (the baseline proving the test can fail). Both
 //! directors run the same services (`lbctl`), as IPVS requires of a
@@ -240,8 +240,14 @@ ports:
             socket.display()
         );
         if let Some(role) = role {
+            // The FULLNAT pair also signs its messages (rvs's HMAC).
+            let key = if self.mode == Mode::FullNat {
+                ", auth_key: pair-secret"
+            } else {
+                ""
+            };
             yaml.push_str(&format!(
-                "sync:\n  - {{role: {role}, interface: sync0, syncid: 14}}\n"
+                "sync:\n  - {{role: {role}, interface: sync0, syncid: 14{key}}}\n"
             ));
         }
         let path = self.path(&format!("{tag}.yaml"));

@@ -79,6 +79,111 @@ fn send_all(inj: &Netns, datagrams: Vec<Vec<u8>>) {
     });
 }
 
+/// An lbd (two workers, `mem` ports, a NAT service) with a sync backup on
+/// `sync0` in namespace `bk`, and an injector namespace `inj` (10.9.0.9)
+/// on the other end of the veth.
+struct BackupWorld {
+    // Drop order: lbd, then the namespaces.
+    lbd: Lbd,
+    socket: std::path::PathBuf,
+    inj: Netns,
+    _bk: Netns,
+    _tmp: tempfile::TempDir,
+}
+
+impl BackupWorld {
+    /// `extra`: more keys of the backup's `sync:` entry (", auth_key: k").
+    fn start(extra: &str) -> BackupWorld {
+        let bk = Netns::ipv4_host("sbk");
+        let inj = Netns::ipv4_host("sinj");
+        bk.add_veth("sync0", &inj, "s0");
+        bk.sh("ip addr add 10.9.0.2/24 dev sync0\nip link set sync0 up");
+        inj.sh("ip addr add 10.9.0.9/24 dev s0\nip link set s0 up");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let socket = tmp.path().join("lbd.sock");
+        let yaml = format!(
+            "socket: {}
+workers: {{count: 2, idle: backoff}}
+ports:
+  - {{name: ext, driver: mem, addrs: [\"10.0.0.254/24\"]}}
+  - {{name: int, driver: mem, addrs: [\"192.168.10.254/24\"]}}
+sync:
+  - {{role: backup, interface: sync0, syncid: {SYNCID}{extra}}}
+",
+            socket.display()
+        );
+        let path = tmp.path().join("lbd.yaml");
+        std::fs::write(&path, &yaml).expect("yaml");
+        let mut cmd = bk.cmd(LBD);
+        cmd.arg("-c").arg(&path);
+        let lbd = Lbd::start("lbd backup", cmd, &socket, &tmp.path().join("lbd.log"));
+        lbd.lbctl(&["-A", "-t", "10.0.0.100:80", "-s", "rr"]);
+        lbd.lbctl(&["-a", "-t", "10.0.0.100:80", "-r", "192.168.10.1:8080", "-m"]);
+        BackupWorld {
+            lbd,
+            socket,
+            inj,
+            _bk: bk,
+            _tmp: tmp,
+        }
+    }
+}
+
+/// `entries` in a message signed with `key` (rvs's HMAC trailer).
+fn signed_message(key: &[u8], entries: &[SyncConnRepr]) -> Vec<u8> {
+    let mut m = message(SYNCID, entries);
+    let n = m.len();
+    m.resize(n + ipvs_sync::HMAC_TRAILER_LEN, 0);
+    ipvs_sync::emit_hmac_trailer(&mut m[n..]);
+    m[4] += 1;
+    let len = m.len() as u16;
+    m[2..4].copy_from_slice(&len.to_be_bytes());
+    assert!(rvs::sync::auth::sign(key, &mut m));
+    m
+}
+
+#[test]
+fn a_backup_with_a_key_installs_only_messages_signed_with_it() {
+    if !support::needs_root(
+        "a_backup_with_a_key_installs_only_messages_signed_with_it",
+        &["ip"],
+    ) {
+        return;
+    }
+    let w = BackupWorld::start(", auth_key: s3cret");
+    send_all(
+        &w.inj,
+        vec![
+            message(SYNCID, &[entry(40000, "10.0.0.100")]),
+            signed_message(b"wrong", &[entry(40001, "10.0.0.100")]),
+        ],
+    );
+    let c = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let c = counters(&w.socket);
+        (counter(&c, "messages_received") >= 2).then_some(c)
+    })
+    .expect("two messages received");
+    assert_eq!(counter(&c, "dropped_auth"), 2, "{c:?}");
+    assert_eq!(counter(&c, "installed"), 0, "{c:?}");
+    send_all(
+        &w.inj,
+        vec![signed_message(b"s3cret", &[entry(40002, "10.0.0.100")])],
+    );
+    let done = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        (counter(&counters(&w.socket), "installed") == 1).then_some(())
+    });
+    assert!(done.is_some(), "{:?}", counters(&w.socket));
+    let conns = lbd::conns(&w.socket);
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert_eq!(conns[0].client.port(), 40002);
+    assert!(
+        !w.lbd
+            .lbctl(&["-L", "--daemon", "-o", "json"])
+            .contains("s3cret"),
+        "the key is never listed"
+    );
+}
+
 #[test]
 fn malformed_or_foreign_sync_messages_are_counted_and_install_nothing() {
     if !support::needs_root(
@@ -87,31 +192,8 @@ fn malformed_or_foreign_sync_messages_are_counted_and_install_nothing() {
     ) {
         return;
     }
-    let bk = Netns::ipv4_host("sbk");
-    let inj = Netns::ipv4_host("sinj");
-    bk.add_veth("sync0", &inj, "s0");
-    bk.sh("ip addr add 10.9.0.2/24 dev sync0\nip link set sync0 up");
-    inj.sh("ip addr add 10.9.0.9/24 dev s0\nip link set s0 up");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let socket = tmp.path().join("lbd.sock");
-    let yaml = format!(
-        "socket: {}
-workers: {{count: 2, idle: backoff}}
-ports:
-  - {{name: ext, driver: mem, addrs: [\"10.0.0.254/24\"]}}
-  - {{name: int, driver: mem, addrs: [\"192.168.10.254/24\"]}}
-sync:
-  - {{role: backup, interface: sync0, syncid: {SYNCID}}}
-",
-        socket.display()
-    );
-    let path = tmp.path().join("lbd.yaml");
-    std::fs::write(&path, &yaml).expect("yaml");
-    let mut cmd = bk.cmd(LBD);
-    cmd.arg("-c").arg(&path);
-    let lbd = Lbd::start("lbd backup", cmd, &socket, &tmp.path().join("lbd.log"));
-    lbd.lbctl(&["-A", "-t", "10.0.0.100:80", "-s", "rr"]);
-    lbd.lbctl(&["-a", "-t", "10.0.0.100:80", "-r", "192.168.10.1:8080", "-m"]);
+    let w = BackupWorld::start("");
+    let (lbd, socket, inj) = (&w.lbd, w.socket.clone(), &w.inj);
     assert_eq!(
         lbd.lbctl(&["-L", "--daemon"]),
         "backup sync daemon (mcast=sync0, syncid=14, maxlen=1472, group=224.0.0.81, port=8848)\n"
@@ -294,6 +376,7 @@ sync:
     assert!(!lbd.lbctl(&["-L", "--daemon"]).contains("master"));
     // lbd stops within its 2 s budget with the backup thread running.
     let t0 = std::time::Instant::now();
+    let BackupWorld { lbd, .. } = w;
     lbd.stop_cleanly();
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(2), "stop took {took:?}");

@@ -91,6 +91,7 @@
 //!     interface: sync0             # --mcast-interface (default: the kernel's choice)
 //!     syncid: 1                    # 0..=255 (backup: 0 accepts any)
 //!     maxlen: 1472                 # --sync-maxlen; group 224.0.0.81, port 8848, ttl 1
+//!     auth_key: SECRET             # rvs: HMAC-SHA256 of every message (default: none)
 //! ```
 
 use std::cell::RefCell;

@@ -9,7 +9,9 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::ipvs_sync::{DEFAULT_GROUP, DEFAULT_MAXLEN, DEFAULT_PORT, HEADER_LEN};
+use crate::wire::ipvs_sync::{
+    DEFAULT_GROUP, DEFAULT_MAXLEN, DEFAULT_PORT, HEADER_LEN, HMAC_TRAILER_LEN,
+};
 
 /// Which half of the protocol a daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,6 +60,10 @@ pub struct SyncConf {
     /// `--mcast-ttl`.
     #[serde(default = "default_ttl")]
     pub ttl: u8,
+    /// rvs: shared key of the messages' HMAC (`sync::auth`); YAML only,
+    /// never listed. `None`: messages are neither signed nor checked.
+    #[serde(default, skip_serializing)]
+    pub auth_key: Option<String>,
 }
 
 fn default_maxlen() -> u16 {
@@ -89,6 +95,12 @@ pub enum SyncConfError {
     /// TTL 0.
     #[error("mcast-ttl 0 out of range 1..=255")]
     Ttl,
+    /// `maxlen` cannot hold a header, one IPv6 entry and the HMAC trailer.
+    #[error("sync-maxlen {0} too small for signed messages (at least 152)")]
+    MaxlenSigned(u16),
+    /// An empty shared key.
+    #[error("auth_key is empty")]
+    EmptyKey,
     /// Two daemons of one role.
     #[error("a {0} sync daemon is given twice")]
     Twice(&'static str),
@@ -105,6 +117,7 @@ impl SyncConf {
             group: DEFAULT_GROUP,
             port: DEFAULT_PORT,
             ttl: 1,
+            auth_key: None,
         }
     }
 
@@ -121,6 +134,13 @@ impl SyncConf {
         }
         if self.ttl == 0 {
             return Err(SyncConfError::Ttl);
+        }
+        if self.auth_key.as_deref() == Some("") {
+            return Err(SyncConfError::EmptyKey);
+        }
+        let signed_min = HEADER_LEN + 72 + HMAC_TRAILER_LEN;
+        if self.auth_key.is_some() && usize::from(self.maxlen) < signed_min {
+            return Err(SyncConfError::MaxlenSigned(self.maxlen));
         }
         Ok(())
     }
@@ -206,6 +226,17 @@ mod tests {
             ..SyncConf::new(SyncRole::Master)
         };
         assert_eq!(c.validate(), Err(SyncConfError::Maxlen(20)));
+        let c = SyncConf {
+            maxlen: 100,
+            auth_key: Some("k".into()),
+            ..SyncConf::new(SyncRole::Master)
+        };
+        assert_eq!(c.validate(), Err(SyncConfError::MaxlenSigned(100)));
+        let c = SyncConf {
+            auth_key: Some(String::new()),
+            ..SyncConf::new(SyncRole::Master)
+        };
+        assert_eq!(c.validate(), Err(SyncConfError::EmptyKey));
         let two = [
             SyncConf::new(SyncRole::Master),
             SyncConf::new(SyncRole::Master),

@@ -2,6 +2,7 @@
 //! reference/keepalived.md §3): a master exports its connections, a
 //! backup installs them, so a failover loses no established flow.
 //!
+//! * [`auth`]: the optional shared-key HMAC of messages (rvs).
 //! * [`conf`]: a sync daemon's settings (`lbctl --start-daemon`, YAML
 //!   `sync:`).
 //! * [`export`]: what workers and the sync thread exchange — fixed-size
@@ -18,6 +19,7 @@
 //! validation, the owner computation — is in the sync threads, which
 //! stop within the daemon's stop budget.
 
+pub mod auth;
 pub mod conf;
 pub mod export;
 pub mod service;

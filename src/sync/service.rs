@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::auth;
 use super::conf::{SyncConf, SyncConfError, SyncRole};
 use super::export::{bump, SyncEntry, SyncRings, WorkerSyncCounters};
 use crate::conntrack::Tuple;
@@ -40,8 +41,8 @@ use crate::dataplane::runtime::DataplaneHandle;
 use crate::dataplane::snapshot::Snapshot;
 use crate::dataplane::worker::flow_owner;
 use crate::wire::ipvs_sync::{
-    emit_resync_request, is_resync_request, SyncConn, SyncHeaderRepr, SyncMessage, HEADER_LEN,
-    RESYNC_REQUEST_LEN,
+    emit_hmac_trailer, emit_resync_request, is_resync_request, SyncConn, SyncHeaderRepr,
+    SyncMessage, HEADER_LEN, HMAC_TRAILER_LEN, RESYNC_REQUEST_LEN,
 };
 use crate::wire::Error as WireError;
 
@@ -105,6 +106,7 @@ pub struct SyncStats {
     entries_no_service: AtomicU64,
     resync_requests_sent: AtomicU64,
     resync_requests_served: AtomicU64,
+    drop_auth: AtomicU64,
     /// Masters heard from (backup thread writes; listings read).
     peers: Mutex<Vec<Peer>>,
 }
@@ -237,8 +239,14 @@ impl SyncService {
                 // Ask the masters for their whole tables (rvs): a backup
                 // that (re)joins is ready before it takes over.
                 let ask = master_socket(conf, iface).map_err(sock_err)?;
-                let mut req = [0u8; RESYNC_REQUEST_LEN];
-                let n = emit_resync_request(&mut req, conf.syncid);
+                let mut req = [0u8; RESYNC_REQUEST_LEN + HMAC_TRAILER_LEN];
+                let mut n = emit_resync_request(&mut req, conf.syncid);
+                if let Some(key) = &conf.auth_key {
+                    n += emit_hmac_trailer(&mut req[n..]);
+                    req[4] = 2;
+                    req[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                    auth::sign(key.as_bytes(), &mut req[..n]);
+                }
                 if ask
                     .send_to(&req[..n], SocketAddrV4::new(conf.group, conf.port))
                     .is_ok()
@@ -323,6 +331,7 @@ impl SyncService {
             ("entries_no_service", get(&s.entries_no_service)),
             ("resync_requests_sent", get(&s.resync_requests_sent)),
             ("resync_requests_served", get(&s.resync_requests_served)),
+            ("dropped_auth", get(&s.drop_auth)),
         ];
         if let Some(r) = &self.rings {
             let worker: [(&str, PickCounter); 6] = [
@@ -401,9 +410,15 @@ struct Batch {
 
 impl Master {
     fn run(self) {
-        let maxlen = usize::from(self.conf.maxlen);
+        // With a key the last entry of each message is its HMAC trailer.
+        let room = if self.conf.auth_key.is_some() {
+            HMAC_TRAILER_LEN
+        } else {
+            0
+        };
+        let maxlen = usize::from(self.conf.maxlen) - room;
         let mut b = Batch {
-            buf: vec![0; maxlen],
+            buf: vec![0; maxlen + room],
             len: HEADER_LEN,
             n: 0,
             since: None,
@@ -416,7 +431,7 @@ impl Master {
                     got = true;
                     let r = e.to_repr();
                     let need = r.padded_len();
-                    if b.len + need > maxlen || b.n == u8::MAX {
+                    if b.len + need > maxlen || b.n == u8::MAX - 1 {
                         self.send(&mut b, dst);
                     }
                     r.emit(&mut SyncConn::new_unchecked(
@@ -446,6 +461,12 @@ impl Master {
             let Ok(m) = SyncMessage::new_checked(&buf[..n]) else {
                 continue;
             };
+            if let Some(key) = &self.conf.auth_key {
+                if !auth::verify(key.as_bytes(), &m) {
+                    bump(&self.stats.drop_auth, 1);
+                    continue;
+                }
+            }
             if is_resync_request(&m) && (m.syncid() == 0 || m.syncid() == self.conf.syncid) {
                 bump(&self.stats.resync_requests_served, 1);
                 self.dataplane.sync_full();
@@ -457,12 +478,19 @@ impl Master {
         if b.n == 0 {
             return;
         }
+        if self.conf.auth_key.is_some() {
+            b.len += emit_hmac_trailer(&mut b.buf[b.len..]);
+            b.n += 1;
+        }
         SyncHeaderRepr {
             syncid: self.conf.syncid,
             nr_conns: b.n,
             size: b.len as u16,
         }
         .emit(&mut SyncMessage::new_unchecked(&mut b.buf[..HEADER_LEN]));
+        if let Some(key) = &self.conf.auth_key {
+            auth::sign(key.as_bytes(), &mut b.buf[..b.len]);
+        }
         let s = &self.stats;
         match self.sock.send_to(&b.buf[..b.len], dst) {
             Ok(_) => {
@@ -567,6 +595,12 @@ impl Backup {
             bump(&s.drop_syncid, 1);
             return None;
         }
+        if let Some(key) = &self.conf.auth_key {
+            if !auth::verify(key.as_bytes(), &msg) {
+                bump(&s.drop_auth, 1);
+                return None;
+            }
+        }
         if is_resync_request(&msg) {
             // Another backup asking the masters: not for us.
             return None;
@@ -575,6 +609,8 @@ impl Backup {
         let mut entries = Vec::with_capacity(usize::from(msg.nr_conns()));
         for r in msg.conns() {
             match r {
+                // rvs control entries (the HMAC trailer): not connections.
+                Ok(r) if r.protocol == 0 => {}
                 Ok(r) => entries.push(Some(r)),
                 Err(WireError::Unsupported(_)) => entries.push(None),
                 Err(_) => {

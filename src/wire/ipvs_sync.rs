@@ -78,6 +78,14 @@ pub const OPT_RVS_LOCAL: u8 = 72;
 /// protocol 0: a backup asks the masters for a full resynchronisation. A
 /// kernel IPVS backup drops the entry (no protocol 0).
 pub const OPT_RVS_RESYNC: u8 = 73;
+/// rvs option (optional, type 74, 32 bytes) on a last entry of protocol
+/// 0: the HMAC-SHA256 of the message up to it (see [`hmac_span`]).
+pub const OPT_RVS_HMAC: u8 = 74;
+/// Length of the HMAC.
+pub const HMAC_LEN: usize = 32;
+/// Length of the HMAC trailer entry, padded: fixed part, option header,
+/// MAC, 2 bytes of padding.
+pub const HMAC_TRAILER_LEN: usize = (CONN_V4_LEN + 2 + HMAC_LEN).div_ceil(4) * 4;
 /// Length of a resynchronisation request ([`emit_resync_request`]).
 pub const RESYNC_REQUEST_LEN: usize = HEADER_LEN + CONN_V4_LEN + 4;
 
@@ -176,6 +184,11 @@ impl<T: AsRef<[u8]>> SyncMessage<T> {
     pub fn spare(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::SPARE.start)
     }
+    /// The whole buffer (a checked message: exactly the datagram).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
     /// The entries' bytes (`HEADER_LEN..size`).
     pub fn entries(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..usize::from(self.size())]
@@ -522,11 +535,40 @@ pub fn emit_resync_request(buf: &mut [u8], syncid: u8) -> usize {
     RESYNC_REQUEST_LEN
 }
 
+/// Writes the HMAC trailer entry (MAC zero, to be filled in) into the first
+/// [`HMAC_TRAILER_LEN`] bytes of `buf`; returns that length. The caller
+/// counts it in the header's `nr_conns` and `size`.
+pub fn emit_hmac_trailer(buf: &mut [u8]) -> usize {
+    let b = &mut buf[..HMAC_TRAILER_LEN];
+    b.fill(0);
+    SyncConn::new_unchecked(&mut b[..]).set_len((CONN_V4_LEN + 2 + HMAC_LEN) as u16);
+    b[CONN_V4_LEN] = OPT_RVS_HMAC;
+    b[CONN_V4_LEN + 1] = HMAC_LEN as u8;
+    HMAC_TRAILER_LEN
+}
+
+/// Where a message's HMAC is: `(signed, mac)` with `signed` the length of
+/// the bytes it covers (everything before the MAC) and `mac` the MAC's
+/// range start; `None` when the last entry is not an HMAC trailer.
+pub fn hmac_span<T: AsRef<[u8]>>(m: &SyncMessage<T>) -> Option<(usize, usize)> {
+    let len = usize::from(m.size());
+    let at = len.checked_sub(HMAC_TRAILER_LEN)?;
+    if at < HEADER_LEN || m.nr_conns() == 0 {
+        return None;
+    }
+    let t = m.buffer.as_ref().get(at..len)?;
+    let ok = t[field::PROTOCOL] == 0
+        && usize::from(read_u16(t, field::VER_SIZE.start)) == CONN_V4_LEN + 2 + HMAC_LEN
+        && t[CONN_V4_LEN] == OPT_RVS_HMAC
+        && usize::from(t[CONN_V4_LEN + 1]) == HMAC_LEN;
+    ok.then_some((at + CONN_V4_LEN + 2, at + CONN_V4_LEN + 2))
+}
+
 /// Whether a checked message is a full-resynchronisation request.
 pub fn is_resync_request<T: AsRef<[u8]>>(m: &SyncMessage<T>) -> bool {
     let e = m.entries();
-    m.nr_conns() == 1
-        && e.len() == CONN_V4_LEN + 4
+    matches!(m.nr_conns(), 1 | 2)
+        && e.len() >= CONN_V4_LEN + 4
         && e[field::PROTOCOL] == 0
         && e[CONN_V4_LEN] == OPT_RVS_RESYNC
 }
@@ -732,6 +774,35 @@ mod tests {
         assert!(!is_resync_request(
             &SyncMessage::new_checked(&other[..]).unwrap()
         ));
+    }
+
+    #[test]
+    fn the_hmac_trailer_is_a_last_protocol_0_entry_with_option_74() {
+        assert_eq!(HMAC_TRAILER_LEN, 72);
+        let mut buf = [0xa5u8; 8 + 36 + 72];
+        nat_v4().emit(&mut SyncConn::new_unchecked(&mut buf[8..44]));
+        assert_eq!(emit_hmac_trailer(&mut buf[44..]), 72);
+        SyncHeaderRepr {
+            syncid: 1,
+            nr_conns: 2,
+            size: 116,
+        }
+        .emit(&mut SyncMessage::new_unchecked(&mut buf[..]));
+        assert_eq!(&buf[44..48], &[0, 0, 0, 70]);
+        assert_eq!(&buf[80..82], &[74, 32]);
+        let m = SyncMessage::new_checked(&buf[..]).unwrap();
+        assert_eq!(hmac_span(&m), Some((82, 82)));
+        let e: Vec<_> = m.conns().collect();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[1].unwrap().protocol, 0, "an optional option: parses");
+        SyncHeaderRepr {
+            syncid: 1,
+            nr_conns: 1,
+            size: 44,
+        }
+        .emit(&mut SyncMessage::new_unchecked(&mut buf[..]));
+        let plain = SyncMessage::new_checked(&buf[..44]).unwrap();
+        assert_eq!(hmac_span(&plain), None);
     }
 
     #[test]
