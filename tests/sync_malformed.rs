@@ -235,7 +235,7 @@ fn malformed_or_foreign_sync_messages_are_counted_and_install_nothing() {
         message(SYNCID, &[entry(40004, "10.0.0.199")]),     // no such service
     ];
     let sent = bad.len() as u64;
-    send_all(&inj, bad);
+    send_all(inj, bad);
     let all = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
         let c = counters(&socket);
         (counter(&c, "messages_received") >= sent).then_some(c)
@@ -267,7 +267,7 @@ fn malformed_or_foreign_sync_messages_are_counted_and_install_nothing() {
 
     // The positive control: the well-formed message installs its entry,
     // on the worker that owns the flow.
-    send_all(&inj, vec![good]);
+    send_all(inj, vec![good]);
     let done = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
         (counter(&counters(&socket), "installed") == 1).then_some(())
     });
