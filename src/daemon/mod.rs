@@ -165,8 +165,14 @@ impl Daemon {
             }));
         }
         let sync = Arc::new(SyncService::new(dataplane.clone(), {
-            let control = control.clone();
-            Box::new(move || control.state().snapshot().ok().map(Arc::new))
+            // Weak: the control holds the sync service (no cycle, so the
+            // ports close when the daemon goes).
+            let control = Arc::downgrade(&control);
+            Box::new(move || {
+                let control = control.upgrade()?;
+                let snap = control.state().snapshot().ok()?;
+                Some(Arc::new(snap))
+            })
         }));
         for conf in &config.sync {
             if let Err(e) = sync.start(conf) {
@@ -495,6 +501,27 @@ mod tests {
         }
         daemon.stop().expect("stopped");
         assert!(!path.exists(), "stop removes the socket file");
+    }
+
+    #[test]
+    fn a_stopped_daemon_with_sync_daemons_lets_its_control_and_ports_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = mem_config(dir.path());
+        config.sync = vec![crate::sync::conf::SyncConf::new(
+            crate::sync::conf::SyncRole::Master,
+        )];
+        let daemon = Daemon::start(&config, DaemonOptions::default()).expect("start");
+        let control = Arc::downgrade(daemon.control());
+        let dataplane = Arc::downgrade(daemon.dataplane());
+        daemon.stop().expect("stopped");
+        assert!(
+            control.upgrade().is_none(),
+            "no reference cycle keeps the control"
+        );
+        assert!(
+            dataplane.upgrade().is_none(),
+            "the data plane (ports) is released"
+        );
     }
 
     #[test]
