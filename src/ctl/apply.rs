@@ -396,6 +396,9 @@ fn request_name(request: &Request) -> &'static str {
         Request::DataplaneStats => "dataplane_stats",
         Request::Reload => "reload",
         Request::Health => "health",
+        Request::StartDaemon { .. } => "start_daemon",
+        Request::StopDaemon { .. } => "stop_daemon",
+        Request::ListDaemon => "list_daemon",
     }
 }
 
@@ -622,8 +625,11 @@ impl ControlState {
             | Request::Version
             | Request::PortStats
             | Request::DataplaneStats
-            | Request::Reload
-            | Request::Health => Err(ApplyError::Invalid(format!(
+            | Request::Health
+            | Request::StartDaemon { .. }
+            | Request::StopDaemon { .. }
+            | Request::ListDaemon
+            | Request::Reload => Err(ApplyError::Invalid(format!(
                 "{} is a listing, not a change",
                 request_name(request)
             ))),
