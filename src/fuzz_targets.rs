@@ -52,6 +52,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("protocol", protocol),
     ("config", config),
     ("keepalived", keepalived),
+    ("ipvs_sync", ipvs_sync),
 ];
 
 // ------------------------------------------------------------------ wire
@@ -591,6 +592,39 @@ pub fn keepalived(data: &[u8]) {
         let config = to_config::to_config(&conf, Config::default(), false, &mut diags);
         if diags.can_start() {
             let _ = config.check();
+        }
+    }
+}
+
+// ------------------------------------------------------------- ipvs_sync
+
+/// IPVS sync v1 messages as a backup reads them (`sync::service`): a
+/// message that checks yields entries that parse or are refused; each
+/// parsed entry, emitted again, parses to the same representation (less
+/// the never-sent HASHED flag and options rvs does not keep); an entry the
+/// backup would install survives `to_repr` → `from_repr` unchanged.
+pub fn ipvs_sync(data: &[u8]) {
+    use crate::sync::export::SyncEntry;
+    use crate::wire::ipvs_sync::{flags, SyncConn, SyncConnRepr, SyncMessage};
+    let Ok(msg) = SyncMessage::new_checked(data) else {
+        return;
+    };
+    for r in msg.conns().flatten() {
+        let mut buf = vec![0u8; r.padded_len()];
+        r.emit(&mut SyncConn::new_unchecked(&mut buf[..]));
+        let c = SyncConn::new_checked(&buf[..]).expect("an emitted entry checks");
+        let back = SyncConnRepr::parse(&c).expect("an emitted entry parses");
+        let want = SyncConnRepr {
+            flags: r.flags & !flags::HASHED,
+            ..r
+        };
+        assert_eq!(back, want, "entry round trip");
+        if let Ok(e) = SyncEntry::from_repr(&r) {
+            assert_eq!(
+                SyncEntry::from_repr(&e.to_repr()),
+                Ok(e),
+                "entry record round trip"
+            );
         }
     }
 }

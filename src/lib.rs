@@ -18,6 +18,7 @@ pub mod keepalived;
 pub mod metrics;
 pub mod sched;
 pub mod steer;
+pub mod sync;
 pub mod sys;
 pub mod vrrp;
 pub mod wire;

@@ -244,6 +244,94 @@ pub fn prefetch_line<T>(p: *const T) {
     let _ = p;
 }
 
+/// A UDP socket bound to `addr` with `SO_REUSEADDR`, so that several
+/// sockets of one host (a sync master's and a backup's) can all bind the
+/// sync group's address and port and each receive its messages.
+pub fn udp_bind_reuse(addr: std::net::SocketAddrV4) -> io::Result<std::net::UdpSocket> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: socket(2) with constant arguments; the result is checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: SO_REUSEADDR reads one c_int from `one`, which outlives the
+    // call; the fd is open.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: bind(2) reads a sockaddr_in of the given length from `sin`,
+    // which outlives the call; the fd is open.
+    let rc = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::net::UdpSocket::from(socket))
+}
+
+/// The IPv4 address of network interface `name` (`SIOCGIFADDR`): the
+/// source a sync master binds to, the interface a backup joins its group
+/// on. Errors name the interface.
+pub fn interface_ipv4(name: &str) -> io::Result<std::net::Ipv4Addr> {
+    use std::os::fd::AsRawFd;
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not an interface name"),
+        ));
+    }
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    // SAFETY: `ifreq` is a plain C struct (a name and a union of plain
+    // data) for which all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFADDR reads the NUL-terminated name (the buffer is
+    // zeroed beyond it) and writes a sockaddr into `req`, which lives
+    // across the call; the fd is an open socket.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFADDR, &mut req) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("no IPv4 address on interface {name}: {err}"),
+        ));
+    }
+    // SAFETY: after a successful SIOCGIFADDR the union holds `ifru_addr`,
+    // an AF_INET sockaddr: port in sa_data[0..2], address in [2..6].
+    let d = unsafe { req.ifr_ifru.ifru_addr }.sa_data;
+    Ok(std::net::Ipv4Addr::new(
+        d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,3 +92,8 @@ fn config_corpus_replays() {
 fn keepalived_corpus_replays() {
     replay("keepalived");
 }
+
+#[test]
+fn ipvs_sync_corpus_replays() {
+    replay("ipvs_sync");
+}

@@ -286,6 +286,7 @@ fn conns_response() -> Response {
         template,
         pe_name: None,
         pe_data: None,
+        synced: false,
     };
     let mut with_pe = conn(
         Proto::Udp,

@@ -56,6 +56,13 @@ const B_HASHED: u8 = 1 << 5;
 /// Bits 6–7: [`Fwd`].
 const B_FWD_SHIFT: u32 = 6;
 
+// `Conn::state`: bits 0–3 the IPVS state number, the high bits for sync.
+const S_STATE_MASK: u8 = 0x0f;
+/// Installed from a peer's sync message (IPVS `IP_VS_CONN_F_SYNC`).
+const S_SYNCED: u8 = 0x80;
+/// Exported to the sync thread at least once.
+const S_SYNC_SENT: u8 = 0x40;
+
 const TCP: u8 = 6;
 
 /// What the dataplane knows when it creates a connection.
@@ -268,7 +275,7 @@ impl Conn {
     /// TCP state; [`TcpState::None`] for UDP connections and templates
     /// (IPVS state number 0).
     pub fn state(&self) -> TcpState {
-        TcpState::from_index(self.state).unwrap_or_default()
+        TcpState::from_index(self.state & S_STATE_MASK).unwrap_or_default()
     }
     /// The state as `ipvsadm -Lnc` prints it: the TCP state name, "UDP" for
     /// UDP connections, "NONE" for templates.
@@ -280,6 +287,18 @@ impl Conn {
         } else {
             "UDP"
         }
+    }
+    /// Installed from a peer director's sync message (`lbctl -Lnc` marks it).
+    pub fn is_synced(&self) -> bool {
+        self.state & S_SYNCED != 0
+    }
+    /// Exported for synchronisation at least once (the worker's note).
+    pub fn sync_sent(&self) -> bool {
+        self.state & S_SYNC_SENT != 0
+    }
+    /// Notes that it was exported for synchronisation.
+    pub fn set_sync_sent(&mut self) {
+        self.state |= S_SYNC_SENT;
     }
     /// Counts as an active connection of its real server (never for UDP or
     /// templates).
@@ -352,6 +371,22 @@ impl Conn {
 
     fn in_use(&self) -> bool {
         self.bits & B_IN_USE != 0
+    }
+
+    /// Moves a TCP connection to state `new`, flipping INACTIVE as the
+    /// state's activity says and noting it in `sc`.
+    #[inline(always)]
+    fn enter_state(&mut self, new: TcpState, sc: &mut StateChange) {
+        let inactive = self.bits & B_INACTIVE != 0;
+        if !inactive && !new.is_active() {
+            self.bits |= B_INACTIVE;
+            sc.became_inactive = true;
+        } else if inactive && new.is_active() {
+            self.bits &= !B_INACTIVE;
+            sc.became_active = true;
+        }
+        self.state = (self.state & !S_STATE_MASK) | new as u8;
+        sc.new = new;
     }
 
     /// Whether index key `dir` of this entry is `t` (and the entry is of the
@@ -851,22 +886,44 @@ impl ConnTable {
                 }
                 let new = next_tcp_state(tdir, tcp_flags, old);
                 if new != old {
-                    let inactive = e.bits & B_INACTIVE != 0;
-                    if !inactive && !new.is_active() {
-                        e.bits |= B_INACTIVE;
-                        sc.became_inactive = true;
-                    } else if inactive && new.is_active() {
-                        e.bits &= !B_INACTIVE;
-                        sc.became_active = true;
-                    }
-                    e.state = new as u8;
-                    sc.new = new;
+                    e.enter_state(new, &mut sc);
                 }
                 e.timeout = secs_to_ticks(t.tcp(new));
             } else {
                 e.timeout = secs_to_ticks(t.udp());
             }
         }
+        let d = now.wrapping_add(e.timeout);
+        self.set_deadline(id.0, d);
+        sc
+    }
+
+    /// Takes the state and timeout a peer director synchronised (IPVS
+    /// `ip_vs_proc_conn`): TCP state `state` (ignored for UDP and
+    /// templates), active unless the state is not, expiry `now + timeout_s`
+    /// (clamped to the largest timeout; at least one second), and marks
+    /// the entry as synced. Ids that are not live change nothing.
+    pub fn set_synced(
+        &mut self,
+        id: ConnId,
+        state: TcpState,
+        timeout_s: u32,
+        now: Tick,
+    ) -> StateChange {
+        let Some(e) = self.entries.get_mut(id.0 as usize).filter(|e| e.in_use()) else {
+            return StateChange::default();
+        };
+        let old = e.state();
+        let mut sc = StateChange {
+            old,
+            new: old,
+            ..StateChange::default()
+        };
+        if e.bits & B_TEMPLATE == 0 && e.proto == TCP {
+            e.enter_state(state, &mut sc);
+        }
+        e.state |= S_SYNCED;
+        e.timeout = secs_to_ticks(timeout_s.clamp(1, super::timer::MAX_TIMEOUT_SECS));
         let d = now.wrapping_add(e.timeout);
         self.set_deadline(id.0, d);
         sc

@@ -404,6 +404,9 @@ fn request_name(request: &Request) -> &'static str {
         Request::Vrrp => "vrrp",
         Request::Reload => "reload",
         Request::Health => "health",
+        Request::StartDaemon { .. } => "start_daemon",
+        Request::StopDaemon { .. } => "stop_daemon",
+        Request::ListDaemon => "list_daemon",
     }
 }
 
@@ -657,8 +660,11 @@ impl ControlState {
             | Request::PortStats
             | Request::DataplaneStats
             | Request::Vrrp
-            | Request::Reload
-            | Request::Health => Err(ApplyError::Invalid(format!(
+            | Request::Health
+            | Request::StartDaemon { .. }
+            | Request::StopDaemon { .. }
+            | Request::ListDaemon
+            | Request::Reload => Err(ApplyError::Invalid(format!(
                 "{} is a listing, not a change",
                 request_name(request)
             ))),

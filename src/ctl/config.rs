@@ -86,6 +86,12 @@
 //!         weight: 1                # 0..=65535
 //!         u_threshold: 0
 //!         l_threshold: 0
+//! sync:                            # connection sync daemons (ipvsadm --start-daemon)
+//!   - role: master                 # required: master | backup (one of each at most)
+//!     interface: sync0             # --mcast-interface (default: the kernel's choice)
+//!     syncid: 1                    # 0..=255 (backup: 0 accepts any)
+//!     maxlen: 1472                 # --sync-maxlen; group 224.0.0.81, port 8848, ttl 1
+//!     auth_key: SECRET             # rvs: HMAC-SHA256 of every message (default: none)
 //! ```
 
 use std::cell::RefCell;
@@ -1101,6 +1107,9 @@ pub struct Config {
     /// VRRP instances (keepalived's `vrrp_instance` keywords).
     #[serde(default)]
     pub vrrp: crate::vrrp::conf::VrrpConf,
+    /// Connection sync daemons started with lbd (`crate::sync::conf`).
+    #[serde(default)]
+    pub sync: Vec<crate::sync::conf::SyncConf>,
 }
 
 /// A locally administered MAC derived from a port name (FNV-1a), for ports
@@ -1437,6 +1446,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         let workers = self.worker_count();
+        if let Err(e) = crate::sync::conf::validate_all(&self.sync) {
+            return bad(format!("sync: {e}"));
+        }
         if let Some(path) = &self.socket {
             let len = path.as_os_str().len();
             if len == 0 || len > SOCKET_PATH_MAX {

@@ -348,6 +348,18 @@ pub enum Request {
     /// rvs extension (`lbctl --health`): every checked real server with
     /// its checkers' live state.
     Health,
+    /// `--start-daemon master|backup`: start a connection sync daemon.
+    StartDaemon {
+        /// Its settings.
+        daemon: crate::sync::conf::SyncConf,
+    },
+    /// `--stop-daemon master|backup`.
+    StopDaemon {
+        /// Which one.
+        role: crate::sync::conf::SyncRole,
+    },
+    /// `-L --daemon`: the sync daemons and their counters.
+    ListDaemon,
 }
 
 impl Request {
@@ -507,6 +519,9 @@ pub struct ConnInfo {
     pub pe_name: Option<String>,
     /// Persistence engine data, if any.
     pub pe_data: Option<String>,
+    /// Installed from a peer director's sync message (IPVS's SYNC flag).
+    #[serde(default)]
+    pub synced: bool,
 }
 
 /// Counters of one NIC port, named like DPDK's `rte_eth_stats`.
@@ -734,6 +749,11 @@ pub enum Response {
     PortStats {
         /// One entry per port.
         ports: Vec<PortStatsInfo>,
+    },
+    /// Answer to [`Request::ListDaemon`].
+    Daemon {
+        /// The running sync daemons and the counters.
+        status: crate::sync::service::SyncStatus,
     },
     /// Answer to [`Request::DataplaneStats`].
     DataplaneStats {
@@ -1119,6 +1139,7 @@ mod tests {
                     template: false,
                     pe_name: None,
                     pe_data: None,
+                    synced: false,
                 }],
                 truncated: false,
             },

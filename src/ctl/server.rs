@@ -106,6 +106,7 @@ pub struct Control {
     reload: OnceLock<ReloadHook>,
     vrrp: OnceLock<VrrpStatusHook>,
     health_view: Mutex<Option<HealthHook>>,
+    sync: OnceLock<Arc<crate::sync::service::SyncService>>,
     stats: Arc<Mutex<StatsKeeper>>,
     dataplane: Arc<dyn DataplaneHandle>,
     counters: Vec<Arc<CoreCounters>>,
@@ -126,6 +127,7 @@ impl Control {
             reload: OnceLock::new(),
             vrrp: OnceLock::new(),
             health_view: Mutex::new(None),
+            sync: OnceLock::new(),
             stats: Arc::new(Mutex::new(StatsKeeper::new())),
             dataplane,
             counters,
@@ -152,6 +154,44 @@ impl Control {
     /// installed already). Without it a reload is refused.
     pub fn set_reload(&self, hook: ReloadHook) -> bool {
         self.reload.set(hook).is_ok()
+    }
+
+    /// Installs the sync daemons that answer `--start-daemon`,
+    /// `--stop-daemon` and `-L --daemon` (once; false if set already).
+    pub fn set_sync(&self, sync: Arc<crate::sync::service::SyncService>) -> bool {
+        self.sync.set(sync).is_ok()
+    }
+
+    fn sync_request(&self, request: &Request) -> Response {
+        let Some(sync) = self.sync.get() else {
+            return Response::error(
+                ErrorKind::Unsupported,
+                "this lbd has no connection sync service".to_string(),
+            );
+        };
+        let done = match request {
+            Request::StartDaemon { daemon } => sync.start(daemon),
+            Request::StopDaemon { role } => sync.stop(*role),
+            _ => {
+                return Response::Daemon {
+                    status: sync.status(),
+                }
+            }
+        };
+        match done {
+            Ok(()) => Response::Ok {
+                generation: lock(&self.state).generation(),
+            },
+            Err(e) => {
+                let kind = match e {
+                    crate::sync::service::SyncError::Running(_) => ErrorKind::Exists,
+                    crate::sync::service::SyncError::NotRunning(_) => ErrorKind::NotFound,
+                    crate::sync::service::SyncError::Conf(_) => ErrorKind::Invalid,
+                    _ => ErrorKind::Internal,
+                };
+                Response::error(kind, e.to_string())
+            }
+        }
     }
 
     /// Plans a change from the configuration in force and commits it as
@@ -230,6 +270,9 @@ impl Control {
                     .map(|view| view())
                     .unwrap_or_default(),
             },
+            Request::StartDaemon { .. } | Request::StopDaemon { .. } | Request::ListDaemon => {
+                self.sync_request(request)
+            }
             Request::GetTimeouts => Response::Timeouts {
                 timeouts: lock(&self.state).timeouts(),
             },
@@ -511,6 +554,7 @@ pub fn conn_info(e: &ConnEntry) -> Option<ConnInfo> {
         template: e.template,
         pe_name: None,
         pe_data: None,
+        synced: e.synced,
     })
 }
 
@@ -1504,6 +1548,7 @@ mod tests {
             template: false,
             fwd: crate::conntrack::Fwd::Nat,
             worker: 0,
+            synced: false,
         }
     }
 

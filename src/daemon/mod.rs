@@ -49,6 +49,7 @@ use crate::dataplane::ports::{PortError, PortSetup, Ports};
 use crate::dataplane::runtime::{DataplaneHandle, STOP_TIMEOUT};
 use crate::health::service::{initial_health, HealthService, ServicePlan};
 use crate::metrics::{Exporter, MetricsError, MetricsListener};
+use crate::sync::service::SyncService;
 use crate::sys::{signal_name, TermSignals};
 use crate::wire::EthernetAddress;
 use log::{log, Level};
@@ -97,6 +98,9 @@ pub enum DaemonError {
     /// The health checks cannot be set up.
     #[error("health checks: {0}")]
     Health(#[from] crate::health::conf::HealthConfError),
+    /// A configured sync daemon could not start.
+    #[error(transparent)]
+    Sync(#[from] crate::sync::service::SyncError),
 }
 
 /// What the daemon is started with besides its configuration.
@@ -129,6 +133,7 @@ pub struct Daemon {
     /// The health checker (none while no real server has checks); the
     /// reload hook restarts it with the new file's checks.
     health: Arc<Mutex<Option<HealthService>>>,
+    sync: Arc<SyncService>,
 }
 
 impl Daemon {
@@ -182,6 +187,24 @@ impl Daemon {
                 answer
             }));
         }
+        let sync = Arc::new(SyncService::new(dataplane.clone(), {
+            // Weak: the control holds the sync service (no cycle, so the
+            // ports close when the daemon goes).
+            let control = Arc::downgrade(&control);
+            Box::new(move || {
+                let control = control.upgrade()?;
+                let snap = control.state().snapshot().ok()?;
+                Some(Arc::new(snap))
+            })
+        }));
+        for conf in &config.sync {
+            if let Err(e) = sync.start(conf) {
+                sync.shutdown();
+                let _ = dataplane.stop_within(STOP_TIMEOUT);
+                return Err(e.into());
+            }
+        }
+        control.set_sync(sync.clone());
         let server = Server::start(socket, control.clone(), options.server).map_err(|source| {
             DaemonError::Thread {
                 what: "control socket",
@@ -226,6 +249,7 @@ impl Daemon {
             metrics,
             vrrp,
             health,
+            sync,
         })
     }
 
@@ -349,6 +373,9 @@ impl Daemon {
         if let Some(health) = lock_health(&self.health).take() {
             health.stop();
         }
+        // Then the sync threads: each stops within 100 ms, and the master
+        // tells the workers to stop exporting while they still run.
+        self.sync.shutdown();
         let wedged = self.dataplane.stop_within(STOP_TIMEOUT);
         if let Some(metrics) = self.metrics {
             metrics.stop();
@@ -621,6 +648,27 @@ mod tests {
         }
         daemon.stop().expect("stopped");
         assert!(!path.exists(), "stop removes the socket file");
+    }
+
+    #[test]
+    fn a_stopped_daemon_with_sync_daemons_lets_its_control_and_ports_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = mem_config(dir.path());
+        config.sync = vec![crate::sync::conf::SyncConf::new(
+            crate::sync::conf::SyncRole::Master,
+        )];
+        let daemon = Daemon::start(&config, DaemonOptions::default()).expect("start");
+        let control = Arc::downgrade(daemon.control());
+        let dataplane = Arc::downgrade(daemon.dataplane());
+        daemon.stop().expect("stopped");
+        assert!(
+            control.upgrade().is_none(),
+            "no reference cycle keeps the control"
+        );
+        assert!(
+            dataplane.upgrade().is_none(),
+            "the data plane (ports) is released"
+        );
     }
 
     #[test]

@@ -63,6 +63,20 @@ pub trait DataplaneHandle: Send + Sync {
     fn port_stats(&self) -> Vec<(String, PortStats)> {
         Vec::new()
     }
+    /// The connection sync rings (`crate::sync`), when there are workers.
+    fn sync_rings(&self) -> Option<Arc<crate::sync::export::SyncRings>> {
+        None
+    }
+    /// Tells every worker to export connection events to the sync thread
+    /// (a master sync daemon runs) or to stop doing so. Best effort within
+    /// 100 ms per worker (a worker that does not take it keeps its mode).
+    fn set_sync_export(&self, on: bool) {
+        let _ = on;
+    }
+    /// Asks every worker to export its whole connection table (a backup
+    /// asked for a full resynchronisation); best effort like
+    /// [`DataplaneHandle::set_sync_export`].
+    fn sync_full(&self) {}
     /// Stop the workers and wait for them.
     fn stop(&self);
     /// Stop the workers, waiting at most `timeout` in all; returns the
@@ -258,6 +272,16 @@ impl<Q: PortQueue + 'static> Runtime<Q> {
         }
     }
 
+    /// Posts `msg()` to every worker, retrying a full mailbox for 100 ms.
+    fn post_all(&self, msg: impl Fn() -> Msg) {
+        for w in 0..self.links.workers() {
+            let t0 = Instant::now();
+            while self.links.post(w, msg()).is_err() && t0.elapsed() < Duration::from_millis(100) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
     /// Stop the workers and take them back (their queues, their tables).
     /// Waits at most [`STOP_TIMEOUT`]; a worker that did not stop by then
     /// is left running and missing from the result.
@@ -362,6 +386,18 @@ impl<Q: PortQueue + 'static> DataplaneHandle for Runtime<Q> {
 
     fn stop(&self) {
         let _ = self.join();
+    }
+
+    fn sync_rings(&self) -> Option<Arc<crate::sync::export::SyncRings>> {
+        Some(self.links.sync().clone())
+    }
+
+    fn set_sync_export(&self, on: bool) {
+        self.post_all(|| Msg::SyncExport(on));
+    }
+
+    fn sync_full(&self) {
+        self.post_all(|| Msg::SyncDump);
     }
 
     fn stop_within(&self, timeout: Duration) -> Vec<u16> {

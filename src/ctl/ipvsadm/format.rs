@@ -103,6 +103,7 @@ pub fn render(cmd: &ListCommand, response: &Response) -> Result<String, RenderEr
         }
         (ListWhat::Vrrp, Response::Vrrp { instances }) => render_vrrp(instances),
         (ListWhat::Health, Response::Health { servers }) => render_health(servers),
+        (ListWhat::Daemon, Response::Daemon { status }) => render_daemon(status, options.exact),
         _ => return Err(RenderError::Unexpected { expected, got }),
     })
 }
@@ -117,6 +118,7 @@ fn expected_response(what: &ListWhat) -> &'static str {
         ListWhat::DataplaneStats => "dataplane_stats",
         ListWhat::Vrrp => "vrrp",
         ListWhat::Health => "health",
+        ListWhat::Daemon => "daemon",
     }
 }
 
@@ -132,6 +134,7 @@ fn response_type(response: &Response) -> &'static str {
         Response::PortStats { .. } => "port_stats",
         Response::DataplaneStats { .. } => "dataplane_stats",
         Response::Health { .. } => "health",
+        Response::Daemon { .. } => "daemon",
         Response::Reloaded { .. } => "reloaded",
         Response::Vrrp { .. } => "vrrp",
     }
@@ -171,6 +174,28 @@ fn render_vrrp(instances: &[crate::ctl::protocol::VrrpInstanceInfo]) -> String {
         let _ = writeln!(out, "  rejected: {}", rejects.join(", "));
         for (ms, state) in &i.transitions {
             let _ = writeln!(out, "  {}.{:03} {state}", ms / 1000, ms % 1000);
+        }
+    }
+    out
+}
+
+/// `-L --daemon`: ipvsadm's line per running sync daemon; with
+/// `--exact` (rvs) the counters follow, one `name value` line each.
+fn render_daemon(status: &crate::sync::service::SyncStatus, stats: bool) -> String {
+    let mut out = String::new();
+    for d in &status.daemons {
+        out.push_str(&d.listing());
+        out.push('\n');
+    }
+    if stats {
+        for c in &status.counters {
+            out.push_str(&format!("{:<22} {}\n", c.name, c.value));
+        }
+        for p in &status.peers {
+            out.push_str(&format!(
+                "peer {} messages {} conns {} last {} ms ago\n",
+                p.addr, p.messages, p.conns, p.last_ms_ago
+            ));
         }
     }
     out
@@ -500,7 +525,15 @@ pub fn render_conns(conns: &[ConnInfo], options: &ListOptions) -> String {
         let client = addr_port(&conn.client.ip(), conn.client.port());
         let virt = addr_port(&conn.vaddr.ip(), conn.vaddr.port());
         let dest = addr_port(&conn.daddr.ip(), conn.daddr.port());
-        match (&conn.pe_name, &conn.pe_data, options.persistent_conn) {
+        // rvs: with --persistent-conn a synced connection without a
+        // persistence engine says so in the pe columns ("-", "synced").
+        let synced = (conn.synced && conn.pe_name.is_none())
+            .then(|| ("-".to_string(), "synced".to_string()));
+        let pe = match &synced {
+            Some((n, d)) => (Some(n), Some(d)),
+            None => (conn.pe_name.as_ref(), conn.pe_data.as_ref()),
+        };
+        match (pe.0, pe.1, options.persistent_conn) {
             (Some(pe_name), Some(pe_data), true) => {
                 // "%-3s %-6s %-11s %-18s %-18s %-16s %-18s %s\n"
                 let _ = writeln!(

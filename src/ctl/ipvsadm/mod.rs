@@ -13,8 +13,10 @@
 //!   resolved (errors say so). Listings are always numeric, with or without
 //!   `-n`; headers and columns are unchanged.
 //! * Refused, with a message saying why: `-f/--fwmark-service`, `-6`,
-//!   `--sctp-service`, `--start-daemon`, `--stop-daemon`, `--daemon`,
-//!   `--pe` other than `none`, `--tun-type gue|gre`.
+//!   `--sctp-service`, `--pe` other than `none`, `--tun-type gue|gre`,
+//!   IPv6 sync groups. The sync daemon (`--start-daemon`, `--stop-daemon`,
+//!   `-L --daemon`) is `crate::sync`; `-L --daemon --exact` adds its
+//!   counters (rvs).
 //! * rvs extensions: `--fullnat` (forwarding method of a real server),
 //!   DPVS-style local addresses `-P/--add-laddr`, `-Q/--del-laddr`,
 //!   `-G/--get-laddr`, `-z/--laddr ADDR`, `-F/--ifname PORT`, the
@@ -100,6 +102,8 @@ pub enum ListWhat {
     Vrrp,
     /// `--health`: every checked real server and its checkers (rvs).
     Health,
+    /// `-L --daemon`: the connection sync daemons.
+    Daemon,
 }
 
 /// Print options of a listing (ipvsadm's `FMT_*` flags).
@@ -150,6 +154,7 @@ impl ListCommand {
             ListWhat::DataplaneStats => Request::DataplaneStats,
             ListWhat::Vrrp => Request::Vrrp,
             ListWhat::Health => Request::Health,
+            ListWhat::Daemon => Request::ListDaemon,
         }
     }
 }
@@ -364,9 +369,10 @@ Options:
   --output       -o json|text         output format of -L, -G, --port-stats,
                                       --dataplane-stats, --health, --vrrp (rvs)
 
+  -L --daemon --exact                 sync daemons and their counters (rvs)
+
 Not supported by rvs (refused): --fwmark-service/-f, --ipv6/-6, --sctp-service,
-  --start-daemon, --stop-daemon, --daemon, --pe (other than none),
-  --tun-type gue|gre.
+  --pe (other than none), --tun-type gue|gre, IPv6 --mcast-group.
 ",
     );
     text

@@ -20,6 +20,7 @@
 //!
 //! Parsing never resolves names and never panics on any input.
 
+use crate::sync::conf::{SyncConf, SyncRole};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Command, ListCommand, ListOptions, ListWhat, OutputFormat};
@@ -744,6 +745,8 @@ struct Collected {
     laddr: Option<IpAddr>,
     ifname: Option<String>,
     output: OutputFormat,
+    /// `--start-daemon` settings (role set from the command's argument).
+    sync: SyncConf,
 }
 
 impl Collected {
@@ -766,6 +769,7 @@ impl Collected {
             laddr: None,
             ifname: None,
             output: OutputFormat::Text,
+            sync: SyncConf::new(SyncRole::Master),
         }
     }
 
@@ -802,10 +806,13 @@ fn value(event: &Event) -> Result<&str, ParseError> {
     })
 }
 
-fn refuse_daemon(word: &str) -> ParseError {
-    ParseError::Refused(format!(
-        "{word}: connection synchronization daemons are not supported by rvs"
-    ))
+/// ipvsadm's `--start-daemon`/`--stop-daemon` state argument.
+fn daemon_role(arg: Option<&str>) -> Result<SyncRole, ParseError> {
+    match arg {
+        Some("master") => Ok(SyncRole::Master),
+        Some("backup") => Ok(SyncRole::Backup),
+        _ => Err(fail("illegal start-daemon parameter specified")),
+    }
 }
 
 /// Applies one non-command option (ipvsadm's `parse_options` loop body).
@@ -884,14 +891,14 @@ fn apply_option(c: &mut Collected, event: &Event) -> Result<(), ParseError> {
         Tok::Connection => c.set(Opt::Connection)?,
         Tok::McastInterface => {
             c.set(Opt::Mcast)?;
-            value(event)?;
+            c.sync.interface = Some(value(event)?.to_string());
         }
         Tok::SyncId => {
             c.set(Opt::SyncId)?;
-            parse_number(value(event)?, 0, 255, "syncid")?;
+            c.sync.syncid = parse_number(value(event)?, 0, 255, "syncid")? as u8;
         }
         Tok::Timeout => c.set(Opt::Timeout)?,
-        Tok::Daemon => return Err(refuse_daemon("--daemon")),
+        Tok::Daemon => c.set(Opt::Daemon)?,
         Tok::Stats => c.set(Opt::Stats)?,
         Tok::Rate => c.set(Opt::Rate)?,
         Tok::Thresholds => c.set(Opt::Thresholds)?,
@@ -929,18 +936,26 @@ fn apply_option(c: &mut Collected, event: &Event) -> Result<(), ParseError> {
                 let family = if text.contains(':') { "IPv6" } else { "IPv4" };
                 return Err(fail(format!("invalid {family} mcast-group `{text}'")));
             }
+            match text.parse::<IpAddr>() {
+                Ok(IpAddr::V4(g)) => c.sync.group = g,
+                _ => {
+                    return Err(ParseError::Refused(format!(
+                        "--mcast-group {text}: IPv6 sync groups are not supported by rvs"
+                    )))
+                }
+            }
         }
         Tok::McastPort => {
             c.set(Opt::McastPort)?;
-            parse_number(value(event)?, 1, 65535, "mcast-port")?;
+            c.sync.port = parse_number(value(event)?, 1, 65535, "mcast-port")? as u16;
         }
         Tok::McastTtl => {
             c.set(Opt::McastTtl)?;
-            parse_number(value(event)?, 1, 255, "mcast-ttl")?;
+            c.sync.ttl = parse_number(value(event)?, 1, 255, "mcast-ttl")? as u8;
         }
         Tok::SyncMaxlen => {
             c.set(Opt::SyncMaxlen)?;
-            parse_number(value(event)?, 1, 65535 - 20 - 8, "sync-maxlen")?;
+            c.sync.maxlen = parse_number(value(event)?, 1, 65535 - 20 - 8, "sync-maxlen")? as u16;
         }
         Tok::TunInfo => c.set(Opt::TunInfo)?,
         Tok::TunType => {
@@ -1059,8 +1074,6 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
     let cmd = match first.tok {
         Tok::Help => return Ok(Command::Help),
         Tok::Version => return Ok(Command::Version),
-        Tok::Cmd(Cmd::StartDaemon) => return Err(refuse_daemon("--start-daemon")),
-        Tok::Cmd(Cmd::StopDaemon) => return Err(refuse_daemon("--stop-daemon")),
         Tok::Cmd(cmd) => cmd,
         _ => return Err(ParseError::TryHelp),
     };
@@ -1076,6 +1089,9 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
         );
 
     let mut c = Collected::new();
+    if matches!(cmd, Cmd::StartDaemon | Cmd::StopDaemon) {
+        c.sync.role = daemon_role(first.arg.as_deref())?;
+    }
     while let Some(event) = scanner.next_option(o_takes_format)? {
         apply_option(&mut c, &event)?;
     }
@@ -1233,7 +1249,9 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
             if (exclusive && shapes) || (timeout_like && c.has(Opt::PersistentConn)) {
                 return Err(fail("options conflicts in the list command"));
             }
-            let what = if c.has(Opt::Connection) {
+            let what = if c.has(Opt::Daemon) {
+                ListWhat::Daemon
+            } else if c.has(Opt::Connection) {
                 ListWhat::Conns
             } else if let Some(key) = key {
                 ListWhat::Service(key)
@@ -1286,8 +1304,11 @@ pub fn parse_args_as<S: AsRef<str>>(args: &[S], dialect: Dialect) -> Result<Comm
             what: ListWhat::Health,
             options: list_options(&c),
         })),
-        Cmd::StartDaemon => Err(refuse_daemon("--start-daemon")),
-        Cmd::StopDaemon => Err(refuse_daemon("--stop-daemon")),
+        Cmd::StartDaemon => {
+            c.sync.validate().map_err(|e| fail(e.to_string()))?;
+            Ok(Command::Apply(Request::StartDaemon { daemon: c.sync }))
+        }
+        Cmd::StopDaemon => Ok(Command::Apply(Request::StopDaemon { role: c.sync.role })),
     }
 }
 

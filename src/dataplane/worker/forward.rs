@@ -34,6 +34,8 @@ impl<Q: PortQueue> Worker<Q> {
         }
         let dest_id = c.dest();
         let proxy = c.flags();
+        // When the previous packet refreshed it (sync's time-based refresh).
+        let last_seen = c.expires_at().wrapping_sub(c.timeout_ticks());
         if proxy & synproxy::SP_PENDING != 0 {
             return self.synproxy_pending(id, dir, b, lay, flags);
         }
@@ -48,6 +50,9 @@ impl<Q: PortQueue> Worker<Q> {
             .on_packet(id, dir, flags, self.tick, &self.snap.timeouts);
         if ch.became_active || ch.became_inactive {
             self.account(dest_id, ch.became_active, ch.became_inactive);
+        }
+        if self.sync_export {
+            self.sync_after_packet(id, ch, last_seen);
         }
         let len = b.len();
         let c = self.conns.get(id);

@@ -44,6 +44,8 @@ pub struct ConnEntry {
     pub fwd: Fwd,
     /// Owning worker.
     pub worker: u16,
+    /// Installed from a peer director's sync message.
+    pub synced: bool,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -57,6 +59,8 @@ impl<Q: PortQueue> Worker<Q> {
                     let _ = tx.send(self.dump_conns());
                 }
                 Msg::Stop => self.stopped = true,
+                Msg::SyncExport(on) => self.sync_export = on,
+                Msg::SyncDump => self.sync_dump = Some(0),
             }
         }
     }
@@ -164,6 +168,7 @@ impl<Q: PortQueue> Worker<Q> {
                     template: c.is_template(),
                     fwd: c.fwd(),
                     worker: self.cfg.index,
+                    synced: c.is_synced(),
                 }
             })
             .collect()

@@ -25,6 +25,7 @@ use crate::dataplane::neigh::NeighUpdate;
 use crate::dataplane::snapshot::Snapshot;
 use crate::dataplane::xmit::icmp::quoted_tuple;
 use crate::steer::{self, Destination};
+use crate::sync::export::SyncRings;
 
 /// Control messages to a worker.
 pub enum Msg {
@@ -34,6 +35,11 @@ pub enum Msg {
     DumpConns(mpsc::Sender<Vec<ConnEntry>>),
     /// End the loop.
     Stop,
+    /// Export connection events to the sync thread (a master sync daemon
+    /// runs) or not.
+    SyncExport(bool),
+    /// Export the whole connection table once (a full resynchronisation).
+    SyncDump,
 }
 
 /// What workers share: the steering rings, neighbour inboxes, mailboxes
@@ -47,6 +53,8 @@ pub struct Links<B> {
     pub counters: Vec<Arc<CoreCounters>>,
     /// The kernel path's rings, when a port has a kernel interface.
     pub(super) kernel: Option<Arc<KernelRings>>,
+    /// The connection sync rings (`crate::sync`).
+    pub(super) sync: Arc<SyncRings>,
 }
 
 /// Slots in each steering ring.
@@ -68,6 +76,7 @@ impl<B> Links<B> {
             mailbox: (0..n).map(|_| ArrayQueue::new(64)).collect(),
             counters: (0..n).map(|_| Arc::new(CoreCounters::new())).collect(),
             kernel,
+            sync: Arc::new(SyncRings::new(n as u16)),
         })
     }
 
@@ -82,6 +91,11 @@ impl<B> Links<B> {
             Some(q) => q.push(m),
             None => Err(m),
         }
+    }
+
+    /// The connection sync rings.
+    pub fn sync(&self) -> &Arc<SyncRings> {
+        &self.sync
     }
 
     pub(super) fn ring(&self, from: u16, to: u16) -> &ArrayQueue<(u16, B)> {
@@ -156,7 +170,7 @@ impl<Q: PortQueue> Worker<Q> {
 /// packet to a persistent service by the client address under the
 /// persistence mask, port 0; to another service by the client; anything
 /// else (a NAT reply) by its destination, the client.
-pub(super) fn flow_owner(snap: &Snapshot, t: &Tuple, workers: u16) -> u16 {
+pub fn flow_owner(snap: &Snapshot, t: &Tuple, workers: u16) -> u16 {
     let alen = if t.v6 { 16 } else { 4 };
     let dest = if snap.is_laddr(&addr_to_ip(&t.dst, t.v6)) {
         Destination::Laddr

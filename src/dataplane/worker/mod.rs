@@ -32,6 +32,7 @@ mod install;
 mod links;
 mod local_traffic;
 mod setup;
+mod sync;
 mod synproxy;
 mod tx;
 
@@ -53,7 +54,7 @@ use tx::{NhCache, TxBuffers};
 pub use crate::dataplane::local::IcmpErr;
 pub use frag::{PENDING_NS, PENDING_SLOTS};
 pub use install::ConnEntry;
-pub use links::{Links, Msg, RING_SLOTS};
+pub use links::{flow_owner, Links, Msg, RING_SLOTS};
 
 /// How an idle worker waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +139,10 @@ pub struct Worker<Q: PortQueue> {
     frag_pending: frag::FragPending<Q::Buf>,
     kernel: Option<Arc<KernelRings>>,
     kernel_limit: Vec<UpLimiter>,
+    /// A master sync daemon runs: export connection events.
+    sync_export: bool,
+    /// A full resynchronisation in progress: the next table slot to export.
+    sync_dump: Option<u32>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -174,6 +179,8 @@ impl<Q: PortQueue> Worker<Q> {
             frag_pending: frag::FragPending::new(),
             kernel: None,
             kernel_limit: vec![UpLimiter::default(); nports],
+            sync_export: false,
+            sync_dump: None,
         };
         w.kernel = w.links.kernel.clone();
         w.install(snap);
@@ -262,6 +269,10 @@ impl<Q: PortQueue> Worker<Q> {
         self.rx = Some(rx);
         n += self.take_steered();
         n += self.take_kernel();
+        n += self.take_synced();
+        if self.sync_dump.is_some() {
+            self.sync_dump_step();
+        }
         self.flush_due();
         self.expire();
         self.frag_expire();

@@ -355,7 +355,13 @@ fn schedule(core: &mut SvcCore, svc: &Service, t: &Tuple, tick: Tick) -> Result<
 
 /// Count `delta` persistence templates on real server position `di` (id
 /// `dest_id`) of a service, in the per-core loads and the counters.
-fn add_persist(core: &mut SvcCore, counters: &CoreCounters, di: usize, dest_id: u16, delta: i64) {
+pub(super) fn add_persist(
+    core: &mut SvcCore,
+    counters: &CoreCounters,
+    di: usize,
+    dest_id: u16,
+    delta: i64,
+) {
     if let Some(l) = core.loads.get_mut(di) {
         l.persist = (l.persist as i64 + delta).max(0) as u32;
     }
