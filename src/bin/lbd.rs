@@ -37,7 +37,7 @@ use clap::Parser;
 
 use rvs::ctl::config::Config;
 use rvs::daemon::log::causes_once;
-use rvs::daemon::reload::ConfigSource;
+use rvs::daemon::reload::{ConfigSource, KeepalivedSource};
 use rvs::daemon::{check_config, Daemon, DaemonOptions};
 use rvs::dataplane::replay;
 
@@ -141,6 +141,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         source: args.config.as_ref().map(|path| ConfigSource {
             path: path.clone(),
             workers: args.workers,
+            keepalived: None,
         }),
         ..DaemonOptions::default()
     };
@@ -172,11 +173,12 @@ fn run_keepalived(args: Args) -> ExitCode {
         },
         None => None,
     };
+    let config_id = args
+        .config_id
+        .clone()
+        .unwrap_or_else(rvs::keepalived::lexer::default_config_id);
     let opts = rvs::keepalived::lexer::LexOptions {
-        config_id: args
-            .config_id
-            .clone()
-            .unwrap_or_else(rvs::keepalived::lexer::default_config_id),
+        config_id: config_id.clone(),
         includes: true,
     };
     let import = rvs::keepalived::import(&file, &opts, ports);
@@ -201,6 +203,15 @@ fn run_keepalived(args: Args) -> ExitCode {
     let options = DaemonOptions {
         socket: args.socket.clone(),
         metrics_listen: args.metrics_listen,
+        // SIGHUP / `lbctl --reload` re-read the keepalived file and the ports YAML.
+        source: Some(ConfigSource {
+            path: file.clone(),
+            workers: args.workers,
+            keepalived: Some(KeepalivedSource {
+                ports: args.config.clone(),
+                config_id,
+            }),
+        }),
         ..DaemonOptions::default()
     };
     match Daemon::run(&config, options) {
