@@ -32,13 +32,11 @@
 
 mod support;
 
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rvs::ctl::protocol::Response;
+use support::client_loop::*;
 use support::lbd::lbctl_json;
 use support::process::{poll_until, Proc};
 use support::topology::*;
@@ -124,92 +122,6 @@ fn listed(t: &Topology, port: u16) -> Vec<(String, u32)> {
 
 fn has_rs1(t: &Topology, port: u16) -> bool {
     listed(t, port).iter().any(|(a, _)| *a == rip(0))
-}
-
-/// One request of the client loop: start and end time (s since the loop
-/// began), the client port, the answering server or the curl exit code.
-type Answer = (f64, f64, u16, Result<String, i32>);
-
-/// A curl every 50 ms from the client to `url` until stopped (each bounded
-/// by `--max-time 2`: a SYN lost on the shared test machine is retransmitted
-/// after 1 s and must not count as an error of the checker); the answers.
-struct ClientLoop {
-    stop: Arc<AtomicBool>,
-    answers: Arc<Mutex<Vec<Answer>>>,
-    thread: Option<thread::JoinHandle<()>>,
-    start: Instant,
-}
-
-impl ClientLoop {
-    fn start(cli: &str, url: &str) -> ClientLoop {
-        let stop = Arc::new(AtomicBool::new(false));
-        let answers = Arc::new(Mutex::new(Vec::new()));
-        let start = Instant::now();
-        let (ns, url) = (cli.to_string(), url.to_string());
-        let (s, a) = (stop.clone(), answers.clone());
-        let thread = thread::spawn(move || {
-            // Bounded: at most 60 s of requests whatever happens.
-            while !s.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
-                let at = start.elapsed().as_secs_f64();
-                let out = Command::new("ip")
-                    .args(["netns", "exec", &ns, "curl", "-s", "-m", "2"])
-                    .args(["-w", "\n%{local_port}", &url])
-                    .output();
-                let (answer, port) = match out {
-                    Ok(o) => {
-                        let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-                        let (body, port) = text.rsplit_once('\n').unwrap_or(("", &text));
-                        let port = port.trim().parse().unwrap_or(0);
-                        if o.status.success() {
-                            (Ok(body.trim().to_string()), port)
-                        } else {
-                            (Err(o.status.code().unwrap_or(-1)), port)
-                        }
-                    }
-                    Err(_) => (Err(-2), 0),
-                };
-                let end = start.elapsed().as_secs_f64();
-                a.lock().expect("answers").push((at, end, port, answer));
-                thread::sleep(Duration::from_millis(50));
-            }
-        });
-        ClientLoop {
-            stop,
-            answers,
-            thread: Some(thread),
-            start,
-        }
-    }
-
-    fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    fn finish(mut self) -> Vec<Answer> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("client loop");
-        }
-        std::mem::take(&mut *self.answers.lock().expect("answers"))
-    }
-}
-
-impl Drop for ClientLoop {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Seconds from `since` until `cond` holds (polled every 20 ms, bounded).
-fn seconds_until(limit: f64, since: Instant, mut cond: impl FnMut() -> bool) -> Option<f64> {
-    poll_until(
-        Duration::from_secs_f64(limit),
-        Duration::from_millis(20),
-        || cond().then(|| since.elapsed().as_secs_f64()),
-    )
 }
 
 fn nginx_conf(t: &Topology, i: usize) -> String {
