@@ -123,15 +123,7 @@ fn topology(conf: String, mode: ServerMode, vips: &[&str]) -> Topology {
 
 /// The real servers of `vip:port` in `lbctl -Ln`, with their weights.
 fn listed(t: &Topology, vip: &str, port: u16) -> Vec<(String, u32)> {
-    let Response::Services { services, .. } = lbctl_json(&t.socket, &["-Ln"]) else {
-        panic!("not a service listing");
-    };
-    services
-        .iter()
-        .filter(|s| s.spec.key.addr.to_string() == vip && s.spec.key.port == port)
-        .flat_map(|s| s.dests.iter())
-        .map(|d| (d.spec.addr.to_string(), d.spec.weight))
-        .collect()
+    t.listed(Some(vip), port)
 }
 
 /// Every checker has passed at least once (`lbctl --health`): from then on
@@ -201,23 +193,6 @@ fn nginx_stop_and_start_follow_keepalived_timing(t: &mut Topology, vip: &str, wh
     );
     thread::sleep(Duration::from_secs(1));
     let answers = client.finish();
-    let shown: Vec<String> = answers
-        .iter()
-        .map(|(at, _, port, a)| match a {
-            Ok(name) => format!("{:.2}:{name}", at - t0),
-            Err(code) => format!("{:.2}:E{code}@{port}", at - t0),
-        })
-        .collect();
-    println!(
-        "{what} client answers (s after the stop): {}",
-        shown.join(" ")
-    );
-    let failed = answers.iter().filter(|(.., a)| a.is_err()).count();
-    println!(
-        "{what} client loop: {} requests, {failed} failed",
-        answers.len()
-    );
-
     assert!(
         down >= R * B - 0.1,
         "{what}: removed after {down:.2} s: before R·B"
@@ -230,27 +205,13 @@ fn nginx_stop_and_start_follow_keepalived_timing(t: &mut Topology, vip: &str, wh
         up <= L + TOLERANCE,
         "{what}: back {up:.2} s after nginx listened: after L+{TOLERANCE}"
     );
-    for (at, end, _, a) in &answers {
-        if a.is_err() {
-            assert!(
-                *end >= t0 && *at <= t_down + 0.1,
-                "{what}: error outside [stop, removal] at {:.2}: {a:?}",
-                at - t0
-            );
-        }
-        if *at > t_down + 0.1 && *at < t_start {
-            assert_eq!(a.as_deref(), Ok("rs2"), "{what}: at {:.2}", at - t0);
-        }
-    }
-    let after: Vec<&str> = answers
-        .iter()
-        .filter(|(at, ..)| *at > t_back + 0.2)
-        .filter_map(|(.., a)| a.as_deref().ok())
-        .collect();
-    assert!(
-        after.contains(&"rs1") && after.contains(&"rs2"),
-        "{what}: after the restart: {after:?}"
-    );
+    let window = Window {
+        stop: t0,
+        down: t_down,
+        start: t_start,
+        back: t_back,
+    };
+    assert_answers_follow(what, &answers, window, "rs2", "rs1");
 }
 
 #[test]

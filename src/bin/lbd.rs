@@ -22,7 +22,8 @@
 //!   (`rvs::keepalived`); `-c` then gives only ports, workers and routes.
 //!   Each diagnostic is printed with its file and line; `--check-config`
 //!   exits with `keepalived -t`'s code (0, 4, 5 or 6), and lbd starts only
-//!   on what keepalived would run with.
+//!   on what keepalived would run with. The file's checkers run in lbd;
+//!   SIGHUP (or `lbctl --reload`) re-reads the keepalived file and `-c`.
 //! * `--replay` pushes captures through one worker running the configured
 //!   tables, writing what each port sends to `DIR/PORT.pcap`.
 //!

@@ -7,11 +7,25 @@
 //! names of the keepalived file (`local_address_group`, `interface`,
 //! `dpdk_interface`) must be its port names.
 //!
+//! The checkers and their keywords map one to one onto the health side's
+//! YAML types (`crate::health::conf`): each checker carries its effective
+//! timing written out (the model already resolved keepalived's
+//! inheritance checker ← real server ← virtual server ← checker default),
+//! so the health side runs exactly keepalived's values; the real server's
+//! `weight`, `inhibit_on_failure`, `notify_up/down` and `alpha`, the
+//! virtual server's `quorum`, `hysteresis`, `quorum_up/down`, `omega`,
+//! `virtualhost` and `sorry_server` (forwarded as the virtual server's
+//! `lb_kind`, as keepalived) go with them.
+//!
 //! Rules: what rvs cannot carry is fatal, never dropped: firewall-mark
 //! services, SCTP, tunnel types other than IPIP, weights above 65535, a
 //! YAML that has services of its own (one source per fact), an interface
-//! that is no port. Checkers and VRRP are typed in the model for their own
-//! services; nothing of them is lost here.
+//! that is no port, and a checker condition the health side would judge
+//! more leniently than keepalived (a `require_reply` pattern, urls of one
+//! checker with different `virtualhost`s). What keepalived does and rvs
+//! does not, without changing a verdict (`bind_if`, `fwmark`, `fast_recovery`,
+//! `http_protocol`, script `user`s, `ha_suspend`, ...), is a warning with
+//! its line. VRRP is typed in the model for its own service.
 
 use std::net::IpAddr;
 

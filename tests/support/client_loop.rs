@@ -97,3 +97,70 @@ pub fn seconds_until(limit: f64, since: Instant, mut cond: impl FnMut() -> bool)
         || cond().then(|| since.elapsed().as_secs_f64()),
     )
 }
+
+/// The moments (s since the client loop began) of a stop/start scenario:
+/// the server was stopped at `stop`, left the table at `down`, was started
+/// at `start` and was back in the table at `back`.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub stop: f64,
+    pub down: f64,
+    pub start: f64,
+    pub back: f64,
+}
+
+/// Prints the client's answers (relative to the stop) and asserts what
+/// keepalived's operators expect of them: errors only inside [stop, down]
+/// (a request in flight at the stop counts), only `survivor` answering
+/// between the removal and the start, and both `survivor` and `restarted`
+/// answering once the server is back.
+pub fn assert_answers_follow(
+    what: &str,
+    answers: &[Answer],
+    w: Window,
+    survivor: &str,
+    restarted: &str,
+) {
+    let shown: Vec<String> = answers
+        .iter()
+        .map(|(at, _, port, a)| match a {
+            Ok(name) => format!("{:.2}:{name}", at - w.stop),
+            Err(code) => format!("{:.2}:E{code}@{port}", at - w.stop),
+        })
+        .collect();
+    println!(
+        "{what} client answers (s after the stop): {}",
+        shown.join(" ")
+    );
+    let failed: Vec<String> = answers
+        .iter()
+        .filter(|(.., a)| a.is_err())
+        .map(|(at, ..)| format!("{:.2}", at - w.stop))
+        .collect();
+    println!(
+        "{what} client loop: {} requests, {} failed at {failed:?}",
+        answers.len(),
+        failed.len()
+    );
+    for (at, end, _, a) in answers {
+        if a.is_err() {
+            assert!(
+                *end >= w.stop && *at <= w.down + 0.1,
+                "{what}: error outside [stop, removal] at {:.2}: {a:?}",
+                at - w.stop
+            );
+        }
+        if *at > w.down + 0.1 && *at < w.start {
+            assert_eq!(a.as_deref(), Ok(survivor), "{what}: at {:.2}", at - w.stop);
+        }
+    }
+    let after: Vec<&str> = answers
+        .iter()
+        .filter(|(at, ..)| *at > w.back + 0.2)
+        .filter_map(|(.., a)| a.as_deref().ok())
+        .collect();
+    assert!(
+        after.contains(&survivor) && after.contains(&restarted),
+        "{what}: after the restart: {after:?}"
+    );
+}

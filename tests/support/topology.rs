@@ -518,6 +518,23 @@ http {{
         lbd::conns(&self.socket)
     }
 
+    /// The real servers of the service(s) on `vip` (any address when
+    /// `None`) and `port` in `lbctl -Ln`, with their weights.
+    pub fn listed(&self, vip: Option<&str>, port: u16) -> Vec<(String, u32)> {
+        let rvs::ctl::protocol::Response::Services { services, .. } =
+            lbd::lbctl_json(&self.socket, &["-Ln"])
+        else {
+            panic!("not a service listing");
+        };
+        services
+            .iter()
+            .filter(|s| s.spec.key.port == port)
+            .filter(|s| vip.map_or(true, |v| s.spec.key.addr.to_string() == v))
+            .flat_map(|s| s.dests.iter())
+            .map(|d| (d.spec.addr.to_string(), d.spec.weight))
+            .collect()
+    }
+
     /// `lbctl -Ln --stats` parsed: the counters of the service line whose
     /// address is `vip_port` (e.g. "10.0.0.100:80") and of its servers.
     pub fn stats(&self, proto: &str, vip_port: &str) -> ServiceStats {
