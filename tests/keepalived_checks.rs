@@ -169,6 +169,11 @@ fn checkers_conf_without_reply_pattern() -> String {
 fn every_checker_keyword_of_the_checkers_fixture_reaches_the_health_side() {
     let (config, diags) = converted(&checkers_conf_without_reply_pattern());
     assert!(diags.can_start(), "{diags}");
+    assert_eq!(
+        at(&diags, Severity::Warning),
+        Vec::<String>::new(),
+        "enable_sni is set"
+    );
     let plans = plan(&config).expect("plans");
     // :443 — SSL_GET and MISC_CHECK on one real server.
     let p = &plans[0];
@@ -314,6 +319,19 @@ fn urls_with_different_virtualhosts_are_refused_and_one_shared_virtualhost_is_th
         panic!("not HTTP")
     };
     assert_eq!(host, "a.example");
+}
+
+#[test]
+fn ssl_get_without_enable_sni_warns_that_rvs_sends_the_virtualhost_as_sni() {
+    let text = format!(
+        "{TEXT_HEAD} virtualhost www.example.org\n real_server 192.168.10.1 443 {{\n  SSL_GET {{\n   url {{\n    path /\n   }}\n  }}\n  SSL_GET {{\n   url {{\n    path /\n   }}\n   virtualhost 192.168.10.1\n  }}\n }}\n}}\n"
+    );
+    let (_, d) = converted(&text);
+    assert_eq!(
+        at(&d, Severity::Warning),
+        vec!["7: SSL_GET without enable_sni: rvs sends the virtualhost www.example.org as SNI (keepalived sends none)"],
+        "an address names no host: no SNI either way"
+    );
 }
 
 #[test]

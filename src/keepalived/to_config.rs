@@ -233,7 +233,7 @@ pub fn to_config(
                 );
                 continue;
             }
-            let (checks, alpha) = checks_of(rs, diags);
+            let (checks, alpha) = checks_of(rs, vs.virtualhost.as_deref(), diags);
             dests.push(DestConf {
                 addr: Ip(rs.addr),
                 port: rs.port,
@@ -339,10 +339,14 @@ fn secs(d: std::time::Duration) -> Option<Secs> {
 /// effective timing written out (the model resolved keepalived's
 /// inheritance), and the real server's `alpha` (keepalived's is per
 /// checker: the server starts down if any of its checkers has it).
-fn checks_of(rs: &RealServer, diags: &mut Diags) -> (Vec<CheckConf>, Option<bool>) {
+fn checks_of(
+    rs: &RealServer,
+    vs_virtualhost: Option<&str>,
+    diags: &mut Diags,
+) -> (Vec<CheckConf>, Option<bool>) {
     let mut out = Vec::new();
     for ch in &rs.checkers {
-        if let Some(c) = check_of(rs, ch, diags) {
+        if let Some(c) = check_of(rs, vs_virtualhost, ch, diags) {
             out.push(c);
         }
     }
@@ -360,7 +364,12 @@ fn checks_of(rs: &RealServer, diags: &mut Diags) -> (Vec<CheckConf>, Option<bool
 
 /// One checker; `None` (with a fatal diagnostic) when the health side
 /// would judge the server differently.
-fn check_of(rs: &RealServer, ch: &Checker, diags: &mut Diags) -> Option<CheckConf> {
+fn check_of(
+    rs: &RealServer,
+    vs_virtualhost: Option<&str>,
+    ch: &Checker,
+    diags: &mut Diags,
+) -> Option<CheckConf> {
     let c = &ch.common;
     let kw = match &ch.kind {
         CheckerKind::Tcp => "TCP_CHECK",
@@ -457,6 +466,11 @@ fn check_of(rs: &RealServer, ch: &Checker, diags: &mut Diags) -> Option<CheckCon
                     &ch.loc,
                     format!("{kw} sni_name {n}: rvs sends the virtualhost as SNI"),
                 );
+            }
+            let host = b.virtualhost.as_deref().or(vs_virtualhost);
+            let named = host.is_some_and(|h| h.parse::<IpAddr>().is_err());
+            if matches!(ch.kind, CheckerKind::Ssl(_)) && !h.enable_sni && named {
+                not_carried(diags, &ch.loc, format!("SSL_GET without enable_sni: rvs sends the virtualhost {} as SNI (keepalived sends none)", host.unwrap_or_default()));
             }
             if matches!(ch.kind, CheckerKind::Http(_)) {
                 CheckConf::Http(b)
