@@ -1,5 +1,6 @@
 //! daemon::reload — `SIGHUP` and `lbctl --reload`: re-read lbd's
-//! configuration file and apply the difference.
+//! configuration file (the YAML of `-c`, or under `--keepalived` the
+//! keepalived.conf onto the ports YAML) and apply the difference.
 //!
 //! Owns the comparison of the file with what runs. The file is the truth
 //! for the tables: after a reload the services, their real servers, local
