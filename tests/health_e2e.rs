@@ -225,13 +225,11 @@ fn health_checks_take_failed_real_servers_out_and_back_with_keepalived_timing() 
     assert_answers_follow("H1/H2", &answers, window, "rs2", "rs1");
 
     // --- H3: black-hole rs1 (its kernel drops the health checks' SYNs).
-    t.rs[0].sh("nft add table inet rvs_blackhole
-         nft add chain inet rvs_blackhole in '{ type filter hook input priority 0; policy accept; }'
-         nft add rule inet rvs_blackhole in tcp dport 80 drop");
+    t.black_hole_http(0, true);
     let holed_at = Instant::now();
     let bound = L + (R + 1.0) * C + R * B;
     let gone = seconds_until(bound + 3.0, holed_at, || !has_rs1(&t, 80));
-    t.rs[0].sh("nft delete table inet rvs_blackhole");
+    t.black_hole_http(0, false);
     let gone = gone.unwrap_or_else(|| panic!("black-holed rs1 never left: {:?}", listed(&t, 80)));
     println!("H3 black hole: rs1 removed after {gone:.2} s (keepalived: ≤ {bound:.0} s)");
     assert!(

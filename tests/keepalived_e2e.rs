@@ -13,6 +13,8 @@
 //!   L+R·B (+0.3 s), afterwards every answer comes from rs2 and client
 //!   errors occur only inside that window; start it → rs1 is back within L
 //!   (+0.3 s) of nginx listening and both answer again.
+//! * DR also: black-hole rs1 (an nft drop: no RST, no ICMP) → rs1 leaves
+//!   within L+(R+1)·C+R·B (+0.3 s).
 //! * NAT also: a MISC_CHECK with `misc_dynamic` whose script exits 12 gives
 //!   rs1 weight 10 in `lbctl -Ln`; and `lbctl --reload` re-reads the edited
 //!   keepalived.conf.
@@ -37,6 +39,7 @@ const TOOLS: [&str; 8] = [
 
 /// L, C, R, B of the test timers.
 const L: f64 = 1.0;
+const C: f64 = 1.0;
 const R: f64 = 1.0;
 const B: f64 = 1.0;
 /// Allowed lateness over keepalived's bounds (RTTs, the snapshot publish,
@@ -215,9 +218,10 @@ fn nginx_stop_and_start_follow_keepalived_timing(t: &mut Topology, vip: &str, wh
 }
 
 #[test]
-fn keepalived_dr_config_takes_a_stopped_nginx_out_and_back_within_keepalived_bounds() {
+fn keepalived_dr_config_takes_a_stopped_or_black_holed_nginx_out_and_back_within_keepalived_bounds()
+{
     if !support::needs_root(
-        "keepalived_dr_config_takes_a_stopped_nginx_out_and_back_within_keepalived_bounds",
+        "keepalived_dr_config_takes_a_stopped_or_black_holed_nginx_out_and_back_within_keepalived_bounds",
         &TOOLS,
     ) {
         return;
@@ -230,6 +234,29 @@ fn keepalived_dr_config_takes_a_stopped_nginx_out_and_back_within_keepalived_bou
         "the keepalived file's service"
     );
     nginx_stop_and_start_follow_keepalived_timing(&mut t, VIP_DR, "DR");
+    // H3: black-hole rs1 (no RST, no ICMP): down within L+(R+1)·C+R·B.
+    let has_rs1 = |t: &Topology| listed(t, VIP_DR, 80).iter().any(|(a, _)| *a == rip(0));
+    let back = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        every_checker_passed(&t).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "rs1's checker did not pass again after the restart"
+    );
+    t.black_hole_http(0, true);
+    let holed_at = Instant::now();
+    let bound = L + (R + 1.0) * C + R * B;
+    let gone = seconds_until(bound + 3.0, holed_at, || !has_rs1(&t));
+    t.black_hole_http(0, false);
+    let gone =
+        gone.unwrap_or_else(|| panic!("black-holed rs1 never left: {:?}", listed(&t, VIP_DR, 80)));
+    println!("DR black hole: rs1 removed after {gone:.2} s (keepalived: ≤ {bound:.0} s)");
+    assert!(
+        gone <= bound + TOLERANCE,
+        "black-holed rs1 removed after {gone:.2} s: after L+(R+1)·C+R·B+{TOLERANCE}"
+    );
+    let back = seconds_until(L + C + 3.0, Instant::now(), || has_rs1(&t));
+    assert!(back.is_some(), "rs1 did not come back after the black hole");
 }
 
 #[test]

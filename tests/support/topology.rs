@@ -433,6 +433,19 @@ http {{
         self.rs[i].sh(&format!("nginx -c {} -s stop", conf.display()));
     }
 
+    /// Black-holes real server `i`'s port 80 (`on`: its kernel silently
+    /// drops every TCP segment to it, as a dead host would; the nft table is
+    /// removed with `false`, and with the namespace).
+    pub fn black_hole_http(&self, i: usize, on: bool) {
+        if on {
+            self.rs[i].sh("nft add table inet rvs_blackhole
+                 nft add chain inet rvs_blackhole in '{ type filter hook input priority 0; policy accept; }'
+                 nft add rule inet rvs_blackhole in tcp dport 80 drop");
+        } else {
+            self.rs[i].sh("nft delete table inet rvs_blackhole");
+        }
+    }
+
     /// Starts real server `i`'s nginx again after [`Topology::stop_nginx`].
     pub fn restart_nginx(&mut self, i: usize) {
         let n = self.procs.len();
