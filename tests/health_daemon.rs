@@ -283,6 +283,7 @@ fn reload_keeps_the_state_of_unchanged_checkers_and_withdraws_dropped_ones() {
             source: Some(rvs::daemon::reload::ConfigSource {
                 path: path.clone(),
                 workers: None,
+                keepalived: None,
             }),
             ..DaemonOptions::default()
         },

@@ -32,13 +32,11 @@
 
 mod support;
 
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rvs::ctl::protocol::Response;
+use support::client_loop::*;
 use support::lbd::lbctl_json;
 use support::process::{poll_until, Proc};
 use support::topology::*;
@@ -111,105 +109,11 @@ fn topology() -> Topology {
 
 /// The real servers of `VIP_NAT:port` in `lbctl -Ln`, with their weights.
 fn listed(t: &Topology, port: u16) -> Vec<(String, u32)> {
-    let Response::Services { services, .. } = lbctl_json(&t.socket, &["-Ln"]) else {
-        panic!("not a service listing");
-    };
-    services
-        .iter()
-        .filter(|s| s.spec.key.port == port)
-        .flat_map(|s| s.dests.iter())
-        .map(|d| (d.spec.addr.to_string(), d.spec.weight))
-        .collect()
+    t.listed(None, port)
 }
 
 fn has_rs1(t: &Topology, port: u16) -> bool {
     listed(t, port).iter().any(|(a, _)| *a == rip(0))
-}
-
-/// One request of the client loop: start and end time (s since the loop
-/// began), the client port, the answering server or the curl exit code.
-type Answer = (f64, f64, u16, Result<String, i32>);
-
-/// A curl every 50 ms from the client to `url` until stopped (each bounded
-/// by `--max-time 2`: a SYN lost on the shared test machine is retransmitted
-/// after 1 s and must not count as an error of the checker); the answers.
-struct ClientLoop {
-    stop: Arc<AtomicBool>,
-    answers: Arc<Mutex<Vec<Answer>>>,
-    thread: Option<thread::JoinHandle<()>>,
-    start: Instant,
-}
-
-impl ClientLoop {
-    fn start(cli: &str, url: &str) -> ClientLoop {
-        let stop = Arc::new(AtomicBool::new(false));
-        let answers = Arc::new(Mutex::new(Vec::new()));
-        let start = Instant::now();
-        let (ns, url) = (cli.to_string(), url.to_string());
-        let (s, a) = (stop.clone(), answers.clone());
-        let thread = thread::spawn(move || {
-            // Bounded: at most 60 s of requests whatever happens.
-            while !s.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
-                let at = start.elapsed().as_secs_f64();
-                let out = Command::new("ip")
-                    .args(["netns", "exec", &ns, "curl", "-s", "-m", "2"])
-                    .args(["-w", "\n%{local_port}", &url])
-                    .output();
-                let (answer, port) = match out {
-                    Ok(o) => {
-                        let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-                        let (body, port) = text.rsplit_once('\n').unwrap_or(("", &text));
-                        let port = port.trim().parse().unwrap_or(0);
-                        if o.status.success() {
-                            (Ok(body.trim().to_string()), port)
-                        } else {
-                            (Err(o.status.code().unwrap_or(-1)), port)
-                        }
-                    }
-                    Err(_) => (Err(-2), 0),
-                };
-                let end = start.elapsed().as_secs_f64();
-                a.lock().expect("answers").push((at, end, port, answer));
-                thread::sleep(Duration::from_millis(50));
-            }
-        });
-        ClientLoop {
-            stop,
-            answers,
-            thread: Some(thread),
-            start,
-        }
-    }
-
-    fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    fn finish(mut self) -> Vec<Answer> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("client loop");
-        }
-        std::mem::take(&mut *self.answers.lock().expect("answers"))
-    }
-}
-
-impl Drop for ClientLoop {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Seconds from `since` until `cond` holds (polled every 20 ms, bounded).
-fn seconds_until(limit: f64, since: Instant, mut cond: impl FnMut() -> bool) -> Option<f64> {
-    poll_until(
-        Duration::from_secs_f64(limit),
-        Duration::from_millis(20),
-        || cond().then(|| since.elapsed().as_secs_f64()),
-    )
 }
 
 fn nginx_conf(t: &Topology, i: usize) -> String {
@@ -297,24 +201,6 @@ fn health_checks_take_failed_real_servers_out_and_back_with_keepalived_timing() 
     println!("H2 nginx started: rs1 back after {up:.2} s (keepalived: ≤ {L:.0} s + one check)");
     thread::sleep(Duration::from_secs(1));
     let answers = client.finish();
-    let failures: Vec<&Answer> = answers.iter().filter(|(.., a)| a.is_err()).collect();
-    let shown: Vec<String> = answers
-        .iter()
-        .map(|(at, _, port, a)| match a {
-            Ok(name) => format!("{:.2}:{name}", at - t0),
-            Err(code) => format!("{:.2}:E{code}@{port}", at - t0),
-        })
-        .collect();
-    println!("client answers (s after the stop): {}", shown.join(" "));
-    println!(
-        "client loop: {} requests, {} failed at {:?}",
-        answers.len(),
-        failures.len(),
-        failures
-            .iter()
-            .map(|(at, ..)| format!("{:.2}", at - t0))
-            .collect::<Vec<_>>()
-    );
     assert!(down >= R * B - 0.1, "removed after {down:.2} s: before R·B");
     assert!(
         down <= L + R * B + SLACK,
@@ -330,38 +216,20 @@ fn health_checks_take_failed_real_servers_out_and_back_with_keepalived_timing() 
             .collect();
         println!("timed out from port {port}: {a:?} {entry:?}");
     }
-    // Errors only inside [t0, t_down] (a request in flight at t0 counts);
-    // rs2 alone between t_down and the start.
-    for &(at, end, _, ref a) in &answers {
-        if a.is_err() {
-            assert!(
-                end >= t0 && at <= t_down + 0.1,
-                "error at {:.2}: {a:?}",
-                at - t0
-            );
-        }
-        if at > t_down + 0.1 && at < t_start {
-            assert_eq!(a.as_deref(), Ok("rs2"), "at {:.2}", at - t0);
-        }
-    }
-    let after: Vec<&str> = answers
-        .iter()
-        .filter(|(at, ..)| *at > t_start + up + 0.2)
-        .filter_map(|(.., a)| a.as_deref().ok())
-        .collect();
-    assert!(
-        after.contains(&"rs1") && after.contains(&"rs2"),
-        "after restart: {after:?}"
-    );
+    let window = Window {
+        stop: t0,
+        down: t_down,
+        start: t_start,
+        back: t_start + up,
+    };
+    assert_answers_follow("H1/H2", &answers, window, "rs2", "rs1");
 
     // --- H3: black-hole rs1 (its kernel drops the health checks' SYNs).
-    t.rs[0].sh("nft add table inet rvs_blackhole
-         nft add chain inet rvs_blackhole in '{ type filter hook input priority 0; policy accept; }'
-         nft add rule inet rvs_blackhole in tcp dport 80 drop");
+    t.black_hole_http(0, true);
     let holed_at = Instant::now();
     let bound = L + (R + 1.0) * C + R * B;
     let gone = seconds_until(bound + 3.0, holed_at, || !has_rs1(&t, 80));
-    t.rs[0].sh("nft delete table inet rvs_blackhole");
+    t.black_hole_http(0, false);
     let gone = gone.unwrap_or_else(|| panic!("black-holed rs1 never left: {:?}", listed(&t, 80)));
     println!("H3 black hole: rs1 removed after {gone:.2} s (keepalived: ≤ {bound:.0} s)");
     assert!(

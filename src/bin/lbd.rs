@@ -22,7 +22,8 @@
 //!   (`rvs::keepalived`); `-c` then gives only ports, workers and routes.
 //!   Each diagnostic is printed with its file and line; `--check-config`
 //!   exits with `keepalived -t`'s code (0, 4, 5 or 6), and lbd starts only
-//!   on what keepalived would run with.
+//!   on what keepalived would run with. The file's checkers run in lbd;
+//!   SIGHUP (or `lbctl --reload`) re-reads the keepalived file and `-c`.
 //! * `--replay` pushes captures through one worker running the configured
 //!   tables, writing what each port sends to `DIR/PORT.pcap`.
 //!
@@ -37,7 +38,7 @@ use clap::Parser;
 
 use rvs::ctl::config::Config;
 use rvs::daemon::log::causes_once;
-use rvs::daemon::reload::ConfigSource;
+use rvs::daemon::reload::{ConfigSource, KeepalivedSource};
 use rvs::daemon::{check_config, Daemon, DaemonOptions};
 use rvs::dataplane::replay;
 
@@ -141,6 +142,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         source: args.config.as_ref().map(|path| ConfigSource {
             path: path.clone(),
             workers: args.workers,
+            keepalived: None,
         }),
         ..DaemonOptions::default()
     };
@@ -172,11 +174,12 @@ fn run_keepalived(args: Args) -> ExitCode {
         },
         None => None,
     };
+    let config_id = args
+        .config_id
+        .clone()
+        .unwrap_or_else(rvs::keepalived::lexer::default_config_id);
     let opts = rvs::keepalived::lexer::LexOptions {
-        config_id: args
-            .config_id
-            .clone()
-            .unwrap_or_else(rvs::keepalived::lexer::default_config_id),
+        config_id: config_id.clone(),
         includes: true,
     };
     let import = rvs::keepalived::import(&file, &opts, ports);
@@ -201,6 +204,15 @@ fn run_keepalived(args: Args) -> ExitCode {
     let options = DaemonOptions {
         socket: args.socket.clone(),
         metrics_listen: args.metrics_listen,
+        // SIGHUP / `lbctl --reload` re-read the keepalived file and the ports YAML.
+        source: Some(ConfigSource {
+            path: file.clone(),
+            workers: args.workers,
+            keepalived: Some(KeepalivedSource {
+                ports: args.config.clone(),
+                config_id,
+            }),
+        }),
         ..DaemonOptions::default()
     };
     match Daemon::run(&config, options) {

@@ -1,5 +1,6 @@
 //! daemon::reload — `SIGHUP` and `lbctl --reload`: re-read lbd's
-//! configuration file and apply the difference.
+//! configuration file (the YAML of `-c`, or under `--keepalived` the
+//! keepalived.conf onto the ports YAML) and apply the difference.
 //!
 //! Owns the comparison of the file with what runs. The file is the truth
 //! for the tables: after a reload the services, their real servers, local
@@ -34,23 +35,69 @@ use crate::daemon::check_config;
 /// override that applies to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigSource {
-    /// The YAML file (`lbd -c FILE`).
+    /// The YAML file (`lbd -c FILE`); with [`ConfigSource::keepalived`],
+    /// the keepalived.conf (`lbd --keepalived FILE`).
     pub path: PathBuf,
     /// `lbd --workers N`.
     pub workers: Option<u16>,
+    /// `lbd --keepalived`: the services come from `path`, read as
+    /// keepalived.conf, onto the ports YAML.
+    pub keepalived: Option<KeepalivedSource>,
+}
+
+/// What `lbd --keepalived FILE` adds to its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepalivedSource {
+    /// The ports YAML (`-c PORTS.yaml`), if any.
+    pub ports: Option<PathBuf>,
+    /// `--config-id` (keepalived's `-i`) for `@ID` lines.
+    pub config_id: String,
 }
 
 impl ConfigSource {
     /// Reads the file and applies the command-line override; the error is
     /// the message `lbd --check-config` prints (without `lbd: `).
     pub fn load(&self) -> Result<Config, String> {
-        let mut config = Config::load(&self.path).map_err(|e| self.message(&e, None))?;
+        if let Some(k) = &self.keepalived {
+            return self.load_keepalived(k);
+        }
+        self.load_yaml(&self.path)
+    }
+
+    /// A YAML file with the `--workers` override.
+    fn load_yaml(&self, path: &std::path::Path) -> Result<Config, String> {
+        let mut config = Config::load(path).map_err(|e| message(path, &e, None))?;
         if let Some(n) = self.workers {
             config
                 .set_workers(n)
-                .map_err(|e| self.message(&e, Some(n)))?;
+                .map_err(|e| message(path, &e, Some(n)))?;
         }
         Ok(config)
+    }
+
+    /// keepalived.conf onto the ports YAML, as `lbd --keepalived` starts:
+    /// refused when the reader refuses it (its fatal diagnostics, with
+    /// file and line, are the message).
+    fn load_keepalived(&self, k: &KeepalivedSource) -> Result<Config, String> {
+        let ports = k.ports.as_deref().map(|p| self.load_yaml(p)).transpose()?;
+        let opts = crate::keepalived::lexer::LexOptions {
+            config_id: k.config_id.clone(),
+            includes: true,
+        };
+        let import = crate::keepalived::import(&self.path, &opts, ports);
+        import.config.ok_or_else(|| {
+            let why: Vec<String> = import
+                .diags
+                .at_least(crate::keepalived::diag::Severity::StrictInclude)
+                .map(ToString::to_string)
+                .collect();
+            format!(
+                "{}: refused (keepalived -t exit {}): {}",
+                self.path.display(),
+                import.diags.exit_code(),
+                why.join("; ")
+            )
+        })
     }
 
     /// Loads and validates the file as `lbd --check-config` does.
@@ -61,21 +108,26 @@ impl ConfigSource {
         Ok((config, state))
     }
 
-    /// `PATH: error: cause: ...`, as lbd's command line reports a file
-    /// error (the error and each of its sources, joined by `: `).
+    /// `PATH: error: cause: ...` for the file lbd was started with.
     fn message(&self, err: &(dyn Error + 'static), workers: Option<u16>) -> String {
-        let what = match workers {
-            Some(n) => format!("{} with --workers {n}", self.path.display()),
-            None => self.path.display().to_string(),
-        };
-        let mut texts = vec![what];
-        let mut cause: Option<&(dyn Error + 'static)> = Some(err);
-        while let Some(e) = cause {
-            texts.push(e.to_string());
-            cause = e.source();
-        }
-        super::log::causes_once(texts)
+        message(&self.path, err, workers)
     }
+}
+
+/// `PATH: error: cause: ...`, as lbd's command line reports a file error
+/// (the error and each of its sources, joined by `: `).
+fn message(path: &std::path::Path, err: &(dyn Error + 'static), workers: Option<u16>) -> String {
+    let what = match workers {
+        Some(n) => format!("{} with --workers {n}", path.display()),
+        None => path.display().to_string(),
+    };
+    let mut texts = vec![what];
+    let mut cause: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        texts.push(e.to_string());
+        cause = e.source();
+    }
+    super::log::causes_once(texts)
 }
 
 /// What a reload would do to the tables.
@@ -326,6 +378,7 @@ mod tests {
         let source = ConfigSource {
             path: file.clone(),
             workers: None,
+            keepalived: None,
         };
         let config = source.load().expect("valid");
         let options = DaemonOptions {
@@ -395,6 +448,79 @@ mod tests {
         daemon.stop().expect("stopped");
     }
 
+    /// A keepalived.conf of one NAT service on `int`'s network, with one
+    /// TCP_CHECK'd real server per weight.
+    fn ka(weights: &[u32]) -> String {
+        let mut t = String::from(
+            "virtual_server 10.0.0.100 80 {\n protocol TCP\n lb_algo wrr\n lb_kind NAT\n delay_loop 60\n",
+        );
+        for (i, w) in weights.iter().enumerate() {
+            t.push_str(&format!(
+                " real_server 192.168.10.{} 8080 {{\n  weight {w}\n  TCP_CHECK {{\n  }}\n }}\n",
+                i + 1
+            ));
+        }
+        t + "}\n"
+    }
+
+    #[test]
+    fn reload_under_keepalived_rereads_the_keepalived_file_and_refuses_what_it_refuses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = dir.path().join("ports.yaml");
+        let socket = dir.path().join("lbd.sock");
+        write(&ports, &socket, "");
+        let conf = dir.path().join("keepalived.conf");
+        std::fs::write(&conf, ka(&[1, 1])).expect("write");
+        let source = ConfigSource {
+            path: conf.clone(),
+            workers: None,
+            keepalived: Some(KeepalivedSource {
+                ports: Some(ports),
+                config_id: "main".to_string(),
+            }),
+        };
+        let config = source.load().expect("valid");
+        assert_eq!(config.ports.len(), 2, "the ports come from the YAML");
+        let options = DaemonOptions {
+            source: Some(source),
+            ..DaemonOptions::default()
+        };
+        let daemon = Daemon::start(&config, options).expect("start");
+        std::fs::write(&conf, ka(&[1, 3, 2])).expect("write");
+        let answer = daemon.reload();
+        let Response::Reloaded { applied, .. } = answer else {
+            panic!("unexpected answer {answer:?}");
+        };
+        assert_eq!(
+            applied,
+            [
+                "edit real server 192.168.10.2:8080 of TCP 10.0.0.100:80 (weight 1 -> 3)",
+                "add real server 192.168.10.3:8080 to TCP 10.0.0.100:80 (weight 2)",
+            ]
+        );
+        let generation = daemon.control().state().generation();
+        // Several keywords on one line: refused with the line, nothing changes.
+        std::fs::write(
+            &conf,
+            ka(&[1]).replace(" lb_algo wrr", " lb_algo wrr lb_kind DR"),
+        )
+        .expect("write");
+        let Response::Error { message, .. } = daemon.reload() else {
+            panic!("a refused keepalived.conf was applied");
+        };
+        assert!(
+            message.starts_with(&format!(
+                "{}: refused (keepalived -t exit 4): {}:3: fatal: ",
+                conf.display(),
+                conf.display()
+            )),
+            "{message}"
+        );
+        assert_eq!(daemon.control().state().generation(), generation);
+        assert_eq!(daemon.control().state().services()[0].dests.len(), 3);
+        daemon.stop().expect("stopped");
+    }
+
     #[test]
     fn a_broken_file_is_refused_with_the_check_config_message_and_changes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -411,6 +537,7 @@ mod tests {
         let source = ConfigSource {
             path: file.clone(),
             workers: None,
+            keepalived: None,
         };
         let expected = source.check().expect_err("the file is invalid");
         assert!(

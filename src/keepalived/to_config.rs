@@ -7,20 +7,38 @@
 //! names of the keepalived file (`local_address_group`, `interface`,
 //! `dpdk_interface`) must be its port names.
 //!
+//! The checkers and their keywords map one to one onto the health side's
+//! YAML types (`crate::health::conf`): each checker carries its effective
+//! timing written out (the model already resolved keepalived's
+//! inheritance checker ← real server ← virtual server ← checker default),
+//! so the health side runs exactly keepalived's values; the real server's
+//! `weight`, `inhibit_on_failure`, `notify_up/down` and `alpha`, the
+//! virtual server's `quorum`, `hysteresis`, `quorum_up/down`, `omega`,
+//! `virtualhost` and `sorry_server` (forwarded as the virtual server's
+//! `lb_kind`, as keepalived) go with them.
+//!
 //! Rules: what rvs cannot carry is fatal, never dropped: firewall-mark
 //! services, SCTP, tunnel types other than IPIP, weights above 65535, a
 //! YAML that has services of its own (one source per fact), an interface
-//! that is no port. Checkers and VRRP are typed in the model for their own
-//! services; nothing of them is lost here.
+//! that is no port, and a checker condition the health side would judge
+//! more leniently than keepalived (a `require_reply` pattern, urls of one
+//! checker with different `virtualhost`s). What keepalived does and rvs
+//! does not, without changing a verdict (`bind_if`, `fwmark`, `fast_recovery`,
+//! `http_protocol`, script `user`s, `ha_suspend`, ...), is a warning with
+//! its line. VRRP is typed in the model for its own service.
 
 use std::net::IpAddr;
 
+use super::diag::Loc;
 use super::diag::{Diag, Diags, Severity};
 use super::model::{expand_range, KeepalivedConf, LbKind, Protocol, VsAddr, VsgEntry};
+use super::model::{Checker, CheckerKind, RealServer, Script, VirtualServer};
 use crate::conntrack::{Fwd, Proto};
 use crate::ctl::config::{
-    Config, DestConf, Ip, LaddrConf, NetmaskConf, ServiceConf, Threshold, TimeoutsConf, Weight,
+    Config, DestConf, Ip, LaddrConf, NetmaskConf, ServiceConf, SorryConf, Threshold, TimeoutsConf,
+    Weight,
 };
+use crate::health::conf::{CheckBody, CheckConf, Secs, UrlConf};
 
 /// Most services one `virtual_server group` entry may expand to.
 pub const MAX_GROUP_EXPANSION: usize = 256;
@@ -215,6 +233,7 @@ pub fn to_config(
                 );
                 continue;
             }
+            let (checks, alpha) = checks_of(rs, vs.virtualhost.as_deref(), diags);
             dests.push(DestConf {
                 addr: Ip(rs.addr),
                 port: rs.port,
@@ -222,9 +241,22 @@ pub fn to_config(
                 weight: Weight(rs.weight),
                 u_threshold: Threshold(rs.uthreshold),
                 l_threshold: Threshold(rs.lthreshold),
+                checks,
+                inhibit_on_failure: Some(rs.inhibit_on_failure),
+                notify_up: script(rs.notify_up.as_ref(), "notify_up", diags),
+                notify_down: script(rs.notify_down.as_ref(), "notify_down", diags),
+                alpha,
                 ..DestConf::default()
             });
         }
+        let quorum_up = script(vs.quorum_up.as_ref(), "quorum_up", diags);
+        let quorum_down = script(vs.quorum_down.as_ref(), "quorum_down", diags);
+        let sorry = vs.sorry_server.map(|(addr, port)| SorryConf {
+            addr: Ip(addr),
+            port,
+            fwd: vs_fwd,
+        });
+        service_notices(vs, addrs.len(), diags);
         for (addr, port) in addrs {
             config.services.push(ServiceConf {
                 proto,
@@ -238,9 +270,260 @@ pub fn to_config(
                 synproxy: vs.syn_proxy,
                 laddrs: laddrs.clone(),
                 dests: dests.clone(),
+                virtualhost: vs.virtualhost.clone(),
+                alpha: vs.alpha,
+                omega: vs.omega,
+                inhibit_on_failure: vs.inhibit_on_failure,
+                quorum: Some(vs.quorum),
+                hysteresis: Some(vs.hysteresis),
+                quorum_up: quorum_up.clone(),
+                quorum_down: quorum_down.clone(),
+                sorry_server: sorry.clone(),
                 ..ServiceConf::default()
             });
         }
     }
     config
+}
+
+/// A warning that keepalived would act on `what` and rvs does not.
+fn not_carried(diags: &mut Diags, loc: &Loc, what: String) {
+    diags.push_rvs(Severity::Warning, loc, what);
+}
+
+/// A script's command line for the health side; its `user`/`group` are not
+/// carried (rvs runs scripts as lbd's own user) and say so.
+fn script(s: Option<&Script>, keyword: &str, diags: &mut Diags) -> Option<String> {
+    let s = s?;
+    if let Some(user) = &s.user {
+        not_carried(
+            diags,
+            &s.loc,
+            format!("{keyword}: user {user}: rvs runs scripts as lbd's own user"),
+        );
+    }
+    Some(s.command.clone())
+}
+
+/// What a virtual server asks for that the health side does not do.
+fn service_notices(vs: &VirtualServer, addresses: usize, diags: &mut Diags) {
+    if vs.ha_suspend {
+        not_carried(
+            diags,
+            &vs.loc,
+            "ha_suspend: rvs runs the checkers whether or not the VIP is local".into(),
+        );
+    }
+    if vs.sorry_server_inhibit {
+        not_carried(
+            diags,
+            &vs.loc,
+            "sorry_server_inhibit: rvs removes the sorry server when the quorum is back".into(),
+        );
+    }
+    let checked = vs.real_servers.iter().any(|r| !r.checkers.is_empty());
+    if addresses > 1 && checked {
+        not_carried(
+            diags,
+            &vs.loc,
+            format!("virtual_server group: rvs runs the checkers once for each of its {addresses} addresses (keepalived once per real server)"),
+        );
+    }
+}
+
+fn secs(d: std::time::Duration) -> Option<Secs> {
+    Some(Secs(d))
+}
+
+/// The checkers of `rs` as the health side's [`CheckConf`], each with its
+/// effective timing written out (the model resolved keepalived's
+/// inheritance), and the real server's `alpha` (keepalived's is per
+/// checker: the server starts down if any of its checkers has it).
+fn checks_of(
+    rs: &RealServer,
+    vs_virtualhost: Option<&str>,
+    diags: &mut Diags,
+) -> (Vec<CheckConf>, Option<bool>) {
+    let mut out = Vec::new();
+    for ch in &rs.checkers {
+        if let Some(c) = check_of(rs, vs_virtualhost, ch, diags) {
+            out.push(c);
+        }
+    }
+    let alphas: Vec<bool> = rs.checkers.iter().map(|c| c.common.alpha).collect();
+    let alpha = alphas.iter().any(|a| *a);
+    if alpha && !alphas.iter().all(|a| *a) {
+        not_carried(
+            diags,
+            &rs.loc,
+            "alpha on some checkers only: rvs starts the whole real server down until every checker has passed once".into(),
+        );
+    }
+    (out, (!rs.checkers.is_empty()).then_some(alpha))
+}
+
+/// One checker; `None` (with a fatal diagnostic) when the health side
+/// would judge the server differently.
+fn check_of(
+    rs: &RealServer,
+    vs_virtualhost: Option<&str>,
+    ch: &Checker,
+    diags: &mut Diags,
+) -> Option<CheckConf> {
+    let c = &ch.common;
+    let kw = match &ch.kind {
+        CheckerKind::Tcp => "TCP_CHECK",
+        CheckerKind::Http(_) => "HTTP_GET",
+        CheckerKind::Ssl(_) => "SSL_GET",
+        CheckerKind::Misc(_) => "MISC_CHECK",
+        CheckerKind::Udp(_) => "UDP_CHECK",
+        CheckerKind::Dns(_) => "DNS_CHECK",
+    };
+    let is_misc = matches!(ch.kind, CheckerKind::Misc(_));
+    let mut b = CheckBody {
+        retry: Some(c.retry),
+        delay_before_retry: secs(c.delay_before_retry),
+        warmup: secs(c.warmup),
+        delay_loop: secs(c.delay_loop),
+        ..CheckBody::default()
+    };
+    if !is_misc {
+        b.connect_ip = c.connect_ip;
+        // keepalived connects to the real server's own port, which the
+        // health side would replace by the service port for DR/TUN.
+        b.connect_port = c.connect_port.or(rs.port);
+        b.bindto = c.bindto;
+        b.bind_port = c.bind_port;
+        b.connect_timeout = secs(c.connect_timeout);
+    }
+    if let Some(i) = &c.bind_if {
+        not_carried(
+            diags,
+            &ch.loc,
+            format!("{kw} bind_if {i}: rvs's checks leave by the director's routes"),
+        );
+    }
+    if let Some(m) = c.fwmark {
+        not_carried(
+            diags,
+            &ch.loc,
+            format!("{kw} fwmark {m}: rvs does not mark its check packets"),
+        );
+    }
+    if c.log_all_failures {
+        not_carried(
+            diags,
+            &ch.loc,
+            format!(
+                "{kw} log_all_failures: rvs logs state changes; every result is in lbctl --health"
+            ),
+        );
+    }
+    let conf = match &ch.kind {
+        CheckerKind::Tcp => CheckConf::Tcp(b),
+        CheckerKind::Http(h) | CheckerKind::Ssl(h) => {
+            b.virtualhost = h.virtualhost.clone();
+            // A url's own virtualhost: carried when every url has the same
+            // (it then is the checker's Host), else refused.
+            let hosts: Vec<&Option<String>> = h.urls.iter().map(|u| &u.virtualhost).collect();
+            if let Some(first) = hosts.first().filter(|h| h.is_some()) {
+                if hosts.iter().all(|h| h == first) {
+                    b.virtualhost = (*first).clone();
+                } else {
+                    diags.push_rvs(Severity::Fatal, &ch.loc, format!("{kw}: urls with different virtualhost: rvs sends one Host per checker (split them into one {kw} per virtualhost)"));
+                    return None;
+                }
+            } else if hosts.iter().any(|h| h.is_some()) {
+                diags.push_rvs(Severity::Fatal, &ch.loc, format!("{kw}: a virtualhost on some urls only: rvs sends one Host per checker (split them into one {kw} per virtualhost)"));
+                return None;
+            }
+            b.url = h
+                .urls
+                .iter()
+                .map(|u| UrlConf {
+                    path: u.path.clone(),
+                    status_code: u
+                        .status_codes
+                        .iter()
+                        .map(|&(lo, hi)| crate::health::conf::StatusCode(lo, hi))
+                        .collect(),
+                    digest: u.digest.clone(),
+                })
+                .collect();
+            if h.http_protocol != "1.0" {
+                not_carried(diags, &ch.loc, format!("{kw} http_protocol {}: rvs sends HTTP/1.0 requests (the server closes after the answer)", h.http_protocol));
+            }
+            if h.fast_recovery {
+                not_carried(
+                    diags,
+                    &ch.loc,
+                    format!("{kw} fast_recovery: rvs checks a down server every delay_loop"),
+                );
+            }
+            if let Some(n) = &h.sni_name {
+                not_carried(
+                    diags,
+                    &ch.loc,
+                    format!("{kw} sni_name {n}: rvs sends the virtualhost as SNI"),
+                );
+            }
+            let host = b.virtualhost.as_deref().or(vs_virtualhost);
+            let named = host.is_some_and(|h| h.parse::<IpAddr>().is_err());
+            if matches!(ch.kind, CheckerKind::Ssl(_)) && !h.enable_sni && named {
+                not_carried(diags, &ch.loc, format!("SSL_GET without enable_sni: rvs sends the virtualhost {} as SNI (keepalived sends none)", host.unwrap_or_default()));
+            }
+            if matches!(ch.kind, CheckerKind::Http(_)) {
+                CheckConf::Http(b)
+            } else {
+                CheckConf::Ssl(b)
+            }
+        }
+        CheckerKind::Misc(m) => {
+            let path = m.path.as_ref()?;
+            b.misc_path = script(Some(path), "misc_path", diags);
+            b.misc_timeout = secs(m.timeout);
+            b.misc_dynamic = m.dynamic;
+            if let Some((user, _)) = &m.user {
+                not_carried(
+                    diags,
+                    &ch.loc,
+                    format!("MISC_CHECK user {user}: rvs runs scripts as lbd's own user"),
+                );
+            }
+            CheckConf::Misc(b)
+        }
+        CheckerKind::Udp(u) => {
+            if u.require_reply.as_ref().is_some_and(|p| !p.is_empty()) {
+                diags.push_rvs(Severity::Fatal, &ch.loc, "UDP_CHECK require_reply HEX: rvs checks that a reply comes and its length, not its bytes (use require_reply without a pattern)");
+                return None;
+            }
+            b.payload = u
+                .payload
+                .as_ref()
+                .map(|p| p.iter().map(|x| format!("{x:02x}")).collect());
+            b.require_reply = u.require_reply.is_some();
+            b.min_reply_length = Some(u.min_reply_length as usize);
+            b.max_reply_length = Some(u.max_reply_length as usize);
+            CheckConf::Udp(b)
+        }
+        CheckerKind::Dns(d) => {
+            b.dns_type = Some(d.qtype.clone());
+            b.name = Some(d.name.clone());
+            CheckConf::Dns(b)
+        }
+    };
+    let zero = c.delay_loop.is_zero() || (!is_misc && c.connect_timeout.is_zero());
+    if zero {
+        diags.push_rvs(
+            Severity::Fatal,
+            &ch.loc,
+            format!("{kw}: delay_loop and connect_timeout must be above 0"),
+        );
+        return None;
+    }
+    if let Err(e) = conf.validate() {
+        diags.push_rvs(Severity::Fatal, &ch.loc, format!("{kw}: {e}"));
+        return None;
+    }
+    Some(conf)
 }

@@ -31,6 +31,7 @@
 //! Each test crate compiles this whole tree and uses part of it.
 #![allow(dead_code)]
 
+pub mod client_loop;
 pub mod lbd;
 pub mod netns;
 pub mod process;

@@ -108,6 +108,9 @@ pub struct Options {
     pub kernel_ifs: Option<(&'static str, &'static str)>,
     /// `kernel_if_pps` of both ports.
     pub kernel_if_pps: Option<u64>,
+    /// A keepalived.conf: lbd then runs `--keepalived FILE -c PORTS.yaml`
+    /// (the services come from it; the YAML has only ports and workers).
+    pub keepalived: Option<String>,
 }
 
 impl Options {
@@ -123,6 +126,7 @@ impl Options {
             tables: None,
             kernel_ifs: None,
             kernel_if_pps: None,
+            keepalived: None,
         }
     }
 }
@@ -280,6 +284,12 @@ impl Topology {
         println!("lbd.yaml:\n{yaml}");
         let mut cmd = self.dir.cmd(LBD);
         cmd.arg("-c").arg(&yaml_path).args(&self.opts.lbd_args);
+        if let Some(text) = &self.opts.keepalived {
+            let path = self.path("keepalived.conf");
+            fs::write(&path, text).expect("write keepalived.conf");
+            println!("keepalived.conf:\n{text}");
+            cmd.arg("--keepalived").arg(path);
+        }
         let what = format!("lbd ({:?})", self.opts.driver);
         self.lbd = Some(Lbd::start(&what, cmd, &self.socket, &self.path("lbd.log")));
     }
@@ -396,14 +406,50 @@ http {{
         );
         let conf_path = dir.join("nginx.conf");
         fs::write(&conf_path, conf).expect("nginx.conf");
+        self.spawn_nginx(i, "");
+    }
+
+    /// Runs real server `i`'s nginx from its configuration file; its guard
+    /// stays with the topology's processes.
+    fn spawn_nginx(&mut self, i: usize, tag: &str) {
+        let dir = self.path(&rs_name(i));
         let mut cmd = self.rs[i].cmd("nginx");
         cmd.arg("-e")
             .arg(dir.join("error.log"))
             .arg("-c")
-            .arg(&conf_path);
-        let log = self.path(&format!("{}-nginx.out", rs_name(i)));
-        self.procs
-            .push(Proc::spawn(&format!("nginx {}", rs_name(i)), cmd, &log));
+            .arg(dir.join("nginx.conf"));
+        let log = self.path(&format!("{}-nginx{tag}.out", rs_name(i)));
+        self.procs.push(Proc::spawn(
+            &format!("nginx {}{tag}", rs_name(i)),
+            cmd,
+            &log,
+        ));
+    }
+
+    /// Stops real server `i`'s nginx as an operator would (`nginx -s
+    /// stop`): its port then refuses connections.
+    pub fn stop_nginx(&self, i: usize) {
+        let conf = self.path(&rs_name(i)).join("nginx.conf");
+        self.rs[i].sh(&format!("nginx -c {} -s stop", conf.display()));
+    }
+
+    /// Black-holes real server `i`'s port 80 (`on`: its kernel silently
+    /// drops every TCP segment to it, as a dead host would; the nft table is
+    /// removed with `false`, and with the namespace).
+    pub fn black_hole_http(&self, i: usize, on: bool) {
+        if on {
+            self.rs[i].sh("nft add table inet rvs_blackhole
+                 nft add chain inet rvs_blackhole in '{ type filter hook input priority 0; policy accept; }'
+                 nft add rule inet rvs_blackhole in tcp dport 80 drop");
+        } else {
+            self.rs[i].sh("nft delete table inet rvs_blackhole");
+        }
+    }
+
+    /// Starts real server `i`'s nginx again after [`Topology::stop_nginx`].
+    pub fn restart_nginx(&mut self, i: usize) {
+        let n = self.procs.len();
+        self.spawn_nginx(i, &format!("-again{n}"));
     }
 
     fn start_echo(&mut self, i: usize) {
@@ -483,6 +529,23 @@ http {{
     /// `lbctl -Lnc -o json`: the connection entries.
     pub fn conns(&self) -> Vec<ConnInfo> {
         lbd::conns(&self.socket)
+    }
+
+    /// The real servers of the service(s) on `vip` (any address when
+    /// `None`) and `port` in `lbctl -Ln`, with their weights.
+    pub fn listed(&self, vip: Option<&str>, port: u16) -> Vec<(String, u32)> {
+        let rvs::ctl::protocol::Response::Services { services, .. } =
+            lbd::lbctl_json(&self.socket, &["-Ln"])
+        else {
+            panic!("not a service listing");
+        };
+        services
+            .iter()
+            .filter(|s| s.spec.key.port == port)
+            .filter(|s| vip.map_or(true, |v| s.spec.key.addr.to_string() == v))
+            .flat_map(|s| s.dests.iter())
+            .map(|d| (d.spec.addr.to_string(), d.spec.weight))
+            .collect()
     }
 
     /// `lbctl -Ln --stats` parsed: the counters of the service line whose
