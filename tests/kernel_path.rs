@@ -8,6 +8,9 @@
 //!   serves the client through lbd; the director's kernel fetches a real
 //!   server's page with `curl --interface DIP` (resolving its ARP itself);
 //!   VIP traffic (NAT) keeps flowing; the counters show both directions.
+//! * `af_packet_icmp_port_unreachable_*`: the director's kernel sends UDP
+//!   from the DIP to a closed port of a real server; the port unreachable
+//!   goes up and its socket sees ECONNREFUSED.
 //! * `af_packet_bgp_session_through_the_kernel_path_*`: BIRD 2 in the
 //!   director's namespace peers with BIRD in the router namespace over
 //!   lbd's `int` port and announces the VIP as a /32; the router's kernel
@@ -177,6 +180,53 @@ fn dpdk_net_tap_kernel_path_serves_ping_tcp_and_curl_of_the_director() {
     if may_run("dpdk_net_tap_kernel_path", &[]) {
         own_traffic(Driver::DpdkTap);
     }
+}
+
+/// A connected UDP socket bound to `src` sends to `dst:port` and waits for
+/// the answer; prints `REFUSED` when the kernel reported port unreachable
+/// (ECONNREFUSED), `TIMEOUT` when nothing came back.
+const UDP_REFUSED_PY: &str = r#"
+import socket, sys
+src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+s.connect((dst, port))
+s.settimeout(2.0)
+s.send(b"anyone?")
+try:
+    s.recv(2048)
+    print("ANSWERED", flush=True)
+except ConnectionRefusedError:
+    print("REFUSED", flush=True)
+except socket.timeout:
+    print("TIMEOUT", flush=True)
+"#;
+
+#[test]
+fn af_packet_icmp_port_unreachable_for_the_directors_socket_reaches_its_kernel() {
+    let _serial = support::serial();
+    if !may_run("af_packet_icmp_error_to_dip", &[]) {
+        return;
+    }
+    let t = topology(Driver::AfPacket, 1);
+    // The director's kernel sends UDP from the DIP to a closed port of rs1:
+    // rs1's kernel answers "port unreachable" to the DIP, which quotes no
+    // connection of the dataplane, so it goes up and the socket sees
+    // ECONNREFUSED (three tries: the first may wait for ARP).
+    let mut last = String::new();
+    for _ in 0..3 {
+        let out = t
+            .dir
+            .output("python3", &["-c", UDP_REFUSED_PY, DIP_INT, &rip(0), "9"]);
+        last = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if last == "REFUSED" {
+            break;
+        }
+    }
+    let stats = t.lbctl(&["--dataplane-stats"]);
+    assert_eq!(last, "REFUSED", "{stats}");
+    // VIP traffic (NAT) still flows, its ICMP handling untouched.
+    assert_eq!(t.fetch_names(&format!("http://{VIP_NAT}/"), 2).len(), 2);
 }
 
 const BIRD_DIR: &str = r#"

@@ -45,9 +45,12 @@
 //! * ICMP echo requests to the port's own addresses: the kernel answers them
 //!   (its rate limits and firewall apply, and a ping of the DIP proves the
 //!   path); echo requests to VIPs `lbd` keeps answering. Echo replies and
-//!   other ICMP to the port's addresses go up. ICMP errors stay with the
-//!   dataplane (they are relayed to the connection they quote), so the
-//!   kernel's sockets do not see them.
+//!   other ICMP to the port's addresses go up. ICMP errors that quote a
+//!   connection of the dataplane stay with it (they are relayed to that
+//!   connection); errors to the port's addresses that quote none answer
+//!   the kernel's own sockets (port unreachable, fragmentation needed,
+//!   packet too big) and go up, so its sockets see ECONNREFUSED and learn
+//!   the path MTU.
 //! * Broadcast and multicast frames (VRRP, OSPF, IPv6 MLD/RA) and frames of
 //!   protocols the dataplane does not handle (other ethertypes, IP protocols
 //!   other than TCP/UDP/ICMP) that are for the port's MAC.

@@ -22,7 +22,7 @@ use crate::dataplane::counters::{bump, DropReason};
 use crate::dataplane::driver::{PacketBuf, PortQueue, BURST_SIZE};
 use crate::dataplane::local;
 use crate::dataplane::neigh::NeighUpdate;
-use crate::dataplane::xmit::{self, Layout};
+use crate::dataplane::xmit::{self, icmp, Layout};
 use crate::wire;
 
 impl<Q: PortQueue> Worker<Q> {
@@ -156,6 +156,16 @@ enum KernelVerdict {
     Both,
 }
 
+/// The destination address of an ICMP / ICMPv6 packet (IPv4 in the first
+/// four bytes).
+fn icmp_dst(frame: &[u8], lay: &Layout) -> Option<Addr> {
+    let l3 = lay.l3 as usize;
+    let (at, n) = if lay.v6 { (l3 + 24, 16) } else { (l3 + 16, 4) };
+    let mut dst = [0u8; 16];
+    dst[..n].copy_from_slice(frame.get(at..at + n)?);
+    Some(dst)
+}
+
 impl<Q: PortQueue> Worker<Q> {
     /// The kernel path's share of a received frame: `None` when the frame
     /// went to the kernel alone (copied up, or dropped and counted as
@@ -246,14 +256,24 @@ impl<Q: PortQueue> Worker<Q> {
                     KernelVerdict::Both
                 }
                 local::IcmpKind::EchoRequest | local::IcmpKind::Other => {
-                    let l3 = lay.l3 as usize;
-                    let mut dst = [0u8; 16];
-                    let (at, n) = if lay.v6 { (l3 + 24, 16) } else { (l3 + 16, 4) };
-                    match frame.get(at..at + n) {
-                        Some(d) => dst[..n].copy_from_slice(d),
-                        None => return KernelVerdict::Keep,
-                    }
+                    let Some(dst) = icmp_dst(frame, lay) else {
+                        return KernelVerdict::Keep;
+                    };
                     up_if(multicast || self.kernel_owns(port, &dst, lay.v6))
+                }
+                // An error about the director's own traffic (port
+                // unreachable, fragmentation needed / packet too big
+                // answering a socket of its kernel): to the DIP and quoting
+                // no connection of the dataplane. Errors about connections
+                // stay here and are relayed.
+                local::IcmpKind::Error => {
+                    let own = icmp_dst(frame, lay)
+                        .is_some_and(|dst| self.kernel_owns(port, &dst, lay.v6));
+                    let conn = icmp::quoted_tuple(frame, lay).is_some_and(|q| {
+                        let key = q.reversed();
+                        self.conns.lookup(&key, key.hash()).is_some()
+                    });
+                    up_if(own && !conn)
                 }
                 _ => KernelVerdict::Keep,
             },
