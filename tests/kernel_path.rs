@@ -11,6 +11,9 @@
 //! * `af_packet_icmp_port_unreachable_*`: the director's kernel sends UDP
 //!   from the DIP to a closed port of a real server; the port unreachable
 //!   goes up and its socket sees ECONNREFUSED.
+//! * `af_packet_lbd_guards_*`: lbd itself installs the physical
+//!   interfaces' ingress drop (no duplicate replies to a ping of the DIP)
+//!   and removes it when it stops.
 //! * `af_packet_bgp_session_through_the_kernel_path_*`: BIRD 2 in the
 //!   director's namespace peers with BIRD in the router namespace over
 //!   lbd's `int` port and announces the VIP as a /32; the router's kernel
@@ -227,6 +230,49 @@ fn af_packet_icmp_port_unreachable_for_the_directors_socket_reaches_its_kernel()
     assert_eq!(last, "REFUSED", "{stats}");
     // VIP traffic (NAT) still flows, its ICMP handling untouched.
     assert_eq!(t.fetch_names(&format!("http://{VIP_NAT}/"), 2).len(), 2);
+}
+
+#[test]
+fn af_packet_lbd_guards_the_ports_kernel_stack_no_duplicate_replies_and_removes_it_on_stop() {
+    let _serial = support::serial();
+    if !may_run("af_packet_kernel_if_guard", &[]) {
+        return;
+    }
+    // No ingress drop from the test: lbd installs it (kernel_if_guard's
+    // default) on both physical interfaces.
+    let mut t = Topology::build(Options {
+        kernel_ifs: Some(KERNEL_IFS),
+        lbd_guards_ports: true,
+        ..Options::new(Driver::AfPacket)
+    });
+    t.server_mode(ServerMode::ViaDirector, &[]);
+    let tables = t.dir.sh("nft list tables netdev");
+    for i in ["ext0", "int0"] {
+        let chain = t.dir.sh(&format!("nft list table netdev rvs_kp_{i}"));
+        assert!(
+            chain.contains(&format!("device \"{i}\"")) && chain.contains("policy drop"),
+            "{tables}\n{chain}"
+        );
+    }
+    // The client pings the DIP: the director's kernel answers once per
+    // request, through the kernel interface only (the physical interface's
+    // stack never sees the request, so no DUP! reply).
+    let ping = t.cli.sh(&format!("ping -c 5 -i 0.2 -W 2 {DIP_EXT}"));
+    println!("{ping}");
+    assert!(ping.contains("5 received"), "{ping}");
+    assert!(!ping.contains("DUP!"), "duplicate replies: {ping}");
+    // The director's own TCP works (one answer per SYN, no RST from ext0).
+    let page = t.dir.sh(&format!(
+        "curl -s --max-time 5 --interface {DIP_INT} http://{}/",
+        rip(0)
+    ));
+    assert_eq!(page.trim(), rs_name(0));
+    t.stop_lbd_cleanly();
+    let left = t.dir.sh("nft list tables netdev");
+    assert!(
+        !left.contains("rvs_kp_"),
+        "the ingress drops go with lbd: {left}"
+    );
 }
 
 const BIRD_DIR: &str = r#"

@@ -676,6 +676,12 @@ pub struct PortSpec {
     /// `kernel_drop`. Absent: only the rings bound it.
     #[serde(default)]
     pub kernel_if_pps: Option<u64>,
+    /// af_packet with `kernel_if`: `lbd` installs an nftables netdev
+    /// ingress chain dropping the port's frames for the physical
+    /// interface's kernel stack (AF_PACKET still sees them), removed on
+    /// exit. `false`: the operator does it. Default: true.
+    #[serde(default)]
+    pub kernel_if_guard: Option<bool>,
 }
 
 impl PortSpec {
@@ -1561,6 +1567,9 @@ impl Config {
             if p.kernel_if_pps.is_some() && p.kernel_if.is_none() {
                 return bad(format!("{what}.kernel_if_pps: the port has no kernel_if"));
             }
+            if p.kernel_if_guard.is_some() && p.kernel_if.is_none() {
+                return bad(format!("{what}.kernel_if_guard: the port has no kernel_if"));
+            }
             if p.kernel_if_pps == Some(0) {
                 return bad(format!(
                     "{what}.kernel_if_pps: 0 (leave it out for no limit)"
@@ -1772,6 +1781,10 @@ services:
             (
                 ", kernel_if: kx, kernel_if_pps: 0",
                 "ports[0] (ext).kernel_if_pps: 0",
+            ),
+            (
+                ", kernel_if_guard: false",
+                "ports[0] (ext).kernel_if_guard: the port has no kernel_if",
             ),
         ] {
             let err = Config::from_yaml(&port(extra))

@@ -516,6 +516,9 @@ fn start_dataplane(config: &Config, plans: &[ServicePlan]) -> Result<Started, Da
                 mac: macs[i].0,
                 mtu: p.mtu,
                 rate: p.kernel_if_pps.unwrap_or(0),
+                guard_ifname: (p.driver == crate::ctl::config::DriverKind::AfPacket
+                    && p.kernel_if_guard != Some(false))
+                .then(|| p.ifname().to_string()),
                 addrs: topology
                     .ports
                     .get(i)

@@ -65,8 +65,12 @@
 //!
 //! With `af_packet` ports the kernel also receives the port's frames on
 //! the physical interface, and (weak host model) would answer for the DIP
-//! there too; operators drop them for the kernel after AF_PACKET took them
-//! (an nftables netdev ingress chain with `policy drop`; README).
+//! there too. [`IngressGuard`] drops them for the kernel after AF_PACKET
+//! took them: one nftables netdev table per interface (`rvs_kp_IFNAME`, an
+//! ingress chain with `policy drop`), installed with the kernel interfaces
+//! (`nft -f -`, replacing a stale one left by a killed `lbd`) and deleted
+//! when the kernel-path thread ends; `ports[].kernel_if_guard: false`
+//! leaves it to the operator.
 
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -107,6 +111,17 @@ pub enum KernelError {
     /// The thread could not be started.
     #[error("cannot start the kernel-path thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// `nft` is not installed.
+    #[error("kernel_if on af_packet port {0}: nft not found (install nftables, or set kernel_if_guard: false and drop the port's frames for the kernel yourself)")]
+    NftMissing(String),
+    /// `nft` refused the ingress drop.
+    #[error("kernel_if on af_packet port {ifname}: nft could not install the ingress drop: {msg}")]
+    Nft {
+        /// The physical interface.
+        ifname: String,
+        /// What `nft` said.
+        msg: String,
+    },
 }
 
 /// Check a Linux interface name as `kernel_if` takes it.
@@ -340,12 +355,93 @@ pub struct KernelIfSpec {
     pub addrs: Vec<(IpAddr, u8)>,
     /// Most frames per second handed up (all workers; 0 = no limit).
     pub rate: u64,
+    /// af_packet: the physical interface whose kernel stack
+    /// [`IngressGuard`] keeps off the port's frames (`None`: no guard).
+    pub guard_ifname: Option<String>,
+}
+
+/// An nftables netdev ingress chain dropping every frame of one physical
+/// interface for the kernel (AF_PACKET sockets see them first); deleted
+/// on drop.
+#[derive(Debug)]
+pub struct IngressGuard {
+    table: String,
+}
+
+impl IngressGuard {
+    /// The table guarding `ifname`.
+    pub fn table_name(ifname: &str) -> String {
+        let safe: String = ifname
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!("rvs_kp_{safe}")
+    }
+
+    /// The `nft -f` script that (re)creates the guard of `ifname`.
+    pub fn script(ifname: &str) -> String {
+        let t = Self::table_name(ifname);
+        format!(
+            "table netdev {t}\ndelete table netdev {t}\ntable netdev {t} {{\n  chain ingress {{ type filter hook ingress device \"{ifname}\" priority 0; policy drop; }}\n}}\n"
+        )
+    }
+
+    /// Install the guard of `ifname`.
+    pub fn install(ifname: &str) -> Result<IngressGuard, KernelError> {
+        validate_ifname(ifname)?;
+        nft(ifname, &Self::script(ifname))?;
+        Ok(IngressGuard {
+            table: Self::table_name(ifname),
+        })
+    }
+}
+
+impl Drop for IngressGuard {
+    fn drop(&mut self) {
+        let cmd = format!("delete table netdev {}\n", self.table);
+        if let Err(e) = nft(&self.table, &cmd) {
+            eprintln!("lbd: kernel path: {e}");
+        }
+    }
+}
+
+/// Run `nft -f -` with `script`.
+fn nft(ifname: &str, script: &str) -> Result<(), KernelError> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let err = |msg: String| KernelError::Nft {
+        ifname: ifname.to_string(),
+        msg,
+    };
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => KernelError::NftMissing(ifname.to_string()),
+            _ => err(e.to_string()),
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+    }
 }
 
 /// The kernel interfaces, created and not yet served.
 pub struct KernelPath {
     rings: Arc<KernelRings>,
     taps: Vec<(u16, OwnedFd, String)>,
+    /// Removed when the thread ends, after the TAPs.
+    guards: Vec<IngressGuard>,
 }
 
 impl KernelPath {
@@ -368,6 +464,12 @@ impl KernelPath {
             let (fd, name) = tap::open_kernel_if(&s.name, s.mtu, s.mac, &s.addrs)?;
             taps.push((s.port, fd, name));
         }
+        let mut guards = Vec::new();
+        for s in specs {
+            if let Some(ifname) = &s.guard_ifname {
+                guards.push(IngressGuard::install(ifname)?);
+            }
+        }
         let slot = specs.iter().map(|s| s.mtu as usize).max().unwrap_or(1500) + 14 + 4;
         let enabled: Vec<u16> = specs.iter().map(|s| s.port).collect();
         let rates: Vec<(u16, u64)> = specs.iter().map(|s| (s.port, s.rate)).collect();
@@ -376,6 +478,7 @@ impl KernelPath {
                 workers, ports, &enabled, &rates, slot,
             )),
             taps,
+            guards,
         }))
     }
 
@@ -476,7 +579,10 @@ impl KernelPath {
                 }
             }
         }
-        // The TAP fds close here: the interfaces disappear.
+        // The TAP fds close here: the interfaces disappear; then the
+        // ingress guards go.
+        drop(self.taps);
+        drop(self.guards);
     }
 }
 
@@ -586,6 +692,18 @@ mod tests {
         f[12] = 0x08;
         f[13] = 0x06; // ARP
         assert_eq!(down_worker(&f, 4), 0);
+    }
+
+    #[test]
+    fn the_ingress_guard_script_replaces_one_table_per_interface() {
+        assert_eq!(IngressGuard::table_name("eth0.10"), "rvs_kp_eth0_10");
+        let s = IngressGuard::script("ext0");
+        assert!(s.starts_with("table netdev rvs_kp_ext0\ndelete table netdev rvs_kp_ext0\n"));
+        assert!(s.contains("hook ingress device \"ext0\" priority 0; policy drop;"));
+        assert!(matches!(
+            IngressGuard::install("bad name"),
+            Err(KernelError::Name(_))
+        ));
     }
 
     #[test]

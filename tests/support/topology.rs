@@ -111,6 +111,9 @@ pub struct Options {
     /// A keepalived.conf: lbd then runs `--keepalived FILE -c PORTS.yaml`
     /// (the services come from it; the YAML has only ports and workers).
     pub keepalived: Option<String>,
+    /// af_packet with `kernel_ifs`: leave the ports' ingress drop to lbd
+    /// (its `kernel_if_guard`) instead of installing it here.
+    pub lbd_guards_ports: bool,
 }
 
 impl Options {
@@ -127,6 +130,7 @@ impl Options {
             kernel_ifs: None,
             kernel_if_pps: None,
             keepalived: None,
+            lbd_guards_ports: false,
         }
     }
 }
@@ -230,7 +234,7 @@ impl Topology {
             self.dir.sh("ip link set ext0 up\nip link set int0 up
                  ethtool -K ext0 tso off gso off gro off >/dev/null
                  ethtool -K int0 tso off gso off gro off >/dev/null");
-            if self.opts.kernel_ifs.is_some() {
+            if self.opts.kernel_ifs.is_some() && !self.opts.lbd_guards_ports {
                 // The director's kernel owns the DIPs (on the kernel
                 // interfaces): it must not also take the ports' frames
                 // (weak host model). AF_PACKET sees them before the
