@@ -20,6 +20,9 @@
 //!   table shows it.
 //! * `af_packet_dip_flood_*`: a bounded UDP flood to the DIP while UDP VIP
 //!   traffic flows: no VIP exchange is lost, `kernel_drop` counts the excess.
+//! * `af_packet_full_kernel_ring_*`: rings of 8 frames and no rate limit:
+//!   a bursty flood to the DIP fills them; `kernel_drop` counts the excess
+//!   and no VIP exchange is lost.
 //! * `dpdk_net_tap_kernel_path_*` (feature `dpdk`): ping, TCP and curl on
 //!   DPDK `net_tap` ports.
 //! * `bench_kernel_path_*` (ignored; `bench/kernel_path.sh`): VIP rate with
@@ -478,6 +481,56 @@ fn af_packet_dip_flood_costs_vip_traffic_nothing_and_counts_kernel_drop() {
     // The limit held: 500/s over the flood's 6 s plus the burst, with
     // slack for a slower flood and the VIP exchanges' ARP.
     assert!(up <= 6_000, "to_kernel {up}");
+}
+
+#[test]
+fn af_packet_full_kernel_ring_drops_and_counts_while_vip_traffic_is_unaffected() {
+    let _serial = support::serial();
+    if !may_run("af_packet_kernel_ring_full", &[]) {
+        return;
+    }
+    // No rate limit: only the rings bound the kernel path, and they hold 8
+    // frames. The flood comes in bursts of 50 back-to-back datagrams, which
+    // the worker receives faster than the kernel-path thread (which wakes
+    // at most every millisecond when idle) empties its ring.
+    let mut t = Topology::build(Options {
+        kernel_ifs: Some(KERNEL_IFS),
+        kernel_ring: Some(8),
+        ..Options::new(Driver::AfPacket)
+    });
+    t.server_mode(ServerMode::ViaDirector, &[]);
+    let usvc = format!("{VIP_NAT}:{ECHO_PORT}");
+    t.lbctl(&["-A", "-u", &usvc, "-s", "rr"]);
+    for i in 0..2 {
+        t.lbctl(&[
+            "-a",
+            "-u",
+            &usvc,
+            "-r",
+            &format!("{}:{ECHO_PORT}", rip(i)),
+            "-m",
+        ]);
+    }
+    let flood = start_flood(&t, "ring", 1, 9_000, 3_000);
+    let out = t.cli.output(
+        "python3",
+        &["-c", VIP_UDP_PY, VIP_NAT, &ECHO_PORT.to_string(), "200"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("VIP exchanges during the flood: {text}");
+    finish(flood, Duration::from_secs(60));
+    let stats = t.lbctl(&["--dataplane-stats"]);
+    println!("{stats}");
+    assert!(text.contains("ANSWERED 200 LOST 0"), "{text}");
+    let dropped = total(&t, |w| w.kernel_drop);
+    let up = total(&t, |w| w.to_kernel);
+    assert!(up > 0, "the flood reached the kernel: {stats}");
+    assert!(dropped > 0, "a full ring drops and counts: {stats}");
+    assert!(
+        up + dropped >= 9_000,
+        "every flood frame went up or was counted: to_kernel {up} + kernel_drop {dropped}"
+    );
+    t.stop_lbd_cleanly();
 }
 
 // ---------------------------------------------------------------- benchmark

@@ -559,6 +559,11 @@ pub struct WorkersConf {
     /// TX flush deadline in microseconds.
     #[serde(default)]
     pub tx_flush_us: Option<u64>,
+    /// Frames each worker's kernel-path rings (up and down) hold
+    /// (`dataplane::kernel`; default 512). Smaller: less latency under a
+    /// flood, more `kernel_drop`.
+    #[serde(default)]
+    pub kernel_ring: Option<u32>,
 }
 
 /// `ports[].driver`.
@@ -1471,6 +1476,12 @@ impl Config {
                 ));
             }
         }
+        if let Some(n) = self.workers.kernel_ring {
+            let max = crate::dataplane::kernel::UP_SLOTS;
+            if !(8..=max as u32).contains(&n) {
+                return bad(format!("workers.kernel_ring: {n} out of range 8..={max}"));
+            }
+        }
         if let Some(us) = self.workers.tx_flush_us {
             if us > TX_FLUSH_MAX_US {
                 return bad(format!(
@@ -2007,6 +2018,7 @@ services:
             ("ports:\n  - {name: a, driver: mem, mtu: 2031}\n".into(), "at most 2030"),
             ("workers: {idle: backoff, idle_sleep_us: 20000000}\n".into(), "idle_sleep_us"),
             ("workers: {tx_flush_us: 1000000000}\n".into(), "tx_flush_us"),
+            ("workers: {kernel_ring: 4}\n".into(), "workers.kernel_ring: 4 out of range 8..=1024"),
         ];
         for (yaml, want) in &cases {
             let e = error_of(yaml);

@@ -44,7 +44,7 @@ use crate::ctl::server::{
     bind_socket, Control, ControlOptions, Server, ServerError, ServerOptions,
 };
 use crate::ctl::stats::{spawn_estimator, EstimatorThread, ESTIMATOR_PERIOD};
-use crate::dataplane::kernel::{KernelIfSpec, KernelPath, KernelThread};
+use crate::dataplane::kernel::{KernelIfSpec, KernelPath, KernelThread, RING_SLOTS};
 use crate::dataplane::ports::{PortError, PortSetup, Ports};
 use crate::dataplane::runtime::{DataplaneHandle, STOP_TIMEOUT};
 use crate::health::service::{initial_health, HealthService, ServicePlan};
@@ -528,7 +528,15 @@ fn start_dataplane(config: &Config, plans: &[ServicePlan]) -> Result<Started, Da
         })
         .collect();
     let kernel = if workers > 0 {
-        KernelPath::open(&specs, workers, config.ports.len())?
+        KernelPath::open(
+            &specs,
+            workers,
+            config.ports.len(),
+            config
+                .workers
+                .kernel_ring
+                .map_or(RING_SLOTS, |n| n as usize),
+        )?
     } else {
         None
     };

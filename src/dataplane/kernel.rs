@@ -87,7 +87,8 @@ use crate::dataplane::driver::tap;
 pub const UP_SLOTS: usize = 1024;
 /// Frame slots for the down direction.
 pub const DOWN_SLOTS: usize = 1024;
-/// Capacity of each worker's up and down ring.
+/// Capacity of each worker's up and down ring, unless `workers.kernel_ring`
+/// says otherwise.
 pub const RING_SLOTS: usize = 512;
 /// Longest wait of an idle kernel-path thread, in milliseconds.
 pub const IDLE_WAIT_MS: i32 = 1;
@@ -172,18 +173,20 @@ impl KernelRings {
     /// Rings for `workers` workers over `ports` ports, of which those in
     /// `enabled` have a kernel interface, with slots of `slot_bytes`.
     pub fn new(workers: u16, ports: usize, enabled: &[u16], slot_bytes: usize) -> KernelRings {
-        Self::with_rates(workers, ports, enabled, &[], slot_bytes)
+        Self::with_rates(workers, ports, enabled, &[], slot_bytes, RING_SLOTS)
     }
 
     /// Like [`KernelRings::new`], with per-port rate limits `(port,
-    /// frames per second over all workers)`.
+    /// frames per second over all workers)` and rings of `ring` frames.
     pub fn with_rates(
         workers: u16,
         ports: usize,
         enabled: &[u16],
         rates: &[(u16, u64)],
         slot_bytes: usize,
+        ring: usize,
     ) -> KernelRings {
+        let ring = ring.max(1);
         let n = workers.max(1) as usize;
         let up_free = ArrayQueue::new(UP_SLOTS);
         for _ in 0..UP_SLOTS {
@@ -203,8 +206,8 @@ impl KernelRings {
                         .map_or(0, |r| r.1.div_ceil(n as u64))
                 })
                 .collect(),
-            up: (0..n).map(|_| ArrayQueue::new(RING_SLOTS)).collect(),
-            down: (0..n).map(|_| ArrayQueue::new(RING_SLOTS)).collect(),
+            up: (0..n).map(|_| ArrayQueue::new(ring)).collect(),
+            down: (0..n).map(|_| ArrayQueue::new(ring)).collect(),
             up_free,
             down_free,
         }
@@ -445,12 +448,14 @@ pub struct KernelPath {
 }
 
 impl KernelPath {
-    /// Create every interface of `specs` (up, addressed) and the rings for
-    /// `workers` workers over `ports` ports. `None` when `specs` is empty.
+    /// Create every interface of `specs` (up, addressed) and the rings
+    /// (of `ring` frames each) for `workers` workers over `ports` ports.
+    /// `None` when `specs` is empty.
     pub fn open(
         specs: &[KernelIfSpec],
         workers: u16,
         ports: usize,
+        ring: usize,
     ) -> Result<Option<KernelPath>, KernelError> {
         if specs.is_empty() {
             return Ok(None);
@@ -475,7 +480,7 @@ impl KernelPath {
         let rates: Vec<(u16, u64)> = specs.iter().map(|s| (s.port, s.rate)).collect();
         Ok(Some(KernelPath {
             rings: Arc::new(KernelRings::with_rates(
-                workers, ports, &enabled, &rates, slot,
+                workers, ports, &enabled, &rates, slot, ring,
             )),
             taps,
             guards,
@@ -641,6 +646,9 @@ mod tests {
         assert_eq!(r.up_free.len(), UP_SLOTS - RING_SLOTS);
         // An unknown worker is refused.
         assert!(!r.push_up(5, 1, &[1; 20]));
+        // `workers.kernel_ring`: rings of 8 frames take 8.
+        let small = KernelRings::with_rates(1, 1, &[0], &[], 64, 8);
+        assert_eq!((0..20).filter(|_| small.push_up(0, 0, &[1; 20])).count(), 8);
     }
 
     #[test]

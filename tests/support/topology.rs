@@ -114,6 +114,8 @@ pub struct Options {
     /// af_packet with `kernel_ifs`: leave the ports' ingress drop to lbd
     /// (its `kernel_if_guard`) instead of installing it here.
     pub lbd_guards_ports: bool,
+    /// `workers.kernel_ring`.
+    pub kernel_ring: Option<u32>,
 }
 
 impl Options {
@@ -131,6 +133,7 @@ impl Options {
             kernel_if_pps: None,
             keepalived: None,
             lbd_guards_ports: false,
+            kernel_ring: None,
         }
     }
 }
@@ -263,6 +266,7 @@ impl Topology {
             count: self.opts.workers,
             cores: self.opts.cores.clone(),
             conn_capacity: self.opts.conn_capacity,
+            kernel_ring: self.opts.kernel_ring,
             ..WorkersYaml::default()
         });
         y.lport_range = self.opts.lport_range.map(str::to_string);

@@ -199,6 +199,8 @@ pub struct WorkersYaml {
     pub cores: Option<Vec<u16>>,
     pub idle_sleep_us: Option<u32>,
     pub conn_capacity: Option<u32>,
+    /// `workers.kernel_ring`.
+    pub kernel_ring: Option<u32>,
 }
 
 /// lbd's configuration file for the test world: director ports `ext`
@@ -250,6 +252,9 @@ impl LbdYaml {
             }
             if let Some(cap) = w.conn_capacity {
                 let _ = write!(y, ", conn_capacity: {cap}");
+            }
+            if let Some(n) = w.kernel_ring {
+                let _ = write!(y, ", kernel_ring: {n}");
             }
             y.push_str("}\n");
         }
