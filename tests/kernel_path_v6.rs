@@ -87,42 +87,29 @@ fn af_packet_kernel_path_carries_the_directors_ipv6_nd_ping_and_tcp_both_ways() 
     assert!(neigh.contains(DIP6), "the client resolved the DIP: {neigh}");
 
     // 2. A TCP server on the DIP serves the client.
-    let www = path("www");
-    std::fs::create_dir_all(&www).expect("dir");
-    std::fs::write(www.join("index.html"), "director-kernel-v6\n").expect("page");
-    let mut server = dir.cmd("python3");
-    server
-        .args(["-m", "http.server", "8000", "--bind", DIP6, "--directory"])
-        .arg(&www);
-    let _server = Proc::spawn("http.server on the DIP", server, &path("dipwww.log"));
-    let url = format!("http://[{DIP6}]:8000/index.html");
-    let got = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        let out = cli.output("curl", &["-s", "-g", "--max-time", "2", &url]);
-        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && body == "director-kernel-v6").then_some(())
-    });
-    assert!(got.is_some(), "the client cannot fetch {url}");
+    let _server = serve(&dir, DIP6, 8000, "director-kernel-v6", &path("dipwww"));
+    assert!(
+        fetches(
+            &cli,
+            &[],
+            &format!("http://[{DIP6}]:8000/index.html"),
+            "director-kernel-v6"
+        ),
+        "the client cannot fetch from the DIP"
+    );
 
     // 3. The director's kernel fetches from the client, from the DIP,
     // resolving the client by ND itself.
-    let cwww = path("cwww");
-    std::fs::create_dir_all(&cwww).expect("dir");
-    std::fs::write(cwww.join("index.html"), "client-v6\n").expect("page");
-    let mut cserver = cli.cmd("python3");
-    cserver
-        .args(["-m", "http.server", "8001", "--bind", CIP6, "--directory"])
-        .arg(&cwww);
-    let _cserver = Proc::spawn("http.server on the client", cserver, &path("cwww.log"));
-    let curl = format!("http://[{CIP6}]:8001/index.html");
-    let got = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        let out = dir.output(
-            "curl",
-            &["-s", "-g", "--max-time", "2", "--interface", DIP6, &curl],
-        );
-        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && body == "client-v6").then_some(())
-    });
-    assert!(got.is_some(), "the director's kernel cannot fetch {curl}");
+    let _cserver = serve(&cli, CIP6, 8001, "client-v6", &path("cwww"));
+    assert!(
+        fetches(
+            &dir,
+            &["--interface", DIP6],
+            &format!("http://[{CIP6}]:8001/index.html"),
+            "client-v6"
+        ),
+        "the director's kernel cannot fetch from the client"
+    );
     let neigh = dir.sh("ip -6 neigh show dev kv6");
     assert!(
         neigh.contains(CIP6),
@@ -138,4 +125,40 @@ fn af_packet_kernel_path_carries_the_directors_ipv6_nd_ping_and_tcp_both_ways() 
     assert!(up >= 10 && down >= 10, "to_kernel {up}, from_kernel {down}");
     lbd.stop_cleanly();
     assert!(!dir.link_exists("kv6"), "kv6 goes with lbd");
+}
+
+/// python3's http.server in `ns` on `[addr]:port`, serving `body` as
+/// `index.html` from `dir`.
+fn serve(ns: &Netns, addr: &str, port: u16, body: &str, dir: &std::path::Path) -> Proc {
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(dir.join("index.html"), format!("{body}\n")).expect("page");
+    let mut cmd = ns.cmd("python3");
+    cmd.args([
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        addr,
+        "--directory",
+    ])
+    .arg(dir);
+    Proc::spawn(
+        &format!("http.server on [{addr}]:{port}"),
+        cmd,
+        &dir.with_extension("log"),
+    )
+}
+
+/// Whether curl in `ns` (with `extra` arguments) gets `want` from `url`
+/// within 10 s.
+fn fetches(ns: &Netns, extra: &[&str], url: &str, want: &str) -> bool {
+    poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let mut args = vec!["-s", "-g", "--max-time", "2"];
+        args.extend_from_slice(extra);
+        args.push(url);
+        let out = ns.output("curl", &args);
+        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && body == want).then_some(())
+    })
+    .is_some()
 }
