@@ -376,6 +376,27 @@ fn install_through_the_mailbox_swaps_the_snapshot_and_acks_its_generation() {
 }
 
 #[test]
+fn byte_counters_count_the_ip_datagram_as_ipvs_does_without_ethernet_header_or_padding() {
+    // 14 Ethernet + 20 IP + 20 TCP + 2 payload = 56, padded to the 60-byte
+    // Ethernet minimum: IPVS counts the 42-byte IP datagram.
+    let mut frame = to_vip("10.0.0.1", 40000, TcpFlags::SYN);
+    assert_eq!(frame.len(), 56);
+    frame.resize(60, 0);
+    let mut w = nat_worker(vec![frame, to_vip("10.0.0.1", 40000, TcpFlags::ACK)]);
+    w.poll_once();
+    w.flush_all();
+    assert_eq!(w.queues_mut()[1].take_sent().len(), 2, "both forwarded");
+    let sum = |v: &[crate::dataplane::counters::TrafficCounters]| {
+        v.iter().fold((0, 0), |(p, b), t| {
+            let t = t.read();
+            (p + t.inpkts, b + t.inbytes)
+        })
+    };
+    assert_eq!(sum(&w.counters().services), (2, 2 * 42), "service");
+    assert_eq!(sum(&w.counters().dests), (2, 2 * 42), "real server");
+}
+
+#[test]
 fn tcp_without_syn_starts_no_connection() {
     let mut w = nat_worker(vec![to_vip("10.0.0.1", 40000, TcpFlags::ACK)]);
     w.poll_once();
