@@ -161,7 +161,8 @@ impl<Q: PortQueue> Worker<Q> {
                 continue;
             }
             let idle = now.wrapping_sub(c.expires_at().wrapping_sub(c.timeout_ticks()));
-            let idle_long = idle >= IDLE_TICKS && idle < Tick::MAX / 2;
+            // A wrapped difference (refreshed "in the future") is not idle.
+            let idle_long = (IDLE_TICKS..Tick::MAX / 2).contains(&idle);
             let drop = if c.proto() == ip_proto::TCP {
                 match c.state() {
                     TcpState::SynRecv | TcpState::SynAck => true,
