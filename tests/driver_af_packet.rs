@@ -424,14 +424,7 @@ fn af_packet_transmits_to_the_peer_with_the_tx_ring() {
 /// socket.
 fn transmit_to_peer(mode: TxMode) {
     let veth = Veth::new();
-    let opts = AfPacketOptions {
-        tx_mode: mode,
-        block_size: 8192,
-        block_count: 1,
-        ..Default::default()
-    };
-    let mut drv = veth.open(1, opts);
-    let mut q = drv.take_queues().expect("queues").remove(0);
+    let (drv, mut q) = tiny_rings(&veth, mode);
     let sock = veth.peer_sockets(IpAddr::V4(PEER_IP), 7000..7001).remove(0);
     set_rcvbuf(&sock, 4 << 20);
     const N: usize = 300;
@@ -831,14 +824,7 @@ fn af_packet_sendmmsg_tx_reports_the_port_once_its_interface_is_deleted() {
 /// gone); the queue does no more I/O and keeps returning 0.
 fn vanished_interface(mode: TxMode) {
     let veth = Veth::new();
-    let opts = AfPacketOptions {
-        tx_mode: mode,
-        block_size: 8192,
-        block_count: 1,
-        ..Default::default()
-    };
-    let mut drv = veth.open(1, opts);
-    let mut q = drv.take_queues().expect("queues").remove(0);
+    let (drv, mut q) = tiny_rings(&veth, mode);
     let frame = udp4_frame(
         DIRECTOR_MAC,
         PEER_MAC,
@@ -873,4 +859,18 @@ fn vanished_interface(mode: TxMode) {
     );
     let mut rx = Burst::<HeapBuf>::new();
     assert_eq!(q.rx_burst(&mut rx), 0);
+}
+
+/// One queue on `rvd0` with tiny rings (one 8 KiB block: 4 TX slots) and
+/// `mode`.
+fn tiny_rings(veth: &Veth, mode: TxMode) -> (AfPacketDriver, AfPacketQueue) {
+    let opts = AfPacketOptions {
+        tx_mode: mode,
+        block_size: 8192,
+        block_count: 1,
+        ..Default::default()
+    };
+    let mut drv = veth.open(1, opts);
+    let q = drv.take_queues().expect("queues").remove(0);
+    (drv, q)
 }

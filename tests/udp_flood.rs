@@ -23,8 +23,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use rvs::ctl::protocol::{Response, WorkerStatsInfo};
-use support::lbd::lbctl_json;
+use rvs::ctl::protocol::WorkerStatsInfo;
+use support::lbd::dataplane_stats;
 use support::process::{poll_until, Proc};
 use support::topology::*;
 use support::world::*;
@@ -119,10 +119,7 @@ print("lost", [seq - len(g) for g in got])
 "#;
 
 fn dataplane(t: &Topology) -> Vec<WorkerStatsInfo> {
-    match lbctl_json(&t.socket, &["--dataplane-stats"]) {
-        Response::DataplaneStats { workers } => workers,
-        other => panic!("lbctl --dataplane-stats -o json: {other:?}"),
-    }
+    dataplane_stats(&t.socket)
 }
 
 fn drop_count(ws: &[WorkerStatsInfo], reason: &str) -> u64 {
