@@ -53,6 +53,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("keepalived", keepalived),
     ("ipvs_sync", ipvs_sync),
+    ("vrrp", vrrp),
 ];
 
 // ------------------------------------------------------------------ wire
@@ -625,6 +626,138 @@ pub fn ipvs_sync(data: &[u8]) {
                 Ok(e),
                 "entry record round trip"
             );
+        }
+    }
+}
+
+// ------------------------------------------------------------------ vrrp
+
+/// The two instances the VRRP target checks adverts against (keepalived's
+/// receive checks, `vrrp::state::Instance::receive{,_v6}`): a VRRPv2 one
+/// over IPv4 with PASS authentication, and a VRRPv3 one over IPv6.
+pub fn vrrp_instances() -> Vec<crate::vrrp::conf::InstanceSpec> {
+    use crate::vrrp::conf::{PortInfo, VrrpConf};
+    let yaml = "instances:\n\
+        - name: V2\n  interface: ext\n  virtual_router_id: 51\n  priority: 100\n\
+        \x20 authentication: {auth_type: PASS, auth_pass: \"1111\"}\n\
+        \x20 virtual_ipaddress: [10.99.0.38, 10.99.0.39]\n\
+        - name: V3\n  interface: ext\n  virtual_router_id: 52\n  priority: 100\n\
+        \x20 version: 3\n  advert_int: 0.5\n\
+        \x20 unicast_src_ip: fe80::11\n\
+        \x20 virtual_ipaddress: [\"2001:db8::38\"]\n";
+    let conf: VrrpConf = serde_yaml_ng::from_str(yaml).expect("the target's VRRP YAML");
+    let ports = [PortInfo {
+        name: "ext".into(),
+        kernel_if: Some("kext".into()),
+        addrs: vec!["10.99.0.11".parse().expect("addr")],
+        linux_if: None,
+    }];
+    conf.resolve(&ports).expect("the target's VRRP instances")
+}
+
+/// VRRP: the advert view and representation on the raw bytes as either
+/// family (a parsed advert emits, checksums and parses back to itself), and
+/// the receive checks of a started instance on the bytes as an IPv4 packet
+/// (v2) and as an IPv6 message (v3). Every packet gets exactly one outcome,
+/// counted once; an advert is accepted only when it names the instance's
+/// VRID, version, authentication and exactly its addresses.
+pub fn vrrp(data: &[u8]) {
+    use crate::vrrp::state::{Instance, Received, Reject};
+    use crate::wire::{VrrpPacket, VrrpRepr};
+    use std::net::IpAddr;
+
+    let src6: IpAddr = "fe80::22".parse().expect("addr");
+    let dst6: IpAddr = IpAddr::V6(crate::wire::vrrp::MCAST_V6);
+    for family in [IpFamily::V4, IpFamily::V6] {
+        let Ok(p) = VrrpPacket::new_checked(data, family) else {
+            continue;
+        };
+        let Ok(repr) = VrrpRepr::parse(&p) else {
+            continue;
+        };
+        let (src, dst) = match family {
+            IpFamily::V4 => (
+                "10.99.0.22".parse().expect("addr"),
+                IpAddr::V4(crate::wire::vrrp::MCAST_V4),
+            ),
+            IpFamily::V6 => (src6, dst6),
+        };
+        let mut buf = vec![0u8; repr.buffer_len()];
+        let mut out = VrrpPacket::new_unchecked(&mut buf[..], family);
+        repr.emit(&mut out, &src, &dst);
+        let back = VrrpPacket::new_checked(&buf[..], family).expect("an emitted advert checks");
+        match repr.version {
+            2 => assert!(
+                back.verify_checksum_v2(),
+                "v2 checksum of an emitted advert"
+            ),
+            3 => assert!(back.verify_checksum_v3(&src, &dst), "v3 checksum"),
+            _ => {}
+        }
+        assert_eq!(
+            VrrpRepr::parse(&back).as_ref(),
+            Ok(&repr),
+            "advert round trip"
+        );
+    }
+
+    for spec in vrrp_instances() {
+        let mut inst = Instance::new(spec.clone());
+        inst.start(0);
+        let (received, rejects) = (inst.received(), inst.rejects().iter().sum::<u64>());
+        let (outcome, msg) = if spec.version == 2 {
+            let msg = Ipv4Packet::new_checked(data)
+                .ok()
+                .map(|p| p.payload().to_vec());
+            (inst.receive(1_000, data), msg)
+        } else {
+            let (IpAddr::V6(s), IpAddr::V6(d)) = (src6, dst6) else {
+                unreachable!("IPv6 addresses")
+            };
+            (inst.receive_v6(1_000, s, d, 255, data), Some(data.to_vec()))
+        };
+        let rejected_now = inst.rejects().iter().sum::<u64>() - rejects;
+        match outcome {
+            Received::Advert(_) => {
+                assert_eq!(
+                    (inst.received(), rejected_now),
+                    (received + 1, 0),
+                    "one advert"
+                );
+                let msg = msg.expect("an accepted advert is an IP packet");
+                let family = if spec.src.is_ipv4() {
+                    IpFamily::V4
+                } else {
+                    IpFamily::V6
+                };
+                let p = VrrpPacket::new_checked(&msg[..], family).expect("accepted → checks");
+                let r = VrrpRepr::parse(&p).expect("accepted → parses");
+                assert_eq!((r.version, r.vrid), (spec.version, spec.vrid), "{r:?}");
+                assert_eq!(
+                    r.addrs.len(),
+                    spec.vips.len(),
+                    "accepted with another count"
+                );
+                assert!(
+                    r.addrs.iter().all(|a| spec.vips.contains(a)),
+                    "accepted with an address not ours: {r:?}"
+                );
+                if spec.version == 2 {
+                    assert_eq!(r.auth, spec.auth, "accepted with another password");
+                }
+            }
+            Received::Rejected(reason) => {
+                assert_eq!((inst.received(), rejected_now), (received, 1), "one reject");
+                assert_eq!(inst.rejected(reason), 1, "{reason:?} counted");
+                assert!(Reject::ALL.contains(&reason));
+            }
+            Received::OtherVrid => {
+                assert_eq!(
+                    (inst.received(), rejected_now),
+                    (received, 0),
+                    "nothing counted"
+                );
+            }
         }
     }
 }

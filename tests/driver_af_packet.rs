@@ -424,14 +424,7 @@ fn af_packet_transmits_to_the_peer_with_the_tx_ring() {
 /// socket.
 fn transmit_to_peer(mode: TxMode) {
     let veth = Veth::new();
-    let opts = AfPacketOptions {
-        tx_mode: mode,
-        block_size: 8192,
-        block_count: 1,
-        ..Default::default()
-    };
-    let mut drv = veth.open(1, opts);
-    let mut q = drv.take_queues().expect("queues").remove(0);
+    let (drv, mut q) = tiny_rings(&veth, mode);
     let sock = veth.peer_sockets(IpAddr::V4(PEER_IP), 7000..7001).remove(0);
     set_rcvbuf(&sock, 4 << 20);
     const N: usize = 300;
@@ -807,4 +800,77 @@ fn measure_for() -> Duration {
     } else {
         Duration::from_millis(200)
     }
+}
+
+#[test]
+fn af_packet_ring_tx_stops_counting_and_reports_the_port_once_its_interface_is_deleted() {
+    if !can_run("af_packet_ring_tx_stops_counting_after_delete") {
+        return;
+    }
+    vanished_interface(TxMode::Ring);
+}
+
+#[test]
+fn af_packet_sendmmsg_tx_reports_the_port_once_its_interface_is_deleted() {
+    if !can_run("af_packet_sendmmsg_tx_reports_after_delete") {
+        return;
+    }
+    vanished_interface(TxMode::Sendmmsg);
+}
+
+/// Frames go out while the veth exists; after `ip link del` the next send
+/// marks the port gone (`link_gone`), and no frame counts as sent any more
+/// (the ring's slots are handed back, not left queued for a device that is
+/// gone); the queue does no more I/O and keeps returning 0.
+fn vanished_interface(mode: TxMode) {
+    let veth = Veth::new();
+    let (drv, mut q) = tiny_rings(&veth, mode);
+    let frame = udp4_frame(
+        DIRECTOR_MAC,
+        PEER_MAC,
+        DIRECTOR_IP,
+        SERVICE_PORT,
+        PEER_IP,
+        7000,
+        b"before",
+    );
+    send_all(&mut q, &[frame.clone(), frame.clone()]);
+    let before = drv.stats();
+    assert_eq!(before.opackets, 2, "{mode:?}: {before:?}");
+    assert!(!before.link_gone);
+    veth.director.ip(&["link", "del", "rvd0"]);
+    // Enough bursts to fill any ring several times over.
+    let mut taken = 0;
+    for _ in 0..64 {
+        let mut burst = Burst::new();
+        while !burst.is_full() {
+            assert!(burst.push(HeapBuf::from_slice(&frame)).is_ok());
+        }
+        taken += q.tx_burst(&mut burst);
+    }
+    let after = drv.stats();
+    println!("{mode:?}: before {before:?}; after the delete {after:?}, {taken} taken");
+    assert!(after.link_gone, "{mode:?}: reported gone: {after:?}");
+    assert_eq!(taken, 0, "{mode:?}: nothing taken by a deleted interface");
+    assert_eq!(after.opackets, 2, "{mode:?}: TxPkts stopped: {after:?}");
+    assert!(
+        after.oerrors <= 1,
+        "{mode:?}: one error, then no I/O: {after:?}"
+    );
+    let mut rx = Burst::<HeapBuf>::new();
+    assert_eq!(q.rx_burst(&mut rx), 0);
+}
+
+/// One queue on `rvd0` with tiny rings (one 8 KiB block: 4 TX slots) and
+/// `mode`.
+fn tiny_rings(veth: &Veth, mode: TxMode) -> (AfPacketDriver, AfPacketQueue) {
+    let opts = AfPacketOptions {
+        tx_mode: mode,
+        block_size: 8192,
+        block_count: 1,
+        ..Default::default()
+    };
+    let mut drv = veth.open(1, opts);
+    let q = drv.take_queues().expect("queues").remove(0);
+    (drv, q)
 }

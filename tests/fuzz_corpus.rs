@@ -97,3 +97,32 @@ fn keepalived_corpus_replays() {
 fn ipvs_sync_corpus_replays() {
     replay("ipvs_sync");
 }
+
+#[test]
+fn vrrp_corpus_replays() {
+    replay("vrrp");
+}
+
+/// The VRRP corpus reaches past the checks: its seed adverts are accepted
+/// by the target's v2 (IPv4) and v3 (IPv6) instances, so fuzzing starts
+/// from packets that reach the state machine, not only from rejects.
+#[test]
+fn vrrp_corpus_holds_an_advert_each_instance_accepts() {
+    use rvs::vrrp::state::{Instance, Received};
+    let src = "fe80::22".parse().expect("addr");
+    let dst = rvs::wire::vrrp::MCAST_V6;
+    for spec in rvs::fuzz_targets::vrrp_instances() {
+        let accepted = inputs("vrrp").iter().any(|path| {
+            let data = fs::read(path).expect("read a corpus input");
+            let mut inst = Instance::new(spec.clone());
+            inst.start(0);
+            let got = if spec.version == 2 {
+                inst.receive(1_000, &data)
+            } else {
+                inst.receive_v6(1_000, src, dst, 255, &data)
+            };
+            matches!(got, Received::Advert(_))
+        });
+        assert!(accepted, "no corpus advert is accepted by {}", spec.name);
+    }
+}

@@ -643,6 +643,7 @@ fn port_stats_table() {
         rx_errors: v[5],
         tx_errors: v[6],
         rx_nombuf: v[7],
+        link_gone: false,
     };
     let response = Response::PortStats {
         ports: vec![

@@ -23,8 +23,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rvs::ctl::protocol::{Response, WorkerStatsInfo};
-use support::lbd::lbctl_json;
+use rvs::ctl::protocol::WorkerStatsInfo;
+use support::lbd::dataplane_stats;
 use support::process::{poll_until, Proc};
 use support::topology::*;
 use support::world::*;
@@ -92,10 +92,7 @@ print("sent", sent, "rate", int(sent / secs))
 "#;
 
 fn dataplane(t: &Topology) -> Vec<WorkerStatsInfo> {
-    match lbctl_json(&t.socket, &["--dataplane-stats"]) {
-        Response::DataplaneStats { workers } => workers,
-        other => panic!("lbctl --dataplane-stats -o json: {other:?}"),
-    }
+    dataplane_stats(&t.socket)
 }
 
 fn drops(ws: &[WorkerStatsInfo]) -> BTreeMap<String, u64> {

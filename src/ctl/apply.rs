@@ -444,6 +444,22 @@ impl ControlState {
                 settings.synproxy_auto_percent
             )));
         }
+        for (name, mode) in [
+            ("drop_entry", settings.drop_entry),
+            ("drop_packet", settings.drop_packet),
+        ] {
+            if mode > 3 {
+                return Err(ApplyError::Invalid(format!(
+                    "{name} {mode} is not a mode (0 off, 1 auto, 2 on, 3 always)"
+                )));
+            }
+        }
+        if !(1..=99).contains(&settings.defense_percent) {
+            return Err(ApplyError::Invalid(format!(
+                "defense_percent {} is outside 1..=99",
+                settings.defense_percent
+            )));
+        }
         let mut routes = Vec::new();
         for (index, port) in topology.ports.iter().enumerate() {
             let port_index = u16::try_from(index)

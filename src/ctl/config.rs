@@ -66,6 +66,10 @@
 //!   expire_quiescent_template: false
 //!   lport_range: "1025-65535"      # FULLNAT local ports
 //!   synproxy_auto_percent: 0       # table % above which TCP services use SYN cookies (0 = off)
+//!   drop_entry: 0                  # IPVS defense: 0 off, 1 auto, 2 on, 3 always
+//!   drop_packet: 0                 # IPVS defense: 0 off, 1 auto, 2 on, 3 always
+//!   am_droprate: 10                # drop_packet 3: one new flow in N dropped
+//!   defense_percent: 90            # table % above which "memory is low" (1..=99)
 //! services:
 //!   - proto: tcp                   # required: tcp | udp
 //!     vip: 10.0.0.1                # required
@@ -843,6 +847,19 @@ pub struct SettingsConf {
     /// answer SYNs with cookies (default 0 = never).
     #[serde(default)]
     pub synproxy_auto_percent: Option<u8>,
+    /// IPVS's `drop_entry`: 0 off (default), 1 auto, 2 on, 3 always.
+    #[serde(default)]
+    pub drop_entry: Option<u8>,
+    /// IPVS's `drop_packet`: 0 off (default), 1 auto, 2 on, 3 always.
+    #[serde(default)]
+    pub drop_packet: Option<u8>,
+    /// IPVS's `am_droprate` (default 10).
+    #[serde(default)]
+    pub am_droprate: Option<u32>,
+    /// Table occupancy in percent above which memory counts as low for
+    /// `drop_entry` / `drop_packet` (default 90).
+    #[serde(default)]
+    pub defense_percent: Option<u8>,
 }
 
 fn default_scheduler() -> String {
@@ -1230,6 +1247,10 @@ impl Config {
                 .settings
                 .synproxy_auto_percent
                 .unwrap_or(d.synproxy_auto_percent),
+            drop_entry: self.settings.drop_entry.unwrap_or(d.drop_entry),
+            drop_packet: self.settings.drop_packet.unwrap_or(d.drop_packet),
+            am_droprate: self.settings.am_droprate.unwrap_or(d.am_droprate),
+            defense_percent: self.settings.defense_percent.unwrap_or(d.defense_percent),
         }
     }
 
@@ -1929,6 +1950,43 @@ services:
             e.contains("prefix length 33") && e.contains("line 4"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ipvs_defense_settings_read_from_yaml_and_out_of_range_modes_are_refused() {
+        let d = Config::from_yaml("settings: {}\n")
+            .expect("empty")
+            .settings();
+        assert_eq!(
+            (
+                d.drop_entry,
+                d.drop_packet,
+                d.am_droprate,
+                d.defense_percent
+            ),
+            (0, 0, 10, 90),
+            "IPVS's defaults: off, am_droprate 10"
+        );
+        let s = Config::from_yaml(
+            "settings:\n  drop_entry: 1\n  drop_packet: 3\n  am_droprate: 4\n  defense_percent: 75\n",
+        )
+        .expect("settings")
+        .settings();
+        assert_eq!(
+            (
+                s.drop_entry,
+                s.drop_packet,
+                s.am_droprate,
+                s.defense_percent
+            ),
+            (1, 3, 4, 75)
+        );
+        let e = error_of("settings:\n  drop_packet: 4\n");
+        assert!(e.contains("drop_packet 4 is not a mode"), "{e}");
+        let e = error_of("settings:\n  drop_entry: 9\n");
+        assert!(e.contains("drop_entry 9 is not a mode"), "{e}");
+        let e = error_of("settings:\n  defense_percent: 100\n");
+        assert!(e.contains("defense_percent 100 is outside 1..=99"), "{e}");
     }
 
     #[test]

@@ -548,6 +548,9 @@ pub struct PortStatsInfo {
     pub tx_errors: u64,
     /// Receive mbuf allocation failures.
     pub rx_nombuf: u64,
+    /// The port's interface vanished under the daemon (its I/O stopped).
+    #[serde(default)]
+    pub link_gone: bool,
 }
 
 /// Packets one worker dropped for one reason.

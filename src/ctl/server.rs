@@ -80,6 +80,7 @@ fn port_stats_info(index: usize, name: &str, s: &PortStats) -> PortStatsInfo {
         rx_errors: s.ierrors,
         tx_errors: s.oerrors,
         rx_nombuf: s.rx_nombuf,
+        link_gone: s.link_gone,
     }
 }
 

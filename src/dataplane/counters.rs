@@ -74,11 +74,17 @@ pub enum DropReason {
     /// Traffic to a VIP of a VRRP instance this director is not MASTER of
     /// (a BACKUP never forwards VIP traffic).
     VrrpBackup,
+    /// IPVS's `drop_packet` defense: a new-connection packet dropped while
+    /// the table is fuller than `settings.defense_percent` (or always).
+    DropPacket,
+    /// IPVS's `drop_entry` defense: a connection entry dropped (one count
+    /// per entry, not per packet).
+    DropEntry,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::VlanStack,
@@ -107,6 +113,8 @@ impl DropReason {
         DropReason::SynproxyBadAck,
         DropReason::SynproxyPending,
         DropReason::VrrpBackup,
+        DropReason::DropPacket,
+        DropReason::DropEntry,
     ];
 
     /// snake_case name for listings and metrics.
@@ -140,6 +148,8 @@ impl DropReason {
             DropReason::SynproxyBadAck => "synproxy_bad_ack",
             DropReason::SynproxyPending => "synproxy_pending",
             DropReason::VrrpBackup => "vrrp_backup",
+            DropReason::DropPacket => "drop_packet",
+            DropReason::DropEntry => "drop_entry",
         }
     }
 }

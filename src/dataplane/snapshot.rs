@@ -121,6 +121,17 @@ pub struct Settings {
     /// Table occupancy (percent of capacity) above which every service that
     /// can be proxied answers new TCP flows with SYN cookies; 0 = never.
     pub synproxy_auto_percent: u8,
+    /// IPVS's `drop_entry` mode: 0 off, 1 auto, 2 on, 3 always
+    /// (`worker::defense`).
+    pub drop_entry: u8,
+    /// IPVS's `drop_packet` mode: 0 off, 1 auto, 2 on, 3 always.
+    pub drop_packet: u8,
+    /// IPVS's `am_droprate`: `drop_packet` 3 drops one new-connection
+    /// packet in this many.
+    pub am_droprate: u32,
+    /// Table occupancy (percent, 1..=99) above which a worker's "memory is
+    /// low" for `drop_entry` / `drop_packet` (IPVS's `amemthresh`).
+    pub defense_percent: u8,
 }
 
 impl Default for Settings {
@@ -130,6 +141,10 @@ impl Default for Settings {
             expire_quiescent_template: false,
             lport_range: (1025, 65535),
             synproxy_auto_percent: 0,
+            drop_entry: 0,
+            drop_packet: 0,
+            am_droprate: 10,
+            defense_percent: 90,
         }
     }
 }

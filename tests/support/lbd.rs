@@ -152,6 +152,14 @@ pub fn lbctl_fails(socket: &Path, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// `lbctl --dataplane-stats -o json`: every worker's counters.
+pub fn dataplane_stats(socket: &Path) -> Vec<rvs::ctl::protocol::WorkerStatsInfo> {
+    match lbctl_json(socket, &["--dataplane-stats"]) {
+        Response::DataplaneStats { workers } => workers,
+        other => panic!("lbctl --dataplane-stats -o json: {other:?}"),
+    }
+}
+
 /// `lbctl ARGS -o json` decoded; panics unless lbctl succeeds.
 pub fn lbctl_json(socket: &Path, args: &[&str]) -> Response {
     let mut all = args.to_vec();

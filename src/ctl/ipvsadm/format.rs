@@ -596,7 +596,8 @@ pub fn render_laddrs(services: &[ServiceLaddrs]) -> String {
     out
 }
 
-/// `--port-stats` (rvs): one line per port, counters as `print_largenum`.
+/// `--port-stats` (rvs): one line per port, counters as `print_largenum`;
+/// a port whose interface vanished is named `NAME (gone)`.
 pub fn render_port_stats(ports: &[PortStatsInfo], exact: bool) -> String {
     let mut out = format!(
         "{:<6} {:<16}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}\n",
@@ -612,7 +613,12 @@ pub fn render_port_stats(ports: &[PortStatsInfo], exact: bool) -> String {
         "RxNoMbuf"
     );
     for port in ports {
-        let _ = write!(out, "{:<6} {:<16}", port.port, port.name);
+        let name = if port.link_gone {
+            format!("{} (gone)", port.name)
+        } else {
+            port.name.clone()
+        };
+        let _ = write!(out, "{:<6} {:<16}", port.port, name);
         for v in [
             port.rx_packets,
             port.rx_bytes,

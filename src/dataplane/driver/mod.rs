@@ -186,6 +186,10 @@ pub struct PortStats {
     pub oerrors: u64,
     /// Receive failures because no buffer could be allocated.
     pub rx_nombuf: u64,
+    /// The port's interface vanished (deleted under the running daemon):
+    /// its queues stopped their I/O. TAP ports report it.
+    #[serde(default)]
+    pub link_gone: bool,
 }
 
 /// One worker's queue on one port: owned by that worker, moved into its

@@ -133,6 +133,7 @@ impl TapDriver {
                 index: i as u16,
                 counters: Arc::clone(c),
                 spare: None,
+                gone: false,
             })
             .collect();
 
@@ -186,6 +187,9 @@ pub struct TapQueue {
     counters: Arc<QueueCounters>,
     /// A buffer kept from a read that found nothing, for the next call.
     spare: Option<HeapBuf>,
+    /// The interface was deleted under the open fd (reads and writes fail
+    /// with `EBADFD`): the queue does no more I/O.
+    gone: bool,
 }
 
 impl TapQueue {
@@ -195,10 +199,34 @@ impl TapQueue {
     }
 }
 
+impl TapQueue {
+    /// After a failed read or write: `EBADFD` (or `ENODEV`/`ENXIO`) means
+    /// the interface was deleted under us. The queue stops its I/O and the
+    /// port reports it (`PortStats::link_gone`); this is reported once on
+    /// stderr, the one time it happens, not per packet.
+    #[cold]
+    fn check_gone(&mut self, e: &io::Error) {
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::ENXIO)
+        ) {
+            self.gone = true;
+            self.counters.gone.store(1, Ordering::Relaxed);
+            eprintln!(
+                "tap queue {}: the interface is gone ({e}); the port stops its I/O",
+                self.index
+            );
+        }
+    }
+}
+
 impl PortQueue for TapQueue {
     type Buf = HeapBuf;
 
     fn rx_burst(&mut self, burst: &mut Burst<HeapBuf>) -> usize {
+        if self.gone {
+            return 0;
+        }
         let (mut n, mut bytes, mut errors) = (0usize, 0usize, 0u64);
         while burst.room() > 0 {
             let mut buf = self.spare.take().unwrap_or_else(HeapBuf::alloc);
@@ -217,6 +245,7 @@ impl PortQueue for TapQueue {
                 Err(e) => {
                     if e.kind() != io::ErrorKind::WouldBlock {
                         errors += 1;
+                        self.check_gone(&e);
                     }
                     self.spare = Some(buf);
                     break;
@@ -231,6 +260,10 @@ impl PortQueue for TapQueue {
     }
 
     fn tx_burst(&mut self, burst: &mut Burst<HeapBuf>) -> usize {
+        if self.gone {
+            // Not sent, not counted as sent: the worker frees them.
+            return 0;
+        }
         let (mut sent, mut bytes, mut errors) = (0usize, 0usize, 0u64);
         for buf in burst.as_slice() {
             match write_fd(self.fd.as_raw_fd(), buf.data()) {
@@ -241,6 +274,7 @@ impl PortQueue for TapQueue {
                 Err(e) => {
                     if e.kind() != io::ErrorKind::WouldBlock {
                         errors += 1;
+                        self.check_gone(&e);
                     }
                     break;
                 }
@@ -296,6 +330,8 @@ struct QueueCounters {
     opackets: AtomicU64,
     obytes: AtomicU64,
     oerrors: AtomicU64,
+    /// 1 once the interface vanished (`TapQueue::check_gone`).
+    gone: AtomicU64,
 }
 
 /// Add `n` to a counter that only the calling thread writes (no locked
@@ -316,6 +352,7 @@ fn sum_counters(counters: &[Arc<QueueCounters>]) -> PortStats {
         s.opackets += c.opackets.load(Ordering::Relaxed);
         s.obytes += c.obytes.load(Ordering::Relaxed);
         s.oerrors += c.oerrors.load(Ordering::Relaxed);
+        s.link_gone |= c.gone.load(Ordering::Relaxed) != 0;
     }
     s
 }

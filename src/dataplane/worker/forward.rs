@@ -54,7 +54,9 @@ impl<Q: PortQueue> Worker<Q> {
         if self.sync_export {
             self.sync_after_packet(id, ch, last_seen);
         }
-        let len = b.len();
+        // IPVS counts skb->len at the IP layer: the IP datagram, without the
+        // link header or Ethernet padding (ipvsadm --stats agrees).
+        let len = xmit::ip_end(b.data(), &lay).saturating_sub(lay.l3 as usize);
         let c = self.conns.get(id);
         if let (Some(svc_c), Some(dst_c)) = (
             self.counters.services.get(c.svc() as usize),

@@ -26,6 +26,7 @@
 //! the loop that runs them.
 
 mod classify;
+mod defense;
 mod forward;
 mod frag;
 mod install;
@@ -143,6 +144,8 @@ pub struct Worker<Q: PortQueue> {
     sync_export: bool,
     /// A full resynchronisation in progress: the next table slot to export.
     sync_dump: Option<u32>,
+    /// IPVS's drop_entry / drop_packet state.
+    defense: defense::Defense,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -181,6 +184,7 @@ impl<Q: PortQueue> Worker<Q> {
             kernel_limit: vec![UpLimiter::default(); nports],
             sync_export: false,
             sync_dump: None,
+            defense: defense::Defense::new(0x9e37_79b9_7f4a_7c15 ^ u64::from(cfg.index)),
         };
         w.kernel = w.links.kernel.clone();
         w.install(snap);
@@ -256,6 +260,7 @@ impl<Q: PortQueue> Worker<Q> {
         self.nh.on_clock(self.now_ns);
         self.take_mail();
         self.take_neighbours();
+        self.defense_tick();
         let mut n = 0;
         let mut rx = self.rx.take().unwrap_or_default();
         for port in 0..self.queues.len() {

@@ -86,6 +86,10 @@ impl<Q: PortQueue> Worker<Q> {
             // IPVS schedules TCP only on SYN (sloppy_tcp off).
             return Err(DropReason::NotSyn);
         }
+        if self.defense.todrop() {
+            // IPVS's drop_packet (ip_vs_todrop in conn_schedule).
+            return Err(DropReason::DropPacket);
+        }
         if self.conns.len() >= self.conns.capacity() {
             return Err(DropReason::TableFull);
         }

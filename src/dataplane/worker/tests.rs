@@ -376,6 +376,139 @@ fn install_through_the_mailbox_swaps_the_snapshot_and_acks_its_generation() {
 }
 
 #[test]
+fn byte_counters_count_the_ip_datagram_as_ipvs_does_without_ethernet_header_or_padding() {
+    // 14 Ethernet + 20 IP + 20 TCP + 2 payload = 56, padded to the 60-byte
+    // Ethernet minimum: IPVS counts the 42-byte IP datagram.
+    let mut frame = to_vip("10.0.0.1", 40000, TcpFlags::SYN);
+    assert_eq!(frame.len(), 56);
+    frame.resize(60, 0);
+    let mut w = nat_worker(vec![frame, to_vip("10.0.0.1", 40000, TcpFlags::ACK)]);
+    w.poll_once();
+    w.flush_all();
+    assert_eq!(w.queues_mut()[1].take_sent().len(), 2, "both forwarded");
+    let sum = |v: &[crate::dataplane::counters::TrafficCounters]| {
+        v.iter().fold((0, 0), |(p, b), t| {
+            let t = t.read();
+            (p + t.inpkts, b + t.inbytes)
+        })
+    };
+    assert_eq!(sum(&w.counters().services), (2, 2 * 42), "service");
+    assert_eq!(sum(&w.counters().dests), (2, 2 * 42), "real server");
+}
+
+/// A one-worker NAT world with a `capacity`-entry table and `settings`.
+fn defense_worker(capacity: u32, settings: Settings) -> Worker<MemQueue> {
+    let mut snap = (*snapshot(1, 1, RS_MAC_A)).clone();
+    snap.settings = settings;
+    Worker::new(
+        WorkerConfig {
+            conn_capacity: capacity,
+            ..Default::default()
+        },
+        vec![
+            MemQueue::scripted(Vec::new()),
+            MemQueue::scripted(Vec::new()),
+        ],
+        Links::new(1),
+        Arc::new(snap),
+    )
+}
+
+/// Client frames from ports `ports` to 10.0.0.1:80, all processed.
+fn send_flows(w: &mut Worker<MemQueue>, ports: std::ops::Range<u16>, flags: TcpFlags) {
+    for p in ports {
+        w.queues_mut()[0].inject(to_vip("10.0.0.1", p, flags));
+    }
+    for _ in 0..1000 {
+        if w.poll_once() == 0 {
+            break;
+        }
+    }
+    w.flush_all();
+}
+
+#[test]
+fn drop_packet_always_drops_one_new_flow_in_am_droprate_and_counts_it() {
+    let settings = Settings {
+        drop_packet: 3,
+        am_droprate: 2,
+        ..Settings::default()
+    };
+    let mut w = defense_worker(1024, settings);
+    send_flows(&mut w, 40000..40010, TcpFlags::SYN);
+    assert_eq!(w.counters().drops_of(DropReason::DropPacket), 5);
+    assert_eq!(w.conns().len(), 5, "the other half scheduled");
+    // Packets of the flows that got in are not new connections: never dropped.
+    let before = w.queues_mut()[1].take_sent().len();
+    assert_eq!(before, 5);
+    send_flows(&mut w, 40000..40010, TcpFlags::ACK);
+    assert_eq!(w.counters().drops_of(DropReason::DropPacket), 5);
+    assert_eq!(w.queues_mut()[1].take_sent().len(), 5);
+}
+
+#[test]
+fn drop_packet_auto_starts_above_defense_percent_at_the_ipvs_rate() {
+    let settings = Settings {
+        drop_packet: 1,
+        defense_percent: 50,
+        ..Settings::default()
+    };
+    let mut w = defense_worker(64, settings);
+    let cap = w.conns().capacity();
+    assert_eq!(cap, 64);
+    // Half full: memory is not low, nothing dropped.
+    send_flows(&mut w, 40000..40032, TcpFlags::SYN);
+    w.defense_update();
+    send_flows(&mut w, 40032..40048, TcpFlags::SYN);
+    assert_eq!(w.counters().drops_of(DropReason::DropPacket), 0);
+    assert_eq!(w.conns().len(), 48);
+    // 16 free of a 32-slot threshold: rate 32 / (32 - 16) = 2.
+    w.defense_update();
+    send_flows(&mut w, 40048..40058, TcpFlags::SYN);
+    assert_eq!(w.counters().drops_of(DropReason::DropPacket), 5);
+    assert_eq!(w.conns().len(), 53);
+}
+
+#[test]
+fn drop_entry_takes_half_open_entries_first_and_idle_established_ones_after_60_s() {
+    let settings = Settings {
+        drop_entry: 3,
+        ..Settings::default()
+    };
+    let mut w = defense_worker(64, settings);
+    // 8 established flows (SYN, then ACK) and 8 half-open ones (SYN only).
+    send_flows(&mut w, 40000..40008, TcpFlags::SYN);
+    send_flows(&mut w, 40000..40008, TcpFlags::ACK);
+    send_flows(&mut w, 41000..41008, TcpFlags::SYN);
+    assert_eq!(w.conns().len(), 16);
+    let now = w.tick;
+    let mut dropped = 0;
+    for _ in 0..2000 {
+        dropped += w.drop_entries(now);
+        if dropped >= 8 {
+            break;
+        }
+    }
+    assert_eq!(dropped, 8, "every half-open entry, nothing else");
+    assert_eq!(w.conns().len(), 8);
+    assert!(w
+        .conns()
+        .iter()
+        .all(|(_, c)| c.state() == crate::conntrack::TcpState::Established));
+    // The established ones go only once idle for 60 s.
+    let later = now + 61 * crate::conntrack::TICKS_PER_SEC as crate::conntrack::Tick;
+    for _ in 0..2000 {
+        dropped += w.drop_entries(later);
+        if dropped >= 16 {
+            break;
+        }
+    }
+    assert_eq!(dropped, 16);
+    assert_eq!(w.conns().len(), 0);
+    assert_eq!(w.counters().drops_of(DropReason::DropEntry), 16);
+}
+
+#[test]
 fn tcp_without_syn_starts_no_connection() {
     let mut w = nat_worker(vec![to_vip("10.0.0.1", 40000, TcpFlags::ACK)]);
     w.poll_once();

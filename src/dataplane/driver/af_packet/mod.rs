@@ -316,6 +316,7 @@ impl Driver for AfPacketDriver {
             s.opackets += c.opackets.load(Ordering::Relaxed);
             s.obytes += c.obytes.load(Ordering::Relaxed);
             s.oerrors += c.oerrors.load(Ordering::Relaxed);
+            s.link_gone |= c.gone.load(Ordering::Relaxed) != 0;
         }
         let mut drops = 0u64;
         for fd in &self.sockets {
@@ -340,6 +341,8 @@ pub struct AfPacketQueue {
     /// Longest frame the device takes (MTU + Ethernet + one VLAN tag).
     max_frame: usize,
     counters: Arc<QueueCounters>,
+    /// The interface was deleted: the queue does no more I/O.
+    gone: bool,
     /// Keeps the rings mapped; unmapped on drop (after the rings' last use).
     _map: Mapping,
 }
@@ -390,6 +393,7 @@ impl AfPacketQueue {
             tx,
             max_frame,
             counters,
+            gone: false,
             _map: map,
         }
     }
@@ -398,12 +402,28 @@ impl AfPacketQueue {
     pub fn index(&self) -> u16 {
         self.index
     }
+
+    /// The interface was deleted under the socket: stop the queue's I/O
+    /// and report it (`PortStats::link_gone`; once on stderr, the one time
+    /// it happens, not per packet).
+    #[cold]
+    fn mark_gone(&mut self) {
+        self.gone = true;
+        self.counters.gone.store(1, Ordering::Relaxed);
+        eprintln!(
+            "af_packet queue {}: the interface is gone; the port stops its I/O",
+            self.index
+        );
+    }
 }
 
 impl PortQueue for AfPacketQueue {
     type Buf = HeapBuf;
 
     fn rx_burst(&mut self, burst: &mut Burst<HeapBuf>) -> usize {
+        if self.gone {
+            return 0;
+        }
         let (mut got, mut bytes, mut errors) = (0usize, 0usize, 0u64);
         while burst.room() > 0 {
             let taken = self.rx.next_frame(|meta, frame| {
@@ -434,6 +454,10 @@ impl PortQueue for AfPacketQueue {
     }
 
     fn tx_burst(&mut self, burst: &mut Burst<HeapBuf>) -> usize {
+        if self.gone {
+            // Not sent, not counted as sent: the worker frees them.
+            return 0;
+        }
         let fd = self.fd.as_raw_fd();
         // Frames the device would refuse (runts, longer than the MTU) end
         // the burst here: the caller frees what is left.
@@ -449,6 +473,11 @@ impl PortQueue for AfPacketQueue {
             TxPath::Mmsg(m) => m.send(fd, &burst.as_slice()[..n]),
             TxPath::Ring(r) => r.send(fd, &burst.as_slice()[..n]),
         };
+        if errors == tx::GONE {
+            self.mark_gone();
+            bump(&self.counters.oerrors, 1);
+            return 0;
+        }
         drop(burst.drain_front(sent));
         let c = &self.counters;
         bump(&c.opackets, sent as u64);
@@ -475,6 +504,8 @@ struct QueueCounters {
     opackets: AtomicU64,
     obytes: AtomicU64,
     oerrors: AtomicU64,
+    /// 1 once the interface vanished (`AfPacketQueue::mark_gone`).
+    gone: AtomicU64,
 }
 
 /// Add `n` to a counter only the calling thread writes.

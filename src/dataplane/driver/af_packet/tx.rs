@@ -60,6 +60,7 @@ impl MmsgArrays {
         match sendmmsg(fd, &mut self.hdrs[..bufs.len()]) {
             Ok(n) => (n, bufs[..n].iter().map(|b| b.len()).sum(), 0),
             Err(e) if is_transient(&e) => (0, 0, 0),
+            Err(e) if is_gone(&e) => (0, 0, GONE),
             Err(_) => (0, 0, 1),
         }
     }
@@ -128,6 +129,17 @@ impl TxRing {
         if placed > 0 || self.kick_pending {
             match kick(fd) {
                 Ok(()) => self.kick_pending = false,
+                Err(e) if is_gone(&e) => {
+                    // The kernel refused before reading the ring: hand the
+                    // slots back, nothing of this burst was sent.
+                    for _ in 0..placed {
+                        self.head = (self.head + self.frame_count - 1) % self.frame_count;
+                        self.status(self.head)
+                            .store(TP_STATUS_AVAILABLE, Ordering::Release);
+                    }
+                    self.kick_pending = false;
+                    return (0, 0, GONE);
+                }
                 Err(e) => {
                     self.kick_pending = true;
                     if !is_transient(&e) {
@@ -138,6 +150,15 @@ impl TxRing {
         }
         (placed, bytes, errors)
     }
+}
+
+/// The error count a send path returns when the interface is gone.
+pub(super) const GONE: u64 = u64::MAX;
+
+/// The bound interface was deleted (`ENXIO` from the socket's send, whose
+/// device lookup failed; `ENODEV`).
+pub(super) fn is_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV))
 }
 
 fn is_transient(e: &io::Error) -> bool {

@@ -485,6 +485,7 @@ impl Driver for DpdkDriver {
             ierrors: s.ierrors,
             oerrors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
+            link_gone: false,
         }
     }
 }
