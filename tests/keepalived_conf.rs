@@ -897,9 +897,9 @@ fn lbd_keepalived_serves_the_guides_virtual_server_with_its_real_servers() {
     let socket = dir.path().join("lbd.sock");
     let mut cmd = Command::new(LBD);
     cmd.arg("--keepalived")
-        .arg(data("vrrp_and_lvs.conf"))
+        .arg(data("lvs_guide.conf"))
         .arg("-c")
-        .arg(data("ports.yaml"))
+        .arg(data("ports_mem.yaml"))
         .arg("--socket")
         .arg(&socket);
     let lbd = Lbd::start(
@@ -917,10 +917,40 @@ fn lbd_keepalived_serves_the_guides_virtual_server_with_its_real_servers() {
     assert_eq!(lines[0], vec!["TCP", "10.0.0.38:80", "wrr"], "{listing}");
     assert_eq!(lines[1][1..4], ["10.0.0.21:80", "Route", "3"], "{listing}");
     assert_eq!(lines[2][1..4], ["10.0.0.22:80", "Route", "1"], "{listing}");
-    assert!(lbd
-        .log_text()
-        .contains("vrrp_and_lvs.conf:21: error: Truncating auth_pass"));
     lbd.stop_cleanly();
+}
+
+/// VRRP cannot run without the director's kernel path: an instance whose
+/// port has no `kernel_if` is refused at the instance's line, and nothing
+/// starts. (The full guide with VRRP starts in tests/ha_failover.rs, as
+/// root, on ports with kernel interfaces.)
+#[test]
+fn lbd_keepalived_refuses_a_vrrp_instance_on_a_port_without_kernel_if() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("lbd.sock");
+    let (code, out) = lbd_bounded(
+        &[
+            "--keepalived",
+            "vrrp_and_lvs.conf",
+            "-c",
+            "ports_mem.yaml",
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "vrrp_and_lvs.conf:14: fatal: vrrp_instance VI_1: port 'eth0' has no kernel_if"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("vrrp_and_lvs.conf:21: error: Truncating auth_pass"),
+        "{out}"
+    );
+    assert!(!socket.exists(), "a control socket was created");
 }
 
 // ------------------------------------------------- parity with keepalived
