@@ -126,6 +126,16 @@ pub fn to_config(
     if has_vrrp {
         config.vrrp = vrrp_conf(conf, diags);
     }
+    if let Some((args, loc)) = &conf.global.lvs_sync_daemon {
+        if !config.sync.is_empty() {
+            diags.push_rvs(
+                Severity::Fatal,
+                loc,
+                "lvs_sync_daemon: the --config YAML has a sync: section: with --keepalived the sync daemon comes from the keepalived file only".to_string(),
+            );
+        }
+        config.sync = lvs_sync_daemon(args, loc, conf, &config, diags);
+    }
     for vs in &conf.virtual_servers {
         let fatal = |diags: &mut Diags, m: String| diags.push_rvs(Severity::Fatal, &vs.loc, m);
         let proto = match vs.protocol {
@@ -723,4 +733,98 @@ fn vrrp_conf(conf: &KeepalivedConf, diags: &mut Diags) -> crate::vrrp::conf::Vrr
         });
     }
     out
+}
+
+/// `global_defs { lvs_sync_daemon IF [[inst] VI] [id N] [maxlen L] [port P]
+/// [ttl T] [group G] }` as the YAML `sync:` list (keepalived
+/// `ipvs_syncd_cmd`): with an instance, one daemon that follows it (master
+/// while MASTER, backup otherwise; `id` defaults to its VRID); without,
+/// a master and a backup that both run all the time. `IF` is a kernel
+/// interface: a port's name stands for its `kernel_if`.
+fn lvs_sync_daemon(
+    args: &[String],
+    loc: &Loc,
+    conf: &KeepalivedConf,
+    config: &Config,
+    diags: &mut Diags,
+) -> Vec<crate::sync::conf::SyncConf> {
+    use crate::sync::conf::{SyncConf, SyncRole};
+    let mut fatal =
+        |m: String| diags.push_rvs(Severity::Fatal, loc, format!("lvs_sync_daemon: {m}"));
+    let Some((ifname, rest)) = args.split_first() else {
+        fatal("no interface".into());
+        return Vec::new();
+    };
+    let interface = config
+        .ports
+        .iter()
+        .find(|p| &p.name == ifname)
+        .map_or(ifname.clone(), |p| {
+            p.kernel_if.clone().unwrap_or(ifname.clone())
+        });
+    let mut base = SyncConf::new(SyncRole::Backup);
+    base.interface = Some(interface);
+    let mut instance = None;
+    let mut id = None;
+    let mut words = rest.iter();
+    while let Some(w) = words.next() {
+        let keyword = matches!(w.as_str(), "id" | "maxlen" | "port" | "ttl" | "group");
+        if !keyword {
+            let name = if w == "inst" { words.next() } else { Some(w) };
+            match name {
+                Some(n) if instance.is_none() => instance = Some(n.clone()),
+                _ => fatal(format!("unexpected '{w}'")),
+            }
+            continue;
+        }
+        let Some(v) = words.next() else {
+            fatal(format!("{w}: no value"));
+            break;
+        };
+        let bad = |fatal: &mut dyn FnMut(String)| fatal(format!("{w}: invalid value '{v}'"));
+        match w.as_str() {
+            "id" => match v.parse::<u8>() {
+                Ok(n) => id = Some(n),
+                Err(_) => bad(&mut fatal),
+            },
+            "maxlen" => match v.parse() {
+                Ok(n) => base.maxlen = n,
+                Err(_) => bad(&mut fatal),
+            },
+            "port" => match v.parse() {
+                Ok(n) => base.port = n,
+                Err(_) => bad(&mut fatal),
+            },
+            "ttl" => match v.parse() {
+                Ok(n) => base.ttl = n,
+                Err(_) => bad(&mut fatal),
+            },
+            _ => match v.parse() {
+                Ok(g) => base.group = g,
+                Err(_) => bad(&mut fatal),
+            },
+        }
+    }
+    if let Some(name) = &instance {
+        match conf.vrrp_instances.iter().find(|i| &i.name == name) {
+            Some(i) => base.syncid = id.unwrap_or(i.virtual_router_id),
+            None => fatal(format!("{name} is not a vrrp_instance")),
+        }
+        base.vrrp_instance = instance;
+        if let Err(e) = base.validate() {
+            fatal(e.to_string());
+        }
+        return vec![base];
+    }
+    base.syncid = id.unwrap_or(0);
+    if let Err(e) = base.validate() {
+        fatal(e.to_string());
+    }
+    vec![
+        SyncConf {
+            role: SyncRole::Master,
+            ..base.clone()
+        },
+        base,
+    ]
 }
