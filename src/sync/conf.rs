@@ -268,11 +268,17 @@ mod tests {
     #[test]
     fn a_daemon_following_a_vrrp_instance_starts_as_backup_and_is_the_only_one() {
         use crate::ctl::config::Config;
-        let c =
-            Config::from_yaml("sync:\n  - {interface: sync0, syncid: 51, vrrp_instance: VI_1}\n")
+        let c: SyncConf =
+            serde_yaml_ng::from_str("{interface: sync0, syncid: 51, vrrp_instance: VI_1}")
                 .expect("valid");
-        assert_eq!(c.sync[0].role, SyncRole::Backup);
-        assert_eq!(c.sync[0].vrrp_instance.as_deref(), Some("VI_1"));
+        assert_eq!(c.role, SyncRole::Backup);
+        assert_eq!(c.vrrp_instance.as_deref(), Some("VI_1"));
+        let err = Config::from_yaml("sync:\n  - {interface: sync0, vrrp_instance: VI_1}\n")
+            .expect_err("no such instance");
+        assert_eq!(
+            err.to_string(),
+            "sync: vrrp_instance VI_1 is not an instance of the vrrp: section"
+        );
         let mut two = [
             SyncConf::new(SyncRole::Backup),
             SyncConf::new(SyncRole::Master),
