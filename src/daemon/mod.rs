@@ -725,6 +725,45 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_daemon_following_a_vrrp_instance_is_master_only_while_it_is_master() {
+        use crate::sync::conf::{SyncConf, SyncRole};
+        use crate::vrrp::state::VrrpState;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = mem_config(dir.path());
+        let daemon = Daemon::start(&config, DaemonOptions::default()).expect("start");
+        // The follower as lbd starts it (VRRP itself needs kernel_if, which
+        // mem ports lack: the hook is driven by hand, as the VRRP thread
+        // drives it).
+        let mut follower = config.clone();
+        follower.sync = vec![SyncConf {
+            vrrp_instance: Some("VI_1".into()),
+            ..SyncConf::new(SyncRole::Backup)
+        }];
+        daemon
+            .sync
+            .follow(&follower.sync[0], SyncRole::Backup)
+            .expect("backup");
+        let mut hook = sync_follower(&follower, &daemon.sync).expect("a hook");
+        let roles = |d: &Daemon| -> Vec<SyncRole> {
+            d.sync.status().daemons.iter().map(|c| c.role).collect()
+        };
+        assert_eq!(roles(&daemon), vec![SyncRole::Backup]);
+        hook("VI_1", VrrpState::Master);
+        assert_eq!(roles(&daemon), vec![SyncRole::Master]);
+        hook("VI_2", VrrpState::Backup);
+        assert_eq!(roles(&daemon), vec![SyncRole::Master], "another instance");
+        hook("VI_1", VrrpState::Fault);
+        assert_eq!(roles(&daemon), vec![SyncRole::Backup]);
+        hook("VI_1", VrrpState::Master);
+        hook("VI_1", VrrpState::Backup);
+        assert_eq!(roles(&daemon), vec![SyncRole::Backup]);
+        daemon.sync.shutdown();
+        hook("VI_1", VrrpState::Master);
+        assert!(roles(&daemon).is_empty(), "nothing starts after shutdown");
+        daemon.stop().expect("stopped");
+    }
+
+    #[test]
     fn a_second_daemon_on_the_same_socket_fails_before_opening_ports() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = mem_config(dir.path());
