@@ -897,9 +897,9 @@ fn lbd_keepalived_serves_the_guides_virtual_server_with_its_real_servers() {
     let socket = dir.path().join("lbd.sock");
     let mut cmd = Command::new(LBD);
     cmd.arg("--keepalived")
-        .arg(data("vrrp_and_lvs.conf"))
+        .arg(data("lvs_guide.conf"))
         .arg("-c")
-        .arg(data("ports.yaml"))
+        .arg(data("ports_mem.yaml"))
         .arg("--socket")
         .arg(&socket);
     let lbd = Lbd::start(
@@ -917,10 +917,40 @@ fn lbd_keepalived_serves_the_guides_virtual_server_with_its_real_servers() {
     assert_eq!(lines[0], vec!["TCP", "10.0.0.38:80", "wrr"], "{listing}");
     assert_eq!(lines[1][1..4], ["10.0.0.21:80", "Route", "3"], "{listing}");
     assert_eq!(lines[2][1..4], ["10.0.0.22:80", "Route", "1"], "{listing}");
-    assert!(lbd
-        .log_text()
-        .contains("vrrp_and_lvs.conf:21: error: Truncating auth_pass"));
     lbd.stop_cleanly();
+}
+
+/// VRRP cannot run without the director's kernel path: an instance whose
+/// port has no `kernel_if` is refused at the instance's line, and nothing
+/// starts. (The full guide with VRRP starts in tests/ha_failover.rs, as
+/// root, on ports with kernel interfaces.)
+#[test]
+fn lbd_keepalived_refuses_a_vrrp_instance_on_a_port_without_kernel_if() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("lbd.sock");
+    let (code, out) = lbd_bounded(
+        &[
+            "--keepalived",
+            "vrrp_and_lvs.conf",
+            "-c",
+            "ports_mem.yaml",
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "vrrp_and_lvs.conf:14: fatal: vrrp_instance VI_1: port 'eth0' has no kernel_if"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("vrrp_and_lvs.conf:21: error: Truncating auth_pass"),
+        "{out}"
+    );
+    assert!(!socket.exists(), "a control socket was created");
 }
 
 // ------------------------------------------------- parity with keepalived
@@ -1064,4 +1094,53 @@ proptest::proptest! {
         let text: String = words.concat();
         rvs::fuzz_targets::keepalived(text.as_bytes());
     }
+}
+
+/// keepalived's `lvs_sync_daemon IF VI [id N] ...`: one sync daemon that
+/// follows the instance (`id` defaults to its VRID), leaving by the port's
+/// kernel interface; without an instance, a master and a backup; an
+/// unknown instance is fatal at the keyword's line.
+#[test]
+fn lvs_sync_daemon_becomes_a_sync_daemon_that_follows_its_vrrp_instance() {
+    use rvs::sync::conf::SyncRole;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.conf");
+    let vrrp = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n  10.0.0.38\n }\n}\n";
+    std::fs::write(
+        &f,
+        format!("global_defs {{\n lvs_sync_daemon eth0 VI_1 maxlen 1400 ttl 2\n}}\n{vrrp}"),
+    )
+    .unwrap();
+    let imp = import(&f, &opts(), Some(ports()));
+    let config = imp.config.expect("imports");
+    assert_eq!(config.sync.len(), 1, "{:?}", config.sync);
+    let s = &config.sync[0];
+    assert_eq!(s.vrrp_instance.as_deref(), Some("VI_1"));
+    assert_eq!(s.role, SyncRole::Backup);
+    assert_eq!(s.syncid, 51);
+    assert_eq!(s.interface.as_deref(), Some("keth0"));
+    assert_eq!((s.maxlen, s.ttl), (1400, 2));
+    std::fs::write(
+        &f,
+        format!("global_defs {{\n lvs_sync_daemon sync0 id 7 group 224.0.0.82\n}}\n{vrrp}"),
+    )
+    .unwrap();
+    let config = import(&f, &opts(), Some(ports())).config.expect("imports");
+    let roles: Vec<SyncRole> = config.sync.iter().map(|s| s.role).collect();
+    assert_eq!(roles, vec![SyncRole::Master, SyncRole::Backup]);
+    assert!(config.sync.iter().all(|s| s.syncid == 7
+        && s.interface.as_deref() == Some("sync0")
+        && s.group.to_string() == "224.0.0.82"
+        && s.vrrp_instance.is_none()));
+    std::fs::write(
+        &f,
+        format!("global_defs {{\n lvs_sync_daemon eth0 VI_9\n}}\n{vrrp}"),
+    )
+    .unwrap();
+    let imp = import(&f, &opts(), Some(ports()));
+    assert_eq!(lines(&imp.diags, Severity::Fatal), vec![2], "{}", imp.diags);
+    assert!(imp
+        .diags
+        .to_string()
+        .contains("VI_9 is not a vrrp_instance"));
 }

@@ -1481,6 +1481,13 @@ impl Config {
         if let Err(e) = crate::sync::conf::validate_all(&self.sync) {
             return bad(format!("sync: {e}"));
         }
+        for name in self.sync.iter().filter_map(|c| c.vrrp_instance.as_ref()) {
+            if !self.vrrp.instances.iter().any(|i| &i.name == name) {
+                return bad(format!(
+                    "sync: vrrp_instance {name} is not an instance of the vrrp: section"
+                ));
+            }
+        }
         if let Some(path) = &self.socket {
             let len = path.as_os_str().len();
             if len == 0 || len > SOCKET_PATH_MAX {

@@ -198,7 +198,13 @@ impl Daemon {
             })
         }));
         for conf in &config.sync {
-            if let Err(e) = sync.start(conf) {
+            // A daemon that follows a VRRP instance starts as backup (the
+            // instance starts in BACKUP); the VRRP thread switches it.
+            let started = match conf.vrrp_instance {
+                Some(_) => sync.follow(conf, crate::sync::conf::SyncRole::Backup),
+                None => sync.start(conf),
+            };
+            if let Err(e) = started {
                 sync.shutdown();
                 let _ = dataplane.stop_within(STOP_TIMEOUT);
                 return Err(e.into());
@@ -214,7 +220,12 @@ impl Daemon {
         let metrics = metrics
             .map(|listener| listener.serve(control.clone()))
             .transpose()?;
-        let vrrp = start_vrrp(config, &control, dataplane.workers())?;
+        let vrrp = start_vrrp(
+            config,
+            &control,
+            dataplane.workers(),
+            sync_follower(config, &sync),
+        )?;
         // The checker runs when any real server has checks.
         if !plans.is_empty() {
             let service = HealthService::start(control.clone(), plans).map_err(|source| {
@@ -564,12 +575,53 @@ fn start_dataplane(config: &Config, plans: &[ServicePlan]) -> Result<Started, Da
     Ok((state, dataplane, kernel))
 }
 
+/// The VRRP state hook of a sync daemon that follows an instance
+/// (keepalived's `lvs_sync_daemon IF VI`, `ipvs_syncd_cmd`): master while
+/// the instance is MASTER, backup while it is BACKUP or FAULT. It runs on
+/// the VRRP thread after the transition's adverts and GARPs; switching
+/// waits for the old role's thread (at most 100 ms).
+fn sync_follower(
+    config: &Config,
+    sync: &Arc<SyncService>,
+) -> Option<crate::vrrp::service::StateHook> {
+    use crate::sync::conf::SyncRole;
+    use crate::vrrp::state::VrrpState;
+    let conf = config
+        .sync
+        .iter()
+        .find(|c| c.vrrp_instance.is_some())?
+        .clone();
+    let name = conf.vrrp_instance.clone()?;
+    let sync = sync.clone();
+    Some(Box::new(move |instance: &str, state: VrrpState| {
+        if instance != name {
+            return;
+        }
+        let role = match state {
+            VrrpState::Master => SyncRole::Master,
+            VrrpState::Backup | VrrpState::Fault => SyncRole::Backup,
+            _ => return,
+        };
+        match sync.follow(&conf, role) {
+            Ok(()) => log(
+                Level::Notice,
+                &format!("VRRP {name}: {} sync daemon (lvs_sync_daemon)", role.name()),
+            ),
+            Err(e) => log(
+                Level::Error,
+                &format!("VRRP {name}: {} sync daemon not started: {e}", role.name()),
+            ),
+        }
+    }))
+}
+
 /// Starts the VRRP service when instances are configured (they need the
 /// ports' kernel interfaces, hence workers).
 fn start_vrrp(
     config: &Config,
     control: &Arc<Control>,
     workers: u16,
+    on_state: Option<crate::vrrp::service::StateHook>,
 ) -> Result<Option<crate::vrrp::service::VrrpService>, DaemonError> {
     let specs = config.vrrp_instances()?;
     if specs.is_empty() {
@@ -585,8 +637,9 @@ fn start_vrrp(
         .vrrp
         .script_specs()
         .map_err(|e| DaemonError::Config(ConfigError::Invalid(e.to_string())))?;
-    let service = crate::vrrp::service::VrrpService::start(specs, scripts, &macs, control.clone())
-        .map_err(|e| DaemonError::Vrrp(e.to_string()))?;
+    let service =
+        crate::vrrp::service::VrrpService::start(specs, scripts, &macs, control.clone(), on_state)
+            .map_err(|e| DaemonError::Vrrp(e.to_string()))?;
     let status = service.status_handle();
     control.set_vrrp_status(Box::new(move || {
         status
@@ -680,6 +733,45 @@ mod tests {
             dataplane.upgrade().is_none(),
             "the data plane (ports) is released"
         );
+    }
+
+    #[test]
+    fn a_sync_daemon_following_a_vrrp_instance_is_master_only_while_it_is_master() {
+        use crate::sync::conf::{SyncConf, SyncRole};
+        use crate::vrrp::state::VrrpState;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = mem_config(dir.path());
+        let daemon = Daemon::start(&config, DaemonOptions::default()).expect("start");
+        // The follower as lbd starts it (VRRP itself needs kernel_if, which
+        // mem ports lack: the hook is driven by hand, as the VRRP thread
+        // drives it).
+        let mut follower = config.clone();
+        follower.sync = vec![SyncConf {
+            vrrp_instance: Some("VI_1".into()),
+            ..SyncConf::new(SyncRole::Backup)
+        }];
+        daemon
+            .sync
+            .follow(&follower.sync[0], SyncRole::Backup)
+            .expect("backup");
+        let mut hook = sync_follower(&follower, &daemon.sync).expect("a hook");
+        let roles = |d: &Daemon| -> Vec<SyncRole> {
+            d.sync.status().daemons.iter().map(|c| c.role).collect()
+        };
+        assert_eq!(roles(&daemon), vec![SyncRole::Backup]);
+        hook("VI_1", VrrpState::Master);
+        assert_eq!(roles(&daemon), vec![SyncRole::Master]);
+        hook("VI_2", VrrpState::Backup);
+        assert_eq!(roles(&daemon), vec![SyncRole::Master], "another instance");
+        hook("VI_1", VrrpState::Fault);
+        assert_eq!(roles(&daemon), vec![SyncRole::Backup]);
+        hook("VI_1", VrrpState::Master);
+        hook("VI_1", VrrpState::Backup);
+        assert_eq!(roles(&daemon), vec![SyncRole::Backup]);
+        daemon.sync.shutdown();
+        hook("VI_1", VrrpState::Master);
+        assert!(roles(&daemon).is_empty(), "nothing starts after shutdown");
+        daemon.stop().expect("stopped");
     }
 
     #[test]

@@ -307,6 +307,7 @@ pub fn restart_only(running: &Config, next: &Config) -> Vec<String> {
     differs("neighbours", running.neighbours != next.neighbours);
     differs("settings", running.settings != next.settings);
     differs("vrrp", running.vrrp != next.vrrp);
+    differs("sync", running.sync != next.sync);
     out
 }
 

@@ -72,8 +72,9 @@ pub struct GlobalDefs {
     pub vrrp_startup_delay: Duration,
     /// `lvs_timeouts tcp S tcpfin S udp S` (seconds; 0 = not set).
     pub lvs_timeouts: LvsTimeouts,
-    /// `lvs_sync_daemon IF [VI] [id N] ...` (words after the keyword).
-    pub lvs_sync_daemon: Option<Vec<String>>,
+    /// `lvs_sync_daemon IF [VI] [id N] ...` (words after the keyword, and
+    /// the keyword's line).
+    pub lvs_sync_daemon: Option<(Vec<String>, Loc)>,
 }
 
 /// `global_defs lvs_timeouts`.
@@ -1081,7 +1082,7 @@ impl Cx<'_> {
                 "lvs_timeouts" => self.lvs_timeouts(c, &mut g.lvs_timeouts),
                 "lvs_sync_daemon" => {
                     if self.args(c, 1, 12) {
-                        g.lvs_sync_daemon = Some(c.args.clone());
+                        g.lvs_sync_daemon = Some((c.args.clone(), c.loc.clone()));
                     }
                 }
                 _ => self.unknown(c),

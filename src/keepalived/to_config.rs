@@ -25,7 +25,8 @@
 //! checker with different `virtualhost`s). What keepalived does and rvs
 //! does not, without changing a verdict (`bind_if`, `fwmark`, `fast_recovery`,
 //! `http_protocol`, script `user`s, `ha_suspend`, ...), is a warning with
-//! its line. VRRP is typed in the model for its own service.
+//! its line. The VRRP blocks become the YAML `vrrp:` section ([`vrrp_conf`]),
+//! keyword for keyword, and what rvs's VRRP cannot do is fatal.
 
 use std::net::IpAddr;
 
@@ -99,6 +100,41 @@ pub fn to_config(
                 );
             }
         }
+        // VRRP adverts and GARPs leave and arrive through the port's kernel
+        // interface: without one the instance cannot run.
+        if let Some(port) = main.and_then(|m| config.ports.iter().find(|p| &p.name == m)) {
+            if check_ports && port.kernel_if.is_none() {
+                diags.push_rvs(
+                    Severity::Fatal,
+                    &i.loc,
+                    format!("vrrp_instance {}: port '{}' has no kernel_if; VRRP adverts and GARPs go through the port's kernel interface (ports[].kernel_if in the --config YAML)", i.name, port.name),
+                );
+            }
+        }
+    }
+    let has_vrrp = !(conf.vrrp_instances.is_empty()
+        && conf.vrrp_sync_groups.is_empty()
+        && conf.vrrp_scripts.is_empty());
+    if has_vrrp && config.vrrp != Default::default() {
+        diags.0.push(Diag {
+            severity: Severity::Fatal,
+            loc: None,
+            message: "the --config YAML has a vrrp: section: with --keepalived the VRRP instances come from the keepalived file only".to_string(),
+            keepalived_line: false,
+        });
+    }
+    if has_vrrp {
+        config.vrrp = vrrp_conf(conf, diags);
+    }
+    if let Some((args, loc)) = &conf.global.lvs_sync_daemon {
+        if !config.sync.is_empty() {
+            diags.push_rvs(
+                Severity::Fatal,
+                loc,
+                "lvs_sync_daemon: the --config YAML has a sync: section: with --keepalived the sync daemon comes from the keepalived file only".to_string(),
+            );
+        }
+        config.sync = lvs_sync_daemon(args, loc, conf, &config, diags);
     }
     for vs in &conf.virtual_servers {
         let fatal = |diags: &mut Diags, m: String| diags.push_rvs(Severity::Fatal, &vs.loc, m);
@@ -526,4 +562,269 @@ fn check_of(
         return None;
     }
     Some(conf)
+}
+
+/// The `vrrp_script`, `vrrp_sync_group` and `vrrp_instance` blocks as the
+/// YAML `vrrp:` section (`crate::vrrp::conf`), keyword for keyword. What
+/// rvs's VRRP cannot do is fatal: AH authentication, `use_vmac`,
+/// `reverse` trackers, `notify_stop`, trackers and notify scripts of a
+/// sync group, `init_fail`, `garp_master_refresh_repeat` above 1, scripts
+/// run as a user other than root (lbd runs them as itself).
+fn vrrp_conf(conf: &KeepalivedConf, diags: &mut Diags) -> crate::vrrp::conf::VrrpConf {
+    use super::model::{Auth, Track, VrrpState};
+    use crate::vrrp::conf::{
+        AuthConf, AuthType, InitialState, InstanceConf, ScriptConf, SyncGroupConf, TrackConf,
+        VrrpConf,
+    };
+    let mut out = VrrpConf::default();
+    let not_root = |user: &Option<String>| user.as_deref().is_some_and(|u| u != "root");
+    for s in &conf.vrrp_scripts {
+        let mut bad = |m: &str| {
+            diags.push_rvs(
+                Severity::Fatal,
+                &s.loc,
+                format!("vrrp_script {}: {m}", s.name),
+            )
+        };
+        if s.reverse {
+            bad("weight ... reverse is not supported by rvs");
+        }
+        if s.init_fail {
+            bad("init_fail is not supported by rvs (scripts start OK)");
+        }
+        if s.user.as_ref().is_some_and(|(u, _)| u != "root") {
+            bad("user: lbd runs scripts as itself (root)");
+        }
+        let Some(script) = &s.script else { continue };
+        if not_root(&script.user) {
+            bad("user: lbd runs scripts as itself (root)");
+        }
+        out.scripts.push(ScriptConf {
+            name: s.name.clone(),
+            script: script.command.clone(),
+            interval: s.interval.as_secs_f64(),
+            timeout: Some(s.timeout.as_secs_f64()),
+            weight: s.weight,
+            rise: s.rise,
+            fall: s.fall,
+        });
+    }
+    for g in &conf.vrrp_sync_groups {
+        if !g.track_interface.is_empty()
+            || !g.track_script.is_empty()
+            || g.notify.scripts().next().is_some()
+        {
+            diags.push_rvs(
+                Severity::Fatal,
+                &g.loc,
+                format!(
+                    "vrrp_sync_group {}: trackers and notify scripts of a sync group are not supported by rvs (put them on the instances)",
+                    g.name
+                ),
+            );
+        }
+        out.sync_groups.push(SyncGroupConf {
+            name: g.name.clone(),
+            group: g.group.clone(),
+        });
+    }
+    let tracks = |list: &[Track], what: &str, name: &str, diags: &mut Diags| -> Vec<TrackConf> {
+        list.iter()
+            .map(|t| {
+                if t.reverse {
+                    diags.push_rvs(
+                        Severity::Fatal,
+                        &t.loc,
+                        format!("vrrp_instance {name}: {what} {} weight ... reverse is not supported by rvs", t.name),
+                    );
+                }
+                match t.weight {
+                    None => TrackConf::Port(t.name.clone()),
+                    Some(weight) => TrackConf::Weighted {
+                        interface: t.name.clone(),
+                        weight,
+                    },
+                }
+            })
+            .collect()
+    };
+    for i in &conf.vrrp_instances {
+        let fatal = |diags: &mut Diags, m: &str| {
+            diags.push_rvs(
+                Severity::Fatal,
+                &i.loc,
+                format!("vrrp_instance {}: {m}", i.name),
+            )
+        };
+        let authentication = match &i.auth {
+            None => None,
+            Some(Auth::Ah(_)) => {
+                fatal(diags, "auth_type AH is not supported by rvs");
+                None
+            }
+            Some(Auth::Pass(bytes)) => {
+                let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                match std::str::from_utf8(&bytes[..end]) {
+                    Ok(pass) => Some(AuthConf {
+                        auth_type: AuthType::Pass,
+                        auth_pass: pass.to_string(),
+                    }),
+                    Err(_) => {
+                        fatal(diags, "auth_pass: rvs takes a UTF-8 password");
+                        None
+                    }
+                }
+            }
+        };
+        if i.use_vmac.is_some() {
+            fatal(
+                diags,
+                "use_vmac is not supported by rvs (adverts and GARPs use the port's MAC)",
+            );
+        }
+        if i.notify.stop.is_some() {
+            fatal(diags, "notify_stop is not supported by rvs");
+        }
+        if i.notify.scripts().any(|s| not_root(&s.user)) {
+            fatal(diags, "notify scripts run as lbd's user (root)");
+        }
+        if i.garp_master_refresh_repeat > 1 {
+            fatal(
+                diags,
+                "garp_master_refresh_repeat above 1 is not supported by rvs",
+            );
+        }
+        let Some(interface) = i.dpdk_interface.as_ref().or(i.interface.as_ref()) else {
+            fatal(diags, "no interface");
+            continue;
+        };
+        let command = |s: &Option<super::model::Script>| s.as_ref().map(|s| s.command.clone());
+        out.instances.push(InstanceConf {
+            name: i.name.clone(),
+            state: match i.state {
+                VrrpState::Master => InitialState::Master,
+                VrrpState::Backup => InitialState::Backup,
+            },
+            interface: interface.clone(),
+            virtual_router_id: i.virtual_router_id,
+            priority: Some(i.priority),
+            advert_int: i.advert_int.as_secs_f64(),
+            version: i.version,
+            authentication,
+            virtual_ipaddress: i.virtual_ipaddress.iter().map(|v| v.addr).collect(),
+            virtual_ipaddress_excluded: i
+                .virtual_ipaddress_excluded
+                .iter()
+                .map(|v| v.addr)
+                .collect(),
+            unicast_src_ip: i.src_ip,
+            unicast_peer: i.unicast_peer.clone(),
+            nopreempt: i.nopreempt,
+            preempt_delay: i.preempt_delay.as_secs_f64(),
+            track_interface: tracks(&i.track_interface, "track_interface", &i.name, diags),
+            track_script: tracks(&i.track_script, "track_script", &i.name, diags),
+            notify_master: command(&i.notify.master),
+            notify_backup: command(&i.notify.backup),
+            notify_fault: command(&i.notify.fault),
+            notify: command(&i.notify.any),
+            garp_master_delay: i.garp_master_delay.as_secs() as u32,
+            garp_master_repeat: i.garp_master_repeat,
+            garp_master_refresh: i.garp_master_refresh.as_secs() as u32,
+        });
+    }
+    out
+}
+
+/// `global_defs { lvs_sync_daemon IF [[inst] VI] [id N] [maxlen L] [port P]
+/// [ttl T] [group G] }` as the YAML `sync:` list (keepalived
+/// `ipvs_syncd_cmd`): with an instance, one daemon that follows it (master
+/// while MASTER, backup otherwise; `id` defaults to its VRID); without,
+/// a master and a backup that both run all the time. `IF` is a kernel
+/// interface: a port's name stands for its `kernel_if`.
+fn lvs_sync_daemon(
+    args: &[String],
+    loc: &Loc,
+    conf: &KeepalivedConf,
+    config: &Config,
+    diags: &mut Diags,
+) -> Vec<crate::sync::conf::SyncConf> {
+    use crate::sync::conf::{SyncConf, SyncRole};
+    let mut fatal =
+        |m: String| diags.push_rvs(Severity::Fatal, loc, format!("lvs_sync_daemon: {m}"));
+    let Some((ifname, rest)) = args.split_first() else {
+        fatal("no interface".into());
+        return Vec::new();
+    };
+    let interface = config
+        .ports
+        .iter()
+        .find(|p| &p.name == ifname)
+        .map_or(ifname.clone(), |p| {
+            p.kernel_if.clone().unwrap_or(ifname.clone())
+        });
+    let mut base = SyncConf::new(SyncRole::Backup);
+    base.interface = Some(interface);
+    let mut instance = None;
+    let mut id = None;
+    let mut words = rest.iter();
+    while let Some(w) = words.next() {
+        let keyword = matches!(w.as_str(), "id" | "maxlen" | "port" | "ttl" | "group");
+        if !keyword {
+            let name = if w == "inst" { words.next() } else { Some(w) };
+            match name {
+                Some(n) if instance.is_none() => instance = Some(n.clone()),
+                _ => fatal(format!("unexpected '{w}'")),
+            }
+            continue;
+        }
+        let Some(v) = words.next() else {
+            fatal(format!("{w}: no value"));
+            break;
+        };
+        let bad = |fatal: &mut dyn FnMut(String)| fatal(format!("{w}: invalid value '{v}'"));
+        match w.as_str() {
+            "id" => match v.parse::<u8>() {
+                Ok(n) => id = Some(n),
+                Err(_) => bad(&mut fatal),
+            },
+            "maxlen" => match v.parse() {
+                Ok(n) => base.maxlen = n,
+                Err(_) => bad(&mut fatal),
+            },
+            "port" => match v.parse() {
+                Ok(n) => base.port = n,
+                Err(_) => bad(&mut fatal),
+            },
+            "ttl" => match v.parse() {
+                Ok(n) => base.ttl = n,
+                Err(_) => bad(&mut fatal),
+            },
+            _ => match v.parse() {
+                Ok(g) => base.group = g,
+                Err(_) => bad(&mut fatal),
+            },
+        }
+    }
+    if let Some(name) = &instance {
+        match conf.vrrp_instances.iter().find(|i| &i.name == name) {
+            Some(i) => base.syncid = id.unwrap_or(i.virtual_router_id),
+            None => fatal(format!("{name} is not a vrrp_instance")),
+        }
+        base.vrrp_instance = instance;
+        if let Err(e) = base.validate() {
+            fatal(e.to_string());
+        }
+        return vec![base];
+    }
+    base.syncid = id.unwrap_or(0);
+    if let Err(e) = base.validate() {
+        fatal(e.to_string());
+    }
+    vec![
+        SyncConf {
+            role: SyncRole::Master,
+            ..base.clone()
+        },
+        base,
+    ]
 }

@@ -3,7 +3,9 @@
 //!
 //! Rules: defaults are IPVS's (group 224.0.0.81, port 8848, TTL 1, master
 //! `sync_maxlen` 1472, syncid 0); a value IPVS would refuse is refused with
-//! the option's name; at most one daemon per role.
+//! the option's name; at most one daemon per role. A daemon that follows a
+//! VRRP instance (`vrrp_instance`, keepalived's `lvs_sync_daemon IF VI`)
+//! runs both roles in turn, so it is the only one.
 
 use std::net::Ipv4Addr;
 
@@ -37,7 +39,9 @@ impl SyncRole {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConf {
-    /// `master` or `backup`.
+    /// `master` or `backup` (default `backup`). With `vrrp_instance`, the
+    /// role it starts in; the instance's state decides from then on.
+    #[serde(default = "default_role")]
     pub role: SyncRole,
     /// `--mcast-interface`: the interface the messages leave by (master)
     /// or the group is joined on (backup); a kernel interface of lbd's
@@ -64,6 +68,16 @@ pub struct SyncConf {
     /// never listed. `None`: messages are neither signed nor checked.
     #[serde(default, skip_serializing)]
     pub auth_key: Option<String>,
+    /// The VRRP instance this daemon follows, as keepalived's
+    /// `lvs_sync_daemon IF VI` (`ipvs_syncd_cmd`): master while the
+    /// instance is MASTER, backup while it is BACKUP or FAULT. `None`: the
+    /// daemon keeps its `role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_instance: Option<String>,
+}
+
+fn default_role() -> SyncRole {
+    SyncRole::Backup
 }
 
 fn default_maxlen() -> u16 {
@@ -104,6 +118,9 @@ pub enum SyncConfError {
     /// Two daemons of one role.
     #[error("a {0} sync daemon is given twice")]
     Twice(&'static str),
+    /// A daemon that follows a VRRP instance next to another daemon.
+    #[error("the sync daemon following vrrp_instance {0} runs both roles in turn: it must be the only one")]
+    FollowerNotAlone(String),
 }
 
 impl SyncConf {
@@ -118,6 +135,7 @@ impl SyncConf {
             port: DEFAULT_PORT,
             ttl: 1,
             auth_key: None,
+            vrrp_instance: None,
         }
     }
 
@@ -169,6 +187,9 @@ impl SyncConf {
 pub fn validate_all(list: &[SyncConf]) -> Result<(), SyncConfError> {
     for (i, c) in list.iter().enumerate() {
         c.validate()?;
+        if let (Some(name), true) = (&c.vrrp_instance, list.len() > 1) {
+            return Err(SyncConfError::FollowerNotAlone(name.clone()));
+        }
         if list[..i].iter().any(|o| o.role == c.role) {
             return Err(SyncConfError::Twice(c.role.name()));
         }
@@ -242,5 +263,30 @@ mod tests {
             SyncConf::new(SyncRole::Master),
         ];
         assert_eq!(validate_all(&two), Err(SyncConfError::Twice("master")));
+    }
+
+    #[test]
+    fn a_daemon_following_a_vrrp_instance_starts_as_backup_and_is_the_only_one() {
+        use crate::ctl::config::Config;
+        let c: SyncConf =
+            serde_yaml_ng::from_str("{interface: sync0, syncid: 51, vrrp_instance: VI_1}")
+                .expect("valid");
+        assert_eq!(c.role, SyncRole::Backup);
+        assert_eq!(c.vrrp_instance.as_deref(), Some("VI_1"));
+        let err = Config::from_yaml("sync:\n  - {interface: sync0, vrrp_instance: VI_1}\n")
+            .expect_err("no such instance");
+        assert_eq!(
+            err.to_string(),
+            "sync: vrrp_instance VI_1 is not an instance of the vrrp: section"
+        );
+        let mut two = [
+            SyncConf::new(SyncRole::Backup),
+            SyncConf::new(SyncRole::Master),
+        ];
+        two[0].vrrp_instance = Some("VI_1".into());
+        assert_eq!(
+            validate_all(&two),
+            Err(SyncConfError::FollowerNotAlone("VI_1".into()))
+        );
     }
 }

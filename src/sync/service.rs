@@ -20,6 +20,11 @@
 //!   flow (`dataplane::worker::flow_owner` over the running snapshot) via
 //!   that worker's install ring.
 //!
+//! * **Following VRRP** ([`SyncService::follow`]): a daemon given a
+//!   `vrrp_instance` is switched by the VRRP service's transitions — the
+//!   backup stopped and the master started on MASTER, the reverse on
+//!   BACKUP/FAULT (keepalived's `ipvs_syncd_master`/`ipvs_syncd_backup`).
+//!
 //! Rules: one master and one backup at most; starting one that runs is
 //! refused; sockets are opened before the thread starts, so errors reach
 //! the operator. Every thread waits at most 100 ms at a time and stops
@@ -171,6 +176,9 @@ pub struct SyncService {
     stats: Arc<SyncStats>,
     master: Mutex<Option<Running>>,
     backup: Mutex<Option<Running>>,
+    /// Set by [`SyncService::shutdown`]: a late VRRP transition starts
+    /// nothing.
+    closed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -187,7 +195,30 @@ impl SyncService {
             stats: Arc::new(SyncStats::default()),
             master: Mutex::new(None),
             backup: Mutex::new(None),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Runs `conf` (a daemon that follows a VRRP instance) in `role`: the
+    /// other role's daemon stops first, then this one starts (nothing
+    /// changes when it already runs in `role`; nothing starts after
+    /// [`SyncService::shutdown`]).
+    pub fn follow(&self, conf: &SyncConf, role: SyncRole) -> Result<(), SyncError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if lock(self.slot(role)).is_some() {
+            return Ok(());
+        }
+        let other = match role {
+            SyncRole::Master => SyncRole::Backup,
+            SyncRole::Backup => SyncRole::Master,
+        };
+        let _ = self.stop(other);
+        self.start(&SyncConf {
+            role,
+            ..conf.clone()
+        })
     }
 
     fn slot(&self, role: SyncRole) -> &Mutex<Option<Running>> {
@@ -300,6 +331,7 @@ impl SyncService {
 
     /// Stops whatever runs (daemon stop).
     pub fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
         for role in [SyncRole::Master, SyncRole::Backup] {
             let _ = self.stop(role);
         }

@@ -81,6 +81,12 @@ pub fn standby_at_start(specs: &[InstanceSpec]) -> Vec<IpAddr> {
     specs.iter().flat_map(|s| s.owned().copied()).collect()
 }
 
+/// Called by the VRRP thread after each state change of an instance (its
+/// name and new state), after the notify scripts were started: how other
+/// services (the sync daemon of `lvs_sync_daemon IF VI`) follow mastership
+/// without polling. It runs on the VRRP thread, so it must return promptly.
+pub type StateHook = Box<dyn FnMut(&str, VrrpState) + Send>;
+
 /// The running service.
 pub struct VrrpService {
     stop: Arc<AtomicBool>,
@@ -127,6 +133,7 @@ struct Runner {
     published: Option<Vec<IpAddr>>,
     children: Vec<Child>,
     status: Arc<Mutex<Vec<VrrpInstanceInfo>>>,
+    on_state: Option<StateHook>,
 }
 
 impl VrrpService {
@@ -137,6 +144,7 @@ impl VrrpService {
         scripts: Vec<ScriptSpec>,
         macs: &[EthernetAddress],
         control: Arc<Control>,
+        on_state: Option<StateHook>,
     ) -> Result<VrrpService, VrrpError> {
         let mut ifaces: Vec<Iface> = Vec::new();
         let mut instances = Vec::new();
@@ -210,6 +218,7 @@ impl VrrpService {
             published: None,
             children: Vec::new(),
             status: status.clone(),
+            on_state,
         };
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -544,6 +553,9 @@ impl Runner {
                 ),
             );
             self.notify(i, after);
+            if let Some(hook) = &mut self.on_state {
+                hook(&self.instances[i].spec().name, after);
+            }
             // vrrp_sync_group: the other members follow.
             let now = self.now();
             for (j, actions) in follow_sync_group(&mut self.instances, i, now) {
