@@ -201,6 +201,7 @@ mod tests {
     use super::super::test_util::*;
     use super::super::*;
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn tree_follows_every_load_change_without_rebuilding() {
@@ -237,5 +238,119 @@ mod tests {
         d[1].available = false;
         t.invalidate();
         assert_eq!(t.pick(&d, &load), Some(0));
+    }
+
+    /// One step of a worker's history.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A new connection: pick, then bind it (inactive, or active).
+        Connect(bool),
+        /// Connection state change on server `i % n`.
+        Activate(usize),
+        Deactivate(usize),
+        /// A connection (active or inactive) of server `i % n` goes away.
+        Disconnect(usize, bool),
+        /// `-e`: new weight / thresholds / availability for server `i % n`
+        /// (a new snapshot: rebuild the scheduler, refresh the state).
+        Edit(usize, u32, u32, u32, bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => any::<bool>().prop_map(Op::Connect),
+            2 => any::<usize>().prop_map(Op::Activate),
+            1 => any::<usize>().prop_map(Op::Deactivate),
+            3 => (any::<usize>(), any::<bool>()).prop_map(|(i, a)| Op::Disconnect(i, a)),
+            1 => (any::<usize>(), weight(), 0u32..12, 0u32..8, prop::bool::weighted(0.9))
+                .prop_map(|(i, w, u, l, av)| Op::Edit(i, w, u, l, av)),
+        ]
+    }
+
+    /// Small weights (many ties), zero (quiesced) and large ones.
+    fn weight() -> impl Strategy<Value = u32> {
+        prop_oneof![4 => 0u32..6, 1 => 0u32..=MAX_WEIGHT]
+    }
+
+    /// A starting load: counts that make cost ties and the 256 overhead
+    /// boundary likely.
+    fn start_load() -> impl Strategy<Value = DestLoad> {
+        (0u32..6, prop_oneof![0u32..6, 250u32..262], any::<bool>()).prop_map(|(a, i, o)| DestLoad {
+            active: a,
+            inactive: i,
+            persist: 0,
+            overloaded: o,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(384))]
+
+        /// The tree's pick equals IPVS's scan after every step of a random
+        /// history of connects, state changes, disconnects and edits, for
+        /// all six schedulers, random weights, counts and thresholds.
+        #[test]
+        fn tree_pick_equals_ipvs_scan_over_random_histories(
+            name in prop::sample::select(vec!["lc", "wlc", "sed", "nq", "fo", "ovf"]),
+            servers in prop::collection::vec(
+                (weight(), 0u32..12, 0u32..8, prop::bool::weighted(0.9), start_load()),
+                1..40,
+            ),
+            ops in prop::collection::vec(op(), 1..120),
+        ) {
+            let mut d = dests(&servers.iter().map(|s| s.0).collect::<Vec<_>>());
+            for (v, s) in d.iter_mut().zip(&servers) {
+                v.u_threshold = s.1;
+                v.l_threshold = s.2;
+                v.available = s.3;
+            }
+            let n = d.len();
+            let mut load: Vec<DestLoad> = servers.iter().map(|s| s.4).collect();
+            let mut sched = Scheduler::build(name, &[], &d).expect("builds");
+            let kind = least_kind(&sched.algo).expect("least family");
+            let mut st = sched.new_state();
+            for (step, op) in ops.iter().enumerate() {
+                let want = scan(kind, &d, &load);
+                let got = sched.pick(&mut st, &d, &load, &flow(step as u32), 0);
+                prop_assert_eq!(got, want, "{} step {} {:?}", name, step, op);
+                // The pick came from the tree, not from the scan fallback.
+                prop_assert!(matches!(&st, SchedState::Least(t) if t.is_valid()));
+                match *op {
+                    Op::Connect(active) => {
+                        if let Some(i) = got {
+                            let k = if active { ConnKind::Active } else { ConnKind::Inactive };
+                            load[i].bind(k, &d[i]);
+                            st.load_changed(&load, i);
+                        }
+                    }
+                    Op::Activate(i) => {
+                        load[i % n].activate();
+                        st.load_changed(&load, i % n);
+                    }
+                    Op::Deactivate(i) => {
+                        load[i % n].deactivate();
+                        st.load_changed(&load, i % n);
+                    }
+                    Op::Disconnect(i, active) => {
+                        let k = if active { ConnKind::Active } else { ConnKind::Inactive };
+                        load[i % n].unbind(k, &d[i % n]);
+                        st.load_changed(&load, i % n);
+                    }
+                    Op::Edit(i, w, u, l, av) => {
+                        let old = d[i % n];
+                        let v = &mut d[i % n];
+                        v.weight = w;
+                        v.last_weight = if w > 0 { w } else { old.last_weight };
+                        v.u_threshold = u;
+                        v.l_threshold = l;
+                        v.available = av;
+                        load[i % n].on_edit(&old, &d[i % n]);
+                        sched = Scheduler::build(name, &[], &d).expect("builds");
+                        sched.refresh_state(&mut st);
+                    }
+                }
+            }
+            let want = scan(kind, &d, &load);
+            prop_assert_eq!(sched.pick(&mut st, &d, &load, &flow(0), 0), want);
+        }
     }
 }

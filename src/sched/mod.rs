@@ -712,10 +712,9 @@ impl Scheduler {
                 t.invalidate();
                 least_kind(algo) == Some(t.kind()) && t.capacity() == self.n_dests
             }
-            (algo, SchedState::Stateless) => matches!(
-                algo,
-                Algorithm::Dh(_) | Algorithm::Sh(_) | Algorithm::Mh(_)
-            ),
+            (algo, SchedState::Stateless) => {
+                matches!(algo, Algorithm::Dh(_) | Algorithm::Sh(_) | Algorithm::Mh(_))
+            }
             _ => false,
         };
         if !keep {
