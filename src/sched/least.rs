@@ -124,9 +124,17 @@ impl LeastTree {
         }
         let mut j = self.width + i;
         self.nodes[j] = self.leaf(load, i);
+        let me = i as u32;
         while j > 1 {
             j >>= 1;
-            self.nodes[j] = self.winner(load, self.nodes[2 * j], self.nodes[2 * j + 1]);
+            let old = self.nodes[j];
+            let new = self.winner(load, self.nodes[2 * j], self.nodes[2 * j + 1]);
+            // Same winner, and not server `i` whose cost changed: every
+            // ancestor's result is unchanged too.
+            if new == old && old != me {
+                return;
+            }
+            self.nodes[j] = new;
         }
     }
 
