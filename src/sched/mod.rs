@@ -21,8 +21,11 @@
 //! Dispatch is static: [`Scheduler::pick`] is one `match` on a private enum,
 //! never a trait object. `pick` never allocates, locks, logs or panics;
 //! table-driven schedulers (dh, sh, mh) pick in O(1), wrr and twos in
-//! O(log n); the load-based ones (lc, wlc, sed, nq, fo, ovf) scan the `n`
-//! servers as IPVS does; lblc/lblcr are O(1) on a cache hit.
+//! O(log n); the load-based ones (lc, wlc, sed, nq, fo, ovf) read the root
+//! of a per-worker tournament tree ([`least`]) in O(1), which the worker
+//! keeps current in O(log n) per load change ([`SchedState::load_changed`]),
+//! with exactly the choice of IPVS's scan; lblc/lblcr are O(1) on a cache
+//! hit (their fallback is wlc's scan).
 //!
 //! # Destination order and ties (decided here, followed everywhere)
 //!
@@ -97,6 +100,7 @@ pub mod hash;
 pub mod lblc;
 pub mod lblcr;
 pub mod lc;
+pub mod least;
 pub mod mh;
 pub mod nq;
 pub mod ovf;
@@ -110,6 +114,7 @@ pub mod wrr;
 
 pub use lblc::LblcState;
 pub use lblcr::LblcrState;
+pub use least::{LeastKind, LeastTree};
 pub use rr::RrState;
 pub use threshold::{per_core_threshold, ConnKind, DestLoad};
 pub use twos::TwosState;
@@ -548,8 +553,10 @@ pub struct Scheduler {
 /// packet path) and keep it across snapshots with [`Scheduler::refresh_state`].
 #[derive(Debug)]
 pub enum SchedState {
-    /// lc, wlc, sed, nq, dh, sh, fo, ovf, mh: nothing to remember.
+    /// dh, sh, mh: nothing to remember.
     Stateless,
+    /// lc, wlc, sed, nq, fo, ovf: the tournament tree over the servers.
+    Least(LeastTree),
     /// rr cursor.
     Rr(RrState),
     /// wrr current weight and position.
@@ -679,7 +686,10 @@ impl Scheduler {
             Algorithm::Twos(_) => SchedState::Twos(TwosState::with_seed(splitmix64(
                 NEXT_SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed),
             ))),
-            _ => SchedState::Stateless,
+            algo => match least_kind(algo) {
+                Some(k) => SchedState::Least(LeastTree::new(k, self.n_dests)),
+                None => SchedState::Stateless,
+            },
         }
     }
 
@@ -697,18 +707,14 @@ impl Scheduler {
             }
             (Algorithm::Lblc(p), SchedState::Lblc(s)) => s.params() == p,
             (Algorithm::Lblcr(p), SchedState::Lblcr(s)) => s.params() == p,
-            (algo, SchedState::Stateless) => matches!(
-                algo,
-                Algorithm::Lc
-                    | Algorithm::Wlc
-                    | Algorithm::Sed
-                    | Algorithm::Nq
-                    | Algorithm::Dh(_)
-                    | Algorithm::Sh(_)
-                    | Algorithm::Fo
-                    | Algorithm::Ovf
-                    | Algorithm::Mh(_)
-            ),
+            (algo, SchedState::Least(t)) => {
+                // Weights or servers may have changed: rebuild on next pick.
+                t.invalidate();
+                least_kind(algo) == Some(t.kind()) && t.capacity() == self.n_dests
+            }
+            (algo, SchedState::Stateless) => {
+                matches!(algo, Algorithm::Dh(_) | Algorithm::Sh(_) | Algorithm::Mh(_))
+            }
             _ => false,
         };
         if !keep {
@@ -756,10 +762,9 @@ impl Scheduler {
                     _ => None,
                 }
             }
-            Algorithm::Lc => lc::pick(dests, load),
-            Algorithm::Wlc => wlc::pick(dests, load),
-            Algorithm::Sed => sed::pick(dests, load),
-            Algorithm::Nq => nq::pick(dests, load),
+            Algorithm::Lc | Algorithm::Wlc | Algorithm::Sed | Algorithm::Nq => {
+                self.pick_least(state, dests, load)
+            }
             Algorithm::Dh(t) => t.pick(dests, load, flow),
             Algorithm::Sh(t) => t.pick(dests, load, flow, self.flags),
             Algorithm::Lblc(_) => match state {
@@ -770,8 +775,7 @@ impl Scheduler {
                 SchedState::Lblcr(s) => s.pick(dests, load, flow, now),
                 _ => wlc::pick(dests, load),
             },
-            Algorithm::Fo => fo::pick(dests, load),
-            Algorithm::Ovf => ovf::pick(dests, load),
+            Algorithm::Fo | Algorithm::Ovf => self.pick_least(state, dests, load),
             Algorithm::Mh(t) => t.pick(dests, load, flow, self.flags),
             Algorithm::Twos(t) => {
                 if !matches!(state, SchedState::Twos(_)) {
@@ -783,6 +787,73 @@ impl Scheduler {
                 }
             }
         }
+    }
+}
+
+impl Scheduler {
+    /// The least-connection family: the tree's root when `state` is this
+    /// scheduler's tree, else (a caller that skipped
+    /// [`Scheduler::refresh_state`]) the scan, which never allocates.
+    #[inline]
+    fn pick_least(
+        &self,
+        state: &mut SchedState,
+        dests: &[DestView],
+        load: &[DestLoad],
+    ) -> Option<usize> {
+        let kind = least_kind(&self.algo)?;
+        match state {
+            SchedState::Least(t) if t.kind() == kind && t.capacity() == dests.len() => {
+                let got = t.pick(dests, load);
+                debug_assert_eq!(
+                    got,
+                    scan(kind, dests, load),
+                    "{kind:?} tree is stale: a load change was not reported"
+                );
+                got
+            }
+            _ => scan(kind, dests, load),
+        }
+    }
+}
+
+impl SchedState {
+    /// Tell the scheduler state that this worker's `load[i]` (`active`,
+    /// `inactive` or `overloaded`) changed. The least-connection family
+    /// replays server `i`'s path in its tree, O(log n), no allocation; other
+    /// states ignore it. Call it after every such change, with the same
+    /// `load` slice that is passed to [`Scheduler::pick`].
+    #[inline]
+    pub fn load_changed(&mut self, load: &[DestLoad], i: usize) {
+        if let SchedState::Least(t) = self {
+            t.load_changed(load, i);
+        }
+    }
+}
+
+/// The tree order of a least-connection algorithm.
+fn least_kind(algo: &Algorithm) -> Option<LeastKind> {
+    Some(match algo {
+        Algorithm::Lc => LeastKind::Lc,
+        Algorithm::Wlc => LeastKind::Wlc,
+        Algorithm::Sed => LeastKind::Sed,
+        Algorithm::Nq => LeastKind::Nq,
+        Algorithm::Fo => LeastKind::Fo,
+        Algorithm::Ovf => LeastKind::Ovf,
+        _ => return None,
+    })
+}
+
+/// IPVS's O(n) scan for `kind` (the reference the tree must equal).
+#[inline]
+pub fn scan(kind: LeastKind, dests: &[DestView], load: &[DestLoad]) -> Option<usize> {
+    match kind {
+        LeastKind::Lc => lc::pick(dests, load),
+        LeastKind::Wlc => wlc::pick(dests, load),
+        LeastKind::Sed => sed::pick(dests, load),
+        LeastKind::Nq => nq::pick(dests, load),
+        LeastKind::Fo => fo::pick(dests, load),
+        LeastKind::Ovf => ovf::pick(dests, load),
     }
 }
 
@@ -1079,6 +1150,7 @@ mod tests {
                 .pick(&mut states[k], &d, &loads[k], &flow(step), step)
                 .expect("server");
             loads[k][i].bind(ConnKind::Active, &d[i]);
+            states[k].load_changed(&loads[k], i);
             let c = global(&loads);
             for a in 0..n {
                 for b in 0..n {
@@ -1110,12 +1182,14 @@ mod tests {
                 if !live.is_empty() && rng.below(2_000) < live.len() as u64 {
                     let (k, i) = live.swap_remove(rng.below(live.len() as u64) as usize);
                     loads[k][i].unbind(ConnKind::Active, &d[i]);
+                    states[k].load_changed(&loads[k], i);
                 } else {
                     let k = usize::from(rng.below(100) >= skew).min(workers - 1);
                     let i = s
                         .pick(&mut states[k], &d, &loads[k], &flow(step), step)
                         .expect("server");
                     loads[k][i].bind(ConnKind::Active, &d[i]);
+                    states[k].load_changed(&loads[k], i);
                     live.push((k, i));
                 }
                 let dev = deviation(&global(&loads));

@@ -41,6 +41,7 @@ mod tests {
             match s.pick(&mut st, &d, &load, &flow(i), 0) {
                 Some(p) => {
                     load[p].bind(ConnKind::Active, &d[p]);
+                    st.load_changed(&load, p);
                     picks.push(p);
                 }
                 None => break,
@@ -50,6 +51,6 @@ mod tests {
         // Inactive connections do not count.
         let mut load = idle(2);
         load[1].inactive = 1_000;
-        assert_eq!(s.pick(&mut st, &d, &load, &flow(0), 0), Some(1));
+        assert_eq!(s.pick(&mut s.new_state(), &d, &load, &flow(0), 0), Some(1));
     }
 }

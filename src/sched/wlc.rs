@@ -66,6 +66,7 @@ mod tests {
         for i in 0..800 {
             let p = s.pick(&mut st, &d, &load, &flow(i), 0).expect("server");
             load[p].bind(ConnKind::Active, &d[p]);
+            st.load_changed(&load, p);
         }
         assert_eq!(
             load.iter().map(|l| l.active).collect::<Vec<_>>(),

@@ -205,6 +205,7 @@ impl<Q: PortQueue> Worker<Q> {
                 let view = &svc.views[di];
                 core.loads[di].inactive += 1;
                 core.loads[di].on_bind(view);
+                core.sched.load_changed(&core.loads, di);
                 bump(&self.counters.conns_created, 1);
                 bump(&self.counters.conns_now, 1);
                 bump(&self.counters.services[svc.id as usize].conns, 1);
@@ -252,9 +253,12 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         }
         let (si, dj) = ((pos >> 16) as usize, (pos & 0xffff) as usize);
-        if let Some(l) = self.svcs.get_mut(si).and_then(|s| s.loads.get_mut(dj)) {
-            l.active = (l.active as i64 + da).max(0) as u32;
-            l.inactive = (l.inactive as i64 + di).max(0) as u32;
+        if let Some(s) = self.svcs.get_mut(si) {
+            if let Some(l) = s.loads.get_mut(dj) {
+                l.active = (l.active as i64 + da).max(0) as u32;
+                l.inactive = (l.inactive as i64 + di).max(0) as u32;
+                s.sched.load_changed(&s.loads, dj);
+            }
         }
     }
 
@@ -325,6 +329,7 @@ pub(super) fn release_conn(
                 } else {
                     l.inactive = l.inactive.saturating_sub(1);
                 }
+                core.sched.load_changed(&core.loads, di);
             }
             if !c.is_template() && c.fwd() == Fwd::FullNat {
                 if let Some(p) = core.pool.as_mut() {

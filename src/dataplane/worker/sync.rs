@@ -217,6 +217,7 @@ impl<Q: PortQueue> Worker<Q> {
         let core = &mut self.svcs[si];
         core.loads[di].inactive += 1;
         core.loads[di].on_bind(&svc.views[di]);
+        core.sched.load_changed(&core.loads, di);
         bump_core(&self.counters.conns_now, 1);
         bump_core(&self.counters.dest_conns[d.id as usize].inactive, 1);
         if e.fwd == Fwd::FullNat {
