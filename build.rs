@@ -57,6 +57,7 @@ mod dpdk {
         "rte_eth_dev_set_mtu",
         "rte_eth_dev_get_mtu",
         "rte_eth_promiscuous_enable",
+        "rte_eth_allmulticast_enable",
         "rte_eth_dev_start",
         "rte_eth_dev_stop",
         "rte_eth_dev_close",

@@ -4,7 +4,8 @@
 //! * [`eal`] — start-up ([`Eal::init`], once per process), one mempool per
 //!   NUMA socket, worker registration ([`register_worker_thread`]),
 //!   clean-up when the last user goes.
-//! * [`port`] — [`DpdkDriver::open`] (queues, RSS, MTU, promiscuous, start)
+//! * [`port`] — [`DpdkDriver::open`] (queues, RSS, MTU, promiscuous,
+//!   all-multicast, start)
 //!   and the per-worker [`DpdkQueue`].
 //! * [`mbuf`] — [`Mbuf`], an owned single-segment `rte_mbuf`.
 //! * [`flow`] — `rte_flow` rules steering FULLNAT replies by local port

@@ -3,8 +3,8 @@
 //!
 //! [`DpdkDriver::open`] configures one RX and one TX queue per worker, RSS
 //! with the symmetric Toeplitz key when the device hashes (and more than
-//! one queue), the MTU, promiscuous mode, starts the port and reads its
-//! MAC and link. Queues are handed to workers with
+//! one queue), the MTU, promiscuous and all-multicast mode, starts the
+//! port and reads its MAC and link. Queues are handed to workers with
 //! [`Driver::take_queues`]; each does `rx_burst`/`tx_burst` through a
 //! preallocated pointer array, so the hot path neither allocates nor locks.
 //!
@@ -317,6 +317,18 @@ impl DpdkDriver {
         if ret != 0 && ret != -libc::ENOTSUP {
             return Err(dpdk_error(
                 format!("rte_eth_promiscuous_enable({name})"),
+                ret,
+            ));
+        }
+        // All-multicast: VRRP adverts (224.0.0.18 / ff02::12, issue #13)
+        // and IPv6 neighbour discovery arrive on multicast MACs; a PMD
+        // without promiscuous mode (or a VF whose promiscuous mode the PF
+        // filters) may still deliver them this way. ENOTSUP is fine.
+        // SAFETY: valid port.
+        let ret = unsafe { sys::rte_eth_allmulticast_enable(p) };
+        if ret != 0 && ret != -libc::ENOTSUP {
+            return Err(dpdk_error(
+                format!("rte_eth_allmulticast_enable({name})"),
                 ret,
             ));
         }
