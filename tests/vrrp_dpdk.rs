@@ -4,7 +4,8 @@
 //! `vrrp_keepalived.rs` and `vrrp_pair.rs`).
 //!
 //! Two namespaces on one veth pair: `lb1` runs lbd with its port `ext` on
-//! the DPDK `net_af_packet` virtual device over `p0` (`--no-huge --no-pci`),
+//! the DPDK `net_af_packet` virtual device over `p0` (`--no-huge --no-pci`;
+//! or on `net_tap`, see below),
 //! kernel interface `kvr`, 10.99.0.11/24; `lb2` runs `keepalived -P` on
 //! `e0` (10.99.0.12/24). VRID 51, VRRPv2, PASS 1111, advert 1 s, VIP
 //! 10.99.0.38. The AF_PACKET sniffer of `support::vrrp` on `e0` timestamps
@@ -20,6 +21,10 @@
 //!   address as master (it receives keepalived's multicast adverts through
 //!   the DPDK port) and does not advertise; keepalived's VRRP process
 //!   killed → lbd MASTER 3.648 s ± 0.2 s after the last advert.
+//! * `dpdk_net_tap_keepalived_master_lbd_backup_receives_multicast_adverts`:
+//!   the same with `ext` on the `net_tap` PMD (its kernel side moved to
+//!   keepalived's namespace as `e0`; lbd starts first there, keepalived
+//!   then takes MASTER).
 //!
 //! Every namespace, process and directory is owned by a guard; the tests
 //! take the one-at-a-time lock. Without root they print why they skip
@@ -54,57 +59,82 @@ fn may_run(test: &str) -> bool {
     support::needs_root(test, &["ip", "keepalived"])
 }
 
-/// lbd's namespace, keepalived's, the veth pairs, a scratch directory and
-/// the sniffer on keepalived's side.
+/// The DPDK virtual device of lbd's port `ext`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Device {
+    /// `net_af_packet` over `p0`, a veth whose peer is keepalived's `e0`.
+    AfPacket,
+    /// `net_tap`: the PMD creates `e0` in lbd's namespace; its kernel side
+    /// is moved to keepalived's namespace (lbd keeps the queue fds).
+    Tap,
+}
+
+/// lbd's namespace, keepalived's, the links, a scratch directory and the
+/// sniffer on keepalived's `e0` (for [`Device::Tap`] once lbd created it).
 struct Pair {
+    device: Device,
     lb1: Netns,
     lb2: Netns,
     dir: tempfile::TempDir,
-    sniffer: Sniffer,
+    sniffer: Option<Sniffer>,
 }
 
 impl Pair {
-    fn new() -> Pair {
+    fn new(device: Device) -> Pair {
         let lb1 = Netns::ipv4_host("vd-lb1");
         let lb2 = Netns::ipv4_host("vd-lb2");
-        lb1.add_veth("p0", &lb2, "e0");
         lb1.add_veth("t0", &lb2, "t1");
-        for l in ["p0", "t0"] {
-            lb1.ip(&["link", "set", l, "up"]);
-        }
-        lb2.ip(&["addr", "add", "10.99.0.12/24", "dev", "e0"]);
-        for l in ["e0", "t1"] {
-            lb2.ip(&["link", "set", l, "up"]);
-        }
-        let sniffer = Sniffer::start(&lb2, "e0");
-        Pair {
+        lb1.ip(&["link", "set", "t0", "up"]);
+        lb2.ip(&["link", "set", "t1", "up"]);
+        let mut pair = Pair {
+            device,
             lb1,
             lb2,
             dir: tempfile::tempdir().expect("tempdir"),
-            sniffer,
+            sniffer: None,
+        };
+        if device == Device::AfPacket {
+            pair.lb1.add_veth("p0", &pair.lb2, "e0");
+            pair.lb1.ip(&["link", "set", "p0", "up"]);
+            pair.keepalived_side_up();
         }
+        pair
+    }
+
+    /// Addresses and brings up keepalived's `e0`; starts the sniffer.
+    fn keepalived_side_up(&mut self) {
+        self.lb2.ip(&["addr", "add", "10.99.0.12/24", "dev", "e0"]);
+        self.lb2.ip(&["link", "set", "e0", "up"]);
+        self.sniffer = Some(Sniffer::start(&self.lb2, "e0"));
+    }
+
+    fn sniffer(&self) -> &Sniffer {
+        self.sniffer.as_ref().expect("e0 is up")
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    /// lbd in `lb1` on two DPDK `net_af_packet` devices (over `p0`, `t0`)
-    /// with the VRRP instance at `priority`.
-    fn start_lbd(&self, priority: u8) -> Lbd {
+    /// lbd in `lb1` with `ext` on the pair's DPDK device and `int` on
+    /// `net_af_packet` over `t0`, the VRRP instance at `priority`. For
+    /// [`Device::Tap`] the TAP's kernel side then becomes keepalived's `e0`.
+    fn start_lbd(&mut self, priority: u8) -> Lbd {
         let socket = self.path("lbd.sock");
+        let ext = match self.device {
+            Device::AfPacket => "net_af_packet0,iface=p0",
+            Device::Tap => "net_tap0,iface=e0",
+        };
         let eal = eal_args(
             &unique("rvs_vrrp_dpdk"),
-            &[
-                "net_af_packet0,iface=p0".to_string(),
-                "net_af_packet1,iface=t0".to_string(),
-            ],
+            &[ext.to_string(), "net_af_packet1,iface=t0".to_string()],
         );
+        let ext_device = ext.split(',').next().expect("device name");
         let yaml = format!(
             "socket: {}\n\
              workers: {{count: 1, idle: backoff}}\n\
              ports:\n\
-             \x20 - {{name: ext, driver: dpdk, device: net_af_packet0, addrs: [\"10.99.0.11/24\"], kernel_if: kvr}}\n\
+             \x20 - {{name: ext, driver: dpdk, device: {ext_device}, addrs: [\"10.99.0.11/24\"], kernel_if: kvr}}\n\
              \x20 - {{name: int, driver: dpdk, device: net_af_packet1, addrs: [\"10.98.0.11/24\"]}}\n\
              dpdk:\n  eal_args: {}\n\
              services:\n\
@@ -126,7 +156,26 @@ impl Pair {
         std::fs::write(&conf, yaml).expect("config");
         let mut cmd = self.lb1.cmd(LBD);
         cmd.arg("--config").arg(&conf);
-        Lbd::start("lbd (dpdk)", cmd, &socket, &self.path("lbd.log"))
+        let lbd = Lbd::start(
+            &format!("lbd (dpdk {ext_device})"),
+            cmd,
+            &socket,
+            &self.path("lbd.log"),
+        );
+        if self.device == Device::Tap {
+            assert!(
+                self.lb1.link_exists("e0"),
+                "net_tap did not create e0:\n{}",
+                lbd.log_text()
+            );
+            self.lb1.move_link("e0", &self.lb2);
+            // net_tap gives the kernel side the PMD's own MAC: the kernel
+            // side gets one of its own, as another host on the link has.
+            self.lb2
+                .ip(&["link", "set", "e0", "address", "02:cc:00:00:00:12"]);
+            self.keepalived_side_up();
+        }
+        lbd
     }
 
     /// keepalived (VRRP only, its own pid files) in `lb2` at `priority`;
@@ -185,7 +234,7 @@ fn dpdk_lbd_master_keepalived_backup_stays_stable_then_keepalived_takes_over_on_
         return;
     }
     let _serial = support::serial();
-    let pair = Pair::new();
+    let mut pair = Pair::new(Device::AfPacket);
     let lbd = pair.start_lbd(100);
     wait_vrrp_state(&lbd, "MASTER", Duration::from_secs(6));
     let (ka, _vrrp_pid) = pair.start_keepalived(90);
@@ -205,7 +254,7 @@ fn dpdk_lbd_master_keepalived_backup_stays_stable_then_keepalived_takes_over_on_
     }
     assert!(!ka.log_text().contains("Entering MASTER STATE"));
     assert_eq!(vrrp_state(&lbd), "MASTER");
-    let ours = pair.sniffer.adverts_from(LBD_ADDR);
+    let ours = pair.sniffer().adverts_from(LBD_ADDR);
     assert!(
         ours.len() >= STABLE_WINDOW.as_secs() as usize - 1,
         "{} adverts from lbd on the wire in {STABLE_WINDOW:?}",
@@ -217,9 +266,9 @@ fn dpdk_lbd_master_keepalived_backup_stays_stable_then_keepalived_takes_over_on_
     let kill = Instant::now();
     signal(lbd.pid() as i32, libc::SIGKILL);
     let first = pair
-        .sniffer
+        .sniffer()
         .first_advert_after(KA_ADDR, kill, Duration::from_secs(8));
-    let (last, _) = pair.sniffer.last_advert_before(LBD_ADDR, first);
+    let (last, _) = pair.sniffer().last_advert_before(LBD_ADDR, first);
     assert_near(
         "keepalived after lbd (DPDK) SIGKILL",
         first.duration_since(last).as_secs_f64(),
@@ -234,12 +283,37 @@ fn dpdk_keepalived_master_lbd_backup_receives_multicast_adverts() {
         return;
     }
     let _serial = support::serial();
-    let pair = Pair::new();
-    let (ka, vrrp_pid_file) = pair.start_keepalived(100);
-    wait_log(&ka, "Entering MASTER STATE", Duration::from_secs(6));
+    lbd_backup_receives_keepalived_adverts(Device::AfPacket);
+}
+
+#[test]
+fn dpdk_net_tap_keepalived_master_lbd_backup_receives_multicast_adverts() {
+    if !may_run("dpdk_net_tap_keepalived_master_lbd_backup") {
+        return;
+    }
+    let _serial = support::serial();
+    lbd_backup_receives_keepalived_adverts(Device::Tap);
+}
+
+/// keepalived MASTER 100, lbd BACKUP 90 on `device`: lbd hears the
+/// multicast adverts, stays BACKUP and silent; keepalived's VRRP process
+/// killed → lbd MASTER 3.648 s ± 0.2 s after the last advert.
+fn lbd_backup_receives_keepalived_adverts(device: Device) {
+    let mut pair = Pair::new(device);
+    // With net_tap, keepalived's interface exists once lbd has made it:
+    // lbd starts first (and may be MASTER until keepalived preempts it).
+    let (lbd, ka, vrrp_pid_file) = if device == Device::Tap {
+        let lbd = pair.start_lbd(90);
+        let (ka, pid) = pair.start_keepalived(100);
+        (lbd, ka, pid)
+    } else {
+        let (ka, pid) = pair.start_keepalived(100);
+        wait_log(&ka, "Entering MASTER STATE", Duration::from_secs(6));
+        (pair.start_lbd(90), ka, pid)
+    };
+    wait_log(&ka, "Entering MASTER STATE", Duration::from_secs(8));
     let backups = || ka.log_text().matches("Entering BACKUP STATE").count();
     let backups_before = backups();
-    let lbd = pair.start_lbd(90);
 
     // lbd receives keepalived's multicast adverts through the DPDK port:
     // BACKUP with keepalived's address as master, for longer than its
@@ -259,10 +333,13 @@ fn dpdk_keepalived_master_lbd_backup_receives_multicast_adverts() {
         assert_eq!(vrrp_state(&lbd), "BACKUP", "{}", lbd.log_text());
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(
-        pair.sniffer.adverts_from(LBD_ADDR).is_empty(),
-        "lbd (BACKUP) advertised"
-    );
+    let sent: Vec<_> = pair
+        .sniffer()
+        .adverts_from(LBD_ADDR)
+        .into_iter()
+        .filter(|(at, _)| *at > t0)
+        .collect();
+    assert!(sent.is_empty(), "lbd (BACKUP) advertised: {sent:?}");
     assert_eq!(
         backups(),
         backups_before,
@@ -281,9 +358,9 @@ fn dpdk_keepalived_master_lbd_backup_receives_multicast_adverts() {
     let kill = Instant::now();
     signal(vrrp_pid, libc::SIGKILL);
     let first = pair
-        .sniffer
+        .sniffer()
         .first_advert_after(LBD_ADDR, kill, Duration::from_secs(8));
-    let (last, _) = pair.sniffer.last_advert_before(KA_ADDR, first);
+    let (last, _) = pair.sniffer().last_advert_before(KA_ADDR, first);
     assert_near(
         "lbd (DPDK) after keepalived SIGKILL",
         first.duration_since(last).as_secs_f64(),
