@@ -20,7 +20,7 @@ use crate::conntrack::{
 };
 use crate::dataplane::counters::{bump, CoreCounters, DropReason};
 use crate::dataplane::driver::PortQueue;
-use crate::dataplane::snapshot::Service;
+use crate::dataplane::snapshot::{Service, Snapshot};
 use crate::dataplane::xmit::Layout;
 use crate::sched::{DestLoad, FlowKey, SchedState};
 use crate::wire::ip_proto;
@@ -268,8 +268,9 @@ impl<Q: PortQueue> Worker<Q> {
         let counters = &self.counters;
         let svcs = &mut self.svcs;
         let dest_pos = &self.dest_pos;
+        let snap = &self.snap;
         let n = self.conns.expire(self.tick, budget, |c| {
-            release_conn(c, svcs, dest_pos, counters);
+            release_conn(c, snap, svcs, dest_pos, counters);
         });
         if n > 0 {
             let cur = counters.conns_now.load(Relaxed);
@@ -287,7 +288,13 @@ impl<Q: PortQueue> Worker<Q> {
         if c.is_template() && c.n_control() > 0 {
             return;
         }
-        release_conn(&c, &mut self.svcs, &self.dest_pos, &self.counters);
+        release_conn(
+            &c,
+            &self.snap,
+            &mut self.svcs,
+            &self.dest_pos,
+            &self.counters,
+        );
         let _ = self.conns.remove(id);
         let cur = self.counters.conns_now.load(Relaxed);
         self.counters
@@ -296,9 +303,13 @@ impl<Q: PortQueue> Worker<Q> {
     }
 }
 
-/// Undo a connection's accounting when it goes away.
+/// Undo a connection's accounting when it goes away, and apply IPVS's
+/// unbind rule (`ip_vs_unbind_dest`): the server's OVERLOADED flag clears
+/// once its connections fall below the lower threshold (or 3/4 of the
+/// upper one, or at once without thresholds).
 pub(super) fn release_conn(
     c: &Conn,
+    snap: &Snapshot,
     svcs: &mut [SvcCore],
     dest_pos: &[u32],
     counters: &CoreCounters,
@@ -328,6 +339,9 @@ pub(super) fn release_conn(
                     l.active = l.active.saturating_sub(1);
                 } else {
                     l.inactive = l.inactive.saturating_sub(1);
+                }
+                if let Some(view) = snap.services.get(si).and_then(|s| s.views.get(di)) {
+                    l.on_unbind(view);
                 }
                 core.sched.load_changed(&core.loads, di);
             }

@@ -620,3 +620,45 @@ fn vrrp_standby_vip_is_neither_answered_for_nor_forwarded_until_master() {
     let backup = snap.with_vrrp(&[ip("10.0.0.77")], &[ip("10.0.0.77")]);
     assert!(!backup.is_local(&ip("10.0.0.77")));
 }
+
+#[test]
+fn an_overloaded_real_server_takes_connections_again_once_its_connections_expire() {
+    // IPVS clears OVERLOADED when a connection is unbound from its server
+    // (`ip_vs_unbind_dest`): with u_threshold 2 and no l_threshold, once the
+    // server holds fewer than 3/4 of 2 connections.
+    let mut snap = (*snapshot(1, 1, RS_MAC_A)).clone();
+    snap.services[0].dests[0].u_threshold = 2;
+    snap.services[0].views[0].u_threshold = 2;
+    let mut w = Worker::new(
+        WorkerConfig::default(),
+        vec![
+            MemQueue::scripted(Vec::new()),
+            MemQueue::scripted(Vec::new()),
+        ],
+        Links::new(1),
+        Arc::new(snap),
+    );
+    send_flows(&mut w, 40000..40003, TcpFlags::SYN);
+    assert_eq!(
+        w.conns().len(),
+        2,
+        "the third SYN finds the server overloaded"
+    );
+    assert_eq!(w.counters().drops_of(DropReason::NoDest), 1);
+    // Both half-open connections time out.
+    for _ in 0..600 {
+        w.tick += super::ticks(1);
+        w.expire();
+        if w.conns().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(w.conns().len(), 0, "the half-open connections expired");
+    send_flows(&mut w, 40010..40011, TcpFlags::SYN);
+    assert_eq!(
+        w.conns().len(),
+        1,
+        "with no connection left the server is no longer overloaded"
+    );
+    assert_eq!(w.counters().drops_of(DropReason::NoDest), 1);
+}
