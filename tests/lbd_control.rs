@@ -568,7 +568,13 @@ fn traffic_shows_up_in_stats_rates_and_connection_listings() {
     .unwrap_or_else(|| panic!("no rate after 20 s:\n{rates}"));
     // CPS InPPS OutPPS InBPS OutBPS (NAT replies: none, nobody answers).
     assert_eq!(svc.len(), 5, "{svc:?}");
-    assert!(svc[3] >= svc[1] * 40, "InBPS {svc:?}");
+    // The replayed SYN is a 40-byte IP datagram, and bytes count from the IP
+    // header as in IPVS (54 with the Ethernet header). The estimator smooths
+    // packets and bytes separately, so the ratio is 40 only up to rounding.
+    assert!(
+        svc[3] >= svc[1] * 39 && svc[3] <= svc[1] * 41,
+        "InBPS ≈ 40 × InPPS {svc:?}"
+    );
     assert_eq!(svc[2], 0, "OutPPS {svc:?}");
     assert_eq!(dest.len(), 5, "{dest:?}");
     assert!(dest[1] > 0, "the real server's InPPS {dest:?}");
