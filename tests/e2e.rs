@@ -194,6 +194,32 @@ fn stray_resets(ns: &Netns) -> i64 {
     ns.snmp("TcpOutRsts") as i64 - aborts as i64
 }
 
+/// Every TCP counter of a namespace (`nstat -az`: Tcp* and TcpExt*), to
+/// say what changed when [`stray_resets`] finds a reset.
+fn tcp_counters(ns: &Netns) -> BTreeMap<String, u64> {
+    ns.sh("nstat -az")
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?;
+            let value = f.next()?.parse().ok()?;
+            name.starts_with("Tcp").then(|| (name.to_string(), value))
+        })
+        .collect()
+}
+
+/// The counters of `after` that differ from `before`, as `name +delta`.
+fn counter_changes(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    after
+        .iter()
+        .filter_map(|(name, &v)| {
+            let was = before.get(name).copied().unwrap_or(0);
+            (v != was).then(|| format!("{name} +{}", v.wrapping_sub(was)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 // ---------------------------------------------------------------- NAT
 
 fn nat_balances_http_and_udp(driver: Driver) {
@@ -395,6 +421,7 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
     // another CPU (veth queues each packet on its sender's CPU), which the
     // server rightly answers with a reset whoever forwards the packets.
     let strays_before: Vec<i64> = t.rs.iter().map(stray_resets).collect();
+    let tcp_before: Vec<_> = t.rs.iter().map(tcp_counters).collect();
     let wrk = t.start_wrk(
         Wrk {
             threads: 2,
@@ -409,6 +436,13 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
         t.rs.iter()
             .zip(&strays_before)
             .map(|(ns, before)| stray_resets(ns) - before)
+            .collect();
+    // What else the servers' TCP saw meanwhile, should a reset need
+    // explaining (listen overflows, challenge ACKs, PAWS, ...).
+    let tcp_changes: Vec<String> =
+        t.rs.iter()
+            .zip(&tcp_before)
+            .map(|(ns, before)| counter_changes(before, &tcp_counters(ns)))
             .collect();
     let w = t.finish_wrk(wrk);
     assert_eq!(
@@ -427,7 +461,9 @@ fn fullnat_sources_from_lip_over_two_workers(driver: Driver) {
     assert_eq!(
         strays,
         vec![0, 0],
-        "resets the servers sent during the load"
+        "resets the servers sent during the load; their TCP counters changed by\n{}\nlbd drops: {:?}",
+        tcp_changes.join("\n"),
+        drops_by_reason(&t)
     );
 
     // Every flow went out from the LIP; the local port names the worker.
