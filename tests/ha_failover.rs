@@ -65,6 +65,8 @@ const LIP: &str = "10.98.1.100";
 const MDI_90: f64 = 3.0 + 166.0 / 256.0;
 /// Skew_Time of the priority-90 backup (takeover after a priority-0 advert).
 const SKEW_90: f64 = 166.0 / 256.0;
+/// Master_Down_Interval of the priority-100 director.
+const MDI_100: f64 = 3.0 + 156.0 / 256.0;
 const BIG_LEN: usize = 2 * 1024 * 1024;
 const DOWNLOADS: usize = 10;
 const KILL_AFTER: Duration = Duration::from_secs(5);
@@ -506,8 +508,9 @@ fn durations(how: Failure) -> (u64, &'static str) {
 /// What the failback showed, last seen while the restarted `d1` was still
 /// BACKUP: the connections in its table and in `d2`'s, the resync
 /// requests it sent and `d2` served; and the seconds from the restart to
-/// `d1` MASTER.
+/// `d1` MASTER, and to it first holding as many connections as `d2`.
 struct Failback {
+    table_after: Option<f64>,
     d1_conns: usize,
     d2_conns: usize,
     resyncs_sent: u64,
@@ -584,6 +587,7 @@ fn run(setup: Setup, how: Failure) -> (Outcome, f64, Option<Failback>) {
         // Until d1 is MASTER again: both tables and the resync counters,
         // last seen while d1 was BACKUP.
         let mut last = (0, 0, 0, 0);
+        let mut table_after = None;
         let master = poll_until(Duration::from_secs(15), Duration::from_millis(20), || {
             if vrrp_state(&d1) == "MASTER" {
                 return Some(Instant::now());
@@ -594,6 +598,9 @@ fn run(setup: Setup, how: Failure) -> (Outcome, f64, Option<Failback>) {
                 sync_counter(&d1, "resync_requests_sent"),
                 sync_counter(&d2, "resync_requests_served"),
             );
+            if table_after.is_none() && last.1 > 0 && last.0 >= last.1 {
+                table_after = Some(restarted.elapsed().as_secs_f64());
+            }
             None
         });
         let master =
@@ -602,6 +609,7 @@ fn run(setup: Setup, how: Failure) -> (Outcome, f64, Option<Failback>) {
         wait_sync_role(&d1, "master", Duration::from_secs(2));
         wait_sync_role(&d2, "backup", Duration::from_secs(2));
         failback = Some(Failback {
+            table_after,
             d1_conns: last.0,
             d2_conns: last.1,
             resyncs_sent: last.2,
@@ -627,9 +635,15 @@ fn run(setup: Setup, how: Failure) -> (Outcome, f64, Option<Failback>) {
     );
     if let Some(f) = &failback {
         println!(
-            "HA_FAILOVER {:?} failback: d1 MASTER {:.3} s after its restart (preempt_delay {PREEMPT_DELAY_S} s); \
-             while BACKUP it held {} connections (d2 {}), resync requests sent {}, served by d2 {}",
-            setup.mode, f.restart_to_master, f.d1_conns, f.d2_conns, f.resyncs_sent, f.resyncs_served
+            "HA_FAILOVER {:?} failback: d1 MASTER {:.3} s after its restart (preempt_delay {PREEMPT_DELAY_S} s), \
+             holding d2's table {:?} s after it; while BACKUP it held {} connections (d2 {}), resync requests sent {}, served by d2 {}",
+            setup.mode,
+            f.restart_to_master,
+            f.table_after,
+            f.d1_conns,
+            f.d2_conns,
+            f.resyncs_sent,
+            f.resyncs_served
         );
     }
     println!("downloads (bytes, curl ok): {outcome_downloads:?}");
@@ -898,9 +912,12 @@ fn stopped_master_restarts_gets_the_table_before_preempting_and_fails_back_losin
         f.d1_conns,
         f.d2_conns
     );
-    // preempt_delay held it back; then its Master_Down_Interval.
+    // preempt_delay held it back (until then each of d2's adverts, one a
+    // second, restarted its timer), then its Master_Down_Interval ran out:
+    // later than the Master_Down_Interval alone.
+    let earliest = f64::from(PREEMPT_DELAY_S) + MDI_100 - 1.0;
     assert!(
-        f.restart_to_master >= f64::from(PREEMPT_DELAY_S),
+        f.restart_to_master >= earliest,
         "d1 preempted {:.3} s after its restart",
         f.restart_to_master
     );
