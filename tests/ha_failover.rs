@@ -506,9 +506,9 @@ fn durations(how: Failure) -> (u64, &'static str) {
 }
 
 /// What the failback showed, last seen while the restarted `d1` was still
-/// BACKUP: the connections in its table and in `d2`'s, the resync
+/// BACKUP: the established connections in its table and in `d2`'s, the resync
 /// requests it sent and `d2` served; and the seconds from the restart to
-/// `d1` MASTER, and to it first holding as many connections as `d2`.
+/// `d1` MASTER, and to it first holding as many as `d2`.
 struct Failback {
     table_after: Option<f64>,
     d1_conns: usize,
@@ -518,11 +518,12 @@ struct Failback {
     restart_to_master: f64,
 }
 
-/// Connections of `lbd` to the VIP (any state).
-fn vip_conns(lbd: &Lbd) -> usize {
+/// ESTABLISHED connections of `lbd` to the VIP (closing ones may expire
+/// at different moments on the two directors).
+fn established(lbd: &Lbd) -> usize {
     support::lbd::conns(lbd.socket())
         .iter()
-        .filter(|c| c.vaddr.ip().to_string() == VIP)
+        .filter(|c| c.state == "ESTABLISHED" && c.vaddr.ip().to_string() == VIP)
         .count()
 }
 
@@ -593,8 +594,8 @@ fn run(setup: Setup, how: Failure) -> (Outcome, f64, Option<Failback>) {
                 return Some(Instant::now());
             }
             last = (
-                vip_conns(&d1),
-                vip_conns(&d2),
+                established(&d1),
+                established(&d2),
                 sync_counter(&d1, "resync_requests_sent"),
                 sync_counter(&d2, "resync_requests_served"),
             );
@@ -636,7 +637,7 @@ fn run(setup: Setup, how: Failure) -> (Outcome, f64, Option<Failback>) {
     if let Some(f) = &failback {
         println!(
             "HA_FAILOVER {:?} failback: d1 MASTER {:.3} s after its restart (preempt_delay {PREEMPT_DELAY_S} s), \
-             holding d2's table {:?} s after it; while BACKUP it held {} connections (d2 {}), resync requests sent {}, served by d2 {}",
+             holding d2's table {:?} s after it; while BACKUP it held {} established connections (d2 {}), resync requests sent {}, served by d2 {}",
             setup.mode,
             f.restart_to_master,
             f.table_after,
