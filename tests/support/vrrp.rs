@@ -265,3 +265,17 @@ impl Drop for Sniffer {
         }
     }
 }
+
+/// A counter of `lbd`'s sync daemon (`lbctl -L --daemon -o json`), e.g.
+/// `installed`: how a test sees the daemon that follows a VRRP instance
+/// (`lvs_sync_daemon IF VI`) catch up. 0 when the counter is not listed.
+pub fn sync_counter(lbd: &Lbd, name: &str) -> u64 {
+    match super::lbd::lbctl_json(lbd.socket(), &["-L", "--daemon"]) {
+        rvs::ctl::protocol::Response::Daemon { status } => status
+            .counters
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(0, |c| c.value),
+        other => panic!("lbctl -L --daemon: unexpected answer {other:?}"),
+    }
+}
