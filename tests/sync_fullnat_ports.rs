@@ -101,15 +101,20 @@ fn install(w: &mut Worker<MemQueue>, links: &Links<HeapBuf>, index: u16, e: Sync
     w.poll_once();
 }
 
+/// A one-worker backup on which the master's connections hold local
+/// ports 6000 and 6001 (the first its pool would hand out) for
+/// `timeout_s` seconds.
+fn backup_holding_6000_and_6001(timeout_s: u32) -> Worker<MemQueue> {
+    let (mut w, links) = backup(&topo(1), 0);
+    install(&mut w, &links, 0, synced(50000, 6000, timeout_s));
+    install(&mut w, &links, 0, synced(50001, 6001, timeout_s));
+    assert_eq!(links.sync().total(|c| &c.installed), 2);
+    w
+}
+
 #[test]
 fn new_connections_never_get_a_local_port_a_synced_connection_holds() {
-    let t = topo(1);
-    let (mut w, links) = backup(&t, 0);
-    // The master's connections hold 6000 and 6001 (the first ports this
-    // backup's pool would hand out).
-    install(&mut w, &links, 0, synced(50000, 6000, 900));
-    install(&mut w, &links, 0, synced(50001, 6001, 900));
-    assert_eq!(links.sync().total(|c| &c.installed), 2);
+    let mut w = backup_holding_6000_and_6001(900);
     let mut got = vec![
         new_conn_port(&mut w, 40000).expect("a free port is left"),
         new_conn_port(&mut w, 40001).expect("a free port is left"),
@@ -129,10 +134,7 @@ fn new_connections_never_get_a_local_port_a_synced_connection_holds() {
 
 #[test]
 fn a_synced_connections_local_port_is_free_again_when_it_expires() {
-    let t = topo(1);
-    let (mut w, links) = backup(&t, 0);
-    install(&mut w, &links, 0, synced(50000, 6000, 5));
-    install(&mut w, &links, 0, synced(50001, 6001, 5));
+    let mut w = backup_holding_6000_and_6001(5);
     assert_eq!(new_conn_port(&mut w, 40000), Some(6002));
     assert_eq!(new_conn_port(&mut w, 40001), Some(6003));
     // The synced ones (5 s) expire, the new ones (SYN_RECV, 60 s) live.
