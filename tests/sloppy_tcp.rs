@@ -263,6 +263,8 @@ fn two_directors_with_rr_or_wlc_send_moved_flows_elsewhere() {
     // above can fail).
     let rr = moved_flows_changing_server("rr", &[]);
     let wlc = moved_flows_changing_server("wlc", &[]);
+    let moved = flows().len() / 2;
+    println!("moved flows that changed real server: rr {rr}/{moved}, wlc {wlc}/{moved}");
     assert!(rr > 0, "rr: {rr} flows changed server");
     assert!(wlc > 0, "wlc: {wlc} flows changed server");
 }
