@@ -362,12 +362,16 @@ pub(super) fn release_conn(
             }
         }
     } else if !c.is_template() && c.fwd() == Fwd::FullNat {
-        // The service is gone or changed: return the port to whichever pool
-        // of this worker owns that local address.
-        for core in svcs.iter_mut() {
-            if let Some(p) = core.pool.as_mut() {
-                p.free(&c.lip(), c.lport());
-            }
+        // The real server left the service (or the service went): return
+        // the port to the pool of the connection's service if it is still
+        // here — only there, since another service's pool may hold the
+        // same local port for a connection of its own.
+        if let Some(p) = svcs
+            .iter_mut()
+            .find(|core| core.id == c.svc())
+            .and_then(|core| core.pool.as_mut())
+        {
+            p.free(&c.lip(), c.lport());
         }
     }
 }
