@@ -44,7 +44,7 @@ mod tests;
 pub use key::{
     addr_from_ip, addr_to_ip, init_hash_seed, mask_addr, prefix_mask, Addr, Proto, Tuple,
 };
-pub use laddr::LaddrPool;
+pub use laddr::{Claim, LaddrPool};
 pub use table::{Conn, ConnTable, NewConn, StateChange, MAX_CAPACITY, TEMPLATE_RETRY_SECS};
 pub use tcp_state::{next_tcp_state, tcp_flags, TcpDir, TcpState, Timeouts};
 pub use timer::{secs_to_ticks, Tick, MAX_TIMEOUT_SECS, TICKS_PER_SEC};

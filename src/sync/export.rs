@@ -217,6 +217,11 @@ pub struct WorkerSyncCounters {
     pub install_failed: AtomicU64,
     /// Entries dropped because the install ring was full (sync thread).
     pub install_ring_full: AtomicU64,
+    /// FULLNAT entries refused because their local port is not in the
+    /// partition of the worker that owns the flow here (the peer runs
+    /// another number of workers): its replies would reach another worker
+    /// (worker).
+    pub install_lport_foreign: AtomicU64,
 }
 
 /// The rings between the workers and the sync thread.

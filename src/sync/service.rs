@@ -366,13 +366,14 @@ impl SyncService {
             ("dropped_auth", get(&s.drop_auth)),
         ];
         if let Some(r) = &self.rings {
-            let worker: [(&str, PickCounter); 6] = [
+            let worker: [(&str, PickCounter); 7] = [
                 ("exported", |c| &c.exported),
                 ("export_ring_full", |c| &c.export_ring_full),
                 ("installed", |c| &c.installed),
                 ("updated", |c| &c.updated),
                 ("install_failed", |c| &c.install_failed),
                 ("install_ring_full", |c| &c.install_ring_full),
+                ("install_lport_foreign", |c| &c.install_lport_foreign),
             ];
             for (name, pick) in worker {
                 counters.push((name, r.total(pick)));

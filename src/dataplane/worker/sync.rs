@@ -23,6 +23,15 @@
 //! timeout, one with another real server is replaced; a new one is
 //! inserted with its FULLNAT local address and port, linked to its
 //! template, accounted like a scheduled connection and marked synced.
+//! Its FULLNAT local port is held in this worker's pool of the service
+//! (`LaddrPool::claim`) until the connection goes, so no new connection
+//! is handed a port a synced one uses. The port must be in this worker's
+//! partition (`steer::lport_owner`: where its replies are steered); it is
+//! whenever both directors run as many workers (the master's owning
+//! worker allocated it from its own partition, and the flow has the same
+//! owner here). Otherwise the entry is refused and counted
+//! (`install_lport_foreign`): its replies would reach a worker that does
+//! not know the flow, and that worker could hand the port out again.
 //!
 //! Rules: no allocation, lock, log or system call: ring pushes and pops
 //! only; a full ring drops and counts (`sync::export`); at most
@@ -30,10 +39,11 @@
 
 use super::setup::add_persist;
 use super::Worker;
-use crate::conntrack::{addr_to_ip, TICKS_PER_SEC};
+use crate::conntrack::{addr_to_ip, Claim, TICKS_PER_SEC};
 use crate::conntrack::{ConnId, Fwd, NewConn, Proto, StateChange, TcpState, Tick, Tuple};
 use crate::dataplane::counters::bump as bump_core;
 use crate::dataplane::driver::PortQueue;
+use crate::steer::lport_owner;
 use crate::sync::export::{bump, SyncEntry, SYNC_RING_SLOTS};
 use crate::wire::ip_proto;
 
@@ -139,17 +149,24 @@ impl<Q: PortQueue> Worker<Q> {
             let got = self.install_synced(&e);
             let c = &self.links.sync.counters[usize::from(me)];
             match got {
-                Some(true) => bump(&c.installed, 1),
-                Some(false) => bump(&c.updated, 1),
-                None => bump(&c.install_failed, 1),
+                Ok(true) => bump(&c.installed, 1),
+                Ok(false) => bump(&c.updated, 1),
+                Err(Refused::Foreign) => bump(&c.install_lport_foreign, 1),
+                Err(Refused::Other) => bump(&c.install_failed, 1),
             }
         }
         n
     }
 
-    /// Installs one entry: `Some(true)` new, `Some(false)` updated, `None`
-    /// refused (no such service or real server, table full, conflict).
-    fn install_synced(&mut self, e: &SyncEntry) -> Option<bool> {
+    /// Installs one entry: `Ok(true)` new, `Ok(false)` updated, else why
+    /// it was refused.
+    fn install_synced(&mut self, e: &SyncEntry) -> Result<bool, Refused> {
+        self.install_entry(e).unwrap_or(Err(Refused::Other))
+    }
+
+    /// [`Self::install_synced`]; `None`: no such service or real server,
+    /// table full, conflict.
+    fn install_entry(&mut self, e: &SyncEntry) -> Option<Result<bool, Refused>> {
         let snap = &*self.snap;
         let si = snap.find_service(e.proto, &e.vip, e.vport)? as usize;
         let svc = &snap.services[si];
@@ -166,7 +183,7 @@ impl<Q: PortQueue> Worker<Q> {
             if let Some(tid) = self.conns.lookup_template(&key, key.hash()) {
                 if self.conns.get(tid).dest() == d.id {
                     self.conns.set_synced(tid, state, timeout, self.tick);
-                    return Some(false);
+                    return Some(Ok(false));
                 }
                 let _ = self.conns.invalidate_template(tid);
             }
@@ -176,7 +193,7 @@ impl<Q: PortQueue> Worker<Q> {
                 .ok()?;
             self.conns.set_synced(tid, state, timeout, self.tick);
             add_persist(&mut self.svcs[si], &self.counters, di, d.id, 1);
-            return Some(true);
+            return Some(Ok(true));
         }
         let t = Tuple::new(e.proto, e.v6, e.cip, e.cport, e.vip, e.vport);
         if let Some((id, _)) = self.conns.lookup(&t, t.hash()) {
@@ -185,10 +202,32 @@ impl<Q: PortQueue> Worker<Q> {
                 let dest_id = c.dest();
                 let ch = self.conns.set_synced(id, state, e.timeout_s, self.tick);
                 self.account(dest_id, ch.became_active, ch.became_inactive);
-                return Some(false);
+                return Some(Ok(false));
             }
             self.remove_conn(id);
         }
+        // A FULLNAT connection keeps the master's local port: the port must
+        // be in this worker's partition (its replies are steered by it,
+        // `steer::lport_owner`; true when both directors run as many
+        // workers, since the master's owner allocated it from its own), and
+        // it is held in the pool as an allocated one would be.
+        let claimed = if e.fwd == Fwd::FullNat {
+            if lport_owner(e.lport, self.cfg.workers) != self.cfg.index {
+                return Some(Err(Refused::Foreign));
+            }
+            match self.svcs[si]
+                .pool
+                .as_mut()
+                .map(|p| p.claim(&e.lip, e.lport))
+            {
+                Some(Claim::Taken | Claim::Shared) => true,
+                // Not one of the service's local ports here (another
+                // range or address list): no allocation can collide.
+                Some(Claim::NotHeld) | None => false,
+            }
+        } else {
+            false
+        };
         let snap = &*self.snap;
         let svc = &snap.services[si];
         let d = &svc.dests[di];
@@ -213,7 +252,17 @@ impl<Q: PortQueue> Worker<Q> {
             template,
             flags: 0,
         };
-        let id = self.conns.insert(&nc, self.tick, &snap.timeouts).ok()?;
+        let id = match self.conns.insert(&nc, self.tick, &snap.timeouts) {
+            Ok(id) => id,
+            Err(_) => {
+                if claimed {
+                    if let Some(p) = self.svcs[si].pool.as_mut() {
+                        p.free(&e.lip, e.lport);
+                    }
+                }
+                return None;
+            }
+        };
         let core = &mut self.svcs[si];
         core.loads[di].inactive += 1;
         core.loads[di].on_bind(&svc.views[di]);
@@ -226,6 +275,17 @@ impl<Q: PortQueue> Worker<Q> {
         let dest_id = d.id;
         let ch = self.conns.set_synced(id, state, e.timeout_s, self.tick);
         self.account(dest_id, ch.became_active, ch.became_inactive);
-        Some(true)
+        Some(Ok(true))
     }
+}
+
+/// Why a synced entry was not installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refused {
+    /// A FULLNAT local port of another worker's partition
+    /// (`install_lport_foreign`).
+    Foreign,
+    /// No such service or real server, table full, conflict
+    /// (`install_failed`).
+    Other,
 }

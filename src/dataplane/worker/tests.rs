@@ -76,6 +76,7 @@ fn service(id: u16, vip: &str, vport: u16, fwd: Fwd, persistent: bool) -> Servic
         laddrs,
         synproxy: false,
         synproxy_capable: false,
+        sloppy_tcp: None,
     }
 }
 
@@ -661,4 +662,88 @@ fn an_overloaded_real_server_takes_connections_again_once_its_connections_expire
         "with no connection left the server is no longer overloaded"
     );
     assert_eq!(w.counters().drops_of(DropReason::NoDest), 1);
+}
+
+/// `base`'s ports, routes and neighbours with other services and settings.
+fn rebuilt(
+    base: &Snapshot,
+    generation: u64,
+    services: Vec<Service>,
+    settings: Settings,
+) -> Arc<Snapshot> {
+    Arc::new(Snapshot::new(
+        generation,
+        base.workers,
+        base.ports.clone(),
+        services,
+        base.routes.clone(),
+        base.static_neigh.clone(),
+        base.timeouts,
+        settings,
+    ))
+}
+
+/// Two FULLNAT services share a local address and port range, each to its
+/// own real server, so each pool hands out the same port. When one's real
+/// server is deleted and its connection goes, the port goes back to that
+/// service's pool only: the other's connection still holds its own.
+#[test]
+fn a_deleted_servers_fullnat_port_returns_only_to_its_own_services_pool() {
+    let base = snapshot(1, 1, RS_MAC_A);
+    let mut other = service(4, "10.0.0.5", 80, Fwd::FullNat, false);
+    other.dests[0].addr = ip("192.168.10.2");
+    other.views[0].addr = addr_from_ip(&ip("192.168.10.2"));
+    let settings = Settings {
+        lport_range: (6000, 6001),
+        ..Settings::default()
+    };
+    let both = vec![
+        service(3, "10.0.0.4", 80, Fwd::FullNat, false),
+        other.clone(),
+    ];
+    let mut w = Worker::new(
+        WorkerConfig::default(),
+        vec![
+            MemQueue::scripted(vec![
+                to_vip("10.0.0.4", 40000, TcpFlags::SYN),
+                to_vip("10.0.0.5", 40001, TcpFlags::SYN),
+            ]),
+            MemQueue::scripted(vec![]),
+        ],
+        Links::new(1),
+        rebuilt(&base, 1, both, settings),
+    );
+    w.poll_once();
+    let lip = addr_from_ip(&ip("192.168.10.100"));
+    let conns: Vec<_> = w
+        .conns()
+        .iter()
+        .map(|(id, c)| (id, c.svc(), c.lport()))
+        .collect();
+    assert_eq!(conns.len(), 2);
+    assert!(conns.iter().all(|&(_, _, p)| p == 6000), "{conns:?}");
+    // Service 3 loses its real server; its connection is removed.
+    let mut gone = service(3, "10.0.0.4", 80, Fwd::FullNat, false);
+    gone.dests.clear();
+    gone.views.clear();
+    w.install(rebuilt(&base, 2, vec![gone, other], settings));
+    let (id3, _, _) = conns
+        .iter()
+        .find(|&&(_, s, _)| s == 3)
+        .copied()
+        .expect("svc 3");
+    w.remove_conn(id3);
+    let holders = |w: &Worker<MemQueue>, svc: u16| {
+        w.svcs
+            .iter()
+            .find(|s| s.id == svc)
+            .and_then(|s| s.pool.as_ref())
+            .map(|p| p.holders(&lip, 6000))
+    };
+    assert_eq!(holders(&w, 3), Some(0), "freed in its own pool");
+    assert_eq!(
+        holders(&w, 4),
+        Some(1),
+        "still held by service 4's connection"
+    );
 }
