@@ -66,6 +66,20 @@ impl TermSignals {
     }
 }
 
+/// Sends SIGTERM to this process (not to one thread), as `kill -TERM
+/// $(pidof lbd)` would: [`TermSignals::wait`] takes it and `lbd` stops.
+/// Used by a finished drain.
+pub fn terminate_self() -> io::Result<()> {
+    // SAFETY: kill with our own PID and a valid signal number touches no
+    // memory of ours.
+    let rc = unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// The name of a signal [`TermSignals`] takes, for logs.
 pub fn signal_name(signal: i32) -> &'static str {
     match signal {
