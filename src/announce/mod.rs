@@ -18,10 +18,12 @@
 //!   session's own address). The file is written atomically (temporary
 //!   file, then rename) and the `birdc` command runs only when the set
 //!   changed, or again after a failure (backoff 0.5 s doubling to 10 s).
-//! * Drain (`lbctl --drain`): withdraw first, keep forwarding, and once
-//!   no connection is active (and at least [`DRAIN_GRACE`] after the
-//!   withdrawal, so the BGP withdraw leaves) or the timeout passed, call
-//!   the daemon's drained hook (in `lbd`: SIGTERM to itself).
+//! * Drain (`lbctl --drain`): withdraw first, keep forwarding whatever
+//!   still arrives, and once no connection is active or no packet reached
+//!   a service for [`DRAIN_IDLE`] (both counted from at least
+//!   [`DRAIN_GRACE`] after the withdrawal, so the BGP withdraw leaves), or
+//!   the timeout passed, call the daemon's drained hook (in `lbd`: SIGTERM
+//!   to itself).
 //!
 //! Rules: the thread reads the tables under the configuration lock
 //! without I/O ([`Control::inspect`]) and never blocks a worker; every
@@ -62,6 +64,11 @@ pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// A drain lasts at least this long after the withdrawal (the BGP
 /// withdraw leaves through the workers, the router converges).
 pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// A drain also ends when no packet reached any service for this long
+/// after the withdrawal: ECMP moved every flow elsewhere (a router keeps
+/// no per-flow state), so the connections left in the table would only
+/// idle until their timeouts.
+pub const DRAIN_IDLE: Duration = Duration::from_secs(3);
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
@@ -200,6 +207,15 @@ pub fn active_conns(counters: &[Arc<CoreCounters>]) -> u64 {
         .iter()
         .flat_map(|c| c.dest_conns.iter())
         .map(|c| c.active.load(Relaxed))
+        .fold(0u64, u64::wrapping_add)
+}
+
+/// Packets that reached a service (client → server) on every worker.
+pub fn service_packets(counters: &[Arc<CoreCounters>]) -> u64 {
+    counters
+        .iter()
+        .flat_map(|c| c.services.iter())
+        .map(|t| t.inpkts.load(Relaxed))
         .fold(0u64, u64::wrapping_add)
 }
 
@@ -429,29 +445,41 @@ fn drain(shared: &Arc<Shared>, timeout: Duration) -> Result<(), String> {
 }
 
 fn drain_loop(shared: &Shared) {
+    let mut last_packets = None;
+    let mut quiet_since = Instant::now();
     loop {
-        let active = shared
-            .control
-            .upgrade()
-            .map_or(0, |c| active_conns(c.counters()));
+        let (active, packets) = shared.control.upgrade().map_or((0, 0), |c| {
+            (active_conns(c.counters()), service_packets(c.counters()))
+        });
+        let now = Instant::now();
+        if last_packets != Some(packets) {
+            last_packets = Some(packets);
+            quiet_since = now;
+        }
         let mut g = lock(&shared.inner);
         if g.stop {
             return;
         }
-        let now = Instant::now();
         let expired = g.drain_deadline.is_some_and(|d| now >= d);
         let settled = g
             .withdrawn_at
             .is_some_and(|t| now.duration_since(t) >= DRAIN_GRACE);
-        if expired || (settled && active == 0) {
+        let idle = g
+            .withdrawn_at
+            .is_some_and(|t| now.duration_since(t.max(quiet_since)) >= DRAIN_IDLE);
+        if expired || (settled && (active == 0 || idle)) {
             g.drained = true;
             drop(g);
             log(
                 Level::Notice,
                 &if expired {
                     format!("drain: timeout with {active} active connections, stopping")
-                } else {
+                } else if active == 0 {
                     "drain: no active connection, stopping".to_string()
+                } else {
+                    format!(
+                        "drain: no packet for {DRAIN_IDLE:?} ({active} idle connections), stopping"
+                    )
                 },
             );
             if let Some(hook) = lock(&shared.on_drained).as_ref() {
