@@ -1306,6 +1306,7 @@ impl ControlState {
                 laddrs: s.laddrs.iter().map(|l| l.addr).collect(),
                 synproxy: s.spec.synproxy,
                 synproxy_capable: false,
+                sloppy_tcp: s.spec.sloppy_tcp,
             });
         }
         Ok(Snapshot::new(

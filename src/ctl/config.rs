@@ -70,6 +70,7 @@
 //!   drop_packet: 0                 # IPVS defense: 0 off, 1 auto, 2 on, 3 always
 //!   am_droprate: 10                # drop_packet 3: one new flow in N dropped
 //!   defense_percent: 90            # table % above which "memory is low" (1..=99)
+//!   sloppy_tcp: false              # IPVS sloppy_tcp: schedule TCP without SYN (not RST)
 //! services:
 //!   - proto: tcp                   # required: tcp | udp
 //!     vip: 10.0.0.1                # required
@@ -80,6 +81,7 @@
 //!     netmask: 255.255.255.0       # -M: dotted quad, or a prefix length (IPv6: 1..=128)
 //!     ops: false                   # one-packet scheduling (UDP)
 //!     synproxy: false              # SYN proxy with cookies (TCP; NAT/FULLNAT servers)
+//!     sloppy_tcp: true             # this service's sloppy_tcp (default: settings.sloppy_tcp)
 //!     laddrs:                      # FULLNAT local addresses
 //!       - 192.168.100.1
 //!       - {addr: 192.168.100.2, ifname: eth1}
@@ -860,6 +862,10 @@ pub struct SettingsConf {
     /// `drop_entry` / `drop_packet` (default 90).
     #[serde(default)]
     pub defense_percent: Option<u8>,
+    /// IPVS's `sloppy_tcp` (default false): schedule a TCP segment without
+    /// SYN (and without RST) that matches no connection.
+    #[serde(default)]
+    pub sloppy_tcp: Option<bool>,
 }
 
 fn default_scheduler() -> String {
@@ -989,6 +995,9 @@ pub struct ServiceConf {
     /// SYN proxy.
     #[serde(default)]
     pub synproxy: bool,
+    /// This service's `sloppy_tcp` (default: `settings.sloppy_tcp`).
+    #[serde(default)]
+    pub sloppy_tcp: Option<bool>,
     /// FULLNAT local addresses.
     #[serde(default)]
     pub laddrs: Vec<LaddrConf>,
@@ -1067,6 +1076,7 @@ impl Default for ServiceConf {
             netmask: None,
             ops: false,
             synproxy: false,
+            sloppy_tcp: None,
             laddrs: Vec::new(),
             dests: Vec::new(),
             delay_loop: None,
@@ -1255,6 +1265,7 @@ impl Config {
             drop_packet: self.settings.drop_packet.unwrap_or(d.drop_packet),
             am_droprate: self.settings.am_droprate.unwrap_or(d.am_droprate),
             defense_percent: self.settings.defense_percent.unwrap_or(d.defense_percent),
+            sloppy_tcp: self.settings.sloppy_tcp.unwrap_or(d.sloppy_tcp),
         }
     }
 
@@ -1383,6 +1394,7 @@ impl Config {
                         ops: s.ops,
                         pe: None,
                         synproxy: s.synproxy,
+                        sloppy_tcp: s.sloppy_tcp,
                     },
                 },
             ));
@@ -2001,6 +2013,27 @@ services:
         assert!(e.contains("drop_entry 9 is not a mode"), "{e}");
         let e = error_of("settings:\n  defense_percent: 100\n");
         assert!(e.contains("defense_percent 100 is outside 1..=99"), "{e}");
+    }
+
+    #[test]
+    fn sloppy_tcp_is_off_by_default_and_read_globally_and_per_service() {
+        let d = Config::from_yaml("settings: {}\n").expect("empty");
+        assert!(!d.settings().sloppy_tcp, "IPVS's default: off");
+        let c = Config::from_yaml(
+            "settings:\n  sloppy_tcp: true\nservices:\n  - {proto: tcp, vip: 10.0.0.1, port: 80}\n  - {proto: tcp, vip: 10.0.0.1, port: 81, sloppy_tcp: false}\n",
+        )
+        .expect("sloppy_tcp");
+        assert!(c.settings().sloppy_tcp);
+        let own: Vec<Option<bool>> = c
+            .requests()
+            .expect("requests")
+            .into_iter()
+            .filter_map(|(_, r)| match r {
+                Request::AddService { service } => Some(service.sloppy_tcp),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(own, vec![None, Some(false)]);
     }
 
     #[test]

@@ -161,6 +161,11 @@ pub struct ServiceSpec {
     /// and FULLNAT only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub synproxy: bool,
+    /// The service's own IPVS `sloppy_tcp` (schedule a TCP segment without
+    /// SYN that matches no connection); `None` = the global setting. Set
+    /// in the YAML only (ipvsadm has no such option).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sloppy_tcp: Option<bool>,
 }
 
 impl ServiceSpec {
@@ -176,6 +181,7 @@ impl ServiceSpec {
             ops: false,
             pe: None,
             synproxy: false,
+            sloppy_tcp: None,
         }
     }
 }

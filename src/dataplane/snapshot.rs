@@ -98,12 +98,23 @@ pub struct Service {
     /// The service can be proxied: TCP, every real server NAT or FULLNAT
     /// (and no FULLNAT over IPv6). Computed by [`Snapshot::new`].
     pub synproxy_capable: bool,
+    /// The service's own `sloppy_tcp` (YAML `services[].sloppy_tcp`);
+    /// `None` = [`Settings::sloppy_tcp`]. See [`Service::sloppy_tcp_on`].
+    pub sloppy_tcp: Option<bool>,
 }
 
 impl Service {
     /// Whether the service has IPv6 addresses.
     pub fn is_v6(&self) -> bool {
         self.vip.is_ipv6()
+    }
+
+    /// Whether a TCP segment without SYN (and without RST) that matches no
+    /// connection of this service is scheduled (IPVS's `sloppy_tcp`): the
+    /// service's own setting, else the global one.
+    #[inline]
+    pub fn sloppy_tcp_on(&self, settings: &Settings) -> bool {
+        self.sloppy_tcp.unwrap_or(settings.sloppy_tcp)
     }
 }
 
@@ -132,6 +143,10 @@ pub struct Settings {
     /// Table occupancy (percent, 1..=99) above which a worker's "memory is
     /// low" for `drop_entry` / `drop_packet` (IPVS's `amemthresh`).
     pub defense_percent: u8,
+    /// IPVS's `sloppy_tcp`: a TCP segment without SYN that matches no
+    /// connection is scheduled like a SYN (RST never is); services may
+    /// override it ([`Service::sloppy_tcp_on`]).
+    pub sloppy_tcp: bool,
 }
 
 impl Default for Settings {
@@ -145,6 +160,7 @@ impl Default for Settings {
             drop_packet: 0,
             am_droprate: 10,
             defense_percent: 90,
+            sloppy_tcp: false,
         }
     }
 }

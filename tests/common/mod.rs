@@ -68,6 +68,8 @@ pub struct SvcDef {
     pub laddrs: Vec<IpAddr>,
     /// SYN proxy on.
     pub synproxy: bool,
+    /// The service's own `sloppy_tcp` (`None`: the global setting).
+    pub sloppy_tcp: Option<bool>,
 }
 
 /// The topology and its services.
@@ -147,6 +149,7 @@ impl Topo {
             dests: Vec::new(),
             laddrs: Vec::new(),
             synproxy: false,
+            sloppy_tcp: None,
         });
         self.services.last_mut().expect("just pushed")
     }
@@ -297,6 +300,7 @@ impl Topo {
                     laddrs: s.laddrs.clone(),
                     synproxy: s.synproxy,
                     synproxy_capable: false,
+                    sloppy_tcp: s.sloppy_tcp,
                 }
             })
             .collect();

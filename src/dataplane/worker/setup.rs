@@ -6,6 +6,17 @@
 //! per-core accounting of real servers' active/inactive/persistent
 //! connections, undone when connections expire or are removed.
 //!
+//! TCP without SYN (IPVS `sloppy_tcp`, [`opens_tcp`]): with the setting on
+//! (globally or for the service) a segment without SYN that matches no
+//! connection is scheduled like a SYN and the connection takes its state
+//! from that segment (an ACK makes it ESTABLISHED with that timeout); a
+//! segment with RST never starts a connection (as in IPVS); with it off,
+//! both are dropped as `not_syn`. A service behind the SYN proxy still
+//! requires the proxy's handshake (the proxy decides, `synproxy_new`): a
+//! proxied flow's sequence shift lives only on the director that made it,
+//! so another director could not carry it on anyway, and an ACK flood must
+//! not open connections past the proxy.
+//!
 //! Rules: reads the service and its real servers from the current snapshot
 //! by reference (no reference-count traffic on the shared snapshot per
 //! connection); every refusal is one [`DropReason`].
@@ -82,8 +93,7 @@ impl<Q: PortQueue> Worker<Q> {
         // increment on a cache line every worker shares.
         let snap = &*self.snap;
         let svc = &snap.services[si];
-        if t.proto == ip_proto::TCP && flags & tcp_flags::SYN == 0 {
-            // IPVS schedules TCP only on SYN (sloppy_tcp off).
+        if t.proto == ip_proto::TCP && !opens_tcp(flags, svc.sloppy_tcp_on(&snap.settings)) {
             return Err(DropReason::NotSyn);
         }
         if self.defense.todrop() {
@@ -360,6 +370,16 @@ pub(super) fn release_conn(
             }
         }
     }
+}
+
+/// Whether a TCP segment with `flags` that matches no connection may start
+/// one (IPVS `tcp_conn_schedule`): never with RST (even with SYN); with SYN;
+/// without SYN only under `sloppy_tcp`. The new connection then takes its
+/// state from the segment through IPVS's table (an ACK: NONE →
+/// ESTABLISHED, a FIN: NONE → CLOSE), as IPVS's `set_tcp_state` does.
+#[inline]
+pub(super) fn opens_tcp(flags: u8, sloppy: bool) -> bool {
+    flags & tcp_flags::RST == 0 && (sloppy || flags & tcp_flags::SYN != 0)
 }
 
 /// The scheduler's pick among service `svc`'s real servers (its position).

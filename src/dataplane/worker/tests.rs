@@ -76,6 +76,7 @@ fn service(id: u16, vip: &str, vport: u16, fwd: Fwd, persistent: bool) -> Servic
         laddrs,
         synproxy: false,
         synproxy_capable: false,
+        sloppy_tcp: None,
     }
 }
 
