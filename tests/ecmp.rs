@@ -18,6 +18,14 @@
 //! * `drain_*`: `lbctl --drain` on one director withdraws its route while
 //!   lbd still runs, then lbd stops by itself once its connections have
 //!   gone quiet, long before the drain timeout.
+//! * `flows_moved_by_ecmp_*`: 16 slow downloads (small receive buffer: the
+//!   server needs every ACK) run over both directors; director A is
+//!   drained, the router moves A's flows to B. With `mh` + `mh-port` and
+//!   `sloppy_tcp`, B schedules their next ACK to the same real server and
+//!   every moved download completes intact (a TCP stream cannot resume on
+//!   another server: it would answer with a reset); with `wlc` and no
+//!   `sloppy_tcp` B drops their ACKs (`not_syn`) and every moved download
+//!   stalls. Both print the fraction that survived.
 //!
 //! Every namespace, process and file is owned by a guard; every client
 //! loop is bounded in count and time.
@@ -45,7 +53,8 @@ const TOOLS: [&str; 8] = [
 
 /// One director: lbd and its BIRD (dropped first: BIRD, then lbd).
 struct Director {
-    bird: Option<Proc>,
+    /// Held for its guard (stopped by PID on drop).
+    _bird: Proc,
     lbd: Option<Lbd>,
     socket: PathBuf,
     include: PathBuf,
@@ -81,18 +90,19 @@ impl Ecmp {
             .prefix("rvs-ecmp-")
             .tempdir()
             .expect("temporary directory");
-        let w = Ecmp {
+        let mut w = Ecmp {
             procs: Vec::new(),
             dirs: Vec::new(),
             cli: Netns::ipv4_host("ecli"),
             rtr: Netns::ipv4_host("ertr"),
             sw: Netns::ipv4_host("esw"),
             dns: vec![Netns::ipv4_host("edira"), Netns::ipv4_host("edirb")],
-            rs: (0..2).map(|i| Netns::ipv4_host(&format!("e{}", rs_name(i)))).collect(),
+            rs: (0..2)
+                .map(|i| Netns::ipv4_host(&format!("e{}", rs_name(i))))
+                .collect(),
             tmp,
         };
         w.links();
-        let mut w = w;
         for i in 0..w.rs.len() {
             w.start_nginx(i);
         }
@@ -112,7 +122,7 @@ impl Ecmp {
         let off = |ifname: &str| no_offload.replace("{}", ifname);
         self.sw
             .sh("ip link add br0 type bridge\nip link set br0 up");
-        let mut plug = |port: &str| {
+        let plug = |port: &str| {
             self.sw.sh(&format!(
                 "ip link set {port} master br0\nip link set {port} up\n{}",
                 off(port)
@@ -246,7 +256,11 @@ services:
         let written = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
             include.exists().then_some(())
         });
-        assert!(written.is_some(), "lbd {tag} wrote no {}", include.display());
+        assert!(
+            written.is_some(),
+            "lbd {tag} wrote no {}",
+            include.display()
+        );
         // The shipped director configuration, for this director.
         let conf = include_str!("../conf/bird-director.conf")
             .replace("192.168.10.251", DIPS[d])
@@ -254,14 +268,18 @@ services:
         let conf_path = self.path(&format!("bird-{tag}.conf"));
         fs::write(&conf_path, conf).expect("bird conf");
         let mut cmd = self.dns[d].cmd("bird");
-        cmd.arg("-f").arg("-c").arg(&conf_path).arg("-s").arg(&bird_ctl);
+        cmd.arg("-f")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-s")
+            .arg(&bird_ctl);
         let bird = Proc::spawn(
             &format!("bird on director {tag}"),
             cmd,
             &self.path(&format!("bird-{tag}.log")),
         );
         self.dirs.push(Director {
-            bird: Some(bird),
+            _bird: bird,
             lbd: Some(lbd),
             socket,
             include,
@@ -277,8 +295,11 @@ services:
             .arg(&conf_path)
             .arg("-s")
             .arg(self.path("bird-rtr.ctl"));
-        self.procs
-            .push(Proc::spawn("bird on the router", cmd, &self.path("bird-rtr.log")));
+        self.procs.push(Proc::spawn(
+            "bird on the router",
+            cmd,
+            &self.path("bird-rtr.log"),
+        ));
     }
 
     /// The router's kernel route to the VIP.
@@ -291,7 +312,13 @@ services:
         let ctl = self.path("bird-rtr.ctl");
         let out = self.rtr.output(
             "birdc",
-            &["-s", ctl.to_str().expect("path"), "show", "protocols", "all"],
+            &[
+                "-s",
+                ctl.to_str().expect("path"),
+                "show",
+                "protocols",
+                "all",
+            ],
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -300,9 +327,10 @@ services:
     /// exactly the directors `via` as next hops; returns it.
     fn wait_route(&self, via: &[usize], limit: Duration) -> String {
         let want = |r: &str| {
-            DIPS.iter().enumerate().all(|(d, dip)| {
-                r.contains(&format!("via {dip} ")) == via.contains(&d)
-            }) && (via.len() > 1) == r.contains("nexthop")
+            DIPS.iter()
+                .enumerate()
+                .all(|(d, dip)| r.contains(&format!("via {dip} ")) == via.contains(&d))
+                && (via.len() > 1) == r.contains("nexthop")
         };
         let got = poll_until(limit, Duration::from_millis(10), || {
             let r = self.route();
@@ -363,13 +391,7 @@ services:
     /// got its first bytes, then one `FLOW` line per connection.
     fn start_downloads(&self, n: usize, tag: &str) -> Proc {
         let mut cmd = self.cli.cmd("python3");
-        cmd.args([
-            "-c",
-            SLOW_PY,
-            VIP,
-            &n.to_string(),
-            &SLOW_LEN.to_string(),
-        ]);
+        cmd.args(["-c", SLOW_PY, VIP, &n.to_string(), &SLOW_LEN.to_string()]);
         Proc::spawn_ready(
             &format!("slow downloads {tag}"),
             cmd,
@@ -394,13 +416,8 @@ fn flows(text: &str) -> Vec<(u16, bool, String)> {
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.first() == Some(&"FLOW")).then(|| {
-                (
-                    f[1].parse().expect("port"),
-                    f[2] == "OK",
-                    f[2..].join(" "),
-                )
-            })
+            (f.first() == Some(&"FLOW"))
+                .then(|| (f[1].parse().expect("port"), f[2] == "OK", f[2..].join(" ")))
         })
         .collect()
 }
@@ -521,16 +538,16 @@ fn two_directors_share_a_vip_by_ecmp_and_one_leaving_converges_to_the_other() {
     // (a) Both directors announce: one multipath route.
     let started = Instant::now();
     let route = w.wait_route(&[0, 1], Duration::from_secs(30));
-    println!(
-        "router after {:?}: {route}",
-        started.elapsed()
-    );
+    println!("router after {:?}: {route}", started.elapsed());
     for d in 0..2 {
         println!("director {d}: {}", w.lbctl(d, &["--announce"]));
     }
     let (ok, fail, text) = w.connections(200, Duration::from_secs(40));
     let split = [w.scheduled(0), w.scheduled(1)];
-    println!("200 connections: {ok} ok, {fail} failed; scheduled by A {}, by B {}", split[0], split[1]);
+    println!(
+        "200 connections: {ok} ok, {fail} failed; scheduled by A {}, by B {}",
+        split[0], split[1]
+    );
     assert_eq!((ok, fail), (200, 0), "{text}");
     assert!(
         split[0] > 0 && split[1] > 0,
@@ -545,15 +562,23 @@ fn two_directors_share_a_vip_by_ecmp_and_one_leaving_converges_to_the_other() {
     let convergence = t0.elapsed();
     println!("CONVERGENCE after SIGTERM to director A: {convergence:?} -> {route}");
     let mut a = w.dirs[0].lbd.take().expect("lbd A");
-    let exited = poll_until(Duration::from_secs(3), Duration::from_millis(10), || a.try_wait());
+    let exited = poll_until(Duration::from_secs(3), Duration::from_millis(10), || {
+        a.try_wait()
+    });
     let stopped_in = t0.elapsed();
     let log = a.log_text();
     assert!(
         exited.is_some_and(|s| s.success()),
         "lbd A exits 0 within 2 s of SIGTERM ({exited:?}):\n{log}"
     );
-    assert!(stopped_in < Duration::from_secs(2) + Duration::from_millis(500), "{stopped_in:?}");
-    assert!(log.contains("announce: 0 VIPs"), "withdrawn on stop:\n{log}");
+    assert!(
+        stopped_in < Duration::from_secs(2) + Duration::from_millis(500),
+        "{stopped_in:?}"
+    );
+    assert!(
+        log.contains("announce: 0 VIPs"),
+        "withdrawn on stop:\n{log}"
+    );
     assert!(
         convergence < Duration::from_secs(2),
         "withdraw-on-stop reaches the router: {convergence:?}"
@@ -588,7 +613,9 @@ fn drain_withdraws_routes_then_stops_when_connections_end() {
         a.try_wait().is_none(),
         "lbd A still runs (and forwards) when the route is gone"
     );
-    let exited = poll_until(Duration::from_secs(35), Duration::from_millis(50), || a.try_wait());
+    let exited = poll_until(Duration::from_secs(35), Duration::from_millis(50), || {
+        a.try_wait()
+    });
     let stopped_in = t0.elapsed();
     let log = a.log_text();
     println!("DRAIN: lbd A stopped by itself after {stopped_in:?}");
@@ -611,4 +638,68 @@ fn drain_withdraws_routes_then_stops_when_connections_end() {
             assert!(ok, "flow {port} on B: {verdict}\n{text}");
         }
     }
+}
+
+/// Starts `n` slow downloads over both directors, drains director A while
+/// they run (its route goes: the router moves A's flows to B), waits for
+/// them; (flows that were on A, of which completed intact).
+fn moved_flows(sched: &Sched, settings: &str, tag: &str) -> (usize, usize) {
+    let w = Ecmp::build(sched, settings);
+    w.wait_route(&[0, 1], Duration::from_secs(30));
+    let mut downloads = w.start_downloads(16, tag);
+    let on_a = w.client_ports(0);
+    println!("connections on director A: {on_a:?}");
+    assert!(!on_a.is_empty(), "ECMP gave director A none of 16 flows");
+    w.lbctl(0, &["--drain", "--drain-timeout", "30"]);
+    w.wait_route(&[1], Duration::from_secs(10));
+    let status = downloads.wait_for(Duration::from_secs(45));
+    let text = downloads.log_text();
+    assert!(status.success(), "{text}");
+    let all = flows(&text);
+    assert_eq!(all.len(), 16, "{text}");
+    let mut moved = 0;
+    let mut survived = 0;
+    for (port, ok, verdict) in &all {
+        if on_a.contains(port) {
+            moved += 1;
+            survived += usize::from(*ok);
+            println!("moved flow {port}: {verdict}");
+        } else {
+            assert!(ok, "flow {port} stayed on B: {verdict}\n{text}");
+        }
+    }
+    println!("MOVED FLOWS SURVIVED ({tag}): {survived}/{moved}");
+    (moved, survived)
+}
+
+#[test]
+fn flows_moved_by_ecmp_keep_their_real_server_with_mh_and_sloppy_tcp() {
+    let _serial = support::serial();
+    if !may_run("flows_moved_by_ecmp_keep_their_real_server") {
+        return;
+    }
+    let (moved, survived) = moved_flows(&MH_PORT, "settings:\n  sloppy_tcp: true\n", "mh-sloppy");
+    assert!(moved > 0);
+    assert_eq!(
+        survived, moved,
+        "every moved flow continues on the same real server through director B"
+    );
+}
+
+#[test]
+fn flows_moved_by_ecmp_break_with_wlc_and_without_sloppy_tcp() {
+    let _serial = support::serial();
+    if !may_run("flows_moved_by_ecmp_break_with_wlc") {
+        return;
+    }
+    let wlc = Sched {
+        name: "wlc",
+        flags: &[],
+    };
+    let (moved, survived) = moved_flows(&wlc, "", "wlc");
+    assert!(moved > 0);
+    assert_eq!(
+        survived, 0,
+        "director B has no entry for a moved flow and drops its segments (not_syn)"
+    );
 }

@@ -63,10 +63,7 @@ impl AnnounceConf {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-        if !first_ok
-            || p.len() > 60
-            || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if !first_ok || p.len() > 60 || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!(
                 "protocol: {p:?} is not a BIRD symbol (a letter or _, then letters, digits, _; at most 60)"
             ));

@@ -376,9 +376,24 @@ fn answer(shared: &Arc<Shared>, request: &Request) -> Response {
         if let Err(e) = drain(shared, timeout) {
             return Response::error(crate::ctl::protocol::ErrorKind::Internal, e);
         }
+        // Answer once BIRD took the withdrawal (or failed to), so that the
+        // operator sees the routes gone.
+        let deadline = Instant::now() + BIRDC_TIMEOUT + POLL;
+        let mut g = lock(&shared.inner);
+        while shared.conf.is_some() && g.withdrawn_at.is_none() && !g.stop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            g = shared
+                .changed
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
     Response::Announce {
-        status: status(shared),
+        status: Box::new(status(shared)),
     }
 }
 
@@ -512,10 +527,11 @@ fn announce_loop(shared: &Shared) {
                 return;
             }
             g.servable = servable.clone();
-            let withdrawal_in_force = g.announced.as_ref().is_some_and(BTreeSet::is_empty)
-                && g.last_error.is_none();
+            let withdrawal_in_force =
+                g.announced.as_ref().is_some_and(BTreeSet::is_empty) && g.last_error.is_none();
             if g.withdrawn && withdrawal_in_force && g.withdrawn_at.is_none() {
                 g.withdrawn_at = Some(Instant::now());
+                shared.changed.notify_all();
             }
             if g.retry_now {
                 g.retry_now = false;
@@ -600,7 +616,10 @@ pub fn render_status(s: &AnnounceInfo) -> String {
         if v.is_empty() {
             "-".to_string()
         } else {
-            v.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
         }
     };
     let mut text = format!(

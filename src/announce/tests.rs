@@ -141,7 +141,9 @@ fn include_holds_one_static_protocol_per_family_with_host_routes() {
         "{text}"
     );
     assert!(
-        text.contains("protocol static rvs_vips6 {\n  ipv6;\n  route 2001:db8::100/128 blackhole;\n}\n"),
+        text.contains(
+            "protocol static rvs_vips6 {\n  ipv6;\n  route 2001:db8::100/128 blackhole;\n}\n"
+        ),
         "{text}"
     );
     let empty = render_include(&conf, &BTreeSet::new());
@@ -189,18 +191,62 @@ fn birdc_runs_only_when_the_announced_set_changes_and_stop_withdraws_everything(
         DaemonOptions::default(),
     )
     .expect("start");
-    wait_for("the first run", || (runs(dir.path()).len() == 1).then_some(()));
+    wait_for("the first run", || {
+        (runs(dir.path()).len() == 1).then_some(())
+    });
     assert_eq!(runs(dir.path())[0], [route(VIP_A)]);
     // B gains a weighted server: announced; A loses its only one: withdrawn.
-    lbctl(&daemon, &["-e", "-t", "10.0.0.101:80", "-r", "192.168.10.2:80", "-g", "-w", "1"]);
-    wait_for("the second run", || (runs(dir.path()).len() == 2).then_some(()));
-    lbctl(&daemon, &["-e", "-t", "10.0.0.100:80", "-r", "192.168.10.1:80", "-g", "-w", "0"]);
-    wait_for("the third run", || (runs(dir.path()).len() == 3).then_some(()));
+    lbctl(
+        &daemon,
+        &[
+            "-e",
+            "-t",
+            "10.0.0.101:80",
+            "-r",
+            "192.168.10.2:80",
+            "-g",
+            "-w",
+            "1",
+        ],
+    );
+    wait_for("the second run", || {
+        (runs(dir.path()).len() == 2).then_some(())
+    });
+    lbctl(
+        &daemon,
+        &[
+            "-e",
+            "-t",
+            "10.0.0.100:80",
+            "-r",
+            "192.168.10.1:80",
+            "-g",
+            "-w",
+            "0",
+        ],
+    );
+    wait_for("the third run", || {
+        (runs(dir.path()).len() == 3).then_some(())
+    });
     // A table change that leaves the set as it is runs nothing; the next
     // run is the next change's.
-    lbctl(&daemon, &["-e", "-t", "10.0.0.101:80", "-r", "192.168.10.2:80", "-g", "-w", "5"]);
+    lbctl(
+        &daemon,
+        &[
+            "-e",
+            "-t",
+            "10.0.0.101:80",
+            "-r",
+            "192.168.10.2:80",
+            "-g",
+            "-w",
+            "5",
+        ],
+    );
     lbctl(&daemon, &["-D", "-t", "10.0.0.101:80"]);
-    wait_for("the fourth run", || (runs(dir.path()).len() == 4).then_some(()));
+    wait_for("the fourth run", || {
+        (runs(dir.path()).len() == 4).then_some(())
+    });
     let r = runs(dir.path());
     assert_eq!(
         r,
@@ -211,13 +257,30 @@ fn birdc_runs_only_when_the_announced_set_changes_and_stop_withdraws_everything(
             vec![],
         ]
     );
-    lbctl(&daemon, &["-e", "-t", "10.0.0.100:80", "-r", "192.168.10.1:80", "-g", "-w", "1"]);
-    wait_for("the fifth run", || (runs(dir.path()).len() == 5).then_some(()));
+    lbctl(
+        &daemon,
+        &[
+            "-e",
+            "-t",
+            "10.0.0.100:80",
+            "-r",
+            "192.168.10.1:80",
+            "-g",
+            "-w",
+            "1",
+        ],
+    );
+    wait_for("the fifth run", || {
+        (runs(dir.path()).len() == 5).then_some(())
+    });
     let Response::Announce { status } = daemon.control().handle(&Request::Announce) else {
         panic!("not an announce answer");
     };
     assert_eq!(status.announced, [VIP_A.parse::<IpAddr>().expect("vip")]);
-    assert!(!status.draining && status.last_error.is_none(), "{status:?}");
+    assert!(
+        !status.draining && status.last_error.is_none(),
+        "{status:?}"
+    );
     let started = Instant::now();
     daemon.stop().expect("stop");
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -234,7 +297,10 @@ fn a_failing_birdc_is_reported_and_retried() {
         birdc: vec![
             "sh".into(),
             "-c".into(),
-            format!("test -e {} || {{ echo BIRD is down; exit 1; }}", flag.display()),
+            format!(
+                "test -e {} || {{ echo BIRD is down; exit 1; }}",
+                flag.display()
+            ),
         ],
         ..AnnounceConf::new(dir.path().join("vips.conf"))
     };
@@ -250,7 +316,9 @@ fn a_failing_birdc_is_reported_and_retried() {
     assert!(err.contains("BIRD is down"), "{err}");
     assert!(status().announced.is_empty());
     std::fs::write(&flag, "").expect("flag");
-    wait_for("the retry", || (!status().announced.is_empty()).then_some(()));
+    wait_for("the retry", || {
+        (!status().announced.is_empty()).then_some(())
+    });
     assert_eq!(status().last_error, None);
     daemon.stop().expect("stop");
 }
@@ -263,7 +331,9 @@ fn drain_withdraws_first_and_ends_when_no_connection_is_active() {
         DaemonOptions::default(),
     )
     .expect("start");
-    wait_for("the first run", || (runs(dir.path()).len() == 1).then_some(()));
+    wait_for("the first run", || {
+        (runs(dir.path()).len() == 1).then_some(())
+    });
     let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = called.clone();
     daemon
@@ -278,11 +348,26 @@ fn drain_withdraws_first_and_ends_when_no_connection_is_active() {
     assert!(status.draining, "{status:?}");
     wait_for("the drain to end", || called.load(Relaxed).then_some(()));
     assert!(started.elapsed() >= DRAIN_GRACE, "routes withdrawn first");
-    assert!(started.elapsed() < Duration::from_secs(10), "not the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not the timeout"
+    );
     assert!(daemon.announcer().drained());
     assert_eq!(runs(dir.path()).last(), Some(&vec![]), "withdrawn");
     // Draining: a table change announces nothing.
-    lbctl(&daemon, &["-e", "-t", "10.0.0.101:80", "-r", "192.168.10.2:80", "-g", "-w", "1"]);
+    lbctl(
+        &daemon,
+        &[
+            "-e",
+            "-t",
+            "10.0.0.101:80",
+            "-r",
+            "192.168.10.2:80",
+            "-g",
+            "-w",
+            "1",
+        ],
+    );
     let Response::Announce { status } = daemon.control().handle(&Request::Announce) else {
         panic!("not an announce answer");
     };

@@ -809,8 +809,8 @@ pub enum Response {
     },
     /// Answer to [`Request::Announce`] and [`Request::Drain`].
     Announce {
-        /// The announcement's state.
-        status: AnnounceInfo,
+        /// The announcement's state (boxed: the largest answer).
+        status: Box<AnnounceInfo>,
     },
     /// Answer to [`Request::Health`].
     Health {
