@@ -1133,6 +1133,11 @@ mod tests {
             Request::PortStats,
             Request::DataplaneStats,
             Request::Vrrp,
+            Request::Announce,
+            Request::Drain { timeout_secs: None },
+            Request::Drain {
+                timeout_secs: Some(5),
+            },
         ]);
         all
     }
