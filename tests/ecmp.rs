@@ -12,7 +12,8 @@
 //!
 //! * `two_directors_*`: the router's kernel has a multipath route to the
 //!   VIP via both directors; 200 new connections all succeed and both
-//!   directors forward some; SIGTERM to one director (lbd withdraws its
+//!   directors forward some; a director whose real servers all have weight
+//!   0 withdraws its route and announces it again when one is back; SIGTERM to one director (lbd withdraws its
 //!   route before its data plane stops) converges the router to the other
 //!   (time printed); 200 new connections then all succeed.
 //! * `drain_*`: `lbctl --drain` on one director withdraws its route while
@@ -554,6 +555,50 @@ fn two_directors_share_a_vip_by_ecmp_and_one_leaving_converges_to_the_other() {
         "both directors forward new connections: {split:?}"
     );
     assert_eq!(split[0] + split[1], 200, "each connection once: {split:?}");
+    // The route follows what A can serve: every real server at weight 0
+    // on A withdraws A's route; one back at weight 1 announces it again.
+    for i in 0..2 {
+        let rs = rip(i);
+        w.lbctl(
+            0,
+            &["-e", "-t", &format!("{VIP}:80"), "-r", &rs, "-g", "-w", "0"],
+        );
+    }
+    let t = Instant::now();
+    w.wait_route(&[1], Duration::from_secs(10));
+    println!(
+        "A without a weighted server: withdrawn in {:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    w.lbctl(
+        0,
+        &[
+            "-e",
+            "-t",
+            &format!("{VIP}:80"),
+            "-r",
+            &rip(0),
+            "-g",
+            "-w",
+            "1",
+        ],
+    );
+    w.lbctl(
+        0,
+        &[
+            "-e",
+            "-t",
+            &format!("{VIP}:80"),
+            "-r",
+            &rip(1),
+            "-g",
+            "-w",
+            "1",
+        ],
+    );
+    w.wait_route(&[0, 1], Duration::from_secs(10));
+    println!("A weighted again: announced in {:?}", t.elapsed());
     // (b) Director A stops (SIGTERM): lbd withdraws first.
     let pid = w.dirs[0].lbd.as_ref().expect("lbd A").pid();
     let t0 = Instant::now();
