@@ -11,8 +11,9 @@
 //!   not count: another director that still has quorum serves better, and
 //!   ECMP sends it the flows. VIPs on VRRP standby are not announced.
 //!   Nothing is announced while draining or stopping.
-//! * How: the include holds whole `protocol static` blocks (BIRD 2 takes
-//!   `include` only at top level), one per family, each route a
+//! * How: the include holds whole `protocol static` blocks (one
+//!   top-level `include` line in `bird.conf` takes both), one per family,
+//!   each route a
 //!   `blackhole` (BIRD on a director has no kernel protocol, so the route
 //!   never reaches the director's table; the BGP next hop is the
 //!   session's own address). The file is written atomically (temporary
