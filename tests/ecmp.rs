@@ -748,3 +748,39 @@ fn flows_moved_by_ecmp_break_with_wlc_and_without_sloppy_tcp() {
         "director B has no entry for a moved flow and drops its segments (not_syn)"
     );
 }
+
+#[test]
+fn sigusr2_drains_lbd_which_then_stops_by_itself() {
+    // No namespaces: lbd with the control plane only (no ports, so no
+    // connection can be active); the signal path of `lbctl --drain`.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let socket = tmp.path().join("lbd.sock");
+    let yaml = tmp.path().join("lbd.yaml");
+    fs::write(&yaml, format!("socket: {}\n", socket.display())).expect("yaml");
+    let mut cmd = std::process::Command::new(LBD);
+    cmd.arg("-c").arg(&yaml);
+    let mut l = Lbd::start(
+        "lbd without ports",
+        cmd,
+        &socket,
+        &tmp.path().join("lbd.log"),
+    );
+    let t0 = Instant::now();
+    signal(l.pid() as libc::pid_t, libc::SIGUSR2);
+    let exited = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        l.try_wait()
+    });
+    let log = l.log_text();
+    println!("lbd stopped {:?} after SIGUSR2:\n{log}", t0.elapsed());
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}\n{log}");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "not before the grace"
+    );
+    assert!(log.contains("SIGUSR2, draining"), "{log}");
+    assert!(
+        log.contains("drain: no active connection, stopping"),
+        "{log}"
+    );
+    assert!(!socket.exists(), "a clean stop removes the socket");
+}

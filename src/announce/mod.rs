@@ -19,7 +19,7 @@
 //!   session's own address). The file is written atomically (temporary
 //!   file, then rename) and the `birdc` command runs only when the set
 //!   changed, or again after a failure (backoff 0.5 s doubling to 10 s).
-//! * Drain (`lbctl --drain`): withdraw first, keep forwarding whatever
+//! * Drain (`lbctl --drain`, or SIGUSR2 to `lbd`): withdraw first, keep forwarding whatever
 //!   still arrives, and once no connection is active or no packet reached
 //!   a service for [`DRAIN_IDLE`] (both counted from at least
 //!   [`DRAIN_GRACE`] after the withdrawal, so the BGP withdraw leaves), or

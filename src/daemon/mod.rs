@@ -272,8 +272,9 @@ impl Daemon {
         })
     }
 
-    /// Blocks SIGINT, SIGTERM and SIGHUP (before any thread starts),
-    /// starts the daemon, tells systemd it is ready, reloads on each SIGHUP
+    /// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR2 (before any thread
+    /// starts), starts the daemon, tells systemd it is ready, drains on
+    /// SIGUSR2 (then stops), reloads on each SIGHUP
     /// and serves until SIGINT or SIGTERM arrives, then stops. Returns the
     /// signal's name.
     pub fn run(config: &Config, options: DaemonOptions) -> Result<&'static str, DaemonError> {
@@ -290,6 +291,14 @@ impl Daemon {
         notify(&[NotifyState::Ready, NotifyState::Status(daemon.summary())]);
         let result = loop {
             match signals.wait() {
+                Ok(libc::SIGUSR2) => {
+                    // `lbctl --drain` with the default timeout.
+                    log(Level::Notice, "SIGUSR2, draining");
+                    let timeout = crate::announce::DEFAULT_DRAIN_TIMEOUT;
+                    if let Err(e) = daemon.announcer.drain(timeout) {
+                        log(Level::Error, &format!("drain: {e}"));
+                    }
+                }
                 Ok(libc::SIGHUP) => {
                     log(Level::Notice, "SIGHUP, reloading the configuration");
                     daemon.reload_notified();
