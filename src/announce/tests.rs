@@ -398,3 +398,15 @@ fn lbctl_drain_arguments_parse_with_an_optional_timeout() {
     ));
     assert_eq!(parse_drain_args(&args(&["-Ln"])), None);
 }
+
+#[test]
+fn a_reload_that_changes_the_announce_block_says_it_needs_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = config(dir.path(), Some(AnnounceConf::new("/run/a.conf")));
+    let next = config(dir.path(), Some(AnnounceConf::new("/run/b.conf")));
+    assert_eq!(
+        crate::daemon::reload::restart_only(&running, &next),
+        ["announce changed: restart lbd to apply it"]
+    );
+    assert!(crate::daemon::reload::restart_only(&running, &running).is_empty());
+}
