@@ -273,10 +273,13 @@ fn birdc_runs_only_when_the_announced_set_changes_and_stop_withdraws_everything(
     wait_for("the fifth run", || {
         (runs(dir.path()).len() == 5).then_some(())
     });
-    let Response::Announce { status } = daemon.control().handle(&Request::Announce) else {
-        panic!("not an announce answer");
-    };
-    assert_eq!(status.announced, [VIP_A.parse::<IpAddr>().expect("vip")]);
+    // The command wrote its record before lbd saw it exit.
+    let status = wait_for("the fifth set in force", || {
+        let Response::Announce { status } = daemon.control().handle(&Request::Announce) else {
+            panic!("not an announce answer");
+        };
+        (status.announced == [VIP_A.parse::<IpAddr>().expect("vip")]).then_some(status)
+    });
     assert!(
         !status.draining && status.last_error.is_none(),
         "{status:?}"
