@@ -159,6 +159,15 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), AnnounceError> {
 /// success is exit status 0 (`birdc` exits 1 on a parse error or when
 /// BIRD is not running). Returns what it printed.
 pub fn run_command(argv: &[String], timeout: Duration) -> Result<String, AnnounceError> {
+    run_command_until(argv, timeout, &|| false)
+}
+
+/// [`run_command`], also killed as soon as `abort` says so (lbd stops).
+fn run_command_until(
+    argv: &[String],
+    timeout: Duration,
+    abort: &dyn Fn() -> bool,
+) -> Result<String, AnnounceError> {
     let command = argv.first().cloned().unwrap_or_default();
     let mut child = std::process::Command::new(&command)
         .args(&argv[1..])
@@ -174,6 +183,11 @@ pub fn run_command(argv: &[String], timeout: Duration) -> Result<String, Announc
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
+            Ok(None) if abort() => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err("killed: lbd is stopping".to_string());
+            }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             Ok(None) => {
                 let _ = child.kill();
@@ -560,7 +574,7 @@ fn announce_loop(shared: &Shared) {
             (servable_or_none(&g, &servable), timeout)
         };
         let result = write_atomically(&conf.bird_include, &render_include(conf, &want))
-            .and_then(|()| run_command(&conf.birdc, timeout));
+            .and_then(|()| run_command_until(&conf.birdc, timeout, &|| lock(&shared.inner).stop));
         let mut g = lock(&shared.inner);
         match result {
             Ok(_) => {

@@ -413,3 +413,25 @@ fn a_reload_that_changes_the_announce_block_says_it_needs_a_restart() {
     );
     assert!(crate::daemon::reload::restart_only(&running, &running).is_empty());
 }
+
+#[test]
+fn a_hanging_birdc_does_not_hold_up_the_stop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = AnnounceConf {
+        birdc: vec!["sleep".into(), "30".into()],
+        ..AnnounceConf::new(dir.path().join("vips.conf"))
+    };
+    let daemon =
+        Daemon::start(&config(dir.path(), Some(conf)), DaemonOptions::default()).expect("start");
+    // The first run hangs (BIRD wedged); lbd must still stop in time.
+    wait_for("the include", || {
+        dir.path().join("vips.conf").exists().then_some(())
+    });
+    let started = Instant::now();
+    daemon.stop().expect("stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+}
