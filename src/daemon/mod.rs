@@ -21,7 +21,8 @@
 //! listener, when `metrics.listen` or `--metrics-listen` asks for one)
 //! before it opens any device (a second `lbd` fails before touching a
 //! port), opens the ports, starts the workers with the first snapshot, and
-//! only then serves `lbctl` and scrapes. Stop stops the workers first
+//! only then serves `lbctl` and scrapes. Stop withdraws the announced
+//! routes first (`crate::announce`, bounded), then stops the workers
 //! (bounded: a wedged worker is named, not waited for), then the exporter,
 //! the socket (removing its file) and the estimator; the ports close when
 //! the last handle goes. The whole stop takes under 2 s. Logging is one line
