@@ -8,6 +8,7 @@
 //! `sys` (the few system calls outside the drivers, the only `unsafe`
 //! outside `dataplane::driver`) is a leaf any layer may use.
 
+pub mod announce;
 pub mod conntrack;
 pub mod ctl;
 pub mod daemon;

@@ -19,7 +19,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// The signals `lbd` waits for — SIGINT and SIGTERM (stop), SIGHUP
+/// The signals `lbd` waits for — SIGINT and SIGTERM (stop), SIGUSR2
+/// (drain, as `lbctl --drain`), SIGHUP
 /// (reload) — blocked in the thread that made this set and in every thread
 /// it starts afterwards, so no handler ever runs in a worker and only
 /// [`TermSignals::wait`] takes them.
@@ -28,7 +29,7 @@ pub struct TermSignals {
 }
 
 impl TermSignals {
-    /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread. Call it before any
+    /// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR2 in the calling thread. Call it before any
     /// thread is started so that every thread inherits the mask.
     pub fn block() -> io::Result<TermSignals> {
         // SAFETY: sigset_t is a plain C struct for which all-zero is a valid
@@ -42,6 +43,7 @@ impl TermSignals {
             libc::sigaddset(&mut set, libc::SIGINT);
             libc::sigaddset(&mut set, libc::SIGTERM);
             libc::sigaddset(&mut set, libc::SIGHUP);
+            libc::sigaddset(&mut set, libc::SIGUSR2);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
         };
         if rc != 0 {
@@ -50,7 +52,7 @@ impl TermSignals {
         Ok(TermSignals { set })
     }
 
-    /// Waits for SIGINT, SIGTERM or SIGHUP and returns its number.
+    /// Waits for SIGINT, SIGTERM, SIGHUP or SIGUSR2 and returns its number.
     pub fn wait(&self) -> io::Result<i32> {
         loop {
             let mut signal: libc::c_int = 0;
@@ -66,12 +68,27 @@ impl TermSignals {
     }
 }
 
+/// Sends SIGTERM to this process (not to one thread), as `kill -TERM
+/// $(pidof lbd)` would: [`TermSignals::wait`] takes it and `lbd` stops.
+/// Used by a finished drain.
+pub fn terminate_self() -> io::Result<()> {
+    // SAFETY: kill with our own PID and a valid signal number touches no
+    // memory of ours.
+    let rc = unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// The name of a signal [`TermSignals`] takes, for logs.
 pub fn signal_name(signal: i32) -> &'static str {
     match signal {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
         libc::SIGHUP => "SIGHUP",
+        libc::SIGUSR2 => "SIGUSR2",
         _ => "signal",
     }
 }

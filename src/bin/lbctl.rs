@@ -102,6 +102,19 @@ fn run() -> anyhow::Result<u8> {
     if dialect == Dialect::Lbctl && args.len() == 1 && args[0] == "--reload" {
         return reload(&socket_path(socket));
     }
+    if dialect == Dialect::Lbctl && args.len() == 1 && args[0] == "--announce" {
+        return announce(&socket_path(socket), &Request::Announce);
+    }
+    if dialect == Dialect::Lbctl {
+        match rvs::announce::parse_drain_args(&args) {
+            Some(Ok(request)) => return announce(&socket_path(socket), &request),
+            Some(Err(usage)) => {
+                eprintln!("{usage}");
+                return Ok(EXIT_USAGE);
+            }
+            None => {}
+        }
+    }
 
     let command = match ipvsadm::parse_args_as(&args, dialect) {
         Ok(command) => command,
@@ -202,6 +215,24 @@ fn reload(socket: &std::path::Path) -> anyhow::Result<u8> {
 }
 
 /// Sends a change; prints nothing on success, the daemon's message on error.
+/// `--announce` and `--drain`: the announcement's state.
+fn announce(socket: &std::path::Path, request: &Request) -> anyhow::Result<u8> {
+    match call(socket, request)? {
+        Response::Announce { status } => {
+            print_out(&rvs::announce::render_status(&status))?;
+            Ok(0)
+        }
+        Response::Error { message, .. } => {
+            eprintln!("{message}");
+            Ok(EXIT_CHANGE_FAILED)
+        }
+        other => {
+            eprintln!("unexpected response from lbd: {other:?}");
+            Ok(EXIT_CHANGE_FAILED)
+        }
+    }
+}
+
 fn apply(socket: &std::path::Path, request: &Request) -> anyhow::Result<u8> {
     match call(socket, request)? {
         Response::Ok { .. } => Ok(0),

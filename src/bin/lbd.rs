@@ -13,7 +13,9 @@
 //!   workers): services can be added, listed, saved and restored.
 //! * With ports it runs a [`rvs::daemon::Daemon`] until SIGINT or SIGTERM;
 //!   SIGHUP (or `lbctl --reload`) re-reads `--config FILE` and applies the
-//!   difference (see `rvs::daemon::reload`). Under systemd (`Type=notify`)
+//!   difference (see `rvs::daemon::reload`); SIGUSR2 (or `lbctl --drain`)
+//!   withdraws the announced routes and stops once connections end
+//!   (`rvs::announce`). Under systemd (`Type=notify`)
 //!   it reports readiness once every worker runs.
 //! * `--check-config` validates a file (syntax, values, references, and
 //!   every service through the same rules as `lbctl`) and exits: 0 if valid,

@@ -407,6 +407,8 @@ fn request_name(request: &Request) -> &'static str {
         Request::StartDaemon { .. } => "start_daemon",
         Request::StopDaemon { .. } => "stop_daemon",
         Request::ListDaemon => "list_daemon",
+        Request::Announce => "announce",
+        Request::Drain { .. } => "drain",
     }
 }
 
@@ -680,6 +682,8 @@ impl ControlState {
             | Request::StartDaemon { .. }
             | Request::StopDaemon { .. }
             | Request::ListDaemon
+            | Request::Announce
+            | Request::Drain { .. }
             | Request::Reload => Err(ApplyError::Invalid(format!(
                 "{} is a listing, not a change",
                 request_name(request)
@@ -1143,6 +1147,11 @@ impl ControlState {
             dests: self.effective_dests(service),
             ..service.clone()
         }
+    }
+
+    /// Whether `service`'s sorry server is in force (quorum lost).
+    pub fn sorry_in_force(&self, service: &ServiceEntry) -> bool {
+        self.sorry.contains_key(&service.id)
     }
 
     /// The health verdict on a real-server slot (`None`: none recorded).

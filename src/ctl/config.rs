@@ -1148,6 +1148,10 @@ pub struct Config {
     /// Connection sync daemons started with lbd (`crate::sync::conf`).
     #[serde(default)]
     pub sync: Vec<crate::sync::conf::SyncConf>,
+    /// Route announcement to a routing daemon (`crate::announce`): the
+    /// VIPs this director can serve, as a BIRD include.
+    #[serde(default)]
+    pub announce: Option<crate::announce::conf::AnnounceConf>,
 }
 
 /// A locally administered MAC derived from a port name (FNV-1a), for ports
@@ -1492,6 +1496,9 @@ impl Config {
         let workers = self.worker_count();
         if let Err(e) = crate::sync::conf::validate_all(&self.sync) {
             return bad(format!("sync: {e}"));
+        }
+        if let Some(Err(e)) = self.announce.as_ref().map(|a| a.validate()) {
+            return bad(format!("announce: {e}"));
         }
         for name in self.sync.iter().filter_map(|c| c.vrrp_instance.as_ref()) {
             if !self.vrrp.instances.iter().any(|i| &i.name == name) {

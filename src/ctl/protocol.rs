@@ -366,6 +366,17 @@ pub enum Request {
     },
     /// `-L --daemon`: the sync daemons and their counters.
     ListDaemon,
+    /// rvs extension (`lbctl --announce`): the VIPs this director
+    /// announces to its routing daemon (`crate::announce`).
+    Announce,
+    /// rvs extension (`lbctl --drain [--drain-timeout SECS]`): withdraw
+    /// every announced route now, keep forwarding, stop lbd once no
+    /// connection is active or `timeout_secs` (default 30) passed.
+    Drain {
+        /// Seconds to wait for active connections to end (`None`: 30).
+        #[serde(default)]
+        timeout_secs: Option<u64>,
+    },
 }
 
 impl Request {
@@ -590,6 +601,28 @@ impl SynproxyStats {
     }
 }
 
+/// The route announcement as `lbctl --announce` (and `--drain`) shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceInfo {
+    /// The BIRD include lbd writes (`None`: no `announce:` configured).
+    pub include: Option<String>,
+    /// The VIPs in force in the include (what BIRD announces).
+    pub announced: Vec<IpAddr>,
+    /// The VIPs this director can serve now (announced unless draining or
+    /// stopping).
+    pub servable: Vec<IpAddr>,
+    /// Draining: routes withdrawn, lbd stops when connections end.
+    pub draining: bool,
+    /// Seconds left before a drain stops lbd regardless.
+    pub drain_left_secs: Option<u64>,
+    /// Active connections (all services).
+    pub active_conns: u64,
+    /// The last failure to apply the set (write or `birdc`), if the last
+    /// attempt failed.
+    pub last_error: Option<String>,
+}
+
 /// One VRRP instance as `lbctl --vrrp` shows it (rvs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -773,6 +806,11 @@ pub enum Response {
     Vrrp {
         /// One entry per configured instance.
         instances: Vec<VrrpInstanceInfo>,
+    },
+    /// Answer to [`Request::Announce`] and [`Request::Drain`].
+    Announce {
+        /// The announcement's state (boxed: the largest answer).
+        status: Box<AnnounceInfo>,
     },
     /// Answer to [`Request::Health`].
     Health {
@@ -1095,6 +1133,11 @@ mod tests {
             Request::PortStats,
             Request::DataplaneStats,
             Request::Vrrp,
+            Request::Announce,
+            Request::Drain { timeout_secs: None },
+            Request::Drain {
+                timeout_secs: Some(5),
+            },
         ]);
         all
     }

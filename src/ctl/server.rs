@@ -101,8 +101,13 @@ pub type VrrpStatusHook =
 /// checker (`crate::health`), which keeps the live view.
 pub type HealthHook = Box<dyn Fn() -> Vec<protocol::HealthInfo> + Send + Sync>;
 
+/// What answers [`Request::Announce`] and [`Request::Drain`]: installed by
+/// the daemon (`crate::announce`).
+pub type AnnounceHook = Box<dyn Fn(&Request) -> Response + Send + Sync>;
+
 /// The request handler: configuration, data plane and statistics.
 pub struct Control {
+    announce: OnceLock<AnnounceHook>,
     state: Mutex<ControlState>,
     reload: OnceLock<ReloadHook>,
     vrrp: OnceLock<VrrpStatusHook>,
@@ -124,6 +129,7 @@ impl Control {
         let counters = dataplane.counters();
         let conn_table_size = u64::from(options.conn_capacity) * u64::from(dataplane.workers());
         Control {
+            announce: OnceLock::new(),
             state: Mutex::new(state),
             reload: OnceLock::new(),
             vrrp: OnceLock::new(),
@@ -149,6 +155,19 @@ impl Control {
     /// A copy of the configuration now in force.
     pub fn state(&self) -> ControlState {
         lock(&self.state).clone()
+    }
+
+    /// Runs `f` on the configuration in force, under the configuration
+    /// lock (keep it short: no I/O), without copying it.
+    pub fn inspect<R>(&self, f: impl FnOnce(&ControlState) -> R) -> R {
+        f(&lock(&self.state))
+    }
+
+    /// Installs what answers [`Request::Announce`] and [`Request::Drain`]
+    /// (once; false if one was installed already). Without it both are
+    /// refused as unsupported.
+    pub fn set_announce(&self, hook: AnnounceHook) -> bool {
+        self.announce.set(hook).is_ok()
     }
 
     /// Installs what answers [`Request::Reload`] (once; false if one was
@@ -256,6 +275,13 @@ impl Control {
     pub fn handle(&self, request: &Request) -> Response {
         match request {
             r if r.is_change() || matches!(r, Request::Batch { .. }) => self.change(r),
+            Request::Announce | Request::Drain { .. } => match self.announce.get() {
+                Some(hook) => hook(request),
+                None => Response::error(
+                    ErrorKind::Unsupported,
+                    "this lbd has no route announcement or drain".to_string(),
+                ),
+            },
             Request::Reload => match self.reload.get() {
                 Some(hook) => hook(self),
                 None => Response::error(

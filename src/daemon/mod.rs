@@ -21,7 +21,8 @@
 //! listener, when `metrics.listen` or `--metrics-listen` asks for one)
 //! before it opens any device (a second `lbd` fails before touching a
 //! port), opens the ports, starts the workers with the first snapshot, and
-//! only then serves `lbctl` and scrapes. Stop stops the workers first
+//! only then serves `lbctl` and scrapes. Stop withdraws the announced
+//! routes first (`crate::announce`, bounded), then stops the workers
 //! (bounded: a wedged worker is named, not waited for), then the exporter,
 //! the socket (removing its file) and the estimator; the ports close when
 //! the last handle goes. The whole stop takes under 2 s. Logging is one line
@@ -134,6 +135,8 @@ pub struct Daemon {
     /// reload hook restarts it with the new file's checks.
     health: Arc<Mutex<Option<HealthService>>>,
     sync: Arc<SyncService>,
+    /// Route announcement (`announce:`) and drain (`crate::announce`).
+    announcer: crate::announce::Announcer,
 }
 
 impl Daemon {
@@ -236,6 +239,11 @@ impl Daemon {
             })?;
             *lock_health(&health) = Some(service);
         }
+        let announcer = crate::announce::Announcer::start(config.announce.clone(), &control)
+            .map_err(|source| DaemonError::Thread {
+                what: "route announcement",
+                source,
+            })?;
         let metrics_note = metrics
             .as_ref()
             .map(|m| format!(", metrics on http://{}/metrics", m.local_addr()))
@@ -261,21 +269,37 @@ impl Daemon {
             vrrp,
             health,
             sync,
+            announcer,
         })
     }
 
-    /// Blocks SIGINT, SIGTERM and SIGHUP (before any thread starts),
-    /// starts the daemon, tells systemd it is ready, reloads on each SIGHUP
+    /// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR2 (before any thread
+    /// starts), starts the daemon, tells systemd it is ready, drains on
+    /// SIGUSR2 (then stops), reloads on each SIGHUP
     /// and serves until SIGINT or SIGTERM arrives, then stops. Returns the
     /// signal's name.
     pub fn run(config: &Config, options: DaemonOptions) -> Result<&'static str, DaemonError> {
         let signals = TermSignals::block().map_err(DaemonError::Signals)?;
         let daemon = Daemon::start(config, options)?;
+        // A finished drain (`lbctl --drain`) stops lbd as SIGTERM would.
+        daemon.announcer.set_on_drained(Box::new(|| {
+            if let Err(e) = crate::sys::terminate_self() {
+                log(Level::Error, &format!("drain: cannot signal lbd: {e}"));
+            }
+        }));
         log(Level::Notice, daemon.summary());
         // Every worker runs (start returned): now, and only now, ready.
         notify(&[NotifyState::Ready, NotifyState::Status(daemon.summary())]);
         let result = loop {
             match signals.wait() {
+                Ok(libc::SIGUSR2) => {
+                    // `lbctl --drain` with the default timeout.
+                    log(Level::Notice, "SIGUSR2, draining");
+                    let timeout = crate::announce::DEFAULT_DRAIN_TIMEOUT;
+                    if let Err(e) = daemon.announcer.drain(timeout) {
+                        log(Level::Error, &format!("drain: {e}"));
+                    }
+                }
                 Ok(libc::SIGHUP) => {
                     log(Level::Notice, "SIGHUP, reloading the configuration");
                     daemon.reload_notified();
@@ -363,6 +387,11 @@ impl Daemon {
         self.metrics.as_ref().map(Exporter::local_addr)
     }
 
+    /// The route announcement and drain.
+    pub fn announcer(&self) -> &crate::announce::Announcer {
+        &self.announcer
+    }
+
     /// The running data plane.
     pub fn dataplane(&self) -> &Arc<dyn DataplaneHandle> {
         &self.dataplane
@@ -375,7 +404,16 @@ impl Daemon {
     /// state the workers, the socket file or the clients are in, with
     /// [`DaemonError::Wedged`] naming the workers that did not stop.
     pub fn stop(self) -> Result<(), DaemonError> {
-        // VRRP first: its priority-0 adverts leave through the workers.
+        // Routes first: ECMP must stop sending new flows here before the
+        // data plane stops; BGP's withdraw leaves through the workers.
+        let before = from_kernel(&self.control);
+        if self.announcer.stop() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(300);
+            while from_kernel(&self.control) == before && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        // Then VRRP: its priority-0 adverts leave through the workers.
         if let Some(v) = self.vrrp {
             stop_vrrp(v, &self.control);
         }
@@ -650,21 +688,23 @@ fn start_vrrp(
     Ok(Some(service))
 }
 
+/// Frames the workers sent for the kernel so far (all ports).
+fn from_kernel(control: &Control) -> u64 {
+    control
+        .counters()
+        .iter()
+        .map(|c| c.from_kernel.load(std::sync::atomic::Ordering::Relaxed))
+        .sum()
+}
+
 /// Stops VRRP (priority-0 adverts from every MASTER) and waits, bounded,
 /// until the workers sent what the kernel wrote meanwhile.
 fn stop_vrrp(v: crate::vrrp::service::VrrpService, control: &Control) {
-    let from_kernel = || -> u64 {
-        control
-            .counters()
-            .iter()
-            .map(|c| c.from_kernel.load(std::sync::atomic::Ordering::Relaxed))
-            .sum()
-    };
-    let before = from_kernel();
+    let before = from_kernel(control);
     let masters = v.status().iter().filter(|s| s.state == "MASTER").count() as u64;
     v.stop();
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
-    while from_kernel() < before + masters && std::time::Instant::now() < deadline {
+    while from_kernel(control) < before + masters && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }

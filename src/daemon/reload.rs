@@ -308,6 +308,7 @@ pub fn restart_only(running: &Config, next: &Config) -> Vec<String> {
     differs("settings", running.settings != next.settings);
     differs("vrrp", running.vrrp != next.vrrp);
     differs("sync", running.sync != next.sync);
+    differs("announce", running.announce != next.announce);
     out
 }
 

@@ -137,6 +137,7 @@ fn response_type(response: &Response) -> &'static str {
         Response::Daemon { .. } => "daemon",
         Response::Reloaded { .. } => "reloaded",
         Response::Vrrp { .. } => "vrrp",
+        Response::Announce { .. } => "announce",
     }
 }
 
