@@ -16,6 +16,7 @@
 # A case may carry lbd settings after `@`, tokens joined by `+`:
 #   v2 | v3        af_packet `tpacket:` (the RX ring's TPACKET version)
 #   tovN           af_packet `block_timeout_ms: N` (TPACKET_V3 block retire)
+#   bcN            af_packet `block_count: N` (ring blocks)
 #   busy | backoff workers `idle:` (overrides IDLE)
 #   sleepN         workers `idle_sleep_us: N`
 # e.g. CASES="kernel-nat afp-nat@v3+tov1 afp-nat@v2" compares the two RX
@@ -76,6 +77,7 @@ lbd_yaml() {
     case $tok in
       v2 | v3) afp+="tpacket: $tok, " ;;
       tov*) afp+="block_timeout_ms: ${tok#tov}, " ;;
+      bc*) afp+="block_count: ${tok#bc}, " ;;
       busy | backoff) idle=$tok ;;
       sleep*) sleep_us=", idle_sleep_us: ${tok#sleep}" ;;
       "") ;;

@@ -29,9 +29,10 @@
 # EGRESS_RPS (RPS CPU mask of the tester's `vs`, default 0 = off),
 # LBD_INGRESS_RPS (RPS CPU mask of `ve` in the lbd case, default 0 = off;
 # 2 = lbd's core reproduces the stall of DESIGN.md §8), LBD_TPACKET (a
-# space-separated list of lbd's af_packet `tpacket:` versions to compare,
-# e.g. "v2 v3": each run then measures the kernel and lbd with each ring,
-# alternating; default: lbd once, with its default ring).
+# space-separated list of lbd's af_packet rings to compare: `v2`, `v3`,
+# optionally `+bcN` (block_count N), e.g. "v3 v2 v2+bc128": each run then
+# measures the kernel and lbd with each ring, alternating; default: lbd
+# once, with its default ring).
 #
 # Classic two-port DUT set-up, two namespaces, one veth pair per side:
 #
@@ -377,12 +378,26 @@ pktgen() {
     --cores "$GEN_CORE,$GEN_CORE" --json --quiet
 }
 
+# afp_settings V: lbd's af_packet options for LBD_TPACKET entry V, e.g.
+# v2+bc128 -> "tpacket: v2, block_count: 128".
+afp_settings() {
+  local out="" tok
+  for tok in $(tr '+' ' ' <<<"$1"); do
+    case $tok in
+      v2 | v3) out+="tpacket: $tok, " ;;
+      bc*) out+="block_count: ${tok#bc}, " ;;
+      *) echo "unknown LBD_TPACKET token $tok" >&2; return 1 ;;
+    esac
+  done
+  echo "${out%, }"
+}
+
 # one_run DUT SINK I: fresh namespaces, DUT up, a 1 s warm-up that must
 # forward, the measured run, everything torn down.
 one_run() {
   local dut=${1%%@*} sink=$2 i=$3 json d0 d1 c0 c1 fwd sent loss key=$1-$2
   AFP_EXTRA=""
-  [ "$1" != "$dut" ] && AFP_EXTRA=", af_packet: {tpacket: ${1#*@}}"
+  [ "$1" != "$dut" ] && AFP_EXTRA=", af_packet: {$(afp_settings "${1#*@}")}"
   local gb0 gt0 gb1 gt1 db0 dt0 db1 dt1 gen_busy dut_busy other other_list v0 v1
   topology
   "${dut}_up"
