@@ -202,22 +202,26 @@ fn parse_frame_header(blk: &[u8], off: usize) -> Option<(FrameMeta, usize, usize
     let vlan_tci = rd_u32(blk, off + 32) as u16;
     let vlan_tpid = u16::from_ne_bytes([blk[off + 36], blk[off + 37]]);
     let pkttype = blk[off + TPACKET3_SLL_OFF + 10];
-    let start = off + mac;
-    if start.checked_add(snaplen)? > blk.len() {
-        return None;
-    }
-    Some((
-        FrameMeta {
-            status,
-            pkttype,
-            vlan_tci,
-            vlan_tpid,
-            wire_len,
-        },
-        start,
-        snaplen,
-        next,
-    ))
+    let meta = FrameMeta {
+        status,
+        pkttype,
+        vlan_tci,
+        vlan_tpid,
+        wire_len,
+    };
+    let (meta, start, len) = inside(meta, off + mac, snaplen, blk.len())?;
+    Some((meta, start, len, next))
+}
+
+/// `meta` with the frame's start and length, if the frame ends within
+/// `room` bytes.
+fn inside(
+    meta: FrameMeta,
+    start: usize,
+    len: usize,
+    room: usize,
+) -> Option<(FrameMeta, usize, usize)> {
+    (start.checked_add(len)? <= room).then_some((meta, start, len))
 }
 
 /// Parse the `tpacket2_hdr` at the start of a V2 slot: the metadata and
@@ -234,20 +238,17 @@ fn parse_v2_header(slot: &[u8]) -> Option<(FrameMeta, usize, usize)> {
     let vlan_tci = u16::from_ne_bytes([slot[24], slot[25]]);
     let vlan_tpid = u16::from_ne_bytes([slot[26], slot[27]]);
     let pkttype = slot[TPACKET2_SLL_OFF + 10];
-    if start < TPACKET2_HDRLEN || start.checked_add(snaplen)? > slot.len() {
+    if start < TPACKET2_HDRLEN {
         return None;
     }
-    Some((
-        FrameMeta {
-            status,
-            pkttype,
-            vlan_tci,
-            vlan_tpid,
-            wire_len,
-        },
-        start,
-        snaplen,
-    ))
+    let meta = FrameMeta {
+        status,
+        pkttype,
+        vlan_tci,
+        vlan_tpid,
+        wire_len,
+    };
+    inside(meta, start, snaplen, slot.len())
 }
 
 /// Copy a received frame into `buf`, putting back a VLAN tag the kernel
