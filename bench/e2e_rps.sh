@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# HTTP requests/s through lbd next to the kernel's own NAT, same client, same
-# servers, same machine, one run (DESIGN.md §8: figures over veth/TAP are
-# ratios against the kernel taken in the same run).
+# HTTP requests/s and latency through lbd next to the kernel's own NAT, same
+# client, same servers, same machine, one run (DESIGN.md §8: figures over
+# veth/TAP are ratios against the kernel taken in the same run).
 #
-#   sudo bench/e2e_rps.sh [RUNS]        # RUNS per case, default 3; prints medians
+#   sudo bench/e2e_rps.sh [RUNS]        # RUNS rounds, default 3; prints medians
 #
-# Cases (each its own fresh set of namespaces, see scripts/netns-lib.sh):
+# Cases (each run its own fresh set of namespaces, see scripts/netns-lib.sh):
 #   lbd NAT       TAP        lbd creates the TAP ports; rr over 2 nginx, -m
 #   lbd FULLNAT   TAP        same, --fullnat with one local address
 #   lbd NAT       AF_PACKET  lbd bound to veth pairs
@@ -13,13 +13,25 @@
 #   kernel NAT               director = kernel forwarding + nftables DNAT
 #                            (numgen round robin), servers route via it
 #   kernel FULLNAT           same + SNAT to the local address
-# Each case: wrk -t1 -c50 -d5s http://VIP/ (nginx, a 6-byte page,
-# keep-alive), after a 2 s warm-up; req/s of every run and the median.
+# A case may carry lbd settings after `@`, tokens joined by `+`:
+#   v2 | v3        af_packet `tpacket:` (the RX ring's TPACKET version)
+#   tovN           af_packet `block_timeout_ms: N` (TPACKET_V3 block retire)
+#   bcN            af_packet `block_count: N` (ring blocks)
+#   busy | backoff workers `idle:` (overrides IDLE)
+#   sleepN         workers `idle_sleep_us: N`
+# e.g. CASES="kernel-nat afp-nat@v3+tov1 afp-nat@v2" compares the two RX
+# rings against the kernel in one run.
+# Each run: wrk --latency $WRK_ARGS http://VIP/ (nginx, a 4-byte page,
+# keep-alive) after a 2 s warm-up. The cases alternate: round 1 runs every
+# case once, then round 2, ... (so a disturbance of the shared machine hits
+# every case alike). Reported: the median req/s, p50 and p99 latency (ms)
+# over the rounds, and every run's req/s.
 #
 # Environment: WORKERS (lbd workers, default 1), IDLE (busy|backoff, default
 # backoff: the machine has 2 cores shared by wrk, two nginx and lbd),
-# WRK_ARGS (default "-t1 -c50 -d5s"), CASES (space-separated subset of
-# tap-nat tap-fullnat afp-nat afp-fullnat kernel-nat kernel-fullnat).
+# WRK_ARGS (default "-t1 -c32 -d5s"), CASES (space-separated subset of
+# tap-nat tap-fullnat afp-nat afp-fullnat kernel-nat kernel-fullnat, with
+# optional @settings), NO_BUILD=1 (use target/release as it is).
 # Segmentation offloads are off on every veth in every case (AF_PACKET
 # needs frames no larger than the MTU; the kernel case gets the same
 # links so that it is the same traffic).
@@ -30,7 +42,7 @@ cd "$ROOT"
 RUNS=${1:-3}
 WORKERS=${WORKERS:-1}
 IDLE=${IDLE:-backoff}
-WRK_ARGS=${WRK_ARGS:-"-t1 -c50 -d5s"}
+WRK_ARGS=${WRK_ARGS:-"-t1 -c32 -d5s"}
 CASES=${CASES:-"tap-nat tap-fullnat afp-nat afp-fullnat kernel-nat kernel-fullnat"}
 VIP=10.0.0.100
 LIP=192.168.10.100
@@ -46,7 +58,7 @@ for tool in ip nginx curl wrk nft ethtool; do
   }
 done
 
-cargo build --release --bins --quiet
+[ "${NO_BUILD:-0}" = 1 ] || cargo build --release --bins --quiet
 LBD="$ROOT/target/release/lbd"
 LBCTL="$ROOT/target/release/lbctl"
 
@@ -56,20 +68,39 @@ RVS_TMP=$(mktemp -d /tmp/rvs-bench.XXXXXX)
 trap 'rvs_cleanup; rm -rf "$RVS_TMP"' EXIT
 trap 'exit 130' INT TERM
 
-# lbd's YAML for DRIVER (tap | af_packet).
+# lbd's YAML for DRIVER (tap | af_packet) and the case's SETTINGS (see the
+# header: v2, v3, tovN, busy, backoff, sleepN joined by +).
 lbd_yaml() {
+  local idle=$IDLE afp="" sleep_us="" tok
+  local IFS=+
+  for tok in $2; do
+    case $tok in
+      v2 | v3) afp+="tpacket: $tok, " ;;
+      tov*) afp+="block_timeout_ms: ${tok#tov}, " ;;
+      bc*) afp+="block_count: ${tok#bc}, " ;;
+      busy | backoff) idle=$tok ;;
+      sleep*) sleep_us=", idle_sleep_us: ${tok#sleep}" ;;
+      "") ;;
+      *) echo "unknown lbd setting $tok" >&2; return 1 ;;
+    esac
+  done
+  unset IFS
+  local port_extra=""
+  [ -n "$afp" ] && port_extra=", af_packet: {${afp%, }}"
   cat <<EOF
-workers: {count: $WORKERS, idle: $IDLE}
+workers: {count: $WORKERS, idle: $idle$sleep_us}
 ports:
-  - {name: ext, driver: $1, ifname: ext0, addrs: ["$DIP_EXT/24"]}
-  - {name: int, driver: $1, ifname: int0, addrs: ["$DIP_INT/24"]}
+  - {name: ext, driver: $1, ifname: ext0, addrs: ["$DIP_EXT/24"]$port_extra}
+  - {name: int, driver: $1, ifname: int0, addrs: ["$DIP_INT/24"]$port_extra}
 EOF
 }
 
 # Builds the namespaces and the director for CASE.
 setup() {
-  local case=$1 driver mode
-  RVS_PREFIX="rvs-bench-$$-${case}-"
+  local case=${1%%@*} settings="" driver mode
+  [ "$1" != "$case" ] && settings=${1#*@}
+  RVS_PREFIX="rvs-bench-$$-${RVS_SEQ}-"
+  RVS_SEQ=$((RVS_SEQ + 1))
   driver=${case%-*}
   mode=${case#*-}
   rvs_ns_add cli
@@ -77,13 +108,13 @@ setup() {
   rvs_switch_and_servers 2 1
   case $driver in
     tap)
-      lbd_yaml tap >"$RVS_TMP/lbd.yaml"
+      lbd_yaml tap "$settings" >"$RVS_TMP/lbd.yaml"
       rvs_start_lbd "$LBD" "$LBCTL" "$RVS_TMP/lbd.yaml"
       rvs_adopt_taps ext0 int0
       ;;
     afp)
       rvs_veth_director
-      lbd_yaml af_packet >"$RVS_TMP/lbd.yaml"
+      lbd_yaml af_packet "$settings" >"$RVS_TMP/lbd.yaml"
       rvs_start_lbd "$LBD" "$LBCTL" "$RVS_TMP/lbd.yaml"
       ;;
     kernel)
@@ -130,44 +161,63 @@ setup() {
   fi
 }
 
-median() { sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.2f\n", (v[NR/2]+v[NR/2+1])/2}'; }
+median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}'; }
 
-declare -A RESULT RUNS_OF
-for case in $CASES; do
-  setup "$case"
-  # shellcheck disable=SC2086
-  rvs_in cli wrk -t1 -c50 -d2s "http://$VIP/" >/dev/null
-  rates=()
-  for _ in $(seq "$RUNS"); do
+# wrk_ms LABEL OUTPUT: wrk --latency's LABEL percentile (50%, 99%) in ms.
+wrk_ms() {
+  awk -v l="$1" '$1 == l {
+    v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1
+    printf "%.3f\n", v * f; exit }' <<<"$2"
+}
+
+RVS_SEQ=0
+declare -A RATES P50S P99S
+for round in $(seq "$RUNS"); do
+  for case in $CASES; do
+    setup "$case"
+    rvs_in cli wrk -t1 -c32 -d2s "http://$VIP/" >/dev/null
     # shellcheck disable=SC2086
-    out=$(rvs_in cli wrk $WRK_ARGS "http://$VIP/")
+    out=$(rvs_in cli wrk --latency $WRK_ARGS "http://$VIP/")
     if grep -q "Socket errors\|Non-2xx" <<<"$out"; then
       echo "$case: wrk reported errors:" >&2
       echo "$out" >&2
     fi
-    rates+=("$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(wrk_ms 50% "$out")
+    p99=$(wrk_ms 99% "$out")
+    RATES[$case]+="$rps "
+    P50S[$case]+="$p50 "
+    P99S[$case]+="$p99 "
+    printf '%-24s round %d: %10s req/s  p50 %7s ms  p99 %7s ms\n' "$case" "$round" "$rps" "$p50" "$p99" >&2
+    rvs_cleanup
   done
-  RESULT[$case]=$(printf '%s\n' "${rates[@]}" | median)
-  RUNS_OF[$case]="${rates[*]}"
-  printf '%-16s median %10s req/s   runs: %s\n' "$case" "${RESULT[$case]}" "${RUNS_OF[$case]}" >&2
-  rvs_cleanup
+done
+declare -A RESULT RUNS_OF P50 P99
+for case in $CASES; do
+  RESULT[$case]=$(tr ' ' '\n' <<<"${RATES[$case]}" | grep . | median)
+  P50[$case]=$(tr ' ' '\n' <<<"${P50S[$case]}" | grep . | median)
+  P99[$case]=$(tr ' ' '\n' <<<"${P99S[$case]}" | grep . | median)
+  RUNS_OF[$case]="${RATES[$case]% }"
 done
 
 echo
-echo "wrk $WRK_ARGS http://$VIP/  (lbd: release, $WORKERS worker(s), idle $IDLE; $(nproc) cores; $RUNS runs, median)"
+echo "wrk --latency $WRK_ARGS http://$VIP/  (lbd: release, $WORKERS worker(s), idle $IDLE unless the case says; $(nproc) cores; $RUNS rounds alternating the cases, medians)"
 echo
-printf '| %-26s | %12s | %-28s |\n' "director" "req/s" "runs"
-printf '|%s|%s|%s|\n' "----------------------------" "--------------" "------------------------------"
+printf '| %-40s | %10s | %8s | %8s | %-30s |\n' "director" "req/s" "p50 ms" "p99 ms" "runs (req/s)"
+printf '|%s|%s|%s|%s|%s|\n' "------------------------------------------" "------------" "----------" "----------" "--------------------------------"
 label() {
-  case $1 in
-    tap-nat) echo "lbd NAT, TAP" ;;
-    tap-fullnat) echo "lbd FULLNAT, TAP" ;;
-    afp-nat) echo "lbd NAT, AF_PACKET" ;;
-    afp-fullnat) echo "lbd FULLNAT, AF_PACKET" ;;
+  local base=${1%%@*} extra=""
+  [ "$1" != "$base" ] && extra=" ($(tr '+' ' ' <<<"${1#*@}"))"
+  case $base in
+    tap-nat) echo "lbd NAT, TAP$extra" ;;
+    tap-fullnat) echo "lbd FULLNAT, TAP$extra" ;;
+    afp-nat) echo "lbd NAT, AF_PACKET$extra" ;;
+    afp-fullnat) echo "lbd FULLNAT, AF_PACKET$extra" ;;
     kernel-nat) echo "kernel nftables DNAT" ;;
     kernel-fullnat) echo "kernel nftables DNAT+SNAT" ;;
   esac
 }
 for case in $CASES; do
-  printf '| %-26s | %12s | %-28s |\n' "$(label "$case")" "${RESULT[$case]}" "${RUNS_OF[$case]}"
+  printf '| %-40s | %10s | %8s | %8s | %-30s |\n' "$(label "$case")" "${RESULT[$case]}" "${P50[$case]}" "${P99[$case]}" "${RUNS_OF[$case]}"
 done

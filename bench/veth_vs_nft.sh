@@ -28,7 +28,11 @@
 # (lbd's worker, and the kernel's forwarding via RPS, default 1),
 # EGRESS_RPS (RPS CPU mask of the tester's `vs`, default 0 = off),
 # LBD_INGRESS_RPS (RPS CPU mask of `ve` in the lbd case, default 0 = off;
-# 2 = lbd's core reproduces the stall of DESIGN.md §8).
+# 2 = lbd's core reproduces the stall of DESIGN.md §8), LBD_TPACKET (a
+# space-separated list of lbd's af_packet rings to compare: `v2`, `v3`,
+# optionally `+bcN` (block_count N), e.g. "v3 v2 v2+bc128": each run then
+# measures the kernel and lbd with each ring, alternating; default: lbd
+# once, with its default ring).
 #
 # Classic two-port DUT set-up, two namespaces, one veth pair per side:
 #
@@ -253,8 +257,8 @@ lbd_up() {
   cat >"$RVS_TMP/lbd.yaml" <<EOF
 workers: {count: 1, cores: [$DUT_CORE], idle: busy}
 ports:
-  - {name: ext, driver: af_packet, ifname: ve, addrs: ["$DIP_EXT/24"]}
-  - {name: int, driver: af_packet, ifname: vi, addrs: ["$DIP_INT/24"]}
+  - {name: ext, driver: af_packet, ifname: ve, addrs: ["$DIP_EXT/24"]$AFP_EXTRA}
+  - {name: int, driver: af_packet, ifname: vi, addrs: ["$DIP_INT/24"]$AFP_EXTRA}
 routes:
   - {prefix: "$CLIENT_NET", via: $CLIENT_GW, port: ext}
 neighbours:
@@ -374,10 +378,26 @@ pktgen() {
     --cores "$GEN_CORE,$GEN_CORE" --json --quiet
 }
 
+# afp_settings V: lbd's af_packet options for LBD_TPACKET entry V, e.g.
+# v2+bc128 -> "tpacket: v2, block_count: 128".
+afp_settings() {
+  local out="" tok
+  for tok in $(tr '+' ' ' <<<"$1"); do
+    case $tok in
+      v2 | v3) out+="tpacket: $tok, " ;;
+      bc*) out+="block_count: ${tok#bc}, " ;;
+      *) echo "unknown LBD_TPACKET token $tok" >&2; return 1 ;;
+    esac
+  done
+  echo "${out%, }"
+}
+
 # one_run DUT SINK I: fresh namespaces, DUT up, a 1 s warm-up that must
 # forward, the measured run, everything torn down.
 one_run() {
-  local dut=$1 sink=$2 i=$3 json d0 d1 c0 c1 fwd sent loss key=$1-$2
+  local dut=${1%%@*} sink=$2 i=$3 json d0 d1 c0 c1 fwd sent loss key=$1-$2
+  AFP_EXTRA=""
+  [ "$1" != "$dut" ] && AFP_EXTRA=", af_packet: {$(afp_settings "${1#*@}")}"
   local gb0 gt0 gb1 gt1 db0 dt0 db1 dt1 gen_busy dut_busy other other_list v0 v1
   topology
   "${dut}_up"
@@ -462,11 +482,18 @@ one_run() {
 
 printf 'dut\tsink\trun\tsent_pps\tforwarded_pps\tloss_pct\tgen_core_busy_pct\tdut_core_busy_pct\tother_procs_cpu_pct\tbacklog_drops\tveth_drops\n' >"$OUT_DIR/veth_vs_nft-$STAMP.tsv"
 declare -A FWD LOSS SENT GBUSY DBUSY
+DUTS=kernel
+if [ -n "${LBD_TPACKET:-}" ]; then
+  for v in $LBD_TPACKET; do DUTS+=" lbd@$v"; done
+else
+  DUTS+=" lbd"
+fi
 OTHER_WARN=0
 for sink in $SINKS; do
   for i in $(seq "$RUNS"); do
-    one_run kernel "$sink" "$i"
-    one_run lbd "$sink" "$i"
+    for dut in $DUTS; do
+      one_run "$dut" "$sink" "$i"
+    done
   done
 done
 
@@ -484,11 +511,12 @@ printf '| %-30s | %-8s | %8s | %13s | %9s | %6s | %8s | %8s |\n' "DUT" "sink" "f
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------------------" "----------" "----------" "---------------" "-----------" "--------" "----------" "----------"
 declare -A MED
 for sink in $SINKS; do
-  for dut in kernel lbd; do
+  for dut in $DUTS; do
     key=$dut-$sink
     MED[$key]=$(median <<<"${FWD[$key]}")
     label="kernel (ip_forward + nft DNAT)"
     [ "$dut" = lbd ] && label="lbd NAT, AF_PACKET"
+    [ "${dut%%@*}" = lbd ] && [ "$dut" != lbd ] && label="lbd NAT, AF_PACKET ${dut#*@}"
     printf '| %-30s | %-8s | %8s | %13s | %9s | %6.1f | %8s | %8s |\n' "$label" "$sink" \
       "$(mpps "${MED[$key]}")" "$(minmax <<<"${FWD[$key]}")" \
       "$(mpps "$(median <<<"${SENT[$key]}")")" "$(median <<<"${LOSS[$key]}")" \
@@ -500,7 +528,10 @@ if [ "$OTHER_WARN" = 1 ]; then
   echo "warning: other processes competed for the cores in some runs (see above); the figures are disturbed"
 fi
 for sink in $SINKS; do
-  awk -v s="$sink" -v l="${MED[lbd-$sink]}" -v k="${MED[kernel-$sink]}" 'BEGIN{
-    if (k > 0) printf "lbd / kernel, sink %s (median forwarded pps): %.2f\n", s, l/k
-    else printf "lbd / kernel, sink %s: the kernel forwarded nothing\n", s }'
+  for dut in $DUTS; do
+    [ "$dut" = kernel ] && continue
+    awk -v d="$dut" -v s="$sink" -v l="${MED[$dut-$sink]}" -v k="${MED[kernel-$sink]}" 'BEGIN{
+      if (k > 0) printf "%s / kernel, sink %s (median forwarded pps): %.2f\n", d, s, l/k
+      else printf "%s / kernel, sink %s: the kernel forwarded nothing\n", d, s }'
+  done
 done

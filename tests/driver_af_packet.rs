@@ -10,7 +10,9 @@
 //! `RVS_MEASURE=1 cargo test --release --test driver_af_packet -- --nocapture
 //! tx_modes` it is the measurement behind the default TX mode.
 
-use rvs::dataplane::driver::af_packet::{AfPacketDriver, AfPacketOptions, AfPacketQueue, TxMode};
+use rvs::dataplane::driver::af_packet::{
+    AfPacketDriver, AfPacketOptions, AfPacketQueue, Tpacket, TxMode,
+};
 use rvs::dataplane::driver::heapbuf::HeapBuf;
 use rvs::dataplane::driver::{Burst, Driver, PacketBuf, PortQueue, Steering, BURST_SIZE};
 use rvs::steer::{SteerPlan, SteerService};
@@ -367,8 +369,28 @@ fn af_packet_receives_the_peers_udp_with_valid_checksums() {
     if !can_run("af_packet_receives_the_peers_udp_with_valid_checksums") {
         return;
     }
+    receive_from_peer(Tpacket::V2);
+}
+
+#[test]
+fn af_packet_receives_the_peers_udp_with_valid_checksums_on_a_v3_ring() {
+    if !can_run("af_packet_receives_the_peers_udp_with_valid_checksums_on_a_v3_ring") {
+        return;
+    }
+    receive_from_peer(Tpacket::V3);
+}
+
+/// 50 datagrams from the peer's kernel, each received once, in order, with
+/// its checksum completed, through a ring of `tpacket`.
+fn receive_from_peer(tpacket: Tpacket) {
     let veth = Veth::new();
-    let mut drv = veth.open(1, AfPacketOptions::default());
+    let mut drv = veth.open(
+        1,
+        AfPacketOptions {
+            tpacket,
+            ..Default::default()
+        },
+    );
     let caps = drv.caps().clone();
     assert_eq!((caps.queues, caps.mtu, caps.mac), (1, 1500, DIRECTOR_MAC));
     assert_eq!(caps.steering, Steering::None);
@@ -383,7 +405,7 @@ fn af_packet_receives_the_peers_udp_with_valid_checksums() {
             .expect("send");
     }
     let got = collect(&mut queues, N, Duration::from_secs(3));
-    assert_eq!(got.len(), N, "all datagrams arrived");
+    assert_eq!(got.len(), N, "{tpacket:?}: all datagrams arrived");
     for (i, (_, u)) in got.iter().enumerate() {
         assert_eq!(
             u.payload,
@@ -407,7 +429,7 @@ fn af_packet_transmits_to_the_peer_with_sendmmsg() {
     if !can_run("af_packet_transmits_to_the_peer_with_sendmmsg") {
         return;
     }
-    transmit_to_peer(TxMode::Sendmmsg);
+    transmit_to_peer(TxMode::Sendmmsg, Tpacket::V2);
 }
 
 #[test]
@@ -415,16 +437,24 @@ fn af_packet_transmits_to_the_peer_with_the_tx_ring() {
     if !can_run("af_packet_transmits_to_the_peer_with_the_tx_ring") {
         return;
     }
-    transmit_to_peer(TxMode::Ring);
+    transmit_to_peer(TxMode::Ring, Tpacket::V2);
+}
+
+#[test]
+fn af_packet_transmits_to_the_peer_with_a_v3_tx_ring() {
+    if !can_run("af_packet_transmits_to_the_peer_with_a_v3_tx_ring") {
+        return;
+    }
+    transmit_to_peer(TxMode::Ring, Tpacket::V3);
 }
 
 /// 300 distinct datagrams from the driver, read by the peer only after all
 /// were sent: each arrives once, intact. The rings are tiny (4 TX slots),
 /// so slots are reused while earlier datagrams still wait in the peer's
 /// socket.
-fn transmit_to_peer(mode: TxMode) {
+fn transmit_to_peer(mode: TxMode, tpacket: Tpacket) {
     let veth = Veth::new();
-    let (drv, mut q) = tiny_rings(&veth, mode);
+    let (drv, mut q) = tiny_rings(&veth, mode, tpacket);
     let sock = veth.peer_sockets(IpAddr::V4(PEER_IP), 7000..7001).remove(0);
     set_rcvbuf(&sock, 4 << 20);
     const N: usize = 300;
@@ -447,7 +477,11 @@ fn transmit_to_peer(mode: TxMode) {
         .collect();
     send_all(&mut q, &frames);
     let got = recv_n(&sock, N);
-    assert_eq!(got.len(), N, "{mode:?}: every datagram reached the peer");
+    assert_eq!(
+        got.len(),
+        N,
+        "{mode:?} {tpacket:?}: every datagram reached the peer"
+    );
     let mut seen = vec![false; N];
     for (from, p) in &got {
         assert_eq!(
@@ -487,8 +521,13 @@ fn af_packet_block_timeout_bounds_how_long_a_lone_packet_waits() {
     let sock = veth
         .peer_sockets(IpAddr::V4(PEER_IP), 41000..41001)
         .remove(0);
-    // Default: 1 ms (a few ms with the kernel's timer tick).
-    let mut fast = veth.open(1, AfPacketOptions::default());
+    // TPACKET_V3 with the default timeout: 1 ms (a few ms with the
+    // kernel's timer tick).
+    let v3 = AfPacketOptions {
+        tpacket: Tpacket::V3,
+        ..Default::default()
+    };
+    let mut fast = veth.open(1, v3.clone());
     let mut q = fast.take_queues().expect("queues").remove(0);
     let worst = (0..5)
         .map(|_| lone_packet_latency(&veth, &mut q, &sock))
@@ -504,7 +543,7 @@ fn af_packet_block_timeout_bounds_how_long_a_lone_packet_waits() {
         1,
         AfPacketOptions {
             block_timeout_ms: 300,
-            ..Default::default()
+            ..v3
         },
     );
     let mut q = slow.take_queues().expect("queues").remove(0);
@@ -513,6 +552,38 @@ fn af_packet_block_timeout_bounds_how_long_a_lone_packet_waits() {
     assert!(
         waited >= Duration::from_millis(280),
         "released after {waited:?}"
+    );
+}
+
+#[test]
+fn af_packet_v2_ring_hands_a_lone_frame_over_without_a_block_timeout() {
+    if !can_run("af_packet_v2_ring_hands_a_lone_frame_over_without_a_block_timeout") {
+        return;
+    }
+    let veth = Veth::new();
+    let sock = veth
+        .peer_sockets(IpAddr::V4(PEER_IP), 41000..41001)
+        .remove(0);
+    // The same 300 ms timeout that holds the V3 ring's first frame back
+    // for 300 ms (test above) means nothing to a V2 ring: each frame is
+    // handed over as soon as the kernel wrote it.
+    let opened = Instant::now();
+    let mut drv = veth.open(
+        1,
+        AfPacketOptions {
+            tpacket: Tpacket::V2,
+            block_timeout_ms: 300,
+            ..Default::default()
+        },
+    );
+    let mut q = drv.take_queues().expect("queues").remove(0);
+    for _ in 0..5 {
+        lone_packet_latency(&veth, &mut q, &sock);
+    }
+    let waited = opened.elapsed();
+    assert!(
+        waited < Duration::from_millis(250),
+        "five lone frames took {waited:?}"
     );
 }
 
@@ -824,7 +895,7 @@ fn af_packet_sendmmsg_tx_reports_the_port_once_its_interface_is_deleted() {
 /// gone); the queue does no more I/O and keeps returning 0.
 fn vanished_interface(mode: TxMode) {
     let veth = Veth::new();
-    let (drv, mut q) = tiny_rings(&veth, mode);
+    let (drv, mut q) = tiny_rings(&veth, mode, Tpacket::default());
     let frame = udp4_frame(
         DIRECTOR_MAC,
         PEER_MAC,
@@ -861,11 +932,12 @@ fn vanished_interface(mode: TxMode) {
     assert_eq!(q.rx_burst(&mut rx), 0);
 }
 
-/// One queue on `rvd0` with tiny rings (one 8 KiB block: 4 TX slots) and
-/// `mode`.
-fn tiny_rings(veth: &Veth, mode: TxMode) -> (AfPacketDriver, AfPacketQueue) {
+/// One queue on `rvd0` with tiny rings (one 8 KiB block: 4 TX slots) of
+/// `tpacket`, and `mode`.
+fn tiny_rings(veth: &Veth, mode: TxMode, tpacket: Tpacket) -> (AfPacketDriver, AfPacketQueue) {
     let opts = AfPacketOptions {
         tx_mode: mode,
+        tpacket,
         block_size: 8192,
         block_count: 1,
         ..Default::default()

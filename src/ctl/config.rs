@@ -50,7 +50,8 @@
 //!       block_size: 131072
 //!       block_count: 32
 //!       frame_size: 2048
-//!       block_timeout_ms: 1
+//!       tpacket: v2                # v2 (frame slots) | v3 (blocks)
+//!       block_timeout_ms: 1        # v3: block retire timeout
 //!       qdisc_bypass: true
 //!       tx_mode: sendmmsg          # sendmmsg | ring
 //!       fanout_group_id: 42
@@ -115,7 +116,7 @@ use crate::ctl::apply::{ApplyError, ControlState, Topology, MAX_THRESHOLD};
 use crate::ctl::protocol::{
     DestSpec, LaddrSpec, Netmask, Request, ServiceKey, ServiceSpec, Timeouts, TunType,
 };
-use crate::dataplane::driver::af_packet::{AfPacketOptions, TxMode};
+use crate::dataplane::driver::af_packet::{AfPacketOptions, Tpacket, TxMode};
 use crate::dataplane::driver::check_ifname;
 use crate::dataplane::neigh::NeighUpdate;
 use crate::dataplane::ports::{Device, PortSetup};
@@ -611,6 +612,16 @@ pub enum TxModeConf {
     Ring,
 }
 
+/// `ports[].af_packet.tpacket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TpacketConf {
+    /// TPACKET_V2: each frame handed over on its own.
+    V2,
+    /// TPACKET_V3: blocks handed over full or after `block_timeout_ms`.
+    V3,
+}
+
 /// `ports[].af_packet`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -627,6 +638,9 @@ pub struct AfPacketConf {
     /// RX block retire timeout.
     #[serde(default)]
     pub block_timeout_ms: Option<u32>,
+    /// The rings' TPACKET version.
+    #[serde(default)]
+    pub tpacket: Option<TpacketConf>,
     /// `PACKET_QDISC_BYPASS`.
     #[serde(default)]
     pub qdisc_bypass: Option<bool>,
@@ -736,6 +750,12 @@ impl PortSpec {
                         a.block_timeout_ms.unwrap_or(options.block_timeout_ms);
                     options.qdisc_bypass = a.qdisc_bypass.unwrap_or(options.qdisc_bypass);
                     options.fanout_group_id = a.fanout_group_id.or(options.fanout_group_id);
+                    if let Some(v) = a.tpacket {
+                        options.tpacket = match v {
+                            TpacketConf::V2 => Tpacket::V2,
+                            TpacketConf::V3 => Tpacket::V3,
+                        };
+                    }
                     if let Some(mode) = a.tx_mode {
                         options.tx_mode = match mode {
                             TxModeConf::Sendmmsg => TxMode::Sendmmsg,
@@ -2193,5 +2213,23 @@ services:
             }
         );
         assert!(serde_json::from_str::<Timeouts>(r#"{"udp":60}"#).is_err());
+    }
+
+    #[test]
+    fn af_packet_tpacket_version_is_read_and_defaults_to_v2() {
+        let text = |extra: &str| {
+            format!("ports:\n  - {{name: a, driver: af_packet, ifname: e0{extra}}}\n")
+        };
+        let options = |t: &str| match Config::from_yaml(t).expect("parses").ports[0]
+            .setup()
+            .device
+        {
+            Device::AfPacket { options, .. } => options,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(options(&text("")).tpacket, Tpacket::V2);
+        let v3 = options(&text(", af_packet: {tpacket: v3, block_timeout_ms: 2}"));
+        assert_eq!((v3.tpacket, v3.block_timeout_ms), (Tpacket::V3, 2));
+        assert!(Config::from_yaml(&text(", af_packet: {tpacket: v4}")).is_err());
     }
 }

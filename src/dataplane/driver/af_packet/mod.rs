@@ -2,13 +2,19 @@
 //! `AF_PACKET`/`SOCK_RAW` socket per queue, all queues in one
 //! `PACKET_FANOUT` group.
 //!
-//! * **Receive**: a `TPACKET_V3` memory-mapped ring per socket. The kernel
-//!   fills blocks of frames and hands a block over when it is full or when
-//!   [`AfPacketOptions::block_timeout_ms`] (default 1 ms) has passed, so a
-//!   quiet link never holds packets back for long; `rx_burst` never waits. Each
-//!   frame is **copied** into a [`HeapBuf`] (so buffers have headroom and
-//!   outlive the ring slot) and the block goes back to the kernel as soon as
-//!   its last frame is taken. A VLAN tag the kernel stripped into the frame
+//! * **Receive**: a memory-mapped RX ring per socket, `TPACKET_V2` by
+//!   default ([`Tpacket`]): fixed frame slots that the kernel hands over one
+//!   by one as it writes them, so a frame waits only for the worker's next
+//!   poll. `TPACKET_V3` ([`Tpacket::V3`]) packs frames into blocks and hands
+//!   a block over only when it is full or when its retire timer
+//!   ([`AfPacketOptions::block_timeout_ms`], at least 1 ms) fires, so under
+//!   light load every crossing of the director waited for that timer:
+//!   measured with `bench/e2e_rps.sh` (wrk, 32 connections, NAT), V2 served
+//!   1.7× the requests of V3 at a lower p50 (README, Benchmarks).
+//!   `rx_burst` never waits. Each frame is **copied** into a [`HeapBuf`]
+//!   (so buffers have headroom and outlive the ring slot) and its slot (V2)
+//!   or block (V3, once its last frame is taken) goes back to the kernel at
+//!   once. A VLAN tag the kernel stripped into the frame
 //!   metadata is put back into the packet, so workers see the frame as it was
 //!   on the wire; a TCP/UDP checksum the kernel left unfinished
 //!   (`TP_STATUS_CSUMNOTREADY`: locally generated traffic, e.g. from a veth
@@ -16,7 +22,7 @@
 //!   Packets the host itself sends out of the interface (`PACKET_OUTGOING`)
 //!   are ignored (fanout flag, socket filter, and a check of each frame).
 //! * **Transmit**: `sendmmsg(2)` of the whole burst ([`TxMode::Sendmmsg`],
-//!   the default) or a `TPACKET_V3` TX ring kicked with
+//!   the default) or a TX ring (of the RX ring's version) kicked with
 //!   `sendto(fd, NULL, 0, MSG_DONTWAIT)` ([`TxMode::Ring`]). Measured here
 //!   over veth (`tx_modes_throughput` in `tests/driver_af_packet.rs`),
 //!   `sendmmsg` was as fast or up to ~15 % faster than the ring (the ring's
@@ -69,16 +75,16 @@ pub use socket::check_options;
 use super::heapbuf::{HeapBuf, BUF_SIZE, HEADROOM};
 use super::{Burst, Driver, DriverError, PacketBuf, PortCaps, PortQueue, PortStats, Steering};
 use crate::steer::SteerPlan;
-use rx::{fill_rx_buf, RxRing, RxStep};
+use rx::{fill_rx_buf, FrameSlots, RxRing, RxStep};
 use socket::{
     add_promisc, attach_filter, create_group, drop_outgoing_filter, if_index, open_socket,
     packet_stats, set_fanout, set_fanout_program, CtlSocket, Mapping, RingGeometry, L2_OVERHEAD,
-    MAX_BPF_INSNS, PACKET_OUTGOING, TX_DATA_OFFSET,
+    MAX_BPF_INSNS, PACKET_OUTGOING, TPACKET2_RX_NET_OFF,
 };
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tx::{MmsgArrays, TxPath, TxRing};
+use tx::{MmsgArrays, TxLayout, TxPath, TxRing};
 
 /// How a queue transmits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,6 +96,19 @@ pub enum TxMode {
     Ring,
 }
 
+/// Which `TPACKET` version a queue's rings use (`PACKET_VERSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tpacket {
+    /// Fixed-size frame slots: the kernel hands each frame over as soon as
+    /// it is written, so a frame waits for nothing but the worker's poll.
+    #[default]
+    V2,
+    /// Blocks of variable-size frames: the kernel hands a block over when
+    /// it is full or [`AfPacketOptions::block_timeout_ms`] after it was
+    /// opened, so under light load every frame waits up to that long.
+    V3,
+}
+
 /// Ring geometry and group options of an [`AfPacketDriver`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AfPacketOptions {
@@ -99,8 +118,10 @@ pub struct AfPacketOptions {
     /// Blocks per ring (each queue has one RX ring, and in [`TxMode::Ring`]
     /// one TX ring of the same size).
     pub block_count: u32,
-    /// Bytes per frame slot (a multiple of 16): TX ring slots; the RX ring
-    /// packs frames by their real size.
+    /// Bytes per frame slot (a multiple of 16): TX ring slots, and
+    /// `TPACKET_V2` RX slots (which must hold the header, 80 bytes, and the
+    /// longest frame); a `TPACKET_V3` RX ring packs frames by their real
+    /// size.
     pub frame_size: u32,
     /// Fanout group id; `None` (the default): a group id the kernel picks,
     /// unique in the network namespace. Steering relies on queue `i` being
@@ -108,9 +129,12 @@ pub struct AfPacketOptions {
     pub fanout_group_id: Option<u16>,
     /// Send without the interface's qdisc (`PACKET_QDISC_BYPASS`).
     pub qdisc_bypass: bool,
-    /// Most milliseconds the kernel keeps a partly filled RX block before
-    /// handing it over (`tp_retire_blk_tov`).
+    /// `TPACKET_V3` only: most milliseconds the kernel keeps a partly
+    /// filled RX block before handing it over (`tp_retire_blk_tov`; the
+    /// kernel's timer rounds it up to whole jiffies).
     pub block_timeout_ms: u32,
+    /// The rings' `TPACKET` version.
+    pub tpacket: Tpacket,
     /// How queues transmit.
     pub tx_mode: TxMode,
     /// The director's MAC ([`PortCaps::mac`]); `None`: the interface's own.
@@ -121,11 +145,15 @@ impl Default for AfPacketOptions {
     fn default() -> Self {
         AfPacketOptions {
             block_size: 1 << 17,
-            block_count: 32,
+            // 16 MiB: 8192 TPACKET_V2 slots of 2 KiB, room for a few ms of
+            // a 64-byte flood while the worker is preempted (32 blocks, 2048
+            // slots, lost more of such a flood in bench/veth_vs_nft.sh).
+            block_count: 128,
             frame_size: 2048,
             fanout_group_id: None,
             qdisc_bypass: true,
             block_timeout_ms: 1,
+            tpacket: Tpacket::default(),
             tx_mode: TxMode::default(),
             mac: None,
         }
@@ -177,10 +205,19 @@ impl AfPacketDriver {
                 BUF_SIZE - HEADROOM - L2_OVERHEAD
             )));
         }
-        if opts.tx_mode == TxMode::Ring && max_frame > geometry.frame_size - TX_DATA_OFFSET {
+        if opts.tx_mode == TxMode::Ring
+            && max_frame > geometry.frame_size - geometry.tx_data_offset()
+        {
             return Err(DriverError::Config(format!(
                 "af_packet {ifname}: frame_size {} cannot hold a {max_frame}-byte frame",
                 geometry.frame_size
+            )));
+        }
+        if opts.tpacket == Tpacket::V2 && max_frame + TPACKET2_RX_NET_OFF > geometry.frame_size {
+            return Err(DriverError::Config(format!(
+                "af_packet {ifname}: frame_size {} cannot hold a {max_frame}-byte frame after the {TPACKET2_RX_NET_OFF}-byte TPACKET_V2 header (frame_size >= {}, or tpacket: v3)",
+                geometry.frame_size,
+                (max_frame + TPACKET2_RX_NET_OFF).next_multiple_of(16)
             )));
         }
 
@@ -371,6 +408,14 @@ impl AfPacketQueue {
             block: 0,
             left: 0,
             off: 0,
+            frames: match g.version {
+                Tpacket::V2 => Some(FrameSlots {
+                    frame_size: g.frame_size,
+                    per_block: g.frames_per_block(),
+                    count: g.frame_count(),
+                }),
+                Tpacket::V3 => None,
+            },
         };
         let tx = match mode {
             TxMode::Ring => TxPath::Ring(TxRing {
@@ -379,8 +424,9 @@ impl AfPacketQueue {
                 base: unsafe { map.ptr.add(g.ring_len()) },
                 block_size: g.block_size,
                 frame_size: g.frame_size,
-                frames_per_block: g.block_size / g.frame_size,
+                frames_per_block: g.frames_per_block(),
                 frame_count: g.frame_count(),
+                layout: TxLayout::of(g.version),
                 head: 0,
                 kick_pending: false,
             }),

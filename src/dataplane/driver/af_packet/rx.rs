@@ -1,17 +1,20 @@
-//! AF_PACKET receive: the user side of a queue's `TPACKET_V3` RX ring, the
-//! parsing of each frame's `tpacket3_hdr`, and the copy of a frame into a
+//! AF_PACKET receive: the user side of a queue's RX ring, `TPACKET_V3`
+//! (blocks of frames, each block handed over whole) or `TPACKET_V2` (fixed
+//! frame slots, each handed over on its own), the parsing of each frame's
+//! `tpacket3_hdr` / `tpacket2_hdr`, and the copy of a frame into a
 //! [`HeapBuf`] (VLAN tag put back, partial TCP/UDP checksum completed).
 //!
 //! Rules: runs on the worker's hot path: no allocation, lock, logging or
 //! system call; every offset the kernel writes into the ring is checked
-//! against the block before it is used (a bad one ends the block, it never
-//! reads outside the mapping). Block status words are the only memory
-//! shared with the kernel and are read/written with acquire/release.
+//! against the block (V3) or slot (V2) before it is used (a bad one ends
+//! the block or slot, it never reads outside the mapping). Block (V3) and
+//! frame (V2) status words are the only memory shared with the kernel and
+//! are read/written with acquire/release.
 
 use super::socket::{
     BLOCK_FIRST_OFF, BLOCK_NUM_PKTS_OFF, BLOCK_STATUS_OFF, ETH_P_8021AD, ETH_P_8021Q,
-    TPACKET3_HDRLEN, TPACKET3_SLL_OFF, TP_STATUS_CSUMNOTREADY, TP_STATUS_KERNEL, TP_STATUS_USER,
-    TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID,
+    TPACKET2_HDRLEN, TPACKET2_SLL_OFF, TPACKET3_HDRLEN, TPACKET3_SLL_OFF, TP_STATUS_CSUMNOTREADY,
+    TP_STATUS_KERNEL, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID,
 };
 use crate::dataplane::driver::heapbuf::HeapBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,7 +25,8 @@ pub(super) enum RxStep {
     Progress,
     /// No block is ready.
     Empty,
-    /// The block's frame list was inconsistent; the block was given back.
+    /// The block's frame list (V3) or the slot's header (V2) was
+    /// inconsistent; the block or slot was given back.
     Corrupt,
 }
 
@@ -36,17 +40,28 @@ pub(super) struct FrameMeta {
     wire_len: u32,
 }
 
-/// The user side of a `TPACKET_V3` RX ring.
+/// The user side of an RX ring: `TPACKET_V3` blocks, or with `frames`
+/// the fixed slots of a `TPACKET_V2` ring.
 pub(super) struct RxRing {
     pub(super) base: *mut u8,
     pub(super) block_size: usize,
     pub(super) block_count: usize,
-    /// Block being read (or to be read next).
+    /// V3: block being read (or to be read next). V2: the next slot.
     pub(super) block: usize,
-    /// Frames of the current block not yet taken (0: no block open).
+    /// V3: frames of the current block not yet taken (0: no block open).
     pub(super) left: u32,
-    /// Offset of the next frame in the current block.
+    /// V3: offset of the next frame in the current block.
     pub(super) off: usize,
+    /// `TPACKET_V2`: the slot geometry; `None` for `TPACKET_V3`.
+    pub(super) frames: Option<FrameSlots>,
+}
+
+/// The frame slots of a `TPACKET_V2` ring: `per_block` slots of
+/// `frame_size` bytes at the start of each block, `count` in all.
+pub(super) struct FrameSlots {
+    pub(super) frame_size: usize,
+    pub(super) per_block: usize,
+    pub(super) count: usize,
 }
 
 impl RxRing {
@@ -72,9 +87,60 @@ impl RxRing {
         self.left = 0;
     }
 
-    /// Take the next frame, if a block is ready: `f` sees its metadata and
+    /// Take the next frame, if one is ready: `f` sees its metadata and
     /// bytes (valid only during the call).
+    #[inline]
     pub(super) fn next_frame(&mut self, f: impl FnOnce(&FrameMeta, &[u8])) -> RxStep {
+        match &self.frames {
+            Some(slots) => {
+                let (size, per_block, count) = (slots.frame_size, slots.per_block, slots.count);
+                self.next_slot(size, per_block, count, f)
+            }
+            None => self.next_in_block(f),
+        }
+    }
+
+    /// `TPACKET_V2`: the frame in slot `self.block`, if the kernel handed
+    /// it over; the slot goes back right after `f`.
+    fn next_slot(
+        &mut self,
+        frame_size: usize,
+        per_block: usize,
+        count: usize,
+        f: impl FnOnce(&FrameMeta, &[u8]),
+    ) -> RxStep {
+        let i = self.block;
+        let at = (i / per_block) * self.block_size + (i % per_block) * frame_size;
+        // SAFETY: i < count = block_count * per_block, so the slot's
+        // frame_size bytes lie inside the RX ring (RingGeometry). The slot
+        // is 16-byte aligned (blocks are page aligned, frame_size a
+        // multiple of 16): its status word, the u32 at offset 0, is aligned,
+        // valid for the mapping's life, and the kernel accesses it atomically.
+        let slot = unsafe { self.base.add(at) };
+        // SAFETY: see above.
+        let status = unsafe { AtomicU32::from_ptr(slot.cast()) };
+        if status.load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+            return RxStep::Empty;
+        }
+        // SAFETY: the slot is ours (TP_STATUS_USER) until the release
+        // store below: the kernel does not write it meanwhile, and the
+        // slice is not used after that store.
+        let bytes = unsafe { std::slice::from_raw_parts(slot, frame_size) };
+        let step = match parse_v2_header(bytes) {
+            Some((meta, start, len)) => {
+                f(&meta, &bytes[start..start + len]);
+                RxStep::Progress
+            }
+            None => RxStep::Corrupt,
+        };
+        status.store(TP_STATUS_KERNEL, Ordering::Release);
+        self.block = if i + 1 == count { 0 } else { i + 1 };
+        step
+    }
+
+    /// `TPACKET_V3`: the next frame of the open block, or of the next block
+    /// if the kernel handed it over.
+    fn next_in_block(&mut self, f: impl FnOnce(&FrameMeta, &[u8])) -> RxStep {
         if self.left == 0 {
             if self.block_status(self.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
                 return RxStep::Empty;
@@ -136,22 +202,53 @@ fn parse_frame_header(blk: &[u8], off: usize) -> Option<(FrameMeta, usize, usize
     let vlan_tci = rd_u32(blk, off + 32) as u16;
     let vlan_tpid = u16::from_ne_bytes([blk[off + 36], blk[off + 37]]);
     let pkttype = blk[off + TPACKET3_SLL_OFF + 10];
-    let start = off + mac;
-    if start.checked_add(snaplen)? > blk.len() {
+    let meta = FrameMeta {
+        status,
+        pkttype,
+        vlan_tci,
+        vlan_tpid,
+        wire_len,
+    };
+    let (meta, start, len) = inside(meta, off + mac, snaplen, blk.len())?;
+    Some((meta, start, len, next))
+}
+
+/// `meta` with the frame's start and length, if the frame ends within
+/// `room` bytes.
+fn inside(
+    meta: FrameMeta,
+    start: usize,
+    len: usize,
+    room: usize,
+) -> Option<(FrameMeta, usize, usize)> {
+    (start.checked_add(len)? <= room).then_some((meta, start, len))
+}
+
+/// Parse the `tpacket2_hdr` at the start of a V2 slot: the metadata and
+/// the frame's start and length in the slot. `None` when the frame does
+/// not lie inside the slot.
+fn parse_v2_header(slot: &[u8]) -> Option<(FrameMeta, usize, usize)> {
+    if slot.len() < TPACKET2_HDRLEN {
         return None;
     }
-    Some((
-        FrameMeta {
-            status,
-            pkttype,
-            vlan_tci,
-            vlan_tpid,
-            wire_len,
-        },
-        start,
-        snaplen,
-        next,
-    ))
+    let status = rd_u32(slot, 0);
+    let wire_len = rd_u32(slot, 4);
+    let snaplen = rd_u32(slot, 8) as usize;
+    let start = u16::from_ne_bytes([slot[12], slot[13]]) as usize;
+    let vlan_tci = u16::from_ne_bytes([slot[24], slot[25]]);
+    let vlan_tpid = u16::from_ne_bytes([slot[26], slot[27]]);
+    let pkttype = slot[TPACKET2_SLL_OFF + 10];
+    if start < TPACKET2_HDRLEN {
+        return None;
+    }
+    let meta = FrameMeta {
+        status,
+        pkttype,
+        vlan_tci,
+        vlan_tpid,
+        wire_len,
+    };
+    inside(meta, start, snaplen, slot.len())
 }
 
 /// Copy a received frame into `buf`, putting back a VLAN tag the kernel
@@ -413,6 +510,30 @@ mod tests {
         let mut short = udp4_frame();
         short.truncate(30);
         assert!(!complete_partial_checksum(&mut short));
+    }
+
+    #[test]
+    fn v2_slot_headers_are_parsed_and_bad_ones_refused() {
+        let mut slot = vec![0u8; 256];
+        slot[0..4].copy_from_slice(&(TP_STATUS_USER | TP_STATUS_VLAN_VALID).to_ne_bytes());
+        slot[4..8].copy_from_slice(&60u32.to_ne_bytes()); // tp_len
+        slot[8..12].copy_from_slice(&60u32.to_ne_bytes()); // tp_snaplen
+        slot[12..14].copy_from_slice(&66u16.to_ne_bytes()); // tp_mac
+        slot[24..26].copy_from_slice(&0x2005u16.to_ne_bytes());
+        slot[26..28].copy_from_slice(&0x88a8u16.to_ne_bytes());
+        slot[TPACKET2_SLL_OFF + 10] = super::super::socket::PACKET_OUTGOING;
+        let (m, start, len) = parse_v2_header(&slot).expect("valid header");
+        assert_eq!((start, len, m.wire_len), (66, 60, 60));
+        assert_eq!((m.vlan_tci, m.vlan_tpid, m.pkttype), (0x2005, 0x88a8, 4));
+        assert_ne!(m.status & TP_STATUS_VLAN_VALID, 0);
+        // The frame runs past the slot.
+        slot[8..12].copy_from_slice(&200u32.to_ne_bytes());
+        assert!(parse_v2_header(&slot).is_none());
+        // The frame starts inside the header.
+        slot[8..12].copy_from_slice(&60u32.to_ne_bytes());
+        slot[12..14].copy_from_slice(&16u16.to_ne_bytes());
+        assert!(parse_v2_header(&slot).is_none());
+        assert!(parse_v2_header(&slot[..40]).is_none());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use super::cbpf::{
     ancillary, jump, stmt, BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W,
 };
-use super::{AfPacketOptions, TxMode};
+use super::{AfPacketOptions, Tpacket, TxMode};
 use crate::dataplane::driver::DriverError;
 use std::ffi::CString;
 use std::io;
@@ -40,6 +40,7 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_FANOUT_DATA: libc::c_int = 22;
 const PACKET_MR_PROMISC: u16 = 1;
+const TPACKET_V2: libc::c_int = 1;
 const TPACKET_V3: libc::c_int = 2;
 const PACKET_FANOUT_CBPF: u32 = 6;
 const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
@@ -61,9 +62,17 @@ pub(super) const BLOCK_FIRST_OFF: usize = 16;
 /// `TPACKET_ALIGN(sizeof(struct tpacket3_hdr))`: where the `sockaddr_ll`
 /// follows the header, and where TX data starts.
 pub(super) const TPACKET3_SLL_OFF: usize = 48;
-pub(super) const TX_DATA_OFFSET: usize = 48;
 /// `TPACKET3_HDRLEN`: header + `sockaddr_ll` (20 bytes).
 pub(super) const TPACKET3_HDRLEN: usize = 48 + 20;
+/// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where the `sockaddr_ll`
+/// follows a `tpacket2_hdr`, and where TX data starts.
+pub(super) const TPACKET2_SLL_OFF: usize = 32;
+/// `TPACKET2_HDRLEN`: header + `sockaddr_ll`.
+pub(super) const TPACKET2_HDRLEN: usize = 32 + 20;
+/// Where the kernel puts a received frame in a `TPACKET_V2` slot at most:
+/// `TPACKET_ALIGN(TPACKET2_HDRLEN + 16)` (the network header's offset for
+/// a MAC header of up to 16 bytes; the frame starts before it).
+pub(super) const TPACKET2_RX_NET_OFF: usize = 80;
 /// The kernel's `BPF_MAXINSNS`.
 pub(super) const MAX_BPF_INSNS: usize = 4096;
 
@@ -106,6 +115,7 @@ pub(super) struct RingGeometry {
     pub(super) frame_size: usize,
     pub(super) block_timeout_ms: u32,
     pub(super) tx_ring: bool,
+    pub(super) version: Tpacket,
 }
 
 /// Checks ring options as [`super::AfPacketDriver::open`] would, without
@@ -153,7 +163,21 @@ impl RingGeometry {
             frame_size: o.frame_size as usize,
             block_timeout_ms: o.block_timeout_ms,
             tx_ring: o.tx_mode == TxMode::Ring,
+            version: o.tpacket,
         })
+    }
+
+    /// Where TX data starts in a TX ring slot (the header, aligned).
+    pub(super) fn tx_data_offset(&self) -> usize {
+        match self.version {
+            Tpacket::V2 => TPACKET2_SLL_OFF,
+            Tpacket::V3 => TPACKET3_SLL_OFF,
+        }
+    }
+
+    /// Frames per block (`TPACKET_V2` RX slots, TX ring slots).
+    pub(super) fn frames_per_block(&self) -> usize {
+        self.block_size / self.frame_size
     }
 
     pub(super) fn ring_len(&self) -> usize {
@@ -168,6 +192,8 @@ impl RingGeometry {
         self.ring_len() * if self.tx_ring { 2 } else { 1 }
     }
 
+    /// The ring request; `TPACKET_V2` reads only its first four fields
+    /// (`struct tpacket_req`), which `tpacket_req3` starts with.
     fn req(&self, rx: bool) -> TpacketReq3 {
         TpacketReq3 {
             block_size: self.block_size as u32,
@@ -187,7 +213,7 @@ pub(super) struct OpenSocket {
     pub(super) map: Mapping,
 }
 
-/// Create one queue's socket: TPACKET_V3 rings, mapped, a drop-all filter
+/// Create one queue's socket: TPACKET_V2 or V3 rings, mapped, a drop-all filter
 /// (until it has joined the group), qdisc bypass, bound to the interface.
 /// On failure: the step that failed and the error.
 pub(super) fn open_socket(
@@ -197,7 +223,11 @@ pub(super) fn open_socket(
 ) -> Result<OpenSocket, (&'static str, io::Error)> {
     let fd = packet_socket().map_err(|e| ("socket(AF_PACKET)", e))?;
     let raw = fd.as_raw_fd();
-    setsockopt(raw, SOL_PACKET, PACKET_VERSION, &TPACKET_V3).map_err(|e| ("TPACKET_V3", e))?;
+    let (version, name) = match g.version {
+        Tpacket::V2 => (TPACKET_V2, "TPACKET_V2"),
+        Tpacket::V3 => (TPACKET_V3, "TPACKET_V3"),
+    };
+    setsockopt(raw, SOL_PACKET, PACKET_VERSION, &version).map_err(|e| (name, e))?;
     if g.tx_ring {
         // Skip malformed TX slots instead of stalling the ring (before any
         // ring exists, or the kernel refuses).

@@ -1,6 +1,6 @@
 //! AF_PACKET transmit: the two ways a queue sends a burst, `sendmmsg(2)`
 //! from preallocated headers/iovecs ([`MmsgArrays`]) or the user side of a
-//! `TPACKET_V3` TX ring ([`TxRing`]) kicked with one `sendto`.
+//! `TPACKET_V2`/`V3` TX ring ([`TxRing`]) kicked with one `sendto`.
 //!
 //! Rules: runs on the worker's hot path: no allocation, lock or logging;
 //! the only system call is the one send/kick per burst. A transient error
@@ -9,9 +9,10 @@
 //! burst); TX ring slots are handed to the kernel with release stores.
 
 use super::socket::{
-    kick, sendmmsg, TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_WRONG_FORMAT,
-    TX_DATA_OFFSET,
+    kick, sendmmsg, TPACKET2_SLL_OFF, TPACKET3_SLL_OFF, TP_STATUS_AVAILABLE,
+    TP_STATUS_SEND_REQUEST, TP_STATUS_WRONG_FORMAT,
 };
+use super::Tpacket;
 use crate::dataplane::driver::heapbuf::HeapBuf;
 use crate::dataplane::driver::{PacketBuf, BURST_SIZE};
 use std::io;
@@ -66,7 +67,40 @@ impl MmsgArrays {
     }
 }
 
-/// The user side of a `TPACKET_V3` TX ring.
+/// Where a TX slot's header fields are: `tpacket2_hdr` or `tpacket3_hdr`.
+#[derive(Clone, Copy)]
+pub(super) struct TxLayout {
+    status: usize,
+    len: usize,
+    snaplen: usize,
+    /// `tp_next_offset` (V3 only).
+    next: Option<usize>,
+    /// Where the frame starts (the header, aligned).
+    data: usize,
+}
+
+impl TxLayout {
+    pub(super) fn of(v: Tpacket) -> TxLayout {
+        match v {
+            Tpacket::V2 => TxLayout {
+                status: 0,
+                len: 4,
+                snaplen: 8,
+                next: None,
+                data: TPACKET2_SLL_OFF,
+            },
+            Tpacket::V3 => TxLayout {
+                status: 20,
+                len: 16,
+                snaplen: 12,
+                next: Some(0),
+                data: TPACKET3_SLL_OFF,
+            },
+        }
+    }
+}
+
+/// The user side of a `TPACKET_V2`/`V3` TX ring.
 pub(super) struct TxRing {
     pub(super) base: *mut u8,
     pub(super) block_size: usize,
@@ -77,6 +111,7 @@ pub(super) struct TxRing {
     pub(super) head: usize,
     /// A kick failed: kick again on the next call even with nothing new.
     pub(super) kick_pending: bool,
+    pub(super) layout: TxLayout,
 }
 
 impl TxRing {
@@ -88,10 +123,10 @@ impl TxRing {
     }
 
     fn status(&self, i: usize) -> &AtomicU32 {
-        // SAFETY: tp_status is the u32 at offset 20 of the slot's
-        // tpacket3_hdr (slots are 16-byte aligned), live for the mapping,
-        // and the kernel accesses it atomically.
-        unsafe { AtomicU32::from_ptr(self.frame_ptr(i).add(20).cast()) }
+        // SAFETY: tp_status is the u32 at offset 0 (tpacket2_hdr) or 20
+        // (tpacket3_hdr) of the slot (slots are 16-byte aligned), live for
+        // the mapping, and the kernel accesses it atomically.
+        unsafe { AtomicU32::from_ptr(self.frame_ptr(i).add(self.layout.status).cast()) }
     }
 
     /// Put `bufs` into free slots and kick the kernel; returns (placed,
@@ -107,18 +142,21 @@ impl TxRing {
             }
             let slot = self.frame_ptr(self.head);
             let len = b.len();
+            let l = self.layout;
             // SAFETY: the slot is AVAILABLE (or WRONG_FORMAT), so the kernel
             // does not read or write it; it is frame_size bytes and
-            // TX_DATA_OFFSET + len <= frame_size (max_frame was checked
-            // against frame_size at open, and tx_burst only passes frames up
-            // to max_frame).
+            // l.data + len <= frame_size (max_frame was checked against
+            // frame_size at open, and tx_burst only passes frames up to
+            // max_frame). The header fields written lie before l.data and
+            // do not include the status word (stored below).
             unsafe {
-                let hdr = std::slice::from_raw_parts_mut(slot, TX_DATA_OFFSET);
-                hdr[0..4].copy_from_slice(&0u32.to_ne_bytes()); // tp_next_offset
-                hdr[12..16].copy_from_slice(&(len as u32).to_ne_bytes()); // tp_snaplen
-                hdr[16..20].copy_from_slice(&(len as u32).to_ne_bytes()); // tp_len
-                std::slice::from_raw_parts_mut(slot.add(TX_DATA_OFFSET), len)
-                    .copy_from_slice(b.data());
+                let hdr = std::slice::from_raw_parts_mut(slot, l.data);
+                if let Some(next) = l.next {
+                    hdr[next..next + 4].copy_from_slice(&0u32.to_ne_bytes());
+                }
+                hdr[l.snaplen..l.snaplen + 4].copy_from_slice(&(len as u32).to_ne_bytes());
+                hdr[l.len..l.len + 4].copy_from_slice(&(len as u32).to_ne_bytes());
+                std::slice::from_raw_parts_mut(slot.add(l.data), len).copy_from_slice(b.data());
             }
             self.status(self.head)
                 .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
