@@ -184,6 +184,9 @@ pub struct Snapshot {
     /// The SYN cookie secret (keyed SipHash); the same in every snapshot
     /// of this process unless the control plane rotates it.
     pub synproxy_key: [u64; 2],
+    /// The secret before the last rotation: cookies made with it are still
+    /// accepted (the same as `synproxy_key` until the first rotation).
+    pub synproxy_key_prev: [u64; 2],
     svc_index: FxHashMap<SvcKey, u16>,
     local: FxHashSet<IpAddr>,
     /// VIPs of VRRP instances this director is not MASTER of: not in
@@ -274,6 +277,7 @@ impl Snapshot {
             settings,
             steer,
             synproxy_key: process_cookie_key(),
+            synproxy_key_prev: process_cookie_key(),
             svc_index,
             local,
             standby: FxHashSet::default(),
@@ -286,6 +290,15 @@ impl Snapshot {
     /// Replace the SYN cookie secret (the control plane's rotation).
     pub fn with_synproxy_key(mut self, key: [u64; 2]) -> Snapshot {
         self.synproxy_key = key;
+        self.synproxy_key_prev = key;
+        self
+    }
+
+    /// Both SYN cookie secrets: `current` makes cookies, `previous` (the
+    /// one before the last rotation) is still accepted.
+    pub fn with_synproxy_keys(mut self, current: [u64; 2], previous: [u64; 2]) -> Snapshot {
+        self.synproxy_key = current;
+        self.synproxy_key_prev = previous;
         self
     }
 
