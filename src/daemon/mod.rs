@@ -123,6 +123,8 @@ pub struct DaemonOptions {
 pub struct Daemon {
     server: Server,
     estimator: EstimatorThread,
+    /// Rotates the SYN cookie secret (stopped first on stop).
+    key_rotation: crate::ctl::server::KeyRotation,
     control: Arc<Control>,
     dataplane: Arc<dyn DataplaneHandle>,
     kernel: Option<KernelThread>,
@@ -174,6 +176,12 @@ impl Daemon {
             what: "rate estimator",
             source,
         })?;
+        let key_rotation = control
+            .spawn_key_rotation(crate::ctl::server::SYNPROXY_KEY_PERIOD)
+            .map_err(|source| DaemonError::Thread {
+                what: "SYN cookie secret rotation",
+                source,
+            })?;
         let health: Arc<Mutex<Option<HealthService>>> = Arc::new(Mutex::new(None));
         if let Some(source) = options.source.clone() {
             let running = config.clone();
@@ -252,6 +260,7 @@ impl Daemon {
         Ok(Daemon {
             server,
             estimator,
+            key_rotation,
             control,
             dataplane,
             kernel,
@@ -375,6 +384,8 @@ impl Daemon {
     /// state the workers, the socket file or the clients are in, with
     /// [`DaemonError::Wedged`] naming the workers that did not stop.
     pub fn stop(self) -> Result<(), DaemonError> {
+        // No more secret rotations: they publish snapshots.
+        drop(self.key_rotation);
         // VRRP first: its priority-0 adverts leave through the workers.
         if let Some(v) = self.vrrp {
             stop_vrrp(v, &self.control);

@@ -393,16 +393,21 @@ impl Snapshot {
 }
 
 /// The SYN cookie secret of this process: random, made once.
-fn process_cookie_key() -> [u64; 2] {
-    use std::hash::{BuildHasher, Hasher};
+/// The SYN cookie secret this process starts with (drawn once).
+pub fn process_cookie_key() -> [u64; 2] {
     static KEY: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
-    *KEY.get_or_init(|| {
-        // std's RandomState is seeded from the OS's random source.
-        let r = std::collections::hash_map::RandomState::new();
-        let mut a = r.build_hasher();
-        a.write_u64(0x5359_4e43_4f4f_4b31);
-        let mut b = r.build_hasher();
-        b.write_u64(0x5359_4e43_4f4f_4b32);
-        [a.finish(), b.finish()]
-    })
+    *KEY.get_or_init(fresh_cookie_key)
+}
+
+/// A new random SYN cookie secret (the control plane's rotation).
+pub fn fresh_cookie_key() -> [u64; 2] {
+    use std::hash::{BuildHasher, Hasher};
+    // std's RandomState is seeded from the OS's random source (and differs
+    // for every instance made in one thread).
+    let r = std::collections::hash_map::RandomState::new();
+    let mut a = r.build_hasher();
+    a.write_u64(0x5359_4e43_4f4f_4b31);
+    let mut b = r.build_hasher();
+    b.write_u64(0x5359_4e43_4f4f_4b32);
+    [a.finish(), b.finish()]
 }
