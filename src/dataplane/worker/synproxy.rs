@@ -651,25 +651,21 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
-    /// Send a kept SYN again.
+    /// Send a kept SYN again. A retransmission that cannot leave (no
+    /// buffer, no neighbour yet) is simply not sent: it is the director's
+    /// own packet, not a received one, so it is not counted as a drop.
     fn resend_syn(&mut self, s: &SynCopy) {
         let Some(mut b) = self.queues.first_mut().and_then(|q| q.alloc()) else {
-            self.counters.count_drop(DropReason::NoBuffer);
             return;
         };
         let n = s.len as usize;
-        match b.append(n) {
-            Some(d) => d.copy_from_slice(&s.frame[..n]),
-            None => {
-                self.counters.count_drop(DropReason::NoBuffer);
-                return;
-            }
-        }
+        let Some(d) = b.append(n) else {
+            return;
+        };
+        d.copy_from_slice(&s.frame[..n]);
         let c = self.conns.get(s.id);
         let (rip, v6) = (c.rip(), c.v6());
-        if let Outcome::Drop(r) = self.send_to(b, &rip, v6) {
-            self.counters.count_drop(r);
-        }
+        let _ = self.send_to(b, &rip, v6);
     }
 
     /// A client segment while the server handshake runs: hold it if it
