@@ -61,6 +61,11 @@ impl Director {
     /// Send one frame; what left (port, frame), each checked by etherparse.
     fn send(&mut self, port: u16, frame: Vec<u8>) -> Vec<(u16, Seg)> {
         self.w.queues_mut()[port as usize].inject(frame);
+        self.pass()
+    }
+
+    /// One pass of the worker; what left, decoded.
+    fn pass(&mut self) -> Vec<(u16, Seg)> {
         self.w.poll_once();
         self.w.flush_all();
         let mut got = Vec::new();
@@ -561,15 +566,7 @@ fn open_to_server(d: &mut Director, cport: u16) -> (Seg, u32) {
 /// Let `secs` pass on the worker's clock and run one pass.
 fn wait(d: &mut Director, secs: f64) -> Vec<(u16, Seg)> {
     d.w.advance_clock(std::time::Duration::from_secs_f64(secs));
-    d.w.poll_once();
-    d.w.flush_all();
-    let mut got = Vec::new();
-    for (p, q) in d.w.queues_mut().iter_mut().enumerate() {
-        for f in q.take_sent() {
-            got.push((p as u16, decode(&f)));
-        }
-    }
-    got
+    d.pass()
 }
 
 /// The real server's SYN-ACK to the SYN `syn`.
