@@ -285,6 +285,8 @@ services:
   - {proto: tcp, vip: "2001:db8::2", port: 80, scheduler: rr, dests: [{addr: "2001:db8:10::1", fwd: route}]}
   - {proto: tcp, vip: "2001:db8::3", port: 80, scheduler: rr, dests: [{addr: "2001:db8:10::1", fwd: tunnel}]}
   - {proto: tcp, vip: "2001:db8::4", port: 80, scheduler: rr, laddrs: ["2001:db8:10::100"], dests: [{addr: "2001:db8:10::1", port: 8080, fwd: fullnat}]}
+  - {proto: tcp, vip: 10.0.0.7, port: 80, scheduler: rr, synproxy: true, dests: [{addr: 192.168.10.1, port: 8080, fwd: masq}]}
+  - {proto: tcp, vip: 10.0.0.8, port: 80, scheduler: rr, synproxy: true, laddrs: [192.168.10.102], dests: [{addr: 192.168.10.2, port: 8080, fwd: fullnat}]}
 "#;
 
 /// The control state of [`BASE_CONFIG`] (parsed once, cloned per input).
@@ -319,7 +321,11 @@ const MAX_FRAMES: usize = 96;
 /// `[port: u8][len: u16 BE][frame: len bytes]` records (port = low bit; a
 /// short last record takes what is left); the second half is delivered
 /// after the clock moved 2 s (so retransmissions, state changes and
-/// expiry run on existing connections). Invariants: every frame is counted
+/// expiry run on existing connections). Between the halves, every cookie
+/// SYN-ACK the director sent (SYN proxy services 10.0.0.7 and 10.0.0.8) is
+/// answered with the client's ACK, so the second half meets connections in
+/// their server handshake (held data, the server's SYN-ACK, SYN
+/// retransmissions). Invariants: every frame is counted
 /// received; drops never exceed receptions; everything transmitted is a
 /// well-formed Ethernet frame within the egress port's MTU, with a valid
 /// IPv4 header checksum when it is IPv4.
@@ -351,7 +357,7 @@ pub fn worker_burst(data: &[u8]) {
     ];
     let mut worker = Worker::new(cfg, queues, links, snap.clone());
     let mut sent: Vec<(usize, Vec<u8>)> = Vec::new();
-    let mut drain = |worker: &mut Worker<MemQueue>| {
+    let drain = |worker: &mut Worker<MemQueue>, sent: &mut Vec<(usize, Vec<u8>)>| {
         for _ in 0..8 {
             if worker.poll_once() == 0 {
                 break;
@@ -362,7 +368,17 @@ pub fn worker_burst(data: &[u8]) {
             sent.extend(q.take_sent().into_iter().map(|f| (port, f)));
         }
     };
-    drain(&mut worker);
+    drain(&mut worker, &mut sent);
+    let acks: Vec<Vec<u8>> = sent
+        .iter()
+        .filter(|(port, _)| *port == 0)
+        .filter_map(|(_, f)| cookie_ack(f))
+        .collect();
+    count += acks.len();
+    for a in acks {
+        worker.queues_mut()[0].inject(a);
+    }
+    drain(&mut worker, &mut sent);
     worker.advance_clock(Duration::from_secs(2));
     for f in ext_b {
         worker.queues_mut()[0].inject(f.clone());
@@ -370,9 +386,9 @@ pub fn worker_burst(data: &[u8]) {
     for f in int_b {
         worker.queues_mut()[1].inject(f.clone());
     }
-    drain(&mut worker);
+    drain(&mut worker, &mut sent);
     worker.advance_clock(Duration::from_secs(1000));
-    drain(&mut worker);
+    drain(&mut worker, &mut sent);
 
     let c = worker.counters();
     let rx = c.rx_packets.load(Ordering::Relaxed);
@@ -396,6 +412,45 @@ pub fn worker_burst(data: &[u8]) {
                 .expect("a transmitted IPv6 packet checks");
         }
     }
+}
+
+/// The client's ACK to an IPv4 SYN-ACK `f` the director sent (echoing its
+/// timestamp), or `None` if `f` is no SYN-ACK.
+fn cookie_ack(f: &[u8]) -> Option<Vec<u8>> {
+    let l2 = wire::parse_l2(f).ok()?;
+    if l2.ethertype != ethertype::IPV4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(&f[l2.l3_offset..]).ok()?;
+    if ip.next_header() != ip_proto::TCP {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let synack = crate::wire::TcpFlags(crate::wire::TcpFlags::SYN.0 | crate::wire::TcpFlags::ACK.0);
+    if tcp.flags() != synack {
+        return None;
+    }
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    let mut opts = Vec::new();
+    // The director's SYN-ACK options: MSS (4), then NOP NOP TS or SACK TS.
+    let o = tcp.options();
+    if let Some(i) = o.windows(2).position(|w| w == [8, 10]) {
+        if let Some(tsval) = o.get(i + 2..i + 6) {
+            opts.extend_from_slice(&[1, 1, 8, 10]);
+            opts.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+            opts.extend_from_slice(tsval);
+        }
+    }
+    Some(
+        crate::wire::builder::PacketBuilder::ethernet(eth.dst_addr(), eth.src_addr())
+            .ipv4(ip.dst_addr(), ip.src_addr())
+            .tcp(tcp.dst_port(), tcp.src_port())
+            .flags(crate::wire::TcpFlags::ACK)
+            .seq(tcp.ack_number())
+            .ack(tcp.seq_number().wrapping_add(1))
+            .tcp_options(&opts)
+            .build(),
+    )
 }
 
 // --------------------------------------------------------------- ipvsadm

@@ -61,6 +61,11 @@ impl Director {
     /// Send one frame; what left (port, frame), each checked by etherparse.
     fn send(&mut self, port: u16, frame: Vec<u8>) -> Vec<(u16, Seg)> {
         self.w.queues_mut()[port as usize].inject(frame);
+        self.pass()
+    }
+
+    /// One pass of the worker; what left, decoded.
+    fn pass(&mut self) -> Vec<(u16, Seg)> {
         self.w.poll_once();
         self.w.flush_all();
         let mut got = Vec::new();
@@ -526,4 +531,211 @@ fn above_the_auto_occupancy_an_unproxied_service_answers_with_cookies() {
     assert_eq!(forwarded, 5, "plain scheduling below 50 % of 10");
     assert_eq!(d.w.conns().len(), 5);
     assert_eq!(d.counters.syn_cookies_sent.load(Relaxed), 15);
+}
+
+// ---- the real server's handshake: SYN retransmission, early data, secrets --
+
+/// A SYN and the cookie ACK from client port `cport` to 10.0.0.1 (NAT to
+/// RS1:8080); returns the SYN the director sent the real server and the
+/// cookie.
+fn open_to_server(d: &mut Director, cport: u16) -> (Seg, u32) {
+    let out = d.send(
+        EXT,
+        client("10.0.0.1", cport, SYN, 1000, 0, &syn_opts(5555)),
+    );
+    let sa = &out[0].1;
+    let (cookie, our_ts) = (sa.seq, sa.ts.expect("ts").0);
+    let mut ack_opts = vec![1, 1];
+    ack_opts.extend_from_slice(&ts_opt(5556, our_ts)[2..]);
+    let out = d.send(
+        EXT,
+        client(
+            "10.0.0.1",
+            cport,
+            ACK,
+            1001,
+            cookie.wrapping_add(1),
+            &ack_opts,
+        ),
+    );
+    assert_eq!(out.len(), 1, "the SYN to the real server: {out:?}");
+    assert_eq!(out[0].0, INT);
+    (out[0].1.clone(), cookie)
+}
+
+/// Let `secs` pass on the worker's clock and run one pass.
+fn wait(d: &mut Director, secs: f64) -> Vec<(u16, Seg)> {
+    d.w.advance_clock(std::time::Duration::from_secs_f64(secs));
+    d.pass()
+}
+
+/// The real server's SYN-ACK to the SYN `syn`.
+fn server_synack(syn: &Seg, rs_isn: u32) -> Vec<u8> {
+    let mut rs_opts = vec![2, 4, 0x05, 0xb4, 4, 2];
+    rs_opts.extend_from_slice(&ts_opt(777, 5556)[2..]);
+    rs_opts.extend_from_slice(&[1, 3, 3, 7]);
+    PacketBuilder::ethernet(RS1_MAC, INT_MAC)
+        .ipv4(v4(&syn.dst), v4(&syn.src))
+        .tcp(syn.dport, syn.sport)
+        .flags(synack())
+        .seq(rs_isn)
+        .ack(syn.seq.wrapping_add(1))
+        .tcp_options(&rs_opts)
+        .build()
+}
+
+#[test]
+fn a_silent_real_server_gets_the_same_syn_again_each_second_at_most_three_times() {
+    let mut d = Director::new(1024);
+    let (syn, _) = open_to_server(&mut d, 40100);
+    assert!(
+        wait(&mut d, 0.5).is_empty(),
+        "nothing before the retry time"
+    );
+    for i in 1..=3 {
+        let out = wait(&mut d, if i == 1 { 0.6 } else { 1.05 });
+        assert_eq!(out.len(), 1, "retransmission {i}: {out:?}");
+        assert_eq!(out[0], (INT, syn.clone()), "the same SYN, checksums valid");
+    }
+    for _ in 0..5 {
+        assert!(wait(&mut d, 1.1).is_empty(), "no fourth retransmission");
+    }
+    // A server that answers late still completes the handshake.
+    let out = d.send(INT, server_synack(&syn, 4242));
+    assert_eq!(out.len(), 1, "the ACK to the server: {out:?}");
+    assert_eq!(d.counters.synproxy_established.load(Relaxed), 1);
+}
+
+#[test]
+fn no_syn_is_retransmitted_once_the_real_server_answered() {
+    let mut d = Director::new(1024);
+    let (syn, _) = open_to_server(&mut d, 40101);
+    let out = d.send(INT, server_synack(&syn, 5000));
+    assert_eq!(out.len(), 1);
+    for _ in 0..4 {
+        assert!(wait(&mut d, 1.1).is_empty(), "nothing more to the server");
+    }
+}
+
+#[test]
+fn client_data_before_the_servers_syn_ack_is_held_and_forwarded_after_it_in_order() {
+    let mut d = Director::new(1024);
+    let (syn, cookie) = open_to_server(&mut d, 40102);
+    let data = |seq: u32, body: &[u8]| {
+        PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
+            .ipv4(v4(CIP), v4("10.0.0.1"))
+            .tcp(40102, 80)
+            .flags(ACK)
+            .seq(seq)
+            .ack(cookie.wrapping_add(1))
+            .payload(body)
+            .build()
+    };
+    // Three segments are held, a fourth (and a bare ACK) is not.
+    let bodies: [&[u8]; 4] = [b"GET / HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n", b"more"];
+    let mut seq = 1001u32;
+    for b in bodies {
+        assert!(d.send(EXT, data(seq, b)).is_empty(), "held or dropped");
+        seq += b.len() as u32;
+    }
+    let bare = client("10.0.0.1", 40102, ACK, 1001, cookie.wrapping_add(1), b"");
+    assert!(d.send(EXT, bare).is_empty());
+    assert_eq!(
+        d.drops(DropReason::SynproxyPending),
+        2,
+        "the 4th and the bare ACK"
+    );
+
+    let rs_isn = 7_000_000u32;
+    let out = d.send(INT, server_synack(&syn, rs_isn));
+    assert_eq!(
+        out.len(),
+        4,
+        "the ACK, then the three held segments: {out:?}"
+    );
+    assert!(out.iter().all(|(p, _)| *p == INT));
+    assert!(
+        out[0].1.payload.is_empty() && out[0].1.ackf,
+        "the ACK first"
+    );
+    let mut seq = 1001u32;
+    for (i, (_, s)) in out[1..].iter().enumerate() {
+        assert_eq!(s.payload, bodies[i], "segment {i} in arrival order");
+        assert_eq!(s.seq, seq);
+        assert_eq!(
+            s.ack,
+            rs_isn + 1,
+            "acknowledgement shifted into the server's space"
+        );
+        assert_eq!((s.dst.as_str(), s.dport), (RS1, 8080));
+        seq += bodies[i].len() as u32;
+    }
+}
+
+#[test]
+fn held_client_data_is_dropped_and_counted_when_the_server_never_answers() {
+    let mut d = Director::new(1024);
+    let (_, cookie) = open_to_server(&mut d, 40103);
+    let f = PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
+        .ipv4(v4(CIP), v4("10.0.0.1"))
+        .tcp(40103, 80)
+        .flags(ACK)
+        .seq(1001)
+        .ack(cookie.wrapping_add(1))
+        .payload(b"hello")
+        .build();
+    assert!(d.send(EXT, f).is_empty());
+    assert_eq!(d.drops(DropReason::SynproxyPending), 0, "held");
+    for _ in 0..4 {
+        // (The SYN retransmissions go out meanwhile.)
+        let out = wait(&mut d, 1.0);
+        assert!(out.iter().all(|(_, s)| s.syn), "{out:?}");
+    }
+    assert_eq!(d.drops(DropReason::SynproxyPending), 1, "dropped after 3 s");
+}
+
+#[test]
+fn a_cookie_made_before_a_secret_rotation_still_opens_its_connection_but_not_after_two() {
+    let (a, b, c) = ([1u64, 2], [3u64, 4], [5u64, 6]);
+    let keys = |gen: u64, cur: [u64; 2], prev: [u64; 2]| {
+        Arc::new(
+            (*topo().snapshot(gen))
+                .clone()
+                .with_synproxy_keys(cur, prev),
+        )
+    };
+    let mut d = Director::new(1024);
+    d.w.install(keys(2, a, a));
+    let syn = |d: &mut Director, cport: u16| {
+        let out = d.send(EXT, client("10.0.0.1", cport, SYN, 1000, 0, &[]));
+        out[0].1.seq
+    };
+    let ack = |d: &mut Director, cport: u16, cookie: u32| {
+        d.send(
+            EXT,
+            client("10.0.0.1", cport, ACK, 1001, cookie.wrapping_add(1), &[]),
+        )
+    };
+    let a1 = syn(&mut d, 40200);
+    let a2 = syn(&mut d, 40201);
+    d.w.install(keys(3, b, a));
+    assert_eq!(
+        ack(&mut d, 40200, a1).len(),
+        1,
+        "made with the previous secret"
+    );
+    let b3 = syn(&mut d, 40202);
+    assert_ne!(b3, a1, "the new secret makes the cookies");
+    d.w.install(keys(4, c, b));
+    assert!(
+        ack(&mut d, 40201, a2).is_empty(),
+        "two rotations ago: refused"
+    );
+    assert_eq!(d.counters.synproxy_acks_invalid.load(Relaxed), 1);
+    assert_eq!(
+        ack(&mut d, 40202, b3).len(),
+        1,
+        "one rotation ago: accepted"
+    );
+    assert_eq!(d.counters.synproxy_acks_valid.load(Relaxed), 2);
 }

@@ -4,8 +4,10 @@
 //! and no longer polled: its receive-error count stops growing (before, every
 //! pass of the worker read the dead fd and counted an error), nothing more
 //! counts as transmitted on it, `lbctl` keeps answering, and `lbd` still
-//! stops within 2 s of SIGTERM. Skipped without root outside CI; fails under
-//! CI if it cannot set itself up.
+//! stops within 2 s of SIGTERM. The same for an AF_PACKET port that only
+//! receives (nothing is sent on it after the interface goes): the queue
+//! notices on its idle receive polls, not only when a send fails. Skipped
+//! without root outside CI; fails under CI if it cannot set itself up.
 
 mod support;
 
@@ -29,11 +31,22 @@ fn ext(t: &Topology) -> PortStatsInfo {
 
 #[test]
 fn a_deleted_tap_interface_is_reported_not_spun_on_and_lbd_still_stops_in_2_s() {
+    vanished_ext_port(Driver::Tap);
+}
+
+#[test]
+fn a_receive_only_af_packet_port_whose_interface_is_deleted_is_reported_and_lbd_stops_in_2_s() {
+    vanished_ext_port(Driver::AfPacket);
+}
+
+/// Traffic through `ext`, then its interface deleted with nothing more sent
+/// through the director: reported gone, not polled, `lbd` stops in 2 s.
+fn vanished_ext_port(driver: Driver) {
     let _serial = support::serial();
     if !support::needs_root("vanished_port", &TOOLS) {
         return;
     }
-    let mut t = Topology::build(Options::new(Driver::Tap));
+    let mut t = Topology::build(Options::new(driver));
     t.server_mode(ServerMode::ViaDirector, &[]);
     let svc = format!("{VIP_NAT}:{ECHO_PORT}");
     t.lbctl(&["-A", "-u", &svc, "-s", "rr"]);
@@ -49,7 +62,9 @@ fn a_deleted_tap_interface_is_reported_not_spun_on_and_lbd_still_stops_in_2_s() 
     assert!(names.iter().all(|n| n.starts_with("rs")), "{names:?}");
     assert!(!ext(&t).link_gone, "ext is up");
 
-    // The client side of ext0 lives in the client namespace: delete it.
+    // The client side of ext0 lives in the client namespace: delete it
+    // (for AF_PACKET this deletes the veth pair, the director's end too).
+    let before = ext(&t);
     t.cli.ip(&["link", "del", "ext0"]);
     let gone = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
         let p = ext(&t);
@@ -65,6 +80,10 @@ fn a_deleted_tap_interface_is_reported_not_spun_on_and_lbd_still_stops_in_2_s() 
     );
     assert_eq!(later.rx_errors, gone.rx_errors, "the dead fd is not polled");
     assert_eq!(later.tx_packets, gone.tx_packets, "nothing sent on it");
+    assert_eq!(
+        gone.tx_packets, before.tx_packets,
+        "the port was receive-only after the deletion: detection did not need a send"
+    );
     assert!(
         later.rx_errors <= 16,
         "errors before detection: {}",

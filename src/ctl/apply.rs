@@ -325,6 +325,9 @@ pub struct ControlState {
     /// Every VRRP instance's VIPs: answered for (ARP/ND/ping) while not on
     /// standby, with or without a service.
     vrrp_vips: Vec<IpAddr>,
+    /// SYN cookie secrets (current, previous) once rotated; before that
+    /// the process's own secret.
+    cookie_keys: Option<([u64; 2], [u64; 2])>,
 }
 
 impl Default for ControlState {
@@ -344,6 +347,7 @@ impl Default for ControlState {
             build: BuildOptions::default(),
             standby: Vec::new(),
             vrrp_vips: Vec::new(),
+            cookie_keys: None,
         }
     }
 }
@@ -523,6 +527,18 @@ impl ControlState {
         self.standby = vips;
         self.bump_generation();
         true
+    }
+
+    /// Rotates the SYN cookie secret: a fresh one makes cookies from the
+    /// next snapshot on, the one in force until now is still accepted (so a
+    /// handshake that straddles the rotation completes); the one before
+    /// that is forgotten. Bumps the generation.
+    pub fn rotate_synproxy_key(&mut self) {
+        let current = self
+            .cookie_keys
+            .map_or_else(crate::dataplane::snapshot::process_cookie_key, |k| k.0);
+        self.cookie_keys = Some((crate::dataplane::snapshot::fresh_cookie_key(), current));
+        self.bump_generation();
     }
 
     /// The VIPs on standby.
@@ -1309,7 +1325,7 @@ impl ControlState {
                 sloppy_tcp: s.spec.sloppy_tcp,
             });
         }
-        Ok(Snapshot::new(
+        let snap = Snapshot::new(
             self.generation,
             self.topology.workers,
             self.topology.ports.clone(),
@@ -1319,7 +1335,11 @@ impl ControlState {
             self.timeouts,
             self.settings,
         )
-        .with_vrrp(&self.vrrp_vips, &self.standby))
+        .with_vrrp(&self.vrrp_vips, &self.standby);
+        Ok(match self.cookie_keys {
+            Some((current, previous)) => snap.with_synproxy_keys(current, previous),
+            None => snap,
+        })
     }
 }
 

@@ -105,6 +105,28 @@ pub type HealthHook = Box<dyn Fn() -> Vec<protocol::HealthInfo> + Send + Sync>;
 /// the daemon (`crate::announce`).
 pub type AnnounceHook = Box<dyn Fn(&Request) -> Response + Send + Sync>;
 
+/// How often `lbd` rotates the SYN cookie secret: longer than a cookie
+/// lives (2 minutes), so with the previous secret still accepted a cookie
+/// stays valid for its whole life.
+pub const SYNPROXY_KEY_PERIOD: Duration = Duration::from_secs(300);
+
+/// The thread rotating the SYN cookie secret
+/// ([`Control::spawn_key_rotation`]); stopped and joined on drop.
+pub struct KeyRotation {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for KeyRotation {
+    fn drop(&mut self) {
+        // Dropping the sender wakes the thread at once.
+        self.stop.take();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 /// The request handler: configuration, data plane and statistics.
 pub struct Control {
     announce: OnceLock<AnnounceHook>,
@@ -248,6 +270,13 @@ impl Control {
                 generation: state.generation(),
             };
         }
+        self.publish_next(&mut state, next, "VRRP standby change")
+    }
+
+    /// Publishes `next` (a copy of `state` with one change) and makes it the
+    /// state in force once every worker runs it; answers an internal error
+    /// naming `what` otherwise (and never reuses its generation).
+    fn publish_next(&self, state: &mut ControlState, next: ControlState, what: &str) -> Response {
         let published = next.snapshot().map_err(|e| e.to_string()).and_then(|snap| {
             self.dataplane
                 .publish(Arc::new(snap))
@@ -265,10 +294,45 @@ impl Control {
                 state.skip_generation_to(next.generation());
                 Response::error(
                     ErrorKind::Internal,
-                    format!("the data plane did not take the VRRP standby change ({err})"),
+                    format!("the data plane did not take the {what} ({err})"),
                 )
             }
         }
+    }
+
+    /// Rotates the SYN cookie secret ([`ControlState::rotate_synproxy_key`])
+    /// and publishes it; answers when every worker runs it.
+    pub fn rotate_synproxy_key(&self) -> Response {
+        let mut state = lock(&self.state);
+        let mut next = (*state).clone();
+        next.rotate_synproxy_key();
+        self.publish_next(&mut state, next, "new SYN cookie secret")
+    }
+
+    /// Starts the control thread that rotates the SYN cookie secret every
+    /// `period` ([`SYNPROXY_KEY_PERIOD`] in `lbd`); it holds the control
+    /// weakly and stops at once when the returned handle goes.
+    pub fn spawn_key_rotation(self: &Arc<Self>, period: Duration) -> io::Result<KeyRotation> {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let control = Arc::downgrade(self);
+        let handle = std::thread::Builder::new()
+            .name("rvs-cookie-key".to_string())
+            .spawn(move || loop {
+                match rx.recv_timeout(period) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                let Some(control) = control.upgrade() else {
+                    return;
+                };
+                if let Response::Error { message, .. } = control.rotate_synproxy_key() {
+                    eprintln!("lbd: the SYN cookie secret was not rotated: {message}");
+                }
+            })?;
+        Ok(KeyRotation {
+            stop: Some(tx),
+            handle: Some(handle),
+        })
     }
 
     /// Answers one request.
@@ -1325,6 +1389,60 @@ mod tests {
                 conn_capacity: 1000,
             },
         )
+    }
+
+    #[test]
+    fn a_secret_rotation_makes_a_new_cookie_secret_and_keeps_the_one_before() {
+        let mut s = ControlState::default();
+        let before = s.snapshot().expect("snapshot");
+        assert_eq!(before.synproxy_key, before.synproxy_key_prev);
+        s.rotate_synproxy_key();
+        let after = s.snapshot().expect("snapshot");
+        assert_ne!(after.synproxy_key, before.synproxy_key, "a fresh secret");
+        assert_eq!(
+            after.synproxy_key_prev, before.synproxy_key,
+            "the old one kept"
+        );
+        assert!(after.generation > before.generation);
+        s.rotate_synproxy_key();
+        let again = s.snapshot().expect("snapshot");
+        assert_eq!(again.synproxy_key_prev, after.synproxy_key);
+        assert_ne!(again.synproxy_key, before.synproxy_key);
+    }
+
+    #[test]
+    fn the_rotation_thread_publishes_new_secrets_each_period_and_stops_at_once() {
+        let dp = FakeDataplane::new(Vec::new());
+        let control = Arc::new(control_with(dp.clone()));
+        let first = control.state().snapshot().expect("snapshot").synproxy_key;
+        let rotation = control
+            .spawn_key_rotation(Duration::from_millis(20))
+            .expect("thread");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lock(&dp.published).len() < 2 {
+            assert!(Instant::now() < deadline, "no rotation within 5 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let start = Instant::now();
+        drop(rotation);
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "stops at once"
+        );
+        let published = lock(&dp.published).len();
+        let snap = control.state().snapshot().expect("snapshot");
+        assert_ne!(snap.synproxy_key, first);
+        assert_ne!(
+            snap.synproxy_key_prev, first,
+            "two rotations: the first secret is gone"
+        );
+        assert_ne!(snap.synproxy_key, snap.synproxy_key_prev);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            lock(&dp.published).len(),
+            published,
+            "no rotation after the stop"
+        );
     }
 
     fn add_web(control: &Control) {

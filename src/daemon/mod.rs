@@ -124,6 +124,8 @@ pub struct DaemonOptions {
 pub struct Daemon {
     server: Server,
     estimator: EstimatorThread,
+    /// Rotates the SYN cookie secret (stopped first on stop).
+    key_rotation: crate::ctl::server::KeyRotation,
     control: Arc<Control>,
     dataplane: Arc<dyn DataplaneHandle>,
     kernel: Option<KernelThread>,
@@ -177,6 +179,12 @@ impl Daemon {
             what: "rate estimator",
             source,
         })?;
+        let key_rotation = control
+            .spawn_key_rotation(crate::ctl::server::SYNPROXY_KEY_PERIOD)
+            .map_err(|source| DaemonError::Thread {
+                what: "SYN cookie secret rotation",
+                source,
+            })?;
         let health: Arc<Mutex<Option<HealthService>>> = Arc::new(Mutex::new(None));
         if let Some(source) = options.source.clone() {
             let running = config.clone();
@@ -260,6 +268,7 @@ impl Daemon {
         Ok(Daemon {
             server,
             estimator,
+            key_rotation,
             control,
             dataplane,
             kernel,
@@ -413,6 +422,8 @@ impl Daemon {
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
         }
+        // No more secret rotations: they publish snapshots.
+        drop(self.key_rotation);
         // Then VRRP: its priority-0 adverts leave through the workers.
         if let Some(v) = self.vrrp {
             stop_vrrp(v, &self.control);

@@ -200,6 +200,9 @@ pub struct Snapshot {
     /// The SYN cookie secret (keyed SipHash); the same in every snapshot
     /// of this process unless the control plane rotates it.
     pub synproxy_key: [u64; 2],
+    /// The secret before the last rotation: cookies made with it are still
+    /// accepted (the same as `synproxy_key` until the first rotation).
+    pub synproxy_key_prev: [u64; 2],
     svc_index: FxHashMap<SvcKey, u16>,
     local: FxHashSet<IpAddr>,
     /// VIPs of VRRP instances this director is not MASTER of: not in
@@ -290,6 +293,7 @@ impl Snapshot {
             settings,
             steer,
             synproxy_key: process_cookie_key(),
+            synproxy_key_prev: process_cookie_key(),
             svc_index,
             local,
             standby: FxHashSet::default(),
@@ -302,6 +306,15 @@ impl Snapshot {
     /// Replace the SYN cookie secret (the control plane's rotation).
     pub fn with_synproxy_key(mut self, key: [u64; 2]) -> Snapshot {
         self.synproxy_key = key;
+        self.synproxy_key_prev = key;
+        self
+    }
+
+    /// Both SYN cookie secrets: `current` makes cookies, `previous` (the
+    /// one before the last rotation) is still accepted.
+    pub fn with_synproxy_keys(mut self, current: [u64; 2], previous: [u64; 2]) -> Snapshot {
+        self.synproxy_key = current;
+        self.synproxy_key_prev = previous;
         self
     }
 
@@ -396,16 +409,21 @@ impl Snapshot {
 }
 
 /// The SYN cookie secret of this process: random, made once.
-fn process_cookie_key() -> [u64; 2] {
-    use std::hash::{BuildHasher, Hasher};
+/// The SYN cookie secret this process starts with (drawn once).
+pub fn process_cookie_key() -> [u64; 2] {
     static KEY: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
-    *KEY.get_or_init(|| {
-        // std's RandomState is seeded from the OS's random source.
-        let r = std::collections::hash_map::RandomState::new();
-        let mut a = r.build_hasher();
-        a.write_u64(0x5359_4e43_4f4f_4b31);
-        let mut b = r.build_hasher();
-        b.write_u64(0x5359_4e43_4f4f_4b32);
-        [a.finish(), b.finish()]
-    })
+    *KEY.get_or_init(fresh_cookie_key)
+}
+
+/// A new random SYN cookie secret (the control plane's rotation).
+pub fn fresh_cookie_key() -> [u64; 2] {
+    use std::hash::{BuildHasher, Hasher};
+    // std's RandomState is seeded from the OS's random source (and differs
+    // for every instance made in one thread).
+    let r = std::collections::hash_map::RandomState::new();
+    let mut a = r.build_hasher();
+    a.write_u64(0x5359_4e43_4f4f_4b31);
+    let mut b = r.build_hasher();
+    b.write_u64(0x5359_4e43_4f4f_4b32);
+    [a.finish(), b.finish()]
 }

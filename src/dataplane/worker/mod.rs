@@ -146,6 +146,8 @@ pub struct Worker<Q: PortQueue> {
     sync_dump: Option<u32>,
     /// IPVS's drop_entry / drop_packet state.
     defense: defense::Defense,
+    /// The SYN proxy's SYN copies and held segments.
+    proxyq: synproxy::ProxyQueues<Q::Buf>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -185,6 +187,7 @@ impl<Q: PortQueue> Worker<Q> {
             sync_export: false,
             sync_dump: None,
             defense: defense::Defense::new(0x9e37_79b9_7f4a_7c15 ^ u64::from(cfg.index)),
+            proxyq: synproxy::ProxyQueues::new(),
         };
         w.kernel = w.links.kernel.clone();
         w.install(snap);
@@ -278,6 +281,7 @@ impl<Q: PortQueue> Worker<Q> {
         if self.sync_dump.is_some() {
             self.sync_dump_step();
         }
+        self.synproxy_timers();
         self.flush_due();
         self.expire();
         self.frag_expire();

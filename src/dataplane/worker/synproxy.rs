@@ -25,17 +25,37 @@
 //! `syn_cookies_sent`) or dropped with a reason; every ACK is counted valid
 //! or invalid. Packets are rewritten in place in the buffer they came in
 //! (no allocation); handshake packets get a full L4 checksum, forwarded
-//! packets incremental updates. Data a client sends with (or right after)
-//! its ACK before the real server answered is dropped and counted
-//! (`synproxy_pending`): the client retransmits it. DR and TUN cannot
-//! shift sequence numbers on the return path (it bypasses the director):
-//! the control plane refuses the proxy for them.
+//! packets incremental updates. DR and TUN cannot shift sequence numbers on
+//! the return path (it bypasses the director): the control plane refuses
+//! the proxy for them.
+//!
+//! While the real server's handshake runs ([`ProxyQueues`], bounded and
+//! allocated once with the worker; driven by the worker's tick, no system
+//! call):
+//!
+//! * **SYN retransmission** (DPVS `synproxy_syn_retry`): a copy of the SYN
+//!   sent to the real server is kept; when no SYN-ACK came within
+//!   [`SYN_RETRY_TICKS`] it is sent again, at most [`SYN_RETRIES`] times.
+//!   When the copy ring is full the connection simply gets no retransmits.
+//! * **Early client data** (DPVS keeps the ACK with data and replays it):
+//!   segments with payload that arrive after the client's ACK and before the
+//!   server's SYN-ACK are held — at most [`HELD_PER_CONN`] per connection,
+//!   [`HELD_SLOTS`] per worker, for [`HELD_TICKS`] — and forwarded right
+//!   after the director's ACK to the server, in arrival order. What does not
+//!   fit, waits too long, or was a bare ACK is dropped and counted
+//!   (`synproxy_pending`); the client retransmits it. (Data inside the
+//!   cookie ACK itself is not kept: that buffer becomes the SYN.)
+//! * **Two cookie secrets**: the snapshot carries the current secret and the
+//!   one before it ([`crate::dataplane::snapshot::Snapshot::synproxy_key_prev`]); an ACK is checked
+//!   against both, so a cookie made just before the control plane rotated
+//!   the secret still opens its connection.
 
 use std::hash::Hasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{Outcome, Worker};
-use crate::conntrack::{tcp_flags, Addr, Conn, ConnId, Dir, Fwd, Tuple, TICKS_PER_SEC};
+use crate::conntrack::timer::tick_reached;
+use crate::conntrack::{tcp_flags, Addr, Conn, ConnId, Dir, Fwd, Tick, Tuple, TICKS_PER_SEC};
 use crate::dataplane::counters::{bump, DropReason};
 use crate::dataplane::driver::{PacketBuf, PortQueue};
 use crate::dataplane::xmit::Layout;
@@ -70,6 +90,109 @@ const TS_OPT_MASK: u32 = 0x3f;
 const WS_NONE: u32 = 0xf;
 /// TTL of the packets the director makes.
 const TTL: u8 = 64;
+
+/// SYN retransmissions to a real server that did not answer (DPVS's
+/// `synproxy_syn_retry` default).
+pub const SYN_RETRIES: u8 = 3;
+/// Wait before each SYN retransmission (the initial RTO of RFC 6298).
+pub const SYN_RETRY_TICKS: Tick = TICKS_PER_SEC;
+/// SYN copies a worker keeps (connections in their server handshake).
+pub const SYN_SLOTS: usize = 1024;
+/// Longest SYN frame kept (Ethernet + VLAN + IPv6 + TCP with options fit).
+const SYN_COPY: usize = 128;
+/// Early client segments a worker holds.
+pub const HELD_SLOTS: usize = 256;
+/// Early client segments held per connection (DPVS `max_ack_saved`).
+pub const HELD_PER_CONN: usize = 3;
+/// How long an early segment is held before it is dropped.
+pub const HELD_TICKS: Tick = 3 * TICKS_PER_SEC;
+
+/// A fixed-capacity FIFO, allocated once.
+struct Ring<T> {
+    slots: Box<[Option<T>]>,
+    head: usize,
+    len: usize,
+}
+
+impl<T> Ring<T> {
+    fn new(cap: usize) -> Self {
+        Ring {
+            slots: (0..cap).map(|_| None).collect(),
+            head: 0,
+            len: 0,
+        }
+    }
+    /// Appends `v`; gives it back when full.
+    fn push(&mut self, v: T) -> Result<(), T> {
+        if self.len == self.slots.len() {
+            return Err(v);
+        }
+        let i = (self.head + self.len) % self.slots.len();
+        self.slots[i] = Some(v);
+        self.len += 1;
+        Ok(())
+    }
+    fn front(&self) -> Option<&T> {
+        if self.len == 0 {
+            return None;
+        }
+        self.slots[self.head].as_ref()
+    }
+    fn pop(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        let v = self.slots[self.head].take();
+        self.head = (self.head + 1) % self.slots.len();
+        self.len -= 1;
+        v
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
+        let (cap, head, len) = (self.slots.len(), self.head, self.len);
+        let (a, b) = self.slots.split_at_mut(head);
+        b.iter_mut()
+            .chain(a.iter_mut())
+            .take(len.min(cap))
+            .filter_map(Option::as_mut)
+    }
+}
+
+/// A SYN sent to a real server, kept for retransmission.
+struct SynCopy {
+    id: ConnId,
+    t: Tuple,
+    due: Tick,
+    left: u8,
+    len: u8,
+    frame: [u8; SYN_COPY],
+}
+
+/// A client segment held until the server's handshake completes.
+struct Held<B> {
+    id: ConnId,
+    t: Tuple,
+    due: Tick,
+    lay: Layout,
+    flags: u8,
+    /// `None` once replayed.
+    b: Option<B>,
+}
+
+/// The proxy's per-worker queues of connections in their server
+/// handshake (see the module doc).
+pub(super) struct ProxyQueues<B> {
+    syns: Ring<SynCopy>,
+    held: Ring<Held<B>>,
+}
+
+impl<B> ProxyQueues<B> {
+    pub(super) fn new() -> Self {
+        ProxyQueues {
+            syns: Ring::new(SYN_SLOTS),
+            held: Ring::new(HELD_SLOTS),
+        }
+    }
+}
 
 /// TCP options of a segment, as far as the proxy cares.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -404,8 +527,14 @@ impl<Q: PortQueue> Worker<Q> {
         let isn = seq.wrapping_sub(1);
         let window = u16::from_be_bytes([d[l4 + 14], d[l4 + 15]]);
         let co = parse_opts(&d[l4..]);
-        let key = self.snap.synproxy_key;
-        let Some(idx) = check_cookie(&key, &t, isn, cookie, minute(self.tick)) else {
+        let (now_min, key, prev) = (
+            minute(self.tick),
+            self.snap.synproxy_key,
+            self.snap.synproxy_key_prev,
+        );
+        let idx = check_cookie(&key, &t, isn, cookie, now_min)
+            .or_else(|| check_cookie(&prev, &t, isn, cookie, now_min));
+        let Some(idx) = idx else {
             bump(&self.counters.synproxy_acks_invalid, 1);
             return Outcome::Drop(DropReason::SynproxyBadAck);
         };
@@ -455,7 +584,145 @@ impl<Q: PortQueue> Worker<Q> {
             return Outcome::Drop(DropReason::NoBuffer);
         }
         self.proxy_state(id, Dir::Original, tcp_flags::SYN);
+        self.keep_syn(id, &t, b.data());
         self.send_to(b, &c.rip(), t.v6)
+    }
+
+    /// Keep a copy of the SYN to the real server for retransmission.
+    fn keep_syn(&mut self, id: ConnId, t: &Tuple, frame: &[u8]) {
+        if frame.len() > SYN_COPY {
+            return;
+        }
+        let mut copy = SynCopy {
+            id,
+            t: *t,
+            due: self.tick.wrapping_add(SYN_RETRY_TICKS),
+            left: SYN_RETRIES,
+            len: frame.len() as u8,
+            frame: [0; SYN_COPY],
+        };
+        copy.frame[..frame.len()].copy_from_slice(frame);
+        // Full: this connection gets no retransmits (the client's own
+        // retransmission of data still reaches a server that answers late).
+        let _ = self.proxyq.syns.push(copy);
+    }
+
+    /// Whether `id` is still the connection of `t` waiting for its server.
+    fn proxy_waiting(&self, id: ConnId, t: &Tuple) -> bool {
+        self.conns
+            .try_get(id)
+            .is_some_and(|c| c.flags() & SP_PENDING != 0 && c.original_tuple() == *t)
+    }
+
+    /// The proxy's timers, once per pass: retransmit the SYNs that are due,
+    /// drop the held segments that waited too long. Bounded work per pass.
+    pub(super) fn synproxy_timers(&mut self) {
+        if self.proxyq.syns.len == 0 && self.proxyq.held.len == 0 {
+            return;
+        }
+        let now = self.tick;
+        for _ in 0..32 {
+            match self.proxyq.syns.front() {
+                Some(s) if tick_reached(s.due, now) => {}
+                _ => break,
+            }
+            let Some(mut s) = self.proxyq.syns.pop() else {
+                break;
+            };
+            if !self.proxy_waiting(s.id, &s.t) {
+                continue;
+            }
+            self.resend_syn(&s);
+            s.left -= 1;
+            if s.left > 0 {
+                s.due = now.wrapping_add(SYN_RETRY_TICKS);
+                let _ = self.proxyq.syns.push(s);
+            }
+        }
+        for _ in 0..HELD_SLOTS {
+            match self.proxyq.held.front() {
+                Some(h) if h.b.is_some() && !tick_reached(h.due, now) => break,
+                Some(_) => {}
+                None => break,
+            }
+            if let Some(Held { b: Some(_), .. }) = self.proxyq.held.pop() {
+                self.counters.count_drop(DropReason::SynproxyPending);
+            }
+        }
+    }
+
+    /// Send a kept SYN again. A retransmission that cannot leave (no
+    /// buffer, no neighbour yet) is simply not sent: it is the director's
+    /// own packet, not a received one, so it is not counted as a drop.
+    fn resend_syn(&mut self, s: &SynCopy) {
+        let Some(mut b) = self.queues.first_mut().and_then(|q| q.alloc()) else {
+            return;
+        };
+        let n = s.len as usize;
+        let Some(d) = b.append(n) else {
+            return;
+        };
+        d.copy_from_slice(&s.frame[..n]);
+        let c = self.conns.get(s.id);
+        let (rip, v6) = (c.rip(), c.v6());
+        let _ = self.send_to(b, &rip, v6);
+    }
+
+    /// A client segment while the server handshake runs: hold it if it
+    /// carries data and there is room, else drop it.
+    fn hold(&mut self, id: ConnId, b: Q::Buf, lay: Layout, flags: u8) -> Outcome {
+        let d = b.data();
+        let l4 = lay.l4 as usize;
+        let end = crate::dataplane::xmit::ip_end(d, &lay).min(d.len());
+        let hl = d.get(l4 + 12).map_or(20, |x| (x >> 4) as usize * 4);
+        if end <= l4 + hl || flags & (tcp_flags::SYN | tcp_flags::RST) != 0 {
+            return Outcome::Drop(DropReason::SynproxyPending);
+        }
+        let t = self.conns.get(id).original_tuple();
+        let mine = self
+            .proxyq
+            .held
+            .iter_mut()
+            .filter(|h| h.id == id && h.b.is_some())
+            .count();
+        if mine >= HELD_PER_CONN {
+            return Outcome::Drop(DropReason::SynproxyPending);
+        }
+        let h = Held {
+            id,
+            t,
+            due: self.tick.wrapping_add(HELD_TICKS),
+            lay,
+            flags,
+            b: Some(b),
+        };
+        match self.proxyq.held.push(h) {
+            Ok(()) => Outcome::Done,
+            Err(_) => Outcome::Drop(DropReason::SynproxyPending),
+        }
+    }
+
+    /// The server handshake of `id` completed: forward its held segments.
+    fn replay_held(&mut self, id: ConnId) {
+        if self.proxyq.held.len == 0 {
+            return;
+        }
+        let t = self.conns.get(id).original_tuple();
+        let mut batch: [Option<(Q::Buf, Layout, u8)>; HELD_PER_CONN] = Default::default();
+        let mut n = 0;
+        for h in self.proxyq.held.iter_mut() {
+            if h.id == id && h.t == t && n < HELD_PER_CONN {
+                if let Some(b) = h.b.take() {
+                    batch[n] = Some((b, h.lay, h.flags));
+                    n += 1;
+                }
+            }
+        }
+        for (b, lay, flags) in batch.into_iter().flatten() {
+            if let Outcome::Drop(r) = self.forward(id, Dir::Original, b, lay, flags) {
+                self.counters.count_drop(r);
+            }
+        }
     }
 
     /// A packet of a connection whose server handshake runs: the server's
@@ -470,7 +737,7 @@ impl<Q: PortQueue> Worker<Q> {
         flags: u8,
     ) -> Outcome {
         if dir == Dir::Original {
-            return Outcome::Drop(DropReason::SynproxyPending);
+            return self.hold(id, b, lay, flags);
         }
         if flags & tcp_flags::RST != 0 {
             // The server refused: forget the connection (the client's
@@ -539,7 +806,9 @@ impl<Q: PortQueue> Worker<Q> {
         }
         self.proxy_state(id, Dir::Original, tcp_flags::ACK);
         bump(&self.counters.synproxy_established, 1);
-        self.send_to(b, &c.rip(), c.v6())
+        let out = self.send_to(b, &c.rip(), c.v6());
+        self.replay_held(id);
+        out
     }
 }
 

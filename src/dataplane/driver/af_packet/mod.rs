@@ -77,9 +77,9 @@ use super::{Burst, Driver, DriverError, PacketBuf, PortCaps, PortQueue, PortStat
 use crate::steer::SteerPlan;
 use rx::{fill_rx_buf, FrameSlots, RxRing, RxStep};
 use socket::{
-    add_promisc, attach_filter, create_group, drop_outgoing_filter, if_index, open_socket,
-    packet_stats, set_fanout, set_fanout_program, CtlSocket, Mapping, RingGeometry, L2_OVERHEAD,
-    MAX_BPF_INSNS, PACKET_OUTGOING, TPACKET2_RX_NET_OFF,
+    add_promisc, attach_filter, bound_ifindex, create_group, drop_outgoing_filter, if_index,
+    open_socket, packet_stats, set_fanout, set_fanout_program, CtlSocket, Mapping, RingGeometry,
+    L2_OVERHEAD, MAX_BPF_INSNS, PACKET_OUTGOING, TPACKET2_RX_NET_OFF,
 };
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,6 +259,7 @@ impl AfPacketDriver {
                 opts.tx_mode,
                 max_frame,
                 c,
+                ifindex,
             ));
         }
         let fanout_id = group.map(|g| g.0).unwrap_or(0);
@@ -380,6 +381,11 @@ pub struct AfPacketQueue {
     counters: Arc<QueueCounters>,
     /// The interface was deleted: the queue does no more I/O.
     gone: bool,
+    /// The interface index the socket was bound to.
+    ifindex: i32,
+    /// Empty receive polls since the last check that the interface is
+    /// still there (see [`GONE_CHECK_EVERY`]).
+    empty_polls: u32,
     /// Keeps the rings mapped; unmapped on drop (after the rings' last use).
     _map: Mapping,
 }
@@ -392,6 +398,7 @@ pub struct AfPacketQueue {
 unsafe impl Send for AfPacketQueue {}
 
 impl AfPacketQueue {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         fd: Arc<OwnedFd>,
         index: u16,
@@ -400,6 +407,7 @@ impl AfPacketQueue {
         mode: TxMode,
         max_frame: usize,
         counters: Arc<QueueCounters>,
+        ifindex: i32,
     ) -> AfPacketQueue {
         let rx = RxRing {
             base: map.ptr,
@@ -440,7 +448,24 @@ impl AfPacketQueue {
             max_frame,
             counters,
             gone: false,
+            ifindex,
+            empty_polls: 0,
             _map: map,
+        }
+    }
+
+    /// An idle receive ring: every [`GONE_CHECK_EVERY`] empty polls, ask
+    /// the kernel which interface the socket is still bound to. A port that
+    /// never transmits learns this way that its interface was deleted (the
+    /// transmit path learns it from `ENXIO`). One system call per that many
+    /// idle polls, none while packets arrive.
+    #[cold]
+    fn check_still_bound(&mut self) {
+        self.empty_polls = 0;
+        match bound_ifindex(self.fd.as_raw_fd()) {
+            Ok(i) if i != self.ifindex => self.mark_gone(),
+            Err(e) if tx::is_gone(&e) => self.mark_gone(),
+            _ => {}
         }
     }
 
@@ -488,7 +513,17 @@ impl PortQueue for AfPacketQueue {
             });
             match taken {
                 RxStep::Progress => {}
-                RxStep::Empty => break,
+                RxStep::Empty => {
+                    if got == 0 && errors == 0 {
+                        self.empty_polls += 1;
+                        if self.empty_polls >= GONE_CHECK_EVERY {
+                            self.check_still_bound();
+                        }
+                    } else {
+                        self.empty_polls = 0;
+                    }
+                    break;
+                }
                 RxStep::Corrupt => errors += 1,
             }
         }
@@ -536,6 +571,12 @@ impl PortQueue for AfPacketQueue {
         Some(HeapBuf::alloc())
     }
 }
+
+/// Empty receive polls between two checks that the interface still exists
+/// (a busy-polling worker makes a few million empty polls a second, so a
+/// deleted interface is noticed within milliseconds; with the test idle
+/// policy's sleeps within a second or two).
+const GONE_CHECK_EVERY: u32 = 1024;
 
 // ---------------------------------------------------------------------------
 // Counters.

@@ -413,6 +413,24 @@ fn bind_ll(fd: RawFd, ifindex: i32) -> io::Result<()> {
     }
 }
 
+/// The interface index the packet socket is bound to now
+/// (`getsockname(2)`): the kernel sets it to -1 when the interface is
+/// unregistered (`packet_notifier`, `NETDEV_UNREGISTER`), so a queue that
+/// only receives can tell that its interface vanished.
+pub(super) fn bound_ifindex(fd: RawFd) -> io::Result<i32> {
+    // SAFETY: sockaddr_ll is a plain C struct; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `sll` is a live sockaddr_ll of `len` bytes; the kernel writes
+    // at most `len` bytes into it and the new length into `len`.
+    let r = unsafe { libc::getsockname(fd, (&mut sll as *mut libc::sockaddr_ll).cast(), &mut len) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sll.sll_ifindex)
+    }
+}
+
 /// Tell the kernel to send every TX ring slot marked SEND_REQUEST, without
 /// waiting for completions.
 pub(super) fn kick(fd: RawFd) -> io::Result<()> {
