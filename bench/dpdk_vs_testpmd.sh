@@ -262,11 +262,12 @@ callgrind_report() {
 import re, sys
 names, calls, cur = {}, 0, None
 for line in open(sys.argv[1], errors="replace"):
-    m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
+    m = re.match(r"(c?)fn=\((\d+)\)(?: (.*))?", line)
     if m:
-        if m.group(2):
-            names[m.group(1)] = m.group(2)
-        cur = names.get(m.group(1), "")
+        if m.group(3):
+            names[m.group(2)] = m.group(3).strip()
+        if m.group(1):
+            cur = names.get(m.group(2), "")
         continue
     m = re.match(r"calls=(\d+)", line)
     if m and cur and cur.endswith("worker::classify::classify"):
