@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
 # lbd on DPDK next to dpdk-testpmd's io forwarding (the I/O limit with no
-# processing), same virtual devices, same forwarding core, one invocation,
-# runs alternating (DESIGN.md §8: results are ratios taken in the same run).
+# processing) and its 5tswap forwarding (swaps the MAC, IP and L4 port
+# pairs: touches the same headers NAT rewrites, without a table), same
+# virtual devices, same forwarding core, one invocation, runs alternating
+# (DESIGN.md §8: results are ratios taken in the same run).
 #
 #   bench/dpdk_vs_testpmd.sh [RUNS]     # RUNS per side, default 5
+#
+#   PROFILE=callgrind bench/dpdk_vs_testpmd.sh   # instructions per packet
+#
+# PROFILE=callgrind: no rates; one lbd run under valgrind's callgrind on
+# the same devices and configuration, instrumented only from the end of
+# the warm-up (WARMUP, default 2 s here 20 s) for SECS (here default 30)
+# seconds; prints the instructions per forwarded packet (Ir of the window
+# / net_null0's transmitted packets in it) and the costliest functions
+# per packet, and keeps the profile as $OUT (default
+# /tmp/rvs-dpdk-callgrind.out). Needs valgrind.
+#
+# BASE_LBD=/path/to/lbd (with BASE_LBCTL, default lbctl beside it): also
+# run that build of lbd in every round, so a change is compared with its
+# baseline in the same run (copy the baseline's release binaries aside
+# first: this script rebuilds target/release).
 #
 # Input: a capture of established NAT flows, FLOWS flows (default 128) of
 # PER_FLOW 60-byte frames (64 on the wire with the FCS): a SYN, then ACKs;
@@ -28,7 +45,8 @@
 # min–max, and the ratio lbd/testpmd (of the medians, and the min–max of
 # the per-pair ratios).
 #
-# Environment: CORE, MAIN_CORE, SECS, WARMUP, FLOWS, PER_FLOW.
+# Environment: CORE, MAIN_CORE, SECS, WARMUP, FLOWS, PER_FLOW, BASE_LBD,
+# BASE_LBCTL, LBD and LBCTL (run these binaries instead of building).
 # Needs dpdk-testpmd (Debian: dpdk), python3, and a DPDK build of rvs
 # (libdpdk-dev, libclang-dev, pkg-config). Honours CARGO_TARGET_DIR.
 set -euo pipefail
@@ -38,6 +56,19 @@ cd "$ROOT"
 RUNS=${1:-5}
 CORE=${CORE:-1}
 MAIN_CORE=${MAIN_CORE:-0}
+PROFILE=${PROFILE:-}
+if [ "$PROFILE" = callgrind ]; then
+  SECS=${SECS:-30}
+  WARMUP=${WARMUP:-20}
+  OUT=${OUT:-/tmp/rvs-dpdk-callgrind.out}
+  command -v valgrind >/dev/null 2>&1 || {
+    echo "missing valgrind (apt-get install valgrind)" >&2
+    exit 1
+  }
+elif [ -n "$PROFILE" ]; then
+  echo "PROFILE=$PROFILE: only callgrind is known" >&2
+  exit 1
+fi
 SECS=${SECS:-5}
 WARMUP=${WARMUP:-2}
 FLOWS=${FLOWS:-128}
@@ -50,10 +81,20 @@ for tool in dpdk-testpmd python3; do
   }
 done
 
-cargo build --release --features dpdk --bin lbd --bin lbctl --quiet
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-LBD="$TARGET/release/lbd"
-LBCTL="$TARGET/release/lbctl"
+if [ -n "${LBD:-}" ]; then
+  LBCTL=${LBCTL:-$(dirname "$LBD")/lbctl}
+else
+  cargo build --release --features dpdk --bin lbd --bin lbctl --quiet
+  TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+  LBD="$TARGET/release/lbd"
+  LBCTL="$TARGET/release/lbctl"
+fi
+BASE_LBD=${BASE_LBD:-}
+BASE_LBCTL=${BASE_LBCTL:-${BASE_LBD:+$(dirname "$BASE_LBD")/lbctl}}
+if [ -n "$BASE_LBD" ] && [ ! -x "$BASE_LBD" -o ! -x "$BASE_LBCTL" ]; then
+  echo "BASE_LBD=$BASE_LBD / BASE_LBCTL=$BASE_LBCTL: not executable" >&2
+  exit 1
+fi
 
 TMP=$(mktemp -d /tmp/rvs-dpdk-bench.XXXXXX)
 PIDS=()
@@ -105,19 +146,20 @@ median() {
   sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'
 }
 
-# One testpmd run; prints its median Tx-pps of net_null0.
+# One testpmd run in forward mode MODE (io, 5tswap); prints its median
+# Tx-pps of net_null0.
 testpmd_run() {
-  local run=$1 out="$TMP/testpmd-$1.out"
+  local mode=$1 run=$2 out="$TMP/testpmd-$1-$2.out"
   timeout -s INT $((WARMUP + SECS + 2)) dpdk-testpmd "${EAL_COMMON[@]}" \
-    --file-prefix="rvs_bench_tpm_$$_$run" -l "$MAIN_CORE,$CORE" --main-lcore="$MAIN_CORE" \
-    "${VDEVS[@]}" -- --forward-mode=io --nb-cores=1 --total-num-mbufs=16384 --mbcache=256 \
+    --file-prefix="rvs_bench_tpm_$$_${mode}_$run" -l "$MAIN_CORE,$CORE" --main-lcore="$MAIN_CORE" \
+    "${VDEVS[@]}" -- --forward-mode="$mode" --nb-cores=1 --total-num-mbufs=16384 --mbcache=256 \
     --rxd=1024 --txd=1024 --burst=32 --stats-period=1 >"$out" 2>&1 </dev/null || true
   # Tx-pps of port 1, one line per stats period.
   local rates
   rates=$(awk '/NIC statistics for port 1/ {p=1} /NIC statistics for port 0/ {p=0}
                p && /Tx-pps:/ {print $2}' "$out" | tail -n +$((WARMUP + 1)) | head -n "$SECS")
   if [ -z "$rates" ]; then
-    echo "testpmd run $run gave no rate; its output:" >&2
+    echo "testpmd $mode run $run gave no rate; its output:" >&2
     cat "$out" >&2
     exit 1
   fi
@@ -126,17 +168,19 @@ testpmd_run() {
 
 # lbd's transmitted packets on net_null0 (port "int") and the time, "T N".
 lbd_sample() {
-  "$LBCTL" --socket "$1" --port-stats -o json | python3 -c '
+  "$2" --socket "$1" --port-stats -o json | python3 -c '
 import json, sys, time
 t = time.monotonic()
 ports = json.load(sys.stdin)["ports"]
 print(t, next(p["tx_packets"] for p in ports if p["name"] == "int"))'
 }
 
-# One lbd run; prints its median packets/s into net_null0.
+# One lbd run (TAG: which build, LBD_BIN/LBCTL_BIN: its binaries); prints
+# its median packets/s into net_null0.
 lbd_run() {
-  local run=$1 sock="$TMP/lbd-$1.sock" conf="$TMP/lbd-$1.yaml" log="$TMP/lbd-$1.log"
-  local eal=("${EAL_COMMON[@]}" --file-prefix="rvs_bench_lbd_$$_$run" -l "$CORE" "${VDEVS[@]}")
+  local tag=$1 lbd_bin=$2 lbctl_bin=$3 run=$4
+  local sock="$TMP/lbd-$tag-$run.sock" conf="$TMP/lbd-$tag-$run.yaml" log="$TMP/lbd-$tag-$run.log"
+  local eal=("${EAL_COMMON[@]}" --file-prefix="rvs_bench_lbd_$$_${tag}_$run" -l "$CORE" "${VDEVS[@]}")
   local eal_yaml
   eal_yaml=$(printf '%s\n' "${eal[@]}" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().split("\n")[:-1]))')
   cat >"$conf" <<EOF
@@ -159,12 +203,17 @@ services:
       - {addr: 192.168.10.1, fwd: masq}
       - {addr: 192.168.10.2, fwd: masq}
 EOF
-  "$LBD" -c "$conf" >"$log" 2>&1 </dev/null &
+  local wrap=() start_wait=300
+  if [ "$tag" = callgrind ]; then
+    wrap=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT")
+    start_wait=1200
+  fi
+  "${wrap[@]}" "$lbd_bin" -c "$conf" >"$log" 2>&1 </dev/null &
   local pid=$!
   PIDS+=("$pid")
   local waited=0
-  until "$LBCTL" --socket "$sock" --port-stats >/dev/null 2>&1; do
-    if ! kill -0 "$pid" 2>/dev/null || [ $waited -ge 300 ]; then
+  until "$lbctl_bin" --socket "$sock" --port-stats >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $waited -ge $start_wait ]; then
       echo "lbd run $run did not start; its log:" >&2
       cat "$log" >&2
       exit 1
@@ -178,16 +227,20 @@ EOF
       worker_cpus=$(awk '/Cpus_allowed_list/ {print $2}' "$task/status")
     fi
   done
-  echo "$worker_cpus" >"$TMP/lbd-$run.cpus"
+  echo "$worker_cpus" >"$TMP/lbd-$tag-$run.cpus"
+  if [ "$tag" = callgrind ]; then
+    callgrind_run "$pid" "$sock" "$lbctl_bin" "$log"
+    return
+  fi
   sleep "$WARMUP"
   local samples=()
   for _ in $(seq 0 "$SECS"); do
-    samples+=("$(lbd_sample "$sock")")
+    samples+=("$(lbd_sample "$sock" "$lbctl_bin")")
     sleep 1
   done
-  if [ "$run" = 1 ]; then
-    "$LBCTL" --socket "$sock" -Ln --stats >"$TMP/lbd-stats.txt" 2>&1 || true
-    "$LBCTL" --socket "$sock" --port-stats >>"$TMP/lbd-stats.txt" 2>&1 || true
+  if [ "$run" = 1 ] && [ "$tag" = new ]; then
+    "$lbctl_bin" --socket "$sock" -Ln --stats >"$TMP/lbd-stats.txt" 2>&1 || true
+    "$lbctl_bin" --socket "$sock" --port-stats >>"$TMP/lbd-stats.txt" 2>&1 || true
   fi
   kill -TERM "$pid"
   wait "$pid" || {
@@ -198,17 +251,116 @@ EOF
   printf '%s\n' "${samples[@]}" | awk 'NR>1 {print ($2-n)/($1-t)} {t=$1; n=$2}' | median
 }
 
-echo "dpdk-testpmd io vs lbd NAT, $RUNS runs each, alternating; ${SECS}s measured after ${WARMUP}s warm-up per run"
+# Instructions per packet of callgrind profile $1, and the functions that
+# cost most per packet. The packets are the calls of the worker's
+# classify (once per received packet, counted exactly by callgrind; lbd's
+# own counters cannot be read at the instant the window opens and closes
+# under valgrind, so they are only printed as a cross-check).
+callgrind_report() {
+  local pkts
+  pkts=$(python3 -c '
+import re, sys
+names, calls, cur = {}, 0, None
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"(c?)fn=\((\d+)\)(?: (.*))?", line)
+    if m:
+        if m.group(3):
+            names[m.group(2)] = m.group(3).strip()
+        if m.group(1):
+            cur = names.get(m.group(2), "")
+        continue
+    m = re.match(r"calls=(\d+)", line)
+    if m and cur and cur.endswith("worker::classify::classify"):
+        calls += int(m.group(1))
+print(calls)
+' "$1")
+  callgrind_annotate --inclusive=no --auto=no --threshold=100 "$1" 2>/dev/null | python3 -c '
+import collections, re, sys
+pkts = int(sys.argv[1])
+total = None
+cost = collections.Counter()
+for line in sys.stdin:
+    m = re.match(r"\s*([\d,]+)\s+(?:\(\s*[\d.]+%\))?\s*(PROGRAM TOTALS|\S.*)$", line)
+    if not m:
+        continue
+    ir = int(m.group(1).replace(",", ""))
+    what = m.group(2)
+    if what == "PROGRAM TOTALS":
+        total = ir
+        continue
+    # "file:function [object]": group by function (inlined code is
+    # reported under the file it came from).
+    what = re.sub(r" \[[^]]*\]$", "", what)
+    fm = re.match(r"^(.*?[^:]):(?=[^:])(.*)$", what)
+    fn = fm.group(2) if fm else what
+    obj = re.search(r"\[([^]]*)\]$", m.group(2))
+    if fn.startswith("0x") and obj:
+        fn = obj.group(1).rsplit("/", 1)[-1] + " " + fn
+    cost[fn] += ir
+print(f"instructions per packet: {total / pkts:.1f} (Ir {total} / {pkts} packets classified)")
+print("  Ir/pkt  function (self cost, inlined code included)")
+for fn, ir in cost.most_common(30):
+    print(f"{ir / pkts:>8.1f}  {fn[:150]}")
+' "$pkts"
+}
+
+# The rest of a callgrind run of lbd (pid $1, socket $2, lbctl $3, log
+# $4): instrument, warm up, zero, count for SECS s, dump, stop, report.
+callgrind_run() {
+  local pid=$1 sock=$2 lbctl_bin=$3 log=$4
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  sleep "$WARMUP"
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  local first last
+  first=$(lbd_sample "$sock" "$lbctl_bin")
+  sleep "$SECS"
+  last=$(lbd_sample "$sock" "$lbctl_bin")
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  kill -TERM "$pid"
+  wait "$pid" || {
+    echo "lbd under callgrind did not stop cleanly; its log:" >&2
+    cat "$log" >&2
+    exit 1
+  }
+  # The dump of the window is the file with the highest part number.
+  local dump
+  dump=$(ls -v "$OUT".* 2>/dev/null | head -n 1)
+  [ -n "$dump" ] || dump="$OUT"
+  local pkts=$(( ${last#* } - ${first#* } ))
+  echo "net_null0 transmitted about $pkts packets in the window (lbctl; late by valgrind's scheduling); profile: $dump"
+  callgrind_report "$dump"
+}
+
+
+if [ "$PROFILE" = callgrind ]; then
+  echo "lbd NAT under callgrind: ${WARMUP}s warm-up, ${SECS}s counted; $FLOWS flows x $PER_FLOW frames, net_pcap0 infinite_rx -> net_null0"
+  rm -f "$OUT" "$OUT".*
+  lbd_run callgrind "$LBD" "$LBCTL" 1
+  exit 0
+fi
+
+echo "dpdk-testpmd io and 5tswap vs lbd NAT${BASE_LBD:+ (and the baseline $BASE_LBD)}, $RUNS runs each, alternating; ${SECS}s measured after ${WARMUP}s warm-up per run"
 echo "input: $FLOWS flows x $PER_FLOW frames (SYN + ACKs, 60 B + FCS), net_pcap0 infinite_rx -> net_null0; forwarding core $CORE"
 TPM=()
+SWAP=()
 LBDR=()
+BASER=()
 for run in $(seq 1 "$RUNS"); do
-  t=$(testpmd_run "$run")
-  l=$(lbd_run "$run")
+  t=$(testpmd_run io "$run")
+  s=$(testpmd_run 5tswap "$run")
+  l=$(lbd_run new "$LBD" "$LBCTL" "$run")
   TPM+=("$t")
+  SWAP+=("$s")
   LBDR+=("$l")
-  awk -v r="$run" -v t="$t" -v l="$l" -v c="$(cat "$TMP/lbd-$run.cpus")" \
-    'BEGIN {printf "run %d: testpmd %.2f Mpps, lbd %.2f Mpps (lbd worker allowed on CPUs %s)\n", r, t / 1e6, l / 1e6, c}'
+  b=""
+  if [ -n "$BASE_LBD" ]; then
+    b=$(lbd_run base "$BASE_LBD" "$BASE_LBCTL" "$run")
+    BASER+=("$b")
+  fi
+  awk -v r="$run" -v t="$t" -v s="$s" -v l="$l" -v b="$b" -v c="$(cat "$TMP/lbd-new-$run.cpus")" \
+    'BEGIN {printf "run %d: testpmd io %.2f Mpps, 5tswap %.2f Mpps, lbd %.2f Mpps", r, t / 1e6, s / 1e6, l / 1e6;
+            if (b != "") printf ", baseline lbd %.2f Mpps", b / 1e6;
+            printf " (lbd worker allowed on CPUs %s)\n", c}'
 done
 
 echo
@@ -216,18 +368,30 @@ echo "lbd counters after run 1:"
 cat "$TMP/lbd-stats.txt"
 echo
 
-python3 - "${TPM[*]}" "${LBDR[*]}" "$(dpkg-query -W -f='${Version}' dpdk 2>/dev/null || pkg-config --modversion libdpdk 2>/dev/null || echo '?')" "$(uname -r)" "$(nproc)" <<'EOF'
+python3 - "${TPM[*]}" "${SWAP[*]}" "${LBDR[*]}" "${BASER[*]:-}" "$(dpkg-query -W -f='${Version}' dpdk 2>/dev/null || pkg-config --modversion libdpdk 2>/dev/null || echo '?')" "$(uname -r)" "$(nproc)" <<'EOF'
 import statistics, sys
 tpm = [float(x) / 1e6 for x in sys.argv[1].split()]
-lbd = [float(x) / 1e6 for x in sys.argv[2].split()]
-ratios = [l / t for l, t in zip(lbd, tpm)]
-print(f"DPDK {sys.argv[3]}, kernel {sys.argv[4]}, {sys.argv[5]} CPUs (shared machine: expect noise)")
+swap = [float(x) / 1e6 for x in sys.argv[2].split()]
+lbd = [float(x) / 1e6 for x in sys.argv[3].split()]
+base = [float(x) / 1e6 for x in sys.argv[4].split()]
+print(f"DPDK {sys.argv[5]}, kernel {sys.argv[6]}, {sys.argv[7]} CPUs (shared machine: expect noise)")
 print(f"{'':28}{'median':>10}{'min':>9}{'max':>9}   runs")
 def row(name, xs, unit):
     runs = " ".join(f"{x:.2f}" for x in xs)
     print(f"{name:28}{statistics.median(xs):>10.2f}{min(xs):>9.2f}{max(xs):>9.2f}   {runs}  {unit}")
+def ratio(name, num, den):
+    pairs = [n / d for n, d in zip(num, den)]
+    med = statistics.median(num) / statistics.median(den)
+    print(f"{name:28}{med:>10.3f}{min(pairs):>9.3f}{max(pairs):>9.3f}   (of the medians; min-max of per-run pairs)")
 row("dpdk-testpmd io forward", tpm, "Mpps")
+row("dpdk-testpmd 5tswap", swap, "Mpps")
 row("lbd NAT, 1 worker", lbd, "Mpps")
-med = statistics.median(lbd) / statistics.median(tpm)
-print(f"{'ratio lbd / testpmd':28}{med:>10.3f}{min(ratios):>9.3f}{max(ratios):>9.3f}   (of the medians; min-max of per-run pairs)")
+if base:
+    row("baseline lbd NAT, 1 worker", base, "Mpps")
+ratio("ratio lbd / 5tswap", lbd, swap)
+ratio("ratio lbd / io", lbd, tpm)
+if base:
+    ratio("baseline lbd / 5tswap", base, swap)
+    ratio("baseline lbd / io", base, tpm)
+    ratio("lbd / baseline lbd", lbd, base)
 EOF

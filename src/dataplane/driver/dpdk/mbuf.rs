@@ -58,7 +58,7 @@ impl Mbuf {
     }
 
     /// Pointer to the first packet byte.
-    fn data_ptr(&self) -> *mut u8 {
+    pub(crate) fn data_ptr(&self) -> *mut u8 {
         let m = self.raw();
         // SAFETY: buf_addr + data_off lies inside the mbuf's data buffer
         // (DPDK invariant data_off <= buf_len).

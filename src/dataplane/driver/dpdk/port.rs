@@ -28,6 +28,7 @@ use crate::dataplane::driver::{
     Burst, Driver, DriverError, PortCaps, PortQueue, PortStats, Steering, BURST_SIZE,
 };
 use crate::steer::rss::{symmetric_rss_key, RssConfig};
+use crate::sys::prefetch_line;
 
 /// RX descriptors asked for per queue (the device may adjust).
 pub const RX_DESCRIPTORS: u16 = 1024;
@@ -507,7 +508,7 @@ pub struct DpdkQueue {
     port: PortId,
     queue: QueueId,
     pool: MempoolPtr,
-    /// Scratch array for the burst calls (no allocation per burst).
+    /// Scratch array for rx_burst (no allocation per burst).
     pkts: [*mut sys::rte_mbuf; BURST_SIZE],
     rx_multiseg_dropped: u64,
     _shared: Arc<PortShared>,
@@ -567,11 +568,15 @@ impl PortQueue for DpdkQueue {
             )
         } as usize;
         let mut taken = 0;
-        for &raw in &self.pkts[..n] {
+        for &raw in &self.pkts[..n.min(room)] {
             // SAFETY: rx_burst returned `n` valid mbufs that are now ours.
             let Some(m) = (unsafe { Mbuf::from_raw(raw) }) else {
                 continue;
             };
+            // The worker parses the whole burst before it looks anything
+            // up: start loading each packet's first data line now (from a
+            // NIC it arrives by DMA, not in this core's cache).
+            prefetch_line(m.data_ptr());
             // SAFETY: `raw` is a valid mbuf (just received).
             if unsafe { (*raw).nb_segs } != 1 {
                 self.rx_multiseg_dropped += 1;
@@ -591,18 +596,22 @@ impl PortQueue for DpdkQueue {
         if n == 0 {
             return 0;
         }
-        for (slot, m) in self.pkts.iter_mut().zip(burst.as_slice()) {
-            *slot = m.as_ptr();
-        }
+        // An `Mbuf` is a `#[repr(transparent)]` `NonNull<rte_mbuf>`, so the
+        // burst's buffers already are the `rte_mbuf *` array tx_burst takes:
+        // no per-packet copy.
+        let pkts = burst
+            .as_mut_slice()
+            .as_mut_ptr()
+            .cast::<*mut sys::rte_mbuf>();
         // SAFETY: the port is started and this queue is only driven by us;
-        // the first `n` pointers are valid mbufs owned by `burst`.
-        let sent = unsafe {
-            sys::rvs_eth_tx_burst(self.port.0, self.queue.0, self.pkts.as_mut_ptr(), n as u16)
-        } as usize;
+        // `pkts` points at `n` valid mbufs owned by `burst` (same layout,
+        // see above), which the PMD reads and does not write.
+        let sent =
+            unsafe { sys::rvs_eth_tx_burst(self.port.0, self.queue.0, pkts, n as u16) } as usize;
         // The device now owns the first `sent` mbufs: forget them without
         // freeing; the rest stay in the burst, in order.
         for m in burst.drain_front(sent) {
-            let _ = m.into_raw();
+            std::mem::forget(m);
         }
         sent
     }
