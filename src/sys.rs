@@ -68,6 +68,30 @@ impl TermSignals {
     }
 }
 
+impl TermSignals {
+    /// As [`TermSignals::wait`], giving up after `timeout`: `Ok(None)`.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> io::Result<Option<i32>> {
+        let ts = libc::timespec {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+        };
+        loop {
+            // SAFETY: `self.set` is an initialised sigset_t, the info
+            // pointer may be null, and `ts` outlives the call.
+            let rc = unsafe { libc::sigtimedwait(&self.set, std::ptr::null_mut(), &ts) };
+            if rc >= 0 {
+                return Ok(Some(rc));
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) => return Ok(None),
+                Some(libc::EINTR) => continue,
+                _ => return Err(e),
+            }
+        }
+    }
+}
+
 /// Sends SIGTERM to this process (not to one thread), as `kill -TERM
 /// $(pidof lbd)` would: [`TermSignals::wait`] takes it and `lbd` stops.
 /// Used by a finished drain.

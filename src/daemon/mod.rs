@@ -57,6 +57,9 @@ use log::{log, Level};
 use reload::ConfigSource;
 use sd_notify::NotifyState;
 
+/// How often [`Daemon::run`] looks for ports whose interface vanished.
+const PORT_WATCH_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -299,9 +302,11 @@ impl Daemon {
         log(Level::Notice, daemon.summary());
         // Every worker runs (start returned): now, and only now, ready.
         notify(&[NotifyState::Ready, NotifyState::Status(daemon.summary())]);
+        let mut gone_reported = Vec::new();
         let result = loop {
-            match signals.wait() {
-                Ok(libc::SIGUSR2) => {
+            match signals.wait_timeout(PORT_WATCH_PERIOD) {
+                Ok(None) => daemon.report_vanished_ports(&mut gone_reported),
+                Ok(Some(libc::SIGUSR2)) => {
                     // `lbctl --drain` with the default timeout.
                     log(Level::Notice, "SIGUSR2, draining");
                     let timeout = crate::announce::DEFAULT_DRAIN_TIMEOUT;
@@ -309,20 +314,45 @@ impl Daemon {
                         log(Level::Error, &format!("drain: {e}"));
                     }
                 }
-                Ok(libc::SIGHUP) => {
+                Ok(Some(libc::SIGHUP)) => {
                     log(Level::Notice, "SIGHUP, reloading the configuration");
                     daemon.reload_notified();
                 }
-                Ok(signal) => break Ok(signal_name(signal)),
+                Ok(Some(signal)) => break Ok(signal_name(signal)),
                 Err(err) => break Err(DaemonError::Signals(err)),
             }
         };
+        // A port that vanished since the last look is still told.
+        daemon.report_vanished_ports(&mut gone_reported);
         let name = result.as_ref().map_or("signal", |n| *n);
         log(Level::Notice, &format!("{name}, stopping"));
         notify(&[NotifyState::Stopping]);
         let stopped = daemon.stop();
         let name = result?;
         stopped.map(|()| name)
+    }
+
+    /// Logs, once per port, a port whose interface vanished (a TAP or
+    /// AF_PACKET interface deleted under lbd: `link_gone` in the port's
+    /// stats, which its queues set without printing anything themselves —
+    /// a worker never logs). `reported` remembers the ports already told.
+    pub fn report_vanished_ports(&self, reported: &mut Vec<bool>) {
+        let Response::PortStats { ports } = self.control.handle(&Request::PortStats) else {
+            return;
+        };
+        reported.resize(ports.len(), false);
+        for (port, told) in ports.iter().zip(reported.iter_mut()) {
+            if port.link_gone && !*told {
+                *told = true;
+                log(
+                    Level::Error,
+                    &format!(
+                        "port {}: the interface is gone; the port stops its I/O",
+                        port.name
+                    ),
+                );
+            }
+        }
     }
 
     /// Re-reads the configuration file and applies it (as `lbctl

@@ -202,8 +202,8 @@ impl TapQueue {
 impl TapQueue {
     /// After a failed read or write: `EBADFD` (or `ENODEV`/`ENXIO`) means
     /// the interface was deleted under us. The queue stops its I/O and the
-    /// port reports it (`PortStats::link_gone`); this is reported once on
-    /// stderr, the one time it happens, not per packet.
+    /// port reports it (`PortStats::link_gone`; the daemon logs it once,
+    /// from its own thread: a worker never logs).
     #[cold]
     fn check_gone(&mut self, e: &io::Error) {
         if matches!(
@@ -212,10 +212,6 @@ impl TapQueue {
         ) {
             self.gone = true;
             self.counters.gone.store(1, Ordering::Relaxed);
-            eprintln!(
-                "tap queue {}: the interface is gone ({e}); the port stops its I/O",
-                self.index
-            );
         }
     }
 }

@@ -475,16 +475,12 @@ impl AfPacketQueue {
     }
 
     /// The interface was deleted under the socket: stop the queue's I/O
-    /// and report it (`PortStats::link_gone`; once on stderr, the one time
-    /// it happens, not per packet).
+    /// and report it (`PortStats::link_gone`; the daemon logs it once,
+    /// from its own thread: a worker never logs).
     #[cold]
     fn mark_gone(&mut self) {
         self.gone = true;
         self.counters.gone.store(1, Ordering::Relaxed);
-        eprintln!(
-            "af_packet queue {}: the interface is gone; the port stops its I/O",
-            self.index
-        );
     }
 }
 
