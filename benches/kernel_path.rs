@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rvs::dataplane::driver::{heapbuf, PortQueue};
 use rvs::dataplane::driver::mem::MemQueue;
+use rvs::dataplane::driver::{heapbuf, PortQueue};
 use rvs::dataplane::kernel::KernelRings;
 use rvs::dataplane::worker::{Links, Worker, WorkerConfig};
 use rvs::wire::builder::PacketBuilder;

@@ -97,8 +97,7 @@ impl Pair {
 fn topo(fullnat_laddr: &str) -> Topo {
     let mut t = Topo::empty();
     t.workers = 2;
-    t.svc(17, "10.0.0.1", 53, "rr")
-        .dest(RS1, 5353, Fwd::Nat, 1);
+    t.svc(17, "10.0.0.1", 53, "rr").dest(RS1, 5353, Fwd::Nat, 1);
     t.svc(17, "10.0.0.4", 53, "rr")
         .dest(RS2, 5353, Fwd::FullNat, 1)
         .laddr(fullnat_laddr);
@@ -147,7 +146,11 @@ fn quoted_dst(frame: &[u8]) -> (std::net::Ipv4Addr, u16) {
 fn cport_owned_by(topo: &Topo, vip: &str, owner: u16) -> u16 {
     let snap = topo.snapshot(1);
     (40000..41000u16)
-        .find(|p| snap.steer.owner(17, &v4(CIP).octets(), *p, &v4(vip).octets(), 53) == owner)
+        .find(|p| {
+            snap.steer
+                .owner(17, &v4(CIP).octets(), *p, &v4(vip).octets(), 53)
+                == owner
+        })
         .expect("a client port of each owner")
 }
 
@@ -242,6 +245,9 @@ fn icmp_error_to_the_dip_quoting_no_connection_goes_up_to_the_kernel_once() {
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].len(), err.len());
         assert_eq!(quoted_dst(frames[0]), (v4(RS1), 9));
-        assert!(p.sent(EXT).is_empty() && p.sent(INT).is_empty(), "not relayed");
+        assert!(
+            p.sent(EXT).is_empty() && p.sent(INT).is_empty(),
+            "not relayed"
+        );
     }
 }
