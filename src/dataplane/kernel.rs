@@ -234,6 +234,11 @@ impl KernelRings {
         let Some(ring) = self.up.get(worker as usize) else {
             return false;
         };
+        // A full ring refuses the frame before any slot is taken or copied
+        // (the flood case: as cheap as a `kernel_if_pps` drop).
+        if ring.is_full() {
+            return false;
+        }
         let Some(mut f) = self.up_free.pop() else {
             return false;
         };
