@@ -7,6 +7,10 @@
 # interface). Needs what .ci/run installs (wrk, iperf3, nginx, nft).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# lbd's own cost per DIP frame, isolated (one worker, mem driver, criterion
+# groups + a side-by-side summary; bench/RESULTS.md "Kernel path").
+nice cargo bench --bench kernel_path 2>&1 | tee bench/out/kernel_path_bench.txt |
+  grep -E '^(kernel_path|case|alone|drained|ring_full|pps_limited|dip_only)|time:|thrpt:'
 nice cargo test --release --test kernel_path -- --ignored --nocapture \
   bench_kernel_path 2>&1 | tee bench/out/kernel_path.txt |
   grep -E '^(round|VIP|exception)'

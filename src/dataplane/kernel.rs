@@ -50,7 +50,9 @@
 //!   connection); errors to the port's addresses that quote none answer
 //!   the kernel's own sockets (port unreachable, fragmentation needed,
 //!   packet too big) and go up, so its sockets see ECONNREFUSED and learn
-//!   the path MTU.
+//!   the path MTU. With several workers the worker owning the quoted flow
+//!   decides (it holds the connection): the receiving worker hands the
+//!   error over by the owner function first (`steer`).
 //! * Broadcast and multicast frames (VRRP, OSPF, IPv6 MLD/RA) and frames of
 //!   protocols the dataplane does not handle (other ethertypes, IP protocols
 //!   other than TCP/UDP/ICMP) that are for the port's MAC.
@@ -232,6 +234,11 @@ impl KernelRings {
         let Some(ring) = self.up.get(worker as usize) else {
             return false;
         };
+        // A full ring refuses the frame before any slot is taken or copied
+        // (the flood case: as cheap as a `kernel_if_pps` drop).
+        if ring.is_full() {
+            return false;
+        }
         let Some(mut f) = self.up_free.pop() else {
             return false;
         };
@@ -249,6 +256,19 @@ impl KernelRings {
                 false
             }
         }
+    }
+
+    /// The next frame worker `worker` handed up (the kernel-path thread's
+    /// side; give the slot back with [`KernelRings::recycle_up`]).
+    #[inline]
+    pub fn pop_up(&self, worker: u16) -> Option<Frame> {
+        self.up.get(worker as usize)?.pop()
+    }
+
+    /// Give an up slot back once its frame was written to the kernel.
+    #[inline]
+    pub fn recycle_up(&self, f: Frame) {
+        let _ = self.up_free.push(f);
     }
 
     /// The next frame the kernel sent for worker `worker` to transmit.
@@ -531,9 +551,9 @@ impl KernelPath {
         while !stop.load(Ordering::Relaxed) {
             let mut work = 0;
             // Up: what the workers received for the kernel.
-            for (w, ring) in r.up.iter().enumerate() {
+            for w in 0..r.workers() {
                 for _ in 0..PASS_BUDGET {
-                    let Some(f) = ring.pop() else { break };
+                    let Some(f) = r.pop_up(w as u16) else { break };
                     work += 1;
                     let fd = fd_of_port.get(f.port as usize).copied().unwrap_or(-1);
                     if fd < 0 {
@@ -542,7 +562,7 @@ impl KernelPath {
                         bump_path_drop(counters, w);
                         report("write to the kernel interface", e);
                     }
-                    let _ = r.up_free.push(f);
+                    r.recycle_up(f);
                 }
             }
             // Down: what the kernel sent out of its interfaces.

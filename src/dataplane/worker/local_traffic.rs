@@ -137,7 +137,13 @@ impl<Q: PortQueue> Worker<Q> {
                     local::ArpAction::Malformed => Outcome::Drop(DropReason::Malformed),
                 }
             }
-            local::IcmpKind::Error => self.icmp_error_forward(b, lay),
+            local::IcmpKind::Error => {
+                if self.error_for_kernel(port, b.data(), &lay) {
+                    self.hand_up(port, b.data());
+                    return Outcome::Done;
+                }
+                self.icmp_error_forward(b, lay)
+            }
             local::IcmpKind::Other => Outcome::Drop(DropReason::Local),
             local::IcmpKind::Malformed => Outcome::Drop(DropReason::Malformed),
         }
@@ -261,23 +267,38 @@ impl<Q: PortQueue> Worker<Q> {
                     };
                     up_if(multicast || self.kernel_owns(port, &dst, lay.v6))
                 }
-                // An error about the director's own traffic (port
-                // unreachable, fragmentation needed / packet too big
-                // answering a socket of its kernel): to the DIP and quoting
-                // no connection of the dataplane. Errors about connections
-                // stay here and are relayed.
-                local::IcmpKind::Error => {
-                    let own = icmp_dst(frame, lay)
-                        .is_some_and(|dst| self.kernel_owns(port, &dst, lay.v6));
-                    let conn = icmp::quoted_tuple(frame, lay).is_some_and(|q| {
-                        let key = q.reversed();
-                        self.conns.lookup(&key, key.hash()).is_some()
-                    });
-                    up_if(own && !conn)
-                }
+                // An error to the DIP quoting no connection answers a socket
+                // of the director's kernel (port unreachable, fragmentation
+                // needed / packet too big) and goes up; one quoting a
+                // connection is relayed. Only the connection's owner can
+                // tell (the receiving worker's table does not hold the
+                // other workers' connections): an error that quotes a
+                // TCP/UDP tuple stays here, is handed to the owner of that
+                // tuple, and the owner decides ([`Self::error_for_kernel`]).
+                // One quoting nothing usable goes up when it is to the DIP.
+                local::IcmpKind::Error => up_if(
+                    icmp::quoted_tuple(frame, lay).is_none()
+                        && icmp_dst(frame, lay)
+                            .is_some_and(|dst| self.kernel_owns(port, &dst, lay.v6)),
+                ),
                 _ => KernelVerdict::Keep,
             },
         }
+    }
+
+    /// Whether an ICMP error that reached its quoted flow's owner (this
+    /// worker) is for the director's kernel: the port has a kernel
+    /// interface, the error is to one of the port's addresses, and it quotes
+    /// no connection of this worker's table.
+    fn error_for_kernel(&self, port: u16, frame: &[u8], lay: &Layout) -> bool {
+        if !self.kernel.as_ref().is_some_and(|k| k.enabled(port)) {
+            return false;
+        }
+        let own = icmp_dst(frame, lay).is_some_and(|dst| self.kernel_owns(port, &dst, lay.v6));
+        own && !icmp::quoted_tuple(frame, lay).is_some_and(|q| {
+            let key = q.reversed();
+            self.conns.lookup(&key, key.hash()).is_some()
+        })
     }
 
     /// Whether `dst` is one of `port`'s own addresses (or IPv6 link-local):
