@@ -214,7 +214,6 @@ fn reload(socket: &std::path::Path) -> anyhow::Result<u8> {
     }
 }
 
-/// Sends a change; prints nothing on success, the daemon's message on error.
 /// `--announce` and `--drain`: the announcement's state.
 fn announce(socket: &std::path::Path, request: &Request) -> anyhow::Result<u8> {
     match call(socket, request)? {
@@ -233,6 +232,7 @@ fn announce(socket: &std::path::Path, request: &Request) -> anyhow::Result<u8> {
     }
 }
 
+/// Sends a change; prints nothing on success, the daemon's message on error.
 fn apply(socket: &std::path::Path, request: &Request) -> anyhow::Result<u8> {
     match call(socket, request)? {
         Response::Ok { .. } => Ok(0),
