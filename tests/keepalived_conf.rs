@@ -477,6 +477,30 @@ fn parameters_substitute_recursively_at_use_and_multiline_definitions_expand() {
     );
 }
 
+/// Found by fuzzing (`keepalived` target, a 10 s timeout): a multi-line
+/// parameter whose body names itself expanded a line at a time until the
+/// million-line limit. Its nesting is bounded as `${A}` in a line is.
+#[test]
+fn a_multiline_parameter_that_names_itself_is_fatal_at_its_use_and_reading_stops() {
+    let body = "$RS= \\\nreal_server 10.0.0.1 80 { \\\n$RS\nvirtual_server 10.0.0.1 80 {\n$RS\n}\n";
+    let (conf, d) = text(body);
+    let fatal: Vec<String> = d.at_least(Severity::Fatal).map(|x| x.to_string()).collect();
+    assert!(
+        fatal[0].starts_with("t.conf:5: fatal: parameter $RS is substituted more than"),
+        "{d}"
+    );
+    // What it had opened before the bound is reported, and no more.
+    assert!(fatal.len() <= 64, "{} diagnostics", fatal.len());
+    assert!(conf
+        .virtual_servers
+        .iter()
+        .all(|v| v.real_servers.len() <= 32));
+    // Two self-references per expansion: one diagnostic (and the block
+    // left open when reading stopped), no blow-up.
+    let (_, d) = text("$A= \\\n$A \\\n$A\nglobal_defs {\n$A\n}\n");
+    assert_eq!(lines(&d, Severity::Fatal), vec![5, 4], "{d}");
+}
+
 #[test]
 fn conditional_lines_match_the_config_id_and_caret_negates() {
     // params.conf: `@main $PRIO=150`, `@^main $PRIO=50`.

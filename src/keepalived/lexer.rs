@@ -153,7 +153,8 @@ impl<'a> Lexer<'a> {
         self.reading.push(canon);
         let file = Arc::new(path.to_path_buf());
         let text = String::from_utf8_lossy(bytes);
-        let mut queue: VecDeque<(String, Loc)> = text
+        // Each line with how many multi-line parameters it came through.
+        let mut queue: VecDeque<(String, Loc, usize)> = text
             .lines()
             .enumerate()
             .map(|(i, l)| {
@@ -161,7 +162,7 @@ impl<'a> Lexer<'a> {
                     file: file.clone(),
                     line: u32::try_from(i + 1).unwrap_or(u32::MAX),
                 };
-                (l.to_string(), loc)
+                (l.to_string(), loc, 0)
             })
             .collect();
         let pwd = path
@@ -172,7 +173,7 @@ impl<'a> Lexer<'a> {
             "_PWD".to_string(),
             Param::Line(if pwd.is_empty() { ".".into() } else { pwd }),
         );
-        while let Some((raw, loc)) = queue.pop_front() {
+        while let Some((raw, loc, expanded)) = queue.pop_front() {
             if self.lines.len() >= MAX_LINES {
                 self.diags.push(
                     Severity::Fatal,
@@ -191,7 +192,7 @@ impl<'a> Lexer<'a> {
             if let Some((name, value)) = param_definition(text) {
                 if value.trim() == "\\" {
                     let mut body = Vec::new();
-                    while let Some((next, _)) = queue.pop_front() {
+                    while let Some((next, _, _)) = queue.pop_front() {
                         let next = decomment(&next);
                         let t = next.trim_end();
                         match t.strip_suffix('\\') {
@@ -208,10 +209,22 @@ impl<'a> Lexer<'a> {
                 }
                 continue;
             }
-            // A line that is only a multi-line parameter becomes its lines.
-            if let Some(Param::Lines(body)) = whole_param(text).and_then(|n| self.params.get(n)) {
+            // A line that is only a multi-line parameter becomes its lines
+            // (which may name one again: bounded like `substitute`).
+            if let Some((name, Param::Lines(body))) =
+                whole_param(text).and_then(|n| Some((n, self.params.get(n)?)))
+            {
+                if expanded >= MAX_PARAM_DEPTH {
+                    self.diags.push(
+                        Severity::Fatal,
+                        &loc,
+                        format!("parameter ${name} is substituted more than {MAX_PARAM_DEPTH} levels deep (it refers to itself)"),
+                    );
+                    // Its copies still queued would each say so again.
+                    break;
+                }
                 for l in body.iter().rev() {
-                    queue.push_front((l.clone(), loc.clone()));
+                    queue.push_front((l.clone(), loc.clone(), expanded + 1));
                 }
                 continue;
             }

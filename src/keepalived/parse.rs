@@ -33,15 +33,32 @@ impl Node {
     }
 }
 
+/// Most blocks open at once. keepalived's grammar nests four deep
+/// (`virtual_server` > `real_server` > `HTTP_GET` > `url`); a deeper file
+/// is refused at the line that goes past this, and reading stops there, so
+/// no input builds a tree deep enough to exhaust the stack of whatever
+/// walks or drops it.
+pub const MAX_BLOCK_DEPTH: usize = 32;
+
 /// Builds the tree of `lines`.
 pub fn build(lines: &[Line], diags: &mut Diags) -> Vec<Node> {
     // stack[0] is the top level; every other entry an open block's node.
     let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
-    for line in lines {
+    let mut too_deep = false;
+    'lines: for line in lines {
         let mut words: Vec<String> = Vec::new();
         for token in &line.tokens {
             match token {
                 Token::Word(w) => words.push(w.clone()),
+                Token::Open if stack.len() > MAX_BLOCK_DEPTH => {
+                    diags.push(
+                        Severity::Fatal,
+                        &line.loc,
+                        format!("blocks nested more than {MAX_BLOCK_DEPTH} deep"),
+                    );
+                    too_deep = true;
+                    break 'lines;
+                }
                 Token::Open => {
                     if let Some((kw, args)) = words.split_first() {
                         let node = Node {
@@ -91,7 +108,7 @@ pub fn build(lines: &[Line], diags: &mut Diags) -> Vec<Node> {
         flush(&mut stack, &mut words, &line.loc);
     }
     while stack.len() > 1 {
-        if let Some((Some(node), _)) = stack.last() {
+        if let (false, Some((Some(node), _))) = (too_deep, stack.last()) {
             diags.push(
                 Severity::Fatal,
                 &node.loc,
@@ -165,6 +182,27 @@ mod tests {
         assert!(d.0.is_empty(), "{d}");
         assert_eq!(t[0].args, vec!["10.0.0.1", "80"]);
         assert_eq!(t[0].children()[0].loc.line, 3);
+    }
+
+    #[test]
+    fn blocks_nested_past_the_limit_are_fatal_at_that_line_and_reading_stops() {
+        let deep: String = (0..100_000).map(|_| "a {\n").collect();
+        let (nodes, d) = tree(&deep);
+        let fatal: Vec<String> = d.at_least(Severity::Fatal).map(|x| x.to_string()).collect();
+        assert_eq!(
+            fatal,
+            vec![format!(
+                "t.conf:{}: fatal: blocks nested more than {MAX_BLOCK_DEPTH} deep",
+                MAX_BLOCK_DEPTH + 1
+            )]
+        );
+        let mut depth = 0;
+        let mut level = &nodes;
+        while let Some(n) = level.first() {
+            depth += 1;
+            level = n.block.as_ref().expect("a block");
+        }
+        assert_eq!(depth, MAX_BLOCK_DEPTH);
     }
 
     #[test]
