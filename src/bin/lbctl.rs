@@ -203,14 +203,7 @@ fn reload(socket: &std::path::Path) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Response::Error { message, .. } => {
-            eprintln!("{message}");
-            Ok(EXIT_CHANGE_FAILED)
-        }
-        other => {
-            eprintln!("unexpected response from lbd: {other:?}");
-            Ok(EXIT_CHANGE_FAILED)
-        }
+        other => Ok(refused(other)),
     }
 }
 
@@ -221,14 +214,7 @@ fn announce(socket: &std::path::Path, request: &Request) -> anyhow::Result<u8> {
             print_out(&rvs::announce::render_status(&status))?;
             Ok(0)
         }
-        Response::Error { message, .. } => {
-            eprintln!("{message}");
-            Ok(EXIT_CHANGE_FAILED)
-        }
-        other => {
-            eprintln!("unexpected response from lbd: {other:?}");
-            Ok(EXIT_CHANGE_FAILED)
-        }
+        other => Ok(refused(other)),
     }
 }
 
@@ -236,15 +222,18 @@ fn announce(socket: &std::path::Path, request: &Request) -> anyhow::Result<u8> {
 fn apply(socket: &std::path::Path, request: &Request) -> anyhow::Result<u8> {
     match call(socket, request)? {
         Response::Ok { .. } => Ok(0),
-        Response::Error { message, .. } => {
-            eprintln!("{message}");
-            Ok(EXIT_CHANGE_FAILED)
-        }
-        other => {
-            eprintln!("unexpected response from lbd: {other:?}");
-            Ok(EXIT_CHANGE_FAILED)
-        }
+        other => Ok(refused(other)),
     }
+}
+
+/// A response that is not the one asked for: the daemon's message when it
+/// refused, else the unexpected response; the exit status of a failed change.
+fn refused(response: Response) -> u8 {
+    match response {
+        Response::Error { message, .. } => eprintln!("{message}"),
+        other => eprintln!("unexpected response from lbd: {other:?}"),
+    }
+    EXIT_CHANGE_FAILED
 }
 
 fn call(socket: &std::path::Path, request: &Request) -> anyhow::Result<Response> {
