@@ -355,60 +355,57 @@ from_str_value!(PortRange, "a port range such as \"1025-65535\"", |v| {
 
 impl<'de> Deserialize<'de> for Weight {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Weight;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a weight 0..={MAX_WEIGHT}")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Weight, E> {
-                if v > u64::from(MAX_WEIGHT) {
-                    return Err(E::custom(format!(
-                        "weight {v} out of range 0..={MAX_WEIGHT}"
-                    )));
-                }
-                Ok(Weight(v as u32))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Weight, E> {
-                match u64::try_from(v) {
-                    Ok(v) => self.visit_u64(v),
-                    Err(_) => Err(E::custom(format!(
-                        "weight {v} out of range 0..={MAX_WEIGHT}"
-                    ))),
-                }
-            }
-        }
-        d.deserialize_u64(V)
+        deserialize_bounded(d, "a weight", "weight", MAX_WEIGHT).map(Weight)
     }
 }
 
 impl<'de> Deserialize<'de> for Threshold {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Threshold;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a connection threshold 0..={MAX_THRESHOLD}")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Threshold, E> {
-                if v > u64::from(MAX_THRESHOLD) {
-                    return Err(E::custom(format!(
-                        "threshold {v} out of range 0..={MAX_THRESHOLD}"
-                    )));
-                }
-                Ok(Threshold(v as u32))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Threshold, E> {
-                match u64::try_from(v) {
-                    Ok(v) => self.visit_u64(v),
-                    Err(_) => Err(E::custom(format!(
-                        "threshold {v} out of range 0..={MAX_THRESHOLD}"
-                    ))),
-                }
+        deserialize_bounded(d, "a connection threshold", "threshold", MAX_THRESHOLD).map(Threshold)
+    }
+}
+
+/// An integer `0..=max`, refused as "`name` `v` out of range" (a negative
+/// one too); `expecting` names it in serde's type errors.
+fn deserialize_bounded<'de, D: Deserializer<'de>>(
+    d: D,
+    expecting: &'static str,
+    name: &'static str,
+    max: u32,
+) -> Result<u32, D::Error> {
+    struct V {
+        expecting: &'static str,
+        name: &'static str,
+        max: u32,
+    }
+    impl<'de> Visitor<'de> for V {
+        type Value = u32;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{} 0..={}", self.expecting, self.max)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+            match u32::try_from(v) {
+                Ok(v) if v <= self.max => Ok(v),
+                _ => Err(self.out_of_range(v)),
             }
         }
-        d.deserialize_u64(V)
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(self.out_of_range(v)),
+            }
+        }
     }
+    impl V {
+        fn out_of_range<E: de::Error>(&self, v: impl fmt::Display) -> E {
+            E::custom(format!("{} {v} out of range 0..={}", self.name, self.max))
+        }
+    }
+    d.deserialize_u64(V {
+        expecting,
+        name,
+        max,
+    })
 }
 
 impl<'de> Deserialize<'de> for NetmaskConf {
@@ -1980,6 +1977,26 @@ services:
         assert!(e.contains("services[0].dests[0].weight"), "{e}");
         assert!(e.contains("weight 70000 out of range 0..=65535"), "{e}");
         assert!(e.contains("line 7"), "{e}");
+        let dest = "services:\n  - proto: tcp\n    vip: 10.0.0.1\n    port: 80\n    dests:\n      - addr: 192.168.10.1\n";
+        let e = error_of(&format!("{dest}        weight: -3\n"));
+        assert!(
+            e.contains("invalid type: integer `-3`, expected a weight 0..=65535"),
+            "{e}"
+        );
+        let e = error_of(&format!("{dest}        weight: heavy\n"));
+        assert!(e.contains("expected a weight 0..=65535"), "{e}");
+        let e = error_of(&format!("{dest}        u_threshold: 4294967296\n"));
+        assert!(
+            e.contains(&format!(
+                "threshold 4294967296 out of range 0..={MAX_THRESHOLD}"
+            )),
+            "{e}"
+        );
+        let e = error_of(&format!("{dest}        l_threshold: -1\n"));
+        assert!(
+            e.contains("integer `-1`, expected a connection threshold 0..="),
+            "{e}"
+        );
         let e = error_of("ports:\n  - name: eth0\n    driver: vhost\n");
         assert!(
             e.contains("ports[0].driver") && e.contains("unknown variant `vhost`"),
