@@ -7,11 +7,12 @@
 //! [`FLOOD_SECS`] and [`FLOOD_MAX`]: 4,096 prebuilt SYNs (54-byte frames,
 //! no options) from spoofed sources in 198.18.0.0/15, handed to an
 //! AF_PACKET socket 1,024 at a time with `sendmmsg(2)`. It is the fastest
-//! sender here under `cargo test`'s debug build: on this machine (2 cores,
-//! loaded) into a bare veth it sent 366 kpps, one `send(2)` per frame 289
-//! kpps, the debug `lbpktgen` (TCP stream mode, every packet a SYN) 164
-//! kpps — and beside lbd in this test 73 kpps against 137 kpps for the
-//! `send(2)` loop. The director has a route for the spoofed sources (to a
+//! sender here under `cargo test`'s debug build and as fast as the release
+//! `lbpktgen`: on this machine (2 cores, loaded) into a bare veth it sent
+//! 265–366 kpps, the release `lbpktgen` (TCP stream mode, every packet a
+//! SYN) 280 kpps, one `send(2)` per frame 289 kpps, the debug `lbpktgen`
+//! 164 kpps (and, beside lbd in this test, 73 kpps against 137 kpps for a
+//! `send(2)` loop). The director has a route for the spoofed sources (to a
 //! neighbour nobody answers for), so it sends every cookie SYN-ACK out.
 //!
 //! With the proxy, on the TAP driver (the TAP queue discards what lbd does
