@@ -233,7 +233,7 @@ fn flood_run(f: Flood) -> Option<Run> {
     let mut t = Topology::build(Options {
         conn_capacity: Some(CAPACITY),
         // No pinning: with the worker on core 1 and the sender on core 0
-        // the debug sender reached half the rate (the sender's core also
+        // the debug lbpktgen sent half as fast (the sender's core also
         // does the kernel's receive work for lbd's port).
         tables: Some(FLOOD_ROUTE.to_string()),
         ..Options::new(f.driver)
