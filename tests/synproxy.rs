@@ -600,6 +600,7 @@ fn a_silent_real_server_gets_the_same_syn_again_each_second_at_most_three_times(
     for _ in 0..5 {
         assert!(wait(&mut d, 1.1).is_empty(), "no fourth retransmission");
     }
+    assert_eq!(d.counters.synproxy_syn_retransmits.load(Relaxed), 3);
     // A server that answers late still completes the handshake.
     let out = d.send(INT, server_synack(&syn, 4242));
     assert_eq!(out.len(), 1, "the ACK to the server: {out:?}");
@@ -615,6 +616,7 @@ fn no_syn_is_retransmitted_once_the_real_server_answered() {
     for _ in 0..4 {
         assert!(wait(&mut d, 1.1).is_empty(), "nothing more to the server");
     }
+    assert_eq!(d.counters.synproxy_syn_retransmits.load(Relaxed), 0);
 }
 
 #[test]
@@ -645,6 +647,13 @@ fn client_data_before_the_servers_syn_ack_is_held_and_forwarded_after_it_in_orde
         2,
         "the 4th and the bare ACK"
     );
+    assert_eq!(d.counters.synproxy_held.load(Relaxed), 3);
+    assert_eq!(
+        d.counters.synproxy_held_full.load(Relaxed),
+        1,
+        "the 4th (a bare ACK is not data)"
+    );
+    assert_eq!(d.counters.synproxy_held_replayed.load(Relaxed), 0);
 
     let rs_isn = 7_000_000u32;
     let out = d.send(INT, server_synack(&syn, rs_isn));
@@ -670,6 +679,8 @@ fn client_data_before_the_servers_syn_ack_is_held_and_forwarded_after_it_in_orde
         assert_eq!((s.dst.as_str(), s.dport), (RS1, 8080));
         seq += bodies[i].len() as u32;
     }
+    assert_eq!(d.counters.synproxy_held_replayed.load(Relaxed), 3);
+    assert_eq!(d.counters.synproxy_held_timeout.load(Relaxed), 0);
 }
 
 #[test]
@@ -692,6 +703,39 @@ fn held_client_data_is_dropped_and_counted_when_the_server_never_answers() {
         assert!(out.iter().all(|(_, s)| s.syn), "{out:?}");
     }
     assert_eq!(d.drops(DropReason::SynproxyPending), 1, "dropped after 3 s");
+    assert_eq!(d.counters.synproxy_held.load(Relaxed), 1);
+    assert_eq!(d.counters.synproxy_held_timeout.load(Relaxed), 1);
+    assert_eq!(d.counters.synproxy_held_replayed.load(Relaxed), 0);
+    assert_eq!(d.counters.synproxy_held_full.load(Relaxed), 0);
+}
+
+#[test]
+fn a_workers_hold_is_bounded_and_segments_that_do_not_fit_are_counted_as_full() {
+    use rvs::dataplane::worker::{HELD_PER_CONN, HELD_SLOTS};
+    let mut d = Director::new(4096);
+    let conns = HELD_SLOTS / HELD_PER_CONN + 1;
+    let mut sent = 0u64;
+    for i in 0..conns {
+        let cport = 41000 + i as u16;
+        let (_, cookie) = open_to_server(&mut d, cport);
+        for k in 0..HELD_PER_CONN as u32 {
+            let f = PacketBuilder::ethernet(ROUTER_MAC, EXT_MAC)
+                .ipv4(v4(CIP), v4("10.0.0.1"))
+                .tcp(cport, 80)
+                .flags(ACK)
+                .seq(1001 + k * 4)
+                .ack(cookie.wrapping_add(1))
+                .payload(b"data")
+                .build();
+            assert!(d.send(EXT, f).is_empty(), "held or dropped");
+            sent += 1;
+        }
+    }
+    let held = d.counters.synproxy_held.load(Relaxed);
+    let full = d.counters.synproxy_held_full.load(Relaxed);
+    assert_eq!(held, HELD_SLOTS as u64, "the worker's hold filled");
+    assert_eq!(full, sent - HELD_SLOTS as u64, "the rest refused as full");
+    assert_eq!(d.drops(DropReason::SynproxyPending), full);
 }
 
 #[test]

@@ -592,12 +592,45 @@ pub struct SynproxyStats {
     pub acks_invalid: u64,
     /// Handshakes with the real server completed.
     pub established: u64,
+    /// SYNs sent to a real server again (its SYN-ACK did not come).
+    #[serde(default)]
+    pub syn_retransmits: u64,
+    /// Early client data segments held during the server's handshake.
+    #[serde(default)]
+    pub held: u64,
+    /// Held segments forwarded after the server's SYN-ACK.
+    #[serde(default)]
+    pub held_replayed: u64,
+    /// Data segments refused because the hold was full (also in the drop
+    /// `synproxy_pending`).
+    #[serde(default)]
+    pub held_full: u64,
+    /// Held segments dropped because the server's handshake did not
+    /// complete in time (also in the drop `synproxy_pending`).
+    #[serde(default)]
+    pub held_timeout: u64,
 }
 
 impl SynproxyStats {
     /// All zero.
     pub fn is_zero(&self) -> bool {
         *self == SynproxyStats::default()
+    }
+
+    /// Every counter with its name as `lbctl --dataplane-stats` rows and
+    /// the metrics exporter's `event` label show it, in that order.
+    pub fn named(&self) -> [(&'static str, u64); 9] {
+        [
+            ("syn_cookies_sent", self.syn_cookies_sent),
+            ("synproxy_acks_valid", self.acks_valid),
+            ("synproxy_acks_invalid", self.acks_invalid),
+            ("synproxy_established", self.established),
+            ("synproxy_syn_retransmits", self.syn_retransmits),
+            ("synproxy_held", self.held),
+            ("synproxy_held_replayed", self.held_replayed),
+            ("synproxy_held_full", self.held_full),
+            ("synproxy_held_timeout", self.held_timeout),
+        ]
     }
 }
 

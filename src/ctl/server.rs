@@ -615,6 +615,11 @@ pub fn worker_stats_info(worker: u16, core: &CoreCounters) -> WorkerStatsInfo {
             acks_valid: core.synproxy_acks_valid.load(Ordering::Relaxed),
             acks_invalid: core.synproxy_acks_invalid.load(Ordering::Relaxed),
             established: core.synproxy_established.load(Ordering::Relaxed),
+            syn_retransmits: core.synproxy_syn_retransmits.load(Ordering::Relaxed),
+            held: core.synproxy_held.load(Ordering::Relaxed),
+            held_replayed: core.synproxy_held_replayed.load(Ordering::Relaxed),
+            held_full: core.synproxy_held_full.load(Ordering::Relaxed),
+            held_timeout: core.synproxy_held_timeout.load(Ordering::Relaxed),
         },
         drops: DropReason::ALL
             .iter()

@@ -291,6 +291,20 @@ pub struct CoreCounters {
     pub synproxy_acks_invalid: AtomicU64,
     /// SYN proxy: handshakes with the real server completed.
     pub synproxy_established: AtomicU64,
+    /// SYN proxy: SYNs sent to a real server again because its SYN-ACK
+    /// did not come (DPVS `synproxy_syn_retry`).
+    pub synproxy_syn_retransmits: AtomicU64,
+    /// SYN proxy: early client data segments held while the real server's
+    /// handshake ran.
+    pub synproxy_held: AtomicU64,
+    /// SYN proxy: held segments forwarded after the server's SYN-ACK.
+    pub synproxy_held_replayed: AtomicU64,
+    /// SYN proxy: data segments not held because the hold was full (per
+    /// connection or per worker); also counted as the drop `synproxy_pending`.
+    pub synproxy_held_full: AtomicU64,
+    /// SYN proxy: held segments dropped because the server's handshake did
+    /// not complete in time; also counted as the drop `synproxy_pending`.
+    pub synproxy_held_timeout: AtomicU64,
     /// The snapshot generation this worker runs.
     pub generation: AtomicU64,
     /// Set once the worker built its tables and entered its loop.
@@ -330,6 +344,11 @@ impl CoreCounters {
             synproxy_acks_valid: AtomicU64::new(0),
             synproxy_acks_invalid: AtomicU64::new(0),
             synproxy_established: AtomicU64::new(0),
+            synproxy_syn_retransmits: AtomicU64::new(0),
+            synproxy_held: AtomicU64::new(0),
+            synproxy_held_replayed: AtomicU64::new(0),
+            synproxy_held_full: AtomicU64::new(0),
+            synproxy_held_timeout: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             running: std::sync::atomic::AtomicBool::new(false),
         }

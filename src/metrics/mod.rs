@@ -551,7 +551,8 @@ fn encode_health(
 }
 
 /// Per worker: rx/tx, steering, connections, table occupancy, FULLNAT
-/// pool use (`pool_use[i]`: worker i's local ports in use), drops.
+/// pool use (`pool_use[i]`: worker i's local ports in use), drops, SYN
+/// proxy events.
 fn encode_workers(
     enc: &mut DescriptorEncoder,
     workers: &[WorkerStatsInfo],
@@ -653,6 +654,27 @@ fn encode_workers(
         "Packets the worker dropped, by reason (every drop has one)",
         None,
         &drops,
+    )?;
+    let synproxy: Vec<(Labels, u64)> = workers
+        .iter()
+        .flat_map(|w| {
+            w.synproxy.named().into_iter().map(move |(event, n)| {
+                (
+                    vec![
+                        ("worker", w.worker.to_string()),
+                        ("event", event.to_string()),
+                    ],
+                    n,
+                )
+            })
+        })
+        .collect();
+    counter(
+        enc,
+        "rvs_worker_synproxy_events",
+        "SYN proxy events, by the name --dataplane-stats gives them",
+        None,
+        &synproxy,
     )
 }
 

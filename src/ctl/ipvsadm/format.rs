@@ -25,7 +25,7 @@ use super::{ListCommand, ListOptions, ListWhat, OutputFormat, IPVS_VERSION};
 use crate::conntrack::Fwd;
 use crate::ctl::protocol::{
     ConnInfo, DestInfo, ErrorKind, Netmask, PortStatsInfo, Response, ServiceInfo, ServiceKey,
-    ServiceLaddrs, Timeouts, WorkerStatsInfo,
+    ServiceLaddrs, SynproxyStats, Timeouts, WorkerStatsInfo,
 };
 
 /// Why a response could not be printed.
@@ -643,7 +643,8 @@ pub fn render_port_stats(ports: &[PortStatsInfo], exact: bool) -> String {
 /// Rows, in this order: `rx`, `tx`, `steered_in`, `steered_out`,
 /// `conns_created`, `conns_expired`, `conns_now`, then `to_kernel`,
 /// `from_kernel`, `kernel_drop` when any of them is not zero (the kernel
-/// path), then `drop:<reason>` for
+/// path), then the SYN proxy's counters ([`SynproxyStats::named`]) when
+/// any of them is not zero, then `drop:<reason>` for
 /// every reason whose total is not zero, in the daemon's order (JSON output
 /// lists every reason, zeros included). Numbers are scaled to K/M/G/T as
 /// ipvsadm's `print_largenum` scales them unless `--exact`, and
@@ -679,22 +680,10 @@ pub fn render_dataplane_stats(workers: &[WorkerStatsInfo], exact: bool) -> Strin
     }
     // SYN proxy rows only where the proxy ran.
     if workers.iter().any(|w| !w.synproxy.is_zero()) {
-        rows.push((
-            "syn_cookies_sent".to_string(),
-            per_worker(|w| w.synproxy.syn_cookies_sent),
-        ));
-        rows.push((
-            "synproxy_acks_valid".to_string(),
-            per_worker(|w| w.synproxy.acks_valid),
-        ));
-        rows.push((
-            "synproxy_acks_invalid".to_string(),
-            per_worker(|w| w.synproxy.acks_invalid),
-        ));
-        rows.push((
-            "synproxy_established".to_string(),
-            per_worker(|w| w.synproxy.established),
-        ));
+        let named: Vec<_> = workers.iter().map(|w| w.synproxy.named()).collect();
+        for (i, (name, _)) in SynproxyStats::default().named().iter().enumerate() {
+            rows.push((name.to_string(), named.iter().map(|n| n[i].1).collect()));
+        }
     }
     // Reasons in order of first appearance: the daemon lists the same ones
     // for every worker, but a reason missing somewhere counts as zero.

@@ -56,6 +56,7 @@ pub use crate::dataplane::local::IcmpErr;
 pub use frag::{PENDING_NS, PENDING_SLOTS};
 pub use install::ConnEntry;
 pub use links::{flow_owner, Links, Msg, RING_SLOTS};
+pub use synproxy::{HELD_PER_CONN, HELD_SLOTS};
 
 /// How an idle worker waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

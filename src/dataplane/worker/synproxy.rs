@@ -37,13 +37,16 @@
 //!   sent to the real server is kept; when no SYN-ACK came within
 //!   [`SYN_RETRY_TICKS`] it is sent again, at most [`SYN_RETRIES`] times.
 //!   When the copy ring is full the connection simply gets no retransmits.
+//!   Each retransmission that leaves is counted (`synproxy_syn_retransmits`).
 //! * **Early client data** (DPVS keeps the ACK with data and replays it):
 //!   segments with payload that arrive after the client's ACK and before the
 //!   server's SYN-ACK are held — at most [`HELD_PER_CONN`] per connection,
 //!   [`HELD_SLOTS`] per worker, for [`HELD_TICKS`] — and forwarded right
 //!   after the director's ACK to the server, in arrival order. What does not
 //!   fit, waits too long, or was a bare ACK is dropped and counted
-//!   (`synproxy_pending`); the client retransmits it. (Data inside the
+//!   (`synproxy_pending`); the client retransmits it. Counted besides:
+//!   `synproxy_held`, `synproxy_held_replayed`, `synproxy_held_full` (did
+//!   not fit) and `synproxy_held_timeout` (waited too long). (Data inside the
 //!   cookie ACK itself is not kept: that buffer becomes the SYN.)
 //! * **Two cookie secrets**: the snapshot carries the current secret and the
 //!   one before it ([`crate::dataplane::snapshot::Snapshot::synproxy_key_prev`]); an ACK is checked
@@ -646,6 +649,7 @@ impl<Q: PortQueue> Worker<Q> {
                 None => break,
             }
             if let Some(Held { b: Some(_), .. }) = self.proxyq.held.pop() {
+                bump(&self.counters.synproxy_held_timeout, 1);
                 self.counters.count_drop(DropReason::SynproxyPending);
             }
         }
@@ -665,7 +669,9 @@ impl<Q: PortQueue> Worker<Q> {
         d.copy_from_slice(&s.frame[..n]);
         let c = self.conns.get(s.id);
         let (rip, v6) = (c.rip(), c.v6());
-        let _ = self.send_to(b, &rip, v6);
+        if let Outcome::Done = self.send_to(b, &rip, v6) {
+            bump(&self.counters.synproxy_syn_retransmits, 1);
+        }
     }
 
     /// A client segment while the server handshake runs: hold it if it
@@ -686,6 +692,7 @@ impl<Q: PortQueue> Worker<Q> {
             .filter(|h| h.id == id && h.b.is_some())
             .count();
         if mine >= HELD_PER_CONN {
+            bump(&self.counters.synproxy_held_full, 1);
             return Outcome::Drop(DropReason::SynproxyPending);
         }
         let h = Held {
@@ -697,8 +704,14 @@ impl<Q: PortQueue> Worker<Q> {
             b: Some(b),
         };
         match self.proxyq.held.push(h) {
-            Ok(()) => Outcome::Done,
-            Err(_) => Outcome::Drop(DropReason::SynproxyPending),
+            Ok(()) => {
+                bump(&self.counters.synproxy_held, 1);
+                Outcome::Done
+            }
+            Err(_) => {
+                bump(&self.counters.synproxy_held_full, 1);
+                Outcome::Drop(DropReason::SynproxyPending)
+            }
         }
     }
 
@@ -718,6 +731,7 @@ impl<Q: PortQueue> Worker<Q> {
                 }
             }
         }
+        bump(&self.counters.synproxy_held_replayed, n as u64);
         for (b, lay, flags) in batch.into_iter().flatten() {
             if let Outcome::Drop(r) = self.forward(id, Dir::Original, b, lay, flags) {
                 self.counters.count_drop(r);
