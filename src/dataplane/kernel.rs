@@ -79,11 +79,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
 use crate::dataplane::counters::{bump, CoreCounters};
+use crate::dataplane::driver::af_packet::KernelSocket;
 use crate::dataplane::driver::tap;
+use crate::dataplane::snapshot::Snapshot;
 
 /// Frame slots for the up direction (all workers together).
 pub const UP_SLOTS: usize = 1024;
@@ -459,12 +462,39 @@ fn nft(ifname: &str, script: &str) -> Result<(), KernelError> {
     }
 }
 
+/// The addresses of `port` whose TCP/UDP the kernel path takes without a
+/// worker (AF_PACKET steering, `driver::af_packet::local`): the port's
+/// own addresses that are neither the VIP of a service nor a FULLNAT local
+/// address (those stay with the dataplane, as in the workers'
+/// `kernel_verdict`), sorted.
+pub fn kernel_addrs(snap: &Snapshot, port: u16) -> Vec<IpAddr> {
+    let Some(pc) = snap.port(port) else {
+        return Vec::new();
+    };
+    let mut v: Vec<IpAddr> = pc
+        .addrs
+        .iter()
+        .map(|(a, _)| *a)
+        .filter(|a| !snap.is_laddr(a) && !snap.services.iter().any(|s| s.vip == *a))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// The kernel interfaces, created and not yet served.
 pub struct KernelPath {
     rings: Arc<KernelRings>,
     taps: Vec<(u16, OwnedFd, String)>,
     /// Removed when the thread ends, after the TAPs.
     guards: Vec<IngressGuard>,
+    /// AF_PACKET ports' own kernel-path sockets (port, socket): the
+    /// director's TCP/UDP read here, never by a worker.
+    steer: Vec<(u16, Arc<KernelSocket>)>,
+    /// Per port with a kernel interface: `kernel_if_pps` (0: none).
+    rates: Vec<(u16, u64)>,
+    /// Longest frame the path carries (the slots' size).
+    slot_bytes: usize,
 }
 
 impl KernelPath {
@@ -504,7 +534,19 @@ impl KernelPath {
             )),
             taps,
             guards,
+            steer: Vec::new(),
+            rates,
+            slot_bytes: slot,
         }))
+    }
+
+    /// Read `port`'s own kernel-path socket in the thread: its frames go
+    /// to the port's kernel interface directly, counted as `to_kernel`
+    /// (`kernel_drop` when the TAP refuses them, when `kernel_if_pps`
+    /// limits them, or when the socket's buffer overflowed), on worker 0's
+    /// counters.
+    pub fn add_steer_socket(&mut self, port: u16, sock: Arc<KernelSocket>) {
+        self.steer.push((port, sock));
     }
 
     /// The rings the workers use.
@@ -534,7 +576,9 @@ impl KernelPath {
 
     fn run(self, stop: &AtomicBool, counters: &[Arc<CoreCounters>]) {
         let r = &*self.rings;
-        let fds: Vec<i32> = self.taps.iter().map(|t| t.1.as_raw_fd()).collect();
+        let mut fds: Vec<i32> = self.taps.iter().map(|t| t.1.as_raw_fd()).collect();
+        fds.extend(self.steer.iter().map(|(_, s)| s.raw_fd()));
+        let mut steer = SteerReader::new(&self);
         let mut fd_of_port = [-1i32; 256];
         for (p, fd, _) in &self.taps {
             if let Some(s) = fd_of_port.get_mut(*p as usize) {
@@ -565,6 +609,8 @@ impl KernelPath {
                     r.recycle_up(f);
                 }
             }
+            // Up, steered: the director's own TCP/UDP that no worker saw.
+            work += steer.pass(&fd_of_port, counters, &mut report);
             // Down: what the kernel sent out of its interfaces.
             for (port, fd, _) in &self.taps {
                 for _ in 0..PASS_BUDGET {
@@ -608,6 +654,75 @@ impl KernelPath {
         // ingress guards go.
         drop(self.taps);
         drop(self.guards);
+    }
+}
+
+/// The kernel-path thread's reading of the AF_PACKET ports' own sockets
+/// (`KernelPath::add_steer_socket`): one buffer, one rate limit per port
+/// on the thread's clock, the sockets' overflow read now and then.
+struct SteerReader {
+    socks: Vec<(u16, Arc<KernelSocket>, u64, UpLimiter)>,
+    buf: Vec<u8>,
+    t0: Instant,
+    last_drops: Instant,
+}
+
+impl SteerReader {
+    fn new(path: &KernelPath) -> SteerReader {
+        let rate = |p: u16| path.rates.iter().find(|r| r.0 == p).map_or(0, |r| r.1);
+        SteerReader {
+            socks: path
+                .steer
+                .iter()
+                .map(|(p, s)| (*p, Arc::clone(s), rate(*p), UpLimiter::default()))
+                .collect(),
+            buf: vec![0u8; path.slot_bytes],
+            t0: Instant::now(),
+            last_drops: Instant::now(),
+        }
+    }
+
+    /// Move up to [`PASS_BUDGET`] frames of each socket to its port's
+    /// kernel interface; returns how many frames were read.
+    fn pass(
+        &mut self,
+        fd_of_port: &[i32; 256],
+        counters: &[Arc<CoreCounters>],
+        report: &mut impl FnMut(&str, std::io::Error),
+    ) -> usize {
+        let Some(c) = counters.first() else { return 0 };
+        let mut work = 0;
+        let now_ns = self.t0.elapsed().as_nanos() as u64;
+        let read_drops = self.last_drops.elapsed() >= Duration::from_millis(100);
+        if read_drops {
+            self.last_drops = Instant::now();
+        }
+        for (port, sock, rate, limit) in &mut self.socks {
+            if read_drops {
+                bump(&c.kernel_drop_path, sock.drops());
+            }
+            let fd = fd_of_port.get(*port as usize).copied().unwrap_or(-1);
+            for _ in 0..PASS_BUDGET {
+                let n = match sock.recv(&mut self.buf) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(e) => {
+                        report("read the port's kernel-path socket", e);
+                        break;
+                    }
+                };
+                work += 1;
+                if n > self.buf.len() || fd < 0 || !limit.admit(*rate, now_ns) {
+                    bump(&c.kernel_drop_path, 1);
+                } else if let Err(e) = tap::write_frame(fd, &self.buf[..n]) {
+                    bump(&c.kernel_drop_path, 1);
+                    report("write to the kernel interface", e);
+                } else {
+                    bump(&c.to_kernel_path, 1);
+                }
+            }
+        }
+        work
     }
 }
 
