@@ -34,7 +34,13 @@ use super::cbpf::{
     ancillary, Asm, BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_JGE, BPF_JSET, BPF_K, BPF_LD,
     BPF_LEN, BPF_RET, BPF_W,
 };
-use super::socket::{attach_filter, bind_ll, packet_socket, set_nonblocking, PACKET_OUTGOING};
+use super::socket::{
+    attach_filter, bind_ll, packet_socket, set_nonblocking, PACKET_OUTGOING, TP_STATUS_CSUMNOTREADY,
+};
+
+/// `SOL_PACKET`, `PACKET_AUXDATA` (`<linux/if_packet.h>`).
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_AUXDATA: libc::c_int = 8;
 
 /// The addresses whose TCP/UDP the kernel socket takes on one port.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -199,6 +205,8 @@ impl KernelSocket {
         attach_filter(raw, &local_program(&LocalSet::none(), Side::Kernel))
             .map_err(|e| ("drop-all filter", e))?;
         set_nonblocking(raw).map_err(|e| ("O_NONBLOCK", e))?;
+        super::socket::setsockopt(raw, SOL_PACKET, PACKET_AUXDATA, &1 as &libc::c_int)
+            .map_err(|e| ("PACKET_AUXDATA", e))?;
         // Room for a burst while the kernel-path thread sleeps (what does
         // not fit is counted by PACKET_STATISTICS, see `drops`).
         let rcvbuf: libc::c_int = 4 << 20;
@@ -214,27 +222,46 @@ impl KernelSocket {
 
     /// The next frame into `buf`: its length, `None` when none waits;
     /// a frame longer than `buf` is consumed and reported as
-    /// `Some(len)` with `len > buf.len()` (the caller drops it).
+    /// `Some(len)` with `len > buf.len()` (the caller drops it). A TCP/UDP
+    /// checksum the kernel left unfinished (`TP_STATUS_CSUMNOTREADY`:
+    /// traffic a local sender, e.g. a veth peer, has not checksummed) is
+    /// completed, as the workers' receive path does, or the kernel
+    /// interface would drop the frame.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: `buf` is a live, exclusively borrowed buffer of
-        // `buf.len()` bytes; the kernel writes at most that many.
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // Room for one PACKET_AUXDATA message (u64 for cmsghdr alignment).
+        let mut control = [0u64; 8];
+        // SAFETY: msghdr is a plain C struct; all-zero is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: `msg` points at one iovec describing `buf` (live,
+        // exclusively borrowed) and at `control`, both of the sizes given;
+        // the kernel writes at most that much into them.
         let n = unsafe {
-            libc::recv(
+            libc::recvmsg(
                 self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
+                &mut msg,
                 libc::MSG_DONTWAIT | libc::MSG_TRUNC,
             )
         };
-        if n >= 0 {
-            return Ok(Some(n as usize));
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            };
         }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => Ok(None),
-            io::ErrorKind::Interrupted => Ok(None),
-            _ => Err(e),
+        let n = n as usize;
+        if n <= buf.len() && aux_status(&msg) & TP_STATUS_CSUMNOTREADY != 0 {
+            super::rx::complete_partial_checksum(&mut buf[..n]);
         }
+        Ok(Some(n))
     }
 
     /// Frames the kernel dropped for this socket since the last call (its
@@ -247,6 +274,28 @@ impl KernelSocket {
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// `tp_status` of the `PACKET_AUXDATA` message `recvmsg` returned in
+/// `msg` (0 when there is none).
+fn aux_status(msg: &libc::msghdr) -> u32 {
+    // SAFETY: `msg` came back from recvmsg with `msg_control` pointing at
+    // a live buffer of `msg_controllen` bytes; CMSG_FIRSTHDR/NXTHDR stay
+    // inside it and return null at its end.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: `c` is a non-null header inside the control buffer.
+        let h = unsafe { &*c };
+        if h.cmsg_level == SOL_PACKET && h.cmsg_type == PACKET_AUXDATA {
+            // SAFETY: a PACKET_AUXDATA message carries a `struct
+            // tpacket_auxdata`, whose first field is the u32 `tp_status`;
+            // read unaligned from the message's data.
+            return unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()) };
+        }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    0
 }
 
 #[cfg(test)]
