@@ -697,6 +697,10 @@ fn af_packet_dip_flood_never_reaches_a_worker_and_vip_traffic_loses_nothing() {
         up >= sent / 2 && got >= sent / 2,
         "to_kernel {up}, the DIP got {got} of {sent}"
     );
+    assert!(
+        got <= sent,
+        "no frame reached the kernel twice: {got} of {sent}"
+    );
 
     // A service on the DIP's address takes the address from the kernel
     // path (the next snapshot re-attaches both filters): the workers get
@@ -757,8 +761,11 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// VIP requests per second (wrk, `secs` seconds) through lbd, alone and
-/// with a concurrent DIP flood, alternating `rounds` times; then the
-/// exception path's TCP throughput (iperf3 client → server on the DIP).
+/// with a concurrent DIP flood, with the kernel path's own socket
+/// (`kernel_if_steer`, the default) and without (the workers hand the
+/// DIP's frames up): two directors side by side, alternating `rounds`
+/// times; then each one's exception-path TCP throughput (iperf3 client →
+/// server on the DIP).
 #[test]
 #[ignore = "benchmark: bench/kernel_path.sh"]
 fn bench_kernel_path_vip_rate_with_and_without_dip_flood_and_tcp_throughput() {
@@ -770,82 +777,96 @@ fn bench_kernel_path_vip_rate_with_and_without_dip_flood_and_tcp_throughput() {
     let pps = std::env::var("KERNEL_PATH_BENCH_PPS")
         .ok()
         .and_then(|v| v.parse().ok());
-    let t = topology_limited(Driver::AfPacket, 1, pps);
+    let rounds: usize = std::env::var("KERNEL_PATH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     println!("kernel_if_pps: {pps:?}");
-    let rounds = 3;
+    let setups = [("steered", Some(true)), ("unsteered", Some(false))];
+    let topos: Vec<Topology> = setups
+        .iter()
+        .map(|(_, steer)| topology_with(Driver::AfPacket, 1, pps, *steer))
+        .collect();
     let secs = 4;
     let url = format!("http://{VIP_NAT}/");
-    let (mut alone, mut flooded) = (Vec::new(), Vec::new());
+    // [setup][alone, flooded]
+    let mut rates = vec![[Vec::new(), Vec::new()]; setups.len()];
     let mut report = String::new();
     for round in 0..rounds {
-        for with_flood in [false, true] {
-            let flood = with_flood.then(|| start_flood(&t, &format!("b{round}"), 1, 2_000_000, 0));
-            let wrk = t.start_wrk(
-                Wrk {
-                    threads: 1,
-                    conns: 20,
-                    secs,
-                    timeout_secs: 2,
-                },
-                &url,
-            );
-            let r = t.finish_wrk(wrk);
-            if let Some(mut f) = flood {
-                for p in &mut f {
-                    p.stop(Duration::from_secs(2));
+        for (k, t) in topos.iter().enumerate() {
+            for with_flood in [false, true] {
+                let flood =
+                    with_flood.then(|| start_flood(t, &format!("b{round}"), 1, 2_000_000, 0));
+                let wrk = t.start_wrk(
+                    Wrk {
+                        threads: 1,
+                        conns: 20,
+                        secs,
+                        timeout_secs: 2,
+                    },
+                    &url,
+                );
+                let r = t.finish_wrk(wrk);
+                if let Some(mut f) = flood {
+                    for p in &mut f {
+                        p.stop(Duration::from_secs(2));
+                    }
                 }
-            }
-            let rps = r.requests_per_sec;
-            let _ = writeln!(
-                report,
-                "round {round} {}: {rps:.0} req/s",
-                if with_flood {
-                    "with DIP flood"
-                } else {
-                    "alone"
-                }
-            );
-            if with_flood {
-                flooded.push(rps);
-            } else {
-                alone.push(rps);
+                let rps = r.requests_per_sec;
+                let _ = writeln!(
+                    report,
+                    "round {round} {} {}: {rps:.0} req/s",
+                    setups[k].0,
+                    if with_flood {
+                        "with DIP flood"
+                    } else {
+                        "alone"
+                    }
+                );
+                rates[k][with_flood as usize].push(rps);
             }
         }
     }
-    let (a, f) = (median(&mut alone), median(&mut flooded));
-    let _ = writeln!(
-        report,
-        "VIP (NAT, HTTP) median: alone {a:.0} req/s, with DIP flood {f:.0} req/s, ratio {:.2}",
-        f / a
-    );
-    println!("{}", t.lbctl(&["--dataplane-stats"]));
+    for (k, t) in topos.iter().enumerate() {
+        let (a, f) = (median(&mut rates[k][0]), median(&mut rates[k][1]));
+        let _ = writeln!(
+            report,
+            "VIP (NAT, HTTP) median, {}: alone {a:.0} req/s, with DIP flood {f:.0} req/s, ratio {:.2}",
+            setups[k].0,
+            f / a
+        );
+        println!("{}: {}", setups[k].0, t.lbctl(&["--dataplane-stats"]));
+    }
 
     // The exception path's TCP throughput: iperf3 server bound to the DIP.
-    let mut server = t.dir.cmd("iperf3");
-    server.args(["-s", "-1", "-B", DIP_EXT, "--forceflush"]);
-    let _server = Proc::spawn_ready(
-        "iperf3 server on the DIP",
-        server,
-        &t.path("iperf3-server.log"),
-        "Server listening",
-        Duration::from_secs(5),
-    );
-    let t0 = Instant::now();
-    let out = t.cli.output("iperf3", &["-c", DIP_EXT, "-t", "5", "-J"]);
-    assert!(
-        out.status.success(),
-        "iperf3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
-    let bps = json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .expect("bits_per_second");
-    let _ = writeln!(
-        report,
-        "exception path TCP (iperf3 client -> DIP, 5 s, took {:.1} s): {:.1} Mbit/s",
-        t0.elapsed().as_secs_f64(),
-        bps / 1e6
-    );
+    for (k, t) in topos.iter().enumerate() {
+        let mut server = t.dir.cmd("iperf3");
+        server.args(["-s", "-1", "-B", DIP_EXT, "--forceflush"]);
+        let _server = Proc::spawn_ready(
+            "iperf3 server on the DIP",
+            server,
+            &t.path("iperf3-server.log"),
+            "Server listening",
+            Duration::from_secs(5),
+        );
+        let t0 = Instant::now();
+        let out = t.cli.output("iperf3", &["-c", DIP_EXT, "-t", "5", "-J"]);
+        assert!(
+            out.status.success(),
+            "iperf3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
+        let bps = json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .expect("bits_per_second");
+        let _ = writeln!(
+            report,
+            "exception path TCP, {} (iperf3 client -> DIP, 5 s, took {:.1} s): {:.1} Mbit/s",
+            setups[k].0,
+            t0.elapsed().as_secs_f64(),
+            bps / 1e6
+        );
+    }
     println!("\n{report}");
 }

@@ -31,13 +31,25 @@
 //! * Counters (per core, `CoreCounters`): `to_kernel` and `kernel_drop`
 //!   written by the worker, `from_kernel` by the worker, and
 //!   `kernel_drop_path` (a worker's down ring full, a TAP write refused)
-//!   written only by the kernel-path thread.
+//!   and `to_kernel_path` written only by the kernel-path thread;
+//!   `lbctl` shows `to_kernel` + `to_kernel_path` as `to_kernel` and
+//!   `kernel_drop` + `kernel_drop_path` as `kernel_drop`.
+//! * AF_PACKET ports (`ports[].kernel_if_steer`, default on): the
+//!   director's own TCP/UDP never reaches a worker. A socket of the
+//!   port's driver outside the fanout group takes it
+//!   (`driver::af_packet::local`, whose socket filters also keep it off
+//!   every worker socket); this thread reads it and writes it to the
+//!   port's TAP, under the port's whole `kernel_if_pps`, counting on
+//!   worker 0's `to_kernel_path` / `kernel_drop_path` (the socket's own
+//!   overflow, read every 100 ms, included). [`kernel_addrs`] is the one
+//!   place that says which addresses those are.
 //! * The thread blocks in `poll(2)` on the TAPs for at most
 //!   [`IDLE_WAIT_MS`] when a pass found nothing, so up frames wait at most
 //!   that long; it stops within that time of [`KernelThread::stop`].
 //!
 //! What goes up, per case (decided in the worker's local-traffic stage, for
-//! ports that have a kernel interface only):
+//! ports that have a kernel interface only; on steered AF_PACKET ports
+//! the first case never reaches a worker unless it is a fragment):
 //! * TCP/UDP to one of the port's own addresses (the DIP) or to an IPv6
 //!   link-local address, unless it belongs to a virtual service or is a
 //!   FULLNAT local address (those stay with the dataplane) — ssh, BGP, the

@@ -42,6 +42,11 @@
 //!   software ring takes them to their owner: non-IP (ARP), IP protocols
 //!   other than TCP/UDP, IPv6 with extension headers before TCP/UDP (IPv6
 //!   fragments among them), truncated headers.
+//! * **The director's own TCP/UDP** (a port with a kernel interface):
+//!   [`AfPacketDriver::open_kernel_socket`] opens a socket outside the
+//!   group for the kernel-path thread, and [`AfPacketDriver::steer_kernel`]
+//!   gives it and every queue's socket complementary socket filters
+//!   (`local`), so such frames never enter a worker's ring.
 //! * The interface is put in promiscuous mode (`PACKET_MR_PROMISC`) because
 //!   the director answers for MAC addresses of its own. Leave it without IP
 //!   addresses so the host stack ignores the traffic.
@@ -56,7 +61,8 @@
 //! group, steering, port stats) and [`AfPacketQueue`] (the `PortQueue`
 //! impl and its counters); `rx` the TPACKET_V3 receive ring and frame
 //! handling, `tx` the two transmit paths, `socket` the kernel ABI and every
-//! packet-socket system call, `cbpf` the fanout steering program.
+//! packet-socket system call, `cbpf` the fanout steering program, `local`
+//! the kernel path's own socket and its filters.
 
 mod local;
 mod rx;
