@@ -96,7 +96,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 
 use crate::dataplane::counters::{bump, CoreCounters};
-use crate::dataplane::driver::af_packet::KernelSocket;
+use crate::dataplane::driver::af_packet::{KernelSocket, RecvBatch};
 use crate::dataplane::driver::tap;
 use crate::dataplane::snapshot::Snapshot;
 
@@ -111,6 +111,8 @@ pub const RING_SLOTS: usize = 512;
 pub const IDLE_WAIT_MS: i32 = 1;
 /// Frames the thread moves per ring and per TAP in one pass.
 const PASS_BUDGET: usize = 64;
+/// Frames the thread reads from a port's own socket with one system call.
+const STEER_BATCH: usize = 32;
 /// Most kernel interfaces (ports with one).
 pub const MAX_KERNEL_IFS: usize = 16;
 
@@ -674,7 +676,7 @@ impl KernelPath {
 /// on the thread's clock, the sockets' overflow read now and then.
 struct SteerReader {
     socks: Vec<(u16, Arc<KernelSocket>, u64, UpLimiter)>,
-    buf: Vec<u8>,
+    batch: RecvBatch,
     t0: Instant,
     last_drops: Instant,
 }
@@ -688,7 +690,7 @@ impl SteerReader {
                 .iter()
                 .map(|(p, s)| (*p, Arc::clone(s), rate(*p), UpLimiter::default()))
                 .collect(),
-            buf: vec![0u8; path.slot_bytes],
+            batch: RecvBatch::new(STEER_BATCH, path.slot_bytes),
             t0: Instant::now(),
             last_drops: Instant::now(),
         }
@@ -714,23 +716,31 @@ impl SteerReader {
                 bump(&c.kernel_drop_path, sock.drops());
             }
             let fd = fd_of_port.get(*port as usize).copied().unwrap_or(-1);
-            for _ in 0..PASS_BUDGET {
-                let n = match sock.recv(&mut self.buf) {
-                    Ok(Some(n)) => n,
-                    Ok(None) => break,
+            for _ in 0..PASS_BUDGET / STEER_BATCH {
+                let n = match sock.recv_batch(&mut self.batch) {
+                    Ok(n) => n,
                     Err(e) => {
                         report("read the port's kernel-path socket", e);
-                        break;
+                        0
                     }
                 };
-                work += 1;
-                if n > self.buf.len() || fd < 0 || !limit.admit(*rate, now_ns) {
-                    bump(&c.kernel_drop_path, 1);
-                } else if let Err(e) = tap::write_frame(fd, &self.buf[..n]) {
-                    bump(&c.kernel_drop_path, 1);
-                    report("write to the kernel interface", e);
-                } else {
-                    bump(&c.to_kernel_path, 1);
+                work += n;
+                for i in 0..n {
+                    let frame = self.batch.frame(i);
+                    match frame {
+                        Some(f) if fd >= 0 && limit.admit(*rate, now_ns) => {
+                            if let Err(e) = tap::write_frame(fd, f) {
+                                bump(&c.kernel_drop_path, 1);
+                                report("write to the kernel interface", e);
+                            } else {
+                                bump(&c.to_kernel_path, 1);
+                            }
+                        }
+                        _ => bump(&c.kernel_drop_path, 1),
+                    }
+                }
+                if n < STEER_BATCH {
+                    break;
                 }
             }
         }

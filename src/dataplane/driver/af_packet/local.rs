@@ -220,48 +220,61 @@ impl KernelSocket {
         attach_filter(self.fd.as_raw_fd(), &local_program(set, Side::Kernel))
     }
 
-    /// The next frame into `buf`: its length, `None` when none waits;
-    /// a frame longer than `buf` is consumed and reported as
-    /// `Some(len)` with `len > buf.len()` (the caller drops it). A TCP/UDP
+    /// Receive up to `batch`'s size of waiting frames with one
+    /// `recvmmsg(2)`; returns how many (0: none waits). A TCP/UDP
     /// checksum the kernel left unfinished (`TP_STATUS_CSUMNOTREADY`:
     /// traffic a local sender, e.g. a veth peer, has not checksummed) is
     /// completed, as the workers' receive path does, or the kernel
     /// interface would drop the frame.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // Room for one PACKET_AUXDATA message (u64 for cmsghdr alignment).
-        let mut control = [0u64; 8];
-        // SAFETY: msghdr is a plain C struct; all-zero is a valid value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        // SAFETY: `msg` points at one iovec describing `buf` (live,
-        // exclusively borrowed) and at `control`, both of the sizes given;
-        // the kernel writes at most that much into them.
-        let n = unsafe {
-            libc::recvmsg(
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let n = batch.bufs.len();
+        for i in 0..n {
+            batch.iov[i] = libc::iovec {
+                iov_base: batch.bufs[i].as_mut_ptr().cast(),
+                iov_len: batch.bufs[i].len(),
+            };
+            // SAFETY: msghdr is a plain C struct; all-zero is a valid value.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut batch.iov[i];
+            msg.msg_iovlen = 1;
+            msg.msg_control = batch.control[i].as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&batch.control[i]) as _;
+            batch.hdrs[i] = libc::mmsghdr {
+                msg_hdr: msg,
+                msg_len: 0,
+            };
+        }
+        // SAFETY: every header points at one iovec describing one of the
+        // batch's buffers and at its control buffer, all live and
+        // exclusively borrowed for the call, of the sizes given; the
+        // kernel writes at most that much into them and `msg_len`.
+        let r = unsafe {
+            libc::recvmmsg(
                 self.fd.as_raw_fd(),
-                &mut msg,
+                batch.hdrs.as_mut_ptr(),
+                n as libc::c_uint,
                 libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                std::ptr::null_mut(),
             )
         };
-        if n < 0 {
+        if r < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(e),
             };
         }
-        let n = n as usize;
-        if n <= buf.len() && aux_status(&msg) & TP_STATUS_CSUMNOTREADY != 0 {
-            super::rx::complete_partial_checksum(&mut buf[..n]);
+        let got = r as usize;
+        for i in 0..got {
+            let len = batch.hdrs[i].msg_len as usize;
+            batch.lens[i] = len;
+            if len <= batch.bufs[i].len()
+                && aux_status(&batch.hdrs[i].msg_hdr) & TP_STATUS_CSUMNOTREADY != 0
+            {
+                super::rx::complete_partial_checksum(&mut batch.bufs[i][..len]);
+            }
         }
-        Ok(Some(n))
+        Ok(got)
     }
 
     /// Frames the kernel dropped for this socket since the last call (its
@@ -273,6 +286,45 @@ impl KernelSocket {
     /// The socket, for `poll(2)`.
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// Buffers for [`KernelSocket::recv_batch`], allocated once.
+pub struct RecvBatch {
+    bufs: Vec<Box<[u8]>>,
+    lens: Vec<usize>,
+    iov: Vec<libc::iovec>,
+    control: Vec<[u64; 8]>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers inside (`iovec`, `mmsghdr`) point into the
+// batch's own buffers and are rewritten before every use; they are only
+// dereferenced by the kernel during `recv_batch`.
+unsafe impl Send for RecvBatch {}
+
+impl RecvBatch {
+    /// `n` frames of at most `bytes` each.
+    pub fn new(n: usize, bytes: usize) -> RecvBatch {
+        let n = n.max(1);
+        // SAFETY: iovec and mmsghdr are plain C structs; all-zero is valid.
+        let (iov, hdr) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        RecvBatch {
+            bufs: (0..n)
+                .map(|_| vec![0u8; bytes].into_boxed_slice())
+                .collect(),
+            lens: vec![0; n],
+            iov: vec![iov; n],
+            control: vec![[0u64; 8]; n],
+            hdrs: vec![hdr; n],
+        }
+    }
+
+    /// Frame `i` of the last receive; `None` when it was longer than a
+    /// buffer (cut: the caller drops it).
+    pub fn frame(&self, i: usize) -> Option<&[u8]> {
+        let len = *self.lens.get(i)?;
+        self.bufs.get(i)?.get(..len)
     }
 }
 

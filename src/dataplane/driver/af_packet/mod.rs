@@ -76,7 +76,7 @@ pub mod cbpf;
 mod tests;
 
 pub use cbpf::fanout_program;
-pub use local::{local_program, KernelSocket, LocalSet, Side};
+pub use local::{local_program, KernelSocket, LocalSet, RecvBatch, Side};
 pub use rx::complete_partial_checksum;
 pub use socket::check_options;
 
