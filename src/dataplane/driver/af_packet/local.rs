@@ -548,7 +548,7 @@ mod tests {
         for i in 0..50u32 {
             many.addrs.push(IpAddr::V4(Ipv4Addr::from(0x0a01_0000 + i)));
             many.addrs
-                .push(IpAddr::V6(Ipv6Addr::from(0xfd00_u128 << 112 | i as u128)));
+                .push(IpAddr::V6(Ipv6Addr::from((0xfd00_u128 << 112) | i as u128)));
         }
         for s in [LocalSet::none(), set(), many] {
             for side in [Side::Kernel, Side::Workers] {
