@@ -607,28 +607,16 @@ fn flood_during_vip_exchanges(
     pps: u32,
     exchanges: u32,
 ) -> (u64, String) {
-    let flood = start_flood_of(t, tag, 1, count, pps, 200);
-    let out = t.cli.output(
-        "python3",
-        &[
-            "-c",
-            VIP_UDP_PY,
-            VIP_NAT,
-            &ECHO_PORT.to_string(),
-            &exchanges.to_string(),
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut flood = flood;
+    let mut flood = start_flood_of(t, tag, 1, count, pps, 200);
+    let text = vip_exchanges(t, exchanges);
     let status = flood[0].wait_for(Duration::from_secs(60));
     let log = flood[0].log_text();
     assert!(status.success(), "flood: {log}");
     (number_after(&log, "SENT"), text)
 }
 
-/// VIP exchanges alone: the workers' receive count they cost.
-fn vip_exchanges_alone(t: &Topology, exchanges: u32) -> u64 {
-    let (rx0, _, _) = rx_up_drop(t);
+/// `exchanges` UDP exchanges with the VIP (`VIP_UDP_PY`); its output.
+fn vip_exchanges(t: &Topology, exchanges: u32) -> String {
     let out = t.cli.output(
         "python3",
         &[
@@ -639,7 +627,13 @@ fn vip_exchanges_alone(t: &Topology, exchanges: u32) -> u64 {
             &exchanges.to_string(),
         ],
     );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// VIP exchanges alone: the workers' receive count they cost.
+fn vip_exchanges_alone(t: &Topology, exchanges: u32) -> u64 {
+    let (rx0, _, _) = rx_up_drop(t);
+    let text = vip_exchanges(t, exchanges);
     assert!(
         text.contains(&format!("ANSWERED {exchanges} LOST 0")),
         "{text}"
