@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The kernel path (issue 11), side by side in one run, release build, as
 # root: VIP requests/s through lbd (NAT, wrk, AF_PACKET) alone and with a
-# concurrent UDP flood to the DIP, alternating 3 rounds (medians and their
-# ratio), then the exception path's TCP throughput (iperf3 client in the
-# client namespace -> iperf3 server bound to the DIP on the kernel
-# interface). Needs what .ci/run installs (wrk, iperf3, nginx, nft).
+# concurrent UDP flood to the DIP, for two directors built side by side --
+# one with kernel_if_steer (the default: the DIP's TCP/UDP never reaches a
+# worker) and one without (the workers hand it up) -- alternating rounds
+# (KERNEL_PATH_BENCH_ROUNDS, default 3; medians and their ratios), then
+# each one's exception-path TCP throughput (iperf3 client in the client
+# namespace -> iperf3 server bound to the DIP on the kernel interface).
+# Needs what .ci/run installs (wrk, iperf3, nginx, nft).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # lbd's own cost per DIP frame, isolated (one worker, mem driver, criterion

@@ -58,10 +58,18 @@ fn topology(driver: Driver, workers: u16) -> Topology {
 }
 
 fn topology_limited(driver: Driver, workers: u16, pps: Option<u64>) -> Topology {
+    topology_with(driver, workers, pps, None)
+}
+
+/// NAT services on TCP 80 and UDP `ECHO_PORT` of `VIP_NAT`, both ports
+/// with kernel interfaces (`kernel_if_pps` = `pps`, `kernel_if_steer` =
+/// `steer`).
+fn topology_with(driver: Driver, workers: u16, pps: Option<u64>, steer: Option<bool>) -> Topology {
     let mut t = Topology::build(Options {
         workers,
         kernel_ifs: Some(KERNEL_IFS),
         kernel_if_pps: pps,
+        kernel_if_steer: steer,
         ..Options::new(driver)
     });
     // NAT: the real servers route through the director.
@@ -401,6 +409,17 @@ print("ANSWERED", ok, "LOST", lost, flush=True)
 "#;
 
 fn start_flood(t: &Topology, tag: &str, procs: usize, count: u32, pps: u32) -> Vec<Proc> {
+    start_flood_of(t, tag, procs, count, pps, 1200)
+}
+
+fn start_flood_of(
+    t: &Topology,
+    tag: &str,
+    procs: usize,
+    count: u32,
+    pps: u32,
+    size: usize,
+) -> Vec<Proc> {
     (0..procs)
         .map(|i| {
             let mut cmd = t.cli.cmd("python3");
@@ -409,7 +428,7 @@ fn start_flood(t: &Topology, tag: &str, procs: usize, count: u32, pps: u32) -> V
                 FLOOD_PY,
                 DIP_EXT,
                 &count.to_string(),
-                "1200",
+                &size.to_string(),
                 &pps.to_string(),
             ]);
             Proc::spawn(
@@ -496,6 +515,9 @@ fn af_packet_full_kernel_ring_drops_and_counts_while_vip_traffic_is_unaffected()
     let mut t = Topology::build(Options {
         kernel_ifs: Some(KERNEL_IFS),
         kernel_ring: Some(8),
+        // The workers' rings are what this test fills: the DIP's UDP
+        // must go through them, not the kernel path's own socket.
+        kernel_if_steer: Some(false),
         ..Options::new(Driver::AfPacket)
     });
     t.server_mode(ServerMode::ViaDirector, &[]);
@@ -533,6 +555,197 @@ fn af_packet_full_kernel_ring_drops_and_counts_while_vip_traffic_is_unaffected()
     t.stop_lbd_cleanly();
 }
 
+/// Counts UDP datagrams to `addr:9` until none came for 2 s (at most
+/// `secs` seconds); prints the count.
+const UDP_COUNT_PY: &str = r#"
+import socket, sys, time
+addr, secs = sys.argv[1], float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.bind((addr, 9))
+print("READY", flush=True)
+s.settimeout(2.0)
+n = 0
+t0 = time.monotonic()
+while time.monotonic() - t0 < secs:
+    try:
+        s.recv(4096)
+        n += 1
+    except socket.timeout:
+        if n:
+            break
+print("GOT", n, flush=True)
+"#;
+
+/// The number after `word` in `text` (e.g. `SENT 123`).
+fn number_after(text: &str, word: &str) -> u64 {
+    text.split_whitespace()
+        .skip_while(|w| *w != word)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {word} N in {text:?}"))
+}
+
+/// Frames the workers received, and frames that reached the kernel path
+/// (`to_kernel`) or were dropped on its way (`kernel_drop`).
+fn rx_up_drop(t: &Topology) -> (u64, u64, u64) {
+    let w = dataplane_stats(t);
+    (
+        w.iter().map(|w| w.rx_packets).sum(),
+        w.iter().map(|w| w.to_kernel).sum(),
+        w.iter().map(|w| w.kernel_drop).sum(),
+    )
+}
+
+/// A bounded flood of `count` 200-byte UDP datagrams to the DIP at `pps`
+/// while `exchanges` UDP exchanges with the VIP run; returns (datagrams
+/// sent, the VIP exchanges' output).
+fn flood_during_vip_exchanges(
+    t: &Topology,
+    tag: &str,
+    count: u32,
+    pps: u32,
+    exchanges: u32,
+) -> (u64, String) {
+    let mut flood = start_flood_of(t, tag, 1, count, pps, 200);
+    let text = vip_exchanges(t, exchanges);
+    let status = flood[0].wait_for(Duration::from_secs(60));
+    let log = flood[0].log_text();
+    assert!(status.success(), "flood: {log}");
+    (number_after(&log, "SENT"), text)
+}
+
+/// `exchanges` UDP exchanges with the VIP (`VIP_UDP_PY`); its output.
+fn vip_exchanges(t: &Topology, exchanges: u32) -> String {
+    let out = t.cli.output(
+        "python3",
+        &[
+            "-c",
+            VIP_UDP_PY,
+            VIP_NAT,
+            &ECHO_PORT.to_string(),
+            &exchanges.to_string(),
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// VIP exchanges alone: the workers' receive count they cost.
+fn vip_exchanges_alone(t: &Topology, exchanges: u32) -> u64 {
+    let (rx0, _, _) = rx_up_drop(t);
+    let text = vip_exchanges(t, exchanges);
+    assert!(
+        text.contains(&format!("ANSWERED {exchanges} LOST 0")),
+        "{text}"
+    );
+    rx_up_drop(t).0 - rx0
+}
+
+#[test]
+fn af_packet_dip_flood_never_reaches_a_worker_and_vip_traffic_loses_nothing() {
+    let _serial = support::serial();
+    if !may_run("af_packet_dip_flood_steered", &[]) {
+        return;
+    }
+    // Two workers: the fanout group picks one of them for every DIP frame
+    // by its hash; that worker's socket filter then drops it. Were a
+    // refused frame handed to the other member, the workers' rx would
+    // grow by the flood.
+    let t = topology_with(Driver::AfPacket, 2, None, None);
+    let vip_only = vip_exchanges_alone(&t, 200);
+    // The director's kernel counts what it gets on the DIP.
+    let mut count = t.dir.cmd("python3");
+    count.args(["-c", UDP_COUNT_PY, DIP_EXT, "30"]);
+    let mut counter = Proc::spawn_ready(
+        "UDP counter on the DIP",
+        count,
+        &t.path("dip-count.log"),
+        "READY",
+        Duration::from_secs(5),
+    );
+    let (rx0, up0, drop0) = rx_up_drop(&t);
+    let (sent, vip) = flood_during_vip_exchanges(&t, "steered", 16_000, 4_000, 200);
+    println!("VIP exchanges during the flood: {vip}");
+    assert!(vip.contains("ANSWERED 200 LOST 0"), "{vip}");
+    assert!(counter.wait_for(Duration::from_secs(40)).success());
+    let got = number_after(&counter.log_text(), "GOT");
+    let (rx1, up1, drop1) = rx_up_drop(&t);
+    let stats = t.lbctl(&["--dataplane-stats"]);
+    println!("{stats}");
+    let (rx, up, dropped) = (rx1 - rx0, up1 - up0, drop1 - drop0);
+    println!(
+        "flood sent {sent}; workers rx {rx} (VIP exchanges alone: {vip_only}); to_kernel {up}, kernel_drop {dropped}; the DIP's socket got {got}"
+    );
+    assert!(sent >= 10_000, "the flood ran: {sent}");
+    // Less than 1 % of the flood reached a worker.
+    assert!(
+        rx <= vip_only + sent / 100,
+        "workers received {rx} frames (VIP exchanges alone: {vip_only}) of a {sent}-datagram flood to the DIP"
+    );
+    // The kernel path took it: counted, and the director's kernel got it.
+    assert!(
+        up + dropped >= sent * 9 / 10,
+        "to_kernel {up} + kernel_drop {dropped} of {sent}"
+    );
+    assert!(
+        up >= sent / 2 && got >= sent / 2,
+        "to_kernel {up}, the DIP got {got} of {sent}"
+    );
+    assert!(
+        got <= sent,
+        "no frame reached the kernel twice: {got} of {sent}"
+    );
+
+    // A service on the DIP's address takes the address from the kernel
+    // path (the next snapshot re-attaches both filters): the workers get
+    // the DIP's frames again; without the service, not any more.
+    let dsvc = format!("{DIP_EXT}:8080");
+    t.lbctl(&["-A", "-t", &dsvc, "-s", "rr"]);
+    let (rx0, _, _) = rx_up_drop(&t);
+    let (sent, _) = flood_during_vip_exchanges(&t, "svc", 2_000, 4_000, 1);
+    let rx = rx_up_drop(&t).0 - rx0;
+    assert!(
+        rx >= sent * 9 / 10,
+        "a DIP with a service goes to the workers: rx {rx} of {sent}"
+    );
+    t.lbctl(&["-D", "-t", &dsvc]);
+    let (rx0, _, _) = rx_up_drop(&t);
+    let (sent, _) = flood_during_vip_exchanges(&t, "nosvc", 2_000, 4_000, 1);
+    let rx = rx_up_drop(&t).0 - rx0;
+    assert!(
+        rx <= 2 * 2 + 20 + sent / 100,
+        "steered again: rx {rx} of {sent}"
+    );
+    // The director's own TCP still works (through the kernel path's socket).
+    let page = t.dir.sh(&format!(
+        "curl -s --max-time 5 --interface {DIP_INT} http://{}/",
+        rip(0)
+    ));
+    assert_eq!(page.trim(), rs_name(0));
+}
+
+#[test]
+fn af_packet_kernel_if_steer_false_hands_the_dip_flood_to_the_workers() {
+    let _serial = support::serial();
+    if !may_run("af_packet_dip_flood_unsteered", &[]) {
+        return;
+    }
+    let t = topology_with(Driver::AfPacket, 2, None, Some(false));
+    let (rx0, up0, _) = rx_up_drop(&t);
+    let (sent, vip) = flood_during_vip_exchanges(&t, "unsteered", 4_000, 2_000, 50);
+    assert!(vip.contains("ANSWERED 50 LOST 0"), "{vip}");
+    let (rx1, up1, _) = rx_up_drop(&t);
+    println!(
+        "flood sent {sent}; workers rx {}, to_kernel {}",
+        rx1 - rx0,
+        up1 - up0
+    );
+    assert!(
+        rx1 - rx0 >= sent * 9 / 10,
+        "the workers hand the DIP's frames up"
+    );
+}
+
 // ---------------------------------------------------------------- benchmark
 
 /// Median of `v`.
@@ -542,8 +755,11 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// VIP requests per second (wrk, `secs` seconds) through lbd, alone and
-/// with a concurrent DIP flood, alternating `rounds` times; then the
-/// exception path's TCP throughput (iperf3 client → server on the DIP).
+/// with a concurrent DIP flood, with the kernel path's own socket
+/// (`kernel_if_steer`, the default) and without (the workers hand the
+/// DIP's frames up): two directors side by side, alternating `rounds`
+/// times; then each one's exception-path TCP throughput (iperf3 client →
+/// server on the DIP).
 #[test]
 #[ignore = "benchmark: bench/kernel_path.sh"]
 fn bench_kernel_path_vip_rate_with_and_without_dip_flood_and_tcp_throughput() {
@@ -555,82 +771,96 @@ fn bench_kernel_path_vip_rate_with_and_without_dip_flood_and_tcp_throughput() {
     let pps = std::env::var("KERNEL_PATH_BENCH_PPS")
         .ok()
         .and_then(|v| v.parse().ok());
-    let t = topology_limited(Driver::AfPacket, 1, pps);
+    let rounds: usize = std::env::var("KERNEL_PATH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     println!("kernel_if_pps: {pps:?}");
-    let rounds = 3;
+    let setups = [("steered", Some(true)), ("unsteered", Some(false))];
+    let topos: Vec<Topology> = setups
+        .iter()
+        .map(|(_, steer)| topology_with(Driver::AfPacket, 1, pps, *steer))
+        .collect();
     let secs = 4;
     let url = format!("http://{VIP_NAT}/");
-    let (mut alone, mut flooded) = (Vec::new(), Vec::new());
+    // [setup][alone, flooded]
+    let mut rates = vec![[Vec::new(), Vec::new()]; setups.len()];
     let mut report = String::new();
     for round in 0..rounds {
-        for with_flood in [false, true] {
-            let flood = with_flood.then(|| start_flood(&t, &format!("b{round}"), 1, 2_000_000, 0));
-            let wrk = t.start_wrk(
-                Wrk {
-                    threads: 1,
-                    conns: 20,
-                    secs,
-                    timeout_secs: 2,
-                },
-                &url,
-            );
-            let r = t.finish_wrk(wrk);
-            if let Some(mut f) = flood {
-                for p in &mut f {
-                    p.stop(Duration::from_secs(2));
+        for (k, t) in topos.iter().enumerate() {
+            for with_flood in [false, true] {
+                let flood =
+                    with_flood.then(|| start_flood(t, &format!("b{round}"), 1, 2_000_000, 0));
+                let wrk = t.start_wrk(
+                    Wrk {
+                        threads: 1,
+                        conns: 20,
+                        secs,
+                        timeout_secs: 2,
+                    },
+                    &url,
+                );
+                let r = t.finish_wrk(wrk);
+                if let Some(mut f) = flood {
+                    for p in &mut f {
+                        p.stop(Duration::from_secs(2));
+                    }
                 }
-            }
-            let rps = r.requests_per_sec;
-            let _ = writeln!(
-                report,
-                "round {round} {}: {rps:.0} req/s",
-                if with_flood {
-                    "with DIP flood"
-                } else {
-                    "alone"
-                }
-            );
-            if with_flood {
-                flooded.push(rps);
-            } else {
-                alone.push(rps);
+                let rps = r.requests_per_sec;
+                let _ = writeln!(
+                    report,
+                    "round {round} {} {}: {rps:.0} req/s",
+                    setups[k].0,
+                    if with_flood {
+                        "with DIP flood"
+                    } else {
+                        "alone"
+                    }
+                );
+                rates[k][with_flood as usize].push(rps);
             }
         }
     }
-    let (a, f) = (median(&mut alone), median(&mut flooded));
-    let _ = writeln!(
-        report,
-        "VIP (NAT, HTTP) median: alone {a:.0} req/s, with DIP flood {f:.0} req/s, ratio {:.2}",
-        f / a
-    );
-    println!("{}", t.lbctl(&["--dataplane-stats"]));
+    for (k, t) in topos.iter().enumerate() {
+        let (a, f) = (median(&mut rates[k][0]), median(&mut rates[k][1]));
+        let _ = writeln!(
+            report,
+            "VIP (NAT, HTTP) median, {}: alone {a:.0} req/s, with DIP flood {f:.0} req/s, ratio {:.2}",
+            setups[k].0,
+            f / a
+        );
+        println!("{}: {}", setups[k].0, t.lbctl(&["--dataplane-stats"]));
+    }
 
     // The exception path's TCP throughput: iperf3 server bound to the DIP.
-    let mut server = t.dir.cmd("iperf3");
-    server.args(["-s", "-1", "-B", DIP_EXT, "--forceflush"]);
-    let _server = Proc::spawn_ready(
-        "iperf3 server on the DIP",
-        server,
-        &t.path("iperf3-server.log"),
-        "Server listening",
-        Duration::from_secs(5),
-    );
-    let t0 = Instant::now();
-    let out = t.cli.output("iperf3", &["-c", DIP_EXT, "-t", "5", "-J"]);
-    assert!(
-        out.status.success(),
-        "iperf3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
-    let bps = json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .expect("bits_per_second");
-    let _ = writeln!(
-        report,
-        "exception path TCP (iperf3 client -> DIP, 5 s, took {:.1} s): {:.1} Mbit/s",
-        t0.elapsed().as_secs_f64(),
-        bps / 1e6
-    );
+    for (k, t) in topos.iter().enumerate() {
+        let mut server = t.dir.cmd("iperf3");
+        server.args(["-s", "-1", "-B", DIP_EXT, "--forceflush"]);
+        let _server = Proc::spawn_ready(
+            "iperf3 server on the DIP",
+            server,
+            &t.path("iperf3-server.log"),
+            "Server listening",
+            Duration::from_secs(5),
+        );
+        let t0 = Instant::now();
+        let out = t.cli.output("iperf3", &["-c", DIP_EXT, "-t", "5", "-J"]);
+        assert!(
+            out.status.success(),
+            "iperf3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
+        let bps = json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .expect("bits_per_second");
+        let _ = writeln!(
+            report,
+            "exception path TCP, {} (iperf3 client -> DIP, 5 s, took {:.1} s): {:.1} Mbit/s",
+            setups[k].0,
+            t0.elapsed().as_secs_f64(),
+            bps / 1e6
+        );
+    }
     println!("\n{report}");
 }

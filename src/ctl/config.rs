@@ -704,6 +704,13 @@ pub struct PortSpec {
     /// exit. `false`: the operator does it. Default: true.
     #[serde(default)]
     pub kernel_if_guard: Option<bool>,
+    /// af_packet with `kernel_if`: the director's own TCP/UDP (to the
+    /// port's addresses, not a VIP or local address) is read by the kernel
+    /// path's own socket and never reaches a worker
+    /// (`driver::af_packet::local`). `false`: the workers hand it up, as
+    /// on the other drivers. Default: true.
+    #[serde(default)]
+    pub kernel_if_steer: Option<bool>,
 }
 
 impl PortSpec {
@@ -1645,6 +1652,9 @@ impl Config {
             if p.kernel_if_guard.is_some() && p.kernel_if.is_none() {
                 return bad(format!("{what}.kernel_if_guard: the port has no kernel_if"));
             }
+            if p.kernel_if_steer.is_some() && p.kernel_if.is_none() {
+                return bad(format!("{what}.kernel_if_steer: the port has no kernel_if"));
+            }
             if p.kernel_if_pps == Some(0) {
                 return bad(format!(
                     "{what}.kernel_if_pps: 0 (leave it out for no limit)"
@@ -1860,6 +1870,10 @@ services:
             (
                 ", kernel_if_guard: false",
                 "ports[0] (ext).kernel_if_guard: the port has no kernel_if",
+            ),
+            (
+                ", kernel_if_steer: false",
+                "ports[0] (ext).kernel_if_steer: the port has no kernel_if",
             ),
         ] {
             let err = Config::from_yaml(&port(extra))

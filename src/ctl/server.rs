@@ -604,7 +604,10 @@ pub fn worker_stats_info(worker: u16, core: &CoreCounters) -> WorkerStatsInfo {
         conns_created: core.conns_created.load(Ordering::Relaxed),
         conns_expired: core.conns_expired.load(Ordering::Relaxed),
         conns_now: core.conns_now.load(Ordering::Relaxed),
-        to_kernel: core.to_kernel.load(Ordering::Relaxed),
+        to_kernel: core
+            .to_kernel
+            .load(Ordering::Relaxed)
+            .saturating_add(core.to_kernel_path.load(Ordering::Relaxed)),
         from_kernel: core.from_kernel.load(Ordering::Relaxed),
         kernel_drop: core
             .kernel_drop

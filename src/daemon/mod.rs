@@ -617,7 +617,7 @@ fn start_dataplane(config: &Config, plans: &[ServicePlan]) -> Result<Started, Da
             })
         })
         .collect();
-    let kernel = if workers > 0 {
+    let mut kernel = if workers > 0 {
         KernelPath::open(
             &specs,
             workers,
@@ -630,6 +630,9 @@ fn start_dataplane(config: &Config, plans: &[ServicePlan]) -> Result<Started, Da
     } else {
         None
     };
+    if let Some(k) = &mut kernel {
+        steer_kernel_sockets(config, &ports, k);
+    }
     if let Some(k) = &kernel {
         ports.set_kernel(k.rings());
         eprintln!("lbd: kernel path on {}", k.names().join(", "));
@@ -652,6 +655,28 @@ fn start_dataplane(config: &Config, plans: &[ServicePlan]) -> Result<Started, Da
         None => None,
     };
     Ok((state, dataplane, kernel))
+}
+
+/// AF_PACKET ports with a kernel interface (unless `kernel_if_steer:
+/// false`): the kernel path reads the director's own TCP/UDP from a socket
+/// of its own, so no worker receives it. A port where that socket cannot
+/// be opened keeps the workers' path (logged).
+fn steer_kernel_sockets(config: &Config, ports: &Ports, k: &mut KernelPath) {
+    for (i, p) in config.ports.iter().enumerate() {
+        if p.driver != crate::ctl::config::DriverKind::AfPacket
+            || p.kernel_if.is_none()
+            || p.kernel_if_steer == Some(false)
+        {
+            continue;
+        }
+        match ports.open_kernel_socket(i) {
+            Ok(sock) => k.add_steer_socket(i as u16, sock),
+            Err(e) => eprintln!(
+                "lbd: port {}: {e}; its own traffic goes through the workers",
+                p.name
+            ),
+        }
+    }
 }
 
 /// The VRRP state hook of a sync daemon that follows an instance

@@ -282,6 +282,10 @@ pub struct CoreCounters {
     /// (this worker's down ring full, a TAP write refused); written only
     /// by that thread.
     pub kernel_drop_path: AtomicU64,
+    /// Frames the kernel-path thread moved from an AF_PACKET port's own
+    /// kernel-path socket to the kernel interface (no worker saw them);
+    /// written only by that thread, on worker 0's counters.
+    pub to_kernel_path: AtomicU64,
     /// SYN proxy: SYNs answered with a cookie SYN-ACK.
     pub syn_cookies_sent: AtomicU64,
     /// SYN proxy: ACKs whose cookie checked out (a connection was made).
@@ -340,6 +344,7 @@ impl CoreCounters {
             from_kernel: AtomicU64::new(0),
             kernel_drop: AtomicU64::new(0),
             kernel_drop_path: AtomicU64::new(0),
+            to_kernel_path: AtomicU64::new(0),
             syn_cookies_sent: AtomicU64::new(0),
             synproxy_acks_valid: AtomicU64::new(0),
             synproxy_acks_invalid: AtomicU64::new(0),

@@ -31,13 +31,25 @@
 //! * Counters (per core, `CoreCounters`): `to_kernel` and `kernel_drop`
 //!   written by the worker, `from_kernel` by the worker, and
 //!   `kernel_drop_path` (a worker's down ring full, a TAP write refused)
-//!   written only by the kernel-path thread.
+//!   and `to_kernel_path` written only by the kernel-path thread;
+//!   `lbctl` shows `to_kernel` + `to_kernel_path` as `to_kernel` and
+//!   `kernel_drop` + `kernel_drop_path` as `kernel_drop`.
+//! * AF_PACKET ports (`ports[].kernel_if_steer`, default on): the
+//!   director's own TCP/UDP never reaches a worker. A socket of the
+//!   port's driver outside the fanout group takes it
+//!   (`driver::af_packet::local`, whose socket filters also keep it off
+//!   every worker socket); this thread reads it and writes it to the
+//!   port's TAP, under the port's whole `kernel_if_pps`, counting on
+//!   worker 0's `to_kernel_path` / `kernel_drop_path` (the socket's own
+//!   overflow, read every 100 ms, included). [`kernel_addrs`] is the one
+//!   place that says which addresses those are.
 //! * The thread blocks in `poll(2)` on the TAPs for at most
 //!   [`IDLE_WAIT_MS`] when a pass found nothing, so up frames wait at most
 //!   that long; it stops within that time of [`KernelThread::stop`].
 //!
 //! What goes up, per case (decided in the worker's local-traffic stage, for
-//! ports that have a kernel interface only):
+//! ports that have a kernel interface only; on steered AF_PACKET ports
+//! the first case never reaches a worker unless it is a fragment):
 //! * TCP/UDP to one of the port's own addresses (the DIP) or to an IPv6
 //!   link-local address, unless it belongs to a virtual service or is a
 //!   FULLNAT local address (those stay with the dataplane) — ssh, BGP, the
@@ -79,11 +91,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
 use crate::dataplane::counters::{bump, CoreCounters};
+use crate::dataplane::driver::af_packet::{KernelSocket, RecvBatch};
 use crate::dataplane::driver::tap;
+use crate::dataplane::snapshot::Snapshot;
 
 /// Frame slots for the up direction (all workers together).
 pub const UP_SLOTS: usize = 1024;
@@ -96,6 +111,8 @@ pub const RING_SLOTS: usize = 512;
 pub const IDLE_WAIT_MS: i32 = 1;
 /// Frames the thread moves per ring and per TAP in one pass.
 const PASS_BUDGET: usize = 64;
+/// Frames the thread reads from a port's own socket with one system call.
+const STEER_BATCH: usize = 32;
 /// Most kernel interfaces (ports with one).
 pub const MAX_KERNEL_IFS: usize = 16;
 
@@ -459,12 +476,39 @@ fn nft(ifname: &str, script: &str) -> Result<(), KernelError> {
     }
 }
 
+/// The addresses of `port` whose TCP/UDP the kernel path takes without a
+/// worker (AF_PACKET steering, `driver::af_packet::local`): the port's
+/// own addresses that are neither the VIP of a service nor a FULLNAT local
+/// address (those stay with the dataplane, as in the workers'
+/// `kernel_verdict`), sorted.
+pub fn kernel_addrs(snap: &Snapshot, port: u16) -> Vec<IpAddr> {
+    let Some(pc) = snap.port(port) else {
+        return Vec::new();
+    };
+    let mut v: Vec<IpAddr> = pc
+        .addrs
+        .iter()
+        .map(|(a, _)| *a)
+        .filter(|a| !snap.is_laddr(a) && !snap.services.iter().any(|s| s.vip == *a))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// The kernel interfaces, created and not yet served.
 pub struct KernelPath {
     rings: Arc<KernelRings>,
     taps: Vec<(u16, OwnedFd, String)>,
     /// Removed when the thread ends, after the TAPs.
     guards: Vec<IngressGuard>,
+    /// AF_PACKET ports' own kernel-path sockets (port, socket): the
+    /// director's TCP/UDP read here, never by a worker.
+    steer: Vec<(u16, Arc<KernelSocket>)>,
+    /// Per port with a kernel interface: `kernel_if_pps` (0: none).
+    rates: Vec<(u16, u64)>,
+    /// Longest frame the path carries (the slots' size).
+    slot_bytes: usize,
 }
 
 impl KernelPath {
@@ -504,7 +548,19 @@ impl KernelPath {
             )),
             taps,
             guards,
+            steer: Vec::new(),
+            rates,
+            slot_bytes: slot,
         }))
+    }
+
+    /// Read `port`'s own kernel-path socket in the thread: its frames go
+    /// to the port's kernel interface directly, counted as `to_kernel`
+    /// (`kernel_drop` when the TAP refuses them, when `kernel_if_pps`
+    /// limits them, or when the socket's buffer overflowed), on worker 0's
+    /// counters.
+    pub fn add_steer_socket(&mut self, port: u16, sock: Arc<KernelSocket>) {
+        self.steer.push((port, sock));
     }
 
     /// The rings the workers use.
@@ -534,7 +590,9 @@ impl KernelPath {
 
     fn run(self, stop: &AtomicBool, counters: &[Arc<CoreCounters>]) {
         let r = &*self.rings;
-        let fds: Vec<i32> = self.taps.iter().map(|t| t.1.as_raw_fd()).collect();
+        let mut fds: Vec<i32> = self.taps.iter().map(|t| t.1.as_raw_fd()).collect();
+        fds.extend(self.steer.iter().map(|(_, s)| s.raw_fd()));
+        let mut steer = SteerReader::new(&self);
         let mut fd_of_port = [-1i32; 256];
         for (p, fd, _) in &self.taps {
             if let Some(s) = fd_of_port.get_mut(*p as usize) {
@@ -565,6 +623,8 @@ impl KernelPath {
                     r.recycle_up(f);
                 }
             }
+            // Up, steered: the director's own TCP/UDP that no worker saw.
+            work += steer.pass(&fd_of_port, counters, &mut report);
             // Down: what the kernel sent out of its interfaces.
             for (port, fd, _) in &self.taps {
                 for _ in 0..PASS_BUDGET {
@@ -608,6 +668,83 @@ impl KernelPath {
         // ingress guards go.
         drop(self.taps);
         drop(self.guards);
+    }
+}
+
+/// The kernel-path thread's reading of the AF_PACKET ports' own sockets
+/// (`KernelPath::add_steer_socket`): one buffer, one rate limit per port
+/// on the thread's clock, the sockets' overflow read now and then.
+struct SteerReader {
+    socks: Vec<(u16, Arc<KernelSocket>, u64, UpLimiter)>,
+    batch: RecvBatch,
+    t0: Instant,
+    last_drops: Instant,
+}
+
+impl SteerReader {
+    fn new(path: &KernelPath) -> SteerReader {
+        let rate = |p: u16| path.rates.iter().find(|r| r.0 == p).map_or(0, |r| r.1);
+        SteerReader {
+            socks: path
+                .steer
+                .iter()
+                .map(|(p, s)| (*p, Arc::clone(s), rate(*p), UpLimiter::default()))
+                .collect(),
+            batch: RecvBatch::new(STEER_BATCH, path.slot_bytes),
+            t0: Instant::now(),
+            last_drops: Instant::now(),
+        }
+    }
+
+    /// Move up to [`PASS_BUDGET`] frames of each socket to its port's
+    /// kernel interface; returns how many frames were read.
+    fn pass(
+        &mut self,
+        fd_of_port: &[i32; 256],
+        counters: &[Arc<CoreCounters>],
+        report: &mut impl FnMut(&str, std::io::Error),
+    ) -> usize {
+        let Some(c) = counters.first() else { return 0 };
+        let mut work = 0;
+        let now_ns = self.t0.elapsed().as_nanos() as u64;
+        let read_drops = self.last_drops.elapsed() >= Duration::from_millis(100);
+        if read_drops {
+            self.last_drops = Instant::now();
+        }
+        for (port, sock, rate, limit) in &mut self.socks {
+            if read_drops {
+                bump(&c.kernel_drop_path, sock.drops());
+            }
+            let fd = fd_of_port.get(*port as usize).copied().unwrap_or(-1);
+            for _ in 0..PASS_BUDGET / STEER_BATCH {
+                let n = match sock.recv_batch(&mut self.batch) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        report("read the port's kernel-path socket", e);
+                        0
+                    }
+                };
+                work += n;
+                for i in 0..n {
+                    let frame = self.batch.frame(i);
+                    match frame {
+                        Some(f) if fd >= 0 && limit.admit(*rate, now_ns) => {
+                            if let Err(e) = tap::write_frame(fd, f) {
+                                bump(&c.kernel_drop_path, 1);
+                                report("write to the kernel interface", e);
+                            } else {
+                                bump(&c.to_kernel_path, 1);
+                            }
+                        }
+                        _ => bump(&c.kernel_drop_path, 1),
+                    }
+                }
+                if n < STEER_BATCH {
+                    break;
+                }
+            }
+        }
+        work
     }
 }
 

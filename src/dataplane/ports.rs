@@ -393,12 +393,25 @@ impl Port {
     /// Device-side steering for `snap`: the AF_PACKET fanout program, DPDK
     /// flow rules for FULLNAT replies. Failures are logged (the software
     /// ring still delivers every packet to its owner).
-    fn apply_steering(&self, snap: &Snapshot) {
+    fn apply_steering(&self, index: u16, snap: &Snapshot) {
         match self {
             Port::AfPacket(a) => {
                 if let Err(e) = a.set_steering(&snap.steer) {
                     eprintln!(
                         "lbd: port {}: cannot install the steering program: {e}",
+                        a.caps().name
+                    );
+                }
+                // The director's own TCP/UDP: the kernel path's socket
+                // (when opened) takes it, the workers never see it.
+                let set = crate::dataplane::driver::af_packet::LocalSet {
+                    mac: snap.port(index).map_or(a.caps().mac, |p| p.mac.0),
+                    addrs: crate::dataplane::kernel::kernel_addrs(snap, index),
+                    link_local: true,
+                };
+                if let Err(e) = a.steer_kernel(&set) {
+                    eprintln!(
+                        "lbd: port {}: kernel-path steering not updated: {e}",
                         a.caps().name
                     );
                 }
@@ -586,8 +599,28 @@ impl Ports {
     /// Keeps device-side steering in step with `snap` (called by the
     /// runtime once every worker runs `snap`'s generation).
     pub fn apply_steering(&self, snap: &Snapshot) {
-        for p in &self.ports {
-            lock(p).apply_steering(snap);
+        for (i, p) in self.ports.iter().enumerate() {
+            lock(p).apply_steering(i as u16, snap);
+        }
+    }
+
+    /// Open port `index`'s own kernel-path socket (AF_PACKET only; see
+    /// `driver::af_packet::local`): from the next snapshot on, the
+    /// director's own TCP/UDP on that port bypasses the workers.
+    pub fn open_kernel_socket(
+        &self,
+        index: usize,
+    ) -> Result<Arc<crate::dataplane::driver::af_packet::KernelSocket>, DriverError> {
+        let port = self
+            .ports
+            .get(index)
+            .ok_or_else(|| DriverError::Config(format!("no port {index}")))?;
+        match &mut *lock(port) {
+            Port::AfPacket(a) => a.open_kernel_socket(),
+            _ => Err(DriverError::Config(format!(
+                "port {}: kernel-path steering needs the af_packet driver",
+                self.names.get(index).map_or("?", String::as_str)
+            ))),
         }
     }
 

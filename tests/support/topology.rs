@@ -116,6 +116,8 @@ pub struct Options {
     pub lbd_guards_ports: bool,
     /// `workers.kernel_ring`.
     pub kernel_ring: Option<u32>,
+    /// `kernel_if_steer` of both ports.
+    pub kernel_if_steer: Option<bool>,
 }
 
 impl Options {
@@ -134,6 +136,7 @@ impl Options {
             keepalived: None,
             lbd_guards_ports: false,
             kernel_ring: None,
+            kernel_if_steer: None,
         }
     }
 }
@@ -260,6 +263,8 @@ impl Topology {
             y.int.kernel_if = Some(int.to_string());
             y.ext.kernel_if_pps = self.opts.kernel_if_pps;
             y.int.kernel_if_pps = self.opts.kernel_if_pps;
+            y.ext.kernel_if_steer = self.opts.kernel_if_steer;
+            y.int.kernel_if_steer = self.opts.kernel_if_steer;
         }
         y.socket = Some(self.socket.clone());
         y.workers = Some(WorkersYaml {

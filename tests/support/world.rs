@@ -140,6 +140,8 @@ pub struct PortYaml {
     pub kernel_if: Option<String>,
     /// `kernel_if_pps:`.
     pub kernel_if_pps: Option<u64>,
+    /// `kernel_if_steer:`.
+    pub kernel_if_steer: Option<bool>,
 }
 
 impl PortYaml {
@@ -153,6 +155,7 @@ impl PortYaml {
             pcap_rx: None,
             kernel_if: None,
             kernel_if_pps: None,
+            kernel_if_steer: None,
         }
     }
 
@@ -175,6 +178,7 @@ impl PortYaml {
             pcap_rx: None,
             kernel_if: None,
             kernel_if_pps: None,
+            kernel_if_steer: None,
         }
     }
 
@@ -188,6 +192,7 @@ impl PortYaml {
             pcap_rx: None,
             kernel_if: None,
             kernel_if_pps: None,
+            kernel_if_steer: None,
         }
     }
 }
@@ -282,6 +287,9 @@ impl LbdYaml {
             }
             if let Some(pps) = port.kernel_if_pps {
                 let _ = write!(y, ", kernel_if_pps: {pps}");
+            }
+            if let Some(steer) = port.kernel_if_steer {
+                let _ = write!(y, ", kernel_if_steer: {steer}");
             }
             y.push_str("}\n");
         }

@@ -22,26 +22,28 @@ use crate::steer::SteerPlan;
 pub(super) const BPF_LD: u16 = 0x00;
 const BPF_LDX: u16 = 0x01;
 const BPF_ST: u16 = 0x02;
-const BPF_ALU: u16 = 0x04;
+pub(super) const BPF_ALU: u16 = 0x04;
 pub(super) const BPF_JMP: u16 = 0x05;
 pub(super) const BPF_RET: u16 = 0x06;
 const BPF_MISC: u16 = 0x07;
 pub(super) const BPF_W: u16 = 0x00;
-const BPF_H: u16 = 0x08;
-const BPF_B: u16 = 0x10;
+pub(super) const BPF_H: u16 = 0x08;
+pub(super) const BPF_B: u16 = 0x10;
 pub(super) const BPF_IMM: u16 = 0x00;
 pub(super) const BPF_ABS: u16 = 0x20;
+pub(super) const BPF_LEN: u16 = 0x80;
 const BPF_IND: u16 = 0x40;
 const BPF_MEM: u16 = 0x60;
 const BPF_MSH: u16 = 0xa0;
 const BPF_MUL: u16 = 0x20;
-const BPF_AND: u16 = 0x50;
+pub(super) const BPF_AND: u16 = 0x50;
 const BPF_RSH: u16 = 0x70;
 const BPF_MOD: u16 = 0x90;
 const BPF_XOR: u16 = 0xa0;
 const BPF_JA: u16 = 0x00;
 pub(super) const BPF_JEQ: u16 = 0x10;
-const BPF_JSET: u16 = 0x40;
+pub(super) const BPF_JGE: u16 = 0x30;
+pub(super) const BPF_JSET: u16 = 0x40;
 pub(super) const BPF_K: u16 = 0x00;
 const BPF_X: u16 = 0x08;
 const BPF_A: u16 = 0x10;
@@ -319,13 +321,13 @@ impl Asm {
     pub(super) fn op(&mut self, code: u16, k: u32) {
         self.items.push(Item::Op(code, k));
     }
-    fn jump(&mut self, op: u16, k: u32, jt: Option<usize>, jf: Option<usize>) {
+    pub(super) fn jump(&mut self, op: u16, k: u32, jt: Option<usize>, jf: Option<usize>) {
         self.items.push(Item::Jump(BPF_JMP | op | BPF_K, k, jt, jf));
     }
     pub(super) fn jeq(&mut self, k: u32, jt: Option<usize>, jf: Option<usize>) {
         self.jump(BPF_JEQ, k, jt, jf);
     }
-    fn ja(&mut self, l: usize) {
+    pub(super) fn ja(&mut self, l: usize) {
         self.items.push(Item::Ja(l));
     }
 
@@ -413,6 +415,35 @@ fn load(data: &[u8], off: u32, size: usize) -> Option<u32> {
 /// Run `prog` on `skb`; a load outside the packet ends the program with
 /// 0, as in the kernel.
 pub fn run(prog: &[libc::sock_filter], skb: &Skb) -> u32 {
+    exec(prog, skb.data, |what| {
+        assert_eq!(what, libc::SKF_AD_PROTOCOL, "unexpected ancillary load");
+        skb.protocol as u32
+    })
+}
+
+/// What a socket filter (`SO_ATTACH_FILTER` on a packet socket) sees of a
+/// received frame: the frame from its Ethernet header on (a VLAN tag the
+/// kernel took out is metadata), its `pkttype` and whether it had a tag.
+pub struct SockSkb<'a> {
+    /// The frame from the Ethernet header on.
+    pub frame: &'a [u8],
+    /// `skb->pkt_type` (`PACKET_HOST`, `PACKET_OUTGOING`, ...).
+    pub pkttype: u8,
+    /// The kernel took a VLAN tag out of the frame.
+    pub vlan_tagged: bool,
+}
+
+/// Run socket filter `prog` on `skb`: what the kernel keeps of the frame
+/// (0: the socket never sees it).
+pub fn run_socket_filter(prog: &[libc::sock_filter], skb: &SockSkb) -> u32 {
+    exec(prog, skb.frame, |what| match what {
+        libc::SKF_AD_PKTTYPE => skb.pkttype as u32,
+        libc::SKF_AD_VLAN_TAG_PRESENT => skb.vlan_tagged as u32,
+        _ => panic!("unexpected ancillary load {what}"),
+    })
+}
+
+fn exec(prog: &[libc::sock_filter], data: &[u8], anc: impl Fn(libc::c_int) -> u32) -> u32 {
     let (mut a, mut x, mut m) = (0u32, 0u32, [0u32; 16]);
     let mut pc = 0usize;
     loop {
@@ -426,19 +457,15 @@ pub fn run(prog: &[libc::sock_filter], skb: &Skb) -> u32 {
         };
         match ins.code {
             c if c == BPF_LD | BPF_W | BPF_ABS && k >= ancillary(0) => {
-                assert_eq!(
-                    k,
-                    ancillary(libc::SKF_AD_PROTOCOL),
-                    "unexpected ancillary load"
-                );
-                a = skb.protocol as u32;
+                a = anc(k.wrapping_sub(ancillary(0)) as libc::c_int);
             }
-            c if c & 0x07 == BPF_LD && c & 0xe0 == BPF_ABS => match load(skb.data, k, size) {
+            c if c == BPF_LD | BPF_W | BPF_LEN => a = data.len() as u32,
+            c if c & 0x07 == BPF_LD && c & 0xe0 == BPF_ABS => match load(data, k, size) {
                 Some(v) => a = v,
                 None => return 0,
             },
             c if c & 0x07 == BPF_LD && c & 0xe0 == BPF_IND => {
-                match load(skb.data, x.wrapping_add(k), size) {
+                match load(data, x.wrapping_add(k), size) {
                     Some(v) => a = v,
                     None => return 0,
                 }
@@ -447,7 +474,7 @@ pub fn run(prog: &[libc::sock_filter], skb: &Skb) -> u32 {
             c if c == BPF_LD | BPF_MEM => a = m[k as usize],
             c if c == BPF_LDX | BPF_W | BPF_IMM => x = k,
             c if c == BPF_LDX | BPF_W | BPF_MEM => x = m[k as usize],
-            c if c == BPF_LDX | BPF_B | BPF_MSH => match load(skb.data, k, 1) {
+            c if c == BPF_LDX | BPF_B | BPF_MSH => match load(data, k, 1) {
                 Some(v) => x = 4 * (v & 0xf),
                 None => return 0,
             },
@@ -461,6 +488,9 @@ pub fn run(prog: &[libc::sock_filter], skb: &Skb) -> u32 {
             c if c == BPF_JMP | BPF_JA => pc += k as usize,
             c if c == BPF_JMP | BPF_JEQ | BPF_K => {
                 pc += if a == k { ins.jt } else { ins.jf } as usize
+            }
+            c if c == BPF_JMP | BPF_JGE | BPF_K => {
+                pc += if a >= k { ins.jt } else { ins.jf } as usize
             }
             c if c == BPF_JMP | BPF_JSET | BPF_K => {
                 pc += if a & k != 0 { ins.jt } else { ins.jf } as usize

@@ -42,6 +42,11 @@
 //!   software ring takes them to their owner: non-IP (ARP), IP protocols
 //!   other than TCP/UDP, IPv6 with extension headers before TCP/UDP (IPv6
 //!   fragments among them), truncated headers.
+//! * **The director's own TCP/UDP** (a port with a kernel interface):
+//!   [`AfPacketDriver::open_kernel_socket`] opens a socket outside the
+//!   group for the kernel-path thread, and [`AfPacketDriver::steer_kernel`]
+//!   gives it and every queue's socket complementary socket filters
+//!   (`local`), so such frames never enter a worker's ring.
 //! * The interface is put in promiscuous mode (`PACKET_MR_PROMISC`) because
 //!   the director answers for MAC addresses of its own. Leave it without IP
 //!   addresses so the host stack ignores the traffic.
@@ -56,8 +61,10 @@
 //! group, steering, port stats) and [`AfPacketQueue`] (the `PortQueue`
 //! impl and its counters); `rx` the TPACKET_V3 receive ring and frame
 //! handling, `tx` the two transmit paths, `socket` the kernel ABI and every
-//! packet-socket system call, `cbpf` the fanout steering program.
+//! packet-socket system call, `cbpf` the fanout steering program, `local`
+//! the kernel path's own socket and its filters.
 
+mod local;
 mod rx;
 mod socket;
 mod tx;
@@ -69,6 +76,7 @@ pub mod cbpf;
 mod tests;
 
 pub use cbpf::fanout_program;
+pub use local::{local_program, KernelSocket, LocalSet, RecvBatch, Side};
 pub use rx::complete_partial_checksum;
 pub use socket::check_options;
 
@@ -83,7 +91,7 @@ use socket::{
 };
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tx::{MmsgArrays, TxLayout, TxPath, TxRing};
 
 /// How a queue transmits.
@@ -172,6 +180,9 @@ pub struct AfPacketDriver {
     counters: Vec<Arc<QueueCounters>>,
     /// Kernel drops read so far (`PACKET_STATISTICS` resets on read).
     kernel_drops: AtomicU64,
+    /// The kernel path's own socket and the set its filter keeps
+    /// ([`AfPacketDriver::open_kernel_socket`]).
+    kernel_steer: Option<(Arc<KernelSocket>, Mutex<LocalSet>)>,
 }
 
 impl AfPacketDriver {
@@ -283,6 +294,7 @@ impl AfPacketDriver {
             queues: Some(queue_list),
             counters,
             kernel_drops: AtomicU64::new(0),
+            kernel_steer: None,
         };
         if queues > 1 {
             driver.set_steering(&SteerPlan {
@@ -321,6 +333,69 @@ impl AfPacketDriver {
                 e,
             )
         })
+    }
+
+    /// Open the kernel path's own receive socket on the interface (outside
+    /// the fanout group; `local` module): from the next
+    /// [`AfPacketDriver::steer_kernel`] on, the director's own TCP/UDP
+    /// reaches it instead of the workers. Opening it twice gives the same
+    /// socket.
+    pub fn open_kernel_socket(&mut self) -> Result<Arc<KernelSocket>, DriverError> {
+        if let Some((s, _)) = &self.kernel_steer {
+            return Ok(Arc::clone(s));
+        }
+        let s = KernelSocket::open(self.ifindex).map_err(|(step, e)| {
+            DriverError::os(
+                format!("af_packet {}: kernel socket: {step}", self.caps.name),
+                e,
+            )
+        })?;
+        let s = Arc::new(s);
+        self.kernel_steer = Some((Arc::clone(&s), Mutex::new(LocalSet::none())));
+        Ok(s)
+    }
+
+    /// Let the kernel socket take `set`'s frames and every worker socket
+    /// drop them (no-op without a kernel socket, or when `set` is what is
+    /// installed). Called from the control plane with every snapshot. The
+    /// change never loses a frame: first the workers keep everything but
+    /// what both the old and the new set send to the kernel, then the
+    /// kernel socket switches to the new set, then the workers narrow to
+    /// its complement (a frame in between may reach both: harmless).
+    pub fn steer_kernel(&self, set: &LocalSet) -> Result<(), DriverError> {
+        let Some((sock, installed)) = &self.kernel_steer else {
+            return Ok(());
+        };
+        let mut installed = installed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *installed == *set {
+            return Ok(());
+        }
+        for side in [Side::Kernel, Side::Workers] {
+            let n = local_program(set, side).len();
+            if n > MAX_BPF_INSNS {
+                return Err(DriverError::Config(format!(
+                    "af_packet {}: kernel-path filter has {n} instructions (kernel limit {MAX_BPF_INSNS}); too many addresses",
+                    self.caps.name
+                )));
+            }
+        }
+        let os =
+            |what: &str, e| DriverError::os(format!("af_packet {}: {what}", self.caps.name), e);
+        let both = installed.intersect(set);
+        self.attach_worker_filters(&local_program(&both, Side::Workers))
+            .map_err(|e| os("widen the workers' filter", e))?;
+        sock.set_filter(set)
+            .map_err(|e| os("kernel socket filter", e))?;
+        *installed = set.clone();
+        self.attach_worker_filters(&local_program(set, Side::Workers))
+            .map_err(|e| os("narrow the workers' filter", e))
+    }
+
+    fn attach_worker_filters(&self, prog: &[libc::sock_filter]) -> std::io::Result<()> {
+        for fd in &self.sockets {
+            attach_filter(fd.as_raw_fd(), prog)?;
+        }
+        Ok(())
     }
 
     /// The fanout group id the queues share.

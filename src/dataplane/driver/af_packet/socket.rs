@@ -342,7 +342,7 @@ pub(super) fn if_index(name: &str) -> io::Result<i32> {
     }
 }
 
-fn packet_socket() -> io::Result<OwnedFd> {
+pub(super) fn packet_socket() -> io::Result<OwnedFd> {
     // Protocol 0: receives nothing until bound with ETH_P_ALL.
     // SAFETY: plain socket(2) call with constant arguments.
     let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -355,7 +355,12 @@ fn packet_socket() -> io::Result<OwnedFd> {
 
 /// `setsockopt` with a plain-data value (`T` is a `#[repr(C)]` struct or
 /// integer as the option expects).
-fn setsockopt<T: Copy>(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
+pub(super) fn setsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: &T,
+) -> io::Result<()> {
     // SAFETY: `v` points to a live `T` of size_of::<T>() bytes that the
     // kernel only reads during the call.
     let r = unsafe {
@@ -392,7 +397,7 @@ fn getsockopt<T: Copy + Default>(
     }
 }
 
-fn bind_ll(fd: RawFd, ifindex: i32) -> io::Result<()> {
+pub(super) fn bind_ll(fd: RawFd, ifindex: i32) -> io::Result<()> {
     // SAFETY: sockaddr_ll is a plain C struct; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -411,6 +416,17 @@ fn bind_ll(fd: RawFd, ifindex: i32) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Make `fd` non-blocking (`O_NONBLOCK`).
+pub(super) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own; F_GETFL/F_SETFL touch no memory.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The interface index the packet socket is bound to now
