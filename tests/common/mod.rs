@@ -344,7 +344,9 @@ impl SvcDef {
 /// re-files every set-up connection once (lazy re-arm) while the
 /// measurement runs: a cost of the new connections, not of established
 /// traffic. Bounded: at most `capacity / budget + 1000` passes.
-pub fn settle_expiry(w: &mut rvs::dataplane::worker::Worker<rvs::dataplane::driver::mem::MemQueue>) {
+pub fn settle_expiry(
+    w: &mut rvs::dataplane::worker::Worker<rvs::dataplane::driver::mem::MemQueue>,
+) {
     w.advance_clock(std::time::Duration::from_secs(3));
     let budget = rvs::dataplane::worker::WorkerConfig::default().expire_budget;
     let max = w.conns().capacity() / budget + 1000;
