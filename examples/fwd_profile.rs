@@ -21,6 +21,7 @@
 mod common;
 
 use common::*;
+use rvs::conntrack::TcpState;
 use rvs::dataplane::driver::heapbuf;
 use rvs::dataplane::driver::mem::{FlowGen, MemQueue};
 use rvs::dataplane::worker::{Links, Worker, WorkerConfig};
@@ -51,6 +52,11 @@ fn main() {
                 .push(ip(&format!("192.168.{}.{}", 20 + i / 200, 1 + i % 200)));
         }
     }
+    // Under valgrind one set-up sweep can take longer than SYN_RECV's 60 s,
+    // and a flow whose connection expired before its ACK would be dropped.
+    topo.timeouts
+        .set_tcp_state(TcpState::SynRecv, 3600)
+        .expect("SYN_RECV timeout");
     heapbuf::prewarm(8192);
     let cfg = WorkerConfig {
         conn_capacity: flows + 1024,
@@ -71,6 +77,7 @@ fn main() {
     for _ in 0..polls {
         w.poll_once();
     }
+    assert_eq!(w.conns().len(), flows, "every flow has its connection");
     settle_expiry(&mut w);
     let t0 = std::time::Instant::now();
     let c0 = thread_cpu_ns();
