@@ -37,6 +37,7 @@ fn find(t: &ConnTable, tu: &Tuple) -> Option<(ConnId, Dir)> {
     let h = tu.hash();
     t.prefetch(h);
     t.prefetch_conn(h);
+    t.prefetch_chain(tu, h);
     t.lookup(tu, h)
 }
 
