@@ -142,7 +142,9 @@ fn bench_lookup(c: &mut Criterion) {
 }
 
 /// Establish `flows` connections through the worker (SYN then ACK per
-/// flow), then switch the generator to ACKs of established flows.
+/// flow), then switch the generator to ACKs of established flows, and let
+/// expiry re-file the new connections before the measurement
+/// (`settle_expiry`).
 fn established(vip: &str, flows: u32, topo: &Topo) -> Worker<MemQueue> {
     let gen = FlowGen::new(template(vip, 80, TcpFlags::SYN), flows);
     let mut w = worker(gen, flows + 1024, topo);
@@ -157,6 +159,7 @@ fn established(vip: &str, flows: u32, topo: &Topo) -> Worker<MemQueue> {
         w.poll_once();
     }
     assert_eq!(w.conns().len(), flows, "every flow has its connection");
+    settle_expiry(&mut w);
     w
 }
 

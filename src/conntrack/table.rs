@@ -3,12 +3,15 @@
 //! Layout (all allocated by [`ConnTable::new`], nothing after):
 //! * `entries`: `capacity` fixed-size [`Conn`] records (108 bytes, IPv6-wide
 //!   addresses). Free entries form a singly linked free list.
-//! * `buckets`: a power of two ≥ 2 × capacity of `u32` chain heads. Each
-//!   connection has one index key per direction it sees (client → VIP, and
-//!   for NAT / FULLNAT the real server's reply), so at most 2 × capacity keys
-//!   and a load factor ≤ 1 when full. A chain link is `id << 1 | dir`; the
-//!   next links live in the entry (`hnext[dir]`), so an index key costs no
-//!   memory beyond its bucket share.
+//! * `buckets`: 4 × capacity `u32` chain heads. Each connection has one
+//!   index key per direction it sees (client → VIP, and for NAT / FULLNAT
+//!   the real server's reply), so at most 2 × capacity keys and a load
+//!   factor ≤ 0.5 when full: a hit reads about 1.25 entries, a miss (a new
+//!   connection) 0.5. The count is not a power of two: a hash's bucket is
+//!   `hash × buckets >> 32` (multiply-shift range reduction), so the index
+//!   costs 16 bytes per connection whatever the capacity. A chain link is
+//!   `id << 1 | dir`; the next links live in the entry (`hnext[dir]`), so an
+//!   index key costs no memory beyond its bucket share.
 //! * the timer wheel ([`super::timer`]): ≤ 8193 `u32` heads plus two `u32`
 //!   links per entry.
 //!
@@ -135,9 +138,8 @@ pub struct Conn {
 
 /// The entry size the memory budget is built on.
 pub const CONN_SIZE: usize = 108;
-const _: () = assert!(std::mem::size_of::<Conn>() <= CONN_SIZE);
-// `prefetch_conn` covers the fields a lookup compares: they end at byte 84.
-const _: () = assert!(std::mem::offset_of!(Conn, lip) + 16 <= 84);
+// `prefetch_entry` covers the whole entry with three lines.
+const _: () = assert!(std::mem::size_of::<Conn>() == CONN_SIZE && CONN_SIZE <= 128);
 
 impl Linked for Conn {
     #[inline]
@@ -430,7 +432,8 @@ pub struct StateChange {
 pub struct ConnTable {
     entries: Vec<Conn>,
     buckets: Vec<u32>,
-    bucket_mask: u32,
+    /// `buckets.len()`, for the range reduction in [`Self::bucket`].
+    nbuckets: u64,
     wheel: Wheel,
     free_head: u32,
     len: u32,
@@ -459,12 +462,13 @@ impl ConnTable {
             let next = i as u32 + 1;
             e.hnext[0] = if next < capacity { next } else { NIL };
         }
-        // capacity ≤ 2^30, so 2 × capacity ≤ 2^31 has a u32 power of two.
-        let nbuckets = (capacity.max(1) * 2).next_power_of_two();
+        // capacity ≤ 2^30, so 4 × capacity ≤ 2^32: every bucket index
+        // `hash × nbuckets >> 32` fits a u32 hash's range.
+        let nbuckets = u64::from(capacity.max(1)) * 4;
         ConnTable {
             entries,
             buckets: huge_vec(nbuckets as usize, NIL),
-            bucket_mask: nbuckets - 1,
+            nbuckets,
             wheel: Wheel::new(Wheel::slots_for_capacity(capacity)),
             free_head: if capacity > 0 { 0 } else { NIL },
             len: 0,
@@ -500,9 +504,16 @@ impl ConnTable {
         self.heap_bytes().div_ceil(self.capacity.max(1) as usize)
     }
 
-    /// Number of hash buckets (a power of two ≥ 2 × capacity).
-    pub fn bucket_count(&self) -> u32 {
-        self.bucket_mask + 1
+    /// Number of hash buckets (4 × capacity).
+    pub fn bucket_count(&self) -> u64 {
+        self.nbuckets
+    }
+
+    /// The bucket of `hash`: its position scaled to the bucket count
+    /// (Lemire's multiply-shift range reduction; uses the hash's high bits).
+    #[inline(always)]
+    fn bucket(&self, hash: u32) -> usize {
+        ((u64::from(hash) * self.nbuckets) >> 32) as usize
     }
 
     /// Number of timer wheel slots (ticks).
@@ -534,7 +545,7 @@ impl ConnTable {
 
     #[inline]
     fn find(&self, t: &Tuple, hash: u32, template: bool) -> Option<(u32, u32)> {
-        let mut r = self.buckets[(hash & self.bucket_mask) as usize];
+        let mut r = self.buckets[self.bucket(hash)];
         while r != NIL {
             let (id, d) = (r >> 1, r & 1);
             let e = &self.entries[id as usize];
@@ -548,24 +559,50 @@ impl ConnTable {
 
     /// Hint that a lookup with this hash is coming: prefetches its bucket.
     /// Stage 1 of a burst: hash and `prefetch` every packet, then
-    /// [`Self::prefetch_conn`] every packet, then look them up.
+    /// [`Self::prefetch_conn`] every packet, then [`Self::prefetch_chain`]
+    /// a few packets ahead of the one being looked up.
     #[inline]
     pub fn prefetch(&self, hash: u32) {
-        prefetch_line(&self.buckets[(hash & self.bucket_mask) as usize]);
+        prefetch_line(&self.buckets[self.bucket(hash)]);
     }
 
     /// Stage 2 of a burst: reads the bucket (prefetched by [`Self::prefetch`])
-    /// and prefetches the first entry of its chain — the cache lines a
-    /// lookup compares (links, ports, the four addresses).
+    /// and prefetches the first entry of its chain, every line of it: the
+    /// fields a lookup compares, and those forwarding reads and writes
+    /// (service, real server, expiry) after it.
     #[inline]
     pub fn prefetch_conn(&self, hash: u32) {
-        let r = self.buckets[(hash & self.bucket_mask) as usize];
+        let r = self.buckets[self.bucket(hash)];
+        self.prefetch_entry(r);
+    }
+
+    /// Stage 3 of a burst, a few packets ahead of the lookup: reads the
+    /// chain's first entry (prefetched by [`Self::prefetch_conn`]) and, when
+    /// it is not the connection `t` names, prefetches the next entry of the
+    /// chain — the one a hit then finds in nearly every case (a chain holds
+    /// one key per bucket on average when the table is full), so the lookup
+    /// does not wait for memory twice in a row. Only reads; a hint.
+    #[inline]
+    pub fn prefetch_chain(&self, t: &Tuple, hash: u32) {
+        let r = self.buckets[self.bucket(hash)];
+        if let Some(e) = self.entries.get((r >> 1) as usize) {
+            if !e.matches(r & 1, t, false) {
+                self.prefetch_entry(e.hnext[(r & 1) as usize]);
+            }
+        }
+    }
+
+    /// Prefetches every cache line of the entry a chain link `r` names
+    /// (nothing for `NIL`).
+    #[inline(always)]
+    fn prefetch_entry(&self, r: u32) {
         if let Some(e) = self.entries.get((r >> 1) as usize) {
             let bytes = (e as *const Conn).cast::<u8>();
+            // An entry spans at most three lines; these three addresses are
+            // ≤ 64 bytes apart, so they touch each of them.
             prefetch_line(e);
-            // The compared fields end at offset 84 (`lip`): at most two more lines.
-            prefetch_line(bytes.wrapping_add(63));
-            prefetch_line(bytes.wrapping_add(83));
+            prefetch_line(bytes.wrapping_add(64));
+            prefetch_line(bytes.wrapping_add(CONN_SIZE - 1));
         }
     }
 
@@ -737,7 +774,7 @@ impl ConnTable {
     }
 
     fn hash_in(&mut self, id: u32, dir: u32, hash: u32) {
-        let b = (hash & self.bucket_mask) as usize;
+        let b = self.bucket(hash);
         self.entries[id as usize].hnext[dir as usize] = self.buckets[b];
         self.buckets[b] = (id << 1) | dir;
     }
@@ -745,7 +782,7 @@ impl ConnTable {
     fn hash_out(&mut self, id: u32, dir: u32, hash: u32) {
         let me = (id << 1) | dir;
         let my_next = self.entries[id as usize].hnext[dir as usize];
-        let b = (hash & self.bucket_mask) as usize;
+        let b = self.bucket(hash);
         let mut r = self.buckets[b];
         if r == me {
             self.buckets[b] = my_next;

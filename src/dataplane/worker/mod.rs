@@ -116,6 +116,11 @@ enum Outcome {
 
 const NO_POS: u32 = u32::MAX;
 
+/// How many packets ahead of the one being processed stage 3 reads the
+/// first entry of a chain and prefetches the second (see
+/// [`ConnTable::prefetch_chain`]).
+const CHAIN_AHEAD: usize = 4;
+
 /// One worker.
 pub struct Worker<Q: PortQueue> {
     cfg: WorkerConfig,
@@ -315,8 +320,19 @@ impl<Q: PortQueue> Worker<Q> {
                 self.conns.prefetch_conn(*hash);
             }
         }
-        // Stage 3: look up, schedule, rewrite, enqueue.
+        // Stage 3: look up, schedule, rewrite, enqueue — while the chain's
+        // first entry of the packet CHAIN_AHEAD places further on is read
+        // (in cache by now) and, if it is not that packet's connection, the
+        // next entry of its chain is prefetched.
+        for c in &self.classes[..n.min(CHAIN_AHEAD)] {
+            if let Class::L4 { tuple, hash, .. } = c {
+                self.conns.prefetch_chain(tuple, *hash);
+            }
+        }
         for (i, b) in rx.drain().enumerate() {
+            if let Some(Class::L4 { tuple, hash, .. }) = self.classes[..n].get(i + CHAIN_AHEAD) {
+                self.conns.prefetch_chain(tuple, *hash);
+            }
             let class = self.classes[i];
             let Some(b) = self.kernel_first(port, b, &class) else {
                 continue;
