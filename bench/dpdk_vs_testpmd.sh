@@ -274,7 +274,9 @@ for line in open(sys.argv[1], errors="replace"):
         calls += int(m.group(1))
 print(calls)
 ' "$1")
-  callgrind_annotate --inclusive=no --auto=no --threshold=100 "$1" 2>/dev/null | python3 -c '
+  local incl
+  for incl in no yes; do
+  callgrind_annotate --inclusive=$incl --auto=no --threshold=100 "$1" 2>/dev/null | python3 -c '
 import collections, re, sys
 pkts = int(sys.argv[1])
 total = None
@@ -297,11 +299,17 @@ for line in sys.stdin:
     if fn.startswith("0x") and obj:
         fn = obj.group(1).rsplit("/", 1)[-1] + " " + fn
     cost[fn] += ir
-print(f"instructions per packet: {total / pkts:.1f} (Ir {total} / {pkts} packets classified)")
-print("  Ir/pkt  function (self cost, inlined code included)")
-for fn, ir in cost.most_common(30):
+incl = sys.argv[2] == "yes"
+if incl:
+    print()
+    print("  Ir/pkt  function (inclusive: with its callees; inlined code belongs to its caller)")
+else:
+    print(f"instructions per packet: {total / pkts:.1f} (Ir {total} / {pkts} packets classified)")
+    print("  Ir/pkt  function (self cost, inlined code included)")
+for fn, ir in cost.most_common(40 if incl else 30):
     print(f"{ir / pkts:>8.1f}  {fn[:150]}")
-' "$pkts"
+' "$pkts" "$incl"
+  done
 }
 
 # The rest of a callgrind run of lbd (pid $1, socket $2, lbctl $3, log
