@@ -47,6 +47,12 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// The smallest and the largest of `v` (∞, 0 when empty).
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)))
+}
+
 /// Median time per iteration (ns) of a criterion benchmark directory.
 fn criterion_median(dir: &Path) -> Option<f64> {
     let text = fs::read_to_string(dir.join("new/estimates.json")).ok()?;
@@ -232,15 +238,12 @@ fn scoreboard(out: &Path, crit: &Path) -> Vec<Row> {
         }
     }
     rows.push(if trees.len() == 6 {
-        let worst = trees.iter().map(|t| t.1).fold(0.0, f64::max);
-        let best = trees.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
-        let (lo, hi) = scans
-            .iter()
-            .fold((f64::INFINITY, 0.0f64), |(a, b), &c| (a.min(c), b.max(c)));
+        let tree_ns: Vec<f64> = trees.iter().map(|t| t.1).collect();
+        let (best, worst) = min_max(&tree_ns);
+        let (lo, hi) = min_max(&scans);
         let per: Vec<String> = trees.iter().map(|(s, t)| format!("{s} {t:.1}")).collect();
-        let ratios: Vec<f64> = scans.iter().zip(&trees).map(|(c, t)| c / t.1).collect();
-        let rlo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
-        let rhi = ratios.iter().cloned().fold(0.0, f64::max);
+        let ratios: Vec<f64> = scans.iter().zip(&tree_ns).map(|(c, t)| c / t).collect();
+        let (rlo, rhi) = min_max(&ratios);
         Row {
             what,
             measured: format!("tree {best:.1}–{worst:.1} ns ({})", per.join(", ")),
@@ -329,8 +332,7 @@ fn other_figures_md(out: &Path, crit: &Path) -> String {
             })
             .collect();
         if !v.is_empty() {
-            let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
-            let hi = v.iter().cloned().fold(0.0, f64::max);
+            let (lo, hi) = min_max(&v);
             md.push_str(&format!(
                 "| memory per connection (table allocation / capacity) | {lo:.0}–{hi:.0} B | ≤ 128 B | {} |\n",
                 yes(hi <= 128.0)
@@ -361,8 +363,7 @@ fn other_figures_md(out: &Path, crit: &Path) -> String {
         })
         .collect();
     if !picks.is_empty() {
-        let lo = picks.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = picks.iter().cloned().fold(0.0, f64::max);
+        let (lo, hi) = min_max(&picks);
         md.push_str(&format!(
             "| table-driven `pick` (rr, wrr, dh, sh, mh, lblc, lblcr), 2–1,000 servers | {lo:.1}–{hi:.1} ns | < 20 ns | {} |\n",
             yes(hi < 20.0)
@@ -548,8 +549,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut pts = Vec::new();
         for (w, v) in scale.iter_mut() {
             let n = v.len();
-            let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
-            let hi = v.iter().cloned().fold(0.0, f64::max);
+            let (lo, hi) = min_max(v);
             let m = median(v);
             md.push_str(&format!("| {w} | {m:.2} | {lo:.2}–{hi:.2} | {n} |\n"));
             pts.push((*w as f64, m));
