@@ -105,6 +105,14 @@ fn cell(cells: &[String], i: usize) -> Option<f64> {
     cells.get(i)?.parse().ok()
 }
 
+/// " [lo–hi]": criterion's 95 % interval of the median per packet (a burst
+/// is 32 packets), or nothing.
+fn interval_per_packet(dir: &Path) -> String {
+    criterion_range(dir)
+        .map(|(lo, hi)| format!(" [{:.1}–{:.1}]", lo / 32.0, hi / 32.0))
+        .unwrap_or_default()
+}
+
 /// One row of the issue #16 scoreboard. `met` is `None` when the figure or
 /// its reference was not measured in this run: no target is claimed then.
 struct Row {
@@ -214,8 +222,16 @@ fn scoreboard(out: &Path, crit: &Path) -> Vec<Row> {
         ) {
             (Some(m), Some(k)) => Row {
                 what,
-                measured: format!("1M flows: {:.1} ns/packet", m / 32.0),
-                reference: format!("1K flows: {:.1} ns/packet", k / 32.0),
+                measured: format!(
+                    "1M flows: {:.1} ns/packet{}",
+                    m / 32.0,
+                    interval_per_packet(&fe.join("1000000"))
+                ),
+                reference: format!(
+                    "1K flows: {:.1} ns/packet{}",
+                    k / 32.0,
+                    interval_per_packet(&fe.join("1000"))
+                ),
                 ratio: format!("**{:.2}**", m / k),
                 target,
                 met: Some(m / k <= 1.3),
@@ -347,7 +363,7 @@ fn other_figures_md(out: &Path, crit: &Path) -> String {
             yes(n.min(f) >= 2.0)
         ));
     }
-    if let Some(ns) = criterion_median(&crit.join("mh_build").join("M=65537").join("N=1000")) {
+    if let Some(ns) = criterion_median(&crit.join("mh_build").join("M=65537_N=1000")) {
         md.push_str(&format!(
             "| Maglev table build, M = 65,537, 1,000 servers | {:.3} ms | < 1.8 ms | {} |\n",
             ns / 1e6,
@@ -519,7 +535,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cell(1000)
         ));
     }
-    if let Some(ns) = criterion_median(&crit.join("mh_build").join("M=65537").join("N=1000")) {
+    if let Some(ns) = criterion_median(&crit.join("mh_build").join("M=65537_N=1000")) {
         md.push_str(&format!(
             "\nMaglev table build, M = 65,537, 1,000 servers: **{:.3} ms** (median).\n",
             ns / 1e6
