@@ -14,8 +14,11 @@
 # the warm-up (WARMUP, default 2 s here 20 s) for SECS (here default 30)
 # seconds; prints the instructions per forwarded packet (Ir of the window
 # / net_null0's transmitted packets in it) and the costliest functions
-# per packet, and keeps the profile as $OUT (default
-# /tmp/rvs-dpdk-callgrind.out). Needs valgrind.
+# per packet (self, then inclusive), and keeps the profile as $OUT (default
+# /tmp/rvs-dpdk-callgrind.out); then the same for dpdk-testpmd in each of
+# TESTPMD_MODES (default "5tswap io", TESTPMD_WARMUP s warm-up, default 5)
+# next to it, as $OUT-testpmd-MODE (PROFILE_LBD=0: testpmd only). Needs
+# valgrind.
 #
 # BASE_LBD=/path/to/lbd (with BASE_LBCTL, default lbctl beside it): also
 # run that build of lbd in every round, so a change is compared with its
@@ -302,6 +305,44 @@ print("  Ir/pkt  function (self cost, inlined code included)")
 for fn, ir in cost.most_common(30):
     print(f"{ir / pkts:>8.1f}  {fn[:150]}")
 ' "$pkts"
+  # Inclusive costs, from the profile itself: a function's own cost plus
+  # the inclusive cost of every call it makes (calls to itself excluded).
+  python3 -c '
+import collections, re, sys
+pkts = int(sys.argv[2])
+names, own, calls = {}, collections.Counter(), collections.Counter()
+cur = callee = None
+in_call = False
+def name(m):
+    if m.group(2):
+        names[m.group(1)] = m.group(2).strip()
+    return names.get(m.group(1), m.group(1))
+for line in open(sys.argv[1], errors="replace"):
+    if line.startswith(("fn=", "cfn=")):
+        m = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line)
+        if line.startswith("fn="):
+            cur = name(m)
+        else:
+            callee = name(m)
+        continue
+    if line.startswith("calls="):
+        in_call = True
+        continue
+    if line[:1] in "0123456789+-*":
+        parts = line.split()
+        ir = int(parts[1]) if len(parts) > 1 else 0
+        if in_call:
+            if callee != cur:
+                calls[cur] += ir
+            in_call = False
+        else:
+            own[cur] += ir
+incl = own + calls
+print()
+print("  Ir/pkt  function (inclusive: with its callees; inlined code counts in its caller)")
+for fn, ir in incl.most_common(40):
+    print(f"{ir / pkts:>8.1f}  {fn[:150]}")
+' "$1" "$pkts"
 }
 
 # The rest of a callgrind run of lbd (pid $1, socket $2, lbctl $3, log
@@ -332,10 +373,96 @@ callgrind_run() {
 }
 
 
+# testpmd in forward mode $1 under callgrind, the same devices and window
+# length as lbd's: instructions per packet = Ir of the window (all
+# threads) / packets, the packets counted exactly as the calls net_null's
+# transmit makes to its per-packet free (one per packet; in lbd's profile
+# that count equals the calls of classify). testpmd's own statistics
+# cannot be used: valgrind runs one thread at a time, so the stats
+# thread's prints lag the forwarding thread by an unknown time.
+testpmd_callgrind() {
+  local mode=$1 out="$TMP/testpmd-cg-$1.out" cg="$OUT-testpmd-$1"
+  rm -f "$cg" "$cg".*
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$cg" \
+    dpdk-testpmd "${EAL_COMMON[@]}" --file-prefix="rvs_bench_tpmcg_$$_$mode" -l "$MAIN_CORE,$CORE" \
+    --main-lcore="$MAIN_CORE" "${VDEVS[@]}" -- --forward-mode="$mode" --nb-cores=1 \
+    --total-num-mbufs=16384 --mbcache=256 --rxd=1024 --txd=1024 --burst=32 --stats-period=1 \
+    >"$out" 2>&1 </dev/null &
+  local pid=$! waited=0
+  PIDS+=("$pid")
+  until grep -q "NIC statistics for port 1" "$out" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $waited -ge 1200 ]; then
+      echo "testpmd $mode under callgrind did not start; its output:" >&2
+      cat "$out" >&2
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  sleep "$TESTPMD_WARMUP"
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  sleep "$SECS"
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  kill -INT "$pid"
+  wait "$pid" || true
+  local dump
+  dump=$(ls -v "$cg".* 2>/dev/null | head -n 1)
+  [ -n "$dump" ] || dump="$cg"
+  python3 - "$mode" "$dump" <<'PY'
+import collections, re, sys
+mode, path = sys.argv[1], sys.argv[2]
+objs, fns = {}, {}
+ob = fn = cob = cfn = None
+total = 0
+edges = collections.Counter()
+def name(table, ident, text):
+    if text:
+        table[ident] = text.strip()
+    return table.get(ident, "")
+for line in open(path, errors="replace"):
+    m = re.match(r"(c?)(ob|fn)=\((\d+)\)(?: (.*))?$", line)
+    if m:
+        table = objs if m.group(2) == "ob" else fns
+        v = name(table, m.group(3), m.group(4))
+        if m.group(1) == "c":
+            if m.group(2) == "ob":
+                cob = v
+            else:
+                cfn = v
+        elif m.group(2) == "ob":
+            ob = v
+        else:
+            fn, cob = v, None
+        continue
+    m = re.match(r"calls=(\d+)", line)
+    if m:
+        callee_ob = cob or ob
+        if "net_null" in ob and "net_null" in callee_ob and cfn != fn:
+            edges[(fn, cfn)] += int(m.group(1))
+        cob = None
+        continue
+    m = re.match(r"(summary|totals): (\d+)", line)
+    if m:
+        total = max(total, int(m.group(2)))
+pkts = max(edges.values()) if edges else 0
+print(f"testpmd {mode}: instructions per packet: {total / pkts if pkts else float('nan'):.1f} "
+      f"(Ir {total} / {pkts} packets freed by net_null0; profile {path})")
+PY
+}
+
 if [ "$PROFILE" = callgrind ]; then
+  TESTPMD_WARMUP=${TESTPMD_WARMUP:-5}
   echo "lbd NAT under callgrind: ${WARMUP}s warm-up, ${SECS}s counted; $FLOWS flows x $PER_FLOW frames, net_pcap0 infinite_rx -> net_null0"
-  rm -f "$OUT" "$OUT".*
-  lbd_run callgrind "$LBD" "$LBCTL" 1
+  if [ "${PROFILE_LBD:-1}" = 1 ]; then
+    rm -f "$OUT" "$OUT".*
+    lbd_run callgrind "$LBD" "$LBCTL" 1
+  fi
+  echo
+  echo "the same devices under dpdk-testpmd (${TESTPMD_WARMUP}s warm-up, ${SECS}s counted):"
+  for mode in ${TESTPMD_MODES:-5tswap io}; do
+    testpmd_callgrind "$mode"
+  done
   exit 0
 fi
 

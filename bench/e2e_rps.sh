@@ -27,6 +27,11 @@
 # every case alike). Reported: the median req/s, p50 and p99 latency (ms)
 # over the rounds, and every run's req/s.
 #
+# PING=N: after wrk, N pings from the client to the VIP 10 ms apart (lbd
+# answers them itself: receive ring -> worker -> transmit; in the kernel
+# case the director's kernel does), reported as their median RTT: the
+# latency of one director crossing with no other load, wakeups included.
+#
 # Environment: WORKERS (lbd workers, default 1), IDLE (busy|backoff, default
 # backoff: the machine has 2 cores shared by wrk, two nginx and lbd),
 # WRK_ARGS (default "-t1 -c32 -d5s"), CASES (space-separated subset of
@@ -172,7 +177,7 @@ wrk_ms() {
 }
 
 RVS_SEQ=0
-declare -A RATES P50S P99S
+declare -A RATES P50S P99S PINGS
 for round in $(seq "$RUNS"); do
   for case in $CASES; do
     setup "$case"
@@ -189,23 +194,35 @@ for round in $(seq "$RUNS"); do
     RATES[$case]+="$rps "
     P50S[$case]+="$p50 "
     P99S[$case]+="$p99 "
-    printf '%-24s round %d: %10s req/s  p50 %7s ms  p99 %7s ms\n' "$case" "$round" "$rps" "$p50" "$p99" >&2
+    ping_ms=""
+    if [ "${PING:-0}" -gt 0 ]; then
+      ping_ms=$({ rvs_in cli ping -n -c "$PING" -i 0.01 -W 1 "$VIP" || true; } | sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' | median)
+      PINGS[$case]+="$ping_ms "
+      ping_ms="  ping p50 $ping_ms ms"
+    fi
+    printf '%-24s round %d: %10s req/s  p50 %7s ms  p99 %7s ms%s\n' "$case" "$round" "$rps" "$p50" "$p99" "$ping_ms" >&2
     rvs_cleanup
   done
 done
-declare -A RESULT RUNS_OF P50 P99
+declare -A RESULT RUNS_OF P50 P99 PINGM
 for case in $CASES; do
   RESULT[$case]=$(tr ' ' '\n' <<<"${RATES[$case]}" | grep . | median)
   P50[$case]=$(tr ' ' '\n' <<<"${P50S[$case]}" | grep . | median)
   P99[$case]=$(tr ' ' '\n' <<<"${P99S[$case]}" | grep . | median)
+  [ "${PING:-0}" -gt 0 ] && PINGM[$case]=$(tr ' ' '\n' <<<"${PINGS[$case]}" | grep . | median)
   RUNS_OF[$case]="${RATES[$case]% }"
 done
 
 echo
 echo "wrk --latency $WRK_ARGS http://$VIP/  (lbd: release, $WORKERS worker(s), idle $IDLE unless the case says; $(nproc) cores; $RUNS rounds alternating the cases, medians)"
 echo
-printf '| %-40s | %10s | %8s | %8s | %-30s |\n' "director" "req/s" "p50 ms" "p99 ms" "runs (req/s)"
-printf '|%s|%s|%s|%s|%s|\n' "------------------------------------------" "------------" "----------" "----------" "--------------------------------"
+PING_HEAD="" PING_RULE=""
+if [ "${PING:-0}" -gt 0 ]; then
+  PING_HEAD=$(printf ' %11s |' "ping p50 ms")
+  PING_RULE="-------------|"
+fi
+printf '| %-40s | %10s | %8s | %8s |%s %-30s |\n' "director" "req/s" "p50 ms" "p99 ms" "$PING_HEAD" "runs (req/s)"
+printf '|%s|%s|%s|%s|%s%s|\n' "------------------------------------------" "------------" "----------" "----------" "$PING_RULE" "--------------------------------"
 label() {
   local base=${1%%@*} extra=""
   [ "$1" != "$base" ] && extra=" ($(tr '+' ' ' <<<"${1#*@}"))"
@@ -219,5 +236,7 @@ label() {
   esac
 }
 for case in $CASES; do
-  printf '| %-40s | %10s | %8s | %8s | %-30s |\n' "$(label "$case")" "${RESULT[$case]}" "${P50[$case]}" "${P99[$case]}" "${RUNS_OF[$case]}"
+  ping_cell=""
+  [ "${PING:-0}" -gt 0 ] && ping_cell=$(printf ' %11s |' "${PINGM[$case]}")
+  printf '| %-40s | %10s | %8s | %8s |%s %-30s |\n' "$(label "$case")" "${RESULT[$case]}" "${P50[$case]}" "${P99[$case]}" "$ping_cell" "${RUNS_OF[$case]}"
 done

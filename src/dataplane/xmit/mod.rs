@@ -171,7 +171,7 @@ pub fn rewrite(frame: &mut [u8], lay: &Layout, side: Side, addr: &Addr, port: u1
 /// incremental adjustment of the IP header checksum and one of the TCP/UDP
 /// checksum (RFC 1624). The caller checked the TTL ([`ttl_expires`]) and
 /// the header lengths (the parser did).
-#[inline]
+#[inline(always)]
 pub fn rewrite4(
     frame: &mut [u8],
     lay: &Layout,
