@@ -33,7 +33,7 @@
 //!   idle: busy                     # busy | backoff
 //!   idle_after: 64                 # backoff: empty polls before sleeping
 //!   idle_sleep_us: 50              # backoff: sleep length
-//!   tx_flush_us: 100               # flush a TX buffer after this long
+//!   tx_flush_us: 100               # under backlog: flush a TX buffer after this long
 //! ports:
 //!   - name: eth0                   # required, unique; routes refer to it
 //!     driver: tap                  # required: mem | pcap | tap | af_packet | dpdk

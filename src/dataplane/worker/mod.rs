@@ -82,7 +82,9 @@ pub struct WorkerConfig {
     pub workers: u16,
     /// Connection table capacity.
     pub conn_capacity: u32,
-    /// A TX buffer is flushed when it has waited this long.
+    /// While receive bursts come full (a backlog), a partial TX buffer is
+    /// flushed when it has waited this long; a pass that empties every
+    /// receive queue flushes all buffers at its end.
     pub tx_flush: Duration,
     /// Idle behaviour.
     pub idle: IdlePolicy,
@@ -271,10 +273,15 @@ impl<Q: PortQueue> Worker<Q> {
         self.take_neighbours();
         self.defense_tick();
         let mut n = 0;
+        // A full receive burst: the port may hold more, so partial transmit
+        // buffers may wait (at most `tx_flush`) to fill; otherwise the
+        // worker has caught up and waiting would only add latency.
+        let mut backlog = false;
         let mut rx = self.rx.take().unwrap_or_default();
         for port in 0..self.queues.len() {
             let got = self.queues[port].rx_burst(&mut rx);
             if got > 0 {
+                backlog |= got >= BURST_SIZE;
                 n += got;
                 bump(&self.counters.rx_packets, got as u64);
                 self.process_burst(port as u16, &mut rx);
@@ -288,7 +295,11 @@ impl<Q: PortQueue> Worker<Q> {
             self.sync_dump_step();
         }
         self.synproxy_timers();
-        self.flush_due();
+        if backlog {
+            self.flush_due();
+        } else {
+            self.flush_all();
+        }
         self.expire();
         self.frag_expire();
         n

@@ -2,8 +2,9 @@
 //! next-hop cache (destination → port and MACs, one probe per packet), the
 //! route and neighbour resolution behind it (packets wait in `Pending`
 //! while a neighbour is solicited), and one transmit buffer per port,
-//! flushed with `tx_burst` when it holds a full burst or when its oldest
-//! packet has waited the flush deadline.
+//! flushed with `tx_burst` when it holds a full burst, at the end of a pass
+//! that emptied every receive queue, or — while receive bursts come full —
+//! when its oldest packet has waited the flush deadline.
 //!
 //! Rules: what the device does not take is freed and counted `TxFull`; the
 //! cache is valid only for its epoch, which moves on when neighbours or the
