@@ -19,6 +19,9 @@
 #   bcN            af_packet `block_count: N` (ring blocks)
 #   busy | backoff workers `idle:` (overrides IDLE)
 #   sleepN         workers `idle_sleep_us: N`
+#   flushN         workers `tx_flush_us: N`
+#   base           run the lbd binary BASE_LBD instead (a build to compare
+#                  against, e.g. main before a change), same settings
 # e.g. CASES="kernel-nat afp-nat@v3+tov1 afp-nat@v2" compares the two RX
 # rings against the kernel in one run.
 # Each run: wrk --latency $WRK_ARGS http://VIP/ (nginx, a 4-byte page,
@@ -76,7 +79,7 @@ trap 'exit 130' INT TERM
 # lbd's YAML for DRIVER (tap | af_packet) and the case's SETTINGS (see the
 # header: v2, v3, tovN, busy, backoff, sleepN joined by +).
 lbd_yaml() {
-  local idle=$IDLE afp="" sleep_us="" tok
+  local idle=$IDLE afp="" sleep_us="" flush_us="" tok
   local IFS=+
   for tok in $2; do
     case $tok in
@@ -85,6 +88,7 @@ lbd_yaml() {
       bc*) afp+="block_count: ${tok#bc}, " ;;
       busy | backoff) idle=$tok ;;
       sleep*) sleep_us=", idle_sleep_us: ${tok#sleep}" ;;
+      flush*) flush_us=", tx_flush_us: ${tok#flush}" ;;
       "") ;;
       *) echo "unknown lbd setting $tok" >&2; return 1 ;;
     esac
@@ -93,7 +97,7 @@ lbd_yaml() {
   local port_extra=""
   [ -n "$afp" ] && port_extra=", af_packet: {${afp%, }}"
   cat <<EOF
-workers: {count: $WORKERS, idle: $idle$sleep_us}
+workers: {count: $WORKERS, idle: $idle$sleep_us$flush_us}
 ports:
   - {name: ext, driver: $1, ifname: ext0, addrs: ["$DIP_EXT/24"]$port_extra}
   - {name: int, driver: $1, ifname: int0, addrs: ["$DIP_INT/24"]$port_extra}
@@ -102,8 +106,12 @@ EOF
 
 # Builds the namespaces and the director for CASE.
 setup() {
-  local case=${1%%@*} settings="" driver mode
+  local case=${1%%@*} settings="" driver mode lbd=$LBD
   [ "$1" != "$case" ] && settings=${1#*@}
+  if [[ "+$settings+" == *+base+* ]]; then
+    lbd=${BASE_LBD:?the case $1 needs BASE_LBD=path of the lbd to compare}
+    settings=$(tr '+' '\n' <<<"$settings" | { grep -vx base || true; } | paste -sd+ -)
+  fi
   RVS_PREFIX="rvs-bench-$$-${RVS_SEQ}-"
   RVS_SEQ=$((RVS_SEQ + 1))
   driver=${case%-*}
@@ -114,13 +122,13 @@ setup() {
   case $driver in
     tap)
       lbd_yaml tap "$settings" >"$RVS_TMP/lbd.yaml"
-      rvs_start_lbd "$LBD" "$LBCTL" "$RVS_TMP/lbd.yaml"
+      rvs_start_lbd "$lbd" "$LBCTL" "$RVS_TMP/lbd.yaml"
       rvs_adopt_taps ext0 int0
       ;;
     afp)
       rvs_veth_director
       lbd_yaml af_packet "$settings" >"$RVS_TMP/lbd.yaml"
-      rvs_start_lbd "$LBD" "$LBCTL" "$RVS_TMP/lbd.yaml"
+      rvs_start_lbd "$lbd" "$LBCTL" "$RVS_TMP/lbd.yaml"
       ;;
     kernel)
       rvs_veth_director
