@@ -24,7 +24,7 @@ use common::*;
 use rvs::conntrack::Fwd;
 use rvs::dataplane::driver::mem::MemQueue;
 use rvs::dataplane::kernel::KernelRings;
-use rvs::dataplane::worker::{Links, Worker, WorkerConfig};
+use rvs::dataplane::worker::{Links, Worker};
 use rvs::wire::builder::PacketBuilder;
 use rvs::wire::{parse_l2, EthernetAddress, Ipv4Packet};
 
@@ -36,22 +36,8 @@ struct Pair {
 fn pair(topo: &Topo) -> Pair {
     let rings = Arc::new(KernelRings::new(2, 2, &[EXT, INT], 2048));
     let links = Links::with_kernel(2, Some(rings.clone()));
-    let snap = topo.snapshot(1);
-    let mk = |i: u16| {
-        Worker::new(
-            WorkerConfig {
-                index: i,
-                workers: 2,
-                conn_capacity: 4096,
-                ..Default::default()
-            },
-            vec![MemQueue::scripted(vec![]), MemQueue::scripted(vec![])],
-            links.clone(),
-            snap.clone(),
-        )
-    };
     Pair {
-        w: [mk(0), mk(1)],
+        w: worker_pair(topo, &links),
         rings,
     }
 }

@@ -28,13 +28,12 @@ const FIN: u8 = TcpFlags::FIN.0;
 const PSH: u8 = TcpFlags::PSH.0;
 
 fn director(topo: &Topo) -> Worker<MemQueue> {
-    Worker::new(
+    mem_worker(
         WorkerConfig {
             conn_capacity: 4096,
             tx_flush: std::time::Duration::ZERO,
             ..WorkerConfig::default()
         },
-        vec![MemQueue::scripted(vec![]), MemQueue::scripted(vec![])],
         Links::new(1),
         topo.snapshot(1),
     )

@@ -13,7 +13,7 @@ use common::*;
 use rvs::conntrack::{addr_from_ip, Fwd};
 use rvs::dataplane::counters::CoreCounters;
 use rvs::dataplane::driver::mem::MemQueue;
-use rvs::dataplane::worker::{Links, Worker, WorkerConfig};
+use rvs::dataplane::worker::{Links, Worker};
 use rvs::wire::builder::PacketBuilder;
 use rvs::wire::TcpFlags;
 
@@ -24,22 +24,8 @@ struct Pair {
 
 fn pair(topo: &Topo) -> Pair {
     let links = Links::new(2);
-    let snap = topo.snapshot(1);
-    let mk = |i: u16| {
-        Worker::new(
-            WorkerConfig {
-                index: i,
-                workers: 2,
-                conn_capacity: 4096,
-                ..Default::default()
-            },
-            vec![MemQueue::scripted(vec![]), MemQueue::scripted(vec![])],
-            links.clone(),
-            snap.clone(),
-        )
-    };
     Pair {
-        w: [mk(0), mk(1)],
+        w: worker_pair(topo, &links),
         c: [links.counters[0].clone(), links.counters[1].clone()],
     }
 }

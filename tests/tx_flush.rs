@@ -26,13 +26,12 @@ const LONG_FLUSH: Duration = Duration::from_secs(3600);
 fn director() -> Worker<MemQueue> {
     let mut t = Topo::empty();
     t.svc(6, "10.0.0.1", 80, "rr").dest(RS1, 8080, Fwd::Nat, 1);
-    Worker::new(
+    mem_worker(
         WorkerConfig {
             conn_capacity: 4096,
             tx_flush: LONG_FLUSH,
             ..WorkerConfig::default()
         },
-        vec![MemQueue::scripted(vec![]), MemQueue::scripted(vec![])],
         Links::new(1),
         t.snapshot(1),
     )

@@ -12,9 +12,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use rvs::conntrack::{prefix_mask, Fwd, Timeouts};
+use rvs::dataplane::driver::heapbuf::HeapBuf;
+use rvs::dataplane::driver::mem::MemQueue;
 use rvs::dataplane::neigh::NeighUpdate;
 use rvs::dataplane::route::{Route, RouteTable};
 use rvs::dataplane::snapshot::{Dest, PortConf, Service, Settings, Snapshot};
+use rvs::dataplane::worker::{Links, Worker, WorkerConfig};
 use rvs::sched::{DestView, Scheduler};
 use rvs::wire::EthernetAddress;
 
@@ -356,4 +359,33 @@ pub fn settle_expiry(
             break;
         }
     }
+}
+
+/// A worker on two scripted `mem` ports (`EXT`, `INT`), nothing queued.
+pub fn mem_worker(
+    cfg: WorkerConfig,
+    links: Arc<Links<HeapBuf>>,
+    snap: Arc<Snapshot>,
+) -> Worker<MemQueue> {
+    Worker::new(
+        cfg,
+        vec![MemQueue::scripted(vec![]), MemQueue::scripted(vec![])],
+        links,
+        snap,
+    )
+}
+
+/// Workers 0 and 1 of two sharing `links`, running `topo` (4,096
+/// connections each).
+pub fn worker_pair(topo: &Topo, links: &Arc<Links<HeapBuf>>) -> [Worker<MemQueue>; 2] {
+    let snap = topo.snapshot(1);
+    [0, 1].map(|index| {
+        let cfg = WorkerConfig {
+            index,
+            workers: 2,
+            conn_capacity: 4096,
+            ..WorkerConfig::default()
+        };
+        mem_worker(cfg, links.clone(), snap.clone())
+    })
 }
