@@ -75,8 +75,9 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn lbctl(daemon: &Daemon, args: &[&str]) {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+/// Applies one `lbctl` command line (its arguments, split on spaces).
+fn lbctl(daemon: &Daemon, line: &str) {
+    let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
     let Ok(Command::Apply(request)) = parse_args_as(&args, Dialect::Lbctl) else {
         panic!("not a change: {args:?}");
     };
@@ -196,54 +197,18 @@ fn birdc_runs_only_when_the_announced_set_changes_and_stop_withdraws_everything(
     });
     assert_eq!(runs(dir.path())[0], [route(VIP_A)]);
     // B gains a weighted server: announced; A loses its only one: withdrawn.
-    lbctl(
-        &daemon,
-        &[
-            "-e",
-            "-t",
-            "10.0.0.101:80",
-            "-r",
-            "192.168.10.2:80",
-            "-g",
-            "-w",
-            "1",
-        ],
-    );
+    lbctl(&daemon, "-e -t 10.0.0.101:80 -r 192.168.10.2:80 -g -w 1");
     wait_for("the second run", || {
         (runs(dir.path()).len() == 2).then_some(())
     });
-    lbctl(
-        &daemon,
-        &[
-            "-e",
-            "-t",
-            "10.0.0.100:80",
-            "-r",
-            "192.168.10.1:80",
-            "-g",
-            "-w",
-            "0",
-        ],
-    );
+    lbctl(&daemon, "-e -t 10.0.0.100:80 -r 192.168.10.1:80 -g -w 0");
     wait_for("the third run", || {
         (runs(dir.path()).len() == 3).then_some(())
     });
     // A table change that leaves the set as it is runs nothing; the next
     // run is the next change's.
-    lbctl(
-        &daemon,
-        &[
-            "-e",
-            "-t",
-            "10.0.0.101:80",
-            "-r",
-            "192.168.10.2:80",
-            "-g",
-            "-w",
-            "5",
-        ],
-    );
-    lbctl(&daemon, &["-D", "-t", "10.0.0.101:80"]);
+    lbctl(&daemon, "-e -t 10.0.0.101:80 -r 192.168.10.2:80 -g -w 5");
+    lbctl(&daemon, "-D -t 10.0.0.101:80");
     wait_for("the fourth run", || {
         (runs(dir.path()).len() == 4).then_some(())
     });
@@ -257,19 +222,7 @@ fn birdc_runs_only_when_the_announced_set_changes_and_stop_withdraws_everything(
             vec![],
         ]
     );
-    lbctl(
-        &daemon,
-        &[
-            "-e",
-            "-t",
-            "10.0.0.100:80",
-            "-r",
-            "192.168.10.1:80",
-            "-g",
-            "-w",
-            "1",
-        ],
-    );
+    lbctl(&daemon, "-e -t 10.0.0.100:80 -r 192.168.10.1:80 -g -w 1");
     wait_for("the fifth run", || {
         (runs(dir.path()).len() == 5).then_some(())
     });
@@ -358,19 +311,7 @@ fn drain_withdraws_first_and_ends_when_no_connection_is_active() {
     assert!(daemon.announcer().drained());
     assert_eq!(runs(dir.path()).last(), Some(&vec![]), "withdrawn");
     // Draining: a table change announces nothing.
-    lbctl(
-        &daemon,
-        &[
-            "-e",
-            "-t",
-            "10.0.0.101:80",
-            "-r",
-            "192.168.10.2:80",
-            "-g",
-            "-w",
-            "1",
-        ],
-    );
+    lbctl(&daemon, "-e -t 10.0.0.101:80 -r 192.168.10.2:80 -g -w 1");
     let Response::Announce { status } = daemon.control().handle(&Request::Announce) else {
         panic!("not an announce answer");
     };
